@@ -1,0 +1,18 @@
+/* Picks the backend for --device auto|cpu|cuda. */
+#ifndef BNECK_BACKEND_SELECT_H
+#define BNECK_BACKEND_SELECT_H
+
+#include "backend/backend.h"
+#include "core/error.h"
+
+/* auto: CUDA when a usable GPU is present, else CPU (and *note says why);
+ * cpu: always CPU; cuda: CUDA or an error carrying the driver's own message.
+ * device_index selects the GPU (the node-local rank in a sweep). note may be NULL. */
+const backend_ops *backend_select(const char *device, int device_index, char *note,
+                                  size_t note_capacity, bneck_error *err);
+/* Releases what backend_select set up (GPU handles). */
+void backend_shutdown(const backend_ops *backend);
+/* Library versions of the backend, for results files. */
+const char *backend_versions(const backend_ops *backend);
+
+#endif

@@ -1,0 +1,58 @@
+/* The CUDA backend: the GPU twin of cpu_backend (same ops, same conventions, see
+ * backend/cpu/cpu_ops.h), built on cuDNN (convolutions), cuBLAS (dense) and the
+ * project's own kernels (batchnorm, pools, loss, optimizer). Pointers given to the ops are
+ * device memory from cuda_backend.alloc; all work runs in order on one stream owned by the
+ * backend. The host waits only in upload (so the source may be reused at once, pinned or
+ * not), download, synchronize, softmax_xent (which returns host values), alloc/release
+ * (cudaMalloc/cudaFree), and the first call of each convolution shape (algorithm search).
+ *
+ * Use: cuda_backend_probe to learn whether a GPU is usable, the setters below (any time;
+ * they apply to the ops issued after them), cuda_backend_init once per process, the
+ * cuda_backend table, cuda_backend_shutdown at the end.
+ *
+ * conv2d_workspace_floats is 0 here: the backend owns one shared, growing workspace for
+ * cuDNN, so the caller's workspace argument is ignored (and may be NULL). */
+#ifndef BNECK_BACKEND_CUDA_BACKEND_H
+#define BNECK_BACKEND_CUDA_BACKEND_H
+
+#include <stddef.h>
+
+#include "backend/backend.h"
+
+extern const backend_ops cuda_backend;
+
+/* Number of CUDA devices, or -1 with the runtime's own error string in message (for
+ * example when no driver or no device is present). 0 devices also leaves a message. */
+int cuda_backend_probe(char *message, size_t capacity);
+
+/* Selects the device, creates the stream and the cuDNN and cuBLAS handles. Returns 0, or
+ * -1 with the library's message. Call once; cuda_backend_shutdown releases everything. */
+int cuda_backend_init(int device, char *message, size_t capacity);
+void cuda_backend_shutdown(void);
+
+/* "cuda-runtime 13.0, cuda-driver 13.0, cudnn 9.19.0, cublas 13.0.0, nccl 2.28.3" and the
+ * device name when initialised; for results files. Valid until the next call. */
+const char *cuda_backend_versions(void);
+
+/* Deterministic mode: only convolution algorithms cuDNN marks deterministic, picked by
+ * its heuristics rather than by timing (timings differ between runs, and so would the
+ * chosen algorithms). The backend's own kernels are always deterministic (no atomics). */
+void cuda_backend_set_deterministic(int on);
+
+/* Arithmetic of convolutions and GEMMs: strict fp32 (FMA only, the default; cuDNN and
+ * cuBLAS never use TF32 then) or TF32 tensor cores where the GPU has them. */
+typedef enum { CUDA_MATH_FP32 = 0, CUDA_MATH_TF32 = 1 } cuda_math_mode;
+void cuda_backend_set_math(int mode);
+
+/* Convolution layout. By default cuDNN works on the CNHW tensors directly through
+ * strided descriptors, and a shape whose direction cuDNN cannot run that way falls back
+ * to transposing to packed NCHW and back. On (non-zero) forces the transposing path for
+ * every convolution: for measurements and as a workaround. */
+void cuda_backend_set_conv_transpose(int on);
+
+/* Standalone ReLU (the table has none yet: batchnorm fuses it). Same semantics as
+ * cpu_relu_forward / cpu_relu_backward; dx is accumulated into. */
+void cuda_relu_forward(float *y, const float *x, size_t count);
+void cuda_relu_backward(float *dx, const float *dy, const float *y, size_t count);
+
+#endif

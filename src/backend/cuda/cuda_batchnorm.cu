@@ -1,0 +1,262 @@
+/* Batch normalisation over each channel's contiguous CNHW plane, with optional fused ReLU:
+ * the GPU twin of cpu_batchnorm.c, same formulas and the same Keras running-statistics
+ * convention (running = momentum * running + (1 - momentum) * batch, unbiased variance).
+ *
+ * Own kernels rather than cuDNN's batchnorm: CNHW planes are contiguous, the ReLU fuses,
+ * any eps is allowed (cuDNN requires >= 1e-5), and the statistics follow the CPU oracle
+ * exactly. Each reduction runs in three steps, all deterministic:
+ *   1. partial sums: a grid of (blocks per channel, channels) blocks, each summing in
+ *      float per thread and in double across the block;
+ *   2. finalize: one thread per channel adds its partials in a fixed order and derives
+ *      the per-channel coefficients (and the statistics the op returns);
+ *   3. apply: an elementwise pass with those coefficients. */
+#include <cuda_runtime.h>
+
+#include "backend/cuda/cuda_device.cuh"
+
+extern "C" {
+#include "backend/cuda/cuda_check.h"
+#include "backend/cuda/cuda_internal.h"
+}
+
+/* Enough blocks to fill the GPU when there are few channels, but at least a few values
+ * per thread so the blocks do real work. */
+static unsigned reduction_blocks_per_channel(int channels, size_t plane) {
+    const size_t target = (size_t)(cuda_ctx.sm_count > 0 ? cuda_ctx.sm_count : 1) * 4;
+    size_t per_channel = target / (size_t)channels;
+    const size_t useful = (plane + CUDA_THREADS * 4 - 1) / (CUDA_THREADS * 4);
+    if (per_channel > useful) per_channel = useful;
+    if (per_channel < 1) per_channel = 1;
+    return (unsigned)per_channel;
+}
+
+/* Scratch layout: partial sums [channels][blocks][2] (double), then per-channel
+ * coefficients [channels] (float4). */
+typedef struct reduction_scratch {
+    double *partials;
+    float4 *coefficients;
+} reduction_scratch;
+
+static reduction_scratch reduction_scratch_for(int channels, unsigned blocks) {
+    const size_t partial_bytes = (size_t)channels * blocks * 2 * sizeof(double);
+    char *base = (char *)cuda_scratch(CUDA_SCRATCH_REDUCTION,
+                                      partial_bytes + (size_t)channels * sizeof(float4));
+    reduction_scratch scratch = {(double *)base, (float4 *)(base + partial_bytes)};
+    return scratch;
+}
+
+static void check(const char *op, int channels, size_t plane) {
+    /* channels index grid rows (at most 65535) */
+    if (channels < 0 || channels > 65535 || plane < 1)
+        CUDA_FAIL("%s: bad channels=%d plane=%zu", op, channels, plane);
+}
+
+/* --- forward, training ------------------------------------------------------------------- */
+
+/* Shifted sums (shift = the channel's first value), as on the CPU: no cancellation in
+ * E[d^2] - E[d]^2. */
+__global__ void stats_partial_kernel(double *partials, const float *x, size_t plane) {
+    const int c = blockIdx.y;
+    const float *xc = x + (size_t)c * plane;
+    const float shift = xc[0];
+    float s1 = 0.0f, s2 = 0.0f;
+    GRID_STRIDE_LOOP(i, plane) {
+        const float d = xc[i] - shift;
+        s1 += d;
+        s2 += d * d;
+    }
+    const double sum = block_sum((double)s1);
+    const double sum_squares = block_sum((double)s2);
+    if (threadIdx.x == 0) {
+        double *out = partials + ((size_t)c * gridDim.x + blockIdx.x) * 2;
+        out[0] = sum;
+        out[1] = sum_squares;
+    }
+}
+
+__global__ void stats_finalize_kernel(float4 *coefficients, float *batch_mean,
+                                      float *batch_invstd, float *running_mean,
+                                      float *running_var, const double *partials,
+                                      unsigned blocks, const float *x, const float *gamma,
+                                      const float *beta, float eps, float momentum,
+                                      int channels, size_t plane) {
+    const int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= channels) return;
+    double s1 = 0.0, s2 = 0.0;
+    for (unsigned b = 0; b < blocks; b++) {
+        s1 += partials[((size_t)c * blocks + b) * 2];
+        s2 += partials[((size_t)c * blocks + b) * 2 + 1];
+    }
+    const double shift = x[(size_t)c * plane];
+    const double dmean = s1 / (double)plane;
+    double var = s2 / (double)plane - dmean * dmean;
+    if (var < 0.0) var = 0.0;
+    const double mean = shift + dmean;
+    const double invstd = 1.0 / sqrt(var + (double)eps);
+    /* unbiased variance of a single value is undefined; keep the biased one then */
+    const double unbias = plane > 1 ? (double)plane / (double)(plane - 1) : 1.0;
+    if (batch_mean) batch_mean[c] = (float)mean;
+    if (batch_invstd) batch_invstd[c] = (float)invstd;
+    if (running_mean)
+        running_mean[c] =
+            (float)((double)momentum * running_mean[c] + (1.0 - (double)momentum) * mean);
+    if (running_var)
+        running_var[c] = (float)((double)momentum * running_var[c] +
+                                 (1.0 - (double)momentum) * var * unbias);
+    const double a = (double)gamma[c] * invstd;
+    coefficients[c] = make_float4((float)a, (float)((double)beta[c] - a * mean), 0.0f, 0.0f);
+}
+
+/* y = a * x + b per channel, then max(0, .) when fuse_relu. */
+__global__ void affine_kernel(float *y, const float *x, const float4 *coefficients, int fuse_relu,
+                              size_t plane) {
+    const int c = blockIdx.y;
+    const float a = coefficients[c].x, b = coefficients[c].y;
+    const float *xc = x + (size_t)c * plane;
+    float *yc = y + (size_t)c * plane;
+    GRID_STRIDE_LOOP(i, plane) {
+        const float v = a * xc[i] + b;
+        yc[i] = fuse_relu ? (v > 0.0f ? v : 0.0f) : v;
+    }
+}
+
+static unsigned finalize_blocks(int channels) {
+    return (unsigned)((channels + CUDA_THREADS - 1) / CUDA_THREADS);
+}
+
+extern "C" void cuda_batchnorm_forward_train(float *y, float *batch_mean, float *batch_invstd,
+                                             float *running_mean, float *running_var,
+                                             const float *x, const float *gamma,
+                                             const float *beta, float eps, float momentum,
+                                             int fuse_relu, int channels, size_t plane) {
+    check("cuda_batchnorm_forward_train", channels, plane);
+    if (channels == 0) return;
+    const unsigned blocks = reduction_blocks_per_channel(channels, plane);
+    const reduction_scratch scratch = reduction_scratch_for(channels, blocks);
+    stats_partial_kernel<<<dim3(blocks, (unsigned)channels), CUDA_THREADS, 0, cuda_ctx.stream>>>(
+        scratch.partials, x, plane);
+    CUDA_CHECK_LAUNCH();
+    stats_finalize_kernel<<<finalize_blocks(channels), CUDA_THREADS, 0, cuda_ctx.stream>>>(
+        scratch.coefficients, batch_mean, batch_invstd, running_mean, running_var,
+        scratch.partials, blocks, x, gamma, beta, eps, momentum, channels, plane);
+    CUDA_CHECK_LAUNCH();
+    affine_kernel<<<dim3(cuda_blocks_per_channel(channels, plane), (unsigned)channels),
+                    CUDA_THREADS, 0, cuda_ctx.stream>>>(y, x, scratch.coefficients, fuse_relu,
+                                                        plane);
+    CUDA_CHECK_LAUNCH();
+}
+
+/* --- forward, inference ------------------------------------------------------------------- */
+
+__global__ void infer_coefficients_kernel(float4 *coefficients, const float *gamma,
+                                          const float *beta, const float *running_mean,
+                                          const float *running_var, float eps, int channels) {
+    const int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= channels) return;
+    const double a = (double)gamma[c] / sqrt((double)running_var[c] + (double)eps);
+    coefficients[c] =
+        make_float4((float)a, (float)((double)beta[c] - a * running_mean[c]), 0.0f, 0.0f);
+}
+
+extern "C" void cuda_batchnorm_forward_infer(float *y, const float *x, const float *gamma,
+                                             const float *beta, const float *running_mean,
+                                             const float *running_var, float eps, int fuse_relu,
+                                             int channels, size_t plane) {
+    check("cuda_batchnorm_forward_infer", channels, plane);
+    if (channels == 0) return;
+    const reduction_scratch scratch = reduction_scratch_for(channels, 0);
+    infer_coefficients_kernel<<<finalize_blocks(channels), CUDA_THREADS, 0, cuda_ctx.stream>>>(
+        scratch.coefficients, gamma, beta, running_mean, running_var, eps, channels);
+    CUDA_CHECK_LAUNCH();
+    affine_kernel<<<dim3(cuda_blocks_per_channel(channels, plane), (unsigned)channels),
+                    CUDA_THREADS, 0, cuda_ctx.stream>>>(y, x, scratch.coefficients, fuse_relu,
+                                                        plane);
+    CUDA_CHECK_LAUNCH();
+}
+
+/* --- backward ------------------------------------------------------------------------------
+ * With g = dy (masked by y > 0 for the fused ReLU) and xhat = (x - mean) * invstd:
+ *   dbeta += sum g,  dgamma += sum g*xhat,
+ *   dx += gamma*invstd * (g - sum(g)/P - xhat * sum(g*xhat)/P). */
+
+static __device__ __forceinline__ float masked_gradient(const float *dy, const float *y,
+                                                        size_t i) {
+    return y && !(y[i] > 0.0f) ? 0.0f : dy[i];
+}
+
+__global__ void gradient_partial_kernel(double *partials, const float *dy, const float *x,
+                                        const float *y, const float *batch_mean, size_t plane) {
+    const int c = blockIdx.y;
+    const size_t offset = (size_t)c * plane;
+    const float *gc = dy + offset, *xc = x + offset, *yc = y ? y + offset : NULL;
+    const float mean = batch_mean[c];
+    float sg = 0.0f, sgx = 0.0f; /* sum g, sum g*(x - mean) */
+    GRID_STRIDE_LOOP(i, plane) {
+        const float g = masked_gradient(gc, yc, i);
+        sg += g;
+        sgx += g * (xc[i] - mean);
+    }
+    const double sum_g = block_sum((double)sg);
+    const double sum_gx = block_sum((double)sgx);
+    if (threadIdx.x == 0) {
+        double *out = partials + ((size_t)c * gridDim.x + blockIdx.x) * 2;
+        out[0] = sum_g;
+        out[1] = sum_gx;
+    }
+}
+
+/* Coefficients of dx += k * g + b0 + b1 * (x - mean), in (x, y, z). */
+__global__ void gradient_finalize_kernel(float4 *coefficients, float *dgamma, float *dbeta,
+                                         const double *partials, unsigned blocks,
+                                         const float *gamma, const float *batch_invstd,
+                                         int channels, size_t plane) {
+    const int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= channels) return;
+    double sg = 0.0, sgx = 0.0;
+    for (unsigned b = 0; b < blocks; b++) {
+        sg += partials[((size_t)c * blocks + b) * 2];
+        sgx += partials[((size_t)c * blocks + b) * 2 + 1];
+    }
+    const double invstd = batch_invstd[c];
+    const double sgxhat = sgx * invstd;
+    if (dbeta) dbeta[c] += (float)sg;
+    if (dgamma) dgamma[c] += (float)sgxhat;
+    const double k = (double)gamma[c] * invstd;
+    coefficients[c] = make_float4((float)k, (float)(-k * sg / (double)plane),
+                                  (float)(-k * sgxhat * invstd / (double)plane), 0.0f);
+}
+
+__global__ void gradient_apply_kernel(float *dx, const float *dy, const float *x, const float *y,
+                                      const float *batch_mean, const float4 *coefficients,
+                                      size_t plane) {
+    const int c = blockIdx.y;
+    const size_t offset = (size_t)c * plane;
+    const float *gc = dy + offset, *xc = x + offset, *yc = y ? y + offset : NULL;
+    float *dxc = dx + offset;
+    const float mean = batch_mean[c];
+    const float k = coefficients[c].x, b0 = coefficients[c].y, b1 = coefficients[c].z;
+    GRID_STRIDE_LOOP(i, plane) dxc[i] += k * masked_gradient(gc, yc, i) + b0 + b1 * (xc[i] - mean);
+}
+
+extern "C" void cuda_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
+                                        const float *x, const float *y, const float *gamma,
+                                        const float *batch_mean, const float *batch_invstd,
+                                        int channels, size_t plane) {
+    check("cuda_batchnorm_backward", channels, plane);
+    if (channels == 0) return;
+    const unsigned blocks = reduction_blocks_per_channel(channels, plane);
+    const reduction_scratch scratch = reduction_scratch_for(channels, blocks);
+    gradient_partial_kernel<<<dim3(blocks, (unsigned)channels), CUDA_THREADS, 0,
+                              cuda_ctx.stream>>>(scratch.partials, dy, x, y, batch_mean, plane);
+    CUDA_CHECK_LAUNCH();
+    gradient_finalize_kernel<<<finalize_blocks(channels), CUDA_THREADS, 0, cuda_ctx.stream>>>(
+        scratch.coefficients, dgamma, dbeta, scratch.partials, blocks, gamma, batch_invstd,
+        channels, plane);
+    CUDA_CHECK_LAUNCH();
+    if (!dx) return;
+    gradient_apply_kernel<<<dim3(cuda_blocks_per_channel(channels, plane),
+                                 (unsigned)channels),
+                            CUDA_THREADS, 0, cuda_ctx.stream>>>(dx, dy, x, y, batch_mean,
+                                                                scratch.coefficients, plane);
+    CUDA_CHECK_LAUNCH();
+}

@@ -1,0 +1,47 @@
+#include "core/error.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int bneck_error_set(bneck_error *err, const char *format, ...) {
+    if (err) {
+        va_list args;
+        va_start(args, format);
+        vsnprintf(err->message, sizeof err->message, format, args);
+        va_end(args);
+    }
+    return -1;
+}
+
+void bneck_fail_at(const char *file, int line, const char *format, ...) {
+    fflush(stdout);
+    fprintf(stderr, "bneck: fatal: %s:%d: ", file, line);
+    va_list args;
+    va_start(args, format);
+    vfprintf(stderr, format, args);
+    va_end(args);
+    fputc('\n', stderr);
+    exit(1);
+}
+
+void *bneck_malloc_at(size_t bytes, const char *file, int line) {
+    void *p = malloc(bytes ? bytes : 1);
+    if (!p) bneck_fail_at(file, line, "out of memory allocating %zu bytes", bytes);
+    return p;
+}
+
+void *bneck_calloc_at(size_t count, size_t size, const char *file, int line) {
+    void *p = calloc(count ? count : 1, size ? size : 1);
+    if (!p) bneck_fail_at(file, line, "out of memory allocating %zu x %zu bytes", count, size);
+    return p;
+}
+
+void *bneck_alloc_aligned_at(size_t bytes, const char *file, int line) {
+    size_t rounded = (bytes + 63) / 64 * 64;
+    void *p = aligned_alloc(64, rounded ? rounded : 64);
+    if (!p) bneck_fail_at(file, line, "out of memory allocating %zu bytes", bytes);
+    memset(p, 0, rounded ? rounded : 64);
+    return p;
+}

@@ -1,0 +1,36 @@
+/* Error reporting. Two kinds of failure:
+ *  - bad user input (a file, a config value): the function returns -1 and fills a
+ *    bneck_error with a message naming the file/line/field and what was expected;
+ *    the caller decides how to exit. Never assert on user input.
+ *  - broken invariants or failed library calls (out of memory, a CUDA/MPI/HDF5 call):
+ *    BNECK_FAIL prints file:line and the library's own message, then exits(1). */
+#ifndef BNECK_CORE_ERROR_H
+#define BNECK_CORE_ERROR_H
+
+#include <stddef.h>
+#include <stdnoreturn.h>
+
+typedef struct bneck_error {
+    char message[1024];
+} bneck_error;
+
+/* Formats the message into err (if non-NULL) and returns -1, so callers can write
+ * `return bneck_error_set(err, "%s: line %d: ...", path, line);`. */
+int bneck_error_set(bneck_error *err, const char *format, ...)
+    __attribute__((format(printf, 2, 3)));
+
+noreturn void bneck_fail_at(const char *file, int line, const char *format, ...)
+    __attribute__((format(printf, 3, 4)));
+#define BNECK_FAIL(...) bneck_fail_at(__FILE__, __LINE__, __VA_ARGS__)
+
+/* malloc/calloc that never return NULL (they fail with file:line instead). */
+void *bneck_malloc_at(size_t bytes, const char *file, int line);
+void *bneck_calloc_at(size_t count, size_t size, const char *file, int line);
+#define bneck_malloc(bytes) bneck_malloc_at((bytes), __FILE__, __LINE__)
+#define bneck_calloc(count, size) bneck_calloc_at((count), (size), __FILE__, __LINE__)
+
+/* 64-byte aligned, zero-filled allocation for large float arrays; free with free(). */
+void *bneck_alloc_aligned_at(size_t bytes, const char *file, int line);
+#define bneck_alloc_aligned(bytes) bneck_alloc_aligned_at((bytes), __FILE__, __LINE__)
+
+#endif

@@ -1,0 +1,12 @@
+/* Logging: by default only rank 0 of the job prints info lines; warnings and errors
+ * print on every rank, prefixed with the rank and host so a user can tell who failed. */
+#ifndef BNECK_CORE_LOG_H
+#define BNECK_CORE_LOG_H
+
+void log_set_rank(int rank, const char *host);
+int log_rank(void);
+void log_info(const char *format, ...) __attribute__((format(printf, 1, 2)));
+void log_warn(const char *format, ...) __attribute__((format(printf, 1, 2)));
+void log_error(const char *format, ...) __attribute__((format(printf, 1, 2)));
+
+#endif

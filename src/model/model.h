@@ -1,0 +1,92 @@
+/* The study's Inception-AlexNet (SPEC section 2) as a flat list of layers over one
+ * contiguous parameter buffer, one contiguous gradient buffer, one state buffer
+ * (BatchNorm running statistics) and one activation arena.
+ *
+ * The counts (parameters the Keras way, pseudo-FLOPs, MACs) are computed from the very
+ * layer list the builder produces, so a builder bug shows up as a wrong count.
+ *
+ * Activations are CNHW (see backend/cpu/cpu_ops.h); a tensor is a channel range of an
+ * arena region, so a module's four branches write straight into their channel slice of
+ * the module's output (concatenation without copies). */
+#ifndef BNECK_MODEL_MODEL_H
+#define BNECK_MODEL_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/error.h"
+#include "train/config.h"
+
+enum { MODEL_MAX_LAYERS = 192, MODEL_CLASSES = 10 };
+
+typedef struct model_spec {
+    int mode;         /* 1, 2 or 3 */
+    int alpha;        /* bottleneck factor; ignored (1) for mode 1 */
+    int in_channels;  /* 3 for CIFAR-10, 1 for Fashion-MNIST */
+    pool_branch_form pool_branch;
+} model_spec;
+
+typedef struct model_counts {
+    int64_t params;        /* Keras count: weights, biases, and 4 per BatchNorm channel */
+    int64_t trainable;     /* params less the BatchNorm moving mean and variance */
+    int64_t pseudo_flops;  /* the study's counter, SPEC section 3, per image */
+    int64_t macs;          /* multiply-adds of convs and the dense layer, forward, per image */
+} model_counts;
+
+typedef enum {
+    LAYER_CONV,
+    LAYER_BATCHNORM,       /* fused with the following ReLU (every block is conv-BN-ReLU) */
+    LAYER_MAXPOOL3,
+    LAYER_AVGPOOL2,
+    LAYER_GLOBAL_AVGPOOL,
+    LAYER_DENSE,
+} layer_kind;
+
+/* A tensor: `channels` channels starting at channel `first` of the arena region that
+ * begins at `region` (in floats per image; multiply by the batch for the arena offset). */
+typedef struct tensor_ref {
+    size_t region;
+    int region_channels; /* channels of the whole region (the concatenated output) */
+    int first;
+    int channels;
+    int side;            /* height = width */
+} tensor_ref;
+
+typedef struct layer {
+    layer_kind kind;
+    char name[48];        /* e.g. "inception3/branch5x5/conv2"; HDF5 dataset names */
+    tensor_ref in, out;
+    int kernel;           /* conv: 1, 3 or 5 */
+    size_t weight;        /* offset in the parameter buffer: conv OIHW / dense [out][in] / BN gamma */
+    size_t bias;          /* conv/dense bias, BN beta */
+    size_t weight_count, bias_count;
+    size_t state;         /* BN: offset of running mean (then running var) in the state buffer */
+    size_t saved;         /* BN: offset of (mean, invstd) of the last batch in the stats scratch */
+    int64_t pseudo_flops; /* this layer's share of the study's counter, per image */
+    int64_t macs;         /* per image */
+} layer;
+
+typedef struct model {
+    model_spec spec;
+    int layer_count;
+    layer layers[MODEL_MAX_LAYERS];
+    size_t param_count;   /* trainable floats: the parameter and gradient buffers */
+    size_t state_count;   /* BN running mean + var floats */
+    size_t saved_count;   /* BN per-batch mean + invstd floats */
+    size_t arena_per_image; /* activation floats per image */
+    model_counts counts;
+    tensor_ref input, logits;
+} model;
+
+/* Checks the spec (mode 1..3, alpha >= 1, every module width divisible by 8*alpha, input
+ * channels >= 1) and builds the layer list and counts. Returns 0 or -1 with err set. */
+int model_build(model *m, const model_spec *spec, bneck_error *err);
+
+/* The five patterns of the study (A..E): mode and alpha. */
+typedef struct model_pattern {
+    const char *name;
+    int mode, alpha;
+} model_pattern;
+extern const model_pattern model_study_patterns[5];
+
+#endif

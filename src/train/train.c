@@ -1,0 +1,246 @@
+#include "train/train.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/timer.h"
+#include "data/augment.h"
+
+static int ranks_of(const trainer *t) { return t->comm.ranks > 0 ? t->comm.ranks : 1; }
+
+int trainer_create(trainer *t, const config *cfg, const model_spec *spec, const dataset *train_set,
+                   const dataset *val_set, const backend_ops *backend, const train_comm *comm,
+                   bneck_error *err) {
+    memset(t, 0, sizeof *t);
+    t->cfg = cfg;
+    t->train_set = train_set;
+    t->val_set = val_set;
+    t->comm = comm ? *comm : (train_comm){.rank = 0, .ranks = 1};
+    const int ranks = ranks_of(t);
+    if (cfg->batch < ranks)
+        return bneck_error_set(err, "train: the batch (%d) is smaller than the ranks of a run (%d)",
+                               cfg->batch, ranks);
+    if (train_set->channels != spec->in_channels || val_set->channels != spec->in_channels)
+        return bneck_error_set(err, "train: the dataset has %d channels but the model expects %d",
+                               train_set->channels, spec->in_channels);
+    if (train_set->count < 1 || val_set->count < 1)
+        return bneck_error_set(err, "train: empty dataset (%d training, %d validation images)",
+                               train_set->count, val_set->count);
+
+    model m;
+    if (model_build(&m, spec, err)) return -1;
+    t->max_local_batch = (cfg->batch + ranks - 1) / ranks;
+    const int max_batch = t->max_local_batch > cfg->val_batch ? t->max_local_batch : cfg->val_batch;
+    if (network_create(&t->net, &m, backend, max_batch, err)) return -1;
+    network_init_params(&t->net, cfg->seed, cfg->init);
+    t->adam_m = backend->alloc(m.param_count * sizeof(float));
+    t->adam_v = backend->alloc(m.param_count * sizeof(float));
+    t->order = bneck_malloc((size_t)train_set->count * sizeof(int));
+    t->host_batch = bneck_alloc_aligned((size_t)max_batch * spec->in_channels * 32 * 32 * sizeof(float));
+    t->host_labels = bneck_malloc((size_t)max_batch);
+    return 0;
+}
+
+void trainer_destroy(trainer *t) {
+    if (!t->net.backend) return;
+    t->net.backend->release(t->adam_m);
+    t->net.backend->release(t->adam_v);
+    network_destroy(&t->net);
+    free(t->order);
+    free(t->host_batch);
+    free(t->host_labels);
+    memset(t, 0, sizeof *t);
+}
+
+double trainer_learning_rate(const config *cfg, int epoch) {
+    double lr = cfg->lr;
+    for (int i = 0; i < 2; i++)
+        if (epoch >= (int)floor(cfg->lr_decay_at[i] * cfg->epochs + 1e-9)) lr *= cfg->lr_decay_factor;
+    return lr;
+}
+
+/* Assembles images indices[0..count) into the network's input tensor. */
+static void load_batch(trainer *t, const dataset *d, const int *indices, int count, int epoch,
+                       int augment) {
+    network *net = &t->net;
+    float *input = network_tensor(net, net->model.input, count);
+    const size_t bytes = (size_t)count * d->channels * 32 * 32 * sizeof(float);
+    augment_batch(t->host_batch, t->host_labels, d, indices, count, t->cfg->seed, epoch, augment);
+    net->backend->upload(input, t->host_batch, bytes);
+}
+
+/* L2 as a gradient term: Keras adds l2 * |w|^2 of conv and dense kernels to the loss
+ * (gradient 2 l2 w); PyTorch's weight decay adds l2 * w to every parameter's gradient. */
+static void add_l2_gradient(trainer *t) {
+    const config *cfg = t->cfg;
+    network *net = &t->net;
+    if (cfg->l2 <= 0) return;
+    if (cfg->l2_form == L2_FORM_ALL) {
+        net->backend->add_scaled(net->grads, net->params, (float)cfg->l2, net->model.param_count);
+        return;
+    }
+    for (int i = 0; i < net->model.layer_count; i++) {
+        const layer *l = &net->model.layers[i];
+        if (l->kind != LAYER_CONV && l->kind != LAYER_DENSE) continue;
+        net->backend->add_scaled(net->grads + l->weight, net->params + l->weight,
+                                 (float)(2.0 * cfg->l2), l->weight_count);
+    }
+}
+
+/* The Keras loss reports its L2 penalty too; computed on the host from a parameter copy. */
+static double l2_penalty(trainer *t) {
+    const config *cfg = t->cfg;
+    network *net = &t->net;
+    if (cfg->l2 <= 0 || cfg->l2_form != L2_FORM_KERNELS) return 0.0;
+    float *params = bneck_malloc(net->model.param_count * sizeof(float));
+    net->backend->download(params, net->params, net->model.param_count * sizeof(float));
+    double sum = 0.0;
+    for (int i = 0; i < net->model.layer_count; i++) {
+        const layer *l = &net->model.layers[i];
+        if (l->kind != LAYER_CONV && l->kind != LAYER_DENSE) continue;
+        for (size_t j = 0; j < l->weight_count; j++)
+            sum += (double)params[l->weight + j] * params[l->weight + j];
+    }
+    free(params);
+    return cfg->l2 * sum;
+}
+
+/* Every rank computes BatchNorm statistics on its own share of the batch, so running
+ * statistics drift apart; averaging them before evaluation keeps all ranks identical. */
+static void average_running_statistics(trainer *t) {
+    if (ranks_of(t) == 1) return;
+    network *net = &t->net;
+    const size_t count = net->model.state_count;
+    float *state = bneck_malloc(count * sizeof(float));
+    net->backend->download(state, net->state, count * sizeof(float));
+    t->comm.allreduce_sum_float(t->comm.context, state, count);
+    for (size_t i = 0; i < count; i++) state[i] /= (float)ranks_of(t);
+    net->backend->upload(net->state, state, count * sizeof(float));
+    free(state);
+}
+
+static void print_progress(const trainer *t, int epoch, int step, int steps, double loss_sum,
+                           double correct, int seen, double started) {
+    if (log_rank() != 0 || t->comm.rank != 0) return;
+    const int every = t->cfg->progress_every > 0 ? t->cfg->progress_every
+                                                  : (steps >= 20 ? steps / 10 : 0);
+    const int on_terminal = isatty(STDOUT_FILENO);
+    if (step == steps) {
+        if (on_terminal) fprintf(stdout, "\r\033[K");
+        fflush(stdout);
+        return;
+    }
+    if (!on_terminal && (every == 0 || step % every != 0)) return;
+    const double elapsed = timer_now() - started;
+    fprintf(stdout, "%s  epoch %d: step %d/%d  loss %.4f  acc %.2f%%  %.0f img/s%s",
+            on_terminal ? "\r\033[K" : "", epoch, step, steps, loss_sum / seen,
+            100.0 * correct / seen, seen * ranks_of(t) / (elapsed > 0 ? elapsed : 1e-9),
+            on_terminal ? "" : "\n");
+    fflush(stdout);
+}
+
+void trainer_run_epoch(trainer *t, epoch_record *record) {
+    const config *cfg = t->cfg;
+    network *net = &t->net;
+    const backend_ops *be = net->backend;
+    const dataset *d = t->train_set;
+    const int epoch = t->epochs_done; /* 0-based */
+    const int ranks = ranks_of(t), rank = t->comm.rank;
+    const double lr = trainer_learning_rate(cfg, epoch);
+    const int steps = (d->count + cfg->batch - 1) / cfg->batch;
+
+    memset(record, 0, sizeof *record);
+    record->epoch = epoch + 1;
+    record->lr = lr;
+    shuffle_indices(t->order, d->count, cfg->seed, epoch);
+
+    double loss_sum = 0.0, correct_sum = 0.0;
+    int seen = 0;
+    const double started = timer_now();
+    for (int step = 0; step < steps; step++) {
+        const int begin = step * cfg->batch;
+        const int global = d->count - begin < cfg->batch ? d->count - begin : cfg->batch;
+        /* This rank's contiguous share of the global batch. */
+        const int first = begin + (int)((long)global * rank / ranks);
+        const int local = begin + (int)((long)global * (rank + 1) / ranks) - first;
+
+        double t0 = timer_now();
+        if (local > 0) load_batch(t, d, t->order + first, local, epoch, cfg->augment);
+        double t1 = timer_now();
+        record->data_s += t1 - t0;
+
+        if (local > 0) {
+            int correct = 0;
+            network_forward(net, local, 1, (float)cfg->bn_eps, (float)cfg->bn_momentum);
+            const float loss = network_loss(net, t->host_labels, 1.0f / (float)global, local, &correct);
+            network_backward(net, local);
+            loss_sum += (double)loss * local;
+            correct_sum += correct;
+            seen += local;
+        } else {
+            be->zero(net->grads, net->model.param_count * sizeof(float));
+        }
+        double t2 = timer_now();
+        record->compute_s += t2 - t1;
+        if (ranks > 1) {
+            be->synchronize();
+            t->comm.allreduce_sum_float(t->comm.context, net->grads, net->model.param_count);
+        }
+        double t3 = timer_now();
+        record->allreduce_s += t3 - t2;
+
+        add_l2_gradient(t);
+        t->step++;
+        be->adam_step(net->params, t->adam_m, t->adam_v, net->grads, (float)lr,
+                      (float)cfg->adam_beta1, (float)cfg->adam_beta2, (float)cfg->adam_eps,
+                      cfg->recipe == RECIPE_PYTORCH ? ADAM_EPS_PYTORCH : ADAM_EPS_KERAS, t->step,
+                      net->model.param_count);
+        be->synchronize();
+        record->compute_s += timer_now() - t3;
+        print_progress(t, epoch + 1, step + 1, steps, loss_sum, correct_sum, seen > 0 ? seen : 1,
+                       started);
+    }
+    record->epoch_s = timer_now() - started;
+
+    double totals[3] = {loss_sum, correct_sum, (double)seen};
+    if (ranks > 1) t->comm.allreduce_sum_double(t->comm.context, totals, 3);
+    record->train_loss = totals[0] / totals[2] + l2_penalty(t);
+    record->train_acc = totals[1] / totals[2];
+    record->images_per_s = totals[2] / record->epoch_s;
+
+    const double eval_started = timer_now();
+    average_running_statistics(t);
+    trainer_evaluate(t, &record->val_loss, &record->val_acc);
+    record->eval_s = timer_now() - eval_started;
+    t->epochs_done++;
+}
+
+void trainer_evaluate(trainer *t, double *loss, double *accuracy) {
+    const config *cfg = t->cfg;
+    const dataset *d = t->val_set;
+    const int ranks = ranks_of(t), rank = t->comm.rank;
+    /* Each rank scores a contiguous share of the validation set. */
+    const int first = (int)((long)d->count * rank / ranks);
+    const int last = (int)((long)d->count * (rank + 1) / ranks);
+    int *indices = bneck_malloc((size_t)(cfg->val_batch > 0 ? cfg->val_batch : 1) * sizeof(int));
+    double totals[3] = {0.0, 0.0, 0.0};
+    for (int begin = first; begin < last; begin += cfg->val_batch) {
+        const int count = last - begin < cfg->val_batch ? last - begin : cfg->val_batch;
+        for (int i = 0; i < count; i++) indices[i] = begin + i;
+        load_batch(t, d, indices, count, 0, 0);
+        network_forward(&t->net, count, 0, (float)t->cfg->bn_eps, (float)t->cfg->bn_momentum);
+        int correct = 0;
+        const float batch_loss = network_loss(&t->net, t->host_labels, 0.0f, count, &correct);
+        totals[0] += (double)batch_loss * count;
+        totals[1] += correct;
+        totals[2] += count;
+    }
+    free(indices);
+    if (ranks > 1) t->comm.allreduce_sum_double(t->comm.context, totals, 3);
+    *loss = totals[0] / totals[2];
+    *accuracy = totals[1] / totals[2];
+}

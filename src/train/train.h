@@ -1,0 +1,65 @@
+/* One training run: epochs of shuffled, augmented mini-batches, Adam with the study's
+ * step schedule and L2 in either framework's form, evaluation after every epoch.
+ * A run may be data parallel over the ranks of a group: each rank takes its share of the
+ * global batch and the gradients are summed through the comm hooks, so every rank keeps
+ * identical weights. Everything the run needs to continue is in the trainer (parameters,
+ * running statistics, Adam moments, step and epoch counts), so a checkpoint is a copy. */
+#ifndef BNECK_TRAIN_TRAIN_H
+#define BNECK_TRAIN_TRAIN_H
+
+#include <stddef.h>
+
+#include "data/dataset.h"
+#include "model/network.h"
+#include "train/config.h"
+
+typedef struct epoch_record {
+    int epoch;             /* 1-based */
+    double lr;
+    double train_loss;     /* mean cross-entropy over the epoch, plus the Keras L2 penalty */
+    double train_acc;      /* fraction correct during training (augmented, training mode) */
+    double val_loss, val_acc;
+    double epoch_s;        /* training time of the epoch, evaluation excluded */
+    double images_per_s;   /* training images per second over the whole group */
+    double compute_s, allreduce_s, data_s, eval_s; /* where the time went (this rank) */
+} epoch_record;
+
+/* How the ranks of one run talk. With ranks == 1 the functions are never called. */
+typedef struct train_comm {
+    void *context;
+    int rank, ranks;
+    void (*allreduce_sum_float)(void *context, float *buffer, size_t count);
+    void (*allreduce_sum_double)(void *context, double *buffer, size_t count);
+} train_comm;
+
+typedef struct trainer {
+    const config *cfg;
+    const dataset *train_set, *val_set;
+    network net;
+    train_comm comm;
+    float *adam_m, *adam_v; /* backend memory, param_count each */
+    long step;              /* Adam steps taken */
+    int epochs_done;
+    int max_local_batch;
+    int *order;             /* this epoch's permutation of the training images */
+    float *host_batch;      /* the assembled batch before it is uploaded */
+    uint8_t *host_labels;
+} trainer;
+
+/* Sets up a run of the model on the backend with freshly initialised weights (from
+ * cfg->seed). comm may be NULL for a single process. */
+int trainer_create(trainer *t, const config *cfg, const model_spec *spec, const dataset *train_set,
+                   const dataset *val_set, const backend_ops *backend, const train_comm *comm,
+                   bneck_error *err);
+void trainer_destroy(trainer *t);
+
+/* The learning rate of 0-based epoch `epoch` of cfg->epochs. */
+double trainer_learning_rate(const config *cfg, int epoch);
+
+/* Trains epoch t->epochs_done + 1, evaluates, fills the record, and counts the epoch. */
+void trainer_run_epoch(trainer *t, epoch_record *record);
+
+/* Mean loss and accuracy on the validation set (inference-mode BatchNorm). */
+void trainer_evaluate(trainer *t, double *loss, double *accuracy);
+
+#endif

@@ -1,0 +1,844 @@
+/* The configuration loader: defaults, every key, recipe presets under explicit keys,
+ * overrides over the file, and for each kind of bad input a -1 with a message naming the
+ * file, the line and the key. Config files are written to /tmp with mkstemp. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "train/config.h"
+
+#define COUNT(array) (sizeof(array) / sizeof((array)[0]))
+
+/* --- temporary files ----------------------------------------------------------------- */
+
+enum { MAX_TEMP_FILES = 8 };
+static char temp_paths[MAX_TEMP_FILES][64];
+static int temp_count;
+
+static void remove_temp_files(void) {
+    for (int i = 0; i < temp_count; i++) unlink(temp_paths[i]);
+    temp_count = 0;
+}
+
+TestSuite(config, .fini = remove_temp_files);
+
+/* Writes content to a fresh /tmp file and returns its path (valid for the test). */
+static const char *write_temp_config(const char *content) {
+    cr_assert_lt(temp_count, MAX_TEMP_FILES, "too many temp files in one test");
+    char *path = temp_paths[temp_count++];
+    snprintf(path, sizeof temp_paths[0], "/tmp/bneck_test_config_XXXXXX");
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0, "mkstemp: %s", strerror(errno));
+    size_t length = strlen(content), written = 0;
+    while (written < length) {
+        ssize_t got = write(fd, content + written, length - written);
+        cr_assert_gt(got, 0, "write: %s", strerror(errno));
+        written += (size_t)got;
+    }
+    close(fd);
+    return path;
+}
+
+/* The config struct is large; tests keep theirs off the stack. */
+static config *new_config(void) {
+    config *cfg = calloc(1, sizeof *cfg);
+    cr_assert_not_null(cfg);
+    return cfg;
+}
+
+static int load_text(config *cfg, const char *content, int override_count, const char *const *overrides,
+                     bneck_error *err) {
+    return config_load(cfg, write_temp_config(content), override_count, overrides, err);
+}
+
+static void expect_contains(const char *message, const char *part, const char *context) {
+    cr_expect(strstr(message, part) != NULL, "%s: message \"%s\" lacks \"%s\"", context, message, part);
+}
+
+/* A file case that must fail: the message names the file, "file:line:" and the key. */
+typedef struct bad_file_case {
+    const char *content;
+    int line;
+    const char *key;
+    const char *also; /* another part the message must contain, or NULL */
+} bad_file_case;
+
+static void expect_file_error(const bad_file_case *bad) {
+    config *cfg = new_config();
+    bneck_error err = {{0}};
+    const char *path = write_temp_config(bad->content);
+    int status = config_load(cfg, path, 0, NULL, &err);
+    cr_expect_eq(status, -1, "accepted: %s", bad->content);
+    if (status == -1) {
+        char where[96];
+        snprintf(where, sizeof where, "%s:%d:", path, bad->line);
+        expect_contains(err.message, where, bad->content);
+        expect_contains(err.message, bad->key, bad->content);
+        if (bad->also) expect_contains(err.message, bad->also, bad->content);
+    }
+    free(cfg);
+}
+
+static void expect_file_errors(const bad_file_case *cases, size_t count) {
+    for (size_t i = 0; i < count; i++) {
+        expect_file_error(&cases[i]);
+        remove_temp_files();
+    }
+}
+
+/* --- defaults ------------------------------------------------------------------------- */
+
+static void expect_default_values(const config *cfg) {
+    cr_expect_str_eq(cfg->name, "run");
+    cr_expect_eq(cfg->seed, 1);
+    cr_expect_str_eq(cfg->device, "auto");
+    cr_expect_eq(cfg->threads, 0);
+    cr_expect_str_eq(cfg->output, "results/run");
+    cr_expect_str_eq(cfg->dataset, "fashion-mnist");
+    cr_expect_str_eq(cfg->data_dir, "/usr/share/datasets/fashion-mnist");
+    cr_expect_eq(cfg->train_limit, 0);
+    cr_expect_eq(cfg->val_limit, 0);
+    cr_expect_eq(cfg->augment, 1);
+    cr_expect_eq(cfg->mode, 1);
+    cr_expect_eq(cfg->alpha, 1);
+    cr_expect_eq(cfg->pool_branch, POOL_BRANCH_KERAS);
+    cr_expect_eq(cfg->recipe, RECIPE_KERAS);
+    cr_expect_eq(cfg->epochs, 100);
+    cr_expect_eq(cfg->batch, 128);
+    cr_expect_eq(cfg->val_batch, 100);
+    cr_expect_eq(cfg->lr, 1e-3);
+    cr_expect_eq(cfg->lr_decay_at[0], 0.5);
+    cr_expect_eq(cfg->lr_decay_at[1], 0.85);
+    cr_expect_eq(cfg->lr_decay_factor, 0.1);
+    cr_expect_eq(cfg->l2, 1e-3);
+    cr_expect_eq(cfg->l2_form, L2_FORM_KERNELS);
+    cr_expect_eq(cfg->init, INIT_GLOROT);
+    cr_expect_eq(cfg->bn_eps, 1e-3);
+    cr_expect_eq(cfg->bn_momentum, 0.99);
+    cr_expect_eq(cfg->adam_beta1, 0.9);
+    cr_expect_eq(cfg->adam_beta2, 0.999);
+    cr_expect_eq(cfg->adam_eps, 1e-7);
+    cr_expect_eq(cfg->progress_every, 0);
+    cr_expect_eq(cfg->repeats, 1);
+    cr_expect_eq(cfg->ranks_per_run, 1);
+
+    static const pattern_spec study[] = {{"A", 1, 1}, {"B", 2, 2}, {"C", 2, 4}, {"D", 3, 2}, {"E", 3, 4}};
+    cr_assert_eq(cfg->pattern_count, 5);
+    for (int i = 0; i < 5; i++) {
+        cr_expect_str_eq(cfg->patterns[i].name, study[i].name);
+        cr_expect_eq(cfg->patterns[i].mode, study[i].mode, "pattern %s", study[i].name);
+        cr_expect_eq(cfg->patterns[i].alpha, study[i].alpha, "pattern %s", study[i].name);
+    }
+}
+
+Test(config, defaults_are_the_documented_ones) {
+    config *cfg = new_config();
+    memset(cfg, 0x5a, sizeof *cfg);
+    config_defaults(cfg);
+    expect_default_values(cfg);
+    cr_expect_str_eq(cfg->text, "");
+    free(cfg);
+}
+
+Test(config, load_without_file_or_overrides_gives_defaults) {
+    config *cfg = new_config();
+    bneck_error err = {{0}};
+    cr_assert_eq(config_load(cfg, NULL, 0, NULL, &err), 0, "%s", err.message);
+    expect_default_values(cfg);
+    free(cfg);
+}
+
+Test(config, empty_and_comment_only_files_give_defaults) {
+    config *cfg = new_config();
+    bneck_error err = {{0}};
+    cr_assert_eq(load_text(cfg, "", 0, NULL, &err), 0, "%s", err.message);
+    expect_default_values(cfg);
+    cr_assert_eq(load_text(cfg, "; nothing here\n# nor here\n\n[train]\n", 0, NULL, &err), 0, "%s", err.message);
+    expect_default_values(cfg);
+    free(cfg);
+}
+
+/* --- every key ------------------------------------------------------------------------ */
+
+Test(config, reads_every_key) {
+    const char *text = "; a full config\n"
+                       "[run]\n"
+                       "name = article\n"
+                       "seed = 18446744073709551615\n"
+                       "device = cuda\n"
+                       "threads = 8\n"
+                       "output = /scratch/out   ; inline comment\n"
+                       "[data]\n"
+                       "dataset = cifar10\n"
+                       "dir = /data/cifar\n"
+                       "train_limit = 1000\n"
+                       "val_limit = 200\n"
+                       "augment = off\n"
+                       "[model]\n"
+                       "mode = 3\n"
+                       "alpha = 4\n"
+                       "pool_branch = pytorch\n"
+                       "[train]\n"
+                       "epochs = 7\n"
+                       "batch = 64\n"
+                       "val_batch = 50\n"
+                       "lr = 2.5e-4\n"
+                       "lr_decay_at = 0.25, 0.75\n"
+                       "lr_decay_factor = 0.5\n"
+                       "l2 = 0\n"
+                       "l2_form = all\n"
+                       "init = pytorch\n"
+                       "bn_eps = 2e-5\n"
+                       "bn_momentum = 0\n"
+                       "adam_beta1 = 0.8\n"
+                       "adam_beta2 = 0.99\n"
+                       "adam_eps = 1e-9\n"
+                       "progress_every = 25\n"
+                       "[sweep]\n"
+                       "patterns = X:1:1, Y:3:8\n"
+                       "repeats = 5\n"
+                       "ranks_per_run = 2\n";
+    config *cfg = new_config();
+    bneck_error err = {{0}};
+    cr_assert_eq(load_text(cfg, text, 0, NULL, &err), 0, "%s", err.message);
+    cr_expect_str_eq(cfg->name, "article");
+    cr_expect_eq(cfg->seed, UINT64_MAX);
+    cr_expect_str_eq(cfg->device, "cuda");
+    cr_expect_eq(cfg->threads, 8);
+    cr_expect_str_eq(cfg->output, "/scratch/out");
+    cr_expect_str_eq(cfg->dataset, "cifar10");
+    cr_expect_str_eq(cfg->data_dir, "/data/cifar");
+    cr_expect_eq(cfg->train_limit, 1000);
+    cr_expect_eq(cfg->val_limit, 200);
+    cr_expect_eq(cfg->augment, 0);
+    cr_expect_eq(cfg->mode, 3);
+    cr_expect_eq(cfg->alpha, 4);
+    cr_expect_eq(cfg->pool_branch, POOL_BRANCH_PYTORCH);
+    cr_expect_eq(cfg->recipe, RECIPE_KERAS);
+    cr_expect_eq(cfg->epochs, 7);
+    cr_expect_eq(cfg->batch, 64);
+    cr_expect_eq(cfg->val_batch, 50);
+    cr_expect_eq(cfg->lr, 2.5e-4);
+    cr_expect_eq(cfg->lr_decay_at[0], 0.25);
+    cr_expect_eq(cfg->lr_decay_at[1], 0.75);
+    cr_expect_eq(cfg->lr_decay_factor, 0.5);
+    cr_expect_eq(cfg->l2, 0.0);
+    cr_expect_eq(cfg->l2_form, L2_FORM_ALL);
+    cr_expect_eq(cfg->init, INIT_PYTORCH);
+    cr_expect_eq(cfg->bn_eps, 2e-5);
+    cr_expect_eq(cfg->bn_momentum, 0.0);
+    cr_expect_eq(cfg->adam_beta1, 0.8);
+    cr_expect_eq(cfg->adam_beta2, 0.99);
+    cr_expect_eq(cfg->adam_eps, 1e-9);
+    cr_expect_eq(cfg->progress_every, 25);
+    cr_assert_eq(cfg->pattern_count, 2);
+    cr_expect_str_eq(cfg->patterns[0].name, "X");
+    cr_expect_eq(cfg->patterns[0].mode, 1);
+    cr_expect_eq(cfg->patterns[0].alpha, 1);
+    cr_expect_str_eq(cfg->patterns[1].name, "Y");
+    cr_expect_eq(cfg->patterns[1].mode, 3);
+    cr_expect_eq(cfg->patterns[1].alpha, 8);
+    cr_expect_eq(cfg->repeats, 5);
+    cr_expect_eq(cfg->ranks_per_run, 2);
+    free(cfg);
+}
+
+Test(config, accepts_every_boolean_spelling) {
+    static const char *const spellings[][2] = {
+        {"true", "1"}, {"1", "1"}, {"yes", "1"}, {"on", "1"}, {"TRUE", "1"}, {"Yes", "1"},
+        {"false", "0"}, {"0", "0"}, {"no", "0"}, {"off", "0"}, {"Off", "0"},
+    };
+    config *cfg = new_config();
+    for (size_t i = 0; i < COUNT(spellings); i++) {
+        char text[64];
+        snprintf(text, sizeof text, "[data]\naugment = %s\n", spellings[i][0]);
+        bneck_error err = {{0}};
+        cr_assert_eq(load_text(cfg, text, 0, NULL, &err), 0, "%s: %s", spellings[i][0], err.message);
+        cr_expect_eq(cfg->augment, atoi(spellings[i][1]), "%s", spellings[i][0]);
+        remove_temp_files();
+    }
+    free(cfg);
+}
+
+Test(config, reads_crlf_files) {
+    config *cfg = new_config();
+    bneck_error err = {{0}};
+    cr_assert_eq(load_text(cfg, "[train]\r\nepochs = 3\r\n[run]\r\nname = dos\r\n", 0, NULL, &err), 0, "%s",
+                 err.message);
+    cr_expect_eq(cfg->epochs, 3);
+    cr_expect_str_eq(cfg->name, "dos");
+    free(cfg);
+}
+
+/* --- defaults that follow other keys ------------------------------------------------------ */
+
+Test(config, output_defaults_to_results_name) {
+    config *cfg = new_config();
+    bneck_error err = {{0}};
+    cr_assert_eq(load_text(cfg, "[run]\nname = quick\n", 0, NULL, &err), 0, "%s", err.message);
+    cr_expect_str_eq(cfg->output, "results/quick");
+
+    const char *const rename[] = {"run.name=other"};
+    cr_assert_eq(load_text(cfg, "[run]\nname = quick\n", 1, rename, &err), 0, "%s", err.message);
+    cr_expect_str_eq(cfg->output, "results/other");
+
+    cr_assert_eq(load_text(cfg, "[run]\noutput = elsewhere\nname = quick\n", 0, NULL, &err), 0, "%s",
+                 err.message);
+    cr_expect_str_eq(cfg->output, "elsewhere");
+    free(cfg);
+}
+
+Test(config, data_dir_defaults_follow_dataset) {
+    config *cfg = new_config();
+    bneck_error err = {{0}};
+    cr_assert_eq(load_text(cfg, "[data]\ndataset = cifar10\n", 0, NULL, &err), 0, "%s", err.message);
+    cr_expect_str_eq(cfg->data_dir, "data/cifar-10-batches-bin");
+
+    const char *const back[] = {"data.dataset=fashion-mnist"};
+    cr_assert_eq(load_text(cfg, "[data]\ndataset = cifar10\n", 1, back, &err), 0, "%s", err.message);
+    cr_expect_str_eq(cfg->data_dir, "/usr/share/datasets/fashion-mnist");
+
+    cr_assert_eq(load_text(cfg, "[data]\ndir = /mnt/c10\ndataset = cifar10\n", 0, NULL, &err), 0, "%s",
+                 err.message);
+    cr_expect_str_eq(cfg->data_dir, "/mnt/c10");
+    free(cfg);
+}
+
+/* --- patterns ----------------------------------------------------------------------- */
+
+Test(config, patterns_parse) {
+    config *cfg = new_config();
+    bneck_error err = {{0}};
+    cr_assert_eq(load_text(cfg, "[sweep]\npatterns = A:1:1, B:2:2,C : 3 : 4 ,long-name_1.x:2:8\n", 0, NULL, &err),
+                 0, "%s", err.message);
+    cr_assert_eq(cfg->pattern_count, 4);
+    cr_expect_str_eq(cfg->patterns[2].name, "C");
+    cr_expect_eq(cfg->patterns[2].mode, 3);
+    cr_expect_eq(cfg->patterns[2].alpha, 4);
+    cr_expect_str_eq(cfg->patterns[3].name, "long-name_1.x");
+    cr_expect_eq(cfg->patterns[3].alpha, 8);
+
+    /* a list may continue on indented lines, and a trailing comma is harmless */
+    cr_assert_eq(load_text(cfg, "[sweep]\npatterns = A:1:1, B:2:2, ; comment\n    C:2:4, ; comment\n  D:3:2,\nrepeats = 2\n",
+                           0, NULL, &err),
+                 0, "%s", err.message);
+    cr_assert_eq(cfg->pattern_count, 4);
+    cr_expect_str_eq(cfg->patterns[3].name, "D");
+    cr_expect_eq(cfg->repeats, 2);
+
+    const char *const one[] = {"sweep.patterns=Q:3:2"};
+    cr_assert_eq(load_text(cfg, "[sweep]\npatterns = A:1:1, B:2:2\n", 1, one, &err), 0, "%s", err.message);
+    cr_assert_eq(cfg->pattern_count, 1);
+    cr_expect_str_eq(cfg->patterns[0].name, "Q");
+    cr_expect_eq(cfg->patterns[1].name[0], '\0', "unused pattern slots are cleared");
+
+    /* exactly the maximum */
+    char text[512] = "[sweep]\npatterns = P0:2:2";
+    for (int i = 1; i < CONFIG_MAX_PATTERNS; i++) {
+        char item[32];
+        snprintf(item, sizeof item, ",\n  P%d:2:2", i);
+        strcat(text, item);
+    }
+    strcat(text, "\n");
+    cr_assert_eq(load_text(cfg, text, 0, NULL, &err), 0, "%s", err.message);
+    cr_expect_eq(cfg->pattern_count, CONFIG_MAX_PATTERNS);
+    free(cfg);
+}
+
+Test(config, bad_patterns_are_rejected) {
+    char too_many[512] = "[sweep]\npatterns = P0:2:2";
+    for (int i = 1; i <= CONFIG_MAX_PATTERNS; i++) {
+        char item[32];
+        snprintf(item, sizeof item, ",\n  P%d:2:2", i);
+        strcat(too_many, item);
+    }
+    strcat(too_many, "\n");
+    const bad_file_case cases[] = {
+        {"[sweep]\npatterns = A:1:1, A:2:2\n", 2, "patterns", "unique"},
+        {"[sweep]\npatterns = A:1:1, :2:2\n", 2, "patterns", "':2:2'"},
+        {"[sweep]\npatterns = A:1:1, abcdefghijklmnop:2:2\n", 2, "patterns", "abcdefghijklmnop"},
+        {"[sweep]\npatterns = a/b:2:2\n", 2, "patterns", "a/b"},
+        {"[sweep]\npatterns = A:1\n", 2, "patterns", "name:mode:alpha"},
+        {"[sweep]\npatterns = A:1:1:1\n", 2, "patterns", "name:mode:alpha"},
+        {"[sweep]\npatterns = A:4:1\n", 2, "patterns", "mode"},
+        {"[sweep]\npatterns = B:2:0\n", 2, "patterns", "alpha"},
+        {"[sweep]\npatterns = B:2:x\n", 2, "patterns", "alpha"},
+        {"[sweep]\npatterns = A:1:2\n", 2, "patterns", "mode 1"},
+        {"[sweep]\npatterns = A:1:1,,B:2:2\n", 2, "patterns", "separated by commas"},
+        {"[sweep]\npatterns =\n", 2, "patterns", "at least one pattern"},
+        {"[sweep]\npatterns = A:1:1\n  B:2:2\n", 2, "patterns", "a comma at the end of each line"},
+        {too_many, 2, "patterns", "at most 16"},
+    };
+    expect_file_errors(cases, COUNT(cases));
+}
+
+/* --- recipe presets ----------------------------------------------------------------- */
+
+static void expect_pytorch_preset(const config *cfg) {
+    cr_expect_eq(cfg->recipe, RECIPE_PYTORCH);
+    cr_expect_eq(cfg->bn_eps, 1e-5);
+    cr_expect_eq(cfg->bn_momentum, 0.9);
+    cr_expect_eq(cfg->adam_eps, 1e-8);
+    cr_expect_eq(cfg->l2_form, L2_FORM_ALL);
+    cr_expect_eq(cfg->init, INIT_PYTORCH);
+}
+
+Test(config, pytorch_recipe_sets_its_preset) {
+    config *cfg = new_config();
+    bneck_error err = {{0}};
+    cr_assert_eq(load_text(cfg, "[train]\nrecipe = pytorch\n", 0, NULL, &err), 0, "%s", err.message);
+    expect_pytorch_preset(cfg);
+    cr_expect_eq(cfg->adam_beta1, 0.9, "keys outside the preset keep their defaults");
+    cr_expect_eq(cfg->pool_branch, POOL_BRANCH_KERAS);
+
+    const char *const by_override[] = {"--train.recipe=pytorch"};
+    cr_assert_eq(config_load(cfg, NULL, 1, by_override, &err), 0, "%s", err.message);
+    expect_pytorch_preset(cfg);
+
+    /* an override back to keras restores the keras preset */
+    const char *const back[] = {"train.recipe=keras"};
+    cr_assert_eq(load_text(cfg, "[train]\nrecipe = pytorch\n", 1, back, &err), 0, "%s", err.message);
+    cr_expect_eq(cfg->recipe, RECIPE_KERAS);
+    cr_expect_eq(cfg->bn_eps, 1e-3);
+    cr_expect_eq(cfg->bn_momentum, 0.99);
+    cr_expect_eq(cfg->adam_eps, 1e-7);
+    cr_expect_eq(cfg->l2_form, L2_FORM_KERNELS);
+    cr_expect_eq(cfg->init, INIT_GLOROT);
+    free(cfg);
+}
+
+Test(config, explicit_keys_beat_the_recipe_whatever_the_order) {
+    config *cfg = new_config();
+    bneck_error err = {{0}};
+    /* bn_eps before the recipe line, l2_form after it: both win */
+    cr_assert_eq(load_text(cfg, "[train]\nbn_eps = 0.01\nrecipe = pytorch\nl2_form = kernels\n", 0, NULL, &err), 0,
+                 "%s", err.message);
+    cr_expect_eq(cfg->recipe, RECIPE_PYTORCH);
+    cr_expect_eq(cfg->bn_eps, 0.01);
+    cr_expect_eq(cfg->l2_form, L2_FORM_KERNELS);
+    cr_expect_eq(cfg->adam_eps, 1e-8, "the rest of the preset still applies");
+
+    /* the recipe given by override still sits under the file's explicit keys */
+    const char *const recipe[] = {"train.recipe=pytorch"};
+    cr_assert_eq(load_text(cfg, "[train]\nadam_eps = 1e-6\n", 1, recipe, &err), 0, "%s", err.message);
+    cr_expect_eq(cfg->adam_eps, 1e-6);
+    cr_expect_eq(cfg->bn_eps, 1e-5);
+
+    /* and an override of a preset key beats a file recipe */
+    const char *const eps[] = {"train.bn_eps=3e-4"};
+    cr_assert_eq(load_text(cfg, "[train]\nrecipe = pytorch\n", 1, eps, &err), 0, "%s", err.message);
+    cr_expect_eq(cfg->bn_eps, 3e-4);
+    cr_expect_eq(cfg->bn_momentum, 0.9);
+    free(cfg);
+}
+
+/* --- overrides ------------------------------------------------------------------------- */
+
+Test(config, overrides_win_over_the_file_and_later_overrides_win) {
+    config *cfg = new_config();
+    bneck_error err = {{0}};
+    const char *const overrides[] = {
+        "train.epochs=5", "--train.epochs = 9", " sweep . repeats =  3 ", "--run.output=a=b", "model.mode=2",
+        "model.alpha=2",
+    };
+    cr_assert_eq(load_text(cfg, "[train]\nepochs = 2\n[sweep]\nrepeats = 1\n", (int)COUNT(overrides), overrides,
+                           &err),
+                 0, "%s", err.message);
+    cr_expect_eq(cfg->epochs, 9);
+    cr_expect_eq(cfg->repeats, 3);
+    cr_expect_str_eq(cfg->output, "a=b", "the value is everything after the first '='");
+    cr_expect_eq(cfg->mode, 2);
+    cr_expect_eq(cfg->alpha, 2);
+    free(cfg);
+}
+
+Test(config, overrides_may_hold_values_too_long_for_a_file_line) {
+    config *cfg = new_config();
+    bneck_error err = {{0}};
+    char override[600];
+    snprintf(override, sizeof override, "run.output=/%0500d", 0);
+    const char *const overrides[] = {override};
+    cr_assert_eq(config_load(cfg, NULL, 1, overrides, &err), 0, "%s", err.message);
+    cr_expect_eq(strlen(cfg->output), 501);
+    free(cfg);
+}
+
+Test(config, bad_overrides_name_the_override) {
+    static const struct {
+        const char *override;
+        const char *also;
+    } cases[] = {
+        {"train.epochs", "section.key=value"},
+        {"epochs=3", "section.key=value"},
+        {"--train.epoch=3", "accepted keys in [train]"},
+        {"training.epochs=3", "unknown section"},
+        {"train.epochs=0", "[train] epochs: expected an integer >= 1, got '0'"},
+        {"model.mode=1", NULL}, /* fine by itself; see below */
+        {"run.name=a\nb", "control character"},
+    };
+    config *cfg = new_config();
+    for (size_t i = 0; i < COUNT(cases); i++) {
+        if (cases[i].also == NULL) continue;
+        bneck_error err = {{0}};
+        const char *const overrides[] = {"train.batch=4", cases[i].override};
+        cr_expect_eq(config_load(cfg, NULL, 2, overrides, &err), -1, "accepted %s", cases[i].override);
+        expect_contains(err.message, "command line", cases[i].override);
+        char quoted[64];
+        snprintf(quoted, sizeof quoted, "'%s'", cases[i].override);
+        if (!strchr(cases[i].override, '\n')) expect_contains(err.message, quoted, cases[i].override);
+        expect_contains(err.message, cases[i].also, cases[i].override);
+    }
+
+    /* an override that breaks a rule across keys blames the key and says where mode came from */
+    bneck_error err = {{0}};
+    const char *const overrides[] = {"model.mode=1"};
+    cr_expect_eq(load_text(cfg, "[model]\nmode = 2\nalpha = 4\n", 1, overrides, &err), -1);
+    expect_contains(err.message, ":3: [model] alpha", "mode 1 with alpha 4");
+    expect_contains(err.message, "model.mode=1", "mode 1 with alpha 4");
+
+    /* strings too long for their field */
+    char long_path[700];
+    snprintf(long_path, sizeof long_path, "data.dir=/%0600d", 0);
+    const char *const too_long[] = {long_path};
+    cr_expect_eq(config_load(cfg, NULL, 1, too_long, &err), -1);
+    expect_contains(err.message, "[data] dir: expected a non-empty path of at most 511 characters", "long dir");
+    free(cfg);
+}
+
+/* --- value errors -------------------------------------------------------------------- */
+
+Test(config, unknown_sections_and_keys) {
+    const bad_file_case cases[] = {
+        {"[run]\nname = x\n[runn]\nname = y\n", 4, "name", "unknown section [runn]"},
+        {"[train]\nepochs = 3\nepoch = 4\n", 3, "epoch", "accepted keys in [train]: recipe, epochs, batch"},
+        {"[train]\nEpochs = 3\n", 2, "Epochs", "unknown key"},
+        {"; top\nepochs = 3\n[train]\n", 2, "epochs", "outside any section"},
+    };
+    expect_file_errors(cases, COUNT(cases));
+}
+
+Test(config, bad_numbers) {
+    const bad_file_case cases[] = {
+        {"[train]\nepochs = 12x\n", 2, "epochs", "expected an integer >= 1, got '12x'"},
+        {"[train]\nepochs = 99999999999999999999\n", 2, "epochs", "integer"},
+        {"[train]\nepochs = 3000000000\n", 2, "epochs", "integer"},
+        {"[train]\nepochs = 2.5\n", 2, "epochs", "integer"},
+        {"[train]\nepochs =\n", 2, "epochs", "got ''"},
+        {"[run]\nseed = -1\n", 2, "seed", "integer from 0"},
+        {"[run]\nseed = 18446744073709551616\n", 2, "seed", "integer from 0"},
+        {"[train]\nlr = fast\n", 2, "lr", "expected a number > 0, got 'fast'"},
+        {"[train]\nlr = 1e-3x\n", 2, "lr", "number"},
+        {"[train]\nlr = nan\n", 2, "lr", "number"},
+        {"[train]\nlr = inf\n", 2, "lr", "number"},
+        {"[train]\nl2 = 1e999\n", 2, "l2", "number"},
+        {"[train]\nlr_decay_at = 0.5\n", 2, "lr_decay_at", "two fractions"},
+        {"[train]\nlr_decay_at = 0.5, x\n", 2, "lr_decay_at", "two fractions"},
+        {"[train]\nlr_decay_at = 0.5, 0.6, 0.7\n", 2, "lr_decay_at", "two fractions"},
+        {"[data]\naugment = maybe\n", 2, "augment", "true/false"},
+    };
+    expect_file_errors(cases, COUNT(cases));
+}
+
+Test(config, bad_choices) {
+    const bad_file_case cases[] = {
+        {"[run]\ndevice = gpu\n", 2, "device", "one of auto, cpu, cuda"},
+        {"[data]\ndataset = mnist\n", 2, "dataset", "one of fashion-mnist, cifar10"},
+        {"[model]\npool_branch = tf\n", 2, "pool_branch", "one of keras, pytorch"},
+        {"[train]\nrecipe = caffe\n", 2, "recipe", "one of keras, pytorch"},
+        {"[train]\nl2_form = some\n", 2, "l2_form", "one of kernels, all"},
+        {"[train]\ninit = he\n", 2, "init", "one of glorot, pytorch"},
+    };
+    expect_file_errors(cases, COUNT(cases));
+}
+
+Test(config, out_of_range_values) {
+    const bad_file_case cases[] = {
+        {"[run]\nthreads = -1\n", 2, "threads", ">= 0"},
+        {"[data]\ntrain_limit = -5\n", 2, "train_limit", ">= 0"},
+        {"[data]\nval_limit = -5\n", 2, "val_limit", ">= 0"},
+        {"[train]\nepochs = 0\n", 2, "epochs", ">= 1"},
+        {"[train]\nbatch = 0\n", 2, "batch", ">= 1"},
+        {"[train]\nval_batch = -1\n", 2, "val_batch", ">= 1"},
+        {"[train]\nprogress_every = -1\n", 2, "progress_every", ">= 0"},
+        {"[train]\nlr = 0\n", 2, "lr", "> 0"},
+        {"[train]\nlr = -1e-3\n", 2, "lr", "> 0"},
+        {"[train]\nlr_decay_at = 0.9, 0.5\n", 2, "lr_decay_at", "0 < a <= b <= 1"},
+        {"[train]\nlr_decay_at = 0, 0.5\n", 2, "lr_decay_at", "0 < a <= b <= 1"},
+        {"[train]\nlr_decay_at = 0.5, 1.5\n", 2, "lr_decay_at", "0 < a <= b <= 1"},
+        {"[train]\nlr_decay_factor = 0\n", 2, "lr_decay_factor", "> 0"},
+        {"[train]\nl2 = -1e-3\n", 2, "l2", ">= 0"},
+        {"[train]\nbn_eps = 0\n", 2, "bn_eps", "> 0"},
+        {"[train]\nbn_momentum = 1\n", 2, "bn_momentum", ">= 0 and < 1"},
+        {"[train]\nbn_momentum = -0.1\n", 2, "bn_momentum", ">= 0 and < 1"},
+        {"[train]\nadam_beta1 = 1\n", 2, "adam_beta1", "< 1"},
+        {"[train]\nadam_beta2 = -0.5\n", 2, "adam_beta2", ">= 0"},
+        {"[train]\nadam_eps = 0\n", 2, "adam_eps", "> 0"},
+        {"[model]\nmode = 4\n", 2, "mode", "from 1 to 3"},
+        {"[model]\nmode = 0\n", 2, "mode", "from 1 to 3"},
+        {"[model]\nalpha = 0\n", 2, "alpha", ">= 1"},
+        {"[model]\nmode = 1\nalpha = 2\n", 3, "alpha", "mode is 1"},
+        {"[model]\nalpha = 2\n", 2, "alpha", "mode is 1 (from the default)"},
+        {"[sweep]\nrepeats = 0\n", 2, "repeats", ">= 1"},
+        {"[sweep]\nranks_per_run = 0\n", 2, "ranks_per_run", ">= 1"},
+    };
+    expect_file_errors(cases, COUNT(cases));
+
+    /* the bounds themselves are fine */
+    config *cfg = new_config();
+    bneck_error err = {{0}};
+    cr_expect_eq(load_text(cfg,
+                           "[train]\nlr_decay_at = 1, 1\nbn_momentum = 0\nadam_beta1 = 0\nl2 = 0\n"
+                           "[model]\nmode = 3\nalpha = 1\n",
+                           0, NULL, &err),
+                 0, "%s", err.message);
+    free(cfg);
+}
+
+Test(config, strings_that_do_not_fit_or_are_unsafe) {
+    const bad_file_case cases[] = {
+        {"[run]\nname = aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n", 2, "name", "1 to 63"},
+        {"[run]\nname = ../up\n", 2, "name", "letters, digits"},
+        {"[run]\nname = two words\n", 2, "name", "letters, digits"},
+        {"[run]\nname =\n", 2, "name", "got ''"},
+        {"[run]\noutput =\n", 2, "output", "non-empty path"},
+    };
+    expect_file_errors(cases, COUNT(cases));
+}
+
+/* --- file-level errors ----------------------------------------------------------------- */
+
+Test(config, duplicate_keys_name_both_lines) {
+    const bad_file_case cases[] = {
+        {"[train]\nepochs = 3\nbatch = 4\nepochs = 5\n", 4, "epochs", "first set at line 2"},
+        /* the same section opened twice is still one section */
+        {"[train]\nepochs = 3\n[run]\nname = x\n[train]\nepochs = 5\n", 6, "epochs", "first set at line 2"},
+        {"[train]\nrecipe = keras\nrecipe = pytorch\n", 3, "recipe", "first set at line 2"},
+    };
+    expect_file_errors(cases, COUNT(cases));
+}
+
+Test(config, missing_file_names_it_and_the_reason) {
+    config *cfg = new_config();
+    bneck_error err = {{0}};
+    const char *path = "/tmp/bneck_test_config_that_does_not_exist.ini";
+    cr_assert_eq(config_load(cfg, path, 0, NULL, &err), -1);
+    expect_contains(err.message, path, "missing file");
+    expect_contains(err.message, strerror(ENOENT), "missing file");
+
+    cr_assert_eq(config_load(cfg, "/tmp", 0, NULL, &err), -1);
+    expect_contains(err.message, "/tmp", "a directory");
+    free(cfg);
+}
+
+Test(config, syntax_errors_report_libinih_line) {
+    const bad_file_case cases[] = {
+        {"[train]\nepochs = 3\n[sweep\nrepeats = 2\n", 3, "[sweep", "syntax error"},
+        {"[train]\nepochs = 3\n\njust some words\n", 4, "just some words", "syntax error"},
+        /* a syntax error after a bad key: the earlier line is the one reported */
+        {"[train]\nepoch = 3\njust some words\n", 2, "epoch", "unknown key"},
+    };
+    expect_file_errors(cases, COUNT(cases));
+}
+
+Test(config, long_lines_and_stray_indentation) {
+    char long_line[400];
+    snprintf(long_line, sizeof long_line, "[run]\nname = x\noutput = /%0300d\n", 0);
+    const bad_file_case cases[] = {
+        {long_line, 3, "line is longer than", "libinih"},
+        {"[train]\nepochs = 3\n  batch = 4\n", 3, "epochs", "indented line"},
+    };
+    expect_file_errors(cases, COUNT(cases));
+
+    /* an indented first key of a section is an ordinary key in libinih */
+    config *cfg = new_config();
+    bneck_error err = {{0}};
+    cr_expect_eq(load_text(cfg, "[train]\n  epochs = 3\n[run]\n  name = ind\n", 0, NULL, &err), 0, "%s",
+                 err.message);
+    cr_expect_eq(cfg->epochs, 3);
+    cr_expect_str_eq(cfg->name, "ind");
+    free(cfg);
+}
+
+Test(config, failed_load_leaves_the_config_untouched) {
+    config *cfg = new_config();
+    config_defaults(cfg);
+    cfg->epochs = 42;
+    bneck_error err = {{0}};
+    cr_assert_eq(load_text(cfg, "[train]\nbatch = 7\nepochs = 0\n", 0, NULL, &err), -1);
+    cr_expect_eq(cfg->epochs, 42);
+    cr_expect_eq(cfg->batch, 128);
+    free(cfg);
+}
+
+/* --- the stored text --------------------------------------------------------------------- */
+
+Test(config, text_holds_the_file_then_the_overrides) {
+    config *cfg = new_config();
+    bneck_error err = {{0}};
+    const char *const overrides[] = {"train.epochs=5", "--run.seed=7"};
+    cr_assert_eq(load_text(cfg, "[train]\nepochs = 2", 2, overrides, &err), 0, "%s", err.message);
+    cr_expect_str_eq(cfg->text, "[train]\nepochs = 2\n; overrides:\n; train.epochs=5\n; --run.seed=7\n");
+
+    cr_assert_eq(load_text(cfg, "[train]\nepochs = 2\n", 0, NULL, &err), 0, "%s", err.message);
+    cr_expect_str_eq(cfg->text, "[train]\nepochs = 2\n");
+    free(cfg);
+}
+
+Test(config, text_longer_than_the_buffer_is_cut_at_a_line) {
+    size_t size = 2 * CONFIG_MAX_TEXT;
+    char *text = malloc(size + 64);
+    cr_assert_not_null(text);
+    size_t length = (size_t)sprintf(text, "[train]\nepochs = 2\n");
+    while (length < size) length += (size_t)sprintf(text + length, "; padding comment line %zu\n", length);
+    config *cfg = new_config();
+    bneck_error err = {{0}};
+    cr_assert_eq(load_text(cfg, text, 0, NULL, &err), 0, "%s", err.message);
+    size_t kept = strlen(cfg->text);
+    cr_expect_lt(kept, (size_t)CONFIG_MAX_TEXT);
+    cr_expect_gt(kept, (size_t)CONFIG_MAX_TEXT - 200);
+    const char *marker = "; [config text truncated]\n";
+    cr_expect_str_eq(cfg->text + kept - strlen(marker), marker);
+    cr_expect_eq(strncmp(cfg->text, text, kept - strlen(marker)), 0, "the kept part is the file's start");
+    free(cfg);
+    free(text);
+}
+
+/* --- config_write -------------------------------------------------------------------- */
+
+static void expect_same_config(const config *a, const config *b) {
+    cr_expect_str_eq(a->name, b->name);
+    cr_expect_eq(a->seed, b->seed);
+    cr_expect_str_eq(a->device, b->device);
+    cr_expect_eq(a->threads, b->threads);
+    cr_expect_str_eq(a->output, b->output);
+    cr_expect_str_eq(a->dataset, b->dataset);
+    cr_expect_str_eq(a->data_dir, b->data_dir);
+    cr_expect_eq(a->train_limit, b->train_limit);
+    cr_expect_eq(a->val_limit, b->val_limit);
+    cr_expect_eq(a->augment, b->augment);
+    cr_expect_eq(a->mode, b->mode);
+    cr_expect_eq(a->alpha, b->alpha);
+    cr_expect_eq(a->pool_branch, b->pool_branch);
+    cr_expect_eq(a->recipe, b->recipe);
+    cr_expect_eq(a->epochs, b->epochs);
+    cr_expect_eq(a->batch, b->batch);
+    cr_expect_eq(a->val_batch, b->val_batch);
+    cr_expect_eq(a->lr, b->lr);
+    cr_expect_eq(a->lr_decay_at[0], b->lr_decay_at[0]);
+    cr_expect_eq(a->lr_decay_at[1], b->lr_decay_at[1]);
+    cr_expect_eq(a->lr_decay_factor, b->lr_decay_factor);
+    cr_expect_eq(a->l2, b->l2);
+    cr_expect_eq(a->l2_form, b->l2_form);
+    cr_expect_eq(a->init, b->init);
+    cr_expect_eq(a->bn_eps, b->bn_eps);
+    cr_expect_eq(a->bn_momentum, b->bn_momentum);
+    cr_expect_eq(a->adam_beta1, b->adam_beta1);
+    cr_expect_eq(a->adam_beta2, b->adam_beta2);
+    cr_expect_eq(a->adam_eps, b->adam_eps);
+    cr_expect_eq(a->progress_every, b->progress_every);
+    cr_assert_eq(a->pattern_count, b->pattern_count);
+    for (int i = 0; i < a->pattern_count; i++) {
+        cr_expect_str_eq(a->patterns[i].name, b->patterns[i].name);
+        cr_expect_eq(a->patterns[i].mode, b->patterns[i].mode);
+        cr_expect_eq(a->patterns[i].alpha, b->patterns[i].alpha);
+    }
+    cr_expect_eq(a->repeats, b->repeats);
+    cr_expect_eq(a->ranks_per_run, b->ranks_per_run);
+}
+
+static void expect_round_trip(const config *original) {
+    static char written[8192];
+    int length = config_write(original, written, (int)sizeof written);
+    cr_assert_gt(length, 0);
+    cr_expect_eq((size_t)length, strlen(written));
+    config *reread = new_config();
+    bneck_error err = {{0}};
+    cr_assert_eq(load_text(reread, written, 0, NULL, &err), 0, "%s\n--- written:\n%s", err.message, written);
+    expect_same_config(original, reread);
+    cr_expect_str_eq(reread->text, written);
+    free(reread);
+}
+
+Test(config, write_round_trips_defaults) {
+    config *cfg = new_config();
+    config_defaults(cfg);
+    expect_round_trip(cfg);
+    free(cfg);
+}
+
+Test(config, write_round_trips_every_field) {
+    config *cfg = new_config();
+    config_defaults(cfg);
+    snprintf(cfg->name, sizeof cfg->name, "trip-1.x");
+    cfg->seed = UINT64_MAX - 3;
+    snprintf(cfg->device, sizeof cfg->device, "cpu");
+    cfg->threads = 3;
+    snprintf(cfg->output, sizeof cfg->output, "/tmp/some out/dir");
+    snprintf(cfg->dataset, sizeof cfg->dataset, "cifar10");
+    snprintf(cfg->data_dir, sizeof cfg->data_dir, "../cifar");
+    cfg->train_limit = 512;
+    cfg->val_limit = 256;
+    cfg->augment = 0;
+    cfg->mode = 2;
+    cfg->alpha = 4;
+    cfg->pool_branch = POOL_BRANCH_PYTORCH;
+    cfg->recipe = RECIPE_PYTORCH;
+    cfg->epochs = 11;
+    cfg->batch = 32;
+    cfg->val_batch = 17;
+    cfg->lr = 0.1 + 0.2; /* not exactly 0.3: must still round-trip */
+    cfg->lr_decay_at[0] = 1.0 / 3.0;
+    cfg->lr_decay_at[1] = 2.0 / 3.0;
+    cfg->lr_decay_factor = 0.3;
+    cfg->l2 = 5e-4;
+    cfg->l2_form = L2_FORM_KERNELS; /* differs from the pytorch preset */
+    cfg->init = INIT_GLOROT;
+    cfg->bn_eps = 1.234567890123e-5;
+    cfg->bn_momentum = 0.95;
+    cfg->adam_beta1 = 0.85;
+    cfg->adam_beta2 = 0.9995;
+    cfg->adam_eps = 3e-8;
+    cfg->progress_every = 9;
+    cfg->pattern_count = CONFIG_MAX_PATTERNS;
+    for (int i = 0; i < CONFIG_MAX_PATTERNS; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "pattern-no-%02d", i); /* 13 characters: fits a pattern name */
+        memcpy(cfg->patterns[i].name, name, strlen(name) + 1);
+        cfg->patterns[i].mode = 1 + i % 3;
+        cfg->patterns[i].alpha = cfg->patterns[i].mode == 1 ? 1 : 1000000 + i;
+    }
+    cfg->repeats = 4;
+    cfg->ranks_per_run = 2;
+    expect_round_trip(cfg);
+    free(cfg);
+}
+
+Test(config, write_writes_every_key_and_reports_overflow) {
+    config *cfg = new_config();
+    config_defaults(cfg);
+    char written[4096];
+    int length = config_write(cfg, written, (int)sizeof written);
+    cr_assert_gt(length, 0);
+    static const char *const lines[] = {
+        "[run]\n",         "name = run\n",      "seed = 1\n",         "device = auto\n",
+        "threads = 0\n",   "output = results/run\n", "[data]\n",      "dataset = fashion-mnist\n",
+        "dir = /usr/share/datasets/fashion-mnist\n",  "train_limit = 0\n", "val_limit = 0\n",
+        "augment = true\n", "[model]\n", "mode = 1\n", "alpha = 1\n", "pool_branch = keras\n", "[train]\n",
+        "recipe = keras\n", "epochs = 100\n", "batch = 128\n", "val_batch = 100\n", "lr = 0.001\n",
+        "lr_decay_at = 0.5, 0.85\n", "lr_decay_factor = 0.1\n", "l2 = 0.001\n", "l2_form = kernels\n",
+        "init = glorot\n", "bn_eps = 0.001\n", "bn_momentum = 0.99\n", "adam_beta1 = 0.9\n",
+        "adam_beta2 = 0.999\n", "adam_eps = 1e-07\n", "progress_every = 0\n", "[sweep]\n",
+        "patterns = A:1:1, B:2:2, C:2:4, D:3:2,\n    E:3:4\n", "repeats = 1\n", "ranks_per_run = 1\n",
+    };
+    for (size_t i = 0; i < COUNT(lines); i++) expect_contains(written, lines[i], "config_write");
+
+    cr_expect_eq(config_write(cfg, written, length + 1), length, "exactly enough room");
+    cr_expect_eq(config_write(cfg, written, length), -1, "one byte short");
+    cr_expect_eq(written[length - 1], '\0', "still terminated");
+    cr_expect_eq(config_write(cfg, written, 10), -1);
+    cr_expect_eq(config_write(cfg, written, 0), -1);
+    free(cfg);
+}

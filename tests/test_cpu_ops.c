@@ -1,0 +1,1002 @@
+/* CPU ops: forward results against plain direct loops, every backward against central
+ * finite differences of a scalar loss L = sum(y * r) with a fixed random r (so dy = r),
+ * and the accumulate-into-gradients / NULL-dx conventions of cpu_ops.h. */
+#include "backend/cpu/cpu_gemm.h"
+#include "backend/cpu/cpu_ops.h"
+
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Tunable in cpu_conv.c (not in the header): upper bound of the im2col buffer in floats. */
+extern size_t bneck_cpu_conv_chunk_floats;
+
+/* ---- helpers --------------------------------------------------------------------------- */
+
+typedef struct {
+    uint64_t s;
+} rng_t;
+
+static uint64_t rng_next(rng_t *r) {
+    r->s ^= r->s >> 12;
+    r->s ^= r->s << 25;
+    r->s ^= r->s >> 27;
+    return r->s * 2685821657736338717ull;
+}
+
+static float rng_uniform(rng_t *r, float lo, float hi) {
+    double u = (double)(rng_next(r) >> 11) * (1.0 / 9007199254740992.0);
+    return (float)(lo + (hi - lo) * u);
+}
+
+static float *alloc_floats(size_t n) {
+    float *p = malloc((n ? n : 1) * sizeof *p);
+    cr_assert_not_null(p);
+    return p;
+}
+
+static float *random_floats(rng_t *r, size_t n, float lo, float hi) {
+    float *p = alloc_floats(n);
+    for (size_t i = 0; i < n; i++) p[i] = rng_uniform(r, lo, hi);
+    return p;
+}
+
+static float *copy_floats(const float *src, size_t n) {
+    float *p = alloc_floats(n);
+    memcpy(p, src, n * sizeof *p);
+    return p;
+}
+
+static void fill(float *p, size_t n, float v) {
+    for (size_t i = 0; i < n; i++) p[i] = v;
+}
+
+static double dot(const float *a, const float *b, size_t n) {
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) s += (double)a[i] * (double)b[i];
+    return s;
+}
+
+static int close_enough(double got, double want, double atol, double rtol) {
+    return fabs(got - want) <= atol + rtol * fabs(want);
+}
+
+/* Compares got[i] with want[i]; reports the first few mismatches, then fails if any. */
+static void expect_close(const char *what, const float *got, const double *want, size_t n,
+                         double atol, double rtol) {
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!close_enough(got[i], want[i], atol, rtol)) {
+            if (bad < 5)
+                cr_log_error("%s[%zu]: got %.8g, want %.8g", what, i, (double)got[i], want[i]);
+            bad++;
+        }
+    }
+    cr_assert_eq(bad, 0, "%s: %zu of %zu values differ", what, bad, n);
+}
+
+/* Gradient returned by a backward op that added into a buffer pre-filled with `before`. */
+static double *added(const float *after, const float *before, size_t n) {
+    double *d = malloc((n ? n : 1) * sizeof *d);
+    cr_assert_not_null(d);
+    for (size_t i = 0; i < n; i++) d[i] = (double)after[i] - (double)before[i];
+    return d;
+}
+
+typedef double (*loss_fn)(void *ctx);
+
+/* Central differences of loss() with respect to each param[i], compared with analytic[i]
+ * (the gradient the backward op produced). */
+#define FD_STEP 1e-2f
+static void check_fd(const char *what, float *param, const double *analytic, size_t n, loss_fn loss,
+                     void *ctx, double atol, double rtol) {
+    size_t bad = 0;
+    double max_abs = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        const float saved = param[i];
+        const float plus = saved + FD_STEP, minus = saved - FD_STEP;
+        param[i] = plus;
+        const double lp = loss(ctx);
+        param[i] = minus;
+        const double lm = loss(ctx);
+        param[i] = saved;
+        const double fd = (lp - lm) / ((double)plus - (double)minus);
+        if (fabs(fd) > max_abs) max_abs = fabs(fd);
+        if (!close_enough(analytic[i], fd, atol, rtol)) {
+            if (bad < 5)
+                cr_log_error("%s[%zu]: backward %.8g, finite difference %.8g", what, i, analytic[i],
+                             fd);
+            bad++;
+        }
+    }
+    cr_assert_eq(bad, 0, "%s: %zu of %zu gradients disagree with finite differences", what, bad, n);
+    cr_assert_gt(max_abs, 1e-3, "%s: gradient is trivially zero", what);
+}
+
+#define FD_ATOL 2e-3
+#define FD_RTOL 1e-2
+
+/* ---- GEMM ------------------------------------------------------------------------------ */
+
+Test(cpu_gemm, all_transpose_forms_with_leading_dimensions) {
+    rng_t r = {0x1234};
+    const int m = 5, n = 7, k = 4, pad = 3;
+    for (int ta = 0; ta < 2; ta++) {
+        for (int tb = 0; tb < 2; tb++) {
+            /* stored shapes: A is m x k ('N') or k x m ('T'); B is k x n or n x k */
+            const int a_rows = ta ? k : m, a_cols = ta ? m : k;
+            const int b_rows = tb ? n : k, b_cols = tb ? k : n;
+            const int lda = a_cols + pad, ldb = b_cols + pad, ldc = n + pad;
+            float *a = random_floats(&r, (size_t)a_rows * lda, -1, 1);
+            float *b = random_floats(&r, (size_t)b_rows * ldb, -1, 1);
+            float *c = random_floats(&r, (size_t)m * ldc, -1, 1);
+            float *c0 = copy_floats(c, (size_t)m * ldc);
+            const float alpha = 0.75f, beta = -0.5f;
+            cpu_gemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+            for (int i = 0; i < m; i++) {
+                for (int j = 0; j < ldc; j++) {
+                    double want = c0[i * ldc + j]; /* padding columns untouched */
+                    if (j < n) {
+                        double s = 0.0;
+                        for (int p = 0; p < k; p++) {
+                            double av = ta ? a[p * lda + i] : a[i * lda + p];
+                            double bv = tb ? b[j * ldb + p] : b[p * ldb + j];
+                            s += av * bv;
+                        }
+                        want = alpha * s + beta * c0[i * ldc + j];
+                    }
+                    cr_assert(close_enough(c[i * ldc + j], want, 1e-5, 1e-5),
+                              "trans %c%c C[%d][%d] = %g, want %g", ta ? 'T' : 'N', tb ? 'T' : 'N',
+                              i, j, (double)c[i * ldc + j], want);
+                }
+            }
+            free(a);
+            free(b);
+            free(c);
+            free(c0);
+        }
+    }
+}
+
+Test(cpu_gemm, beta_zero_ignores_nan_in_c) {
+    float a[6] = {1, 2, 3, 4, 5, 6}, b[6] = {1, 0, 0, 1, 1, 1}, c[4];
+    fill(c, 4, NAN);
+    cpu_gemm('N', 'N', 2, 2, 3, 1.0f, a, 3, b, 2, 0.0f, c, 2);
+    const double want[4] = {4, 5, 10, 11};
+    expect_close("C", c, want, 4, 0, 0);
+}
+
+Test(cpu_gemm, threads_and_library_name) {
+    cpu_set_threads(1);
+    cr_assert_eq(cpu_threads(), 1);
+    cpu_set_threads(2);
+    cr_assert_eq(cpu_threads(), 2);
+    const char *name = cpu_gemm_library();
+    cr_assert_not_null(name);
+#if defined(BNECK_GEMM_DNNL)
+    cr_assert(strncmp(name, "oneDNN ", 7) == 0, "library name '%s'", name);
+#else
+    cr_assert(strncmp(name, "OpenBLAS", 8) == 0, "library name '%s'", name);
+#endif
+}
+
+/* ---- convolution ----------------------------------------------------------------------- */
+
+typedef struct {
+    float *y, *x, *w, *b, *r, *ws;
+    int batch, height, width, cin, cout, k;
+} conv_ctx;
+
+static size_t conv_in_size(const conv_ctx *c) {
+    return (size_t)c->cin * c->batch * c->height * c->width;
+}
+static size_t conv_out_size(const conv_ctx *c) {
+    return (size_t)c->cout * c->batch * c->height * c->width;
+}
+static size_t conv_w_size(const conv_ctx *c) { return (size_t)c->cout * c->cin * c->k * c->k; }
+
+static double conv_loss(void *p) {
+    conv_ctx *c = p;
+    cpu_conv2d_forward(c->y, c->x, c->w, c->b, c->ws, c->batch, c->height, c->width, c->cin,
+                       c->cout, c->k);
+    return dot(c->y, c->r, conv_out_size(c));
+}
+
+/* y[o][n][h][w] = b[o] + sum W[o][i][kh][kw] * x[i][n][h+kh-k/2][w+kw-k/2], zero outside. */
+static double *conv_naive(const conv_ctx *c) {
+    const int N = c->batch, H = c->height, W = c->width, k = c->k, pad = k / 2;
+    double *y = malloc(conv_out_size(c) * sizeof *y);
+    cr_assert_not_null(y);
+    for (int o = 0; o < c->cout; o++)
+        for (int n = 0; n < N; n++)
+            for (int h = 0; h < H; h++)
+                for (int w = 0; w < W; w++) {
+                    double s = c->b[o];
+                    for (int i = 0; i < c->cin; i++)
+                        for (int kh = 0; kh < k; kh++)
+                            for (int kw = 0; kw < k; kw++) {
+                                int hs = h + kh - pad, ws = w + kw - pad;
+                                if (hs < 0 || hs >= H || ws < 0 || ws >= W) continue;
+                                s += (double)c->w[((o * c->cin + i) * k + kh) * k + kw] *
+                                     c->x[(((size_t)i * N + n) * H + hs) * W + ws];
+                            }
+                    y[(((size_t)o * N + n) * H + h) * W + w] = s;
+                }
+    return y;
+}
+
+/* Sets the chunk bound so that a chunk holds `images` images (0: default bound). */
+static void set_chunk_images(int images, int cin, int k, int height, int width) {
+    if (images > 0) bneck_cpu_conv_chunk_floats = (size_t)images * cin * k * k * height * width;
+}
+
+static void conv_check(int k, int batch, int cin, int cout, int height, int width,
+                       int chunk_images_, int expect_chunks) {
+    rng_t r = {0x9e3779b97f4a7c15ull ^ (uint64_t)(k * 1000 + batch * 10 + chunk_images_)};
+    set_chunk_images(chunk_images_, cin, k, height, width);
+    conv_ctx c = {
+        .batch = batch, .height = height, .width = width, .cin = cin, .cout = cout, .k = k};
+    const size_t nx = conv_in_size(&c), ny = conv_out_size(&c), nw = conv_w_size(&c);
+    c.x = random_floats(&r, nx, -1, 1);
+    c.w = random_floats(&r, nw, -0.5f, 0.5f);
+    c.b = random_floats(&r, (size_t)cout, -0.5f, 0.5f);
+    c.r = random_floats(&r, ny, -1, 1);
+    c.y = alloc_floats(ny);
+    const size_t wsn = cpu_conv2d_workspace_floats(batch, height, width, cin, k);
+    if (k == 1) {
+        cr_assert_eq(wsn, 0, "1x1 convolution needs no workspace");
+        c.ws = NULL;
+    } else {
+        /* chunks of ceil(batch/chunks) images; col rows may be padded by up to 32 floats */
+        const size_t rows = (size_t)cin * k * k;
+        const size_t cols = (size_t)((batch + expect_chunks - 1) / expect_chunks) * height * width;
+        cr_assert(wsn >= rows * cols && wsn <= rows * (cols + 32),
+                  "workspace %zu floats, want %zu x (%zu columns + padding) for %d chunks", wsn,
+                  rows, cols, expect_chunks);
+        c.ws = alloc_floats(wsn); /* exact size: ASan catches any overrun */
+        fill(c.ws, wsn, NAN);     /* stale workspace must never be read */
+    }
+
+    /* forward against the direct loops */
+    fill(c.y, ny, NAN);
+    cpu_conv2d_forward(c.y, c.x, c.w, c.b, c.ws, batch, height, width, cin, cout, k);
+    double *want = conv_naive(&c);
+    expect_close("conv forward y", c.y, want, ny, 1e-5, 1e-5);
+    free(want);
+
+    /* backward, adding into pre-filled gradients */
+    float *dx0 = random_floats(&r, nx, -1, 1), *dw0 = random_floats(&r, nw, -1, 1),
+          *db0 = random_floats(&r, (size_t)cout, -1, 1);
+    float *dx = copy_floats(dx0, nx), *dw = copy_floats(dw0, nw),
+          *db = copy_floats(db0, (size_t)cout);
+    if (c.ws) fill(c.ws, wsn, NAN);
+    cpu_conv2d_backward(dx, dw, db, c.r, c.x, c.w, c.ws, batch, height, width, cin, cout, k);
+    double *gx = added(dx, dx0, nx), *gw = added(dw, dw0, nw), *gb = added(db, db0, (size_t)cout);
+    check_fd("conv dx", c.x, gx, nx, conv_loss, &c, FD_ATOL, FD_RTOL);
+    check_fd("conv dweight", c.w, gw, nw, conv_loss, &c, FD_ATOL, FD_RTOL);
+    check_fd("conv dbias", c.b, gb, (size_t)cout, conv_loss, &c, FD_ATOL, FD_RTOL);
+
+    /* dx NULL: the weight and bias gradients are unchanged */
+    float *dw2 = alloc_floats(nw), *db2 = alloc_floats((size_t)cout);
+    fill(dw2, nw, 0);
+    fill(db2, (size_t)cout, 0);
+    if (c.ws) fill(c.ws, wsn, NAN);
+    cpu_conv2d_backward(NULL, dw2, db2, c.r, c.x, c.w, c.ws, batch, height, width, cin, cout, k);
+    expect_close("conv dweight (dx NULL)", dw2, gw, nw, 1e-5, 1e-5);
+    expect_close("conv dbias (dx NULL)", db2, gb, (size_t)cout, 1e-5, 1e-5);
+
+    free(dw2);
+    free(db2);
+    free(gx);
+    free(gw);
+    free(gb);
+    free(dx);
+    free(dw);
+    free(db);
+    free(dx0);
+    free(dw0);
+    free(db0);
+    free(c.x);
+    free(c.w);
+    free(c.b);
+    free(c.r);
+    free(c.y);
+    free(c.ws);
+}
+
+Test(cpu_conv, k1_gradients) { conv_check(1, 2, 3, 4, 5, 6, 0, 1); }
+Test(cpu_conv, k3_gradients_one_chunk) { conv_check(3, 2, 3, 4, 5, 6, 0, 1); }
+Test(cpu_conv, k3_gradients_two_chunks) { conv_check(3, 2, 3, 4, 5, 6, 1, 2); }
+Test(cpu_conv, k5_gradients_two_chunks) { conv_check(5, 2, 3, 4, 6, 6, 1, 2); }
+/* 3 images, at most 2 per chunk: chunks of 2 and 1 */
+Test(cpu_conv, k5_gradients_uneven_chunks) { conv_check(5, 3, 3, 4, 5, 6, 2, 2); }
+/* kernel wider than the map: every tap of some rows falls in the padding */
+Test(cpu_conv, k5_gradients_tiny_map) { conv_check(5, 2, 2, 3, 2, 3, 1, 2); }
+
+Test(cpu_conv, forward_matches_direct_loops_for_every_chunking) {
+    rng_t r = {77};
+    const int batch = 5, height = 7, width = 4, cin = 6, cout = 5;
+    for (int k = 1; k <= 5; k += 2) {
+        for (int images = 1; images <= batch; images++) {
+            set_chunk_images(images, cin, k, height, width);
+            conv_ctx c = {
+                .batch = batch, .height = height, .width = width, .cin = cin, .cout = cout, .k = k};
+            c.x = random_floats(&r, conv_in_size(&c), -1, 1);
+            c.w = random_floats(&r, conv_w_size(&c), -1, 1);
+            c.b = random_floats(&r, (size_t)cout, -1, 1);
+            c.y = alloc_floats(conv_out_size(&c));
+            const size_t wsn = cpu_conv2d_workspace_floats(batch, height, width, cin, k);
+            c.ws = wsn ? alloc_floats(wsn) : NULL;
+            if (wsn) fill(c.ws, wsn, NAN);
+            cpu_conv2d_forward(c.y, c.x, c.w, c.b, c.ws, batch, height, width, cin, cout, k);
+            double *want = conv_naive(&c);
+            expect_close("conv forward y", c.y, want, conv_out_size(&c), 1e-5, 1e-5);
+            free(want);
+            free(c.x);
+            free(c.w);
+            free(c.b);
+            free(c.y);
+            free(c.ws);
+        }
+    }
+}
+
+/* 1x1 weight gradient over more columns than one of its internal copy blocks (2048). */
+Test(cpu_conv, k1_weight_gradient_many_column_blocks) {
+    rng_t r = {78};
+    const int batch = 3, height = 30, width = 31, cin = 5, cout = 7;
+    const size_t plane = (size_t)batch * height * width;
+    float *x = random_floats(&r, (size_t)cin * plane, -1, 1);
+    float *w = random_floats(&r, (size_t)cout * cin, -1, 1);
+    float *dy = random_floats(&r, (size_t)cout * plane, -1, 1);
+    float *dw0 = random_floats(&r, (size_t)cout * cin, -1, 1),
+          *dw = copy_floats(dw0, (size_t)cout * cin);
+    float *dx0 = random_floats(&r, (size_t)cin * plane, -1, 1),
+          *dx = copy_floats(dx0, (size_t)cin * plane);
+    float db[7] = {0};
+    cpu_conv2d_backward(dx, dw, db, dy, x, w, NULL, batch, height, width, cin, cout, 1);
+    double want_w[35], *want_x = malloc((size_t)cin * plane * sizeof *want_x);
+    for (int o = 0; o < cout; o++)
+        for (int c = 0; c < cin; c++) {
+            double s = dw0[o * cin + c];
+            for (size_t p = 0; p < plane; p++) s += (double)dy[o * plane + p] * x[c * plane + p];
+            want_w[o * cin + c] = s;
+        }
+    for (int c = 0; c < cin; c++)
+        for (size_t p = 0; p < plane; p++) {
+            double s = dx0[c * plane + p];
+            for (int o = 0; o < cout; o++) s += (double)w[o * cin + c] * dy[o * plane + p];
+            want_x[c * plane + p] = s;
+        }
+    expect_close("1x1 dweight", dw, want_w, (size_t)cout * cin, 1e-3, 1e-4);
+    expect_close("1x1 dx", dx, want_x, (size_t)cin * plane, 1e-5, 1e-5);
+    free(want_x);
+    free(x);
+    free(w);
+    free(dy);
+    free(dw0);
+    free(dw);
+    free(dx0);
+    free(dx);
+}
+
+Test(cpu_conv, default_workspace_is_bounded) {
+    /* Inception 4's 5x5 conv at batch 128: one image's col matrix is 384*25*64 floats */
+    const size_t ws = cpu_conv2d_workspace_floats(128, 8, 8, 384, 5);
+    const size_t rows = (size_t)384 * 25;
+    cr_assert_leq(ws, bneck_cpu_conv_chunk_floats + rows * 32);
+    cr_assert_geq(ws, rows * 64);
+    /* a small layer fits the whole batch */
+    const size_t small = cpu_conv2d_workspace_floats(4, 8, 8, 3, 3);
+    cr_assert(small >= (size_t)27 * 256 && small <= (size_t)27 * (256 + 32), "%zu", small);
+    cr_assert_eq(cpu_conv2d_workspace_floats(128, 32, 32, 96, 1), 0);
+}
+
+/* ---- batch normalisation ----------------------------------------------------------------- */
+
+typedef struct {
+    float *y, *x, *gamma, *beta, *r, *mean, *invstd, *rmean, *rvar;
+    float eps;
+    int relu, channels;
+    size_t plane;
+} bn_ctx;
+
+static double bn_loss(void *p) {
+    bn_ctx *c = p;
+    cpu_batchnorm_forward_train(c->y, c->mean, c->invstd, c->rmean, c->rvar, c->x, c->gamma,
+                                c->beta, c->eps, 0.9f, c->relu, c->channels, c->plane);
+    return dot(c->y, c->r, (size_t)c->channels * c->plane);
+}
+
+/* Each channel: an offset plus symmetric pairs +-z with |z| in [0.5, 1.5], so that its
+ * normalised values stay well away from 0 and the fused ReLU's kink is never crossed by
+ * a finite-difference step. */
+static float *bn_input(rng_t *r, int channels, size_t plane) {
+    float *x = alloc_floats((size_t)channels * plane);
+    for (int c = 0; c < channels; c++) {
+        float *xc = x + (size_t)c * plane;
+        for (size_t i = 0; i < plane; i += 2) {
+            float z = rng_uniform(r, 0.5f, 1.5f);
+            xc[i] = z;
+            if (i + 1 < plane) xc[i + 1] = -z;
+        }
+        for (size_t i = plane - 1; i > 0; i--) { /* shuffle */
+            size_t j = (size_t)(rng_next(r) % (i + 1));
+            float t = xc[i];
+            xc[i] = xc[j];
+            xc[j] = t;
+        }
+        for (size_t i = 0; i < plane; i++) xc[i] += 2.0f * (float)(c - 1);
+    }
+    return x;
+}
+
+static void bn_grad_check(int relu) {
+    rng_t r = {relu ? 31 : 32};
+    const int channels = 3;
+    const size_t plane = 2 * 3 * 4; /* batch 2, 3x4 maps */
+    const size_t n = (size_t)channels * plane;
+    bn_ctx c = {.eps = 1e-3f, .relu = relu, .channels = channels, .plane = plane};
+    c.x = bn_input(&r, channels, plane);
+    c.gamma = random_floats(&r, (size_t)channels, 0.5f, 1.5f);
+    c.beta = random_floats(&r, (size_t)channels, -0.05f, 0.05f);
+    c.r = random_floats(&r, n, -1, 1);
+    c.y = alloc_floats(n);
+    c.mean = alloc_floats((size_t)channels);
+    c.invstd = alloc_floats((size_t)channels);
+    c.rmean = alloc_floats((size_t)channels);
+    c.rvar = alloc_floats((size_t)channels);
+    fill(c.rmean, (size_t)channels, 0);
+    fill(c.rvar, (size_t)channels, 1);
+    bn_loss(&c);
+    if (relu) { /* the construction keeps pre-activations clear of 0; some are clipped */
+        size_t zeros = 0;
+        for (size_t i = 0; i < n; i++) zeros += c.y[i] == 0.0f;
+        cr_assert(zeros > 0 && zeros < n);
+    }
+    float *dx0 = random_floats(&r, n, -1, 1), *dg0 = random_floats(&r, (size_t)channels, -1, 1),
+          *db0 = random_floats(&r, (size_t)channels, -1, 1);
+    float *dx = copy_floats(dx0, n), *dg = copy_floats(dg0, (size_t)channels),
+          *db = copy_floats(db0, (size_t)channels);
+    cpu_batchnorm_backward(dx, dg, db, c.r, c.x, relu ? c.y : NULL, c.gamma, c.mean, c.invstd,
+                           channels, plane);
+    double *gx = added(dx, dx0, n), *gg = added(dg, dg0, (size_t)channels),
+           *gb = added(db, db0, (size_t)channels);
+    /* y and batch stats are overwritten by each FD evaluation; the gradients are saved */
+    check_fd("batchnorm dx", c.x, gx, n, bn_loss, &c, FD_ATOL, FD_RTOL);
+    check_fd("batchnorm dgamma", c.gamma, gg, (size_t)channels, bn_loss, &c, FD_ATOL, FD_RTOL);
+    check_fd("batchnorm dbeta", c.beta, gb, (size_t)channels, bn_loss, &c, FD_ATOL, FD_RTOL);
+
+    /* dx NULL still gives dgamma and dbeta */
+    bn_loss(&c);
+    float *dg2 = alloc_floats((size_t)channels), *db2 = alloc_floats((size_t)channels);
+    fill(dg2, (size_t)channels, 0);
+    fill(db2, (size_t)channels, 0);
+    cpu_batchnorm_backward(NULL, dg2, db2, c.r, c.x, relu ? c.y : NULL, c.gamma, c.mean, c.invstd,
+                           channels, plane);
+    expect_close("batchnorm dgamma (dx NULL)", dg2, gg, (size_t)channels, 1e-5, 1e-5);
+    expect_close("batchnorm dbeta (dx NULL)", db2, gb, (size_t)channels, 1e-5, 1e-5);
+
+    free(dg2);
+    free(db2);
+    free(gx);
+    free(gg);
+    free(gb);
+    free(dx);
+    free(dg);
+    free(db);
+    free(dx0);
+    free(dg0);
+    free(db0);
+    free(c.x);
+    free(c.gamma);
+    free(c.beta);
+    free(c.r);
+    free(c.y);
+    free(c.mean);
+    free(c.invstd);
+    free(c.rmean);
+    free(c.rvar);
+}
+
+Test(cpu_batchnorm, gradients) { bn_grad_check(0); }
+Test(cpu_batchnorm, gradients_fused_relu) { bn_grad_check(1); }
+
+Test(cpu_batchnorm, train_normalises_and_updates_running_stats) {
+    rng_t r = {5};
+    const int channels = 4;
+    const size_t plane = 3 * 5 * 5;
+    const float eps = 1e-5f, momentum = 0.9f;
+    float *x = alloc_floats((size_t)channels * plane);
+    for (int c = 0; c < channels; c++) /* different means and spreads, one far off 0 */
+        for (size_t i = 0; i < plane; i++)
+            x[(size_t)c * plane + i] =
+                100.0f * (float)(c == 3) + (float)(c + 1) * rng_uniform(&r, -1, 2);
+    float *y = alloc_floats((size_t)channels * plane), gamma[4], beta[4], mean[4], invstd[4];
+    float rmean[4] = {0.5f, -1.0f, 0.0f, 3.0f}, rvar[4] = {2.0f, 1.0f, 0.5f, 4.0f};
+    fill(gamma, 4, 1);
+    fill(beta, 4, 0);
+    cpu_batchnorm_forward_train(y, mean, invstd, rmean, rvar, x, gamma, beta, eps, momentum, 0,
+                                channels, plane);
+    const float rmean0[4] = {0.5f, -1.0f, 0.0f, 3.0f}, rvar0[4] = {2.0f, 1.0f, 0.5f, 4.0f};
+    for (int c = 0; c < channels; c++) {
+        const float *xc = x + (size_t)c * plane, *yc = y + (size_t)c * plane;
+        double m = 0, v = 0, ym = 0, yv = 0;
+        for (size_t i = 0; i < plane; i++) m += xc[i];
+        m /= (double)plane;
+        for (size_t i = 0; i < plane; i++) v += (xc[i] - m) * (xc[i] - m);
+        const double var_biased = v / (double)plane, var_unbiased = v / (double)(plane - 1);
+        for (size_t i = 0; i < plane; i++) ym += yc[i];
+        ym /= (double)plane;
+        for (size_t i = 0; i < plane; i++) yv += (yc[i] - ym) * (yc[i] - ym);
+        yv /= (double)plane;
+        cr_assert(fabs(ym) < 1e-4, "channel %d: output mean %g", c, ym);
+        cr_assert(fabs(yv - var_biased / (var_biased + eps)) < 1e-3, "channel %d: output var %g", c,
+                  yv);
+        cr_assert(close_enough(mean[c], m, 1e-5, 1e-6), "channel %d: batch mean %g, want %g", c,
+                  (double)mean[c], m);
+        cr_assert(close_enough(invstd[c], 1.0 / sqrt(var_biased + eps), 0, 1e-5),
+                  "channel %d: invstd %g", c, (double)invstd[c]);
+        const double want_rm = momentum * (double)rmean0[c] + (1 - momentum) * m;
+        const double want_rv = momentum * (double)rvar0[c] + (1 - momentum) * var_unbiased;
+        cr_assert(close_enough(rmean[c], want_rm, 1e-5, 1e-5),
+                  "channel %d: running mean %g, want %g", c, (double)rmean[c], want_rm);
+        cr_assert(close_enough(rvar[c], want_rv, 1e-5, 1e-5), "channel %d: running var %g, want %g",
+                  c, (double)rvar[c], want_rv);
+    }
+    /* fused ReLU: the same values clipped at 0 */
+    float *y2 = alloc_floats((size_t)channels * plane);
+    cpu_batchnorm_forward_train(y2, mean, invstd, rmean, rvar, x, gamma, beta, eps, momentum, 1,
+                                channels, plane);
+    for (size_t i = 0; i < (size_t)channels * plane; i++)
+        cr_assert_eq(y2[i], y[i] > 0 ? y[i] : 0.0f);
+    free(x);
+    free(y);
+    free(y2);
+}
+
+Test(cpu_batchnorm, infer_uses_running_stats) {
+    rng_t r = {6};
+    const int channels = 3;
+    const size_t plane = 20;
+    const size_t n = (size_t)channels * plane;
+    float *x = random_floats(&r, n, -3, 3), *y = alloc_floats(n);
+    const float gamma[3] = {1.5f, 0.5f, -1.0f}, beta[3] = {0.1f, -0.2f, 0.3f};
+    const float rmean[3] = {0.5f, -1.0f, 0.0f}, rvar[3] = {2.0f, 0.25f, 1.0f}, eps = 1e-3f;
+    for (int relu = 0; relu < 2; relu++) {
+        cpu_batchnorm_forward_infer(y, x, gamma, beta, rmean, rvar, eps, relu, channels, plane);
+        double *want = malloc(n * sizeof *want);
+        for (int c = 0; c < channels; c++)
+            for (size_t i = 0; i < plane; i++) {
+                double v =
+                    gamma[c] * ((double)x[c * plane + i] - rmean[c]) / sqrt((double)rvar[c] + eps) +
+                    beta[c];
+                want[c * plane + i] = relu && v < 0 ? 0 : v;
+            }
+        expect_close(relu ? "infer y (relu)" : "infer y", y, want, n, 1e-5, 1e-5);
+        free(want);
+    }
+    free(x);
+    free(y);
+}
+
+/* ---- ReLU ------------------------------------------------------------------------------ */
+
+typedef struct {
+    float *y, *x, *r;
+    size_t n;
+} relu_ctx;
+
+static double relu_loss(void *p) {
+    relu_ctx *c = p;
+    cpu_relu_forward(c->y, c->x, c->n);
+    return dot(c->y, c->r, c->n);
+}
+
+Test(cpu_relu, forward_and_gradient) {
+    rng_t r = {7};
+    relu_ctx c = {.n = 40};
+    c.x = alloc_floats(c.n);
+    for (size_t i = 0; i < c.n; i++) { /* away from the kink at 0 */
+        float v = rng_uniform(&r, 0.1f, 1.0f);
+        c.x[i] = (i % 3 == 0) ? -v : v;
+    }
+    c.y = alloc_floats(c.n);
+    c.r = random_floats(&r, c.n, -1, 1);
+    relu_loss(&c);
+    for (size_t i = 0; i < c.n; i++) cr_assert_eq(c.y[i], c.x[i] > 0 ? c.x[i] : 0.0f);
+    float *dx0 = random_floats(&r, c.n, -1, 1), *dx = copy_floats(dx0, c.n);
+    cpu_relu_backward(dx, c.r, c.y, c.n);
+    double *g = added(dx, dx0, c.n);
+    check_fd("relu dx", c.x, g, c.n, relu_loss, &c, FD_ATOL, FD_RTOL);
+    cpu_relu_backward(NULL, c.r, c.y, c.n);
+    free(g);
+    free(dx);
+    free(dx0);
+    free(c.x);
+    free(c.y);
+    free(c.r);
+}
+
+Test(cpu_relu, large_parallel_arrays) {
+    const size_t n = (size_t)1 << 18;
+    float *x = alloc_floats(n), *y = alloc_floats(n), *dx = alloc_floats(n), *dy = alloc_floats(n);
+    for (size_t i = 0; i < n; i++) {
+        x[i] = (float)((long)(i % 7) - 3);
+        dy[i] = 1.0f;
+        dx[i] = 2.0f;
+    }
+    cpu_relu_forward(y, x, n);
+    cpu_relu_backward(dx, dy, y, n);
+    for (size_t i = 0; i < n; i++) {
+        cr_assert_eq(y[i], x[i] > 0 ? x[i] : 0.0f);
+        cr_assert_eq(dx[i], x[i] > 0 ? 3.0f : 2.0f);
+    }
+    free(x);
+    free(y);
+    free(dx);
+    free(dy);
+}
+
+/* ---- pooling ----------------------------------------------------------------------------- */
+
+typedef struct {
+    float *y, *x, *r;
+    int planes, height, width, kind; /* 0 max3x3, 1 avg2x2, 2 global avg */
+} pool_ctx;
+
+static size_t pool_out_size(const pool_ctx *c) {
+    size_t area = (size_t)c->height * c->width;
+    return c->kind == 0   ? c->planes * area
+           : c->kind == 1 ? c->planes * area / 4
+                          : (size_t)c->planes;
+}
+
+static double pool_loss(void *p) {
+    pool_ctx *c = p;
+    if (c->kind == 0)
+        cpu_maxpool3x3_forward(c->y, c->x, c->planes, c->height, c->width);
+    else if (c->kind == 1)
+        cpu_avgpool2x2_forward(c->y, c->x, c->planes, c->height, c->width);
+    else
+        cpu_global_avgpool_forward(c->y, c->x, c->planes, c->height * c->width);
+    return dot(c->y, c->r, pool_out_size(c));
+}
+
+static double *maxpool_naive(const float *x, int planes, int H, int W) {
+    double *y = malloc((size_t)planes * H * W * sizeof *y);
+    for (int p = 0; p < planes; p++)
+        for (int h = 0; h < H; h++)
+            for (int w = 0; w < W; w++) {
+                double m = -INFINITY;
+                for (int i = h - 1; i <= h + 1; i++)
+                    for (int j = w - 1; j <= w + 1; j++)
+                        if (i >= 0 && i < H && j >= 0 && j < W &&
+                            x[((size_t)p * H + i) * W + j] > m)
+                            m = x[((size_t)p * H + i) * W + j];
+                y[((size_t)p * H + h) * W + w] = m;
+            }
+    return y;
+}
+
+/* Distinct values 0.05 apart in random order (negative ones too, so padding would win if
+ * it were treated as 0): an FD step of 0.01 never changes a window's argmax. */
+static float *spread_values(rng_t *r, size_t n) {
+    float *x = alloc_floats(n);
+    for (size_t i = 0; i < n; i++) x[i] = 0.05f * (float)i - 0.03f * (float)n;
+    for (size_t i = n - 1; i > 0; i--) {
+        size_t j = (size_t)(rng_next(r) % (i + 1));
+        float t = x[i];
+        x[i] = x[j];
+        x[j] = t;
+    }
+    return x;
+}
+
+static void pool_grad_check(int kind, int planes, int height, int width, uint64_t seed) {
+    rng_t r = {seed};
+    pool_ctx c = {.planes = planes, .height = height, .width = width, .kind = kind};
+    const size_t nx = (size_t)planes * height * width, ny = pool_out_size(&c);
+    c.x = kind == 0 ? spread_values(&r, nx) : random_floats(&r, nx, -1, 1);
+    c.y = alloc_floats(ny);
+    c.r = random_floats(&r, ny, -1, 1);
+    pool_loss(&c);
+    float *dx0 = random_floats(&r, nx, -1, 1), *dx = copy_floats(dx0, nx);
+    if (kind == 0)
+        cpu_maxpool3x3_backward(dx, c.r, c.x, c.y, planes, height, width);
+    else if (kind == 1)
+        cpu_avgpool2x2_backward(dx, c.r, planes, height, width);
+    else
+        cpu_global_avgpool_backward(dx, c.r, planes, height * width);
+    double *g = added(dx, dx0, nx);
+    check_fd(kind == 0   ? "maxpool dx"
+             : kind == 1 ? "avgpool dx"
+                         : "global avgpool dx",
+             c.x, g, nx, pool_loss, &c, FD_ATOL, FD_RTOL);
+    /* NULL dx is allowed */
+    if (kind == 0)
+        cpu_maxpool3x3_backward(NULL, c.r, c.x, c.y, planes, height, width);
+    else if (kind == 1)
+        cpu_avgpool2x2_backward(NULL, c.r, planes, height, width);
+    else
+        cpu_global_avgpool_backward(NULL, c.r, planes, height * width);
+    free(g);
+    free(dx);
+    free(dx0);
+    free(c.x);
+    free(c.y);
+    free(c.r);
+}
+
+Test(cpu_pool, maxpool_forward_matches_direct_loops) {
+    rng_t r = {8};
+    const int sizes[][2] = {{5, 6}, {1, 1}, {1, 4}, {4, 1}, {2, 2}, {32, 32}};
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        const int H = sizes[s][0], W = sizes[s][1], planes = 3;
+        const size_t n = (size_t)planes * H * W;
+        float *x = random_floats(&r, n, -2, -1); /* all negative: zero padding would win */
+        float *y = alloc_floats(n);
+        cpu_maxpool3x3_forward(y, x, planes, H, W);
+        double *want = maxpool_naive(x, planes, H, W);
+        expect_close("maxpool y", y, want, n, 0, 0);
+        free(want);
+        free(x);
+        free(y);
+    }
+}
+
+Test(cpu_pool, maxpool_gradient) { pool_grad_check(0, 6, 5, 6, 9); }
+Test(cpu_pool, maxpool_gradient_thin_maps) { pool_grad_check(0, 2, 1, 5, 10); }
+
+Test(cpu_pool, maxpool_ties_go_to_first_in_window) {
+    /* constant map: each window's first in-image element (row-major) takes its dy */
+    const int H = 3, W = 4;
+    float x[12], y[12], dy[12], dx[12];
+    fill(x, 12, 1.0f);
+    for (int i = 0; i < 12; i++) dy[i] = (float)(1 << i);
+    fill(dx, 12, 0.0f);
+    cpu_maxpool3x3_forward(y, x, 1, H, W);
+    cpu_maxpool3x3_backward(dx, dy, x, y, 1, H, W);
+    double want[12] = {0};
+    for (int h = 0; h < H; h++)
+        for (int w = 0; w < W; w++) {
+            int i = h > 0 ? h - 1 : 0, j = w > 0 ? w - 1 : 0;
+            want[i * W + j] += dy[h * W + w];
+        }
+    expect_close("maxpool tie dx", dx, want, 12, 0, 0);
+}
+
+Test(cpu_pool, avgpool2x2_forward_and_gradient) {
+    rng_t r = {11};
+    const int planes = 4, H = 4, W = 6;
+    float *x = random_floats(&r, (size_t)planes * H * W, -1, 1),
+          *y = alloc_floats((size_t)planes * 6);
+    cpu_avgpool2x2_forward(y, x, planes, H, W);
+    for (int p = 0; p < planes; p++)
+        for (int i = 0; i < H / 2; i++)
+            for (int j = 0; j < W / 2; j++) {
+                const float *a = x + ((size_t)p * H + 2 * i) * W + 2 * j;
+                double want = 0.25 * ((double)a[0] + a[1] + a[W] + a[W + 1]);
+                cr_assert(close_enough(y[(p * (H / 2) + i) * (W / 2) + j], want, 1e-6, 1e-6));
+            }
+    free(x);
+    free(y);
+    pool_grad_check(1, planes, H, W, 12);
+}
+
+Test(cpu_pool, global_avgpool_forward_and_gradient) {
+    rng_t r = {13};
+    const int planes = 6, area = 20;
+    float *x = random_floats(&r, (size_t)planes * area, -1, 1), y[6];
+    cpu_global_avgpool_forward(y, x, planes, area);
+    for (int p = 0; p < planes; p++) {
+        double s = 0;
+        for (int i = 0; i < area; i++) s += x[p * area + i];
+        cr_assert(close_enough(y[p], s / area, 1e-6, 1e-6));
+    }
+    free(x);
+    pool_grad_check(2, planes, 4, 5, 14);
+}
+
+/* ---- dense ------------------------------------------------------------------------------- */
+
+typedef struct {
+    float *y, *x, *w, *b, *r;
+    int batch, in, out;
+} dense_ctx;
+
+static double dense_loss(void *p) {
+    dense_ctx *c = p;
+    cpu_dense_forward(c->y, c->x, c->w, c->b, c->batch, c->in, c->out);
+    return dot(c->y, c->r, (size_t)c->out * c->batch);
+}
+
+Test(cpu_dense, forward_and_gradients) {
+    rng_t r = {15};
+    dense_ctx c = {.batch = 3, .in = 7, .out = 5};
+    const size_t nx = (size_t)c.in * c.batch, ny = (size_t)c.out * c.batch,
+                 nw = (size_t)c.out * c.in;
+    c.x = random_floats(&r, nx, -1, 1);
+    c.w = random_floats(&r, nw, -1, 1);
+    c.b = random_floats(&r, (size_t)c.out, -1, 1);
+    c.r = random_floats(&r, ny, -1, 1);
+    c.y = alloc_floats(ny);
+    fill(c.y, ny, NAN);
+    dense_loss(&c);
+    double want[15];
+    for (int o = 0; o < c.out; o++)
+        for (int n = 0; n < c.batch; n++) {
+            double s = c.b[o];
+            for (int i = 0; i < c.in; i++) s += (double)c.w[o * c.in + i] * c.x[i * c.batch + n];
+            want[o * c.batch + n] = s;
+        }
+    expect_close("dense y", c.y, want, ny, 1e-5, 1e-5);
+
+    float *dx0 = random_floats(&r, nx, -1, 1), *dw0 = random_floats(&r, nw, -1, 1),
+          *db0 = random_floats(&r, (size_t)c.out, -1, 1);
+    float *dx = copy_floats(dx0, nx), *dw = copy_floats(dw0, nw),
+          *db = copy_floats(db0, (size_t)c.out);
+    cpu_dense_backward(dx, dw, db, c.r, c.x, c.w, c.batch, c.in, c.out);
+    double *gx = added(dx, dx0, nx), *gw = added(dw, dw0, nw), *gb = added(db, db0, (size_t)c.out);
+    check_fd("dense dx", c.x, gx, nx, dense_loss, &c, FD_ATOL, FD_RTOL);
+    check_fd("dense dweight", c.w, gw, nw, dense_loss, &c, FD_ATOL, FD_RTOL);
+    check_fd("dense dbias", c.b, gb, (size_t)c.out, dense_loss, &c, FD_ATOL, FD_RTOL);
+
+    float *dw2 = alloc_floats(nw), *db2 = alloc_floats((size_t)c.out);
+    fill(dw2, nw, 0);
+    fill(db2, (size_t)c.out, 0);
+    cpu_dense_backward(NULL, dw2, db2, c.r, c.x, c.w, c.batch, c.in, c.out);
+    expect_close("dense dweight (dx NULL)", dw2, gw, nw, 1e-5, 1e-5);
+    expect_close("dense dbias (dx NULL)", db2, gb, (size_t)c.out, 1e-5, 1e-5);
+    free(dw2);
+    free(db2);
+    free(gx);
+    free(gw);
+    free(gb);
+    free(dx);
+    free(dw);
+    free(db);
+    free(dx0);
+    free(dw0);
+    free(db0);
+    free(c.x);
+    free(c.w);
+    free(c.b);
+    free(c.r);
+    free(c.y);
+}
+
+/* ---- softmax cross-entropy ------------------------------------------------------------ */
+
+typedef struct {
+    float *logits;
+    const uint8_t *labels;
+    int batch, classes;
+} xent_ctx;
+
+static double xent_loss(void *p) {
+    xent_ctx *c = p;
+    return cpu_softmax_xent(NULL, NULL, c->logits, c->labels, 1.0f, c->batch, c->classes);
+}
+
+Test(cpu_softmax_xent, loss_gradient_and_correct_count) {
+    rng_t r = {16};
+    const int batch = 6, classes = 10;
+    const size_t n = (size_t)batch * classes;
+    const uint8_t labels[6] = {0, 3, 9, 3, 5, 7};
+    xent_ctx c = {.logits = random_floats(&r, n, -2, 2),
+                  .labels = labels,
+                  .batch = batch,
+                  .classes = classes};
+    /* make samples 1 and 4 predict their labels */
+    c.logits[3 * batch + 1] = 5.0f;
+    c.logits[5 * batch + 4] = 5.0f;
+    double want_loss = 0;
+    int want_correct = 0;
+    for (int s = 0; s < batch; s++) {
+        double m = -INFINITY, sum = 0;
+        int best = 0;
+        for (int k = 0; k < classes; k++) {
+            double z = c.logits[k * batch + s];
+            if (z > m) {
+                m = z;
+                best = k;
+            }
+        }
+        for (int k = 0; k < classes; k++) sum += exp(c.logits[k * batch + s] - m);
+        want_loss += -(c.logits[labels[s] * batch + s] - m - log(sum));
+        want_correct += best == labels[s];
+    }
+    want_loss /= batch;
+    cr_assert_geq(want_correct, 2);
+
+    float *d = alloc_floats(n);
+    fill(d, n, NAN); /* overwritten, not accumulated */
+    int correct = -1;
+    const float loss =
+        cpu_softmax_xent(d, &correct, c.logits, labels, 1.0f / batch, batch, classes);
+    cr_assert(close_enough(loss, want_loss, 1e-6, 1e-6), "loss %g, want %g", (double)loss,
+              want_loss);
+    cr_assert_eq(correct, want_correct);
+    double *g = added(d, (float[60]){0}, n);
+    check_fd("softmax-xent dlogits", c.logits, g, n, xent_loss, &c, 1e-4, FD_RTOL);
+
+    /* grad_scale scales the gradient only */
+    float *d2 = alloc_floats(n);
+    cr_assert(close_enough(cpu_softmax_xent(d2, NULL, c.logits, labels, 3.0f, batch, classes), loss,
+                           0, 1e-6));
+    for (size_t i = 0; i < n; i++) g[i] = 3.0 * batch * d[i];
+    expect_close("dlogits * grad_scale", d2, g, n, 1e-6, 1e-5);
+    free(d2);
+    free(g);
+    free(d);
+    free(c.logits);
+}
+
+Test(cpu_softmax_xent, stable_for_large_logits) {
+    float logits[2 * 3] = {1000.0f, -1000.0f, 999.0f, -999.0f, 0.0f, -1001.0f}; /* [3][2] */
+    const uint8_t labels[2] = {1, 1};
+    float d[6];
+    int correct = 0;
+    float loss = cpu_softmax_xent(d, &correct, logits, labels, 0.5f, 2, 3);
+    /* sample 0: logits 1000, 999, 0 -> loss = log(1 + e) ; sample 1: -1000, -999, -1001 */
+    const double l0 = log(1.0 + exp(1.0)),
+                 l1 = -(-999.0 - (-999.0 + log(exp(-1.0) + 1.0 + exp(-2.0))));
+    cr_assert(isfinite(loss));
+    cr_assert(close_enough(loss, (l0 + l1) / 2, 1e-5, 1e-5), "loss %g", (double)loss);
+    cr_assert_eq(correct, 1);
+    for (int i = 0; i < 6; i++) cr_assert(isfinite(d[i]));
+}
+
+/* ---- Adam and L2 ------------------------------------------------------------------------ */
+
+static void adam_case(adam_eps_form form, const double want_p[3]) {
+    float p[3] = {1.0f, -0.5f, 0.2f}, m[3] = {0.1f, -0.2f, 0.0f}, v[3] = {0.01f, 0.04f, 0.0f};
+    const float g[3] = {0.5f, -0.3f, 2.0f};
+    cpu_adam_step(p, m, v, g, 0.01f, 0.9f, 0.999f, 1e-3f, form, 3, 3);
+    const double want_m[3] = {0.14, -0.21, 0.2}, want_v[3] = {0.01024, 0.04005, 0.004};
+    expect_close("adam m", m, want_m, 3, 1e-7, 1e-6);
+    expect_close("adam v", v, want_v, 3, 1e-7, 1e-6);
+    expect_close("adam param", p, want_p, 3, 2e-7, 0);
+}
+
+/* Hand-computed (double precision) for lr 0.01, betas 0.9/0.999, eps 1e-3, step 3. */
+Test(cpu_adam, keras_form) {
+    const double want[3] = {0.997232539, -0.497890753, 0.193711297};
+    adam_case(ADAM_EPS_KERAS, want);
+}
+
+Test(cpu_adam, pytorch_form) {
+    const double want[3] = {0.997206702, -0.497880793, 0.193617389};
+    adam_case(ADAM_EPS_PYTORCH, want);
+}
+
+Test(cpu_adam, large_parallel_arrays_match_small) {
+    const size_t n = (size_t)1 << 17;
+    float *p = alloc_floats(n), *m = alloc_floats(n), *v = alloc_floats(n), *g = alloc_floats(n);
+    for (size_t i = 0; i < n; i++) {
+        p[i] = 1.0f;
+        m[i] = 0.0f;
+        v[i] = 0.0f;
+        g[i] = (i % 2) ? 0.5f : -0.5f;
+    }
+    cpu_adam_step(p, m, v, g, 1e-3f, 0.9f, 0.999f, 1e-7f, ADAM_EPS_KERAS, 1, n);
+    /* first step: m/sqrt(v) = sign(g) after bias correction, so p moves by lr */
+    for (size_t i = 0; i < n; i++)
+        cr_assert(close_enough(p[i], (i % 2) ? 1.0 - 1e-3 : 1.0 + 1e-3, 1e-6, 0), "p[%zu] = %g", i,
+                  (double)p[i]);
+    free(p);
+    free(m);
+    free(v);
+    free(g);
+}
+
+Test(cpu_add_scaled, adds_coefficient_times_param) {
+    float grad[5] = {1, 2, 3, 4, 5};
+    const float param[5] = {1, -1, 0.5f, 0, 2};
+    cpu_add_scaled(grad, param, 2e-3f, 5);
+    const double want[5] = {1.002, 1.998, 3.001, 4, 5.004};
+    expect_close("grad", grad, want, 5, 1e-6, 0);
+}

@@ -1,0 +1,705 @@
+/* The CUDA backend against the CPU oracle: every op of the backend table (and the
+ * standalone ReLU) runs on the same random inputs through cpu_* and through cuda_backend,
+ * and the results must agree. Backward ops start from non-zero gradients on both sides,
+ * so accumulation is checked too; optional outputs (dx, bias, statistics) are exercised
+ * NULL and non-NULL.
+ *
+ * Without a usable GPU every test that needs one is skipped with the CUDA runtime's own
+ * message (never a vacuous pass); the probe and versions tests need no GPU. */
+#include <criterion/criterion.h>
+
+#ifdef BNECK_HAVE_CUDA
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/backend.h"
+#include "backend/cpu/cpu_ops.h"
+#include "backend/cuda/cuda_backend.h"
+#include "core/rng.h"
+
+#define COUNT(array) (sizeof(array) / sizeof((array)[0]))
+
+/* Tolerances, relative to max(|want|, mean |want|) (see expect_close). */
+#define EXACT 0.0
+#define BITS_OF_ROUNDING 1e-6 /* same formula, float/double rounding or exp/log differences */
+#define REDUCTION 1e-4        /* sums in another order or precision */
+#define CONVOLUTION 1e-3      /* cuDNN algorithms (Winograd, FFT) round differently */
+#define TF32 2e-2             /* 10-bit mantissa products */
+
+/* ---- GPU availability ------------------------------------------------------------------- */
+
+static void use_gpu(void) {
+    char message[512];
+    if (cuda_backend_probe(message, sizeof message) <= 0) cr_skip("no usable GPU: %s", message);
+    cr_assert_eq(cuda_backend_init(0, message, sizeof message), 0, "cuda_backend_init: %s",
+                 message);
+}
+
+static void release_gpu(void) { cuda_backend_shutdown(); }
+
+TestSuite(gpu_ops, .fini = release_gpu);
+
+/* ---- host and device arrays --------------------------------------------------------------- */
+
+static float *host_floats(size_t n) {
+    float *p = malloc((n ? n : 1) * sizeof *p);
+    cr_assert_not_null(p);
+    return p;
+}
+
+static float *random_floats(uint64_t key, size_t n, float lo, float hi) {
+    float *p = host_floats(n);
+    for (size_t i = 0; i < n; i++) p[i] = lo + (hi - lo) * rng_uniform(key, i);
+    return p;
+}
+
+/* Small integers as floats: max pool windows full of ties. */
+static float *tied_floats(uint64_t key, size_t n) {
+    float *p = host_floats(n);
+    for (size_t i = 0; i < n; i++) p[i] = (float)rng_below(key, i, 3);
+    return p;
+}
+
+static float *to_device(const float *host, size_t n) {
+    float *device = cuda_backend.alloc(n * sizeof *device);
+    cuda_backend.upload(device, host, n * sizeof *device);
+    return device;
+}
+
+static float *to_host(const float *device, size_t n) {
+    float *host = host_floats(n);
+    cuda_backend.download(host, device, n * sizeof *host);
+    return host;
+}
+
+/* Compares got with want elementwise: |got - want| <= tolerance * max(|want|, mean |want|),
+ * relative where values are large, scaled by the typical magnitude near zero (sums with
+ * cancellation). NaN never passes. Reports the first mismatches. */
+static void expect_close(const char *what, const float *got, const float *want, size_t n,
+                         double tolerance) {
+    double mean_abs = 0.0;
+    for (size_t i = 0; i < n; i++) mean_abs += fabs((double)want[i]);
+    mean_abs = n ? mean_abs / (double)n : 0.0;
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        const double scale = fmax(fabs((double)want[i]), mean_abs);
+        const double error = fabs((double)got[i] - (double)want[i]);
+        if (!(error <= tolerance * scale) && !(error == 0.0)) {
+            if (bad < 5)
+                cr_log_error("%s[%zu]: got %.9g, want %.9g (tolerance %.0e)", what, i,
+                             (double)got[i], (double)want[i], tolerance);
+            bad++;
+        }
+    }
+    cr_expect_eq(bad, 0, "%s: %zu of %zu values differ", what, bad, n);
+}
+
+/* Downloads a device result and compares it with the CPU's. */
+static void expect_device_close(const char *what, const float *device, const float *want,
+                                size_t n, double tolerance) {
+    float *got = to_host(device, n);
+    expect_close(what, got, want, n, tolerance);
+    free(got);
+}
+
+/* ---- tests that need no GPU ----------------------------------------------------------------- */
+
+Test(gpu_ops, probe_reports_the_runtime_message) {
+    char message[512] = "";
+    const int count = cuda_backend_probe(message, sizeof message);
+    cr_expect_geq(count, -1);
+    cr_expect_gt(strlen(message), 0, "the probe must always say something");
+    if (count < 0)
+        cr_expect_not_null(strstr(message, "cudaGetDeviceCount"),
+                           "the failure names the call: %s", message);
+    cr_log_info("probe: %d (%s)", count, message);
+}
+
+Test(gpu_ops, versions_name_every_library) {
+    const char *versions = cuda_backend_versions();
+    cr_log_info("versions: %s", versions);
+    cr_expect_not_null(strstr(versions, "cuda-runtime "));
+    cr_expect_not_null(strstr(versions, "cuda-driver "));
+    cr_expect_not_null(strstr(versions, "cublas "));
+    cr_expect_not_null(strstr(versions, "nccl "));
+    cr_expect_not_null(strstr(versions, "cudnn "));
+    cr_expect_null(strstr(versions, "cudnn 0.0.0"), "cuDNN reports its version without a GPU");
+    cr_expect_null(strstr(versions, "cuda-runtime 0.0"), "so does the CUDA runtime");
+}
+
+/* ---- memory ------------------------------------------------------------------------------- */
+
+Test(gpu_ops, memory_allocates_zeroed_and_copies_both_ways) {
+    use_gpu();
+    const size_t n = 1000;
+    float *device = cuda_backend.alloc(n * sizeof(float));
+    cr_assert_not_null(device);
+    float *zeros = host_floats(n);
+    memset(zeros, 0, n * sizeof(float));
+    expect_device_close("fresh allocation", device, zeros, n, EXACT);
+
+    float *values = random_floats(1, n, -1.0f, 1.0f);
+    cuda_backend.upload(device, values, n * sizeof(float));
+    expect_device_close("round trip", device, values, n, EXACT);
+    cuda_backend.zero(device, n * sizeof(float));
+    cuda_backend.synchronize();
+    expect_device_close("zeroed", device, zeros, n, EXACT);
+
+    void *empty = cuda_backend.alloc(0);
+    cr_expect_not_null(empty, "alloc never returns NULL, even for 0 bytes");
+    cuda_backend.release(empty);
+    cuda_backend.release(NULL);
+    cuda_backend.release(device);
+    cr_expect_eq(cuda_backend.conv2d_workspace_floats(8, 8, 8, 16, 3), 0,
+                 "the backend owns its convolution workspace");
+    free(zeros);
+    free(values);
+}
+
+/* ---- convolution ---------------------------------------------------------------------------- */
+
+typedef struct conv_shape {
+    int batch, height, width, in_channels, out_channels, kernel;
+} conv_shape;
+
+static const conv_shape conv_shapes[] = {
+    {2, 5, 7, 3, 4, 1},    {2, 5, 7, 3, 4, 3},      {2, 5, 7, 3, 4, 5},
+    {3, 8, 8, 16, 24, 3},  {4, 16, 16, 32, 16, 5},  {8, 8, 8, 64, 96, 1},
+    {2, 3, 2, 2, 3, 5}, /* kernel wider than the image */
+    {1, 1, 1, 4, 2, 3}, /* a single pixel */
+};
+
+static size_t conv_input_floats(const conv_shape *s) {
+    return (size_t)s->in_channels * s->batch * s->height * s->width;
+}
+static size_t conv_output_floats(const conv_shape *s) {
+    return (size_t)s->out_channels * s->batch * s->height * s->width;
+}
+static size_t conv_weight_floats(const conv_shape *s) {
+    return (size_t)s->out_channels * s->in_channels * s->kernel * s->kernel;
+}
+
+static float *cpu_conv_workspace(const conv_shape *s) {
+    const size_t floats =
+        cpu_conv2d_workspace_floats(s->batch, s->height, s->width, s->in_channels, s->kernel);
+    return floats ? host_floats(floats) : NULL;
+}
+
+/* The convolution layout setting in force, for messages. */
+static const char *conv_layout = "strided CNHW";
+
+static void set_conv_transpose(int on) {
+    cuda_backend_set_conv_transpose(on);
+    conv_layout = on ? "NCHW copies" : "strided CNHW";
+}
+
+static void describe_conv(char *text, size_t capacity, const char *op, const conv_shape *s) {
+    snprintf(text, capacity, "%s batch %d %dx%d %d->%d k%d (%s)", op, s->batch, s->height,
+             s->width, s->in_channels, s->out_channels, s->kernel, conv_layout);
+}
+
+static void check_conv_forward(const conv_shape *s, int with_bias, uint64_t key,
+                               double tolerance) {
+    const size_t nx = conv_input_floats(s), ny = conv_output_floats(s), nw = conv_weight_floats(s);
+    float *x = random_floats(rng_key(key, 1), nx, -1.0f, 1.0f);
+    float *weight = random_floats(rng_key(key, 2), nw, -0.5f, 0.5f);
+    float *bias = random_floats(rng_key(key, 3), (size_t)s->out_channels, -1.0f, 1.0f);
+    float *stale = random_floats(rng_key(key, 4), ny, -9.0f, 9.0f); /* y is overwritten */
+    float *want = host_floats(ny), *workspace = cpu_conv_workspace(s);
+    cpu_conv2d_forward(want, x, weight, with_bias ? bias : NULL, workspace, s->batch, s->height,
+                       s->width, s->in_channels, s->out_channels, s->kernel);
+
+    float *d_x = to_device(x, nx), *d_weight = to_device(weight, nw);
+    float *d_bias = to_device(bias, (size_t)s->out_channels), *d_y = to_device(stale, ny);
+    cuda_backend.conv2d_forward(d_y, d_x, d_weight, with_bias ? d_bias : NULL, NULL, s->batch,
+                                s->height, s->width, s->in_channels, s->out_channels, s->kernel);
+    char what[160];
+    describe_conv(what, sizeof what, with_bias ? "conv forward" : "conv forward (no bias)", s);
+    expect_device_close(what, d_y, want, ny, tolerance);
+
+    cuda_backend.release(d_x);
+    cuda_backend.release(d_weight);
+    cuda_backend.release(d_bias);
+    cuda_backend.release(d_y);
+    free(x), free(weight), free(bias), free(stale), free(want), free(workspace);
+}
+
+Test(gpu_ops, conv2d_forward_matches_cpu_in_both_layouts) {
+    use_gpu();
+    for (int transpose = 0; transpose < 2; transpose++) {
+        set_conv_transpose(transpose);
+        for (size_t i = 0; i < COUNT(conv_shapes); i++)
+            check_conv_forward(&conv_shapes[i], i % 3 != 2, 100 + i, CONVOLUTION);
+    }
+    set_conv_transpose(0);
+}
+
+/* Runs the backward op on both backends from the same non-zero gradients and compares
+ * dx (unless with_dx is 0, which passes NULL), dweight and dbias. */
+static void check_conv_backward(const conv_shape *s, int with_dx, uint64_t key) {
+    const size_t nx = conv_input_floats(s), ny = conv_output_floats(s), nw = conv_weight_floats(s);
+    const size_t nb = (size_t)s->out_channels;
+    float *x = random_floats(rng_key(key, 1), nx, -1.0f, 1.0f);
+    float *weight = random_floats(rng_key(key, 2), nw, -0.5f, 0.5f);
+    float *dy = random_floats(rng_key(key, 3), ny, -1.0f, 1.0f);
+    float *dx = random_floats(rng_key(key, 4), nx, -1.0f, 1.0f);
+    float *dweight = random_floats(rng_key(key, 5), nw, -1.0f, 1.0f);
+    float *dbias = random_floats(rng_key(key, 6), nb, -1.0f, 1.0f);
+
+    float *d_x = to_device(x, nx), *d_weight = to_device(weight, nw), *d_dy = to_device(dy, ny);
+    float *d_dx = to_device(dx, nx), *d_dweight = to_device(dweight, nw);
+    float *d_dbias = to_device(dbias, nb);
+    cuda_backend.conv2d_backward(with_dx ? d_dx : NULL, d_dweight, d_dbias, d_dy, d_x, d_weight,
+                                 NULL, s->batch, s->height, s->width, s->in_channels,
+                                 s->out_channels, s->kernel);
+    float *workspace = cpu_conv_workspace(s);
+    cpu_conv2d_backward(with_dx ? dx : NULL, dweight, dbias, dy, x, weight, workspace, s->batch,
+                        s->height, s->width, s->in_channels, s->out_channels, s->kernel);
+
+    char what[160];
+    if (with_dx) {
+        describe_conv(what, sizeof what, "conv dx", s);
+        expect_device_close(what, d_dx, dx, nx, CONVOLUTION);
+    }
+    describe_conv(what, sizeof what, "conv dweight", s);
+    expect_device_close(what, d_dweight, dweight, nw, CONVOLUTION);
+    describe_conv(what, sizeof what, "conv dbias", s);
+    expect_device_close(what, d_dbias, dbias, nb, REDUCTION);
+
+    cuda_backend.release(d_x), cuda_backend.release(d_weight), cuda_backend.release(d_dy);
+    cuda_backend.release(d_dx), cuda_backend.release(d_dweight), cuda_backend.release(d_dbias);
+    free(x), free(weight), free(dy), free(dx), free(dweight), free(dbias), free(workspace);
+}
+
+Test(gpu_ops, conv2d_backward_accumulates_like_cpu_in_both_layouts) {
+    use_gpu();
+    for (int transpose = 0; transpose < 2; transpose++) {
+        set_conv_transpose(transpose);
+        for (size_t i = 0; i < COUNT(conv_shapes); i++)
+            check_conv_backward(&conv_shapes[i], i % 4 != 3, 200 + i);
+    }
+    set_conv_transpose(0);
+}
+
+Test(gpu_ops, deterministic_conv2d_backward_repeats_bit_for_bit) {
+    use_gpu();
+    cuda_backend_set_deterministic(1);
+    const conv_shape s = {8, 16, 16, 32, 48, 3};
+    check_conv_backward(&s, 1, 300);
+
+    const size_t nx = conv_input_floats(&s), ny = conv_output_floats(&s);
+    const size_t nw = conv_weight_floats(&s);
+    float *x = random_floats(301, nx, -1.0f, 1.0f), *weight = random_floats(302, nw, -0.5f, 0.5f);
+    float *dy = random_floats(303, ny, -1.0f, 1.0f);
+    float *d_x = to_device(x, nx), *d_weight = to_device(weight, nw), *d_dy = to_device(dy, ny);
+    float *results[2][2];
+    for (int run = 0; run < 2; run++) {
+        float *d_dx = cuda_backend.alloc(nx * sizeof(float));
+        float *d_dweight = cuda_backend.alloc(nw * sizeof(float));
+        cuda_backend.conv2d_backward(d_dx, d_dweight, NULL, d_dy, d_x, d_weight, NULL, s.batch,
+                                     s.height, s.width, s.in_channels, s.out_channels, s.kernel);
+        results[run][0] = to_host(d_dx, nx);
+        results[run][1] = to_host(d_dweight, nw);
+        cuda_backend.release(d_dx);
+        cuda_backend.release(d_dweight);
+    }
+    cr_expect_eq(memcmp(results[0][0], results[1][0], nx * sizeof(float)), 0, "dx differs");
+    cr_expect_eq(memcmp(results[0][1], results[1][1], nw * sizeof(float)), 0, "dweight differs");
+    cuda_backend_set_deterministic(0);
+    for (int run = 0; run < 2; run++) free(results[run][0]), free(results[run][1]);
+    cuda_backend.release(d_x), cuda_backend.release(d_weight), cuda_backend.release(d_dy);
+    free(x), free(weight), free(dy);
+}
+
+Test(gpu_ops, tf32_conv2d_forward_stays_close) {
+    use_gpu();
+    cuda_backend_set_math(CUDA_MATH_TF32);
+    const conv_shape s = {8, 16, 16, 64, 96, 3};
+    check_conv_forward(&s, 1, 400, TF32);
+    cuda_backend_set_math(CUDA_MATH_FP32);
+    check_conv_forward(&s, 1, 400, CONVOLUTION); /* and strict fp32 again afterwards */
+}
+
+/* ---- batch normalisation -------------------------------------------------------------------- */
+
+typedef struct bn_shape {
+    int channels;
+    size_t plane;
+} bn_shape;
+
+/* (A plane of one value is left out: its invstd is 1/sqrt(eps), and the CPU's unfused
+ * a*x + b then loses more to rounding than any tolerance that still means something.) */
+static const bn_shape bn_shapes[] = {
+    {5, 42}, {3, 8192}, {2, 3}, {40, 2 * 8 * 8}, {4, 128 * 32 * 32},
+};
+
+typedef struct bn_case {
+    int fuse_relu, with_stats, keras; /* keras: eps 1e-3, momentum 0.99; else 1e-5, 0.9 */
+} bn_case;
+
+static void check_bn_train(const bn_shape *s, bn_case c, uint64_t key) {
+    const size_t n = (size_t)s->channels * s->plane, nc = (size_t)s->channels;
+    const float eps = c.keras ? 1e-3f : 1e-5f, momentum = c.keras ? 0.99f : 0.9f;
+    float *x = random_floats(rng_key(key, 1), n, 2.0f, 5.0f); /* off-centre: tests the shift */
+    float *gamma = random_floats(rng_key(key, 2), nc, 0.5f, 1.5f);
+    float *beta = random_floats(rng_key(key, 3), nc, -0.5f, 0.5f);
+    float *running_mean = random_floats(rng_key(key, 4), nc, -1.0f, 1.0f);
+    float *running_var = random_floats(rng_key(key, 5), nc, 0.5f, 2.0f);
+    float *y = host_floats(n), *mean = host_floats(nc), *invstd = host_floats(nc);
+
+    float *d_x = to_device(x, n), *d_gamma = to_device(gamma, nc), *d_beta = to_device(beta, nc);
+    float *d_running_mean = to_device(running_mean, nc);
+    float *d_running_var = to_device(running_var, nc);
+    float *d_y = cuda_backend.alloc(n * sizeof(float));
+    float *d_mean = cuda_backend.alloc(nc * sizeof(float));
+    float *d_invstd = cuda_backend.alloc(nc * sizeof(float));
+    cuda_backend.batchnorm_forward_train(
+        d_y, c.with_stats ? d_mean : NULL, c.with_stats ? d_invstd : NULL,
+        c.with_stats ? d_running_mean : NULL, c.with_stats ? d_running_var : NULL, d_x, d_gamma,
+        d_beta, eps, momentum, c.fuse_relu, s->channels, s->plane);
+    cpu_batchnorm_forward_train(y, c.with_stats ? mean : NULL, c.with_stats ? invstd : NULL,
+                                c.with_stats ? running_mean : NULL,
+                                c.with_stats ? running_var : NULL, x, gamma, beta, eps, momentum,
+                                c.fuse_relu, s->channels, s->plane);
+
+    char what[160];
+    snprintf(what, sizeof what, "batchnorm train %d x %zu relu %d stats %d keras %d", s->channels,
+             s->plane, c.fuse_relu, c.with_stats, c.keras);
+    expect_device_close(what, d_y, y, n, REDUCTION);
+    if (c.with_stats) {
+        expect_device_close("batch mean", d_mean, mean, nc, REDUCTION);
+        expect_device_close("batch invstd", d_invstd, invstd, nc, REDUCTION);
+        expect_device_close("running mean", d_running_mean, running_mean, nc, REDUCTION);
+        expect_device_close("running var", d_running_var, running_var, nc, REDUCTION);
+    }
+    cuda_backend.release(d_x), cuda_backend.release(d_gamma), cuda_backend.release(d_beta);
+    cuda_backend.release(d_running_mean), cuda_backend.release(d_running_var);
+    cuda_backend.release(d_y), cuda_backend.release(d_mean), cuda_backend.release(d_invstd);
+    free(x), free(gamma), free(beta), free(running_mean), free(running_var), free(y);
+    free(mean), free(invstd);
+}
+
+Test(gpu_ops, batchnorm_forward_train_matches_cpu) {
+    use_gpu();
+    for (size_t i = 0; i < COUNT(bn_shapes); i++)
+        for (int variant = 0; variant < 4; variant++) {
+            const bn_case c = {variant & 1, variant != 2, (variant >> 1) == (int)(i & 1)};
+            check_bn_train(&bn_shapes[i], c, 500 + 10 * i + (uint64_t)variant);
+        }
+}
+
+Test(gpu_ops, batchnorm_forward_infer_matches_cpu) {
+    use_gpu();
+    for (size_t i = 0; i < COUNT(bn_shapes); i++) {
+        const bn_shape *s = &bn_shapes[i];
+        const size_t n = (size_t)s->channels * s->plane, nc = (size_t)s->channels;
+        const uint64_t key = 600 + i;
+        const int fuse_relu = (int)(i & 1);
+        float *x = random_floats(rng_key(key, 1), n, -2.0f, 2.0f);
+        float *gamma = random_floats(rng_key(key, 2), nc, 0.5f, 1.5f);
+        float *beta = random_floats(rng_key(key, 3), nc, -0.5f, 0.5f);
+        float *running_mean = random_floats(rng_key(key, 4), nc, -1.0f, 1.0f);
+        float *running_var = random_floats(rng_key(key, 5), nc, 0.5f, 2.0f);
+        float *y = host_floats(n);
+        float *d_x = to_device(x, n), *d_gamma = to_device(gamma, nc);
+        float *d_beta = to_device(beta, nc), *d_running_mean = to_device(running_mean, nc);
+        float *d_running_var = to_device(running_var, nc);
+        float *d_y = cuda_backend.alloc(n * sizeof(float));
+        cuda_backend.batchnorm_forward_infer(d_y, d_x, d_gamma, d_beta, d_running_mean,
+                                             d_running_var, 1e-3f, fuse_relu, s->channels,
+                                             s->plane);
+        cpu_batchnorm_forward_infer(y, x, gamma, beta, running_mean, running_var, 1e-3f,
+                                    fuse_relu, s->channels, s->plane);
+        expect_device_close("batchnorm infer", d_y, y, n, BITS_OF_ROUNDING * 10);
+        cuda_backend.release(d_x), cuda_backend.release(d_gamma), cuda_backend.release(d_beta);
+        cuda_backend.release(d_running_mean), cuda_backend.release(d_running_var);
+        cuda_backend.release(d_y);
+        free(x), free(gamma), free(beta), free(running_mean), free(running_var), free(y);
+    }
+}
+
+/* The CPU forward provides y and the batch statistics; both backends then run backward on
+ * the same inputs. Variants: no ReLU (y NULL), fused ReLU, fused ReLU without dx. */
+static void check_bn_backward(const bn_shape *s, int variant, uint64_t key) {
+    const size_t n = (size_t)s->channels * s->plane, nc = (size_t)s->channels;
+    const int fuse_relu = variant > 0, with_dx = variant < 2;
+    float *x = random_floats(rng_key(key, 1), n, -1.0f, 3.0f);
+    float *gamma = random_floats(rng_key(key, 2), nc, 0.5f, 1.5f);
+    float *beta = random_floats(rng_key(key, 3), nc, -0.5f, 0.5f);
+    float *y = host_floats(n), *mean = host_floats(nc), *invstd = host_floats(nc);
+    cpu_batchnorm_forward_train(y, mean, invstd, NULL, NULL, x, gamma, beta, 1e-3f, 0.99f,
+                                fuse_relu, s->channels, s->plane);
+    float *dy = random_floats(rng_key(key, 4), n, -1.0f, 1.0f);
+    float *dx = random_floats(rng_key(key, 5), n, -1.0f, 1.0f);
+    float *dgamma = random_floats(rng_key(key, 6), nc, -1.0f, 1.0f);
+    float *dbeta = random_floats(rng_key(key, 7), nc, -1.0f, 1.0f);
+
+    float *d_x = to_device(x, n), *d_y = to_device(y, n), *d_dy = to_device(dy, n);
+    float *d_gamma = to_device(gamma, nc), *d_mean = to_device(mean, nc);
+    float *d_invstd = to_device(invstd, nc), *d_dx = to_device(dx, n);
+    float *d_dgamma = to_device(dgamma, nc), *d_dbeta = to_device(dbeta, nc);
+    cuda_backend.batchnorm_backward(with_dx ? d_dx : NULL, d_dgamma, d_dbeta, d_dy, d_x,
+                                    fuse_relu ? d_y : NULL, d_gamma, d_mean, d_invstd,
+                                    s->channels, s->plane);
+    cpu_batchnorm_backward(with_dx ? dx : NULL, dgamma, dbeta, dy, x, fuse_relu ? y : NULL, gamma,
+                           mean, invstd, s->channels, s->plane);
+
+    char what[160];
+    snprintf(what, sizeof what, "batchnorm dx %d x %zu relu %d", s->channels, s->plane, fuse_relu);
+    if (with_dx) expect_device_close(what, d_dx, dx, n, REDUCTION);
+    expect_device_close("batchnorm dgamma", d_dgamma, dgamma, nc, REDUCTION);
+    expect_device_close("batchnorm dbeta", d_dbeta, dbeta, nc, REDUCTION);
+    cuda_backend.release(d_x), cuda_backend.release(d_y), cuda_backend.release(d_dy);
+    cuda_backend.release(d_gamma), cuda_backend.release(d_mean), cuda_backend.release(d_invstd);
+    cuda_backend.release(d_dx), cuda_backend.release(d_dgamma), cuda_backend.release(d_dbeta);
+    free(x), free(gamma), free(beta), free(y), free(mean), free(invstd), free(dy), free(dx);
+    free(dgamma), free(dbeta);
+}
+
+Test(gpu_ops, batchnorm_backward_accumulates_like_cpu) {
+    use_gpu();
+    for (size_t i = 0; i < COUNT(bn_shapes); i++)
+        for (int variant = 0; variant < 3; variant++)
+            check_bn_backward(&bn_shapes[i], variant, 700 + 10 * i + (uint64_t)variant);
+}
+
+/* ---- pools ---------------------------------------------------------------------------------- */
+
+typedef struct pool_shape {
+    int planes, height, width;
+} pool_shape;
+
+Test(gpu_ops, maxpool3x3_matches_cpu_bit_for_bit_with_ties) {
+    use_gpu();
+    static const pool_shape shapes[] = {{3, 5, 4}, {2, 1, 1}, {2, 1, 6}, {2, 6, 1},
+                                        {6, 8, 8}, {4, 32, 32}};
+    for (size_t i = 0; i < COUNT(shapes); i++)
+        for (int tied = 0; tied < 2; tied++) {
+            const pool_shape *s = &shapes[i];
+            const size_t n = (size_t)s->planes * s->height * s->width;
+            const uint64_t key = 800 + 10 * i + (uint64_t)tied;
+            float *x = tied ? tied_floats(rng_key(key, 1), n)
+                            : random_floats(rng_key(key, 1), n, -1.0f, 1.0f);
+            float *y = host_floats(n);
+            float *dy = random_floats(rng_key(key, 2), n, -1.0f, 1.0f);
+            float *dx = random_floats(rng_key(key, 3), n, -1.0f, 1.0f);
+            float *d_x = to_device(x, n), *d_dy = to_device(dy, n), *d_dx = to_device(dx, n);
+            float *d_y = cuda_backend.alloc(n * sizeof(float));
+            cpu_maxpool3x3_forward(y, x, s->planes, s->height, s->width);
+            cuda_backend.maxpool3x3_forward(d_y, d_x, s->planes, s->height, s->width);
+            char what[160];
+            snprintf(what, sizeof what, "maxpool %d x %dx%d tied %d", s->planes, s->height,
+                     s->width, tied);
+            expect_device_close(what, d_y, y, n, EXACT);
+            cpu_maxpool3x3_backward(dx, dy, x, y, s->planes, s->height, s->width);
+            cuda_backend.maxpool3x3_backward(d_dx, d_dy, d_x, d_y, s->planes, s->height, s->width);
+            expect_device_close("maxpool dx", d_dx, dx, n, EXACT);
+            cuda_backend.release(d_x), cuda_backend.release(d_dy), cuda_backend.release(d_dx);
+            cuda_backend.release(d_y);
+            free(x), free(y), free(dy), free(dx);
+        }
+}
+
+Test(gpu_ops, avgpool2x2_matches_cpu) {
+    use_gpu();
+    static const pool_shape shapes[] = {{3, 4, 6}, {2, 2, 2}, {5, 32, 32}, {96 * 4, 16, 16}};
+    for (size_t i = 0; i < COUNT(shapes); i++) {
+        const pool_shape *s = &shapes[i];
+        const size_t n = (size_t)s->planes * s->height * s->width, m = n / 4;
+        const uint64_t key = 900 + i;
+        float *x = random_floats(rng_key(key, 1), n, -1.0f, 1.0f), *y = host_floats(m);
+        float *dy = random_floats(rng_key(key, 2), m, -1.0f, 1.0f);
+        float *dx = random_floats(rng_key(key, 3), n, -1.0f, 1.0f);
+        float *d_x = to_device(x, n), *d_dy = to_device(dy, m), *d_dx = to_device(dx, n);
+        float *d_y = cuda_backend.alloc(m * sizeof(float));
+        cpu_avgpool2x2_forward(y, x, s->planes, s->height, s->width);
+        cuda_backend.avgpool2x2_forward(d_y, d_x, s->planes, s->height, s->width);
+        expect_device_close("avgpool y", d_y, y, m, BITS_OF_ROUNDING);
+        cpu_avgpool2x2_backward(dx, dy, s->planes, s->height, s->width);
+        cuda_backend.avgpool2x2_backward(d_dx, d_dy, s->planes, s->height, s->width);
+        expect_device_close("avgpool dx", d_dx, dx, n, BITS_OF_ROUNDING);
+        cuda_backend.release(d_x), cuda_backend.release(d_dy), cuda_backend.release(d_dx);
+        cuda_backend.release(d_y);
+        free(x), free(y), free(dy), free(dx);
+    }
+}
+
+Test(gpu_ops, global_avgpool_matches_cpu) {
+    use_gpu();
+    static const pool_shape shapes[] = {{7, 8, 8}, {3, 1, 1}, {256 * 128, 8, 8}, {5, 33, 1}};
+    for (size_t i = 0; i < COUNT(shapes); i++) {
+        const pool_shape *s = &shapes[i];
+        const int area = s->height * s->width;
+        const size_t n = (size_t)s->planes * area, m = (size_t)s->planes;
+        const uint64_t key = 1000 + i;
+        float *x = random_floats(rng_key(key, 1), n, -1.0f, 1.0f), *y = host_floats(m);
+        float *dy = random_floats(rng_key(key, 2), m, -1.0f, 1.0f);
+        float *dx = random_floats(rng_key(key, 3), n, -1.0f, 1.0f);
+        float *d_x = to_device(x, n), *d_dy = to_device(dy, m), *d_dx = to_device(dx, n);
+        float *d_y = cuda_backend.alloc(m * sizeof(float));
+        cpu_global_avgpool_forward(y, x, s->planes, area);
+        cuda_backend.global_avgpool_forward(d_y, d_x, s->planes, area);
+        expect_device_close("global avgpool y", d_y, y, m, BITS_OF_ROUNDING);
+        cpu_global_avgpool_backward(dx, dy, s->planes, area);
+        cuda_backend.global_avgpool_backward(d_dx, d_dy, s->planes, area);
+        expect_device_close("global avgpool dx", d_dx, dx, n, BITS_OF_ROUNDING);
+        cuda_backend.release(d_x), cuda_backend.release(d_dy), cuda_backend.release(d_dx);
+        cuda_backend.release(d_y);
+        free(x), free(y), free(dy), free(dx);
+    }
+}
+
+/* ---- dense ---------------------------------------------------------------------------------- */
+
+typedef struct dense_shape {
+    int batch, in_features, out_features;
+} dense_shape;
+
+Test(gpu_ops, dense_matches_cpu_both_ways) {
+    use_gpu();
+    static const dense_shape shapes[] = {{7, 33, 10}, {128, 256, 10}, {1, 1, 1}, {100, 256, 10}};
+    for (size_t i = 0; i < COUNT(shapes); i++) {
+        const dense_shape *s = &shapes[i];
+        const size_t nx = (size_t)s->in_features * s->batch;
+        const size_t ny = (size_t)s->out_features * s->batch;
+        const size_t nw = (size_t)s->out_features * s->in_features, nb = (size_t)s->out_features;
+        const int with_bias = i != 2, with_dx = i != 1;
+        const uint64_t key = 1100 + i;
+        float *x = random_floats(rng_key(key, 1), nx, -1.0f, 1.0f);
+        float *weight = random_floats(rng_key(key, 2), nw, -0.5f, 0.5f);
+        float *bias = random_floats(rng_key(key, 3), nb, -1.0f, 1.0f);
+        float *dy = random_floats(rng_key(key, 4), ny, -1.0f, 1.0f);
+        float *dx = random_floats(rng_key(key, 5), nx, -1.0f, 1.0f);
+        float *dweight = random_floats(rng_key(key, 6), nw, -1.0f, 1.0f);
+        float *dbias = random_floats(rng_key(key, 7), nb, -1.0f, 1.0f);
+        float *y = host_floats(ny);
+        float *d_x = to_device(x, nx), *d_weight = to_device(weight, nw);
+        float *d_bias = to_device(bias, nb), *d_dy = to_device(dy, ny), *d_dx = to_device(dx, nx);
+        float *d_dweight = to_device(dweight, nw), *d_dbias = to_device(dbias, nb);
+        float *d_y = to_device(dy, ny); /* stale values: y is overwritten */
+
+        cpu_dense_forward(y, x, weight, with_bias ? bias : NULL, s->batch, s->in_features,
+                          s->out_features);
+        cuda_backend.dense_forward(d_y, d_x, d_weight, with_bias ? d_bias : NULL, s->batch,
+                                   s->in_features, s->out_features);
+        char what[160];
+        snprintf(what, sizeof what, "dense y batch %d %d->%d bias %d", s->batch, s->in_features,
+                 s->out_features, with_bias);
+        expect_device_close(what, d_y, y, ny, REDUCTION);
+        cpu_dense_backward(with_dx ? dx : NULL, dweight, dbias, dy, x, weight, s->batch,
+                           s->in_features, s->out_features);
+        cuda_backend.dense_backward(with_dx ? d_dx : NULL, d_dweight, d_dbias, d_dy, d_x,
+                                    d_weight, s->batch, s->in_features, s->out_features);
+        if (with_dx) expect_device_close("dense dx", d_dx, dx, nx, REDUCTION);
+        expect_device_close("dense dweight", d_dweight, dweight, nw, REDUCTION);
+        expect_device_close("dense dbias", d_dbias, dbias, nb, REDUCTION);
+
+        cuda_backend.release(d_x), cuda_backend.release(d_weight), cuda_backend.release(d_bias);
+        cuda_backend.release(d_dy), cuda_backend.release(d_dx), cuda_backend.release(d_dweight);
+        cuda_backend.release(d_dbias), cuda_backend.release(d_y);
+        free(x), free(weight), free(bias), free(dy), free(dx), free(dweight), free(dbias);
+        free(y);
+    }
+}
+
+/* ---- loss and optimizer --------------------------------------------------------------------- */
+
+Test(gpu_ops, softmax_xent_matches_cpu) {
+    use_gpu();
+    static const struct {
+        int batch, classes;
+    } shapes[] = {{37, 10}, {128, 10}, {1000, 3}, {1, 1}};
+    for (size_t i = 0; i < COUNT(shapes); i++) {
+        const int batch = shapes[i].batch, classes = shapes[i].classes;
+        const size_t n = (size_t)batch * classes;
+        const uint64_t key = 1200 + i;
+        float *logits = random_floats(rng_key(key, 1), n, -4.0f, 4.0f);
+        uint8_t *labels = malloc((size_t)batch);
+        cr_assert_not_null(labels);
+        for (int b = 0; b < batch; b++) labels[b] = (uint8_t)rng_below(rng_key(key, 2), b, classes);
+        float *dlogits = host_floats(n);
+        const float scale = 1.0f / (float)batch;
+        int want_correct = -1, got_correct = -2;
+        const float want = cpu_softmax_xent(dlogits, &want_correct, logits, labels, scale, batch,
+                                            classes);
+
+        float *d_logits = to_device(logits, n), *d_dlogits = cuda_backend.alloc(n * sizeof(float));
+        uint8_t *d_labels = cuda_backend.alloc((size_t)batch);
+        cuda_backend.upload(d_labels, labels, (size_t)batch);
+        const float got = cuda_backend.softmax_xent(d_dlogits, &got_correct, d_logits, d_labels,
+                                                    scale, batch, classes);
+        cr_expect(fabs((double)got - (double)want) <= 1e-6 * fmax(1.0, fabs((double)want)),
+                  "loss batch %d: got %.9g, want %.9g", batch, (double)got, (double)want);
+        cr_expect_eq(got_correct, want_correct, "correct count batch %d", batch);
+        expect_device_close("dlogits", d_dlogits, dlogits, n, BITS_OF_ROUNDING);
+        /* optional outputs may be NULL */
+        const float again = cuda_backend.softmax_xent(NULL, NULL, d_logits, d_labels, scale, batch,
+                                                      classes);
+        cr_expect_eq(again, got, "the loss does not depend on the optional outputs");
+
+        cuda_backend.release(d_logits), cuda_backend.release(d_dlogits);
+        cuda_backend.release(d_labels);
+        free(logits), free(labels), free(dlogits);
+    }
+}
+
+Test(gpu_ops, adam_matches_cpu_in_both_eps_forms) {
+    use_gpu();
+    const size_t n = 5000;
+    for (int form = ADAM_EPS_KERAS; form <= ADAM_EPS_PYTORCH; form++) {
+        const uint64_t key = 1300 + (uint64_t)form;
+        const float eps = form == ADAM_EPS_KERAS ? 1e-7f : 1e-8f;
+        float *param = random_floats(rng_key(key, 1), n, -1.0f, 1.0f);
+        float *m = random_floats(rng_key(key, 2), n, -0.1f, 0.1f);
+        float *v = random_floats(rng_key(key, 3), n, 0.0f, 0.01f);
+        float *d_param = to_device(param, n), *d_m = to_device(m, n), *d_v = to_device(v, n);
+        for (long step = 1; step <= 3; step++) {
+            float *grad = random_floats(rng_key(key, 10 + (uint64_t)step), n, -1.0f, 1.0f);
+            float *d_grad = to_device(grad, n);
+            cpu_adam_step(param, m, v, grad, 1e-3f, 0.9f, 0.999f, eps, (adam_eps_form)form, step,
+                          n);
+            cuda_backend.adam_step(d_param, d_m, d_v, d_grad, 1e-3f, 0.9f, 0.999f, eps,
+                                   (adam_eps_form)form, step, n);
+            cuda_backend.release(d_grad);
+            free(grad);
+        }
+        expect_device_close(form == ADAM_EPS_KERAS ? "adam keras param" : "adam pytorch param",
+                            d_param, param, n, BITS_OF_ROUNDING);
+        expect_device_close("adam m", d_m, m, n, BITS_OF_ROUNDING);
+        expect_device_close("adam v", d_v, v, n, BITS_OF_ROUNDING);
+        cuda_backend.release(d_param), cuda_backend.release(d_m), cuda_backend.release(d_v);
+        free(param), free(m), free(v);
+    }
+}
+
+Test(gpu_ops, add_scaled_and_relu_match_cpu) {
+    use_gpu();
+    const size_t n = 100000;
+    float *grad = random_floats(1401, n, -1.0f, 1.0f), *param = random_floats(1402, n, -1.0f, 1.0f);
+    float *d_grad = to_device(grad, n), *d_param = to_device(param, n);
+    cpu_add_scaled(grad, param, 2e-3f, n);
+    cuda_backend.add_scaled(d_grad, d_param, 2e-3f, n);
+    expect_device_close("add_scaled", d_grad, grad, n, BITS_OF_ROUNDING);
+
+    float *y = host_floats(n), *dx = random_floats(1403, n, -1.0f, 1.0f);
+    float *d_y = cuda_backend.alloc(n * sizeof(float)), *d_dx = to_device(dx, n);
+    cpu_relu_forward(y, param, n);
+    cuda_relu_forward(d_y, d_param, n);
+    expect_device_close("relu y", d_y, y, n, EXACT);
+    cpu_relu_backward(dx, grad, y, n);
+    cuda_relu_backward(d_dx, d_grad, d_y, n);
+    expect_device_close("relu dx", d_dx, dx, n, EXACT);
+    cuda_backend.release(d_grad), cuda_backend.release(d_param), cuda_backend.release(d_y);
+    cuda_backend.release(d_dx);
+    free(grad), free(param), free(y), free(dx);
+}
+
+#else /* built without the CUDA backend */
+
+Test(gpu_ops, cuda_backend) { cr_skip("built without the CUDA backend"); }
+
+#endif

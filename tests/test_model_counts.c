@@ -1,0 +1,89 @@
+/* The study's exact counts (SPEC section 2): a builder that misses any one is wrong. */
+#include <criterion/criterion.h>
+
+#include "model/model.h"
+
+typedef struct expected_counts {
+    int mode, alpha;
+    int64_t params, trainable, pseudo_flops, macs;
+} expected_counts;
+
+static const expected_counts study[5] = {
+    {1, 1, 2960874, 2958122, 231091200, 228854272},
+    {2, 2, 839838, 836226, 87118848, 84738560},
+    {2, 4, 493818, 490636, 50042880, 47734272},
+    {3, 2, 612488, 608016, 61273088, 58749440},
+    {3, 4, 308318, 304706, 28986368, 26606080},
+};
+
+static model built; /* large: keep it off the stack */
+
+Test(model_counts, keras_form_matches_the_study_exactly) {
+    for (int i = 0; i < 5; i++) {
+        model_spec spec = {study[i].mode, study[i].alpha, 3, POOL_BRANCH_KERAS};
+        bneck_error err;
+        cr_assert_eq(model_build(&built, &spec, &err), 0, "%s", err.message);
+        cr_expect_eq(built.counts.params, study[i].params, "pattern %s params %lld",
+                     model_study_patterns[i].name, (long long)built.counts.params);
+        cr_expect_eq(built.counts.trainable, study[i].trainable, "pattern %s trainable %lld",
+                     model_study_patterns[i].name, (long long)built.counts.trainable);
+        cr_expect_eq(built.counts.pseudo_flops, study[i].pseudo_flops, "pattern %s pflops %lld",
+                     model_study_patterns[i].name, (long long)built.counts.pseudo_flops);
+        cr_expect_eq(built.counts.macs, study[i].macs, "pattern %s macs %lld",
+                     model_study_patterns[i].name, (long long)built.counts.macs);
+        /* The buffers hold exactly what the counts say. */
+        cr_expect_eq((int64_t)built.param_count, study[i].trainable);
+        cr_expect_eq((int64_t)(built.param_count + built.state_count), study[i].params);
+    }
+}
+
+Test(model_counts, pytorch_pool_branch_is_688_fewer) {
+    for (int i = 0; i < 5; i++) {
+        model_spec spec = {study[i].mode, study[i].alpha, 3, POOL_BRANCH_PYTORCH};
+        cr_assert_eq(model_build(&built, &spec, NULL), 0);
+        cr_expect_eq(built.counts.params, study[i].params - 688, "pattern %s",
+                     model_study_patterns[i].name);
+        cr_expect_eq(built.counts.macs, study[i].macs);
+    }
+}
+
+Test(model_counts, study_pattern_table_matches) {
+    for (int i = 0; i < 5; i++) {
+        cr_expect_eq(model_study_patterns[i].mode, study[i].mode);
+        cr_expect_eq(model_study_patterns[i].alpha, study[i].alpha);
+    }
+}
+
+Test(model_counts, one_input_channel_changes_only_the_first_layers) {
+    model_spec spec = {1, 1, 1, POOL_BRANCH_KERAS};
+    cr_assert_eq(model_build(&built, &spec, NULL), 0);
+    /* Inception 1's first layers see 1 channel instead of 3: 2 fewer input channels of
+     * 1x1 (24), 3x3 (48), 5x5 (12) and pool-1x1 (12) convs: 2*(24 + 9*48 + 25*12 + 12). */
+    cr_expect_eq(built.counts.params, 2960874 - 2 * (24 + 9 * 48 + 25 * 12 + 12));
+}
+
+Test(model_counts, bad_specs_are_refused_with_a_reason) {
+    bneck_error err;
+    model_spec bad_mode = {4, 2, 3, POOL_BRANCH_KERAS};
+    cr_expect_eq(model_build(&built, &bad_mode, &err), -1);
+    cr_expect(strstr(err.message, "mode") != NULL, "%s", err.message);
+    model_spec bad_alpha = {2, 8, 3, POOL_BRANCH_KERAS}; /* 96 % 64 != 0 */
+    cr_expect_eq(model_build(&built, &bad_alpha, &err), -1);
+    cr_expect(strstr(err.message, "divisible") != NULL, "%s", err.message);
+    model_spec zero_alpha = {2, 0, 3, POOL_BRANCH_KERAS};
+    cr_expect_eq(model_build(&built, &zero_alpha, &err), -1);
+}
+
+Test(model_counts, concat_slices_tile_each_module_output) {
+    model_spec spec = {3, 4, 3, POOL_BRANCH_KERAS};
+    cr_assert_eq(model_build(&built, &spec, NULL), 0);
+    /* Channels written into each region must cover it exactly once. */
+    for (int i = 0; i < built.layer_count; i++) {
+        const tensor_ref *out = &built.layers[i].out;
+        if (out->region_channels == out->channels) continue;
+        int covered = 0;
+        for (int j = 0; j < built.layer_count; j++)
+            if (built.layers[j].out.region == out->region) covered += built.layers[j].out.channels;
+        cr_expect_eq(covered, out->region_channels, "region of %s", built.layers[i].name);
+    }
+}
