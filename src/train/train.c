@@ -123,19 +123,29 @@ static void average_running_statistics(trainer *t) {
     free(state);
 }
 
+/* Progress within an epoch on rank 0: a line rewritten in place at most twice a second on
+ * a terminal; plain lines every tenth of a long epoch otherwise (Slurm logs, pipes). */
 static void print_progress(const trainer *t, int epoch, int step, int steps, double loss_sum,
                            double correct, int seen, double started) {
     if (log_rank() != 0 || t->comm.rank != 0) return;
-    const int every = t->cfg->progress_every > 0 ? t->cfg->progress_every
-                                                  : (steps >= 20 ? steps / 10 : 0);
-    const int on_terminal = isatty(STDOUT_FILENO);
+    static double last_print = 0.0;
+    const int on_terminal = isatty(STDOUT_FILENO) && !getenv("SLURM_JOB_ID");
+    const double now = timer_now();
     if (step == steps) {
-        if (on_terminal) fprintf(stdout, "\r\033[K");
+        if (on_terminal && last_print > 0.0) fprintf(stdout, "\r\033[K");
         fflush(stdout);
+        last_print = 0.0;
         return;
     }
-    if (!on_terminal && (every == 0 || step % every != 0)) return;
-    const double elapsed = timer_now() - started;
+    if (on_terminal) {
+        if (now - last_print < 0.5) return;
+    } else {
+        const int every = t->cfg->progress_every > 0 ? t->cfg->progress_every
+                                                      : (steps >= 50 ? steps / 10 : 0);
+        if (every == 0 || step % every != 0) return;
+    }
+    last_print = now;
+    const double elapsed = now - started;
     fprintf(stdout, "%s  epoch %d: step %d/%d  loss %.4f  acc %.2f%%  %.0f img/s%s",
             on_terminal ? "\r\033[K" : "", epoch, step, steps, loss_sum / seen,
             100.0 * correct / seen, seen * ranks_of(t) / (elapsed > 0 ? elapsed : 1e-9),
@@ -143,7 +153,7 @@ static void print_progress(const trainer *t, int epoch, int step, int steps, dou
     fflush(stdout);
 }
 
-void trainer_run_epoch(trainer *t, epoch_record *record) {
+int trainer_run_epoch(trainer *t, epoch_record *record) {
     const config *cfg = t->cfg;
     network *net = &t->net;
     const backend_ops *be = net->backend;
@@ -162,6 +172,11 @@ void trainer_run_epoch(trainer *t, epoch_record *record) {
     int seen = 0;
     const double started = timer_now();
     for (int step = 0; step < steps; step++) {
+        if (t->stop_requested) {
+            int stop = t->stop_requested();
+            if (ranks > 1) stop = t->comm.any_rank(t->comm.context, stop);
+            if (stop) return 1;
+        }
         const int begin = step * cfg->batch;
         const int global = d->count - begin < cfg->batch ? d->count - begin : cfg->batch;
         /* This rank's contiguous share of the global batch. */
@@ -217,6 +232,7 @@ void trainer_run_epoch(trainer *t, epoch_record *record) {
     trainer_evaluate(t, &record->val_loss, &record->val_acc);
     record->eval_s = timer_now() - eval_started;
     t->epochs_done++;
+    return 0;
 }
 
 void trainer_evaluate(trainer *t, double *loss, double *accuracy) {

@@ -30,6 +30,8 @@ typedef struct train_comm {
     int rank, ranks;
     void (*allreduce_sum_float)(void *context, float *buffer, size_t count);
     void (*allreduce_sum_double)(void *context, double *buffer, size_t count);
+    /* Logical OR of flag over the ranks of the run (agreeing to stop at a step). */
+    int (*any_rank)(void *context, int flag);
 } train_comm;
 
 typedef struct trainer {
@@ -44,6 +46,8 @@ typedef struct trainer {
     int *order;             /* this epoch's permutation of the training images */
     float *host_batch;      /* the assembled batch before it is uploaded */
     uint8_t *host_labels;
+    /* Asked at every step boundary; non-zero ends the epoch early (NULL: never). */
+    int (*stop_requested)(void);
 } trainer;
 
 /* Sets up a run of the model on the backend with freshly initialised weights (from
@@ -56,8 +60,11 @@ void trainer_destroy(trainer *t);
 /* The learning rate of 0-based epoch `epoch` of cfg->epochs. */
 double trainer_learning_rate(const config *cfg, int epoch);
 
-/* Trains epoch t->epochs_done + 1, evaluates, fills the record, and counts the epoch. */
-void trainer_run_epoch(trainer *t, epoch_record *record);
+/* Trains epoch t->epochs_done + 1, evaluates, fills the record, and counts the epoch.
+ * Returns 0, or 1 when every rank agreed to stop at a step boundary: the epoch is then
+ * abandoned (not counted) and the trainer must not be used further, since its weights
+ * are part-way through the epoch; the last checkpoint stands. */
+int trainer_run_epoch(trainer *t, epoch_record *record);
 
 /* Mean loss and accuracy on the validation set (inference-mode BatchNorm). */
 void trainer_evaluate(trainer *t, double *loss, double *accuracy);

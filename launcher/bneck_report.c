@@ -1,0 +1,523 @@
+/* bneck-report: the study's results table and plots from a sweep file (sweep.h5), and
+ * nothing else: it reads the file, never the training code, so it reports any sweep,
+ * finished or copied from a cluster, on any machine.
+ *
+ * The table has one row per pattern of /summary beside the study's published PyTorch
+ * numbers (SPEC section 5), the speed-up over them, and the E/A epoch-time ratio against
+ * the pseudo-FLOP ratio: the gap between counted work and measured time. */
+#include <inttypes.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "results/report_plot.h"
+#include "results/report_read.h"
+
+enum { EXIT_FAILED = 1, EXIT_USAGE = 2, CELL_MAX = 96, COLUMNS_MAX = 20, PATH_TEXT = 4096 };
+
+typedef enum { FORMAT_TEXT, FORMAT_MARKDOWN, FORMAT_CSV } output_format;
+
+static void usage(FILE *out) {
+    fprintf(out,
+            "usage: bneck-report SWEEP.h5 [--format text|markdown|csv] [--plots DIR] [--no-plots]\n"
+            "\n"
+            "Prints the study's results table from a bneck sweep file, one row per pattern of\n"
+            "/summary: mode, alpha, complete runs n, the median (sd) over runs of each run's best\n"
+            "validation accuracy in percent, the median (sd) seconds per epoch over every run's\n"
+            "epochs after its first, parameters, pseudo-FLOPs and MACs per image, and the training\n"
+            "GFLOP/s achieved. Beside each of the study's patterns A..E (same mode and alpha) it\n"
+            "shows the study's published PyTorch numbers (SPEC section 5) and the speed-up of our\n"
+            "s/epoch over theirs; with A and E present, the E/A epoch-time ratio against the\n"
+            "pseudo-FLOP ratio.\n"
+            "\n"
+            "  --format text|markdown|csv  the table's form (default text). csv is the table alone,\n"
+            "                              medians and sds in separate columns, no separators in\n"
+            "                              numbers, empty cells where there is no value\n"
+            "  --plots DIR                 where the plots go (default: the sweep file's directory\n"
+            "                              + /plots; created when missing)\n"
+            "  --no-plots                  the table only\n"
+            "\n"
+            "Plots (PNG): %s, %s, %s.\n"
+            "Their names are printed as they are written (on stderr with --format csv, so stdout\n"
+            "stays one csv table).\n"
+            "Exit status: 0 on success, 1 when the file cannot be read or a plot fails, 2 on a\n"
+            "bad option.\n",
+            report_plot_val_acc_name, report_plot_epoch_time_name, report_plot_theory_name);
+}
+
+static _Noreturn void usage_error(const char *message) {
+    fprintf(stderr, "bneck-report: %s\n(run bneck-report --help for usage)\n", message);
+    exit(EXIT_USAGE);
+}
+
+/* --- the study's published PyTorch rows (SPEC section 5) --------------------------------- */
+
+typedef struct study_row {
+    const char *pattern;
+    int mode, alpha;            /* alpha is irrelevant for mode 1 */
+    double val_acc_pct, val_acc_sd_pct;
+    double epoch_s, epoch_s_sd;
+} study_row;
+
+static const study_row study_pytorch[] = {
+    {"A", 1, 0, 89.37, 0.14, 46.75, 0.26}, {"B", 2, 2, 90.85, 0.13, 45.58, 0.16},
+    {"C", 2, 4, 90.21, 0.29, 40.39, 0.36}, {"D", 3, 2, 90.83, 0.09, 48.53, 0.40},
+    {"E", 3, 4, 89.90, 0.22, 41.47, 0.21},
+};
+
+/* The study's row for a pattern of ours, when it is the same network: same name, mode
+ * and (for bottlenecked modes) alpha. A pattern that shares a name but not the
+ * network is not compared. */
+static const study_row *study_match(const report_pattern *pattern) {
+    for (size_t i = 0; i < sizeof study_pytorch / sizeof study_pytorch[0]; i++) {
+        const study_row *row = &study_pytorch[i];
+        if (strcmp(row->pattern, pattern->pattern) == 0 && row->mode == pattern->mode &&
+            (row->mode == 1 || row->alpha == pattern->alpha))
+            return row;
+    }
+    return NULL;
+}
+
+static const report_pattern *find_study_pattern(const report_sweep *sweep, const char *name) {
+    for (int i = 0; i < sweep->pattern_count; i++) {
+        const study_row *row = study_match(&sweep->patterns[i]);
+        if (row && strcmp(row->pattern, name) == 0) return &sweep->patterns[i];
+    }
+    return NULL;
+}
+
+/* --- cells ------------------------------------------------------------------------------- */
+
+typedef struct column {
+    const char *header;
+    int align_left;             /* text; numbers align right */
+} column;
+
+typedef struct table {
+    const column *columns;
+    int column_count;
+    int row_count;
+    char (*cells)[COLUMNS_MAX][CELL_MAX]; /* row_count rows */
+} table;
+
+/* 2,960,874 in the human formats, 2960874 in csv. */
+static void format_count(int64_t value, output_format format, char *cell) {
+    char digits[32];
+    snprintf(digits, sizeof digits, "%" PRId64, value);
+    if (format == FORMAT_CSV) {
+        snprintf(cell, CELL_MAX, "%s", digits);
+        return;
+    }
+    const char *d = digits;
+    char *o = cell;
+    if (*d == '-') *o++ = *d++;
+    const size_t length = strlen(d);
+    for (size_t i = 0; i < length; i++) {
+        if (i > 0 && (length - i) % 3 == 0) *o++ = ',';
+        *o++ = d[i];
+    }
+    *o = '\0';
+}
+
+/* Seconds keep two decimals, more below one second so a fast epoch still shows three
+ * significant digits (0.0523, not 0.05). */
+static int seconds_decimals(double seconds) {
+    if (!isfinite(seconds) || seconds >= 1 || seconds <= 0) return 2;
+    const int decimals = 2 + (int)ceil(-log10(seconds));
+    return decimals > 8 ? 8 : decimals;
+}
+
+/* "90.12 (0.15)": a median with its sd; "-" for an sd that does not exist (n < 2). */
+static void format_median_sd(double median, double sd, int decimals, char *cell) {
+    if (!isfinite(median)) {
+        snprintf(cell, CELL_MAX, "-");
+        return;
+    }
+    if (isfinite(sd))
+        snprintf(cell, CELL_MAX, "%.*f (%.*f)", decimals, median, decimals, sd);
+    else
+        snprintf(cell, CELL_MAX, "%.*f (-)", decimals, median);
+}
+
+/* csv numbers: full precision; NaN or absent is an empty cell (pandas reads NaN). */
+static void format_csv_number(double value, char *cell) {
+    if (isfinite(value)) snprintf(cell, CELL_MAX, "%.10g", value);
+    else cell[0] = '\0';
+}
+
+static double speedup_over_study(const report_pattern *pattern, const study_row *study) {
+    if (!study || !(pattern->median_epoch_s > 0)) return NAN;
+    return study->epoch_s / pattern->median_epoch_s;
+}
+
+static const column display_columns[] = {
+    {"pattern", 1},      {"mode", 0},         {"alpha", 0},      {"n", 0},
+    {"val acc % (sd)", 0}, {"s/epoch (sd)", 0}, {"params", 0},     {"pseudo-FLOPs", 0},
+    {"MACs", 0},         {"GFLOP/s", 0},      {"study val acc % (sd)", 0},
+    {"study s/epoch (sd)", 0},                {"speed-up", 0},
+};
+
+static const column csv_columns[] = {
+    {"pattern", 1},
+    {"mode", 0},
+    {"alpha", 0},
+    {"n", 0},
+    {"val_acc_median_pct", 0},
+    {"val_acc_sd_pct", 0},
+    {"epoch_s_median", 0},
+    {"epoch_s_sd", 0},
+    {"params", 0},
+    {"pseudo_flops", 0},
+    {"macs", 0},
+    {"achieved_gflops", 0},
+    {"study_val_acc_median_pct", 0},
+    {"study_val_acc_sd_pct", 0},
+    {"study_epoch_s_median", 0},
+    {"study_epoch_s_sd", 0},
+    {"speedup_vs_study", 0},
+};
+
+#define COUNT_OF(array) ((int)(sizeof(array) / sizeof((array)[0])))
+
+static void display_row(const report_pattern *pattern, output_format format,
+                        char row[COLUMNS_MAX][CELL_MAX]) {
+    const study_row *study = study_match(pattern);
+    const int decimals = seconds_decimals(pattern->median_epoch_s);
+    int c = 0;
+    snprintf(row[c++], CELL_MAX, "%s", pattern->pattern);
+    snprintf(row[c++], CELL_MAX, "%d", pattern->mode);
+    /* The plain pattern has no bottleneck, so no alpha: "-" as in the study's table. */
+    if (pattern->mode == 1) snprintf(row[c++], CELL_MAX, "-");
+    else snprintf(row[c++], CELL_MAX, "%d", pattern->alpha);
+    snprintf(row[c++], CELL_MAX, "%d", pattern->n);
+    format_median_sd(100 * pattern->median_best_val_acc, 100 * pattern->sd_best_val_acc, 2,
+                     row[c++]);
+    format_median_sd(pattern->median_epoch_s, pattern->sd_epoch_s, decimals, row[c++]);
+    format_count(pattern->params, format, row[c++]);
+    format_count(pattern->pseudo_flops, format, row[c++]);
+    format_count(pattern->macs, format, row[c++]);
+    if (isfinite(pattern->achieved_flops))
+        snprintf(row[c++], CELL_MAX, "%.1f", pattern->achieved_flops / 1e9);
+    else
+        snprintf(row[c++], CELL_MAX, "-");
+    if (study) {
+        format_median_sd(study->val_acc_pct, study->val_acc_sd_pct, 2, row[c++]);
+        format_median_sd(study->epoch_s, study->epoch_s_sd, 2, row[c++]);
+        const double speedup = speedup_over_study(pattern, study);
+        if (isfinite(speedup)) snprintf(row[c++], CELL_MAX, "%.2fx", speedup);
+        else snprintf(row[c++], CELL_MAX, "-");
+    } else {
+        for (int i = 0; i < 3; i++) snprintf(row[c++], CELL_MAX, "-");
+    }
+}
+
+static void csv_row(const report_pattern *pattern, char row[COLUMNS_MAX][CELL_MAX]) {
+    const study_row *study = study_match(pattern);
+    int c = 0;
+    snprintf(row[c++], CELL_MAX, "%s", pattern->pattern);
+    snprintf(row[c++], CELL_MAX, "%d", pattern->mode);
+    snprintf(row[c++], CELL_MAX, "%d", pattern->alpha);
+    snprintf(row[c++], CELL_MAX, "%d", pattern->n);
+    format_csv_number(100 * pattern->median_best_val_acc, row[c++]);
+    format_csv_number(100 * pattern->sd_best_val_acc, row[c++]);
+    format_csv_number(pattern->median_epoch_s, row[c++]);
+    format_csv_number(pattern->sd_epoch_s, row[c++]);
+    format_count(pattern->params, FORMAT_CSV, row[c++]);
+    format_count(pattern->pseudo_flops, FORMAT_CSV, row[c++]);
+    format_count(pattern->macs, FORMAT_CSV, row[c++]);
+    format_csv_number(pattern->achieved_flops / 1e9, row[c++]);
+    format_csv_number(study ? study->val_acc_pct : NAN, row[c++]);
+    format_csv_number(study ? study->val_acc_sd_pct : NAN, row[c++]);
+    format_csv_number(study ? study->epoch_s : NAN, row[c++]);
+    format_csv_number(study ? study->epoch_s_sd : NAN, row[c++]);
+    format_csv_number(speedup_over_study(pattern, study), row[c++]);
+}
+
+/* --- writing a table ----------------------------------------------------------------------- */
+
+/* A csv field as RFC 4180 wants it: quoted only when it holds a comma, quote or newline. */
+static void write_csv_field(FILE *out, const char *text) {
+    if (!strpbrk(text, ",\"\n\r")) {
+        fputs(text, out);
+        return;
+    }
+    fputc('"', out);
+    for (const char *c = text; *c; c++) {
+        if (*c == '"') fputc('"', out);
+        fputc(*c, out);
+    }
+    fputc('"', out);
+}
+
+/* A markdown cell: a '|' would end the cell early. */
+static void escape_markdown(const char *text, char *cell) {
+    size_t o = 0;
+    for (const char *c = text; *c && o + 2 < CELL_MAX; c++) {
+        if (*c == '|') cell[o++] = '\\';
+        cell[o++] = *c;
+    }
+    cell[o] = '\0';
+}
+
+static void write_table(FILE *out, output_format format, const table *t) {
+    if (format == FORMAT_CSV) {
+        for (int c = 0; c < t->column_count; c++) {
+            if (c) fputc(',', out);
+            write_csv_field(out, t->columns[c].header);
+        }
+        fputc('\n', out);
+        for (int r = 0; r < t->row_count; r++) {
+            for (int c = 0; c < t->column_count; c++) {
+                if (c) fputc(',', out);
+                write_csv_field(out, t->cells[r][c]);
+            }
+            fputc('\n', out);
+        }
+        return;
+    }
+    if (format == FORMAT_MARKDOWN)
+        for (int r = 0; r < t->row_count; r++)
+            for (int c = 0; c < t->column_count; c++) {
+                char escaped[CELL_MAX];
+                escape_markdown(t->cells[r][c], escaped);
+                memcpy(t->cells[r][c], escaped, CELL_MAX);
+            }
+
+    int width[COLUMNS_MAX];
+    for (int c = 0; c < t->column_count; c++) {
+        width[c] = (int)strlen(t->columns[c].header);
+        if (format == FORMAT_MARKDOWN && width[c] < 3) width[c] = 3; /* room for "--:" */
+        for (int r = 0; r < t->row_count; r++) {
+            const int length = (int)strlen(t->cells[r][c]);
+            if (length > width[c]) width[c] = length;
+        }
+    }
+    const int markdown = format == FORMAT_MARKDOWN;
+    const char *gap = markdown ? " | " : "  ";
+    fputs(markdown ? "| " : "", out);
+    for (int c = 0; c < t->column_count; c++)
+        fprintf(out, "%s%*s", c ? gap : "", t->columns[c].align_left ? -width[c] : width[c],
+                t->columns[c].header);
+    fputs(markdown ? " |\n" : "\n", out);
+    for (int c = 0; c < t->column_count; c++) {
+        if (markdown) {
+            /* A colon on the side the column aligns to. */
+            fputc('|', out);
+            fputc(t->columns[c].align_left ? ':' : '-', out);
+            for (int i = 0; i < width[c]; i++) fputc('-', out);
+            fputc(t->columns[c].align_left ? '-' : ':', out);
+        } else {
+            fputs(c ? gap : "", out);
+            for (int i = 0; i < width[c]; i++) fputc('-', out);
+        }
+    }
+    fputs(markdown ? "|\n" : "\n", out);
+    for (int r = 0; r < t->row_count; r++) {
+        fputs(markdown ? "| " : "", out);
+        for (int c = 0; c < t->column_count; c++)
+            fprintf(out, "%s%*s", c ? gap : "", t->columns[c].align_left ? -width[c] : width[c],
+                    t->cells[r][c]);
+        fputs(markdown ? " |\n" : "\n", out);
+    }
+}
+
+/* --- the report ---------------------------------------------------------------------------- */
+
+static const char *attribute_or(const report_sweep *sweep, int which, const char *fallback) {
+    const char *text = sweep->attributes[which].text;
+    return text && text[0] ? text : fallback;
+}
+
+static void write_header(FILE *out, output_format format, const char *path,
+                         const report_sweep *sweep) {
+    int complete = 0;
+    for (int i = 0; i < sweep->run_count; i++) complete += report_run_is_complete(&sweep->runs[i]);
+    const char *job = attribute_or(sweep, REPORT_ATTR_SLURM_JOB_ID, NULL);
+    const char *bullet = format == FORMAT_MARKDOWN ? "- " : "  ";
+    if (format == FORMAT_MARKDOWN) fprintf(out, "## bneck sweep `%s`\n\n", path);
+    else fprintf(out, "bneck sweep %s\n", path);
+    fprintf(out, "%s%d run%s in /runs, %d complete; %d pattern%s in /summary\n", bullet,
+            sweep->run_count, sweep->run_count == 1 ? "" : "s", complete, sweep->pattern_count,
+            sweep->pattern_count == 1 ? "" : "s");
+    fprintf(out, "%screated %s, git %s, format %s\n", bullet,
+            attribute_or(sweep, REPORT_ATTR_CREATED, "(unknown)"),
+            attribute_or(sweep, REPORT_ATTR_GIT_COMMIT, "(unknown)"),
+            attribute_or(sweep, REPORT_ATTR_FORMAT, "(none)"));
+    fprintf(out, "%sdevices: %s; hosts: %s; MPI ranks: %s%s%s\n", bullet,
+            attribute_or(sweep, REPORT_ATTR_DEVICES, "(unknown)"),
+            attribute_or(sweep, REPORT_ATTR_HOSTS, "(unknown)"),
+            attribute_or(sweep, REPORT_ATTR_MPI_SIZE, "(unknown)"), job ? "; Slurm job " : "",
+            job ? job : "");
+    fputc('\n', out);
+}
+
+static void write_notes(FILE *out, output_format format, const report_sweep *sweep) {
+    const char *ddof = attribute_or(sweep, REPORT_ATTR_SD_DDOF, "1");
+    const char *bullet = format == FORMAT_MARKDOWN ? "- " : "";
+    fputc('\n', out);
+    fprintf(out, "%sval acc: median (sd) over a pattern's complete runs of each run's best "
+                 "validation accuracy; sd with ddof %s.\n", bullet, ddof);
+    fprintf(out, "%ss/epoch: median (sd) over every epoch after each run's first. GFLOP/s: "
+                 "training arithmetic achieved, 6 x MACs x images / epoch second.\n", bullet);
+    fprintf(out, "%sstudy: the published PyTorch numbers (SPEC section 5; Google Colab GPU, "
+                 "2018); speed-up = study s/epoch / ours.\n", bullet);
+
+    /* The study's finding in one line: how much less E computes than A, against how much
+     * less time its epoch takes. */
+    const report_pattern *a = find_study_pattern(sweep, "A");
+    const report_pattern *e = find_study_pattern(sweep, "E");
+    if (!a || !e || !(a->median_epoch_s > 0) || a->pseudo_flops <= 0) return;
+    const double time_ratio = e->median_epoch_s / a->median_epoch_s;
+    const double flop_ratio = (double)e->pseudo_flops / (double)a->pseudo_flops;
+    const double study_ratio = study_pytorch[4].epoch_s / study_pytorch[0].epoch_s;
+    const double change = time_ratio <= 1 ? 1 / time_ratio : time_ratio;
+    fprintf(out,
+            "%sE/A: epoch-time ratio %.3f vs pseudo-FLOP ratio %.3f: E counts %.2fx less work "
+            "than A and its epochs are %.2fx %s (the study's PyTorch epoch-time ratio: %.3f).\n",
+            bullet, time_ratio, flop_ratio, 1 / flop_ratio, change,
+            time_ratio <= 1 ? "shorter" : "longer", study_ratio);
+}
+
+static void write_report(FILE *out, output_format format, const char *path,
+                         const report_sweep *sweep) {
+    const int csv = format == FORMAT_CSV;
+    table t = {csv ? csv_columns : display_columns,
+               csv ? COUNT_OF(csv_columns) : COUNT_OF(display_columns), sweep->pattern_count,
+               bneck_calloc((size_t)sweep->pattern_count, sizeof *t.cells)};
+    for (int r = 0; r < sweep->pattern_count; r++) {
+        if (csv) csv_row(&sweep->patterns[r], t.cells[r]);
+        else display_row(&sweep->patterns[r], format, t.cells[r]);
+    }
+    if (!csv) write_header(out, format, path, sweep);
+    write_table(out, format, &t);
+    if (!csv) write_notes(out, format, sweep);
+    free(t.cells);
+}
+
+/* --- options ------------------------------------------------------------------------------- */
+
+typedef struct options {
+    const char *sweep_path;
+    output_format format;
+    const char *plot_directory;  /* NULL: next to the sweep file */
+    int plots;
+} options;
+
+static void parse_options(int argc, char **argv, options *opts) {
+    char message[512];
+    int plots_given = 0, no_plots_given = 0;
+    *opts = (options){NULL, FORMAT_TEXT, NULL, 1};
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+            usage(stdout);
+            exit(0);
+        }
+        if (arg[0] != '-' || strcmp(arg, "-") == 0) {
+            if (opts->sweep_path) {
+                snprintf(message, sizeof message,
+                         "one sweep file at a time: got '%.200s' after '%.200s'", arg,
+                         opts->sweep_path);
+                usage_error(message);
+            }
+            opts->sweep_path = arg;
+            continue;
+        }
+        /* "--name value" or "--name=value". */
+        char name[32];
+        const char *value = NULL;
+        const char *equals = strchr(arg, '=');
+        const size_t name_length = equals ? (size_t)(equals - arg) : strlen(arg);
+        if (name_length >= sizeof name) {
+            snprintf(message, sizeof message, "unknown option '%.200s'", arg);
+            usage_error(message);
+        }
+        memcpy(name, arg, name_length);
+        name[name_length] = '\0';
+        if (equals) value = equals + 1;
+
+        if (strcmp(name, "--no-plots") == 0) {
+            if (value) usage_error("--no-plots takes no value");
+            no_plots_given = 1;
+            opts->plots = 0;
+            continue;
+        }
+        if (strcmp(name, "--format") != 0 && strcmp(name, "--plots") != 0) {
+            snprintf(message, sizeof message, "unknown option '%.200s'", name);
+            usage_error(message);
+        }
+        if (!value) {
+            if (i + 1 >= argc || strncmp(argv[i + 1], "--", 2) == 0) {
+                snprintf(message, sizeof message, "%s needs a value", name);
+                usage_error(message);
+            }
+            value = argv[++i];
+        }
+        if (strcmp(name, "--format") == 0) {
+            if (strcmp(value, "text") == 0) opts->format = FORMAT_TEXT;
+            else if (strcmp(value, "markdown") == 0) opts->format = FORMAT_MARKDOWN;
+            else if (strcmp(value, "csv") == 0) opts->format = FORMAT_CSV;
+            else {
+                snprintf(message, sizeof message,
+                         "--format: bad value '%.200s': expected text, markdown or csv", value);
+                usage_error(message);
+            }
+        } else {
+            if (!value[0]) usage_error("--plots needs a directory");
+            plots_given = 1;
+            opts->plot_directory = value;
+        }
+    }
+    if (!opts->sweep_path) usage_error("missing the sweep file (SWEEP.h5)");
+    if (plots_given && no_plots_given) usage_error("--plots and --no-plots contradict each other");
+}
+
+/* The sweep file's directory + "/plots". */
+static void default_plot_directory(const char *sweep_path, char *directory, size_t size) {
+    const char *slash = strrchr(sweep_path, '/');
+    if (!slash) snprintf(directory, size, "plots");
+    else if (slash == sweep_path) snprintf(directory, size, "/plots");
+    else snprintf(directory, size, "%.*s/plots", (int)(slash - sweep_path), sweep_path);
+}
+
+int main(int argc, char **argv) {
+    options opts;
+    parse_options(argc, argv, &opts);
+
+    report_sweep sweep;
+    bneck_error err;
+    if (report_sweep_read(opts.sweep_path, &sweep, &err) != 0) {
+        fprintf(stderr, "bneck-report: %s\n", err.message);
+        return EXIT_FAILED;
+    }
+    write_report(stdout, opts.format, opts.sweep_path, &sweep);
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        perror("bneck-report: writing the table");
+        report_sweep_free(&sweep);
+        return EXIT_FAILED;
+    }
+
+    int status = 0;
+    if (opts.plots) {
+        char directory[PATH_TEXT];
+        if (opts.plot_directory) snprintf(directory, sizeof directory, "%s", opts.plot_directory);
+        else default_plot_directory(opts.sweep_path, directory, sizeof directory);
+        /* The csv on stdout stays a single table; file names go beside it on stderr. */
+        FILE *names_out = opts.format == FORMAT_CSV ? stderr : stdout;
+        if (opts.format != FORMAT_CSV) fputc('\n', names_out);
+        if (report_plots_write(&sweep, directory, names_out, &err) != 0) {
+            fflush(stdout);
+            fprintf(stderr, "bneck-report: plot failed: %s\n", err.message);
+            status = EXIT_FAILED;
+        }
+    }
+    report_sweep_free(&sweep);
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        perror("bneck-report: writing the output");
+        return EXIT_FAILED;
+    }
+    return status;
+}

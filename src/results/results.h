@@ -1,0 +1,124 @@
+/* Results files (HDF5): one file per run, committed atomically, and the merged sweep file.
+ * They are the contract with analysis tools: h5py, pandas, xarray, MATLAB, Julia read them
+ * without our code, so tables are compound datasets of fixed-size numbers and
+ * fixed-length, NUL-padded ASCII strings, and scalar attributes are plain numbers or
+ * variable-length UTF-8 strings.
+ *
+ * Run file  (OUTPUT/runs/<pattern>-r<repeat>.h5):
+ *   attributes   format = "bneck-run-1", status = "running" | "complete", config (text),
+ *                git_commit, created, and every run_info field
+ *   /history     compound table, one row per finished epoch (epoch_row)
+ *   /weights/<layer name>/kernel (OIHW for convs, [out][in] for dense), bias,
+ *                gamma, beta, moving_mean, moving_variance   (final or latest weights)
+ *   /checkpoint  params, state, adam_m, adam_v (1-D float32), attributes step, epochs_done
+ *                (what a resume needs; the run continues bit-identically on the CPU)
+ * Written to "<path>.tmp" and renamed over <path>, so a reader sees the old file or the
+ * new one, never half of one. status "complete" is set only in the final write.
+ *
+ * Sweep file (OUTPUT/sweep.h5):
+ *   /runs        compound table, one row per run (run_row)
+ *   /history/<pattern>-r<repeat>   compound table of epoch_row (as in the run file)
+ *   /summary     compound table, one row per pattern (summary_row)
+ *   attributes   format = "bneck-sweep-1", config, git_commit, versions, hosts, devices,
+ *                mpi_size, sd_ddof (1: the sample standard deviation), created, and
+ *                slurm_job_id / slurm_nodelist / rank_gpu_map when known
+ */
+#ifndef BNECK_RESULTS_RESULTS_H
+#define BNECK_RESULTS_RESULTS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/error.h"
+#include "model/model.h"
+#include "train/train.h"
+
+enum { RESULTS_NAME = 16, RESULTS_STATUS = 16, RESULTS_DEVICES = 64, RESULTS_HOSTS = 64 };
+
+/* One row of /runs. Strings are fixed-length, NUL-padded. */
+typedef struct run_row {
+    char pattern[RESULTS_NAME];
+    int32_t mode, alpha, repeat;
+    uint64_t seed;
+    int32_t ranks;
+    char devices[RESULTS_DEVICES];   /* e.g. "cpu x2" or "NVIDIA H100 x4" */
+    char hosts[RESULTS_HOSTS];       /* the hosts the run's ranks ran on, comma-separated */
+    int64_t params, pseudo_flops, macs;
+    int32_t epochs;                  /* finished epochs */
+    double best_val_acc;             /* fraction, not percent */
+    int32_t best_epoch;              /* 1-based */
+    double final_val_acc;
+    double median_epoch_s;           /* over epochs after the first */
+    double sd_epoch_s;               /* sample sd (ddof 1) over the same epochs; NaN if < 2 */
+    double images_per_s;             /* median over epochs after the first */
+    double total_s;                  /* training + evaluation, all epochs */
+    char status[RESULTS_STATUS];     /* "complete" or "running" */
+} run_row;
+
+/* One row of a history table: epoch_record of train/train.h, field for field. */
+typedef epoch_record epoch_row;
+
+/* One row of /summary. */
+typedef struct summary_row {
+    char pattern[RESULTS_NAME];
+    int32_t mode, alpha;
+    int32_t n;                       /* complete runs */
+    double median_best_val_acc, sd_best_val_acc;
+    double median_epoch_s, sd_epoch_s; /* over all runs' epochs after their first */
+    int64_t params, pseudo_flops, macs;
+    double achieved_flops;           /* training FLOP/s: 6 * macs * images / epoch second */
+} summary_row;
+
+/* Median and sample standard deviation (ddof 1; NaN when count < 2). Median of nothing
+ * is NaN. values is not modified. */
+double stats_median(const double *values, int count);
+double stats_sd(const double *values, int count);
+
+/* Fills the derived fields of row (epochs, best/final accuracy, epoch-time median and sd,
+ * images/s, total_s) from a history. */
+void run_row_summarise(run_row *row, const epoch_record *history, int epochs);
+
+/* A run's checkpoint: what a resume needs. Arrays are host memory, sized by the model. */
+typedef struct run_checkpoint {
+    float *params, *state, *adam_m, *adam_v;
+    size_t param_count, state_count;
+    long step;
+    int epochs_done;
+} run_checkpoint;
+
+/* Writes the run file atomically (path.tmp, then rename). */
+int run_file_write(const char *path, const run_row *row, const epoch_record *history,
+                   int epochs, const model *m, const run_checkpoint *checkpoint,
+                   const char *config_text, bneck_error *err);
+
+/* Reads a run file. Anything that is not a complete, well-formed bneck run file (missing,
+ * truncated, foreign, wrong sizes for m) is reported in err and returns -1; nothing is
+ * trusted half-way. history is malloc'ed (free it); checkpoint arrays are malloc'ed when
+ * checkpoint is non-NULL (free with run_checkpoint_free). m may be NULL to skip reading
+ * the checkpoint. */
+int run_file_read(const char *path, run_row *row, epoch_record **history, int *epochs,
+                  const model *m, run_checkpoint *checkpoint, bneck_error *err);
+void run_checkpoint_free(run_checkpoint *checkpoint);
+
+/* Attributes of the sweep file. */
+typedef struct sweep_attributes {
+    const char *config_text;
+    const char *versions;      /* libraries: CUDA, cuDNN, NCCL, MPI, HDF5, BLAS */
+    const char *hosts;
+    const char *devices;
+    int mpi_size;
+    const char *slurm_job_id;  /* NULL or "" when not under Slurm */
+    const char *slurm_nodelist;
+    const char *rank_gpu_map;  /* e.g. "0:host1:gpu0,1:host1:gpu1" */
+} sweep_attributes;
+
+/* Merges runs into the sweep file (atomically): /runs, /history/<pattern>-r<repeat>,
+ * /summary (one row per distinct pattern, in first-seen order, complete runs only). */
+int sweep_file_write(const char *path, const run_row *runs, epoch_record *const *histories,
+                     const int *epoch_counts, int run_count, const sweep_attributes *attributes,
+                     bneck_error *err);
+
+/* HDF5 library version text, for results and logs. */
+const char *results_hdf5_version(void);
+
+#endif

@@ -1,0 +1,326 @@
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "results/h5_util.h"
+#include "results/results.h"
+
+#ifndef BNECK_GIT_COMMIT
+#define BNECK_GIT_COMMIT "unknown"
+#endif
+
+static const char run_format[] = "bneck-run-1";
+
+const char *results_hdf5_version(void) {
+    static char text[32];
+    unsigned major = 0, minor = 0, release = 0;
+    H5get_libversion(&major, &minor, &release);
+    snprintf(text, sizeof text, "%u.%u.%u", major, minor, release);
+    return text;
+}
+
+void run_checkpoint_free(run_checkpoint *checkpoint) {
+    if (!checkpoint) return;
+    free(checkpoint->params);
+    free(checkpoint->state);
+    free(checkpoint->adam_m);
+    free(checkpoint->adam_v);
+    checkpoint->params = checkpoint->state = checkpoint->adam_m = checkpoint->adam_v = NULL;
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Weights: one group per layer, named after it ("/weights/inception1/1x1/conv/kernel").  */
+
+typedef struct layer_tensor {
+    const char *name;     /* "kernel", "bias", "gamma", ... */
+    int from_state;       /* 0: the parameter buffer, 1: the BatchNorm state buffer */
+    size_t offset;
+    int rank;
+    hsize_t dims[4];
+} layer_tensor;
+
+/* The tensors a layer stores, in the order written; returns how many (0 for pools).
+ * Fails (-1) when the layer's counts disagree with its shape: a model bug, not a file's. */
+static int layer_tensors(const layer *l, layer_tensor out[4]) {
+    const hsize_t in = (hsize_t)l->in.channels, outc = (hsize_t)l->out.channels;
+    const hsize_t k = (hsize_t)l->kernel;
+    int count = 0;
+    switch (l->kind) {
+    case LAYER_CONV:
+        out[count++] = (layer_tensor){"kernel", 0, l->weight, 4, {outc, in, k, k}};
+        out[count++] = (layer_tensor){"bias", 0, l->bias, 1, {outc}};
+        if (l->weight_count != outc * in * k * k || l->bias_count != outc) return -1;
+        break;
+    case LAYER_DENSE:
+        out[count++] = (layer_tensor){"kernel", 0, l->weight, 2, {outc, in}};
+        out[count++] = (layer_tensor){"bias", 0, l->bias, 1, {outc}};
+        if (l->weight_count != outc * in || l->bias_count != outc) return -1;
+        break;
+    case LAYER_BATCHNORM:
+        out[count++] = (layer_tensor){"gamma", 0, l->weight, 1, {outc}};
+        out[count++] = (layer_tensor){"beta", 0, l->bias, 1, {outc}};
+        out[count++] = (layer_tensor){"moving_mean", 1, l->state, 1, {outc}};
+        out[count++] = (layer_tensor){"moving_variance", 1, l->state + outc, 1, {outc}};
+        if (l->weight_count != outc || l->bias_count != outc) return -1;
+        break;
+    default: break;
+    }
+    return count;
+}
+
+static int tensor_path(const h5_site *site, const layer *l, const layer_tensor *t, char *path,
+                       size_t capacity) {
+    int n = snprintf(path, capacity, "/weights/%s/%s", l->name, t->name);
+    if (n < 0 || (size_t)n >= capacity)
+        return bneck_error_set(site->err, "%s: layer name %s is too long", site->path, l->name);
+    return 0;
+}
+
+/* Writes every layer's tensors from params and state (writing) or checks that the file
+ * has each of them with the model's shape (not writing; params and state unused). */
+static int visit_weights(const h5_site *site, hid_t file, const model *m, const float *params,
+                         const float *state, int writing) {
+    for (int i = 0; i < m->layer_count; i++) {
+        const layer *l = &m->layers[i];
+        layer_tensor tensors[4];
+        int count = layer_tensors(l, tensors);
+        if (count < 0)
+            return bneck_error_set(site->err, "%s: layer %s: its parameter counts do not match "
+                                   "its shape", site->path, l->name);
+        for (int t = 0; t < count; t++) {
+            char path[160];
+            if (tensor_path(site, l, &tensors[t], path, sizeof path)) return -1;
+            const layer_tensor *tensor = &tensors[t];
+            int rc;
+            if (writing) {
+                const float *values = (tensor->from_state ? state : params) + tensor->offset;
+                rc = h5_write_floats(site, file, path, values, tensor->rank, tensor->dims);
+            } else {
+                rc = h5_read_floats(site, file, path, NULL, tensor->rank, tensor->dims);
+            }
+            if (rc) return -1;
+        }
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Writing                                                                             */
+
+static int status_is_known(const char *status) {
+    return !strcmp(status, "running") || !strcmp(status, "complete");
+}
+
+static int write_checkpoint(const h5_site *site, hid_t file, const run_checkpoint *c) {
+    hid_t group = H5I_INVALID_HID;
+    const hsize_t params[1] = {c->param_count}, state[1] = {c->state_count};
+    BNECK_H5_CHECK(site,
+                   group = H5Gcreate2(file, "/checkpoint", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                   "/checkpoint: cannot create the group");
+    if (h5_write_floats(site, group, "params", c->params, 1, params) ||
+        h5_write_floats(site, group, "state", c->state, 1, state) ||
+        h5_write_floats(site, group, "adam_m", c->adam_m, 1, params) ||
+        h5_write_floats(site, group, "adam_v", c->adam_v, 1, params) ||
+        h5_write_int64_attribute(site, group, "step", c->step) ||
+        h5_write_int64_attribute(site, group, "epochs_done", c->epochs_done))
+        goto fail;
+    h5_close(&group);
+    return 0;
+fail:
+    h5_close(&group);
+    return -1;
+}
+
+int run_file_write(const char *path, const run_row *row, const epoch_record *history,
+                   int epochs, const model *m, const run_checkpoint *checkpoint,
+                   const char *config_text, bneck_error *err) {
+    /* Argument checks first: a bad call must not touch the file at path. */
+    if (!path || !row || !m || !checkpoint || epochs < 0 || (epochs > 0 && !history))
+        return bneck_error_set(err, "%s: run_file_write: missing row, history, model or "
+                               "checkpoint", path ? path : "(no path)");
+    if (checkpoint->param_count != m->param_count || checkpoint->state_count != m->state_count ||
+        !checkpoint->params || !checkpoint->adam_m || !checkpoint->adam_v ||
+        (m->state_count && !checkpoint->state))
+        return bneck_error_set(err, "%s: the checkpoint (%zu parameters, %zu state) does not fit "
+                               "the model (%zu, %zu)", path, checkpoint->param_count,
+                               checkpoint->state_count, m->param_count, m->state_count);
+    char status[RESULTS_STATUS + 1];
+    snprintf(status, sizeof status, "%.*s", RESULTS_STATUS, row->status);
+    if (!status_is_known(status))
+        return bneck_error_set(err, "%s: status must be \"running\" or \"complete\", not \"%s\"",
+                               path, status);
+    if (row->epochs != epochs)
+        return bneck_error_set(err, "%s: the row says %d epochs but the history has %d", path,
+                               row->epochs, epochs);
+
+    h5_site site;
+    h5_site_open(&site, path, err);
+    char temporary[4096], created[32];
+    hid_t file = h5_create_temporary(&site, temporary, sizeof temporary);
+    if (file < 0) goto fail;
+    h5_timestamp(created, sizeof created);
+    if (h5_write_text_attribute(&site, file, "format", run_format) ||
+        h5_write_fields_as_attributes(&site, file, &h5_run_row_table, row) ||
+        h5_write_text_attribute(&site, file, "config", config_text) ||
+        h5_write_text_attribute(&site, file, "git_commit", BNECK_GIT_COMMIT) ||
+        h5_write_text_attribute(&site, file, "created", created) ||
+        h5_write_text_attribute(&site, file, "hdf5_version", results_hdf5_version()) ||
+        h5_write_table(&site, file, "/history", &h5_epoch_record_table, history, epochs) ||
+        visit_weights(&site, file, m, checkpoint->params, checkpoint->state, 1) ||
+        write_checkpoint(&site, file, checkpoint))
+        goto fail;
+    if (h5_commit(&site, &file, temporary)) goto fail_committed;
+    h5_site_close(&site);
+    return 0;
+fail:
+    h5_abandon(&file, temporary);
+fail_committed:
+    h5_site_close(&site);
+    return -1;
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Reading                                                                             */
+
+/* Opens path as an HDF5 file, telling "missing", "not HDF5" and "damaged" apart. */
+static hid_t open_results_file(const h5_site *site) {
+    struct stat info;
+    if (stat(site->path, &info)) {
+        bneck_error_set(site->err, "%s: cannot open: %s", site->path, strerror(errno));
+        return H5I_INVALID_HID;
+    }
+    if (!S_ISREG(info.st_mode)) {
+        bneck_error_set(site->err, "%s: not a regular file", site->path);
+        return H5I_INVALID_HID;
+    }
+    if (H5Fis_hdf5(site->path) == 0) {
+        bneck_error_set(site->err, "%s: not an HDF5 file (no HDF5 signature)", site->path);
+        return H5I_INVALID_HID;
+    }
+    return h5_open_readonly(site);
+}
+
+static int check_format(const h5_site *site, hid_t file, const char *expected, const char *what) {
+    htri_t has_format = H5Aexists(file, "format");
+    if (has_format <= 0)
+        return bneck_error_set(site->err, "%s: not a %s (no 'format' attribute)", site->path, what);
+    char format[64];
+    if (h5_read_text_attribute(site, file, "format", format, sizeof format)) return -1;
+    if (strcmp(format, expected))
+        return bneck_error_set(site->err, "%s: not a %s (format \"%s\", expected \"%s\")",
+                               site->path, what, format, expected);
+    return 0;
+}
+
+static int check_history(const h5_site *site, const epoch_record *history, int rows,
+                         const run_row *row) {
+    if (rows != row->epochs)
+        return bneck_error_set(site->err, "%s: /history: %d rows, but the run has %d epochs",
+                               site->path, rows, row->epochs);
+    for (int i = 0; i < rows; i++)
+        if (history[i].epoch != i + 1)
+            return bneck_error_set(site->err, "%s: /history: row %d is epoch %d, expected %d",
+                                   site->path, i, history[i].epoch, i + 1);
+    return 0;
+}
+
+static int is_group(const h5_site *site, hid_t file, const char *name) {
+    int exists = h5_exists(site, file, name);
+    if (exists < 0) return -1;
+    /* H5Oopen + H5Iget_type rather than H5Oget_info, whose signature changed in 1.12. */
+    hid_t object = exists ? H5Oopen(file, name, H5P_DEFAULT) : H5I_INVALID_HID;
+    const int group = object >= 0 && H5Iget_type(object) == H5I_GROUP;
+    h5_close(&object);
+    if (!group)
+        return bneck_error_set(site->err, "%s: %s: missing or not a group", site->path, name);
+    return 0;
+}
+
+static int read_checkpoint(const h5_site *site, hid_t file, const model *m, run_checkpoint *out) {
+    hid_t group = H5I_INVALID_HID;
+    run_checkpoint c = {.param_count = m->param_count, .state_count = m->state_count};
+    const hsize_t params[1] = {m->param_count}, state[1] = {m->state_count};
+    int64_t step = 0, epochs_done = 0;
+    if (out) {
+        c.params = bneck_malloc(m->param_count * sizeof(float));
+        c.state = bneck_malloc(m->state_count * sizeof(float));
+        c.adam_m = bneck_malloc(m->param_count * sizeof(float));
+        c.adam_v = bneck_malloc(m->param_count * sizeof(float));
+    }
+    BNECK_H5_CHECK(site, group = H5Gopen2(file, "/checkpoint", H5P_DEFAULT),
+                   "/checkpoint: cannot open");
+    if (h5_read_floats(site, file, "/checkpoint/params", c.params, 1, params) ||
+        h5_read_floats(site, file, "/checkpoint/state", c.state, 1, state) ||
+        h5_read_floats(site, file, "/checkpoint/adam_m", c.adam_m, 1, params) ||
+        h5_read_floats(site, file, "/checkpoint/adam_v", c.adam_v, 1, params) ||
+        h5_read_int64_attribute(site, group, "step", &step) ||
+        h5_read_int64_attribute(site, group, "epochs_done", &epochs_done))
+        goto fail;
+    if (step < 0 || epochs_done < 0 || epochs_done > INT32_MAX) {
+        bneck_error_set(site->err, "%s: /checkpoint: step %lld, epochs_done %lld out of range",
+                        site->path, (long long)step, (long long)epochs_done);
+        goto fail;
+    }
+    c.step = (long)step;
+    c.epochs_done = (int)epochs_done;
+    h5_close(&group);
+    if (out) *out = c;
+    return 0;
+fail:
+    h5_close(&group);
+    run_checkpoint_free(&c);
+    return -1;
+}
+
+int run_file_read(const char *path, run_row *row, epoch_record **history, int *epochs,
+                  const model *m, run_checkpoint *checkpoint, bneck_error *err) {
+    run_row found;
+    memset(&found, 0, sizeof found);
+    epoch_record *rows = NULL;
+    void *table = NULL;
+    int row_count = 0;
+    run_checkpoint loaded = {0};
+    if (history) *history = NULL;
+    if (epochs) *epochs = 0;
+    if (checkpoint) memset(checkpoint, 0, sizeof *checkpoint);
+    if (!path || !row) return bneck_error_set(err, "run_file_read: no path or row");
+
+    h5_site site;
+    h5_site_open(&site, path, err);
+    hid_t file = open_results_file(&site);
+    if (file < 0) goto fail;
+    if (check_format(&site, file, run_format, "bneck run file") ||
+        h5_read_fields_from_attributes(&site, file, &h5_run_row_table, &found))
+        goto fail;
+    if (!status_is_known(found.status)) {
+        bneck_error_set(err, "%s: status \"%s\" is neither \"running\" nor \"complete\"", path,
+                        found.status);
+        goto fail;
+    }
+    if (h5_read_table(&site, file, "/history", &h5_epoch_record_table, &table, &row_count))
+        goto fail;
+    rows = table;
+    if (check_history(&site, rows, row_count, &found) || is_group(&site, file, "/weights") ||
+        is_group(&site, file, "/checkpoint"))
+        goto fail;
+    if (m && (visit_weights(&site, file, m, NULL, NULL, 0) ||
+              read_checkpoint(&site, file, m, checkpoint ? &loaded : NULL)))
+        goto fail;
+    h5_close(&file);
+    h5_site_close(&site);
+
+    *row = found;
+    if (history) *history = rows;
+    else free(rows);
+    if (epochs) *epochs = row_count;
+    if (checkpoint) *checkpoint = loaded;
+    return 0;
+fail:
+    free(rows);
+    run_checkpoint_free(&loaded);
+    h5_close(&file);
+    h5_site_close(&site);
+    return -1;
+}

@@ -1,0 +1,60 @@
+/* The MPI side of a sweep: the world split into run groups of ranks_per_run ranks, a
+ * ticket counter that hands out runs exactly once (one-sided MPI on rank 0), a progress
+ * board, and the train_comm hooks of a group. Without MPI the same interface serves one
+ * process. */
+#ifndef BNECK_SWEEP_GROUP_H
+#define BNECK_SWEEP_GROUP_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdnoreturn.h>
+
+#include "train/train.h"
+
+typedef struct sweep_world {
+    int rank, size;          /* in the whole job */
+    int local_rank;          /* among the ranks on this node (GPU choice) */
+    int local_size;          /* ranks on this node (CPU threads per rank) */
+    int group, groups;       /* which run group, how many */
+    int group_rank, group_size;
+    char host[64];
+    void *impl;              /* MPI communicators and window */
+} sweep_world;
+
+/* Initialises MPI (when built with it) and the rank/host facts. */
+void sweep_world_init(sweep_world *w, int *argc, char ***argv);
+/* Splits into groups; call after checking size % ranks_per_run == 0. */
+void sweep_world_split(sweep_world *w, int ranks_per_run, int run_count);
+void sweep_world_finalize(sweep_world *w);
+/* Ends every rank of the job at once (a fatal error on one rank). */
+noreturn void sweep_world_abort(sweep_world *w, int status);
+
+/* The next run index for this group (the same on all its ranks), or -1 when none left. */
+int sweep_next_ticket(sweep_world *w);
+/* Board on rank 0: runs finished so far (returns the new count), and what each group does. */
+long sweep_count_done(sweep_world *w);
+void sweep_board_post(sweep_world *w, int run_index, int epoch);
+/* Reads the board (meaningful on rank 0): per group run index (-1 idle) and epoch. */
+void sweep_board_read(sweep_world *w, int *run_index, int *epoch, long *done, long *next_ticket);
+
+/* Collectives over the group or the world. */
+int sweep_group_any(sweep_world *w, int flag);
+int sweep_world_any(sweep_world *w, int flag);
+void sweep_world_barrier(sweep_world *w);
+void sweep_group_broadcast(sweep_world *w, void *buffer, size_t bytes);
+/* Gathers a fixed-size string from every rank of the world onto all ranks. */
+void sweep_world_allgather_text(sweep_world *w, const char *mine, char *all, size_t each);
+/* Gathers a fixed-size string from every rank of the group onto the group's ranks. */
+void sweep_group_allgather_text(sweep_world *w, const char *mine, char *all, size_t each);
+/* Minimum and maximum of a value over the group (weight-identity checks). */
+void sweep_group_min_max(sweep_world *w, uint64_t value, uint64_t *min, uint64_t *max);
+/* Lets one-sided operations progress on this rank (called at every step). */
+void sweep_poll(sweep_world *w);
+
+/* train_comm hooks for the group. */
+train_comm sweep_group_comm(sweep_world *w);
+
+/* Text naming the MPI library, for results files ("" without MPI). */
+const char *sweep_mpi_version(void);
+
+#endif

@@ -1,0 +1,54 @@
+#include "sweep/plan.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/rng.h"
+#include "model/model.h"
+
+uint64_t sweep_run_seed(uint64_t sweep_seed, const char *pattern, int repeat) {
+    uint64_t name_hash = 1469598103934665603ULL; /* FNV-1a of the pattern name */
+    for (const char *c = pattern; *c; c++) name_hash = (name_hash ^ (uint8_t)*c) * 1099511628211ULL;
+    /* Keep seeds below 2^53 so every tool (Python, MATLAB doubles) reads them exactly. */
+    return rng_key(rng_key(sweep_seed, name_hash), (uint64_t)repeat) >> 11;
+}
+
+static int most_expensive_first(const void *a, const void *b) {
+    const planned_run *x = a, *y = b;
+    if (x->pseudo_flops != y->pseudo_flops) return x->pseudo_flops < y->pseudo_flops ? 1 : -1;
+    return strcmp(x->name, y->name);
+}
+
+int sweep_plan_build(sweep_plan *plan, const config *cfg, int in_channels, bneck_error *err) {
+    memset(plan, 0, sizeof *plan);
+    plan->runs = bneck_calloc((size_t)cfg->pattern_count * cfg->repeats, sizeof(planned_run));
+    static model built; /* large; plans are built once */
+    for (int p = 0; p < cfg->pattern_count; p++) {
+        const pattern_spec *pattern = &cfg->patterns[p];
+        model_spec spec = {pattern->mode, pattern->alpha, in_channels, cfg->pool_branch};
+        bneck_error model_err;
+        if (model_build(&built, &spec, &model_err)) {
+            sweep_plan_free(plan);
+            return bneck_error_set(err, "[sweep] patterns: pattern %s: %s", pattern->name,
+                                   model_err.message);
+        }
+        for (int r = 0; r < cfg->repeats; r++) {
+            planned_run *run = &plan->runs[plan->count++];
+            snprintf(run->name, sizeof run->name, "%s-r%d", pattern->name, r);
+            run->pattern = *pattern;
+            run->repeat = r;
+            run->seed = sweep_run_seed(cfg->seed, pattern->name, r);
+            run->params = built.counts.params;
+            run->pseudo_flops = built.counts.pseudo_flops;
+            run->macs = built.counts.macs;
+        }
+    }
+    qsort(plan->runs, (size_t)plan->count, sizeof *plan->runs, most_expensive_first);
+    return 0;
+}
+
+void sweep_plan_free(sweep_plan *plan) {
+    free(plan->runs);
+    memset(plan, 0, sizeof *plan);
+}

@@ -1,0 +1,732 @@
+#include "sweep/sweep.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backend/backend_select.h"
+#include "backend/cpu/cpu_gemm.h"
+#include "core/log.h"
+#include "core/stop.h"
+#include "core/timer.h"
+#include "data/dataset.h"
+#include "results/results.h"
+#include "sweep/group.h"
+#include "sweep/plan.h"
+
+enum { HOST_TEXT = 64, DEVICE_TEXT = 32, PATH_TEXT = 1024 };
+
+typedef struct sweep_options {
+    const char *config_path;
+    const char **overrides;
+    int override_count;
+    int dry_run, restart;
+    int stop_signal;
+} sweep_options;
+
+typedef struct sweep_state {
+    sweep_options options;
+    config cfg;
+    sweep_world world;
+    sweep_plan plan;
+    const backend_ops *backend;
+    dataset train_set, val_set;
+    char device_name[DEVICE_TEXT];
+    char *all_hosts;    /* world.size x HOST_TEXT */
+    char *all_devices;  /* world.size x DEVICE_TEXT */
+    char group_hosts[RESULTS_HOSTS]; /* the distinct hosts of this rank's group */
+    double started;
+} sweep_state;
+
+static void usage(FILE *out) {
+    fprintf(out,
+            "usage: bneck-sweep CONFIG.ini [section.key=value ...] [--dry-run] [--restart]\n"
+            "                   [--stop-signal NAME]\n"
+            "Runs every (pattern, repeat) of the config's [sweep] over the MPI ranks, in groups\n"
+            "of [sweep] ranks_per_run (data parallel inside a group), committing each run to\n"
+            "OUTPUT/runs/<pattern>-r<repeat>.h5 and merging OUTPUT/sweep.h5 at the end.\n"
+            "Running the same command again resumes: finished runs are kept, unfinished ones\n"
+            "continue from their last epoch.\n"
+            "  --dry-run       print the plan (runs, seeds, groups, hosts, devices) and stop\n"
+            "  --restart       move an existing OUTPUT aside (never deleted) and start over\n"
+            "  --stop-signal S extra signal that stops the sweep cleanly (default USR2;\n"
+            "                  TERM and INT always do); exit status %d means stopped, resumable\n",
+            BNECK_EXIT_STOPPED);
+}
+
+static int signal_from_name(const char *name) {
+    if (!strncmp(name, "SIG", 3)) name += 3;
+    static const struct { const char *name; int number; } known[] = {
+        {"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"TERM", SIGTERM}, {"INT", SIGINT},
+        {"HUP", SIGHUP}, {"QUIT", SIGQUIT}, {"XCPU", SIGXCPU}, {"ALRM", SIGALRM},
+    };
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        if (!strcmp(name, known[i].name)) return known[i].number;
+    return -1;
+}
+
+static int parse_options(sweep_options *o, int argc, char **argv, bneck_error *err) {
+    memset(o, 0, sizeof *o);
+    o->stop_signal = SIGUSR2;
+    o->overrides = bneck_calloc((size_t)argc, sizeof *o->overrides);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--dry-run")) o->dry_run = 1;
+        else if (!strcmp(a, "--restart")) o->restart = 1;
+        else if (!strcmp(a, "--stop-signal")) {
+            if (i + 1 >= argc || (o->stop_signal = signal_from_name(argv[i + 1])) < 0)
+                return bneck_error_set(err, "--stop-signal expects a signal name (USR1, USR2, "
+                                            "TERM, INT, HUP, QUIT, XCPU, ALRM), got '%s'",
+                                       i + 1 < argc ? argv[i + 1] : "");
+            i++;
+        } else if (strchr(a, '=')) o->overrides[o->override_count++] = a;
+        else if (a[0] == '-') return bneck_error_set(err, "unknown option '%s' (see --help)", a);
+        else if (!o->config_path) o->config_path = a;
+        else return bneck_error_set(err, "unexpected argument '%s': one config file, then "
+                                         "section.key=value overrides", a);
+    }
+    if (!o->config_path) return bneck_error_set(err, "no config file given (see --help)");
+    return 0;
+}
+
+static void format_duration(double seconds, char *out, size_t capacity) {
+    const long s = (long)(seconds + 0.5);
+    if (s >= 3600) snprintf(out, capacity, "%ldh%02ldm", s / 3600, s / 60 % 60);
+    else if (s >= 60) snprintf(out, capacity, "%ldm%02lds", s / 60, s % 60);
+    else snprintf(out, capacity, "%lds", s);
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Output directory: created once, tied to one configuration.                          */
+
+static int make_directory(const char *path, bneck_error *err) {
+    char partial[PATH_TEXT + 64];
+    snprintf(partial, sizeof partial, "%s", path);
+    for (char *c = partial + 1; *c; c++) {
+        if (*c != '/') continue;
+        *c = '\0';
+        if (mkdir(partial, 0777) && errno != EEXIST)
+            return bneck_error_set(err, "cannot create directory %s: %s", partial, strerror(errno));
+        *c = '/';
+    }
+    if (mkdir(partial, 0777) && errno != EEXIST)
+        return bneck_error_set(err, "cannot create directory %s: %s", partial, strerror(errno));
+    return 0;
+}
+
+static void timestamp(char *out, size_t capacity) {
+    time_t now = time(NULL);
+    struct tm local;
+    localtime_r(&now, &local);
+    strftime(out, capacity, "%Y%m%d-%H%M%S", &local);
+}
+
+/* The configuration that decides results: everything but where and how fast it runs. */
+static void results_defining_config(const config *cfg, char *out, int capacity) {
+    static config copy;
+    copy = *cfg;
+    copy.threads = 0;
+    snprintf(copy.device, sizeof copy.device, "auto");
+    copy.progress_every = 0;
+    copy.output[0] = '\0'; /* a sweep may be moved or copied */
+    if (config_write(&copy, out, capacity) < 0) out[0] = '\0';
+}
+
+static int read_whole_file(const char *path, char *out, size_t capacity) {
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    size_t n = fread(out, 1, capacity - 1, f);
+    out[n] = '\0';
+    fclose(f);
+    return 0;
+}
+
+/* Rank 0: names the files in OUTPUT/runs that are not runs of this plan (left alone). */
+static void report_foreign_files(const sweep_state *s, const char *runs_dir) {
+    DIR *dir = opendir(runs_dir);
+    if (!dir) return;
+    for (struct dirent *entry; (entry = readdir(dir));) {
+        const char *name = entry->d_name;
+        if (name[0] == '.') continue;
+        const size_t length = strlen(name);
+        int known = 0;
+        for (int i = 0; i < s->plan.count && !known; i++) {
+            const size_t run_length = strlen(s->plan.runs[i].name);
+            /* "<run>.h5", its ".tmp" and the ".unreadable-*" copies kept aside are ours. */
+            known = length > run_length + 2 && !strncmp(name, s->plan.runs[i].name, run_length) &&
+                    !strncmp(name + run_length, ".h5", 3) &&
+                    (name[run_length + 3] == '\0' || !strcmp(name + run_length + 3, ".tmp") ||
+                     !strncmp(name + run_length + 3, ".unreadable-", 12));
+        }
+        if (!known)
+            log_warn("%s/%s is not a run of this sweep: ignored (not read, not deleted)", runs_dir, name);
+    }
+    closedir(dir);
+}
+
+/* Rank 0: prepares OUTPUT (and OUTPUT/runs), refusing to mix two configurations. */
+static int prepare_output(sweep_state *s, bneck_error *err) {
+    const char *output = s->cfg.output;
+    struct stat info;
+    if (s->options.restart && stat(output, &info) == 0) {
+        char stamp[32], aside[PATH_TEXT + 64];
+        timestamp(stamp, sizeof stamp);
+        snprintf(aside, sizeof aside, "%s.previous-%s", output, stamp);
+        if (rename(output, aside))
+            return bneck_error_set(err, "--restart: cannot move %s to %s: %s", output, aside,
+                                   strerror(errno));
+        log_info("sweep: --restart: moved the previous %s to %s (nothing deleted)", output, aside);
+    }
+    char runs[PATH_TEXT + 16], stored_path[PATH_TEXT + 16];
+    snprintf(runs, sizeof runs, "%s/runs", output);
+    if (make_directory(runs, err)) return -1;
+    report_foreign_files(s, runs);
+    snprintf(stored_path, sizeof stored_path, "%s/sweep.ini", output);
+
+    static char wanted[CONFIG_MAX_TEXT], stored[CONFIG_MAX_TEXT];
+    results_defining_config(&s->cfg, wanted, sizeof wanted);
+    if (read_whole_file(stored_path, stored, sizeof stored) == 0) {
+        if (strcmp(stored, wanted) != 0)
+            return bneck_error_set(err,
+                                   "%s holds a sweep with a different configuration (%s): "
+                                   "resume it with that configuration, choose another "
+                                   "[run] output, or pass --restart to move it aside",
+                                   output, stored_path);
+        return 0;
+    }
+    FILE *f = fopen(stored_path, "w");
+    if (!f || fputs(wanted, f) < 0 || fclose(f) != 0)
+        return bneck_error_set(err, "cannot write %s: %s", stored_path, strerror(errno));
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* One run.                                                                            */
+
+static void run_path(const sweep_state *s, const planned_run *run, char *out, size_t capacity) {
+    /* [run] output is at most 511 characters and run names 31, so this never truncates. */
+    snprintf(out, capacity, "%s/runs/%s.h5", s->cfg.output, run->name);
+}
+
+static uint64_t hash_floats(const float *values, size_t count) {
+    uint64_t hash = 1469598103934665603ULL;
+    const unsigned char *bytes = (const unsigned char *)values;
+    for (size_t i = 0; i < count * sizeof(float); i++) hash = (hash ^ bytes[i]) * 1099511628211ULL;
+    return hash;
+}
+
+static void checkpoint_alloc(run_checkpoint *c, const model *m) {
+    c->param_count = m->param_count;
+    c->state_count = m->state_count;
+    c->params = bneck_malloc(m->param_count * sizeof(float));
+    c->adam_m = bneck_malloc(m->param_count * sizeof(float));
+    c->adam_v = bneck_malloc(m->param_count * sizeof(float));
+    c->state = bneck_malloc((m->state_count ? m->state_count : 1) * sizeof(float));
+}
+
+static void checkpoint_export(run_checkpoint *c, const trainer *t) {
+    const backend_ops *be = t->net.backend;
+    be->download(c->params, t->net.params, c->param_count * sizeof(float));
+    be->download(c->adam_m, t->adam_m, c->param_count * sizeof(float));
+    be->download(c->adam_v, t->adam_v, c->param_count * sizeof(float));
+    be->download(c->state, t->net.state, c->state_count * sizeof(float));
+    c->step = t->step;
+    c->epochs_done = t->epochs_done;
+}
+
+static void checkpoint_import(trainer *t, const run_checkpoint *c) {
+    const backend_ops *be = t->net.backend;
+    be->upload(t->net.params, c->params, c->param_count * sizeof(float));
+    be->upload(t->adam_m, c->adam_m, c->param_count * sizeof(float));
+    be->upload(t->adam_v, c->adam_v, c->param_count * sizeof(float));
+    be->upload(t->net.state, c->state, c->state_count * sizeof(float));
+    t->step = c->step;
+    t->epochs_done = c->epochs_done;
+}
+
+/* The leader's view of what a run file says: start fresh, resume, or already done. */
+typedef enum { RUN_FRESH = 0, RUN_RESUME = 1, RUN_COMPLETE = 2 } run_start;
+
+static run_start inspect_run_file(const sweep_state *s, const char *path, const model *m,
+                                  run_row *row, epoch_record **history, int *epochs,
+                                  run_checkpoint *checkpoint) {
+    if (access(path, F_OK) != 0) return RUN_FRESH;
+    bneck_error err;
+    if (run_file_read(path, row, history, epochs, m, checkpoint, &err) == 0) {
+        if (!strcmp(row->status, "complete") && *epochs >= s->cfg.epochs) return RUN_COMPLETE;
+        if (checkpoint->epochs_done == *epochs && *epochs < s->cfg.epochs) return RUN_RESUME;
+        bneck_error_set(&err, "%s: its checkpoint (%d epochs) and history (%d epochs) disagree",
+                        path, checkpoint->epochs_done, *epochs);
+        run_checkpoint_free(checkpoint);
+        free(*history);
+        *history = NULL;
+    }
+    /* Not trusted, and not deleted either: moved aside for the user to look at. */
+    char stamp[32], aside[PATH_TEXT + 64];
+    timestamp(stamp, sizeof stamp);
+    snprintf(aside, sizeof aside, "%s.unreadable-%s", path, stamp);
+    if (rename(path, aside) == 0)
+        log_warn("%s; moved it to %s and the run starts over", err.message, aside);
+    else
+        log_warn("%s; could not move it aside (%s): the run starts over and will replace it",
+                 err.message, strerror(errno));
+    return RUN_FRESH;
+}
+
+static void print_epoch(const planned_run *run, int epochs, const epoch_record *r) {
+    printf("[%s] epoch %3d/%d  lr %.0e  train %.4f %6.2f%%  val %.4f %6.2f%%  %7.2f s  %7.1f img/s\n",
+           run->name, r->epoch, epochs, r->lr, r->train_loss, 100 * r->train_acc, r->val_loss,
+           100 * r->val_acc, r->epoch_s, r->images_per_s);
+    fflush(stdout);
+}
+
+static void print_sweep_progress(sweep_state *s) {
+    if (s->world.rank != 0) return;
+    const int groups = s->world.groups;
+    int *run_index = bneck_malloc((size_t)groups * sizeof(int));
+    int *epoch = bneck_malloc((size_t)groups * sizeof(int));
+    long done = 0, next_ticket = 0;
+    sweep_board_read(&s->world, run_index, epoch, &done, &next_ticket);
+    /* Work left, in epoch-FLOPs: runs not handed out yet plus the unfinished epochs of
+     * those in progress; the rate comes from this session's elapsed time. */
+    const double per_run = (double)s->cfg.epochs;
+    double left = 0.0, total = 0.0;
+    for (int i = 0; i < s->plan.count; i++) {
+        total += per_run * (double)s->plan.runs[i].pseudo_flops;
+        if (i >= next_ticket) left += per_run * (double)s->plan.runs[i].pseudo_flops;
+    }
+    char line[2048];
+    int used = snprintf(line, sizeof line, "sweep: %ld/%d runs done", done, s->plan.count);
+    for (int g = 0; g < groups && used < (int)sizeof line - 64; g++) {
+        if (run_index[g] < 0 || run_index[g] >= s->plan.count) continue;
+        left += (per_run - epoch[g]) * (double)s->plan.runs[run_index[g]].pseudo_flops;
+        used += snprintf(line + used, sizeof line - (size_t)used, "; group %d: %s epoch %d/%d", g,
+                         s->plan.runs[run_index[g]].name, epoch[g], s->cfg.epochs);
+    }
+    const double elapsed = timer_now() - s->started;
+    char elapsed_text[32], left_text[32] = "?";
+    format_duration(elapsed, elapsed_text, sizeof elapsed_text);
+    if (total > left && left >= 0) format_duration(elapsed * left / (total - left), left_text, sizeof left_text);
+    log_info("%s; elapsed %s, about %s left", line, elapsed_text, left_text);
+    free(run_index);
+    free(epoch);
+}
+
+static void fill_row_identity(const sweep_state *s, const planned_run *run, run_row *row) {
+    memset(row, 0, sizeof *row);
+    snprintf(row->pattern, sizeof row->pattern, "%s", run->pattern.name);
+    row->mode = run->pattern.mode;
+    row->alpha = run->pattern.alpha;
+    row->repeat = run->repeat;
+    row->seed = run->seed;
+    row->ranks = s->world.group_size;
+    row->params = run->params;
+    row->pseudo_flops = run->pseudo_flops;
+    row->macs = run->macs;
+    snprintf(row->devices, sizeof row->devices, "%s x%d", s->device_name, s->world.group_size);
+    snprintf(row->hosts, sizeof row->hosts, "%s", s->group_hosts);
+}
+
+/* Trains (or resumes, or skips) one run on this group. Returns 1 when stopped. */
+static int run_one(sweep_state *s, int index) {
+    const planned_run *run = &s->plan.runs[index];
+    sweep_world *w = &s->world;
+    const int leader = w->group_rank == 0;
+    char path[PATH_TEXT];
+    run_path(s, run, path, sizeof path);
+
+    static config run_cfg;
+    run_cfg = s->cfg;
+    run_cfg.seed = run->seed;
+    run_cfg.mode = run->pattern.mode;
+    run_cfg.alpha = run->pattern.alpha;
+    model_spec spec = {run->pattern.mode, run->pattern.alpha, s->train_set.channels, s->cfg.pool_branch};
+    static model built;
+    bneck_error err;
+    if (model_build(&built, &spec, &err)) {
+        log_error("%s: %s", run->name, err.message);
+        sweep_world_abort(w, 1);
+    }
+
+    run_row row;
+    epoch_record *history = NULL;
+    int epochs = 0;
+    run_checkpoint checkpoint = {0};
+    int start = RUN_FRESH;
+    if (leader) start = (int)inspect_run_file(s, path, &built, &row, &history, &epochs, &checkpoint);
+    sweep_group_broadcast(w, &start, sizeof start);
+    if (start == RUN_COMPLETE) {
+        if (leader) printf("[%s] already complete in %s: kept\n", run->name, path);
+        free(history);
+        run_checkpoint_free(&checkpoint);
+        return 0;
+    }
+
+    static trainer t;
+    train_comm comm = sweep_group_comm(w);
+    if (trainer_create(&t, &run_cfg, &spec, &s->train_set, &s->val_set, s->backend, &comm, &err)) {
+        log_error("%s: %s", run->name, err.message);
+        sweep_world_abort(w, 1);
+    }
+    t.stop_requested = stop_requested;
+    if (start == RUN_RESUME) {
+        if (!leader) checkpoint_alloc(&checkpoint, &built);
+        sweep_group_broadcast(w, checkpoint.params, built.param_count * sizeof(float));
+        sweep_group_broadcast(w, checkpoint.adam_m, built.param_count * sizeof(float));
+        sweep_group_broadcast(w, checkpoint.adam_v, built.param_count * sizeof(float));
+        sweep_group_broadcast(w, checkpoint.state, built.state_count * sizeof(float));
+        sweep_group_broadcast(w, &checkpoint.step, sizeof checkpoint.step);
+        sweep_group_broadcast(w, &checkpoint.epochs_done, sizeof checkpoint.epochs_done);
+        checkpoint_import(&t, &checkpoint);
+        if (leader) printf("[%s] resuming after epoch %d from %s\n", run->name, t.epochs_done, path);
+    } else {
+        checkpoint_alloc(&checkpoint, &built);
+        epochs = 0;
+    }
+    if (leader) history = realloc(history, (size_t)s->cfg.epochs * sizeof *history);
+
+    int stopped = 0;
+    while (t.epochs_done < s->cfg.epochs) {
+        if (leader) sweep_board_post(w, index, t.epochs_done);
+        epoch_record record;
+        if (trainer_run_epoch(&t, &record)) {
+            stopped = 1;
+            break;
+        }
+        if (!leader) continue;
+        history[epochs++] = record;
+        print_epoch(run, s->cfg.epochs, &record);
+        fill_row_identity(s, run, &row);
+        run_row_summarise(&row, history, epochs);
+        snprintf(row.status, sizeof row.status, "%s", epochs == s->cfg.epochs ? "complete" : "running");
+        checkpoint_export(&checkpoint, &t);
+        if (run_file_write(path, &row, history, epochs, &built, &checkpoint, s->cfg.text, &err)) {
+            log_error("%s: cannot commit the run: %s", run->name, err.message);
+            sweep_world_abort(w, 1);
+        }
+        sweep_board_post(w, index, t.epochs_done);
+        if (w->rank == 0) print_sweep_progress(s);
+    }
+    /* Data parallelism must leave every rank of the run with the same weights, bit for bit. */
+    if (!stopped && w->group_size > 1) {
+        float *params = bneck_malloc(built.param_count * sizeof(float));
+        s->backend->download(params, t.net.params, built.param_count * sizeof(float));
+        uint64_t lowest, highest;
+        sweep_group_min_max(w, hash_floats(params, built.param_count), &lowest, &highest);
+        free(params);
+        if (lowest != highest) {
+            log_error("%s: the ranks of the run ended with different weights", run->name);
+            sweep_world_abort(w, 1);
+        }
+    }
+    trainer_destroy(&t);
+    run_checkpoint_free(&checkpoint);
+    free(history);
+    return stopped;
+}
+
+/* Every rank: the distinct hosts of its group, comma-separated (collective in the group). */
+static void gather_group_hosts(sweep_state *s) {
+    char *hosts = bneck_calloc((size_t)s->world.group_size, HOST_TEXT);
+    char mine[HOST_TEXT] = {0};
+    snprintf(mine, sizeof mine, "%s", s->world.host);
+    sweep_group_allgather_text(&s->world, mine, hosts, HOST_TEXT);
+    size_t used = 0;
+    for (int r = 0; r < s->world.group_size; r++) {
+        const char *h = hosts + (size_t)r * HOST_TEXT;
+        int seen = 0;
+        for (int q = 0; q < r; q++) seen |= !strcmp(h, hosts + (size_t)q * HOST_TEXT);
+        if (seen) continue;
+        int n = snprintf(s->group_hosts + used, sizeof s->group_hosts - used, "%s%s",
+                         used ? "," : "", h);
+        if (n < 0 || used + (size_t)n >= sizeof s->group_hosts) break;
+        used += (size_t)n;
+    }
+    free(hosts);
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* The plan, for --dry-run: groups predicted by handing each run, most expensive first,  */
+/* to the group that frees up first (what the dynamic hand-out does when run time        */
+/* follows pseudo-FLOPs).                                                                 */
+
+static void print_plan(const sweep_state *s) {
+    const int groups = s->world.groups, per_group = s->world.size / groups;
+    double *busy_until = bneck_calloc((size_t)groups, sizeof(double));
+    printf("sweep plan: %d runs (%d patterns x %d repeats), %d epochs each, on %d ranks in %d "
+           "group(s) of %d; output %s\n",
+           s->plan.count, s->cfg.pattern_count, s->cfg.repeats, s->cfg.epochs, s->world.size,
+           groups, per_group, s->cfg.output);
+    printf("%-10s %-7s %4s %5s %6s %20s %14s %5s  %s\n", "run", "pattern", "mode", "alpha",
+           "repeat", "seed", "pseudo-FLOPs", "group", "ranks (host:device)");
+    for (int i = 0; i < s->plan.count; i++) {
+        const planned_run *run = &s->plan.runs[i];
+        int g = 0;
+        for (int q = 1; q < groups; q++)
+            if (busy_until[q] < busy_until[g]) g = q;
+        busy_until[g] += (double)run->pseudo_flops;
+        char ranks[512];
+        size_t used = 0;
+        for (int r = g * per_group; r < (g + 1) * per_group && used < sizeof ranks - 1; r++) {
+            int n = snprintf(ranks + used, sizeof ranks - used, "%s%d (%s:%s)", used ? ", " : "", r,
+                             s->all_hosts + (size_t)r * HOST_TEXT,
+                             s->all_devices + (size_t)r * DEVICE_TEXT);
+            if (n < 0) break;
+            used += (size_t)n;
+        }
+        printf("%-10s %-7s %4d %5d %6d %20llu %14lld %5d  %s\n", run->name, run->pattern.name,
+               run->pattern.mode, run->pattern.alpha, run->repeat, (unsigned long long)run->seed,
+               (long long)run->pseudo_flops, g, ranks);
+    }
+    free(busy_until);
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* The merge: rank 0 reads every run file back (never the in-memory results: the files    */
+/* are the record) and writes sweep.h5.                                                   */
+
+static int pattern_order(const config *cfg, const char *name) {
+    for (int p = 0; p < cfg->pattern_count; p++)
+        if (!strcmp(cfg->patterns[p].name, name)) return p;
+    return cfg->pattern_count;
+}
+
+static int merge_results(sweep_state *s, int *complete_runs) {
+    const int count = s->plan.count;
+    run_row *rows = bneck_calloc((size_t)count, sizeof *rows);
+    epoch_record **histories = bneck_calloc((size_t)count, sizeof *histories);
+    int *epoch_counts = bneck_calloc((size_t)count, sizeof *epoch_counts);
+    int found = 0;
+    *complete_runs = 0;
+    /* Table order: the config's pattern order, then repeat. */
+    for (int p = 0; p <= s->cfg.pattern_count; p++) {
+        for (int r = 0; r < s->cfg.repeats; r++) {
+            for (int i = 0; i < count; i++) {
+                const planned_run *run = &s->plan.runs[i];
+                if (pattern_order(&s->cfg, run->pattern.name) != p || run->repeat != r) continue;
+                char path[PATH_TEXT];
+                run_path(s, run, path, sizeof path);
+                if (access(path, F_OK) != 0) continue;
+                bneck_error err;
+                if (run_file_read(path, &rows[found], &histories[found], &epoch_counts[found], NULL,
+                                  NULL, &err)) {
+                    log_warn("merge: %s (left out of sweep.h5)", err.message);
+                    continue;
+                }
+                if (!strcmp(rows[found].status, "complete")) (*complete_runs)++;
+                found++;
+            }
+        }
+    }
+
+    char versions[1024], hosts[2048] = "", devices[2048] = "", rank_map[4096] = "";
+    snprintf(versions, sizeof versions, "bneck %s %s; backend %s: %s; MPI: %s; HDF5 %s",
+             BNECK_VERSION, BNECK_GIT_COMMIT, s->backend->name, backend_versions(s->backend),
+             sweep_mpi_version()[0] ? sweep_mpi_version() : "none (single process build)",
+             results_hdf5_version());
+    size_t hosts_used = 0, devices_used = 0, map_used = 0;
+    for (int r = 0; r < s->world.size; r++) {
+        const char *h = s->all_hosts + (size_t)r * HOST_TEXT;
+        const char *d = s->all_devices + (size_t)r * DEVICE_TEXT;
+        int seen = 0;
+        for (int q = 0; q < r; q++) seen |= !strcmp(h, s->all_hosts + (size_t)q * HOST_TEXT);
+        if (!seen && hosts_used < sizeof hosts - 70)
+            hosts_used += (size_t)snprintf(hosts + hosts_used, sizeof hosts - hosts_used, "%s%s",
+                                           hosts_used ? "," : "", h);
+        if (devices_used < sizeof devices - 40)
+            devices_used += (size_t)snprintf(devices + devices_used, sizeof devices - devices_used,
+                                             "%s%s", devices_used ? "," : "", d);
+        if (map_used < sizeof rank_map - 110)
+            map_used += (size_t)snprintf(rank_map + map_used, sizeof rank_map - map_used,
+                                         "%s%d:%s:%s", map_used ? "," : "", r, h, d);
+    }
+    const char *job = getenv("SLURM_JOB_ID"), *nodes = getenv("SLURM_JOB_NODELIST");
+    sweep_attributes attributes = {
+        .config_text = s->cfg.text,
+        .versions = versions,
+        .hosts = hosts,
+        .devices = devices,
+        .mpi_size = s->world.size,
+        .slurm_job_id = job ? job : "",
+        .slurm_nodelist = nodes ? nodes : "",
+        .rank_gpu_map = rank_map,
+    };
+    char path[PATH_TEXT];
+    snprintf(path, sizeof path, "%s/sweep.h5", s->cfg.output);
+    bneck_error err;
+    int rc = sweep_file_write(path, rows, histories, epoch_counts, found, &attributes, &err);
+    if (rc) log_error("merge: %s", err.message);
+    else log_info("sweep: wrote %s (%d runs, %d complete)", path, found, *complete_runs);
+
+    if (rc == 0 && found > 0) {
+        log_info("%-8s %4s %5s %3s %18s %20s", "pattern", "mode", "alpha", "n", "val acc % (sd)",
+                 "s/epoch (sd)");
+        for (int p = 0; p < s->cfg.pattern_count; p++) {
+            double acc[1024], seconds[1024];
+            int n = 0;
+            for (int i = 0; i < found && n < 1024; i++) {
+                if (strcmp(rows[i].pattern, s->cfg.patterns[p].name) || strcmp(rows[i].status, "complete"))
+                    continue;
+                acc[n] = 100 * rows[i].best_val_acc;
+                seconds[n++] = rows[i].median_epoch_s;
+            }
+            if (!n) continue;
+            log_info("%-8s %4d %5d %3d %10.2f (%5.2f) %12.2f (%5.2f)", s->cfg.patterns[p].name,
+                     s->cfg.patterns[p].mode, s->cfg.patterns[p].alpha, n, stats_median(acc, n),
+                     stats_sd(acc, n), stats_median(seconds, n), stats_sd(seconds, n));
+        }
+    }
+    for (int i = 0; i < found; i++) free(histories[i]);
+    free(histories);
+    free(rows);
+    free(epoch_counts);
+    return rc;
+}
+
+/* ---------------------------------------------------------------------------------- */
+
+int sweep_main(int argc, char **argv) {
+    static sweep_state s;
+    memset(&s, 0, sizeof s);
+    sweep_world_init(&s.world, &argc, &argv);
+    sweep_world *w = &s.world;
+    log_set_rank(w->rank, w->host);
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            if (w->rank == 0) usage(stdout);
+            sweep_world_finalize(w);
+            return 0;
+        }
+    }
+    bneck_error err;
+    if (parse_options(&s.options, argc, argv, &err) ||
+        config_load(&s.cfg, s.options.config_path, s.options.override_count, s.options.overrides, &err)) {
+        if (w->rank == 0) fprintf(stderr, "bneck-sweep: %s\n", err.message);
+        sweep_world_finalize(w);
+        return 2;
+    }
+    if (w->size % s.cfg.ranks_per_run != 0) {
+        if (w->rank == 0)
+            fprintf(stderr, "bneck-sweep: %d ranks cannot be split into run groups of [sweep] "
+                            "ranks_per_run = %d (%s): launch a multiple of %d ranks\n",
+                    w->size, s.cfg.ranks_per_run, s.options.config_path, s.cfg.ranks_per_run);
+        sweep_world_finalize(w);
+        return 2;
+    }
+    if (s.cfg.ranks_per_run > s.cfg.batch) {
+        if (w->rank == 0)
+            fprintf(stderr, "bneck-sweep: [sweep] ranks_per_run = %d exceeds [train] batch = %d\n",
+                    s.cfg.ranks_per_run, s.cfg.batch);
+        sweep_world_finalize(w);
+        return 2;
+    }
+    const int cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    cpu_set_threads(s.cfg.threads > 0 ? s.cfg.threads : (cores / w->local_size > 0 ? cores / w->local_size : 1));
+
+    char note[700];
+    s.backend = backend_select(s.cfg.device, w->local_rank, note, sizeof note, &err);
+    if (!s.backend) {
+        log_error("%s", err.message);
+        sweep_world_abort(w, 1);
+    }
+    if (note[0]) log_info("sweep: %s", note);
+    if (s.backend == &cpu_backend) snprintf(s.device_name, sizeof s.device_name, "cpu");
+    else snprintf(s.device_name, sizeof s.device_name, "%s:%d", s.backend->name, w->local_rank);
+
+    if (dataset_load(&s.train_set, &s.val_set, s.cfg.dataset, s.cfg.data_dir, &err)) {
+        log_error("%s", err.message);
+        sweep_world_abort(w, 1);
+    }
+    dataset_truncate(&s.train_set, s.cfg.train_limit);
+    dataset_truncate(&s.val_set, s.cfg.val_limit);
+    if (sweep_plan_build(&s.plan, &s.cfg, s.train_set.channels, &err)) {
+        if (w->rank == 0) fprintf(stderr, "bneck-sweep: %s: %s\n", s.options.config_path, err.message);
+        sweep_world_finalize(w);
+        return 2;
+    }
+    sweep_world_split(w, s.cfg.ranks_per_run, s.plan.count);
+    gather_group_hosts(&s);
+    s.all_hosts = bneck_calloc((size_t)w->size, HOST_TEXT);
+    s.all_devices = bneck_calloc((size_t)w->size, DEVICE_TEXT);
+    {
+        char host[HOST_TEXT] = {0}, device[DEVICE_TEXT] = {0};
+        snprintf(host, sizeof host, "%s", w->host);
+        snprintf(device, sizeof device, "%s", s.device_name);
+        sweep_world_allgather_text(w, host, s.all_hosts, HOST_TEXT);
+        sweep_world_allgather_text(w, device, s.all_devices, DEVICE_TEXT);
+    }
+
+    if (s.options.dry_run) {
+        if (w->rank == 0) print_plan(&s);
+        sweep_world_finalize(w);
+        return 0;
+    }
+
+    int failed = 0;
+    if (w->rank == 0 && prepare_output(&s, &err)) {
+        fprintf(stderr, "bneck-sweep: %s\n", err.message);
+        failed = 1;
+    }
+    if (sweep_world_any(w, failed)) {
+        sweep_world_finalize(w);
+        return 2;
+    }
+    stop_install_handlers(s.options.stop_signal);
+    s.started = timer_now();
+    log_info("sweep: %d runs on %d ranks (%d group(s) of %d), %s backend, %d threads per rank, "
+             "%s: %d training / %d validation images, output %s",
+             s.plan.count, w->size, w->groups, w->group_size, s.backend->name, cpu_threads(),
+             s.cfg.dataset, s.train_set.count, s.val_set.count, s.cfg.output);
+
+    int stopped = 0;
+    for (;;) {
+        /* The group agrees before taking a run, so a stop never strands a teammate. */
+        if (sweep_group_any(w, stop_requested())) {
+            stopped = 1;
+            break;
+        }
+        const int index = sweep_next_ticket(w);
+        if (index < 0 || index >= s.plan.count) break;
+        if (run_one(&s, index)) {
+            stopped = 1;
+            break;
+        }
+        if (w->group_rank == 0) {
+            sweep_count_done(w);
+            sweep_board_post(w, -1, 0);
+        }
+        if (w->rank == 0) print_sweep_progress(&s);
+    }
+    stopped = sweep_world_any(w, stopped);
+    int status = 0;
+    if (w->rank == 0) {
+        int complete = 0;
+        if (merge_results(&s, &complete)) status = 1;
+        if (stopped) {
+            log_info("sweep: stopped by a signal after committing every finished epoch; run the "
+                     "same command again to resume (exit status %d)", BNECK_EXIT_STOPPED);
+            status = BNECK_EXIT_STOPPED;
+        }
+    }
+    sweep_world_barrier(w);
+    sweep_plan_free(&s.plan);
+    dataset_free(&s.train_set);
+    dataset_free(&s.val_set);
+    free(s.all_hosts);
+    free(s.all_devices);
+    free(s.options.overrides);
+    backend_shutdown(s.backend);
+    /* Every rank returns the same status. */
+    int broadcast_status = status;
+    if (sweep_world_any(w, status == BNECK_EXIT_STOPPED)) broadcast_status = BNECK_EXIT_STOPPED;
+    else if (sweep_world_any(w, status != 0)) broadcast_status = 1;
+    sweep_world_finalize(w);
+    return broadcast_status;
+}

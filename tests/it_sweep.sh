@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# bneck-sweep end to end on real Fashion-MNIST data (a small subset), on the CPU:
+#  - one process and mpirun -n 4 give the same runs and histories;
+#  - a sweep killed with SIGKILL mid-run resumes and ends with every run once, with the
+#    same numbers as the uninterrupted sweep;
+#  - --dry-run, a rank count that does not fit ranks_per_run, a failing rank, truncated
+#    and foreign files in the output directory, a changed configuration;
+#  - the README's h5py/pandas snippet runs on the result.
+# usage: it_sweep.sh BUILD_DIR SOURCE_DIR
+set -euo pipefail
+build=$(cd "$1" && pwd)
+source_dir=$(cd "$2" && pwd)
+sweep=$build/bin/bneck-sweep
+work=$(mktemp -d /tmp/bneck-it-sweep.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+mpirun_n() { local n=$1; shift; timeout 600 mpirun --oversubscribe -n "$n" "$@"; }
+passed=0
+failed=0
+ok() { echo "ok: $*"; passed=$((passed + 1)); }
+bad() { echo "FAILED: $*"; failed=$((failed + 1)); }
+
+# One thread per rank everywhere, so GEMM sums in the same order and numbers match bit for bit.
+cat > "$work/tiny.ini" <<INI
+[run]
+name = tiny
+seed = 5
+device = cpu
+threads = 1
+[data]
+dataset = fashion-mnist
+train_limit = 256
+val_limit = 200
+[train]
+epochs = 3
+batch = 64
+val_batch = 100
+[sweep]
+patterns = A:1:1, C:2:4, E:3:4
+repeats = 2
+INI
+
+# --- one process --------------------------------------------------------------------
+"$sweep" "$work/tiny.ini" run.output="$work/one" > "$work/one.log" 2>&1 || { cat "$work/one.log"; bad "single-process sweep"; }
+[ -f "$work/one/sweep.h5" ] && ok "single-process sweep wrote sweep.h5" || bad "no sweep.h5 from the single-process sweep"
+
+# --- four ranks ---------------------------------------------------------------------
+mpirun_n 4 "$sweep" "$work/tiny.ini" run.output="$work/four" > "$work/four.log" 2>&1 || { cat "$work/four.log"; bad "4-rank sweep"; }
+[ -f "$work/four/sweep.h5" ] && ok "4-rank sweep wrote sweep.h5" || bad "no sweep.h5 from the 4-rank sweep"
+
+# --- killed and resumed ---------------------------------------------------------------
+setsid "$sweep" "$work/tiny.ini" run.output="$work/killed" > "$work/killed1.log" 2>&1 &
+victim=$!
+for _ in $(seq 1 600); do
+  # Wait until some run has committed an epoch but the sweep is far from done.
+  if ls "$work/killed/runs/"*.h5 >/dev/null 2>&1; then break; fi
+  sleep 0.2
+done
+sleep 1
+kill -KILL -- "-$victim" 2>/dev/null || kill -KILL "$victim"
+wait "$victim" 2>/dev/null || true
+if [ -f "$work/killed/sweep.h5" ]; then bad "the sweep finished before it could be killed"; else ok "sweep killed mid-run"; fi
+"$sweep" "$work/tiny.ini" run.output="$work/killed" > "$work/killed2.log" 2>&1 || { cat "$work/killed2.log"; bad "resumed sweep"; }
+grep -q "resuming after epoch\|already complete" "$work/killed2.log" && ok "restart resumed or kept earlier work" || bad "restart did not reuse earlier work"
+
+/usr/bin/python3 - "$work" <<'PY' && ok "1-rank, 4-rank and killed+resumed sweeps agree" || bad "sweeps disagree"
+import sys, h5py, numpy as np
+work = sys.argv[1]
+def load(name):
+    f = h5py.File(f"{work}/{name}/sweep.h5", "r")
+    runs = f["runs"][()]
+    keys = sorted((r["pattern"].decode(), int(r["repeat"])) for r in runs)
+    hist = {k: f["history"][k][()] for k in f["history"]}
+    return f, runs, keys, hist
+ref_file, ref_runs, ref_keys, ref_hist = load("one")
+assert len(ref_keys) == 6 and len(set(ref_keys)) == 6, ref_keys
+assert all(r["status"].decode() == "complete" for r in ref_runs)
+for other in ("four", "killed"):
+    f, runs, keys, hist = load(other)
+    assert keys == ref_keys, (other, keys)
+    assert sorted(hist) == sorted(ref_hist), (other, sorted(hist))
+    for name in ref_hist:
+        a, b = ref_hist[name], hist[name]
+        assert len(a) == len(b) == 3, (other, name, len(a), len(b))
+        for field in ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc"):
+            assert np.array_equal(a[field], b[field]), (other, name, field, a[field], b[field])
+print("histories equal across 1 rank, 4 ranks and a kill/resume")
+PY
+
+# --- --dry-run ------------------------------------------------------------------------
+mpirun_n 2 "$sweep" "$work/tiny.ini" run.output="$work/dry" --dry-run > "$work/dry.log" 2>&1 || true
+if grep -q "sweep plan: 6 runs" "$work/dry.log" && grep -q "A-r0" "$work/dry.log" && [ ! -e "$work/dry" ]; then
+  ok "--dry-run prints the plan and trains nothing"
+else cat "$work/dry.log"; bad "--dry-run"; fi
+
+# --- a rank count that does not fit ranks_per_run ----------------------------------------
+if mpirun_n 3 "$sweep" "$work/tiny.ini" sweep.ranks_per_run=2 run.output="$work/odd" > "$work/odd.log" 2>&1; then
+  bad "-n 3 with ranks_per_run 2 was accepted"
+elif grep -q "ranks_per_run = 2" "$work/odd.log" && [ ! -e "$work/odd" ]; then ok "-n 3 with ranks_per_run 2 refused before any work"
+else cat "$work/odd.log"; bad "-n 3 message"; fi
+
+# --- a failing rank ends the whole job, naming rank and host ------------------------------
+if mpirun_n 2 "$sweep" "$work/tiny.ini" data.dir="$work/no-such-dir" run.output="$work/fail" > "$work/fail.log" 2>&1; then
+  bad "a missing dataset was accepted"
+elif grep -q "rank [0-9] on" "$work/fail.log" && grep -q "no-such-dir" "$work/fail.log"; then ok "a failing rank ends the job with rank, host and reason"
+else cat "$work/fail.log"; bad "failing-rank message"; fi
+
+# --- untrusted files in the output directory ---------------------------------------------
+cp -r "$work/one" "$work/damaged"
+victim_file=$(ls "$work/damaged/runs/"*.h5 | head -n 1)
+head -c 2000 "$victim_file" > "$victim_file.cut" && mv "$victim_file.cut" "$victim_file"
+echo "not hdf5" > "$work/damaged/runs/stranger.h5"
+"$sweep" "$work/tiny.ini" run.output="$work/damaged" > "$work/damaged.log" 2>&1 || { cat "$work/damaged.log"; bad "sweep over a damaged output"; }
+if grep -q "$(basename "$victim_file")" "$work/damaged.log" && ls "$victim_file".unreadable-* >/dev/null 2>&1; then
+  ok "a truncated run file is reported, kept aside, and its run redone"
+else cat "$work/damaged.log"; bad "truncated run file handling"; fi
+if grep -q "stranger.h5 is not a run of this sweep" "$work/damaged.log" && [ -f "$work/damaged/runs/stranger.h5" ]; then
+  ok "a foreign file is reported and left alone"
+else bad "foreign file not reported"; fi
+
+# --- a changed configuration is refused, --restart moves the old sweep aside -------------------
+if "$sweep" "$work/tiny.ini" run.output="$work/one" train.lr=0.01 > "$work/changed.log" 2>&1; then
+  bad "a changed configuration was accepted over an existing sweep"
+elif grep -q "different configuration" "$work/changed.log"; then ok "a changed configuration is refused"
+else cat "$work/changed.log"; bad "changed-configuration message"; fi
+
+# --- the README's analysis snippet ------------------------------------------------------------
+snippet=$(awk '/^<!-- snippet:h5py -->/ {grab=1; next} grab && /^```python/ {next} grab && /^```/ {exit} grab {print}' "$source_dir/README.md")
+if [ -n "$snippet" ] && (cd "$work/one" && /usr/bin/python3 -c "$snippet") > "$work/snippet.log" 2>&1; then
+  cat "$work/snippet.log"; ok "README h5py/pandas snippet runs"
+else cat "$work/snippet.log" 2>/dev/null; bad "README h5py/pandas snippet"; fi
+
+echo "it_sweep: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,144 @@
+/* Run under mpirun -n 2 (tests/it_mpi.sh). Checks the data-parallel path of a run group:
+ *  1. gradients summed over 2 ranks by the group's allreduce hook equal the gradients one
+ *     process gets from the same two halves of the batch (BatchNorm uses each rank's own
+ *     batch statistics, as PyTorch's DDP does without SyncBN, so the single-process
+ *     reference runs the same halves);
+ *  2. after an epoch of data-parallel training through the trainer, both ranks hold
+ *     bit-identical weights.
+ * Prints "mpi_data_parallel: N passed, 0 failed" on rank 0 and exits non-zero on failure. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <mpi.h>
+
+#include "backend/cpu/cpu_gemm.h"
+#include "core/rng.h"
+#include "model/network.h"
+#include "sweep/group.h"
+#include "train/train.h"
+
+enum { HALF = 4 };
+
+static int failures = 0, passes = 0;
+
+static void expect(int condition, int rank, const char *what) {
+    if (condition) {
+        passes++;
+        return;
+    }
+    failures++;
+    fprintf(stderr, "mpi_data_parallel: rank %d: FAILED: %s\n", rank, what);
+}
+
+static void fill_half(network *net, int half) {
+    float *input = network_tensor(net, net->model.input, HALF);
+    for (int i = 0; i < HALF * 32 * 32; i++)
+        input[i] = rng_uniform(5, (uint64_t)(half * HALF * 32 * 32 + i));
+}
+
+static void labels_of(uint8_t *labels, int half) {
+    for (int i = 0; i < HALF; i++) labels[i] = (uint8_t)rng_below(6, (uint64_t)(half * HALF + i), 10);
+}
+
+static void gradients_of_half(network *net, int half) {
+    uint8_t labels[HALF];
+    fill_half(net, half);
+    labels_of(labels, half);
+    network_forward(net, HALF, 1, 1e-3f, 0.99f);
+    network_loss(net, labels, 1.0f / (2 * HALF), HALF, NULL);
+    network_backward(net, HALF);
+}
+
+static uint64_t hash_floats(const float *values, size_t count) {
+    uint64_t hash = 1469598103934665603ULL;
+    const unsigned char *bytes = (const unsigned char *)values;
+    for (size_t i = 0; i < count * sizeof(float); i++) hash = (hash ^ bytes[i]) * 1099511628211ULL;
+    return hash;
+}
+
+static dataset make_dataset(int count, uint64_t seed) {
+    dataset d = {count, 1, malloc((size_t)count * 1024), malloc((size_t)count)};
+    for (int i = 0; i < count; i++) {
+        d.labels[i] = (uint8_t)rng_below(seed, (uint64_t)i, 10);
+        for (int p = 0; p < 1024; p++)
+            d.pixels[(size_t)i * 1024 + p] = (uint8_t)rng_below(seed + 1, (uint64_t)i * 1024 + p, 256);
+    }
+    return d;
+}
+
+int main(int argc, char **argv) {
+    sweep_world world;
+    sweep_world_init(&world, &argc, &argv);
+    if (world.size != 2) {
+        if (world.rank == 0) fprintf(stderr, "mpi_data_parallel: run with mpirun -n 2\n");
+        sweep_world_finalize(&world);
+        return 2;
+    }
+    sweep_world_split(&world, 2, 1);
+    cpu_set_threads(1);
+    train_comm comm = sweep_group_comm(&world);
+
+    /* 1. Summed gradients. */
+    model m;
+    model_spec spec = {3, 4, 1, POOL_BRANCH_KERAS};
+    model_build(&m, &spec, NULL);
+    static network net;
+    network_create(&net, &m, &cpu_backend, HALF, NULL);
+    network_init_params(&net, 3, INIT_GLOROT);
+    gradients_of_half(&net, world.group_rank);
+    comm.allreduce_sum_float(comm.context, net.grads, m.param_count);
+
+    static network reference;
+    network_create(&reference, &m, &cpu_backend, HALF, NULL);
+    network_init_params(&reference, 3, INIT_GLOROT);
+    float *expected = calloc(m.param_count, sizeof(float));
+    for (int half = 0; half < 2; half++) {
+        gradients_of_half(&reference, half);
+        for (size_t i = 0; i < m.param_count; i++) expected[i] += reference.grads[i];
+    }
+    double worst = 0.0, scale = 0.0;
+    for (size_t i = 0; i < m.param_count; i++) {
+        worst = fmax(worst, fabs((double)net.grads[i] - expected[i]));
+        scale = fmax(scale, fabs((double)expected[i]));
+    }
+    char what[160];
+    snprintf(what, sizeof what, "2-rank gradients equal single-process ones (max diff %.3g of %.3g)",
+             worst, scale);
+    expect(worst <= 1e-6 * scale + 1e-9, world.rank, what);
+
+    /* 2. An epoch of data-parallel training leaves identical weights on both ranks. */
+    static config cfg;
+    config_defaults(&cfg);
+    cfg.batch = 16;
+    cfg.val_batch = 20;
+    cfg.epochs = 1;
+    dataset train_set = make_dataset(64, 1), val_set = make_dataset(40, 2);
+    static trainer t;
+    bneck_error err;
+    if (trainer_create(&t, &cfg, &spec, &train_set, &val_set, &cpu_backend, &comm, &err)) {
+        fprintf(stderr, "mpi_data_parallel: %s\n", err.message);
+        sweep_world_abort(&world, 1);
+    }
+    epoch_record record;
+    trainer_run_epoch(&t, &record);
+    uint64_t lowest, highest;
+    sweep_group_min_max(&world, hash_floats(t.net.params, m.param_count), &lowest, &highest);
+    expect(lowest == highest, world.rank, "weights bit-identical on both ranks after an epoch");
+    sweep_group_min_max(&world, hash_floats(t.net.state, m.state_count), &lowest, &highest);
+    expect(lowest == highest, world.rank, "BatchNorm running statistics identical after an epoch");
+    expect(record.val_acc >= 0.0 && record.val_acc <= 1.0, world.rank, "validation accuracy is a fraction");
+
+    int total_failures = 0;
+    MPI_Allreduce(&failures, &total_failures, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+    if (world.rank == 0) printf("mpi_data_parallel: %d passed, %d failed\n", passes, total_failures);
+    trainer_destroy(&t);
+    network_destroy(&net);
+    network_destroy(&reference);
+    free(expected);
+    dataset_free(&train_set);
+    dataset_free(&val_set);
+    sweep_world_finalize(&world);
+    return total_failures ? 1 : 0;
+}
