@@ -127,7 +127,8 @@ echo "$text"
 [[ $status -eq 0 ]] && pass "text report exits 0" || fail "text report exits $status: $(cat "$work/stderr")"
 
 # pattern, val acc % (sd), s/epoch (sd), study val acc % (sd), study s/epoch (sd), speed-up
-# (study s/epoch / ours). The sds: half spread * sqrt(2) in percent.
+# (our images/s over the study's; the fixture's 50,000-image epochs make it study s/epoch / ours).
+# The sds: half spread * sqrt(2) in percent.
 expected_rows="A 90.12 (0.14) 5.25 (0.05) 89.37 (0.14) 46.75 (0.26) 8.90x
 B 91.01 (0.28) 4.10 (0.04) 90.85 (0.13) 45.58 (0.16) 11.12x
 C 90.33 (0.07) 3.60 (0.03) 90.21 (0.29) 40.39 (0.36) 11.22x
