@@ -1,6 +1,7 @@
 /* CPU ops: forward results against plain direct loops, every backward against central
  * finite differences of a scalar loss L = sum(y * r) with a fixed random r (so dy = r),
  * and the accumulate-into-gradients / NULL-dx conventions of cpu_ops.h. */
+#include "backend/cpu/cpu_conv_dnnl.h"
 #include "backend/cpu/cpu_gemm.h"
 #include "backend/cpu/cpu_ops.h"
 
@@ -393,6 +394,170 @@ Test(cpu_conv, default_workspace_is_bounded) {
     cr_assert(small >= (size_t)27 * 256 && small <= (size_t)27 * (256 + 32), "%zu", small);
     cr_assert_eq(cpu_conv2d_workspace_floats(128, 32, 32, 96, 1), 0);
 }
+
+/* Both implementations (cpu_conv_dnnl.h) on their own, whatever the default rule picks.
+ * In OpenBLAS builds the oneDNN path falls back to im2col. */
+Test(cpu_conv, im2col_path_k3_gradients) {
+    bneck_cpu_conv_path = CPU_CONV_PATH_IM2COL;
+    conv_check(3, 2, 3, 4, 5, 6, 1, 2);
+}
+Test(cpu_conv, im2col_path_k5_gradients) {
+    bneck_cpu_conv_path = CPU_CONV_PATH_IM2COL;
+    conv_check(5, 3, 3, 4, 5, 6, 2, 2);
+}
+Test(cpu_conv, dnnl_path_k1_gradients) {
+    bneck_cpu_conv_path = CPU_CONV_PATH_DNNL;
+    conv_check(1, 2, 3, 4, 5, 6, 0, 1);
+}
+Test(cpu_conv, dnnl_path_k3_gradients) {
+    bneck_cpu_conv_path = CPU_CONV_PATH_DNNL;
+    conv_check(3, 2, 3, 4, 5, 6, 0, 1);
+}
+Test(cpu_conv, dnnl_path_k5_gradients_tiny_map) {
+    bneck_cpu_conv_path = CPU_CONV_PATH_DNNL;
+    conv_check(5, 2, 2, 3, 2, 3, 0, 1);
+}
+
+/* The default rule with 16 input channels: every direction on oneDNN for k > 1. */
+Test(cpu_conv, default_path_k3_gradients_wide_input) { conv_check(3, 2, 16, 4, 5, 6, 0, 1); }
+
+/* One forward and one backward of both implementations on the same data, with channel
+ * counts that fill oneDNN's 16-channel blocks unevenly, and pre-filled gradients. */
+static void conv_paths_agree(int k, int batch, int height, int width, int cin, int cout,
+                             int with_bias, int with_dx) {
+    rng_t r = {0x5eed ^ (uint64_t)(k * 7 + cin * 131 + cout)};
+    const size_t plane = (size_t)batch * height * width;
+    const size_t nx = (size_t)cin * plane, ny = (size_t)cout * plane;
+    const size_t nw = (size_t)cout * cin * k * k;
+    float *x = random_floats(&r, nx, -1, 1), *w = random_floats(&r, nw, -1, 1);
+    float *b = with_bias ? random_floats(&r, (size_t)cout, -1, 1) : NULL;
+    float *dy = random_floats(&r, ny, -1, 1);
+    float *dx0 = random_floats(&r, nx, -1, 1), *dw0 = random_floats(&r, nw, -1, 1),
+          *db0 = random_floats(&r, (size_t)cout, -1, 1);
+    const size_t wsn = cpu_conv2d_workspace_floats(batch, height, width, cin, k);
+    float *ws = alloc_floats(wsn ? wsn : 1);
+    float *y[2], *dx[2], *dw[2], *db[2];
+    for (int path = 0; path < 2; path++) {
+        bneck_cpu_conv_path = path ? CPU_CONV_PATH_DNNL : CPU_CONV_PATH_IM2COL;
+        y[path] = alloc_floats(ny);
+        fill(y[path], ny, NAN);
+        cpu_conv2d_forward(y[path], x, w, b, ws, batch, height, width, cin, cout, k);
+        dx[path] = copy_floats(dx0, nx);
+        dw[path] = copy_floats(dw0, nw);
+        db[path] = copy_floats(db0, (size_t)cout);
+        cpu_conv2d_backward(with_dx ? dx[path] : NULL, dw[path], db[path], dy, x, w, ws, batch,
+                            height, width, cin, cout, k);
+    }
+    size_t largest = nx > ny ? nx : ny;
+    if (nw > largest) largest = nw;
+    double *want = malloc(largest * sizeof *want);
+    cr_assert_not_null(want);
+    const double tol = 1e-4 * cin * k * k; /* float sums of different order */
+    for (size_t i = 0; i < ny; i++) want[i] = y[0][i];
+    expect_close("y (oneDNN vs im2col)", y[1], want, ny, tol, 1e-4);
+    for (size_t i = 0; i < nx; i++) want[i] = dx[0][i];
+    expect_close("dx (oneDNN vs im2col)", dx[1], want, nx, tol, 1e-4);
+    if (!with_dx) expect_close("dx untouched", dx[1], want, nx, 0, 0);
+    for (size_t i = 0; i < nw; i++) want[i] = dw[0][i];
+    expect_close("dweight (oneDNN vs im2col)", dw[1], want, nw, 1e-4 * plane, 1e-4);
+    for (int c = 0; c < cout; c++) want[c] = db[0][c];
+    expect_close("dbias (oneDNN vs im2col)", db[1], want, (size_t)cout, 1e-4 * plane, 1e-4);
+    for (int path = 0; path < 2; path++) {
+        free(y[path]);
+        free(dx[path]);
+        free(dw[path]);
+        free(db[path]);
+    }
+    free(want);
+    free(ws);
+    free(x);
+    free(w);
+    free(b);
+    free(dy);
+    free(dx0);
+    free(dw0);
+    free(db0);
+}
+
+Test(cpu_conv, dnnl_and_im2col_paths_agree) {
+    conv_paths_agree(3, 4, 9, 7, 20, 35, 1, 1);
+    conv_paths_agree(5, 3, 8, 8, 33, 17, 1, 1);
+    conv_paths_agree(5, 2, 6, 5, 3, 12, 0, 0); /* no bias, no dx: the network's first layer */
+    conv_paths_agree(3, 5, 4, 4, 48, 16, 1, 0);
+    conv_paths_agree(1, 3, 5, 5, 24, 40, 1, 1);
+}
+
+#if defined(BNECK_GEMM_DNNL)
+/* oneDNN keeps primitives per shape and remembers what its buffers hold within a call:
+ * repeated calls with new contents at the same addresses, new addresses, and more shapes
+ * than its cache holds must all still compute the right thing. (No workspace: the oneDNN
+ * path needs none.) */
+Test(cpu_conv, dnnl_path_reuse_and_cache_eviction) {
+    bneck_cpu_conv_path = CPU_CONV_PATH_DNNL;
+    rng_t r = {4242};
+    const int batch = 2, side = 5, cin = 3, cout = 4, k = 3;
+    for (int round = 0; round < 3; round++) {
+        conv_ctx c = {
+            .batch = batch, .height = side, .width = side, .cin = cin, .cout = cout, .k = k};
+        c.x = random_floats(&r, conv_in_size(&c), -1, 1);
+        c.w = random_floats(&r, conv_w_size(&c), -1, 1);
+        c.b = random_floats(&r, (size_t)cout, -1, 1);
+        c.y = alloc_floats(conv_out_size(&c));
+        for (int repeat = 0; repeat < 2; repeat++) {
+            /* same addresses, new contents */
+            for (size_t i = 0; i < conv_in_size(&c); i++) c.x[i] = rng_uniform(&r, -1, 1);
+            cpu_conv2d_forward(c.y, c.x, c.w, c.b, NULL, batch, side, side, cin, cout, k);
+            double *want = conv_naive(&c);
+            expect_close("conv forward y (reused primitive)", c.y, want, conv_out_size(&c), 1e-5,
+                         1e-5);
+            free(want);
+        }
+        /* backward twice with dy changed in place: the second must not reuse the first's dy */
+        float *dy = random_floats(&r, conv_out_size(&c), -1, 1);
+        float *dx_first = alloc_floats(conv_in_size(&c));
+        float *dx_second = alloc_floats(conv_in_size(&c));
+        float *dw = alloc_floats(conv_w_size(&c));
+        fill(dx_first, conv_in_size(&c), 0);
+        fill(dx_second, conv_in_size(&c), 0);
+        cpu_conv2d_backward(dx_first, dw, NULL, dy, c.x, c.w, NULL, batch, side, side, cin, cout,
+                            k);
+        for (size_t i = 0; i < conv_out_size(&c); i++) dy[i] *= -2.0f;
+        cpu_conv2d_backward(dx_second, dw, NULL, dy, c.x, c.w, NULL, batch, side, side, cin, cout,
+                            k);
+        double *want = malloc(conv_in_size(&c) * sizeof *want);
+        cr_assert_not_null(want);
+        for (size_t i = 0; i < conv_in_size(&c); i++) want[i] = -2.0 * dx_first[i];
+        expect_close("conv dx after dy changed in place", dx_second, want, conv_in_size(&c), 1e-5,
+                     1e-5);
+        free(want);
+        free(dy);
+        free(dx_first);
+        free(dx_second);
+        free(dw);
+        free(c.x);
+        free(c.w);
+        free(c.b);
+        free(c.y);
+        /* more shapes than the cache's entries, so the first ones get evicted */
+        for (int extra = 1; extra <= 40; extra++) {
+            float *x = random_floats(&r, (size_t)extra * batch * 9, -1, 1);
+            float *w = random_floats(&r, (size_t)extra * 9, -1, 1);
+            float *y = alloc_floats((size_t)batch * 9);
+            float *dx = alloc_floats((size_t)extra * batch * 9);
+            float *dw = alloc_floats((size_t)extra * 9), db[1] = {0};
+            fill(dx, (size_t)extra * batch * 9, 0);
+            fill(dw, (size_t)extra * 9, 0);
+            cpu_conv2d_forward(y, x, w, NULL, NULL, batch, 3, 3, extra, 1, k);
+            cpu_conv2d_backward(dx, dw, db, y, x, w, NULL, batch, 3, 3, extra, 1, k);
+            free(x);
+            free(w);
+            free(y);
+            free(dx);
+            free(dw);
+        }
+    }
+}
+#endif
 
 /* ---- batch normalisation ----------------------------------------------------------------- */
 

@@ -1,4 +1,6 @@
-/* Convolution (stride 1, "same" zero padding, odd kernel) in CNHW by im2col + GEMM.
+/* Convolution (stride 1, "same" zero padding, odd kernel) in CNHW by im2col + GEMM, or,
+ * in oneDNN builds, for the layers and directions where they measured faster (see
+ * dnnl_directions), by oneDNN's convolution primitives (cpu_conv_dnnl.c).
  *
  * In CNHW one channel of the whole batch is a contiguous plane of P = N*H*W floats, so a
  * convolution over the batch is one matrix product
@@ -20,6 +22,7 @@
  * whose B is x itself, copies x in column blocks into a small padded buffer first. */
 #include "backend/cpu/cpu_ops.h"
 
+#include "backend/cpu/cpu_conv_dnnl.h"
 #include "backend/cpu/cpu_gemm.h"
 #include "core/error.h"
 
@@ -31,6 +34,37 @@
  * to exercise chunking with small tensors. Change it only before any workspace is sized,
  * since cpu_conv2d_workspace_floats depends on it. */
 size_t bneck_cpu_conv_chunk_floats = (size_t)4 << 20;
+
+cpu_conv_path bneck_cpu_conv_path = CPU_CONV_PATH_AUTO;
+
+/* Which directions of a layer run on oneDNN's convolution primitives (cpu_conv_dnnl.c);
+ * the others use im2col + GEMM below. The rule comes from timing both on the study's
+ * layers (batch 128, 2 AVX-512 cores): for k > 1 the primitives win every forward and
+ * weight gradient (1.3x on wide 3x3s, 2-3x on 5x5s: no 25x im2col matrix to write and
+ * read), and the data gradient when there are at least 16 input channels. With fewer,
+ * oneDNN's blocked diff_src pads the channels to a block of 16 and does up to 5x the work,
+ * so col2im wins. For 1x1 there is no im2col to save, and the plain GEMM beats the
+ * primitive plus its layout reorders. */
+typedef struct conv_dnnl_directions {
+    int forward, backward_data, backward_weights;
+} conv_dnnl_directions;
+
+static conv_dnnl_directions dnnl_directions(int in_channels, int kernel) {
+    conv_dnnl_directions use = {0, 0, 0};
+#if defined(BNECK_GEMM_DNNL)
+    switch (bneck_cpu_conv_path) {
+    case CPU_CONV_PATH_IM2COL: break;
+    case CPU_CONV_PATH_DNNL: use = (conv_dnnl_directions){1, 1, 1}; break;
+    case CPU_CONV_PATH_AUTO:
+        use.forward = use.backward_weights = kernel > 1;
+        use.backward_data = kernel > 1 && in_channels >= 16;
+        break;
+    }
+#else
+    (void)in_channels, (void)kernel;
+#endif
+    return use;
+}
 
 static void check_dims(const char *op, int batch, int height, int width, int in_channels,
                        int out_channels, int kernel) {
@@ -73,66 +107,86 @@ size_t cpu_conv2d_workspace_floats(int batch, int height, int width, int in_chan
     return (size_t)in_channels * (size_t)kernel * (size_t)kernel * col_ld(cols);
 }
 
+/* One 0/1 mask per kernel tap over an image: tap (kh, kw) reads the pixel shifted by
+ * (kh - k/2, kw - k/2), which exists only where mask is 1. With it, im2col and col2im are
+ * flat, vectorisable loops over a whole image instead of many short row loops (an 8x8
+ * map has rows of 8 floats, too short to run fast). */
+static float *tap_masks(int height, int width, int kernel) {
+    const int pad = kernel / 2;
+    const size_t area = (size_t)height * (size_t)width;
+    float *masks = bneck_malloc((size_t)kernel * kernel * area * sizeof(float));
+    for (int kh = 0; kh < kernel; kh++)
+        for (int kw = 0; kw < kernel; kw++) {
+            float *m = masks + (size_t)(kh * kernel + kw) * area;
+            for (int h = 0; h < height; h++)
+                for (int w = 0; w < width; w++) {
+                    const int hs = h + kh - pad, ws = w + kw - pad;
+                    m[(size_t)h * width + w] = hs >= 0 && hs < height && ws >= 0 && ws < width;
+                }
+        }
+    return masks;
+}
+
+/* The outputs i of an image whose shifted source i + offset stays inside the image's
+ * storage; the mask is zero outside them anyway. */
+static void tap_range(long offset, long area, long *first, long *last) {
+    *first = offset < 0 ? -offset : 0;
+    *last = offset > 0 ? area - offset : area;
+    if (*last < *first) *last = *first;
+}
+
 /* col[(c*k + kh)*k + kw][n][h][w] = x[c][n0 + n][h + kh - k/2][w + kw - k/2] (0 outside). */
 static void im2col(float *restrict col, size_t ld, const float *restrict x, int n0, int nb,
                    int height, int width, int channels, int kernel, size_t plane) {
     const int pad = kernel / 2, kk = kernel * kernel, rows = channels * kk;
-    const size_t area = (size_t)height * (size_t)width;
+    const long area = (long)height * width;
+    float *masks = tap_masks(height, width, kernel);
 #pragma omp parallel for collapse(2) schedule(static)
     for (int r = 0; r < rows; r++) {
         for (int n = 0; n < nb; n++) {
-            const int c = r / kk, dh = (r / kernel) % kernel - pad, dw = r % kernel - pad;
-            const float *restrict src = x + (size_t)c * plane + (size_t)(n0 + n) * area;
-            float *restrict dst = col + (size_t)r * ld + (size_t)n * area;
-            /* output columns w whose source w + dw is inside the row: [w0, w1) */
-            int w0 = dw < 0 ? -dw : 0, w1 = dw > 0 ? width - dw : width;
-            if (w0 > width) w0 = width;
-            if (w1 < w0) w1 = w0;
-            for (int h = 0; h < height; h++) {
-                float *restrict d = dst + (size_t)h * (size_t)width;
-                const int hs = h + dh;
-                if (hs < 0 || hs >= height) {
-                    for (int w = 0; w < width; w++) d[w] = 0.0f;
-                    continue;
-                }
-                const float *restrict s = src + (size_t)hs * (size_t)width;
-                for (int w = 0; w < w0; w++) d[w] = 0.0f;
-                for (int w = w0; w < w1; w++) d[w] = s[w + dw];
-                for (int w = w1; w < width; w++) d[w] = 0.0f;
+            const int c = r / kk, tap = r % kk;
+            const long offset = (long)(tap / kernel - pad) * width + (tap % kernel - pad);
+            const float *restrict src = x + (size_t)c * plane + (size_t)(n0 + n) * (size_t)area;
+            const float *restrict mask = masks + (size_t)tap * (size_t)area;
+            float *restrict dst = col + (size_t)r * ld + (size_t)n * (size_t)area;
+            long first, last;
+            tap_range(offset, area, &first, &last);
+            for (long i = 0; i < first; i++) dst[i] = 0.0f;
+            for (long i = first; i < last; i++) {
+                const float value = src[i + offset];
+                dst[i] = mask[i] != 0.0f ? value : 0.0f;
             }
+            for (long i = last; i < area; i++) dst[i] = 0.0f;
         }
     }
+    free(masks);
 }
 
 /* dx[c][n0 + n][h + kh - k/2][w + kw - k/2] += col[(c*k + kh)*k + kw][n][h][w] (inside only).
  * One task per (channel, image) so no two threads touch the same dx plane. */
 static void col2im_add(float *restrict dx, const float *restrict col, size_t ld, int n0, int nb,
                        int height, int width, int channels, int kernel, size_t plane) {
-    const int pad = kernel / 2;
-    const size_t area = (size_t)height * (size_t)width;
+    const int pad = kernel / 2, kk = kernel * kernel;
+    const long area = (long)height * width;
+    float *masks = tap_masks(height, width, kernel);
 #pragma omp parallel for collapse(2) schedule(static)
     for (int c = 0; c < channels; c++) {
         for (int n = 0; n < nb; n++) {
-            float *restrict dst = dx + (size_t)c * plane + (size_t)(n0 + n) * area;
-            for (int kh = 0; kh < kernel; kh++) {
-                const int dh = kh - pad;
-                const int h0 = dh < 0 ? -dh : 0, h1 = dh > 0 ? height - dh : height;
-                for (int kw = 0; kw < kernel; kw++) {
-                    const int dw = kw - pad;
-                    int w0 = dw < 0 ? -dw : 0, w1 = dw > 0 ? width - dw : width;
-                    if (w0 > width) w0 = width;
-                    if (w1 < w0) w1 = w0;
-                    const int r = (c * kernel + kh) * kernel + kw;
-                    const float *restrict src = col + (size_t)r * ld + (size_t)n * area;
-                    for (int h = h0; h < h1; h++) {
-                        float *restrict d = dst + (size_t)(h + dh) * (size_t)width;
-                        const float *restrict s = src + (size_t)h * (size_t)width;
-                        for (int w = w0; w < w1; w++) d[w + dw] += s[w];
-                    }
+            float *restrict dst = dx + (size_t)c * plane + (size_t)(n0 + n) * (size_t)area;
+            for (int tap = 0; tap < kk; tap++) {
+                const long offset = (long)(tap / kernel - pad) * width + (tap % kernel - pad);
+                const float *restrict src = col + (size_t)(c * kk + tap) * ld + (size_t)n * (size_t)area;
+                const float *restrict mask = masks + (size_t)tap * (size_t)area;
+                long first, last;
+                tap_range(offset, area, &first, &last);
+                for (long i = first; i < last; i++) {
+                    const float value = src[i];
+                    dst[i + offset] += mask[i] != 0.0f ? value : 0.0f;
                 }
             }
         }
     }
+    free(masks);
 }
 
 /* y[co][n0*area ...] = bias[co] for the columns of images [n0, n0 + nb). */
@@ -182,6 +236,13 @@ void cpu_conv2d_forward(float *y, const float *x, const float *weight, const flo
     check_dims("cpu_conv2d_forward", batch, height, width, in_channels, out_channels, kernel);
     const size_t area = (size_t)height * (size_t)width, plane = (size_t)batch * area;
     const int ld = (int)plane, kdim = in_channels * kernel * kernel;
+#if defined(BNECK_GEMM_DNNL)
+    if (dnnl_directions(in_channels, kernel).forward) {
+        cpu_conv_dnnl_forward(y, x, weight, bias, batch, height, width, in_channels, out_channels,
+                              kernel);
+        return;
+    }
+#endif
     if (kernel == 1) {
         if (bias) fill_bias(y, bias, out_channels, plane, 0, plane);
         cpu_gemm('N', 'N', out_channels, ld, in_channels, 1.0f, weight, in_channels, x, ld,
@@ -207,7 +268,23 @@ void cpu_conv2d_backward(float *dx, float *dweight, float *dbias, const float *d
     check_dims("cpu_conv2d_backward", batch, height, width, in_channels, out_channels, kernel);
     const size_t area = (size_t)height * (size_t)width, plane = (size_t)batch * area;
     const int ld = (int)plane, kdim = in_channels * kernel * kernel;
-
+    const conv_dnnl_directions use_dnnl = dnnl_directions(in_channels, kernel);
+#if defined(BNECK_GEMM_DNNL)
+    /* the primitive computes the bias gradient along with the weight gradient */
+    if (dweight && use_dnnl.backward_weights) {
+        cpu_conv_dnnl_backward(use_dnnl.backward_data ? dx : NULL, dweight, dbias, dy, x, weight,
+                               batch, height, width, in_channels, out_channels, kernel);
+        dweight = dbias = NULL;
+        if (use_dnnl.backward_data) dx = NULL;
+    } else if (dx && use_dnnl.backward_data) {
+        cpu_conv_dnnl_backward(dx, NULL, NULL, dy, x, weight, batch, height, width, in_channels,
+                               out_channels, kernel);
+        dx = NULL;
+    }
+#else
+    (void)use_dnnl;
+#endif
+    /* what is left (NULL: done above or not wanted) by im2col + GEMM */
     if (dbias) {
 #pragma omp parallel for schedule(static)
         for (int c = 0; c < out_channels; c++) {
