@@ -11,6 +11,7 @@
 #include "data/dataset.h"
 #include "model/model.h"
 #include "train/config.h"
+#include "train/device_data.h"
 #include "train/train.h"
 
 static void usage(FILE *out) {
@@ -72,6 +73,12 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bneck-train: %s\n", err.message);
         return 1;
     }
+    char data_message[512];
+    device_data *gpu_data = device_data_attach(&run, data_message, sizeof data_message);
+    if (!gpu_data && data_message[0]) {
+        fprintf(stderr, "bneck-train: %s\n", data_message);
+        return 1;
+    }
     const model_counts *counts = &run.net.model.counts;
     log_info("bneck-train: mode %d alpha %d on %s (%d train / %d val images), %s backend "
              "(%s, %d threads), %lld params, %lld pseudo-FLOPs, %lld MACs per image",
@@ -90,6 +97,7 @@ int main(int argc, char **argv) {
                  r.images_per_s);
     }
     log_info("best validation accuracy %.2f%%", 100 * best);
+    device_data_release(gpu_data);
     trainer_destroy(&run);
     backend_shutdown(backend);
     dataset_free(&train_set);

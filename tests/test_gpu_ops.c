@@ -4,8 +4,13 @@
  * so accumulation is checked too; optional outputs (dx, bias, statistics) are exercised
  * NULL and non-NULL.
  *
+ * Also here: the GPU batch assembly against augment_batch (bit for bit), the device-side
+ * loss, TF32 reaching both cuDNN and cuBLAS, CUDA graphs of backend ops and of a whole
+ * training step, and a one-rank NCCL group.
+ *
  * Without a usable GPU every test that needs one is skipped with the CUDA runtime's own
- * message (never a vacuous pass); the probe and versions tests need no GPU. */
+ * message (never a vacuous pass); the probe, versions, math-name and NCCL argument tests
+ * need no GPU. */
 #include <criterion/criterion.h>
 
 #ifdef BNECK_HAVE_CUDA
@@ -19,7 +24,14 @@
 #include "backend/backend.h"
 #include "backend/cpu/cpu_ops.h"
 #include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/cuda_data.h"
+#include "backend/cuda/cuda_graph.h"
+#include "backend/cuda/cuda_nccl.h"
 #include "core/rng.h"
+#include "data/augment.h"
+#include "data/dataset.h"
+#include "model/model.h"
+#include "model/network.h"
 
 #define COUNT(array) (sizeof(array) / sizeof((array)[0]))
 
@@ -696,6 +708,400 @@ Test(gpu_ops, add_scaled_and_relu_match_cpu) {
     cuda_backend.release(d_grad), cuda_backend.release(d_param), cuda_backend.release(d_y);
     cuda_backend.release(d_dx);
     free(grad), free(param), free(y), free(dx);
+}
+
+/* ---- precision ------------------------------------------------------------------------------
+ * Inputs 1 + 2^-11 times weights 1: strict fp32 sums them exactly (every partial sum below
+ * 2048 is a multiple of 2^-11 and representable), while TF32 keeps 10 mantissa bits and
+ * rounds 1 + 2^-11 to 1 (or 1 + 2^-10), so a tensor-core result is off by n * 2^-11. Hence
+ * strict fp32 must match the CPU, and TF32 must not, in cuDNN and in cuBLAS alike. */
+
+Test(gpu_ops, math_name_follows_the_setting) {
+    cr_expect_str_eq(cuda_backend_math_name(), "fp32", "strict fp32 is the default");
+    cuda_backend_set_math(CUDA_MATH_TF32);
+    cr_expect_str_eq(cuda_backend_math_name(), "tf32");
+    cuda_backend_set_math(CUDA_MATH_FP32);
+    cr_expect_str_eq(cuda_backend_math_name(), "fp32");
+}
+
+static const float one_plus_tf32_residue = 1.0f + 1.0f / 2048.0f;
+
+/* Counts elements of got that differ from want by more than a relative 1e-6. */
+static size_t count_differing(const float *got, const float *want, size_t n) {
+    size_t differing = 0;
+    for (size_t i = 0; i < n; i++)
+        if (fabs((double)got[i] - (double)want[i]) > 1e-6 * fmax(1.0, fabs((double)want[i])))
+            differing++;
+    return differing;
+}
+
+Test(gpu_ops, tf32_reaches_cudnn_and_cublas_and_fp32_stays_exact) {
+    use_gpu();
+    /* a 1x1 convolution (a GEMM for cuDNN: no Winograd or FFT rounding) and a dense layer */
+    const conv_shape c = {32, 16, 16, 512, 256, 1};
+    const size_t cx = conv_input_floats(&c), cy = conv_output_floats(&c);
+    const size_t cw = conv_weight_floats(&c);
+    const int batch = 256, in = 1024, out = 256;
+    const size_t dx = (size_t)in * batch, dy = (size_t)out * batch, dw = (size_t)out * in;
+    float *x = host_floats(cx > dx ? cx : dx), *w = host_floats(cw > dw ? cw : dw);
+    for (size_t i = 0; i < (cx > dx ? cx : dx); i++) x[i] = one_plus_tf32_residue;
+    for (size_t i = 0; i < (cw > dw ? cw : dw); i++) w[i] = 1.0f;
+    float *bias = host_floats((size_t)(c.out_channels > out ? c.out_channels : out));
+    memset(bias, 0, (size_t)(c.out_channels > out ? c.out_channels : out) * sizeof(float));
+    float *conv_want = host_floats(cy), *dense_want = host_floats(dy);
+    float *workspace = cpu_conv_workspace(&c);
+    cpu_conv2d_forward(conv_want, x, w, bias, workspace, c.batch, c.height, c.width,
+                       c.in_channels, c.out_channels, c.kernel);
+    cpu_dense_forward(dense_want, x, w, bias, batch, in, out);
+    cr_assert_float_eq(conv_want[0], 512.0f * one_plus_tf32_residue, 0.0f, "the CPU is exact");
+
+    float *d_x = to_device(x, cx > dx ? cx : dx), *d_w = to_device(w, cw > dw ? cw : dw);
+    float *d_bias = to_device(bias, (size_t)(c.out_channels > out ? c.out_channels : out));
+    float *d_conv = cuda_backend.alloc(cy * sizeof(float));
+    float *d_dense = cuda_backend.alloc(dy * sizeof(float));
+    for (int mode = CUDA_MATH_FP32; mode <= CUDA_MATH_TF32; mode++) {
+        cuda_backend_set_math(mode);
+        cuda_backend.conv2d_forward(d_conv, d_x, d_w, d_bias, NULL, c.batch, c.height, c.width,
+                                    c.in_channels, c.out_channels, c.kernel);
+        cuda_backend.dense_forward(d_dense, d_x, d_w, d_bias, batch, in, out);
+        float *conv_got = to_host(d_conv, cy), *dense_got = to_host(d_dense, dy);
+        const size_t conv_off = count_differing(conv_got, conv_want, cy);
+        const size_t dense_off = count_differing(dense_got, dense_want, dy);
+        cr_log_info("math %s: conv %zu of %zu and dense %zu of %zu values show TF32 rounding "
+                    "(conv[0] %.9g, dense[0] %.9g)", cuda_backend_math_name(), conv_off, cy,
+                    dense_off, dy, (double)conv_got[0], (double)dense_got[0]);
+        if (mode == CUDA_MATH_FP32) {
+            cr_expect_eq(conv_off, 0, "strict fp32 convolution used TF32 on %zu values", conv_off);
+            cr_expect_eq(dense_off, 0, "strict fp32 GEMM used TF32 on %zu values", dense_off);
+        } else {
+            cr_expect_gt(conv_off, cy / 2, "TF32 mode: cuDNN did not use TF32 (%zu of %zu)",
+                         conv_off, cy);
+            cr_expect_gt(dense_off, dy / 2, "TF32 mode: cuBLAS did not use TF32 (%zu of %zu)",
+                         dense_off, dy);
+        }
+        free(conv_got), free(dense_got);
+    }
+    cuda_backend_set_math(CUDA_MATH_FP32);
+    cuda_backend.release(d_x), cuda_backend.release(d_w), cuda_backend.release(d_bias);
+    cuda_backend.release(d_conv), cuda_backend.release(d_dense);
+    free(x), free(w), free(bias), free(conv_want), free(dense_want), free(workspace);
+}
+
+/* ---- device-side loss ------------------------------------------------------------------------ */
+
+Test(gpu_ops, softmax_xent_device_accumulates_what_softmax_xent_returns) {
+    use_gpu();
+    const int batch = 128, classes = 10;
+    const size_t n = (size_t)batch * classes;
+    double want_loss = 0.0, want_correct = 0.0;
+    double *d_totals = cuda_backend.alloc(CUDA_LOSS_TOTALS * sizeof(double));
+    float *d_logits = cuda_backend.alloc(n * sizeof(float));
+    float *d_dlogits = cuda_backend.alloc(n * sizeof(float));
+    float *d_dlogits_device = cuda_backend.alloc(n * sizeof(float));
+    uint8_t *d_labels = cuda_backend.alloc((size_t)batch);
+    uint8_t labels[128];
+    for (int round = 0; round < 3; round++) {
+        float *logits = random_floats(rng_key(1500, (uint64_t)round), n, -4.0f, 4.0f);
+        for (int b = 0; b < batch; b++)
+            labels[b] = (uint8_t)rng_below(rng_key(1501, (uint64_t)round), (uint64_t)b, classes);
+        cuda_backend.upload(d_logits, logits, n * sizeof(float));
+        cuda_backend.upload(d_labels, labels, (size_t)batch);
+        int correct = 0;
+        const float mean = cuda_backend.softmax_xent(d_dlogits, &correct, d_logits, d_labels,
+                                                     0.5f, batch, classes);
+        want_loss += (double)mean * batch;
+        want_correct += correct;
+        cuda_softmax_xent_device(d_totals, d_dlogits_device, d_logits, d_labels, 0.5f, batch,
+                                 classes);
+        float *want_d = to_host(d_dlogits, n);
+        expect_device_close("dlogits of the device variant", d_dlogits_device, want_d, n, EXACT);
+        free(want_d), free(logits);
+    }
+    double loss_sum = -1.0, correct_sum = -1.0;
+    cuda_loss_totals_read(d_totals, &loss_sum, &correct_sum);
+    cr_expect(fabs(loss_sum - want_loss) <= 1e-5 * want_loss, "loss sum %.9g, want %.9g",
+              loss_sum, want_loss);
+    cr_expect_eq(correct_sum, want_correct, "correct %.0f, want %.0f", correct_sum,
+                 want_correct);
+    cuda_backend.release(d_totals), cuda_backend.release(d_logits);
+    cuda_backend.release(d_dlogits), cuda_backend.release(d_dlogits_device);
+    cuda_backend.release(d_labels);
+}
+
+/* ---- GPU-resident data ----------------------------------------------------------------------- */
+
+static dataset synthetic_dataset(int count, int channels, uint64_t key) {
+    dataset d;
+    d.count = count;
+    d.channels = channels;
+    const size_t bytes = (size_t)count * channels * DATASET_SIDE * DATASET_SIDE;
+    d.pixels = malloc(bytes);
+    d.labels = malloc((size_t)count);
+    cr_assert(d.pixels && d.labels);
+    for (size_t i = 0; i < bytes; i++) d.pixels[i] = (uint8_t)rng_below(key, i, 256);
+    for (int i = 0; i < count; i++) d.labels[i] = (uint8_t)rng_below(key + 1, (uint64_t)i, 10);
+    return d;
+}
+
+/* cuda_dataset_batch (host indices) and cuda_dataset_batch_device against augment_batch,
+ * compared byte for byte. */
+static void check_batch(cuda_dataset *g, const dataset *d, const int *indices, int batch,
+                        uint64_t seed, int epoch, int augment) {
+    const size_t floats = (size_t)batch * d->channels * DATASET_SIDE * DATASET_SIDE;
+    float *want = host_floats(floats);
+    uint8_t *want_labels = malloc((size_t)batch), *got_labels = malloc((size_t)batch);
+    cr_assert(want_labels && got_labels);
+    augment_batch(want, want_labels, d, indices, batch, seed, epoch, augment);
+    float *d_out = cuda_backend.alloc(floats * sizeof(float));
+    uint8_t *d_labels = cuda_backend.alloc((size_t)batch);
+    int *d_indices = cuda_backend.alloc((size_t)batch * sizeof(int));
+    cuda_backend.upload(d_indices, indices, (size_t)batch * sizeof(int));
+    for (int variant = 0; variant < 2; variant++) {
+        cuda_backend.zero(d_out, floats * sizeof(float));
+        if (variant == 0)
+            cuda_dataset_batch(g, d_out, d_labels, indices, batch, seed, epoch, augment);
+        else
+            cuda_dataset_batch_device(g, d_out, d_labels, d_indices, batch, seed, epoch, augment);
+        float *got = to_host(d_out, floats);
+        cuda_backend.download(got_labels, d_labels, (size_t)batch);
+        size_t differing = 0, first = 0;
+        for (size_t i = 0; i < floats; i++)
+            if (memcmp(&got[i], &want[i], sizeof(float)) && differing++ == 0) first = i;
+        cr_expect_eq(differing, 0,
+                     "%s indices, %d channels, batch %d, epoch %d, augment %d: %zu floats "
+                     "differ, first [%zu] got %.9g want %.9g", variant ? "device" : "host",
+                     d->channels, batch, epoch, augment, differing, first, (double)got[first],
+                     (double)want[first]);
+        cr_expect_eq(memcmp(got_labels, want_labels, (size_t)batch), 0, "labels differ");
+        free(got);
+    }
+    cuda_backend.release(d_out), cuda_backend.release(d_labels), cuda_backend.release(d_indices);
+    free(want), free(want_labels), free(got_labels);
+}
+
+Test(gpu_ops, dataset_batch_matches_augment_batch_bit_for_bit) {
+    use_gpu();
+    for (int channels = 1; channels <= 3; channels += 2) {
+        dataset d = synthetic_dataset(500, channels, 1600 + (uint64_t)channels);
+        char message[512] = "";
+        cuda_dataset *g = cuda_dataset_upload(&d, message, sizeof message);
+        cr_assert_not_null(g, "cuda_dataset_upload: %s", message);
+        cr_expect_eq(cuda_dataset_count(g), 500);
+        cr_expect_eq(cuda_dataset_channels(g), channels);
+        cr_expect_eq(cuda_dataset_device_bytes(g), (size_t)500 * channels * 1024 + 500);
+        int *order = malloc(500 * sizeof(int));
+        cr_assert_not_null(order);
+        for (int epoch = 0; epoch < 3; epoch++) {
+            shuffle_indices(order, 500, 77, epoch);
+            check_batch(g, &d, order, 128, 77, epoch, 1);      /* a training batch */
+            check_batch(g, &d, order + 128, 37, 77, epoch, 1); /* an odd tail */
+            check_batch(g, &d, order, 100, 77, epoch, 0);      /* evaluation: no augmentation */
+        }
+        /* many batches in a row through the pinned index slots, then checked together */
+        const int steps = 5, batch = 64;
+        const size_t floats = (size_t)batch * channels * 1024;
+        float *d_many = cuda_backend.alloc((size_t)steps * floats * sizeof(float));
+        for (int step = 0; step < steps; step++)
+            cuda_dataset_batch(g, d_many + (size_t)step * floats, NULL, order + step * batch,
+                               batch, 5, 9, 1);
+        float *got = to_host(d_many, (size_t)steps * floats), *want = host_floats(floats);
+        for (int step = 0; step < steps; step++) {
+            augment_batch(want, NULL, &d, order + step * batch, batch, 5, 9, 1);
+            cr_expect_eq(memcmp(got + (size_t)step * floats, want, floats * sizeof(float)), 0,
+                         "queued batch %d differs", step);
+        }
+        free(got), free(want);
+        cuda_backend.release(d_many);
+        cuda_dataset_free(g);
+        free(order);
+        dataset_free(&d);
+    }
+}
+
+Test(gpu_ops, dataset_batch_flags_bad_device_indices) {
+    use_gpu();
+    dataset d = synthetic_dataset(10, 3, 1700);
+    cuda_dataset *g = cuda_dataset_upload(&d, NULL, 0);
+    cr_assert_not_null(g);
+    const int indices[2] = {3, 10};
+    int *d_indices = cuda_backend.alloc(sizeof indices);
+    cuda_backend.upload(d_indices, indices, sizeof indices);
+    float *d_out = cuda_backend.alloc(2 * 3 * 1024 * sizeof(float));
+    uint8_t *d_labels = cuda_backend.alloc(2);
+    cuda_dataset_batch_device(g, d_out, d_labels, d_indices, 2, 1, 0, 1);
+    float *got = to_host(d_out, 2 * 3 * 1024);
+    uint8_t labels[2];
+    cuda_backend.download(labels, d_labels, 2);
+    cr_expect_eq(labels[0], d.labels[3]);
+    cr_expect_eq(labels[1], 255, "an index outside the dataset gets label 255");
+    cr_expect(isnan(got[1024]), "and NaN pixels (image 1 of channel 0)");
+    cr_expect(!isnan(got[0]));
+    free(got);
+    cuda_backend.release(d_indices), cuda_backend.release(d_out), cuda_backend.release(d_labels);
+    cuda_dataset_free(g);
+    dataset_free(&d);
+}
+
+/* ---- CUDA graphs ----------------------------------------------------------------------------- */
+
+Test(gpu_ops, graph_replays_backend_ops_on_refreshed_inputs) {
+    use_gpu();
+    const size_t n = 4096;
+    float *d_x = cuda_backend.alloc(n * sizeof(float));
+    float *d_y = cuda_backend.alloc(n * sizeof(float));
+    float *d_g = cuda_backend.alloc(n * sizeof(float));
+    cuda_graph *graph = cuda_graph_create();
+    cr_expect(!cuda_graph_ready(graph));
+    for (int round = 0; round < 3; round++) {
+        float *x = random_floats(rng_key(1800, (uint64_t)round), n, -1.0f, 1.0f);
+        cuda_backend.upload(d_x, x, n * sizeof(float)); /* refreshed in place, outside */
+        cuda_backend.zero(d_g, n * sizeof(float));
+        if (round == 0) {
+            cuda_graph_begin_capture(graph);
+            cuda_relu_forward(d_y, d_x, n);
+            cuda_backend.add_scaled(d_g, d_y, 0.5f, n);
+            cuda_backend.add_scaled(d_g, d_x, 0.25f, n);
+            char message[512];
+            cr_assert_eq(cuda_graph_end_capture_and_launch(graph, message, sizeof message), 0,
+                         "%s", message);
+            cr_expect(cuda_graph_ready(graph));
+            cr_expect_geq(cuda_graph_node_count(graph), 3);
+        } else {
+            cuda_graph_launch(graph);
+        }
+        float *y = host_floats(n), *g = host_floats(n);
+        memset(g, 0, n * sizeof(float));
+        cpu_relu_forward(y, x, n);
+        cpu_add_scaled(g, y, 0.5f, n);
+        cpu_add_scaled(g, x, 0.25f, n);
+        expect_device_close("graph relu", d_y, y, n, EXACT);
+        expect_device_close("graph add_scaled", d_g, g, n, EXACT);
+        free(x), free(y), free(g);
+    }
+    cuda_graph_destroy(graph);
+    cuda_backend.release(d_x), cuda_backend.release(d_y), cuda_backend.release(d_g);
+}
+
+/* A whole forward + loss + backward of pattern E captured after a warm-up step, replayed:
+ * deterministic algorithms, so the replay must give the warm-up's gradients bit for bit. */
+Test(gpu_ops, graph_of_a_training_step_matches_the_plain_step, .timeout = 300) {
+    use_gpu();
+    cuda_backend_set_deterministic(1);
+    const int batch = 16;
+    model m;
+    bneck_error err;
+    const model_spec spec = {3, 4, 3, POOL_BRANCH_KERAS};
+    cr_assert_eq(model_build(&m, &spec, &err), 0, "%s", err.message);
+    network net;
+    cr_assert_eq(network_create(&net, &m, &cuda_backend, batch, &err), 0, "%s", err.message);
+    network_init_params(&net, 3, INIT_GLOROT);
+    const size_t input_floats = (size_t)batch * 3 * 1024;
+    float *input = random_floats(1900, input_floats, 0.0f, 1.0f);
+    uint8_t labels[16];
+    for (int i = 0; i < batch; i++) labels[i] = (uint8_t)rng_below(1901, (uint64_t)i, 10);
+    float *d_input = network_tensor(&net, m.input, batch);
+    cuda_backend.upload(d_input, input, input_floats * sizeof(float));
+
+    network_forward(&net, batch, 1, 1e-3f, 0.99f);
+    const float loss = network_loss(&net, labels, 1.0f / batch, batch, NULL);
+    network_backward(&net, batch);
+    float *plain = to_host(net.grads, m.param_count);
+
+    double *d_totals = cuda_backend.alloc(CUDA_LOSS_TOTALS * sizeof(double));
+    cuda_graph *graph = cuda_graph_create();
+    for (int replay = 0; replay < 2; replay++) {
+        cuda_backend.zero(net.grads, m.param_count * sizeof(float));
+        if (replay == 0) {
+            cuda_graph_begin_capture(graph);
+            network_forward(&net, batch, 1, 1e-3f, 0.99f);
+            cuda_softmax_xent_device(d_totals, network_tensor_grad(&net, m.logits, batch),
+                                     network_tensor(&net, m.logits, batch), net.labels,
+                                     1.0f / batch, batch, MODEL_CLASSES);
+            network_backward(&net, batch);
+            char message[512];
+            cr_assert_eq(cuda_graph_end_capture_and_launch(graph, message, sizeof message), 0,
+                         "%s", message);
+            cr_log_info("training step of pattern E, batch %d: %zu graph nodes", batch,
+                        cuda_graph_node_count(graph));
+        } else {
+            cuda_graph_launch(graph);
+        }
+        expect_device_close("gradients after a graph replay", net.grads, plain, m.param_count,
+                            EXACT);
+    }
+    double loss_sum = 0.0, correct = 0.0;
+    cuda_loss_totals_read(d_totals, &loss_sum, &correct);
+    cr_expect_eq((float)(loss_sum / (2.0 * batch)), loss, "mean loss %.9g, want %.9g",
+                 loss_sum / (2.0 * batch), (double)loss);
+    cuda_graph_destroy(graph);
+    cuda_backend.release(d_totals);
+    network_destroy(&net);
+    free(plain), free(input);
+    cuda_backend_set_deterministic(0);
+}
+
+/* ---- NCCL ------------------------------------------------------------------------------------ */
+
+Test(gpu_ops, nccl_comm_create_refuses_without_the_backend) {
+    unsigned char id[CUDA_NCCL_UNIQUE_ID_BYTES] = {0};
+    cuda_nccl_comm *comm = (cuda_nccl_comm *)&id; /* must be reset to NULL */
+    char message[256] = "";
+    cr_expect_eq(cuda_nccl_comm_create(&comm, 0, 1, id, message, sizeof message), -1);
+    cr_expect_null(comm);
+    cr_expect_not_null(strstr(message, "not initialised"), "message: %s", message);
+}
+
+Test(gpu_ops, nccl_one_rank_group_reduces_device_and_host_buffers, .timeout = 120) {
+    use_gpu();
+    unsigned char id[CUDA_NCCL_UNIQUE_ID_BYTES];
+    char message[512] = "";
+    cr_assert_eq(cuda_nccl_unique_id(id, message, sizeof message), 0, "%s", message);
+    cuda_nccl_comm *comm = NULL;
+    cr_assert_eq(cuda_nccl_comm_create(&comm, 0, 1, id, message, sizeof message), 0, "%s",
+                 message);
+    cr_expect_eq(cuda_nccl_group_rank(comm), 0);
+    cr_expect_eq(cuda_nccl_group_size(comm), 1);
+    const size_t n = 100003;
+    float *x = random_floats(2000, n, -1.0f, 1.0f);
+    float *d_x = to_device(x, n);
+    /* queued behind backend work on the compute stream: the event ordering must hold */
+    cuda_backend.add_scaled(d_x, d_x, 1.0f, n); /* x += x */
+    for (size_t i = 0; i < n; i++) x[i] += x[i];
+    cr_expect_eq(cuda_nccl_allreduce_sum(comm, d_x, n), 0, "%s", cuda_nccl_last_error(comm));
+    expect_device_close("one-rank sum", d_x, x, n, EXACT);
+    cr_expect_eq(cuda_nccl_allreduce(comm, d_x, n, CUDA_NCCL_AVG), 0, "%s",
+                 cuda_nccl_last_error(comm));
+    expect_device_close("one-rank average", d_x, x, n, EXACT);
+    cr_expect_eq(cuda_nccl_allreduce_start(comm, d_x, n, CUDA_NCCL_SUM), 0);
+    cuda_backend.add_scaled(d_x, d_x, 1.0f, n); /* ordered after the allreduce */
+    cr_expect_eq(cuda_nccl_wait(comm), 0, "%s", cuda_nccl_last_error(comm));
+    for (size_t i = 0; i < n; i++) x[i] += x[i];
+    expect_device_close("start, backend op, wait", d_x, x, n, EXACT);
+    float host[5] = {1, 2, 3, 4, 5};
+    double host_doubles[3] = {0.5, 1.5, 2.5};
+    cr_expect_eq(cuda_nccl_allreduce_sum(comm, host, 5), 0, "%s", cuda_nccl_last_error(comm));
+    cr_expect_eq(cuda_nccl_allreduce_double(comm, host_doubles, 3, CUDA_NCCL_SUM), 0);
+    cr_expect(host[4] == 5.0f && host_doubles[2] == 2.5, "host buffers come back unchanged");
+    cr_expect_str_eq(cuda_nccl_last_error(comm), "");
+    cuda_nccl_comm_destroy(comm);
+    cuda_backend.release(d_x);
+    free(x);
+}
+
+/* A group of two whose second rank never comes: the join times out, the communicator is
+ * aborted, and the message names this rank (a dead peer, as one GPU can show it). */
+Test(gpu_ops, nccl_missing_peer_times_out_instead_of_hanging, .timeout = 120) {
+    use_gpu();
+    setenv("BNECK_NCCL_TIMEOUT_S", "5", 1);
+    unsigned char id[CUDA_NCCL_UNIQUE_ID_BYTES];
+    char message[1024] = "";
+    cr_assert_eq(cuda_nccl_unique_id(id, message, sizeof message), 0, "%s", message);
+    cuda_nccl_comm *comm = NULL;
+    cr_expect_eq(cuda_nccl_comm_create(&comm, 0, 2, id, message, sizeof message), -1);
+    cr_expect_null(comm);
+    cr_log_info("missing peer: %s", message);
+    cr_expect_not_null(strstr(message, "rank 0 of 2"), "names the rank: %s", message);
+    cr_expect_not_null(strstr(message, "aborted"), "says it aborted: %s", message);
 }
 
 #else /* built without the CUDA backend */

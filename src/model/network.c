@@ -133,7 +133,7 @@ void network_forward(network *net, int batch, int training, float bn_eps, float 
 
 float network_loss(network *net, const uint8_t *labels, float grad_scale, int batch,
                    int *correct) {
-    net->backend->upload(net->labels, labels, (size_t)batch);
+    if (labels) net->backend->upload(net->labels, labels, (size_t)batch);
     return net->backend->softmax_xent(network_tensor_grad(net, net->model.logits, batch), correct,
                                       network_tensor(net, net->model.logits, batch), net->labels,
                                       grad_scale, batch, MODEL_CLASSES);

@@ -39,7 +39,8 @@ float *network_tensor(const network *net, tensor_ref t, int batch);
 float *network_tensor_grad(const network *net, tensor_ref t, int batch);
 
 void network_forward(network *net, int batch, int training, float bn_eps, float bn_momentum);
-/* Softmax cross-entropy of the logits against labels (host array, copied to the backend);
+/* Softmax cross-entropy of the logits against labels (host array, copied to the backend;
+ * NULL when the batch's labels were assembled in net->labels already);
  * writes dlogits scaled by grad_scale. Returns the mean loss; *correct gets the hits. */
 float network_loss(network *net, const uint8_t *labels, float grad_scale, int batch,
                    int *correct);

@@ -20,6 +20,11 @@
 #include "results/results.h"
 #include "sweep/group.h"
 #include "sweep/plan.h"
+#include "train/device_data.h"
+#ifdef BNECK_HAVE_CUDA
+#include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/cuda_nccl.h"
+#endif
 
 enum { HOST_TEXT = 64, DEVICE_TEXT = 32, PATH_TEXT = 1024 };
 
@@ -44,6 +49,55 @@ typedef struct sweep_state {
     char group_hosts[RESULTS_HOSTS]; /* the distinct hosts of this rank's group */
     double started;
 } sweep_state;
+
+/* ---------------------------------------------------------------------------------- */
+/* NCCL for the groups of a GPU sweep: gradients live in device memory, so the group's    */
+/* allreduce goes through NCCL (one communicator per group, its id sent over MPI).         */
+
+#ifdef BNECK_HAVE_CUDA
+static cuda_nccl_comm *group_nccl;
+static sweep_world *nccl_world;
+
+static void nccl_allreduce_sum_float(void *context, float *buffer, size_t count) {
+    (void)context;
+    if (cuda_nccl_allreduce_sum(group_nccl, buffer, count)) {
+        log_error("%s", cuda_nccl_last_error(group_nccl));
+        sweep_world_abort(nccl_world, 1);
+    }
+}
+
+/* Collective over the group; aborts the job naming the rank when NCCL cannot start. */
+static void nccl_setup(sweep_state *s) {
+    sweep_world *w = &s->world;
+    if (s->backend != &cuda_backend || w->group_size < 2) return;
+    unsigned char id[CUDA_NCCL_UNIQUE_ID_BYTES] = {0};
+    char message[512] = "";
+    int failed = w->group_rank == 0 && cuda_nccl_unique_id(id, message, sizeof message);
+    if (failed) log_error("NCCL: %s", message);
+    if (sweep_group_any(w, failed)) sweep_world_abort(w, 1);
+    sweep_group_broadcast(w, id, sizeof id);
+    if (cuda_nccl_comm_create(&group_nccl, w->group_rank, w->group_size, id, message, sizeof message)) {
+        log_error("NCCL: %s", message);
+        sweep_world_abort(w, 1);
+    }
+    nccl_world = w;
+}
+
+static void nccl_teardown(void) {
+    if (group_nccl) cuda_nccl_comm_destroy(group_nccl);
+    group_nccl = NULL;
+}
+
+static train_comm run_group_comm(sweep_world *w) {
+    train_comm comm = sweep_group_comm(w);
+    if (group_nccl) comm.allreduce_sum_float = nccl_allreduce_sum_float;
+    return comm;
+}
+#else
+static void nccl_setup(sweep_state *s) { (void)s; }
+static void nccl_teardown(void) {}
+static train_comm run_group_comm(sweep_world *w) { return sweep_group_comm(w); }
+#endif
 
 static void usage(FILE *out) {
     fprintf(out,
@@ -370,9 +424,15 @@ static int run_one(sweep_state *s, int index) {
     }
 
     static trainer t;
-    train_comm comm = sweep_group_comm(w);
+    train_comm comm = run_group_comm(w);
     if (trainer_create(&t, &run_cfg, &spec, &s->train_set, &s->val_set, s->backend, &comm, &err)) {
         log_error("%s: %s", run->name, err.message);
+        sweep_world_abort(w, 1);
+    }
+    char data_message[512];
+    device_data *gpu_data = device_data_attach(&t, data_message, sizeof data_message);
+    if (!gpu_data && data_message[0]) {
+        log_error("%s: %s", run->name, data_message);
         sweep_world_abort(w, 1);
     }
     t.stop_requested = stop_requested;
@@ -426,6 +486,7 @@ static int run_one(sweep_state *s, int index) {
             sweep_world_abort(w, 1);
         }
     }
+    device_data_release(gpu_data);
     trainer_destroy(&t);
     run_checkpoint_free(&checkpoint);
     free(history);
@@ -652,6 +713,7 @@ int sweep_main(int argc, char **argv) {
         return 2;
     }
     sweep_world_split(w, s.cfg.ranks_per_run, s.plan.count);
+    nccl_setup(&s);
     gather_group_hosts(&s);
     s.all_hosts = bneck_calloc((size_t)w->size, HOST_TEXT);
     s.all_devices = bneck_calloc((size_t)w->size, DEVICE_TEXT);
@@ -665,6 +727,7 @@ int sweep_main(int argc, char **argv) {
 
     if (s.options.dry_run) {
         if (w->rank == 0) print_plan(&s);
+        nccl_teardown();
         sweep_world_finalize(w);
         return 0;
     }
@@ -675,6 +738,7 @@ int sweep_main(int argc, char **argv) {
         failed = 1;
     }
     if (sweep_world_any(w, failed)) {
+        nccl_teardown();
         sweep_world_finalize(w);
         return 2;
     }
@@ -722,6 +786,7 @@ int sweep_main(int argc, char **argv) {
     free(s.all_hosts);
     free(s.all_devices);
     free(s.options.overrides);
+    nccl_teardown();
     backend_shutdown(s.backend);
     /* Every rank returns the same status. */
     int broadcast_status = status;

@@ -68,9 +68,19 @@ static void load_batch(trainer *t, const dataset *d, const int *indices, int cou
                        int augment) {
     network *net = &t->net;
     float *input = network_tensor(net, net->model.input, count);
+    if (t->device_batches.assemble) {
+        t->device_batches.assemble(t->device_batches.context, d, input, net->labels, indices,
+                                   count, t->cfg->seed, epoch, augment);
+        return;
+    }
     const size_t bytes = (size_t)count * d->channels * 32 * 32 * sizeof(float);
     augment_batch(t->host_batch, t->host_labels, d, indices, count, t->cfg->seed, epoch, augment);
     net->backend->upload(input, t->host_batch, bytes);
+}
+
+/* The labels network_loss must upload: none when the backend assembled them itself. */
+static const uint8_t *batch_labels(const trainer *t) {
+    return t->device_batches.assemble ? NULL : t->host_labels;
 }
 
 /* L2 as a gradient term: Keras adds l2 * |w|^2 of conv and dense kernels to the loss
@@ -191,7 +201,7 @@ int trainer_run_epoch(trainer *t, epoch_record *record) {
         if (local > 0) {
             int correct = 0;
             network_forward(net, local, 1, (float)cfg->bn_eps, (float)cfg->bn_momentum);
-            const float loss = network_loss(net, t->host_labels, 1.0f / (float)global, local, &correct);
+            const float loss = network_loss(net, batch_labels(t), 1.0f / (float)global, local, &correct);
             network_backward(net, local);
             loss_sum += (double)loss * local;
             correct_sum += correct;
@@ -250,7 +260,7 @@ void trainer_evaluate(trainer *t, double *loss, double *accuracy) {
         load_batch(t, d, indices, count, 0, 0);
         network_forward(&t->net, count, 0, (float)t->cfg->bn_eps, (float)t->cfg->bn_momentum);
         int correct = 0;
-        const float batch_loss = network_loss(&t->net, t->host_labels, 0.0f, count, &correct);
+        const float batch_loss = network_loss(&t->net, batch_labels(t), 0.0f, count, &correct);
         totals[0] += (double)batch_loss * count;
         totals[1] += correct;
         totals[2] += count;

@@ -34,6 +34,15 @@ typedef struct train_comm {
     int (*any_rank)(void *context, int flag);
 } train_comm;
 
+/* Assembles a batch straight into backend memory: the network input (CNHW) and labels,
+ * e.g. from a copy of the dataset kept in GPU memory. The same crop and flip as
+ * augment_batch, bit for bit. */
+typedef struct batch_source {
+    void *context;
+    void (*assemble)(void *context, const dataset *d, float *input, uint8_t *labels,
+                     const int *indices, int count, uint64_t seed, int epoch, int augment);
+} batch_source;
+
 typedef struct trainer {
     const config *cfg;
     const dataset *train_set, *val_set;
@@ -46,6 +55,8 @@ typedef struct trainer {
     int *order;             /* this epoch's permutation of the training images */
     float *host_batch;      /* the assembled batch before it is uploaded */
     uint8_t *host_labels;
+    /* When set, batches are assembled by the backend; otherwise on the host, then uploaded. */
+    batch_source device_batches;
     /* Asked at every step boundary; non-zero ends the epoch early (NULL: never). */
     int (*stop_requested)(void);
 } trainer;

@@ -1,25 +1,33 @@
 /* Batch normalisation over each channel's contiguous plane (CNHW), with optional fused ReLU.
- * Statistics are accumulated in double; OpenMP splits the channels. */
+ * Statistics are accumulated in double. The work is split into (channel, block) tasks,
+ * not channels alone: the bottleneck layers have as few as 3 channels of 131,072 values,
+ * which would leave threads idle. Partial sums are per fixed block and combined in a
+ * fixed order, so results do not depend on the thread count. */
 #include "backend/cpu/cpu_ops.h"
 
 #include "core/error.h"
 
 #include <math.h>
+#include <stdlib.h>
+
+enum { BLOCK = 8192 };
 
 static void check(const char *op, int channels, size_t plane) {
     if (channels < 0 || plane < 1) BNECK_FAIL("%s: bad channels=%d plane=%zu", op, channels, plane);
 }
 
+static size_t blocks_of(size_t plane) { return (plane + BLOCK - 1) / BLOCK; }
+
 /* y = a * x + b, then max(0, .) when fuse_relu. */
 static inline void affine(float *restrict y, const float *restrict x, float a, float b, int relu,
-                          size_t plane) {
+                          size_t count) {
     if (relu) {
-        for (size_t i = 0; i < plane; i++) {
+        for (size_t i = 0; i < count; i++) {
             float v = a * x[i] + b;
             y[i] = v > 0.0f ? v : 0.0f;
         }
     } else {
-        for (size_t i = 0; i < plane; i++) y[i] = a * x[i] + b;
+        for (size_t i = 0; i < count; i++) y[i] = a * x[i] + b;
     }
 }
 
@@ -30,22 +38,37 @@ void cpu_batchnorm_forward_train(float *y, float *batch_mean, float *batch_invst
     check("cpu_batchnorm_forward_train", channels, plane);
     /* unbiased variance of a single value is undefined; keep the biased one then */
     const double unbias = plane > 1 ? (double)plane / (double)(plane - 1) : 1.0;
+    const size_t blocks = blocks_of(plane), tasks = (size_t)channels * blocks;
+    double *sums = bneck_malloc(2 * (tasks ? tasks : 1) * sizeof(double));
+    float *scale = bneck_malloc(2 * (size_t)(channels ? channels : 1) * sizeof(float));
+    /* Shifted sums (shift = the channel's first value) keep E[x^2] - E[x]^2 free of
+     * cancellation. */
 #pragma omp parallel for schedule(static)
-    for (int c = 0; c < channels; c++) {
-        const float *restrict xc = x + (size_t)c * plane;
-        /* shifted sums (shift = first value) keep E[x^2] - E[x]^2 free of cancellation */
+    for (size_t task = 0; task < tasks; task++) {
+        const size_t c = task / blocks, begin = task % blocks * BLOCK;
+        const size_t end = begin + BLOCK < plane ? begin + BLOCK : plane;
+        const float *restrict xc = x + c * plane;
         const double shift = xc[0];
         double s1 = 0.0, s2 = 0.0;
 #pragma omp simd reduction(+ : s1, s2)
-        for (size_t i = 0; i < plane; i++) {
+        for (size_t i = begin; i < end; i++) {
             double d = (double)xc[i] - shift;
             s1 += d;
             s2 += d * d;
         }
+        sums[2 * task] = s1;
+        sums[2 * task + 1] = s2;
+    }
+    for (int c = 0; c < channels; c++) {
+        double s1 = 0.0, s2 = 0.0;
+        for (size_t b = 0; b < blocks; b++) {
+            s1 += sums[2 * ((size_t)c * blocks + b)];
+            s2 += sums[2 * ((size_t)c * blocks + b) + 1];
+        }
         const double dmean = s1 / (double)plane;
         double var = s2 / (double)plane - dmean * dmean;
         if (var < 0.0) var = 0.0;
-        const double mean = shift + dmean;
+        const double mean = (double)x[(size_t)c * plane] + dmean;
         const double invstd = 1.0 / sqrt(var + (double)eps);
         if (batch_mean) batch_mean[c] = (float)mean;
         if (batch_invstd) batch_invstd[c] = (float)invstd;
@@ -56,9 +79,18 @@ void cpu_batchnorm_forward_train(float *y, float *batch_mean, float *batch_invst
             running_var[c] = (float)((double)momentum * running_var[c] +
                                      (1.0 - (double)momentum) * var * unbias);
         const double a = (double)gamma[c] * invstd;
-        affine(y + (size_t)c * plane, xc, (float)a, (float)((double)beta[c] - a * mean), fuse_relu,
-               plane);
+        scale[2 * c] = (float)a;
+        scale[2 * c + 1] = (float)((double)beta[c] - a * mean);
     }
+#pragma omp parallel for schedule(static)
+    for (size_t task = 0; task < tasks; task++) {
+        const size_t c = task / blocks, begin = task % blocks * BLOCK;
+        const size_t end = begin + BLOCK < plane ? begin + BLOCK : plane;
+        affine(y + c * plane + begin, x + c * plane + begin, scale[2 * c], scale[2 * c + 1],
+               fuse_relu, end - begin);
+    }
+    free(sums);
+    free(scale);
 }
 
 void cpu_batchnorm_forward_infer(float *y, const float *x, const float *gamma, const float *beta,
@@ -80,17 +112,22 @@ void cpu_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float 
                             const float *y, const float *gamma, const float *batch_mean,
                             const float *batch_invstd, int channels, size_t plane) {
     check("cpu_batchnorm_backward", channels, plane);
+    const size_t blocks = blocks_of(plane), tasks = (size_t)channels * blocks;
+    double *sums = bneck_malloc(2 * (tasks ? tasks : 1) * sizeof(double));
+    float *coefficients = bneck_malloc(3 * (size_t)(channels ? channels : 1) * sizeof(float));
+    /* Pass 1: per block, sum g and sum g*(x - mean). */
 #pragma omp parallel for schedule(static)
-    for (int c = 0; c < channels; c++) {
-        const size_t off = (size_t)c * plane;
-        const float *restrict gc = dy + off;
-        const float *restrict xc = x + off;
-        const float *restrict yc = y ? y + off : NULL;
-        const float mean = batch_mean[c], invstd = batch_invstd[c];
-        double sg = 0.0, sgx = 0.0; /* sum g, sum g*(x - mean) */
+    for (size_t task = 0; task < tasks; task++) {
+        const size_t c = task / blocks, begin = task % blocks * BLOCK;
+        const size_t end = begin + BLOCK < plane ? begin + BLOCK : plane;
+        const float *restrict gc = dy + c * plane;
+        const float *restrict xc = x + c * plane;
+        const float *restrict yc = y ? y + c * plane : NULL;
+        const float mean = batch_mean[c];
+        double sg = 0.0, sgx = 0.0;
         if (yc) {
 #pragma omp simd reduction(+ : sg, sgx)
-            for (size_t i = 0; i < plane; i++) {
+            for (size_t i = begin; i < end; i++) {
                 const float gi = gc[i]; /* loaded unconditionally so the loop vectorises */
                 const float g = yc[i] > 0.0f ? gi : 0.0f;
                 sg += (double)g;
@@ -98,28 +135,53 @@ void cpu_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float 
             }
         } else {
 #pragma omp simd reduction(+ : sg, sgx)
-            for (size_t i = 0; i < plane; i++) {
+            for (size_t i = begin; i < end; i++) {
                 sg += (double)gc[i];
                 sgx += (double)(gc[i] * (xc[i] - mean));
             }
         }
-        const double sgxhat = sgx * (double)invstd;
+        sums[2 * task] = sg;
+        sums[2 * task + 1] = sgx;
+    }
+    for (int c = 0; c < channels; c++) {
+        double sg = 0.0, sgx = 0.0;
+        for (size_t b = 0; b < blocks; b++) {
+            sg += sums[2 * ((size_t)c * blocks + b)];
+            sgx += sums[2 * ((size_t)c * blocks + b) + 1];
+        }
+        const double invstd = batch_invstd[c];
+        const double sgxhat = sgx * invstd;
         if (dbeta) dbeta[c] += (float)sg;
         if (dgamma) dgamma[c] += (float)sgxhat;
-        if (!dx) continue;
         /* dx += k * g + b0 + b1 * (x - mean) */
-        const double k = (double)gamma[c] * (double)invstd;
-        const float kf = (float)k, b0 = (float)(-k * sg / (double)plane),
-                    b1 = (float)(-k * sgxhat * (double)invstd / (double)plane);
-        float *restrict dxc = dx + off;
-        if (yc) {
-            for (size_t i = 0; i < plane; i++) {
-                const float gi = gc[i]; /* loaded unconditionally so the loop vectorises */
-                const float g = yc[i] > 0.0f ? gi : 0.0f;
-                dxc[i] += kf * g + b0 + b1 * (xc[i] - mean);
+        const double k = (double)gamma[c] * invstd;
+        coefficients[3 * c] = (float)k;
+        coefficients[3 * c + 1] = (float)(-k * sg / (double)plane);
+        coefficients[3 * c + 2] = (float)(-k * sgxhat * invstd / (double)plane);
+    }
+    /* Pass 2: dx. */
+    if (dx) {
+#pragma omp parallel for schedule(static)
+        for (size_t task = 0; task < tasks; task++) {
+            const size_t c = task / blocks, begin = task % blocks * BLOCK;
+            const size_t end = begin + BLOCK < plane ? begin + BLOCK : plane;
+            const float *restrict gc = dy + c * plane;
+            const float *restrict xc = x + c * plane;
+            const float *restrict yc = y ? y + c * plane : NULL;
+            float *restrict dxc = dx + c * plane;
+            const float kf = coefficients[3 * c], b0 = coefficients[3 * c + 1],
+                        b1 = coefficients[3 * c + 2], mean = batch_mean[c];
+            if (yc) {
+                for (size_t i = begin; i < end; i++) {
+                    const float gi = gc[i]; /* loaded unconditionally so the loop vectorises */
+                    const float g = yc[i] > 0.0f ? gi : 0.0f;
+                    dxc[i] += kf * g + b0 + b1 * (xc[i] - mean);
+                }
+            } else {
+                for (size_t i = begin; i < end; i++) dxc[i] += kf * gc[i] + b0 + b1 * (xc[i] - mean);
             }
-        } else {
-            for (size_t i = 0; i < plane; i++) dxc[i] += kf * gc[i] + b0 + b1 * (xc[i] - mean);
         }
     }
+    free(sums);
+    free(coefficients);
 }

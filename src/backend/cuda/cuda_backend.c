@@ -131,6 +131,10 @@ void cuda_backend_set_math(int mode) {
     cuda_blas_apply_math();
 }
 
+const char *cuda_backend_math_name(void) {
+    return cuda_ctx.math_mode == CUDA_MATH_TF32 ? "tf32" : "fp32";
+}
+
 void cuda_backend_set_conv_transpose(int on) { cuda_ctx.conv_transpose = on != 0; }
 
 const backend_ops cuda_backend = {

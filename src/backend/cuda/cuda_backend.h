@@ -16,6 +16,7 @@
 #define BNECK_BACKEND_CUDA_BACKEND_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "backend/backend.h"
 
@@ -43,6 +44,8 @@ void cuda_backend_set_deterministic(int on);
  * cuBLAS never use TF32 then) or TF32 tensor cores where the GPU has them. */
 typedef enum { CUDA_MATH_FP32 = 0, CUDA_MATH_TF32 = 1 } cuda_math_mode;
 void cuda_backend_set_math(int mode);
+/* "fp32" or "tf32": the mode set now, for logs and results files. */
+const char *cuda_backend_math_name(void);
 
 /* Convolution layout. By default cuDNN works on the CNHW tensors directly through
  * strided descriptors, and a shape whose direction cuDNN cannot run that way falls back
@@ -54,5 +57,16 @@ void cuda_backend_set_conv_transpose(int on);
  * cpu_relu_forward / cpu_relu_backward; dx is accumulated into. */
 void cuda_relu_forward(float *y, const float *x, size_t count);
 void cuda_relu_backward(float *dx, const float *dy, const float *y, size_t count);
+
+/* Softmax cross-entropy without a host copy, for steps captured in a CUDA graph
+ * (cuda_graph.h): the same dlogits as the table's softmax_xent, but the batch's loss sum
+ * (not the mean), correct count and number of bad labels are added to device_totals
+ * (CUDA_LOSS_TOTALS doubles of device memory; zero them with cuda_backend.zero when a
+ * count starts, e.g. each epoch). cuda_loss_totals_read copies them to the host (it
+ * waits for the stream) and fails there if any label was out of range. */
+enum { CUDA_LOSS_TOTALS = 3 };
+void cuda_softmax_xent_device(double *device_totals, float *dlogits, const float *logits,
+                              const uint8_t *labels, float grad_scale, int batch, int classes);
+void cuda_loss_totals_read(const double *device_totals, double *loss_sum, double *correct);
 
 #endif

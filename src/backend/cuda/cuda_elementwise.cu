@@ -42,7 +42,8 @@ extern "C" void cuda_relu_backward(float *dx, const float *dy, const float *y, s
 /* --- softmax cross-entropy ------------------------------------------------------------------
  * logits[class][n]. One block: a batch is a few hundred samples of ten classes, so the
  * work is tiny and one block keeps the sums in a fixed order. Per sample in double, as on
- * the CPU. The block writes {loss sum, correct count, bad labels} for the host. */
+ * the CPU. The block writes {loss sum, correct count, bad labels} for the host, or adds
+ * them to running totals in device memory (accumulate: the device-side variant). */
 
 static const int softmax_threads = 256;
 
@@ -52,7 +53,7 @@ typedef struct softmax_totals {
 
 __global__ void softmax_xent_kernel(softmax_totals *totals, float *dlogits, const float *logits,
                                     const uint8_t *labels, float grad_scale, int batch,
-                                    int classes) {
+                                    int classes, int accumulate) {
     const size_t stride = (size_t)batch;
     double loss = 0.0, correct = 0.0, bad_labels = 0.0;
     for (int n = threadIdx.x; n < batch; n += blockDim.x) {
@@ -83,9 +84,15 @@ __global__ void softmax_xent_kernel(softmax_totals *totals, float *dlogits, cons
     correct = block_sum(correct);
     bad_labels = block_sum(bad_labels);
     if (threadIdx.x == 0) {
-        totals->loss = loss;
-        totals->correct = correct;
-        totals->bad_labels = bad_labels;
+        if (accumulate) {
+            totals->loss += loss;
+            totals->correct += correct;
+            totals->bad_labels += bad_labels;
+        } else {
+            totals->loss = loss;
+            totals->correct = correct;
+            totals->bad_labels = bad_labels;
+        }
     }
 }
 
@@ -97,7 +104,7 @@ extern "C" float cuda_softmax_xent(float *dlogits, int *correct, const float *lo
     softmax_totals *device_totals =
         (softmax_totals *)cuda_scratch(CUDA_SCRATCH_REDUCTION, sizeof(softmax_totals));
     softmax_xent_kernel<<<1, softmax_threads, 0, cuda_ctx.stream>>>(
-        device_totals, dlogits, logits, labels, grad_scale, batch, classes);
+        device_totals, dlogits, logits, labels, grad_scale, batch, classes, 0);
     CUDA_CHECK_LAUNCH();
     softmax_totals totals;
     CUDA_CHECK(cudaMemcpyAsync(&totals, device_totals, sizeof totals, cudaMemcpyDeviceToHost,
@@ -108,6 +115,32 @@ extern "C" float cuda_softmax_xent(float *dlogits, int *correct, const float *lo
                   totals.bad_labels, batch, classes);
     if (correct) *correct = (int)totals.correct;
     return (float)(totals.loss / batch);
+}
+
+static_assert(sizeof(softmax_totals) == CUDA_LOSS_TOTALS * sizeof(double),
+              "softmax_totals is the device totals array of cuda_backend.h");
+
+extern "C" void cuda_softmax_xent_device(double *device_totals, float *dlogits,
+                                         const float *logits, const uint8_t *labels,
+                                         float grad_scale, int batch, int classes) {
+    if (batch < 1 || classes < 1)
+        CUDA_FAIL("cuda_softmax_xent_device: bad dimensions batch=%d classes=%d", batch, classes);
+    softmax_xent_kernel<<<1, softmax_threads, 0, cuda_ctx.stream>>>(
+        (softmax_totals *)device_totals, dlogits, logits, labels, grad_scale, batch, classes, 1);
+    CUDA_CHECK_LAUNCH();
+}
+
+extern "C" void cuda_loss_totals_read(const double *device_totals, double *loss_sum,
+                                      double *correct) {
+    softmax_totals totals;
+    CUDA_CHECK(cudaMemcpyAsync(&totals, device_totals, sizeof totals, cudaMemcpyDeviceToHost,
+                               cuda_ctx.stream));
+    CUDA_CHECK(cudaStreamSynchronize(cuda_ctx.stream));
+    if (totals.bad_labels > 0.0)
+        CUDA_FAIL("cuda_softmax_xent_device: %.0f labels were not below the class count",
+                  totals.bad_labels);
+    if (loss_sum) *loss_sum = totals.loss;
+    if (correct) *correct = totals.correct;
 }
 
 /* --- Adam ------------------------------------------------------------------------------------

@@ -20,6 +20,9 @@ typedef struct cuda_context {
     int deterministic;
     int math_mode; /* cuda_math_mode */
     int conv_transpose;
+    /* Counts reallocations of the scratch buffers: a CUDA graph holds their addresses and
+     * is stale once this changed since its capture (cuda_graph.cu checks). */
+    unsigned long scratch_generation;
 } cuda_context;
 
 extern cuda_context cuda_ctx;

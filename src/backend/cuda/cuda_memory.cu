@@ -70,7 +70,10 @@ extern "C" void *cuda_scratch(cuda_scratch_slot slot, size_t bytes) {
     if (size < bytes) size = bytes;
     if (size < minimum_allocation) size = minimum_allocation;
     CUDA_CHECK(cudaStreamSynchronize(cuda_ctx.stream));
-    if (buffer->pointer) CUDA_CHECK(cudaFree(buffer->pointer));
+    if (buffer->pointer) {
+        CUDA_CHECK(cudaFree(buffer->pointer));
+        cuda_ctx.scratch_generation++; /* graphs captured before hold the old address */
+    }
     buffer->pointer = NULL;
     buffer->bytes = 0;
     const cudaError_t status = cudaMalloc(&buffer->pointer, size);
@@ -87,4 +90,5 @@ extern "C" void cuda_scratch_release_all(void) {
         scratch[slot].pointer = NULL;
         scratch[slot].bytes = 0;
     }
+    cuda_ctx.scratch_generation++;
 }

@@ -1,0 +1,256 @@
+#!/usr/bin/env bash
+# run_gpu_checks.sh — the prepared GPU check of issue 5, for a bare GPU machine (CUDA 13 and
+# PyTorch installed, no apt, no internet, no MPI), from the repository root, after
+# tests/device/make_bundle.sh built and packed the programs on the build machine:
+#
+#   tar xJf .devbundle.tar.xz && source .devbundle/env.sh && bash tests/device/run_gpu_checks.sh
+#
+# (with the device tool: run, carry [".devbundle.tar.xz"], that command, timeout_s 540).
+# Everything goes under $OUT (a temporary directory when OUT is unset):
+#   summary.txt        each part: status and seconds
+#   results.txt        the table: seconds per epoch (median step x 391 steps of batch 128,
+#                      50,000 images) per pattern and precision, bneck and PyTorch, ratios,
+#                      E/A, and the issue's targets checked
+#   results.csv        the same numbers, one row per (framework, variant, pattern)
+#   nvidia-smi.txt, environment.txt, test_gpu_ops.log, bneck_*.log, torch_*.log,
+#   profile_{A,E}_*.csv (per-kernel GPU time of the timed steps, when nsys is there)
+# Parts: (a) nvidia-smi and the environment; (b) the GPU tests (test_gpu_ops, CPU oracle);
+# (c) bneck-bench --device cuda, patterns A-E, --math fp32 and tf32, then the same with
+# --graph; (d) tests/bench/torch_bench.py --device cuda, TF32 off, then --tf32; (e) the
+# table; (f) an nsys kernel breakdown of A and E if time is left. Each part runs under
+# `timeout`, clipped to what is left of the budget (BNECK_CHECK_BUDGET_S, default 450 s),
+# so the whole stays under 8 minutes even when something hangs.
+#
+# Exit status: 0 all parts ran and the tests passed; 1 a part failed or timed out;
+# 3 no usable GPU here (after checking what can be checked without one).
+set -uo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$root" || exit 1
+out=${OUT:-}
+[ -n "$out" ] || out=$(mktemp -d /tmp/bneck-gpu-checks.XXXXXX)
+mkdir -p "$out"
+budget=${BNECK_CHECK_BUDGET_S:-450}
+steps=${BNECK_CHECK_STEPS:-40}      # timed steps per pattern (median)
+warmup=${BNECK_CHECK_WARMUP:-3}
+steps_per_epoch=391                 # ceil(50,000 / 128)
+started=$SECONDS
+summary=$out/summary.txt
+: >"$summary"
+failures=0
+
+say() { echo "$*" | tee -a "$summary"; }
+left() { echo $((budget - (SECONDS - started))); }
+
+# part NAME CAP LOG COMMAND...: runs COMMAND (stdout and stderr to LOG) under a timeout of
+# CAP seconds, clipped to the budget less a reserve for the table. Returns its status.
+part() {
+  local name=$1 cap=$2 log=$3
+  shift 3
+  local room=$(($(left) - 20))
+  ((room < cap)) && cap=$room
+  if ((cap < 15)); then
+    say "$(printf '%-8s %-44s %s' SKIPPED "$name" "(time budget spent)")"
+    failures=$((failures + 1))
+    return 124
+  fi
+  local t0=$SECONDS rc=0
+  timeout -k 5 "$cap" "$@" >"$log" 2>&1 || rc=$?
+  local state=ok
+  case $rc in
+    0) ;;
+    124 | 137) state="TIMEOUT" ;;
+    *) state="FAILED" ;;
+  esac
+  [ "$rc" -eq 0 ] || failures=$((failures + 1))
+  say "$(printf '%-8s %-44s %4ds  rc=%d, limit %ds, log %s' "$state" "$name" $((SECONDS - t0)) \
+    "$rc" "$cap" "$(basename "$log")")"
+  return "$rc"
+}
+
+say "# bneck GPU checks, $(date -u +%Y-%m-%dT%H:%M:%SZ), host $(hostname), budget ${budget}s"
+
+# ---- (a) the machine and the environment (no GPU needed) ----------------------------------
+{
+  echo "## programs"
+  for p in bneck-bench test_gpu_ops; do
+    where=$(command -v "$p" || true)
+    echo "$p: ${where:-NOT ON PATH}"
+    [ -n "$where" ] && ldd "$where" 2>&1 | grep -E "not found|cudnn|cublas|nccl|cudart" | sed 's/^/  /'
+  done
+  echo "## LD_LIBRARY_PATH"
+  echo "${LD_LIBRARY_PATH:-}" | tr ':' '\n' | sed 's/^/  /'
+} >"$out/environment.txt" 2>&1
+env_ok=1
+for p in bneck-bench test_gpu_ops; do
+  if ! command -v "$p" >/dev/null; then
+    say "MISSING  $p is not on PATH: run 'tar xJf .devbundle.tar.xz && source .devbundle/env.sh' first"
+    env_ok=0
+  elif ldd "$(command -v "$p")" 2>/dev/null | grep -q "not found"; then
+    say "MISSING  $p lacks libraries: $(ldd "$(command -v "$p")" 2>/dev/null | awk '/not found/ {print $1}' | tr '\n' ' ')"
+    env_ok=0
+  fi
+done
+
+# A Python with PyTorch: python3 first, else one under /opt (where images keep environments).
+# It runs without the bundle's libraries (built on another distribution, for our programs
+# only), with the rest of the library path as it is.
+bundle_lib=""
+command -v bneck-bench >/dev/null && bundle_lib=$(cd "$(dirname "$(command -v bneck-bench)")/../lib" 2>/dev/null && pwd)
+python_env=(env "LD_LIBRARY_PATH=$(echo "${LD_LIBRARY_PATH:-}" | tr ':' '\n' | grep -vxF "${bundle_lib:-/nonexistent}" | paste -sd:)")
+python=""
+for candidate in python3 $(ls /opt/*/bin/python3 /opt/*/*/bin/python3 2>/dev/null | head -n 8); do
+  if timeout 60 "${python_env[@]}" "$candidate" -c "import torch" >/dev/null 2>&1; then
+    python=$candidate
+    break
+  fi
+done
+if [ -n "$python" ]; then
+  timeout 60 "${python_env[@]}" "$python" -c "import torch; print('torch', torch.__version__, \
+'cuda', torch.version.cuda, 'cudnn', torch.backends.cudnn.version(), 'gpu available', \
+torch.cuda.is_available())" >>"$out/environment.txt" 2>&1
+  say "python   $python: $(tail -n 1 "$out/environment.txt")"
+else
+  say "python   no Python with PyTorch found (python3, /opt/*/bin/python3): PyTorch timings skipped"
+fi
+
+gpu=0
+if timeout 30 nvidia-smi >"$out/nvidia-smi.txt" 2>&1; then
+  timeout 20 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,power.limit \
+    --format=csv >>"$out/nvidia-smi.txt" 2>&1
+  gpu_name=$(timeout 20 nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1)
+  [ -n "$gpu_name" ] && gpu=1
+else
+  gpu_name=""
+fi
+probe=""
+if command -v test_gpu_ops >/dev/null; then
+  probe=$(timeout 60 test_gpu_ops --verbose --filter 'gpu_ops/probe_reports_the_runtime_message' 2>&1 |
+    grep -o 'probe: .*' | head -n 1)
+fi
+if [ "$gpu" -eq 0 ] || [[ $probe == "probe: -1"* ]] || [[ $probe == "probe: 0 "* ]]; then
+  say "NO GPU   nvidia-smi: $(head -n 1 "$out/nvidia-smi.txt" 2>/dev/null || echo 'not run'); bneck ${probe:-probe not run}"
+  {
+    echo "No usable GPU on $(hostname): nothing was measured."
+    echo "nvidia-smi: $(head -n 3 "$out/nvidia-smi.txt" 2>/dev/null)"
+    echo "bneck: ${probe:-test_gpu_ops not found}"
+  } >"$out/results.txt"
+  exit 3
+fi
+say "GPU      $gpu_name; bneck $probe"
+if [ "$env_ok" -eq 0 ]; then
+  say "cannot run the checks without the programs (see environment.txt)"
+  exit 1
+fi
+
+# ---- (b) the GPU tests ----------------------------------------------------------------------
+part "test_gpu_ops (GPU vs CPU oracle)" 150 "$out/test_gpu_ops.log" \
+  test_gpu_ops --verbose --jobs 4
+say "         $(grep -a 'Synthesis' "$out/test_gpu_ops.log" | tail -n 1)"
+grep -aE '^\[(FAIL|----)\]|Assertion|CRASH|fatal' "$out/test_gpu_ops.log" | head -n 40 >"$out/test_gpu_ops.failures.txt"
+
+# ---- (c), (d) the timings -------------------------------------------------------------------
+bench_args=(--device cuda --patterns ABCDE --steps "$steps" --warmup "$warmup" --batch 128)
+part "bneck-bench fp32" 90 "$out/bneck_fp32.log" bneck-bench "${bench_args[@]}" --math fp32
+part "bneck-bench tf32" 90 "$out/bneck_tf32.log" bneck-bench "${bench_args[@]}" --math tf32
+if [ -n "$python" ]; then
+  torch_args=(tests/bench/torch_bench.py --device cuda --patterns ABCDE --steps "$steps"
+    --warmup $((warmup + 2)) --batch 128)
+  part "torch_bench fp32 (TF32 off)" 120 "$out/torch_fp32.log" \
+    "${python_env[@]}" "$python" "${torch_args[@]}"
+  part "torch_bench tf32" 120 "$out/torch_tf32.log" \
+    "${python_env[@]}" "$python" "${torch_args[@]}" --tf32
+fi
+part "bneck-bench fp32 --graph" 90 "$out/bneck_fp32_graph.log" \
+  bneck-bench "${bench_args[@]}" --math fp32 --graph
+part "bneck-bench tf32 --graph" 90 "$out/bneck_tf32_graph.log" \
+  bneck-bench "${bench_args[@]}" --math tf32 --graph
+
+# ---- (e) the table ---------------------------------------------------------------------------
+csv=$out/results.csv
+echo "framework,variant,pattern,median_step_s,s_per_epoch" >"$csv"
+for variant in fp32 tf32 fp32_graph tf32_graph; do
+  [ -f "$out/bneck_$variant.log" ] &&
+    awk -F, -v v="$variant" -v n="$steps_per_epoch" \
+      '$1 == "bneck" && NF == 4 { printf "bneck,%s,%s,%s,%.4f\n", v, $2, $3, $3 * n }' \
+      "$out/bneck_$variant.log" >>"$csv"
+done
+for variant in fp32 tf32; do
+  [ -f "$out/torch_$variant.log" ] &&
+    awk -F, -v v="$variant" -v n="$steps_per_epoch" \
+      '$1 == "pytorch" && NF == 4 { printf "pytorch,%s,%s,%s,%.4f\n", v, $2, $3, $3 * n }' \
+      "$out/torch_$variant.log" >>"$csv"
+done
+
+awk -F, -v gpu="$gpu_name" -v n="$steps_per_epoch" '
+  NR == 1 { next }
+  { t[$1 "," $2 "," $3] = $5 }
+  function get(k) { return (k in t) ? t[k] : -1 }
+  function cell(x) { return x < 0 ? sprintf("%9s", "-") : sprintf("%9.3f", x) }
+  function ratio(a, b) { return (a < 0 || b <= 0) ? sprintf("%7s", "-") : sprintf("%7.2f", a / b) }
+  function ratio9(a, b) { return (a < 0 || b <= 0) ? sprintf("%9s", "-") : sprintf("%9.3f", a / b) }
+  # the faster bneck variant of a precision (plain or CUDA graph)
+  function best(p, m,   a, b) {
+    a = get("bneck," m "," p); b = get("bneck," m "_graph," p)
+    if (a < 0) return b; if (b < 0) return a; return a < b ? a : b
+  }
+  function verdict(ok) { return ok ? "met" : "NOT met" }
+  END {
+    printf "Seconds per epoch on %s: median training step (batch 128) x %d steps (50,000 images)\n", gpu, n
+    printf "bneck = bneck-bench --device cuda; graph = the same with --graph (CUDA graph of forward+loss+backward);\n"
+    printf "torch = tests/bench/torch_bench.py (cudnn.benchmark, data on the GPU). ratio = bneck / torch (target <= 0.5)\n\n"
+    for (mi = 1; mi <= 2; mi++) {
+      m = mi == 1 ? "fp32" : "tf32"
+      printf "%s%s\n", m, m == "fp32" ? " (TF32 off everywhere)" : " (TF32 tensor cores)"
+      printf "pattern %9s %9s %9s %7s %7s\n", "bneck", "graph", "torch", "ratio", "r.graph"
+      for (i = 1; i <= 5; i++) {
+        p = substr("ABCDE", i, 1)
+        b = get("bneck," m "," p); g = get("bneck," m "_graph," p); tt = get("pytorch," m "," p)
+        printf "%-7s %s %s %s %s %s\n", p, cell(b), cell(g), cell(tt), ratio(b, tt), ratio(g, tt)
+      }
+      printf "%-7s %9s %9s %9s\n", "E/A", ratio9(get("bneck," m ",E"), get("bneck," m ",A")),
+        ratio9(get("bneck," m "_graph,E"), get("bneck," m "_graph,A")),
+        ratio9(get("pytorch," m ",E"), get("pytorch," m ",A"))
+      printf "\n"
+    }
+    printf "Targets of issue 5 (one H100; bneck = its faster variant per precision):\n"
+    a32 = best("A", "fp32"); a19 = best("A", "tf32")
+    if (a32 >= 0) printf "  pattern A fp32 <= 2.0 s: %.3f s, %s\n", a32, verdict(a32 <= 2.0)
+    if (a19 >= 0) printf "  pattern A tf32 <= 0.8 s: %.3f s, %s\n", a19, verdict(a19 <= 0.8)
+    printf "  pattern A bf16 <= 0.5 s: not measured (bf16 not implemented yet)\n"
+    for (mi = 1; mi <= 2; mi++) {
+      m = mi == 1 ? "fp32" : "tf32"; worst = -1; which = ""
+      for (i = 1; i <= 5; i++) {
+        p = substr("ABCDE", i, 1); b = best(p, m); tt = get("pytorch," m "," p)
+        if (b >= 0 && tt > 0 && b / tt > worst) { worst = b / tt; which = p }
+      }
+      if (worst >= 0)
+        printf "  every pattern <= 0.5 x PyTorch, %s: worst %.2f (pattern %s), %s\n", m, worst, which, verdict(worst <= 0.5)
+      ea = best("E", m); aa = best("A", m)
+      if (ea >= 0 && aa > 0)
+        printf "  E/A <= 0.35, %s: %.3f, %s (FLOP ratio 0.125; study 0.89 PyTorch, 1.11 Keras)\n", m, ea / aa, verdict(ea / aa <= 0.35)
+    }
+  }' "$csv" >"$out/results.txt"
+echo
+cat "$out/results.txt"
+echo
+
+# ---- (f) where the time goes: per-kernel GPU time of A and E (when nsys is here) ------------
+nsys_bin=$(command -v nsys || ls /usr/local/cuda/bin/nsys /opt/nvidia/nsight-systems/*/bin/nsys 2>/dev/null | head -n 1 || true)
+if [ -n "$nsys_bin" ] && (($(left) > 110)); then
+  for p in A E; do
+    rep=/tmp/bneck_profile_$p
+    part "nsys kernel breakdown, pattern $p tf32" 45 "$out/profile_$p.log" \
+      "$nsys_bin" profile -o "$rep" --force-overwrite true -t cuda --capture-range=cudaProfilerApi \
+      bneck-bench --device cuda --patterns "$p" --steps 10 --warmup "$warmup" --math tf32 &&
+      timeout 30 "$nsys_bin" stats -q -r cuda_gpu_kern_sum -f csv -o "$out/profile_${p}_tf32" \
+        "$rep.nsys-rep" >>"$out/profile_$p.log" 2>&1
+    rm -f "$rep.nsys-rep" "$rep.sqlite"
+  done
+else
+  say "$(printf '%-8s %-44s %s' SKIPPED "nsys kernel breakdown" "(${nsys_bin:-no nsys here}; $(left)s left)")"
+fi
+
+say "done in $((SECONDS - started))s; $failures part(s) failed or timed out; files in $out"
+[ "$failures" -eq 0 ] || exit 1
+exit 0
