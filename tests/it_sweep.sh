@@ -48,6 +48,17 @@ INI
 mpirun_n 4 "$sweep" "$work/tiny.ini" run.output="$work/four" > "$work/four.log" 2>&1 || { cat "$work/four.log"; bad "4-rank sweep"; }
 [ -f "$work/four/sweep.h5" ] && ok "4-rank sweep wrote sweep.h5" || bad "no sweep.h5 from the 4-rank sweep"
 
+# --- data-parallel groups: 4 ranks in 2 groups of 2 -------------------------------------
+# Each run is trained by 2 ranks (half the batch each, one allreduce per step); the sweep
+# itself aborts if the ranks of a run end with different weights.
+mpirun_n 4 "$sweep" "$work/tiny.ini" sweep.ranks_per_run=2 sweep.patterns=E:3:4 run.output="$work/pairs" > "$work/pairs.log" 2>&1 || { cat "$work/pairs.log"; bad "4 ranks in groups of 2"; }
+/usr/bin/python3 - "$work/pairs/sweep.h5" <<'PY' && ok "4 ranks in 2 data-parallel groups: 2 runs of 2 ranks each, complete" || bad "data-parallel groups sweep.h5"
+import sys, h5py
+runs = h5py.File(sys.argv[1], "r")["runs"][()]
+assert sorted((r["pattern"].decode(), int(r["repeat"]), int(r["ranks"])) for r in runs) == [("E", 0, 2), ("E", 1, 2)], runs
+assert all(r["status"].decode() == "complete" and r["epochs"] == 3 for r in runs)
+PY
+
 # --- killed and resumed ---------------------------------------------------------------
 setsid "$sweep" "$work/tiny.ini" run.output="$work/killed" > "$work/killed1.log" 2>&1 &
 victim=$!

@@ -139,7 +139,10 @@ static void print_progress(const trainer *t, int epoch, int step, int steps, dou
                            double correct, int seen, double started) {
     if (log_rank() != 0 || t->comm.rank != 0) return;
     static double last_print = 0.0;
-    const int on_terminal = isatty(STDOUT_FILENO) && !getenv("SLURM_JOB_ID");
+    /* mpirun hands every rank a pseudo-terminal even when its output goes to a file, so
+     * under MPI (and Slurm) progress is always plain lines. */
+    const int on_terminal =
+        isatty(STDOUT_FILENO) && !getenv("SLURM_JOB_ID") && !getenv("OMPI_COMM_WORLD_SIZE");
     const double now = timer_now();
     if (step == steps) {
         if (on_terminal && last_print > 0.0) fprintf(stdout, "\r\033[K");
