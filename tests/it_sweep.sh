@@ -99,7 +99,8 @@ print("histories equal across 1 rank, 4 ranks and a kill/resume")
 PY
 
 # --- --dry-run ------------------------------------------------------------------------
-mpirun_n 2 "$sweep" "$work/tiny.ini" run.output="$work/dry" --dry-run > "$work/dry.log" 2>&1 || true
+# (no data needed: the plan only needs the input channels)
+mpirun_n 2 "$sweep" "$work/tiny.ini" run.output="$work/dry" data.dir="$work/not-fetched-yet" --dry-run > "$work/dry.log" 2>&1 || true
 if grep -q "sweep plan: 6 runs" "$work/dry.log" && grep -q "A-r0" "$work/dry.log" && [ ! -e "$work/dry" ]; then
   ok "--dry-run prints the plan and trains nothing"
 else cat "$work/dry.log"; bad "--dry-run"; fi

@@ -701,13 +701,18 @@ int sweep_main(int argc, char **argv) {
     if (s.backend == &cpu_backend) snprintf(s.device_name, sizeof s.device_name, "cpu");
     else snprintf(s.device_name, sizeof s.device_name, "%s:%d", s.backend->name, w->local_rank);
 
-    if (dataset_load(&s.train_set, &s.val_set, s.cfg.dataset, s.cfg.data_dir, &err)) {
-        log_error("%s", err.message);
-        sweep_world_abort(w, 1);
+    /* A plan needs only the input channels, so --dry-run works before the data is fetched. */
+    int in_channels = strcmp(s.cfg.dataset, "cifar10") == 0 ? 3 : 1;
+    if (!s.options.dry_run) {
+        if (dataset_load(&s.train_set, &s.val_set, s.cfg.dataset, s.cfg.data_dir, &err)) {
+            log_error("%s", err.message);
+            sweep_world_abort(w, 1);
+        }
+        dataset_truncate(&s.train_set, s.cfg.train_limit);
+        dataset_truncate(&s.val_set, s.cfg.val_limit);
+        in_channels = s.train_set.channels;
     }
-    dataset_truncate(&s.train_set, s.cfg.train_limit);
-    dataset_truncate(&s.val_set, s.cfg.val_limit);
-    if (sweep_plan_build(&s.plan, &s.cfg, s.train_set.channels, &err)) {
+    if (sweep_plan_build(&s.plan, &s.cfg, in_channels, &err)) {
         if (w->rank == 0) fprintf(stderr, "bneck-sweep: %s: %s\n", s.options.config_path, err.message);
         sweep_world_finalize(w);
         return 2;
