@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/format.h"
 #include "results/report_plot.h"
 #include "results/report_read.h"
 
@@ -105,21 +106,10 @@ typedef struct table {
 
 /* 2,960,874 in the human formats, 2960874 in csv. */
 static void format_count(int64_t value, output_format format, char *cell) {
-    char digits[32];
-    snprintf(digits, sizeof digits, "%" PRId64, value);
-    if (format == FORMAT_CSV) {
-        snprintf(cell, CELL_MAX, "%s", digits);
-        return;
-    }
-    const char *d = digits;
-    char *o = cell;
-    if (*d == '-') *o++ = *d++;
-    const size_t length = strlen(d);
-    for (size_t i = 0; i < length; i++) {
-        if (i > 0 && (length - i) % 3 == 0) *o++ = ',';
-        *o++ = d[i];
-    }
-    *o = '\0';
+    if (format == FORMAT_CSV)
+        snprintf(cell, CELL_MAX, "%" PRId64, value);
+    else
+        format_thousands(value, cell, CELL_MAX);
 }
 
 /* Seconds keep two decimals, more below one second so a fast epoch still shows three

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/format.h"
 #include "model/model.h"
 #include "model/theory.h"
 
@@ -145,21 +146,10 @@ static void write_table(FILE *out, output_format format, const column *columns, 
 
 /* Exact integer; 2,960,874 in the human formats, 2960874 in csv. */
 static void format_count(int64_t value, output_format format, char *buffer) {
-    char digits[32];
-    snprintf(digits, sizeof digits, "%" PRId64, value);
-    if (format == FORMAT_CSV) {
-        snprintf(buffer, CELL_MAX, "%s", digits);
-        return;
-    }
-    const char *d = digits;
-    char *o = buffer;
-    if (*d == '-') *o++ = *d++;
-    size_t length = strlen(d);
-    for (size_t i = 0; i < length; i++) {
-        if (i > 0 && (length - i) % 3 == 0) *o++ = ',';
-        *o++ = d[i];
-    }
-    *o = '\0';
+    if (format == FORMAT_CSV)
+        snprintf(buffer, CELL_MAX, "%" PRId64, value);
+    else
+        format_thousands(value, buffer, CELL_MAX);
 }
 
 /* Inputs such as k and beta: shortest faithful form. */

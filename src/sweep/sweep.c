@@ -472,7 +472,8 @@ static int run_one(sweep_state *s, int index) {
             sweep_world_abort(w, 1);
         }
         sweep_board_post(w, index, t.epochs_done);
-        if (w->rank == 0) print_sweep_progress(s);
+        /* After a run's last epoch the sweep loop reports, with the new run count. */
+        if (w->rank == 0 && t.epochs_done < s->cfg.epochs) print_sweep_progress(s);
     }
     /* Data parallelism must leave every rank of the run with the same weights, bit for bit. */
     if (!stopped && w->group_size > 1) {
@@ -629,10 +630,11 @@ static int merge_results(sweep_state *s, int *complete_runs) {
     if (rc == 0 && found > 0) {
         log_info("%-8s %4s %5s %3s %18s %20s", "pattern", "mode", "alpha", "n", "val acc % (sd)",
                  "s/epoch (sd)");
+        double *acc = bneck_malloc((size_t)found * sizeof(double));
+        double *seconds = bneck_malloc((size_t)found * sizeof(double));
         for (int p = 0; p < s->cfg.pattern_count; p++) {
-            double acc[1024], seconds[1024];
             int n = 0;
-            for (int i = 0; i < found && n < 1024; i++) {
+            for (int i = 0; i < found; i++) {
                 if (strcmp(rows[i].pattern, s->cfg.patterns[p].name) || strcmp(rows[i].status, "complete"))
                     continue;
                 acc[n] = 100 * rows[i].best_val_acc;
@@ -643,6 +645,8 @@ static int merge_results(sweep_state *s, int *complete_runs) {
                      s->cfg.patterns[p].mode, s->cfg.patterns[p].alpha, n, stats_median(acc, n),
                      stats_sd(acc, n), stats_median(seconds, n), stats_sd(seconds, n));
         }
+        free(acc);
+        free(seconds);
     }
     for (int i = 0; i < found; i++) free(histories[i]);
     free(histories);

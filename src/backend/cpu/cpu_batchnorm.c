@@ -18,6 +18,27 @@ static void check(const char *op, int channels, size_t plane) {
 
 static size_t blocks_of(size_t plane) { return (plane + BLOCK - 1) / BLOCK; }
 
+/* Task `task` of channels x blocks: its channel and its [begin, end) within the plane. */
+static void task_range(size_t task, size_t blocks, size_t plane, size_t *channel, size_t *begin,
+                       size_t *end) {
+    *channel = task / blocks;
+    *begin = task % blocks * BLOCK;
+    *end = *begin + BLOCK < plane ? *begin + BLOCK : plane;
+}
+
+/* Per-block partial sums and per-channel coefficients: grown once and reused, so steady
+ * state training allocates nothing here (one buffer per calling thread). */
+static double *scratch_doubles(size_t count) {
+    static _Thread_local double *buffer;
+    static _Thread_local size_t capacity;
+    if (count > capacity) {
+        free(buffer);
+        buffer = bneck_malloc(count * sizeof(double));
+        capacity = count;
+    }
+    return buffer;
+}
+
 /* y = a * x + b, then max(0, .) when fuse_relu. */
 static inline void affine(float *restrict y, const float *restrict x, float a, float b, int relu,
                           size_t count) {
@@ -39,14 +60,14 @@ void cpu_batchnorm_forward_train(float *y, float *batch_mean, float *batch_invst
     /* unbiased variance of a single value is undefined; keep the biased one then */
     const double unbias = plane > 1 ? (double)plane / (double)(plane - 1) : 1.0;
     const size_t blocks = blocks_of(plane), tasks = (size_t)channels * blocks;
-    double *sums = bneck_malloc(2 * (tasks ? tasks : 1) * sizeof(double));
-    float *scale = bneck_malloc(2 * (size_t)(channels ? channels : 1) * sizeof(float));
+    double *sums = scratch_doubles(2 * tasks + 2 * (size_t)channels + 1);
+    double *scale = sums + 2 * tasks; /* a, b of y = a x + b per channel */
     /* Shifted sums (shift = the channel's first value) keep E[x^2] - E[x]^2 free of
      * cancellation. */
 #pragma omp parallel for schedule(static)
     for (size_t task = 0; task < tasks; task++) {
-        const size_t c = task / blocks, begin = task % blocks * BLOCK;
-        const size_t end = begin + BLOCK < plane ? begin + BLOCK : plane;
+        size_t c, begin, end;
+        task_range(task, blocks, plane, &c, &begin, &end);
         const float *restrict xc = x + c * plane;
         const double shift = xc[0];
         double s1 = 0.0, s2 = 0.0;
@@ -79,18 +100,16 @@ void cpu_batchnorm_forward_train(float *y, float *batch_mean, float *batch_invst
             running_var[c] = (float)((double)momentum * running_var[c] +
                                      (1.0 - (double)momentum) * var * unbias);
         const double a = (double)gamma[c] * invstd;
-        scale[2 * c] = (float)a;
-        scale[2 * c + 1] = (float)((double)beta[c] - a * mean);
+        scale[2 * c] = a;
+        scale[2 * c + 1] = (double)beta[c] - a * mean;
     }
 #pragma omp parallel for schedule(static)
     for (size_t task = 0; task < tasks; task++) {
-        const size_t c = task / blocks, begin = task % blocks * BLOCK;
-        const size_t end = begin + BLOCK < plane ? begin + BLOCK : plane;
-        affine(y + c * plane + begin, x + c * plane + begin, scale[2 * c], scale[2 * c + 1],
-               fuse_relu, end - begin);
+        size_t c, begin, end;
+        task_range(task, blocks, plane, &c, &begin, &end);
+        affine(y + c * plane + begin, x + c * plane + begin, (float)scale[2 * c],
+               (float)scale[2 * c + 1], fuse_relu, end - begin);
     }
-    free(sums);
-    free(scale);
 }
 
 void cpu_batchnorm_forward_infer(float *y, const float *x, const float *gamma, const float *beta,
@@ -113,13 +132,13 @@ void cpu_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float 
                             const float *batch_invstd, int channels, size_t plane) {
     check("cpu_batchnorm_backward", channels, plane);
     const size_t blocks = blocks_of(plane), tasks = (size_t)channels * blocks;
-    double *sums = bneck_malloc(2 * (tasks ? tasks : 1) * sizeof(double));
-    float *coefficients = bneck_malloc(3 * (size_t)(channels ? channels : 1) * sizeof(float));
+    double *sums = scratch_doubles(2 * tasks + 3 * (size_t)channels + 1);
+    double *coefficients = sums + 2 * tasks; /* dx += k g + b0 + b1 (x - mean) */
     /* Pass 1: per block, sum g and sum g*(x - mean). */
 #pragma omp parallel for schedule(static)
     for (size_t task = 0; task < tasks; task++) {
-        const size_t c = task / blocks, begin = task % blocks * BLOCK;
-        const size_t end = begin + BLOCK < plane ? begin + BLOCK : plane;
+        size_t c, begin, end;
+        task_range(task, blocks, plane, &c, &begin, &end);
         const float *restrict gc = dy + c * plane;
         const float *restrict xc = x + c * plane;
         const float *restrict yc = y ? y + c * plane : NULL;
@@ -155,22 +174,22 @@ void cpu_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float 
         if (dgamma) dgamma[c] += (float)sgxhat;
         /* dx += k * g + b0 + b1 * (x - mean) */
         const double k = (double)gamma[c] * invstd;
-        coefficients[3 * c] = (float)k;
-        coefficients[3 * c + 1] = (float)(-k * sg / (double)plane);
-        coefficients[3 * c + 2] = (float)(-k * sgxhat * invstd / (double)plane);
+        coefficients[3 * c] = k;
+        coefficients[3 * c + 1] = -k * sg / (double)plane;
+        coefficients[3 * c + 2] = -k * sgxhat * invstd / (double)plane;
     }
     /* Pass 2: dx. */
     if (dx) {
 #pragma omp parallel for schedule(static)
         for (size_t task = 0; task < tasks; task++) {
-            const size_t c = task / blocks, begin = task % blocks * BLOCK;
-            const size_t end = begin + BLOCK < plane ? begin + BLOCK : plane;
+            size_t c, begin, end;
+            task_range(task, blocks, plane, &c, &begin, &end);
             const float *restrict gc = dy + c * plane;
             const float *restrict xc = x + c * plane;
             const float *restrict yc = y ? y + c * plane : NULL;
             float *restrict dxc = dx + c * plane;
-            const float kf = coefficients[3 * c], b0 = coefficients[3 * c + 1],
-                        b1 = coefficients[3 * c + 2], mean = batch_mean[c];
+            const float kf = (float)coefficients[3 * c], b0 = (float)coefficients[3 * c + 1],
+                        b1 = (float)coefficients[3 * c + 2], mean = batch_mean[c];
             if (yc) {
                 for (size_t i = begin; i < end; i++) {
                     const float gi = gc[i]; /* loaded unconditionally so the loop vectorises */
@@ -182,6 +201,4 @@ void cpu_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float 
             }
         }
     }
-    free(sums);
-    free(coefficients);
 }
