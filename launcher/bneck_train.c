@@ -58,6 +58,12 @@ int main(int argc, char **argv) {
         return 1;
     }
     if (note[0]) log_info("%s", note);
+    if (backend_configure(backend, cfg.precision, cfg.conv_engine, cfg.deterministic, note,
+                          sizeof note, &err)) {
+        fprintf(stderr, "bneck-train: %s\n", err.message);
+        return 2;
+    }
+    if (note[0]) log_info("%s", note);
 
     dataset train_set = {0}, val_set = {0};
     if (dataset_load(&train_set, &val_set, cfg.dataset, cfg.data_dir, &err)) {

@@ -97,6 +97,9 @@ static void expect_default_values(const config *cfg) {
     cr_expect_str_eq(cfg->device, "auto");
     cr_expect_eq(cfg->threads, 0);
     cr_expect_str_eq(cfg->output, "results/run");
+    cr_expect_str_eq(cfg->precision, "fp32");
+    cr_expect_str_eq(cfg->conv_engine, "auto");
+    cr_expect_eq(cfg->deterministic, 0);
     cr_expect_str_eq(cfg->dataset, "fashion-mnist");
     cr_expect_str_eq(cfg->data_dir, "/usr/share/datasets/fashion-mnist");
     cr_expect_eq(cfg->train_limit, 0);
@@ -169,6 +172,9 @@ Test(config, reads_every_key) {
                        "name = article\n"
                        "seed = 18446744073709551615\n"
                        "device = cuda\n"
+                       "precision = bf16\n"
+                       "conv = gemm\n"
+                       "deterministic = yes\n"
                        "threads = 8\n"
                        "output = /scratch/out   ; inline comment\n"
                        "[data]\n"
@@ -207,6 +213,9 @@ Test(config, reads_every_key) {
     cr_expect_str_eq(cfg->name, "article");
     cr_expect_eq(cfg->seed, UINT64_MAX);
     cr_expect_str_eq(cfg->device, "cuda");
+    cr_expect_str_eq(cfg->precision, "bf16");
+    cr_expect_str_eq(cfg->conv_engine, "gemm");
+    cr_expect_eq(cfg->deterministic, 1);
     cr_expect_eq(cfg->threads, 8);
     cr_expect_str_eq(cfg->output, "/scratch/out");
     cr_expect_str_eq(cfg->dataset, "cifar10");
@@ -545,6 +554,8 @@ Test(config, bad_numbers) {
 Test(config, bad_choices) {
     const bad_file_case cases[] = {
         {"[run]\ndevice = gpu\n", 2, "device", "one of auto, cpu, cuda"},
+        {"[run]\nprecision = fp16\n", 2, "precision", "one of fp32, tf32, bf16"},
+        {"[run]\nconv = fft\n", 2, "conv", "one of auto, cudnn, gemm"},
         {"[data]\ndataset = mnist\n", 2, "dataset", "one of fashion-mnist, cifar10"},
         {"[model]\npool_branch = tf\n", 2, "pool_branch", "one of keras, pytorch"},
         {"[train]\nrecipe = caffe\n", 2, "recipe", "one of keras, pytorch"},
@@ -775,6 +786,9 @@ Test(config, write_round_trips_every_field) {
     snprintf(cfg->name, sizeof cfg->name, "trip-1.x");
     cfg->seed = UINT64_MAX - 3;
     snprintf(cfg->device, sizeof cfg->device, "cpu");
+    snprintf(cfg->precision, sizeof cfg->precision, "tf32");
+    snprintf(cfg->conv_engine, sizeof cfg->conv_engine, "cudnn");
+    cfg->deterministic = 1;
     cfg->threads = 3;
     snprintf(cfg->output, sizeof cfg->output, "/tmp/some out/dir");
     snprintf(cfg->dataset, sizeof cfg->dataset, "cifar10");
@@ -824,6 +838,7 @@ Test(config, write_writes_every_key_and_reports_overflow) {
     cr_assert_gt(length, 0);
     static const char *const lines[] = {
         "[run]\n",         "name = run\n",      "seed = 1\n",         "device = auto\n",
+        "precision = fp32\n", "conv = auto\n", "deterministic = false\n",
         "threads = 0\n",   "output = results/run\n", "[data]\n",      "dataset = fashion-mnist\n",
         "dir = /usr/share/datasets/fashion-mnist\n",  "train_limit = 0\n", "val_limit = 0\n",
         "augment = true\n", "[model]\n", "mode = 1\n", "alpha = 1\n", "pool_branch = keras\n", "[train]\n",

@@ -44,6 +44,39 @@ const backend_ops *backend_select(const char *device, int device_index, char *no
 #endif
 }
 
+int backend_configure(const backend_ops *backend, const char *precision, const char *conv_engine,
+                      int deterministic, char *note, size_t note_capacity, bneck_error *err) {
+    note_set(note, note_capacity, "");
+    static const char *const precisions[] = {"fp32", "tf32", "bf16"};
+    static const char *const engines[] = {"auto", "cudnn", "gemm"};
+    int mode = -1, engine = -1;
+    for (int i = 0; i < 3; i++) {
+        if (!strcmp(precision, precisions[i])) mode = i;
+        if (!strcmp(conv_engine, engines[i])) engine = i;
+    }
+    if (mode < 0)
+        return bneck_error_set(err, "precision: expected fp32, tf32 or bf16, got '%s'", precision);
+    if (engine < 0)
+        return bneck_error_set(err, "conv: expected auto, cudnn or gemm, got '%s'", conv_engine);
+#ifdef BNECK_HAVE_CUDA
+    if (backend == &cuda_backend) {
+        /* the names above are cuda_math_mode's and cuda_conv_engine's, in order */
+        cuda_backend_set_math(cuda_math_mode_from_name(precision));
+        cuda_backend_set_conv_engine(cuda_conv_engine_from_name(conv_engine));
+        cuda_backend_set_deterministic(deterministic);
+        return 0;
+    }
+#endif
+    (void)backend, (void)deterministic;
+    if (mode != 0) {
+        char text[160];
+        snprintf(text, sizeof text, "precision %s applies to the GPU; the CPU computes in fp32",
+                 precision);
+        note_set(note, note_capacity, text);
+    }
+    return 0;
+}
+
 void backend_shutdown(const backend_ops *backend) {
 #ifdef BNECK_HAVE_CUDA
     if (backend == &cuda_backend) cuda_backend_shutdown();
@@ -54,7 +87,14 @@ void backend_shutdown(const backend_ops *backend) {
 
 const char *backend_versions(const backend_ops *backend) {
 #ifdef BNECK_HAVE_CUDA
-    if (backend == &cuda_backend) return cuda_backend_versions();
+    if (backend == &cuda_backend) {
+        /* the arithmetic belongs with the libraries in a results file */
+        static char text[700];
+        snprintf(text, sizeof text, "%s, math %s, conv %s%s", cuda_backend_versions(),
+                 cuda_backend_math_name(), cuda_backend_conv_engine_name(),
+                 cuda_backend_deterministic() ? ", deterministic" : "");
+        return text;
+    }
 #endif
     (void)backend;
     return cpu_gemm_library();

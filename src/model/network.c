@@ -98,6 +98,7 @@ void network_forward(network *net, int batch, int training, float bn_eps, float 
         float *y = network_tensor(net, l->out, batch);
         const int side = l->in.side, channels = l->in.channels;
         const int planes = channels * batch;
+        if (net->layer_hook) net->layer_hook(net->layer_hook_context, l, i, 0, 0);
         switch (l->kind) {
         case LAYER_CONV:
             be->conv2d_forward(y, x, net->params + l->weight, net->params + l->bias,
@@ -128,6 +129,7 @@ void network_forward(network *net, int batch, int training, float bn_eps, float 
                               channels, l->out.channels);
             break;
         }
+        if (net->layer_hook) net->layer_hook(net->layer_hook_context, l, i, 0, 1);
     }
 }
 
@@ -155,6 +157,7 @@ void network_backward(network *net, int batch) {
         if (!dx && l->kind != LAYER_CONV) continue; /* e.g. the max pool reading the input */
         const int side = l->in.side, channels = l->in.channels;
         const int planes = channels * batch;
+        if (net->layer_hook) net->layer_hook(net->layer_hook_context, l, i, 1, 0);
         switch (l->kind) {
         case LAYER_CONV:
             be->conv2d_backward(dx, net->grads + l->weight, net->grads + l->bias, dy, x,
@@ -175,5 +178,6 @@ void network_backward(network *net, int batch) {
                                net->params + l->weight, batch, channels, l->out.channels);
             break;
         }
+        if (net->layer_hook) net->layer_hook(net->layer_hook_context, l, i, 1, 1);
     }
 }

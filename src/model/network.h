@@ -9,6 +9,11 @@
 #include "backend/backend.h"
 #include "model/model.h"
 
+/* Called before (after = 0) and after (after = 1) layer `index`'s forward (backward = 0)
+ * or backward (backward = 1) op; bneck-bench --profile times layers with it. */
+typedef void (*network_layer_hook)(void *context, const layer *l, int index, int backward,
+                                   int after);
+
 typedef struct network {
     const backend_ops *backend;
     model model;
@@ -22,6 +27,8 @@ typedef struct network {
     float *workspace;
     size_t workspace_floats;
     uint8_t *labels;   /* backend copy of the current batch's labels */
+    network_layer_hook layer_hook; /* optional: called around every layer op (profiling) */
+    void *layer_hook_context;
 } network;
 
 int network_create(network *net, const model *m, const backend_ops *backend, int max_batch,

@@ -702,6 +702,12 @@ int sweep_main(int argc, char **argv) {
         sweep_world_abort(w, 1);
     }
     if (note[0]) log_info("sweep: %s", note);
+    if (backend_configure(s.backend, s.cfg.precision, s.cfg.conv_engine, s.cfg.deterministic,
+                          note, sizeof note, &err)) {
+        log_error("%s", err.message);
+        sweep_world_abort(w, 2);
+    }
+    if (note[0] && w->rank == 0) log_info("sweep: %s", note);
     if (s.backend == &cpu_backend) snprintf(s.device_name, sizeof s.device_name, "cpu");
     else snprintf(s.device_name, sizeof s.device_name, "%s:%d", s.backend->name, w->local_rank);
 

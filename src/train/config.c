@@ -58,6 +58,8 @@ typedef struct key_spec {
 } key_spec;
 
 static const char *const device_choices[] = {"auto", "cpu", "cuda", NULL};
+static const char *const precision_choices[] = {"fp32", "tf32", "bf16", NULL};
+static const char *const conv_engine_choices[] = {"auto", "cudnn", "gemm", NULL};
 static const char *const dataset_choices[] = {"fashion-mnist", "cifar10", NULL};
 /* For the enum keys the index of a choice is the enum's value. */
 static const char *const pool_branch_choices[] = {"keras", "pytorch", NULL};
@@ -82,6 +84,11 @@ static const key_spec key_table[] = {
     {.section = "run", .key = "name", .kind = VALUE_NAME, FIELD(name)},
     {.section = "run", .key = "seed", .kind = VALUE_SEED, FIELD(seed)},
     {.section = "run", .key = "device", .kind = VALUE_WORD, FIELD(device), .choices = device_choices},
+    {.section = "run", .key = "precision", .kind = VALUE_WORD, FIELD(precision),
+     .choices = precision_choices},
+    {.section = "run", .key = "conv", .kind = VALUE_WORD, FIELD(conv_engine),
+     .choices = conv_engine_choices},
+    {.section = "run", .key = "deterministic", .kind = VALUE_BOOL, FIELD(deterministic)},
     {.section = "run", .key = "threads", .kind = VALUE_INT, FIELD(threads), COUNT_FROM(0)},
     {.section = "run", .key = "output", .kind = VALUE_PATH, FIELD(output)},
 
@@ -186,6 +193,8 @@ void config_defaults(config *cfg) {
     snprintf(cfg->name, sizeof cfg->name, "run");
     cfg->seed = 1;
     snprintf(cfg->device, sizeof cfg->device, "auto");
+    snprintf(cfg->precision, sizeof cfg->precision, "fp32");
+    snprintf(cfg->conv_engine, sizeof cfg->conv_engine, "auto");
     cfg->threads = 0;
     snprintf(cfg->output, sizeof cfg->output, "results/%s", cfg->name);
 

@@ -34,6 +34,9 @@ typedef struct config {
     char name[64];          /* run/sweep name, default "run" */
     uint64_t seed;          /* default 1 */
     char device[8];         /* auto | cpu | cuda, default auto */
+    char precision[8];      /* GPU arithmetic: fp32 | tf32 | bf16, default fp32 */
+    char conv_engine[8];    /* GPU k x k convolutions: auto | cudnn | gemm, default auto */
+    int deterministic;      /* GPU: reproducible algorithms only, default 0 */
     int threads;            /* CPU threads, 0 = all cores; default 0 */
     char output[512];       /* output directory, default "results/<name>" */
 

@@ -1,15 +1,23 @@
 /* bneck-bench: training images/s of the study's five patterns on the CPU backend (or the
  * GPU one), batch 128, random data: the time of a whole step (forward, loss, backward,
- * Adam), median over steps after a warm-up. Compare with tests/bench/torch_bench.py, run
+ * Adam) on one batch uploaded beforehand, median over steps after a warm-up. Compare with tests/bench/torch_bench.py, run
  * side by side by tests/bench/compare_cpu.sh.
  *
- * On the CUDA backend, --math picks strict fp32 (the default) or TF32 tensor cores, and
+ * On the CUDA backend, --math picks strict fp32 (the default), TF32 tensor cores or bf16
+ * mixed precision, --conv the engine of the k x k convolutions (cuda_backend.h), and
  * --graph captures the step's forward, loss and backward once (after a plain warm-up
- * step) and relaunches that CUDA graph; the input upload and the Adam step stay outside
- * the graph, as cuda_graph.h requires.
+ * step) and relaunches that CUDA graph; the Adam step stays outside the graph, as
+ * cuda_graph.h requires.
+ *
+ * --profile N adds N more steps per pattern, synchronised after every layer op, and prints
+ * where the time goes (per kind of op, then the costliest layers) as '#' lines after the
+ * pattern's CSV line. The synchronisation costs a few microseconds per op, so the parts
+ * add up to a little more than an unprofiled step.
  *
  * usage: bneck-bench [--threads N] [--steps N] [--warmup N] [--batch N] [--patterns ABCDE]
- *                    [--channels 3] [--device cpu|cuda|auto] [--math fp32|tf32] [--graph] */
+ *                    [--channels 3] [--device cpu|cuda|auto] [--math fp32|tf32|bf16]
+ *                    [--conv auto|cudnn|gemm] [--graph]
+ *                    [--profile N] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +40,127 @@ static int compare_doubles(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+/* --- --profile: per-layer times through the network's layer hook ------------------------- */
+
+typedef struct layer_profile {
+    const backend_ops *backend;
+    double started;
+    double seconds[MODEL_MAX_LAYERS][2]; /* [layer][backward] */
+} layer_profile;
+
+static void profile_hook(void *context, const layer *l, int index, int backward, int after) {
+    (void)l;
+    layer_profile *profile = context;
+    profile->backend->synchronize();
+    const double now = timer_now();
+    if (after) profile->seconds[index][backward] += now - profile->started;
+    else profile->started = now;
+}
+
+/* The kind of op a layer is, for the summary: "conv 3x3", "batchnorm+relu", ... */
+static void op_kind(char *out, size_t capacity, const layer *l) {
+    switch (l->kind) {
+    case LAYER_CONV: snprintf(out, capacity, "conv %dx%d", l->kernel, l->kernel); break;
+    case LAYER_BATCHNORM: snprintf(out, capacity, "batchnorm+relu"); break;
+    case LAYER_MAXPOOL3: snprintf(out, capacity, "maxpool 3x3"); break;
+    case LAYER_AVGPOOL2: snprintf(out, capacity, "avgpool 2x2"); break;
+    case LAYER_GLOBAL_AVGPOOL: snprintf(out, capacity, "global avgpool"); break;
+    case LAYER_DENSE: snprintf(out, capacity, "dense"); break;
+    }
+}
+
+typedef struct ranked_layer {
+    int index;
+    double total;
+} ranked_layer;
+
+static int compare_ranked(const void *a, const void *b) {
+    const double x = ((const ranked_layer *)a)->total, y = ((const ranked_layer *)b)->total;
+    return (x < y) - (x > y);
+}
+
+/* Runs `steps` profiled training steps of net and prints the breakdown per step in ms. */
+static void profile_steps(network *net, const uint8_t *labels, float *adam_m, float *adam_v, int steps,
+                          int batch, long first_step, const char *name) {
+    const backend_ops *be = net->backend;
+    const model *m = &net->model;
+    static layer_profile profile;
+    memset(&profile, 0, sizeof profile);
+    profile.backend = be;
+    double forward = 0, loss = 0, backward = 0, adam = 0, whole = 0;
+    net->layer_hook = profile_hook;
+    net->layer_hook_context = &profile;
+    for (int step = 0; step < steps; step++) {
+        be->synchronize();
+        const double t1 = timer_now();
+        network_forward(net, batch, 1, 1e-3f, 0.99f);
+        be->synchronize();
+        const double t2 = timer_now();
+        network_loss(net, labels, 1.0f / batch, batch, NULL);
+        be->synchronize();
+        const double t3 = timer_now();
+        network_backward(net, batch);
+        be->synchronize();
+        const double t4 = timer_now();
+        be->adam_step(net->params, adam_m, adam_v, net->grads, 1e-3f, 0.9f, 0.999f, 1e-7f,
+                      ADAM_EPS_KERAS, first_step + step, m->param_count);
+        be->synchronize();
+        const double t5 = timer_now();
+        forward += t2 - t1, loss += t3 - t2, backward += t4 - t3;
+        adam += t5 - t4, whole += t5 - t1;
+    }
+    net->layer_hook = NULL;
+
+    const double ms = 1e3 / steps; /* seconds in total -> ms per step */
+    double layers_fwd = 0, layers_bwd = 0;
+    char kinds[16][32];
+    double kind_seconds[16][2];
+    int kind_count = 0;
+    memset(kind_seconds, 0, sizeof kind_seconds);
+    for (int i = 0; i < m->layer_count; i++) {
+        char kind[32];
+        op_kind(kind, sizeof kind, &m->layers[i]);
+        int k = 0;
+        while (k < kind_count && strcmp(kinds[k], kind)) k++;
+        if (k == kind_count && kind_count < 16) snprintf(kinds[kind_count++], 32, "%s", kind);
+        if (k == 16) continue;
+        kind_seconds[k][0] += profile.seconds[i][0];
+        kind_seconds[k][1] += profile.seconds[i][1];
+        layers_fwd += profile.seconds[i][0];
+        layers_bwd += profile.seconds[i][1];
+    }
+    printf("# profile of pattern %s: %d steps synchronised after every op, ms per step\n",
+           name, steps);
+    printf("# %-22s %9s %9s %9s %7s\n", "op", "forward", "backward", "total", "share");
+    for (int k = 0; k < kind_count; k++) {
+        const double total = kind_seconds[k][0] + kind_seconds[k][1];
+        printf("# %-22s %9.3f %9.3f %9.3f %6.1f%%\n", kinds[k], kind_seconds[k][0] * ms,
+               kind_seconds[k][1] * ms, total * ms, 100 * total / whole);
+    }
+    const double rest = (forward - layers_fwd) + (backward - layers_bwd);
+    printf("# %-22s %9.3f %9s %9.3f %6.1f%%\n", "loss (softmax+xent)", loss * ms, "", loss * ms,
+           100 * loss / whole);
+    printf("# %-22s %9s %9s %9.3f %6.1f%%\n", "adam", "", "", adam * ms, 100 * adam / whole);
+    printf("# %-22s %9.3f %9.3f %9.3f %6.1f%%\n", "other (zero-fill, sync)",
+           (forward - layers_fwd) * ms, (backward - layers_bwd) * ms, rest * ms,
+           100 * rest / whole);
+    printf("# %-22s %9.3f %9.3f %9.3f\n", "step", forward * ms, backward * ms, whole * ms);
+    ranked_layer ranked[MODEL_MAX_LAYERS];
+    for (int i = 0; i < m->layer_count; i++)
+        ranked[i] = (ranked_layer){i, profile.seconds[i][0] + profile.seconds[i][1]};
+    qsort(ranked, (size_t)m->layer_count, sizeof ranked[0], compare_ranked);
+    printf("# costliest layers: %-36s %-14s %9s %9s\n", "name", "shape", "forward", "backward");
+    for (int r = 0; r < m->layer_count && r < 12; r++) {
+        const layer *l = &m->layers[ranked[r].index];
+        char shape[32];
+        snprintf(shape, sizeof shape, "%dx%dx%d->%d", l->in.side, l->in.side, l->in.channels,
+                 l->out.channels);
+        printf("#   %-52s %-14s %9.3f %9.3f\n", l->name, shape,
+               profile.seconds[ranked[r].index][0] * ms, profile.seconds[ranked[r].index][1] * ms);
+    }
+    fflush(stdout);
+}
+
 static int parse_int(const char *option, const char *value, int minimum) {
     char *end = NULL;
     long parsed = value ? strtol(value, &end, 10) : 0;
@@ -46,8 +175,8 @@ static int parse_int(const char *option, const char *value, int minimum) {
 int main(int argc, char **argv) {
     int threads = (int)sysconf(_SC_NPROCESSORS_ONLN), steps = 5, warmup = 2, batch = 128;
     int channels = 3;
-    const char *patterns = "ABCDE", *device = "cpu", *math = NULL;
-    int graph = 0;
+    const char *patterns = "ABCDE", *device = "cpu", *math = NULL, *engine = NULL;
+    int graph = 0, profile = 0;
     for (int i = 1; i < argc; i++) {
         const char *value = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(argv[i], "--threads")) threads = parse_int(argv[i], value, 1), i++;
@@ -59,15 +188,18 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--device") && value) device = value, i++;
         else if (!strcmp(argv[i], "--math") && value) math = value, i++;
         else if (!strcmp(argv[i], "--graph")) graph = 1;
+        else if (!strcmp(argv[i], "--conv") && value) engine = value, i++;
+        else if (!strcmp(argv[i], "--profile")) profile = parse_int(argv[i], value, 1), i++;
         else {
             fprintf(stderr, "usage: bneck-bench [--threads N] [--steps N] [--warmup N] "
                             "[--batch N] [--patterns ABCDE] [--channels C] [--device D] "
-                            "[--math fp32|tf32] [--graph]\n");
+                            "[--math fp32|tf32|bf16] [--conv auto|cudnn|gemm] [--graph] "
+                            "[--profile N]\n");
             return 2;
         }
     }
-    if (math && strcmp(math, "fp32") && strcmp(math, "tf32")) {
-        fprintf(stderr, "bneck-bench: --math expects fp32 or tf32, got '%s'\n", math);
+    if (math && strcmp(math, "fp32") && strcmp(math, "tf32") && strcmp(math, "bf16")) {
+        fprintf(stderr, "bneck-bench: --math expects fp32, tf32 or bf16, got '%s'\n", math);
         return 2;
     }
     if (graph && warmup < 2) warmup = 2; /* a plain warm-up step, then the capture */
@@ -84,8 +216,17 @@ int main(int argc, char **argv) {
 #ifdef BNECK_HAVE_CUDA
     const int on_gpu = backend == &cuda_backend;
     if (on_gpu) {
-        if (math) cuda_backend_set_math(strcmp(math, "tf32") ? CUDA_MATH_FP32 : CUDA_MATH_TF32);
+        if (math) cuda_backend_set_math(cuda_math_mode_from_name(math));
         math_name = cuda_backend_math_name();
+        if (engine) {
+            const int e = cuda_conv_engine_from_name(engine);
+            if (e < 0) {
+                fprintf(stderr, "bneck-bench: --conv expects auto, cudnn or gemm, got '%s'\n",
+                        engine);
+                return 2;
+            }
+            cuda_backend_set_conv_engine(e);
+        }
     }
 #else
     const int on_gpu = 0;
@@ -95,13 +236,20 @@ int main(int argc, char **argv) {
                 backend->name);
         return 2;
     }
+    if (!on_gpu && engine) {
+        fprintf(stderr, "bneck-bench: --conv needs the CUDA backend (got %s)\n", backend->name);
+        return 2;
+    }
     if (!on_gpu && graph) {
         fprintf(stderr, "bneck-bench: --graph needs the CUDA backend (got %s)\n", backend->name);
         return 2;
     }
     printf("# bneck %s, backend %s (%s), threads %d, batch %d", BNECK_GIT_COMMIT, backend->name,
            backend_versions(backend), cpu_threads(), batch);
-    if (on_gpu) printf(", math %s, graph %s", math_name, graph ? "on" : "off");
+    printf(", math %s", math_name);
+#ifdef BNECK_HAVE_CUDA
+    if (on_gpu) printf(", conv %s, graph %s", cuda_backend_conv_engine_name(), graph ? "on" : "off");
+#endif
     printf("\n");
     printf("framework,pattern,median_step_s,images_per_s\n");
 
@@ -134,6 +282,9 @@ int main(int argc, char **argv) {
         cuda_graph *step_graph = graph ? cuda_graph_create() : NULL;
         double *loss_totals = graph ? backend->alloc(CUDA_LOSS_TOTALS * sizeof(double)) : NULL;
 #endif
+        /* the batch is uploaded once, as the trainer's batches are already on the GPU (and
+         * as torch_bench.py keeps its batch there) */
+        backend->upload(network_tensor(&net, m.input, batch), input, input_floats * sizeof(float));
         for (int step = 0; step < warmup + steps; step++) {
             backend->synchronize();
 #ifdef BNECK_HAVE_CUDA
@@ -142,10 +293,10 @@ int main(int argc, char **argv) {
             if (on_gpu && step == warmup) (void)cudaProfilerStart();
 #endif
             const double started = timer_now();
-            backend->upload(network_tensor(&net, m.input, batch), input, input_floats * sizeof(float));
 #ifdef BNECK_HAVE_CUDA
             if (step_graph && step > 0) {
-                /* net.labels holds the labels since the warm-up step's network_loss */
+                /* net.labels holds the labels since the warm-up step's network_loss; the
+                 * input stays as uploaded (nothing writes the input tensor) */
                 if (!cuda_graph_ready(step_graph)) {
                     cuda_graph_begin_capture(step_graph);
                     network_forward(&net, batch, 1, 1e-3f, 0.99f);
@@ -185,6 +336,16 @@ int main(int argc, char **argv) {
                                          : 0.5 * (times[steps / 2 - 1] + times[steps / 2]);
         printf("bneck,%s,%.4f,%.1f\n", pattern->name, median, batch / median);
         fflush(stdout);
+#ifdef BNECK_HAVE_CUDA
+        if (on_gpu) {
+            char engines[160];
+            cuda_conv_engine_summary(engines, sizeof engines);
+            fprintf(stderr, "bneck-bench: after pattern %s: %s\n", pattern->name, engines);
+        }
+#endif
+        if (profile)
+            profile_steps(&net, labels, adam_m, adam_v, profile, batch,
+                          warmup + steps + 1, pattern->name);
         free(times);
 #ifdef BNECK_HAVE_CUDA
         cuda_graph_destroy(step_graph);

@@ -1,7 +1,8 @@
 """Training images/s of the study's model in PyTorch, per pattern, on CPU or GPU.
 
 usage: python3 tests/bench/torch_bench.py [--threads 2] [--steps 5] [--device cpu]
-                                          [--patterns ABCDE] [--batch 128] [--csv]
+                                          [--patterns ABCDE] [--batch 128]
+                                          [--tf32 | --bf16]
 Prints one line per pattern: pattern, median seconds per step, images/s.
 """
 import argparse
@@ -26,6 +27,8 @@ def main():
     parser.add_argument("--patterns", default="ABCDE")
     parser.add_argument("--channels", type=int, default=3)
     parser.add_argument("--tf32", action="store_true")
+    parser.add_argument("--bf16", action="store_true",
+                        help="autocast to bfloat16 (mixed precision, fp32 weights)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -34,7 +37,8 @@ def main():
         torch.backends.cuda.matmul.allow_tf32 = args.tf32
         torch.backends.cudnn.allow_tf32 = args.tf32
     print(f"# torch {torch.__version__}, device {args.device}, threads "
-          f"{torch.get_num_threads()}, batch {args.batch}")
+          f"{torch.get_num_threads()}, batch {args.batch}, "
+          f"{'bf16 autocast' if args.bf16 else 'tf32' if args.tf32 else 'fp32'}")
     print("framework,pattern,median_step_s,images_per_s")
     for name in args.patterns:
         mode, alpha = PATTERNS[name]
@@ -50,7 +54,8 @@ def main():
                 torch.cuda.synchronize()
             start = time.perf_counter()
             optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model(x), y)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
+                loss = loss_fn(model(x), y)
             loss.backward()
             optimizer.step()
             if device.type == "cuda":

@@ -12,12 +12,13 @@
 #                      50,000 images) per pattern and precision, bneck and PyTorch, ratios,
 #                      E/A, and the issue's targets checked
 #   results.csv        the same numbers, one row per (framework, variant, pattern)
-#   nvidia-smi.txt, environment.txt, test_gpu_ops.log, bneck_*.log, torch_*.log,
-#   profile_{A,E}_*.csv (per-kernel GPU time of the timed steps, when nsys is there)
+#   logs.tar.gz        everything else: nvidia-smi.txt, environment.txt, test_gpu_ops.log,
+#                      bneck_*.log, torch_*.log, profile_{fp32,tf32,bf16}.log
 # Parts: (a) nvidia-smi and the environment; (b) the GPU tests (test_gpu_ops, CPU oracle);
-# (c) bneck-bench --device cuda, patterns A-E, --math fp32 and tf32, then the same with
-# --graph; (d) tests/bench/torch_bench.py --device cuda, TF32 off, then --tf32; (e) the
-# table; (f) an nsys kernel breakdown of A and E if time is left. Each part runs under
+# (c) bneck-bench --device cuda, patterns A-E, --math fp32, tf32 and bf16, then the same
+# with --graph; (d) tests/bench/torch_bench.py --device cuda, TF32 off, --tf32, --bf16; (e) the
+# table; (f) bneck-bench --profile of A and E (per-op times, appended to results.txt);
+# (g) bneck-train on real Fashion-MNIST in tf32 and bf16 (when .devdata/ was carried). Each part runs under
 # `timeout`, clipped to what is left of the budget (BNECK_CHECK_BUDGET_S, default 450 s),
 # so the whole stays under 8 minutes even when something hangs.
 #
@@ -93,11 +94,21 @@ for p in bneck-bench test_gpu_ops; do
 done
 
 # A Python with PyTorch: python3 first, else one under /opt (where images keep environments).
-# It runs without the bundle's libraries (built on another distribution, for our programs
-# only), with the rest of the library path as it is.
+# It runs with none of the CUDA library directories env.sh put first (PyTorch wheels bring
+# their own cuDNN and cuBLAS and refuse another cuDNN version; a cuDNN-less PyTorch falls
+# back to slow native convolutions): only directories without those libraries stay.
+python_path=""
+IFS=: read -r -a path_dirs <<<"${LD_LIBRARY_PATH:-}"
+for dir in "${path_dirs[@]}"; do
+  [ -n "$dir" ] || continue
+  compgen -G "$dir/libcudnn*.so*" >/dev/null || compgen -G "$dir/libcublas*.so*" >/dev/null ||
+    compgen -G "$dir/libnccl*.so*" >/dev/null || compgen -G "$dir/libcudart*.so*" >/dev/null ||
+    python_path=${python_path:+$python_path:}$dir
+done
 bundle_lib=""
 command -v bneck-bench >/dev/null && bundle_lib=$(cd "$(dirname "$(command -v bneck-bench)")/../lib" 2>/dev/null && pwd)
-python_env=(env "LD_LIBRARY_PATH=$(echo "${LD_LIBRARY_PATH:-}" | tr ':' '\n' | grep -vxF "${bundle_lib:-/nonexistent}" | paste -sd:)")
+[ -n "$bundle_lib" ] && python_path=$(echo "$python_path" | tr ':' '\n' | grep -vxF "$bundle_lib" | paste -sd:)
+python_env=(env "LD_LIBRARY_PATH=$python_path")
 python=""
 for candidate in python3 $(ls /opt/*/bin/python3 /opt/*/*/bin/python3 2>/dev/null | head -n 8); do
   if timeout 60 "${python_env[@]}" "$candidate" -c "import torch" >/dev/null 2>&1; then
@@ -108,7 +119,8 @@ done
 if [ -n "$python" ]; then
   timeout 60 "${python_env[@]}" "$python" -c "import torch; print('torch', torch.__version__, \
 'cuda', torch.version.cuda, 'cudnn', torch.backends.cudnn.version(), 'gpu available', \
-torch.cuda.is_available())" >>"$out/environment.txt" 2>&1
+torch.cuda.is_available(), 'cudnn acceptable', torch.backends.cudnn.is_available())" \
+    >>"$out/environment.txt" 2>&1
   say "python   $python: $(tail -n 1 "$out/environment.txt")"
 else
   say "python   no Python with PyTorch found (python3, /opt/*/bin/python3): PyTorch timings skipped"
@@ -151,8 +163,10 @@ grep -aE '^\[(FAIL|----)\]|Assertion|CRASH|fatal' "$out/test_gpu_ops.log" | head
 
 # ---- (c), (d) the timings -------------------------------------------------------------------
 bench_args=(--device cuda --patterns ABCDE --steps "$steps" --warmup "$warmup" --batch 128)
-part "bneck-bench fp32" 90 "$out/bneck_fp32.log" bneck-bench "${bench_args[@]}" --math fp32
-part "bneck-bench tf32" 90 "$out/bneck_tf32.log" bneck-bench "${bench_args[@]}" --math tf32
+precisions=(fp32 tf32 bf16)
+for m in "${precisions[@]}"; do
+  part "bneck-bench $m" 90 "$out/bneck_$m.log" bneck-bench "${bench_args[@]}" --math "$m"
+done
 if [ -n "$python" ]; then
   torch_args=(tests/bench/torch_bench.py --device cuda --patterns ABCDE --steps "$steps"
     --warmup $((warmup + 2)) --batch 128)
@@ -160,22 +174,24 @@ if [ -n "$python" ]; then
     "${python_env[@]}" "$python" "${torch_args[@]}"
   part "torch_bench tf32" 120 "$out/torch_tf32.log" \
     "${python_env[@]}" "$python" "${torch_args[@]}" --tf32
+  part "torch_bench bf16 (autocast)" 120 "$out/torch_bf16.log" \
+    "${python_env[@]}" "$python" "${torch_args[@]}" --bf16
 fi
-part "bneck-bench fp32 --graph" 90 "$out/bneck_fp32_graph.log" \
-  bneck-bench "${bench_args[@]}" --math fp32 --graph
-part "bneck-bench tf32 --graph" 90 "$out/bneck_tf32_graph.log" \
-  bneck-bench "${bench_args[@]}" --math tf32 --graph
+for m in "${precisions[@]}"; do
+  part "bneck-bench $m --graph" 90 "$out/bneck_${m}_graph.log" \
+    bneck-bench "${bench_args[@]}" --math "$m" --graph
+done
 
 # ---- (e) the table ---------------------------------------------------------------------------
 csv=$out/results.csv
 echo "framework,variant,pattern,median_step_s,s_per_epoch" >"$csv"
-for variant in fp32 tf32 fp32_graph tf32_graph; do
+for variant in fp32 tf32 bf16 fp32_graph tf32_graph bf16_graph; do
   [ -f "$out/bneck_$variant.log" ] &&
     awk -F, -v v="$variant" -v n="$steps_per_epoch" \
       '$1 == "bneck" && NF == 4 { printf "bneck,%s,%s,%s,%.4f\n", v, $2, $3, $3 * n }' \
       "$out/bneck_$variant.log" >>"$csv"
 done
-for variant in fp32 tf32; do
+for variant in fp32 tf32 bf16; do
   [ -f "$out/torch_$variant.log" ] &&
     awk -F, -v v="$variant" -v n="$steps_per_epoch" \
       '$1 == "pytorch" && NF == 4 { printf "pytorch,%s,%s,%s,%.4f\n", v, $2, $3, $3 * n }' \
@@ -199,9 +215,10 @@ awk -F, -v gpu="$gpu_name" -v n="$steps_per_epoch" '
     printf "Seconds per epoch on %s: median training step (batch 128) x %d steps (50,000 images)\n", gpu, n
     printf "bneck = bneck-bench --device cuda; graph = the same with --graph (CUDA graph of forward+loss+backward);\n"
     printf "torch = tests/bench/torch_bench.py (cudnn.benchmark, data on the GPU). ratio = bneck / torch (target <= 0.5)\n\n"
-    for (mi = 1; mi <= 2; mi++) {
-      m = mi == 1 ? "fp32" : "tf32"
-      printf "%s%s\n", m, m == "fp32" ? " (TF32 off everywhere)" : " (TF32 tensor cores)"
+    split("fp32 tf32 bf16", modes, " ")
+    for (mi = 1; mi <= 3; mi++) {
+      m = modes[mi]
+      printf "%s%s\n", m, m == "fp32" ? " (TF32 off everywhere)" : m == "tf32" ? " (TF32 tensor cores)" : " (bf16 mixed precision; torch: autocast)"
       printf "pattern %9s %9s %9s %7s %7s\n", "bneck", "graph", "torch", "ratio", "r.graph"
       for (i = 1; i <= 5; i++) {
         p = substr("ABCDE", i, 1)
@@ -214,12 +231,12 @@ awk -F, -v gpu="$gpu_name" -v n="$steps_per_epoch" '
       printf "\n"
     }
     printf "Targets of issue 5 (one H100; bneck = its faster variant per precision):\n"
-    a32 = best("A", "fp32"); a19 = best("A", "tf32")
+    a32 = best("A", "fp32"); a19 = best("A", "tf32"); a16 = best("A", "bf16")
     if (a32 >= 0) printf "  pattern A fp32 <= 2.0 s: %.3f s, %s\n", a32, verdict(a32 <= 2.0)
     if (a19 >= 0) printf "  pattern A tf32 <= 0.8 s: %.3f s, %s\n", a19, verdict(a19 <= 0.8)
-    printf "  pattern A bf16 <= 0.5 s: not measured (bf16 not implemented yet)\n"
-    for (mi = 1; mi <= 2; mi++) {
-      m = mi == 1 ? "fp32" : "tf32"; worst = -1; which = ""
+    if (a16 >= 0) printf "  pattern A bf16 <= 0.5 s: %.3f s, %s\n", a16, verdict(a16 <= 0.5)
+    for (mi = 1; mi <= 3; mi++) {
+      m = modes[mi]; worst = -1; which = ""
       for (i = 1; i <= 5; i++) {
         p = substr("ABCDE", i, 1); b = best(p, m); tt = get("pytorch," m "," p)
         if (b >= 0 && tt > 0 && b / tt > worst) { worst = b / tt; which = p }
@@ -235,22 +252,37 @@ echo
 cat "$out/results.txt"
 echo
 
-# ---- (f) where the time goes: per-kernel GPU time of A and E (when nsys is here) ------------
-nsys_bin=$(command -v nsys || ls /usr/local/cuda/bin/nsys /opt/nvidia/nsight-systems/*/bin/nsys 2>/dev/null | head -n 1 || true)
-if [ -n "$nsys_bin" ] && (($(left) > 110)); then
-  for p in A E; do
-    rep=/tmp/bneck_profile_$p
-    part "nsys kernel breakdown, pattern $p tf32" 45 "$out/profile_$p.log" \
-      "$nsys_bin" profile -o "$rep" --force-overwrite true -t cuda --capture-range=cudaProfilerApi \
-      bneck-bench --device cuda --patterns "$p" --steps 10 --warmup "$warmup" --math tf32 &&
-      timeout 30 "$nsys_bin" stats -q -r cuda_gpu_kern_sum -f csv -o "$out/profile_${p}_tf32" \
-        "$rep.nsys-rep" >>"$out/profile_$p.log" 2>&1
-    rm -f "$rep.nsys-rep" "$rep.sqlite"
+# ---- (f) where the time goes: per-op times of A and E (bneck-bench --profile) -------------
+for m in "${precisions[@]}"; do
+  part "bneck-bench --profile, A and E, $m" 60 "$out/profile_$m.log" \
+    bneck-bench --device cuda --patterns AE --steps 5 --warmup "$warmup" --math "$m" --profile 10
+  grep -a '^#' "$out/profile_$m.log" | sed "s/^# /# [$m] /" >>"$out/results.txt"
+done
+
+# ---- (g) real training on the GPU: Fashion-MNIST (carried in .devdata/), all 60,000 / 10,000
+# images, 3 epochs, through bneck-train (GPU-resident data, the trainer's own step): E and A
+# in bf16, E in tf32
+data_dir=${BNECK_CHECK_DATA:-$root/.devdata/fashion-mnist}
+if [ -f "$data_dir/train-images-idx3-ubyte.gz" ] && command -v bneck-train >/dev/null; then
+  for run in E:3:4:bf16 A:1:1:bf16 E:3:4:tf32; do
+    IFS=: read -r name mode alpha m <<<"$run"
+    part "bneck-train $name $m, Fashion-MNIST, 3 epochs" 60 "$out/train_${name}_$m.log" \
+      bneck-train configs/quick.ini run.device=cuda "run.precision=$m" "data.dir=$data_dir" \
+      data.train_limit=0 data.val_limit=0 train.epochs=3 "model.mode=$mode" \
+      "model.alpha=$alpha" "run.output=/tmp/bneck_train_${name}_$m"
+    {
+      echo "# bneck-train pattern $name, $m, Fashion-MNIST 60,000 / 10,000, 3 epochs:"
+      grep -aE "^ +[0-9]+ |best validation|backend" "$out/train_${name}_$m.log" | sed 's/^/#   /'
+    } >>"$out/results.txt"
   done
 else
-  say "$(printf '%-8s %-44s %s' SKIPPED "nsys kernel breakdown" "(${nsys_bin:-no nsys here}; $(left)s left)")"
+  say "$(printf '%-8s %-44s %s' SKIPPED "bneck-train on Fashion-MNIST" "(no $data_dir)")"
 fi
 
 say "done in $((SECONDS - started))s; $failures part(s) failed or timed out; files in $out"
+# The device tool returns few files: keep the table and the summary, pack every log.
+(cd "$out" && tar czf logs.tar.gz --exclude=logs.tar.gz --exclude=results.txt \
+  --exclude=summary.txt ./* && find . -maxdepth 1 -type f ! -name logs.tar.gz \
+  ! -name results.txt ! -name summary.txt -delete)
 [ "$failures" -eq 0 ] || exit 1
 exit 0

@@ -4,6 +4,7 @@
 #include <nccl.h>
 
 #include <stdio.h>
+#include <string.h>
 
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_check.h"
@@ -13,6 +14,11 @@ cuda_context cuda_ctx;
 
 void cuda_require_init(const char *op) {
     if (!cuda_ctx.initialised) CUDA_FAIL("cuda backend: %s before cuda_backend_init", op);
+}
+
+void cuda_require_32bit(const char *op, size_t count) {
+    if (count > 0xffffffffu)
+        CUDA_FAIL("%s: %zu elements exceed the 32-bit index range of its kernels", op, count);
 }
 
 /* snprintf that tolerates a NULL message buffer. */
@@ -90,6 +96,7 @@ void cuda_backend_shutdown(void) {
     CUDA_CHECK(cudaStreamSynchronize(cuda_ctx.stream));
     cuda_blas_shutdown();
     cuda_dnn_shutdown();
+    cuda_conv_engine_forget();
     cuda_scratch_release_all();
     CUDA_CHECK(cudaStreamDestroy(cuda_ctx.stream));
     cuda_ctx.stream = NULL;
@@ -123,19 +130,43 @@ const char *cuda_backend_versions(void) {
 }
 
 void cuda_backend_set_deterministic(int on) { cuda_ctx.deterministic = on != 0; }
+int cuda_backend_deterministic(void) { return cuda_ctx.deterministic; }
+
+static const char *const math_names[] = {"fp32", "tf32", "bf16"};
 
 void cuda_backend_set_math(int mode) {
-    if (mode != CUDA_MATH_FP32 && mode != CUDA_MATH_TF32)
-        CUDA_FAIL("cuda_backend_set_math: unknown mode %d (0 fp32, 1 tf32)", mode);
+    if (mode < CUDA_MATH_FP32 || mode > CUDA_MATH_BF16)
+        CUDA_FAIL("cuda_backend_set_math: unknown mode %d (0 fp32, 1 tf32, 2 bf16)", mode);
     cuda_ctx.math_mode = mode;
     cuda_blas_apply_math();
 }
 
-const char *cuda_backend_math_name(void) {
-    return cuda_ctx.math_mode == CUDA_MATH_TF32 ? "tf32" : "fp32";
+const char *cuda_backend_math_name(void) { return math_names[cuda_ctx.math_mode]; }
+
+int cuda_math_mode_from_name(const char *name) {
+    for (int mode = CUDA_MATH_FP32; mode <= CUDA_MATH_BF16; mode++)
+        if (name && !strcmp(name, math_names[mode])) return mode;
+    return -1;
 }
 
 void cuda_backend_set_conv_transpose(int on) { cuda_ctx.conv_transpose = on != 0; }
+
+static const char *const engine_names[] = {"auto", "cudnn", "gemm"};
+
+void cuda_backend_set_conv_engine(int engine) {
+    if (engine < CUDA_CONV_AUTO || engine > CUDA_CONV_GEMM)
+        CUDA_FAIL("cuda_backend_set_conv_engine: unknown engine %d (0 auto, 1 cudnn, 2 gemm)",
+                  engine);
+    cuda_ctx.conv_engine = engine;
+}
+
+const char *cuda_backend_conv_engine_name(void) { return engine_names[cuda_ctx.conv_engine]; }
+
+int cuda_conv_engine_from_name(const char *name) {
+    for (int engine = CUDA_CONV_AUTO; engine <= CUDA_CONV_GEMM; engine++)
+        if (name && !strcmp(name, engine_names[engine])) return engine;
+    return -1;
+}
 
 const backend_ops cuda_backend = {
     .name = "cuda",
@@ -146,7 +177,7 @@ const backend_ops cuda_backend = {
     .zero = cuda_zero,
     .synchronize = cuda_synchronize,
     .conv2d_workspace_floats = cuda_conv2d_workspace_floats,
-    .conv2d_forward = cuda_conv2d_forward,
+    .conv2d_forward = cuda_conv2d_forward,   /* 1x1: cuda_dense.cu; k x k: cuda_dnn.cu */
     .conv2d_backward = cuda_conv2d_backward,
     .batchnorm_forward_train = cuda_batchnorm_forward_train,
     .batchnorm_forward_infer = cuda_batchnorm_forward_infer,

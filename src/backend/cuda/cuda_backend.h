@@ -39,15 +39,39 @@ const char *cuda_backend_versions(void);
  * its heuristics rather than by timing (timings differ between runs, and so would the
  * chosen algorithms). The backend's own kernels are always deterministic (no atomics). */
 void cuda_backend_set_deterministic(int on);
+int cuda_backend_deterministic(void);
 
-/* Arithmetic of convolutions and GEMMs: strict fp32 (FMA only, the default; cuDNN and
- * cuBLAS never use TF32 then) or TF32 tensor cores where the GPU has them. */
-typedef enum { CUDA_MATH_FP32 = 0, CUDA_MATH_TF32 = 1 } cuda_math_mode;
+/* Arithmetic of convolutions and GEMMs:
+ *  fp32: strict fp32 (FMA only, the default; cuDNN and cuBLAS never use TF32 then);
+ *  tf32: TF32 tensor cores where the GPU has them;
+ *  bf16: mixed precision: convolution and GEMM operands are rounded to bf16 on the way
+ *        in (from the fp32 master weights and fp32 activations), products are summed in
+ *        fp32, results come back as fp32. Everything else (batch norm and its statistics,
+ *        pools, loss, Adam, the weights themselves) stays fp32. A convolution cuDNN cannot
+ *        run in bf16 (too few channels for its tensor-core kernels) runs in TF32.
+ * In tf32 and bf16 modes the k x k convolutions run on NHWC copies (tensor-core kernels
+ * want channels innermost); 1 x 1 convolutions are GEMMs over the CNHW tensors in every
+ * mode. */
+typedef enum { CUDA_MATH_FP32 = 0, CUDA_MATH_TF32 = 1, CUDA_MATH_BF16 = 2 } cuda_math_mode;
 void cuda_backend_set_math(int mode);
-/* "fp32" or "tf32": the mode set now, for logs and results files. */
+/* "fp32", "tf32" or "bf16": the mode set now, for logs and results files. */
 const char *cuda_backend_math_name(void);
+/* The mode named "fp32", "tf32" or "bf16", or -1. */
+int cuda_math_mode_from_name(const char *name);
 
-/* Convolution layout. By default cuDNN works on the CNHW tensors directly through
+/* Engine of the k x k convolutions (1x1 ones are always one GEMM over CNHW):
+ *  auto:  the faster of the two per shape and direction, timed on first use (the default;
+ *         the GEMMs without timing in deterministic mode);
+ *  cudnn: cuDNN (strided CNHW or NCHW copies in fp32; NHWC copies in tf32 and bf16);
+ *  gemm:  im2col + cuBLAS GEMM over CNHW in every mode (deterministic by construction). */
+typedef enum { CUDA_CONV_AUTO = 0, CUDA_CONV_CUDNN = 1, CUDA_CONV_GEMM = 2 } cuda_conv_engine;
+void cuda_backend_set_conv_engine(int engine);
+const char *cuda_backend_conv_engine_name(void); /* "auto", "cudnn" or "gemm" */
+int cuda_conv_engine_from_name(const char *name); /* -1 for an unknown name */
+/* How many k x k shapes run on each engine so far (auto decides per shape), for logs. */
+void cuda_conv_engine_summary(char *text, size_t capacity);
+
+/* cuDNN's layout in strict fp32. By default cuDNN works on the CNHW tensors directly through
  * strided descriptors, and a shape whose direction cuDNN cannot run that way falls back
  * to transposing to packed NCHW and back. On (non-zero) forces the transposing path for
  * every convolution: for measurements and as a workaround. */

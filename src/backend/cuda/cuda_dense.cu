@@ -1,6 +1,9 @@
 /* Dense layer over [features][batch] activations through cuBLAS (the GPU twin of
  * cpu_dense.c), and the cuBLAS handle this file owns:
- *   y[out][batch] = W[out][in] x x[in][batch] + bias[out]. */
+ *   y[out][batch] = W[out][in] x x[in][batch] + bias[out].
+ * A 1x1 convolution over CNHW tensors is the same GEMM with batch = N*H*W
+ * (y[out][n,h,w] = W[out][in] x x[in][n,h,w]), so cuda_dnn.cu hands those here: one GEMM
+ * straight on the tensors, no layout change, tensor cores in tf32 and bf16 modes. */
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -32,7 +35,8 @@ extern "C" void cuda_blas_shutdown(void) {
     blas = NULL;
 }
 
-/* Strict fp32: CUBLAS_DEFAULT_MATH computes SGEMM in fp32 FMA (TF32 only when asked). */
+/* Strict fp32: CUBLAS_DEFAULT_MATH computes SGEMM in fp32 FMA (TF32 only when asked).
+ * bf16 mode runs cublasGemmEx on bf16 copies, whatever the handle's math mode. */
 extern "C" void cuda_blas_apply_math(void) {
     if (!blas) return;
     CUBLAS_CHECK(cublasSetMathMode(blas, cuda_ctx.math_mode == CUDA_MATH_TF32
@@ -40,17 +44,45 @@ extern "C" void cuda_blas_apply_math(void) {
                                              : CUBLAS_DEFAULT_MATH));
 }
 
-/* Row-major C = alpha * op(A) * op(B) + beta * C (op(A) m x k, op(B) k x n), the cpu_gemm
- * contract. cuBLAS is column-major, and a row-major matrix read column-major is its
- * transpose, so this computes C^T = op(B)^T * op(A)^T: the operands swap places and keep
- * their own transpose flags. */
-static void row_major_gemm(bool transpose_a, bool transpose_b, int m, int n, int k, float alpha,
-                           const float *a, int lda, const float *b, int ldb, float beta, float *c,
-                           int ldc) {
+
+/* Row-major C = op(A) * op(B) + beta * C (op(A) m x k, op(B) k x n), the cpu_gemm contract,
+ * on operands of `type` (fp32, or bf16 copies) with fp32 sums and an fp32 C. cuBLAS is
+ * column-major, and a row-major matrix read column-major is its transpose, so this
+ * computes C^T = op(B)^T * op(A)^T: the operands swap places and keep their own transpose
+ * flags. fp32 operands run strict fp32 or TF32 as the math mode says. */
+extern "C" void cuda_gemm(int transpose_a, int transpose_b, int m, int n, int k, const void *a,
+                          int lda, const void *b, int ldb, float beta, float *c, int ldc,
+                          cuda_element type) {
     if (!blas) CUDA_FAIL("cuBLAS used before cuda_backend_init");
-    CUBLAS_CHECK(cublasSgemm(blas, transpose_b ? CUBLAS_OP_T : CUBLAS_OP_N,
-                             transpose_a ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k, &alpha, b, ldb, a,
-                             lda, &beta, c, ldc));
+    const float alpha = 1.0f;
+    const cudaDataType_t data = type == CUDA_BF16 ? CUDA_R_16BF : CUDA_R_32F;
+    const cublasComputeType_t compute =
+        type == CUDA_FP32 && cuda_ctx.math_mode == CUDA_MATH_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32
+                                                                   : CUBLAS_COMPUTE_32F;
+    CUBLAS_CHECK(cublasGemmEx(blas, transpose_b ? CUBLAS_OP_T : CUBLAS_OP_N,
+                              transpose_a ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k, &alpha, b, data,
+                              ldb, a, data, lda, &beta, c, CUDA_R_32F, ldc, compute,
+                              CUBLAS_GEMM_DEFAULT));
+}
+
+/* A bf16 copy of a row-major operand of `rows` rows of leading dimension ld. */
+static const void *bf16_copy(cuda_scratch_slot slot, const float *matrix, int rows, int ld) {
+    const size_t count = (size_t)rows * (size_t)ld;
+    void *copy = cuda_scratch(slot, count * 2);
+    cuda_to_bf16(copy, matrix, count);
+    return copy;
+}
+
+/* cuda_gemm on fp32 operands; in bf16 mode on bf16 copies of them. */
+static void row_major_gemm(bool transpose_a, bool transpose_b, int m, int n, int k, const float *a,
+                           int lda, const float *b, int ldb, float beta, float *c, int ldc) {
+    if (cuda_ctx.math_mode == CUDA_MATH_BF16)
+        cuda_gemm(transpose_a, transpose_b, m, n, k,
+                  bf16_copy(CUDA_SCRATCH_GEMM_A, a, transpose_a ? k : m, lda), lda,
+                  bf16_copy(CUDA_SCRATCH_GEMM_B, b, transpose_b ? n : k, ldb), ldb, beta, c, ldc,
+                  CUDA_BF16);
+    else
+        cuda_gemm(transpose_a, transpose_b, m, n, k, a, lda, b, ldb, beta, c, ldc, CUDA_FP32);
 }
 
 static void check(const char *op, int batch, int in_features, int out_features) {
@@ -63,7 +95,7 @@ extern "C" void cuda_dense_forward(float *y, const float *x, const float *weight
                                    const float *bias, int batch, int in_features,
                                    int out_features) {
     check("cuda_dense_forward", batch, in_features, out_features);
-    row_major_gemm(false, false, out_features, batch, in_features, 1.0f, weight, in_features, x,
+    row_major_gemm(false, false, out_features, batch, in_features, weight, in_features, x,
                    batch, 0.0f, y, batch);
     if (bias) cuda_add_channel_bias(y, bias, out_features, (size_t)batch);
 }
@@ -75,9 +107,9 @@ extern "C" void cuda_dense_backward(float *dx, float *dweight, float *dbias, con
     check("cuda_dense_backward", batch, in_features, out_features);
     if (dbias) cuda_accumulate_channel_sums(dbias, dy, out_features, (size_t)batch);
     if (dweight)
-        row_major_gemm(false, true, out_features, in_features, batch, 1.0f, dy, batch, x, batch,
+        row_major_gemm(false, true, out_features, in_features, batch, dy, batch, x, batch,
                        1.0f, dweight, in_features);
     if (dx)
-        row_major_gemm(true, false, in_features, batch, out_features, 1.0f, weight, in_features,
+        row_major_gemm(true, false, in_features, batch, out_features, weight, in_features,
                        dy, batch, 1.0f, dx, batch);
 }

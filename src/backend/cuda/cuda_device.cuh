@@ -25,6 +25,17 @@ static __device__ __forceinline__ double block_sum(double value) {
     return value;
 }
 
+/* quotient = index / divisor and *remainder = index % divisor in 32-bit arithmetic: GPUs
+ * emulate 64-bit division in ~70 instructions, which made index arithmetic the cost of
+ * memory-bound kernels. Callers make sure every index they split is below 2^32
+ * (cuda_require_32bit on the host). */
+static __device__ __forceinline__ unsigned split_index(size_t index, unsigned divisor,
+                                                       unsigned *remainder) {
+    const unsigned i = (unsigned)index, quotient = i / divisor;
+    *remainder = i - quotient * divisor;
+    return quotient;
+}
+
 /* Grid-stride loop over [0, count). */
 #define GRID_STRIDE_LOOP(index, count)                                                         \
     for (size_t index = (size_t)blockIdx.x * blockDim.x + threadIdx.x; index < (count);       \

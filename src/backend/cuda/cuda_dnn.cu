@@ -2,13 +2,20 @@
  * cuDNN graph API touches nothing else. Legacy cuDNN 9 API (its deprecation attributes
  * are only active when CUDNN_WARN_DEPRECATED is defined, which this build does not do).
  *
- * Layout. Activations are CNHW. cuDNN is handed them as they are, through strided 4-d
- * descriptors (n stride H*W, c stride N*H*W, h stride W, w stride 1). Older cuDNN
- * releases documented some algorithms (the backward ones especially) as needing each
- * image's C*H*W to be packed, so whenever cuDNN offers no algorithm for the strided
+ * cuda_conv.c decides which convolutions come here (see cuda_backend_set_conv_engine).
+ *
+ * Layout. Activations are CNHW. In strict fp32, cuDNN is handed them as they are, through
+ * strided 4-d descriptors (n stride H*W, c stride N*H*W, h stride W, w stride 1). Older
+ * cuDNN releases documented some algorithms (the backward ones especially) as needing
+ * each image's C*H*W to be packed, so whenever cuDNN offers no algorithm for the strided
  * tensors, or refuses to run the one it offered, that direction of that shape falls back
  * to transposing into packed NCHW scratch copies and back (cuda_swap_outer_dims).
- * cuda_backend_set_conv_transpose(1) forces the fallback for every shape.
+ * cuda_backend_set_conv_transpose(1) forces that fallback for every shape.
+ * In tf32 and bf16 modes the convolutions run on NHWC copies (cuda_layout.cu; the filter
+ * as OHWI, cuDNN's KRSC), in fp32 or bf16: cuDNN's tensor-core kernels want channels
+ * innermost, and on strided CNHW it picks FMA kernels even when TF32 is allowed. A
+ * direction cuDNN cannot run on NHWC falls back to the fp32 layouts above (with TF32
+ * allowed).
  *
  * Algorithms. Chosen once per (shape, settings) and direction, the first time that
  * direction runs, and kept in a small table of plans with their descriptors: the fastest
@@ -22,8 +29,9 @@
  *
  * Math. Strict fp32 runs every algorithm with CUDNN_FMA_MATH (CUDNN_DEFAULT_MATH lets
  * Ampere and later GPUs use TF32 for fp32 data) and prefers the candidates cuDNN timed
- * that way (cudnnFind* also times CUDNN_DEFAULT_MATH). TF32 mode runs each algorithm with
- * the math type cuDNN reported for it. Down-conversion to fp16 is never allowed.
+ * that way (cudnnFind* also times CUDNN_DEFAULT_MATH). TF32 and bf16 modes prefer the
+ * candidates cuDNN ran with tensor-core math and run each with the math type cuDNN
+ * reported for it. Down-conversion to fp16 is never allowed.
  *
  * Bias and its gradient use the backend's own per-channel kernels, and the backward
  * calls accumulate (beta = 1) as the backend contract requires. */
@@ -57,6 +65,10 @@ typedef struct conv_key {
     int math_mode, deterministic, force_transpose;
 } conv_key;
 
+/* Where a direction runs: on the CNHW tensors through strided descriptors, or on copies. */
+typedef enum { LAYOUT_STRIDED_CNHW = 0, LAYOUT_NCHW_COPIES, LAYOUT_NHWC_COPIES } conv_layout;
+static const char *const layout_names[] = {"strided CNHW", "NCHW copies", "NHWC copies"};
+
 /* One entry of cuDNN's ranked list, whatever the direction. */
 typedef struct candidate {
     int algo;
@@ -71,7 +83,7 @@ enum { max_candidates = 32 };
 /* The algorithm a direction runs, and the usable candidates left to fall back on. */
 typedef struct algorithm_choice {
     int chosen;
-    int packed;   /* runs on NCHW copies */
+    conv_layout layout;
     int verified; /* a call succeeded: a refusal now is an error, not a reason to move on */
     int algo;     /* cudnnConvolution{Fwd,BwdData,BwdFilter}Algo_t */
     cudnnMathType_t math;
@@ -83,8 +95,9 @@ typedef struct algorithm_choice {
 typedef struct conv_plan {
     conv_key key;
     int strided_ok; /* cuDNN accepted the strided CNHW descriptors */
-    cudnnTensorDescriptor_t x_strided, y_strided, x_packed, y_packed;
-    cudnnFilterDescriptor_t filter;
+    cuda_element nhwc_type; /* element type of the NHWC copies: bf16 in bf16 mode */
+    cudnnTensorDescriptor_t x_strided, y_strided, x_packed, y_packed, x_nhwc, y_nhwc;
+    cudnnFilterDescriptor_t filter, filter_nhwc;
     cudnnConvolutionDescriptor_t conv;
     algorithm_choice choice[DIRECTIONS];
 } conv_plan;
@@ -113,7 +126,10 @@ static void destroy_plan(conv_plan *plan) {
     CUDNN_CHECK(cudnnDestroyTensorDescriptor(plan->y_strided));
     CUDNN_CHECK(cudnnDestroyTensorDescriptor(plan->x_packed));
     CUDNN_CHECK(cudnnDestroyTensorDescriptor(plan->y_packed));
+    CUDNN_CHECK(cudnnDestroyTensorDescriptor(plan->x_nhwc));
+    CUDNN_CHECK(cudnnDestroyTensorDescriptor(plan->y_nhwc));
     CUDNN_CHECK(cudnnDestroyFilterDescriptor(plan->filter));
+    CUDNN_CHECK(cudnnDestroyFilterDescriptor(plan->filter_nhwc));
     CUDNN_CHECK(cudnnDestroyConvolutionDescriptor(plan->conv));
     free(plan);
 }
@@ -129,21 +145,11 @@ extern "C" void cuda_dnn_shutdown(void) {
 
 extern "C" size_t cuda_dnn_version(void) { return cudnnGetVersion(); }
 
-/* The backend owns the workspace (see the header): callers need none. */
-extern "C" size_t cuda_conv2d_workspace_floats(int batch, int height, int width, int in_channels,
-                                               int kernel) {
-    (void)batch, (void)height, (void)width, (void)in_channels, (void)kernel;
-    return 0;
-}
-
 /* --- plans --------------------------------------------------------------------------------- */
 
 static void check_dims(const char *op, int batch, int height, int width, int in_channels,
                        int out_channels, int kernel) {
-    if (batch < 1 || height < 1 || width < 1 || in_channels < 1 || out_channels < 1 ||
-        kernel < 1 || kernel % 2 == 0)
-        CUDA_FAIL("%s: bad dimensions batch=%d height=%d width=%d in=%d out=%d kernel=%d", op,
-                  batch, height, width, in_channels, out_channels, kernel);
+    (void)kernel; /* checked by cuda_conv.c */
     const int channels = in_channels > out_channels ? in_channels : out_channels;
     if ((size_t)batch * (size_t)channels * (size_t)height * (size_t)width > (size_t)INT_MAX)
         CUDA_FAIL("%s: tensor of %d x %d x %d x %d is too large for cuDNN's int strides", op,
@@ -170,7 +176,16 @@ static conv_plan *create_plan(const conv_key *key) {
     CUDNN_CHECK(cudnnCreateTensorDescriptor(&plan->y_strided));
     CUDNN_CHECK(cudnnCreateTensorDescriptor(&plan->x_packed));
     CUDNN_CHECK(cudnnCreateTensorDescriptor(&plan->y_packed));
+    CUDNN_CHECK(cudnnCreateTensorDescriptor(&plan->x_nhwc));
+    CUDNN_CHECK(cudnnCreateTensorDescriptor(&plan->y_nhwc));
     plan->strided_ok = 1;
+    plan->nhwc_type = key->math_mode == CUDA_MATH_BF16 ? CUDA_BF16 : CUDA_FP32;
+    const cudnnDataType_t nhwc_data =
+        plan->nhwc_type == CUDA_BF16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
+    CUDNN_CHECK(cudnnSetTensor4dDescriptor(plan->x_nhwc, CUDNN_TENSOR_NHWC, nhwc_data, n,
+                                           key->in_channels, h, w));
+    CUDNN_CHECK(cudnnSetTensor4dDescriptor(plan->y_nhwc, CUDNN_TENSOR_NHWC, nhwc_data, n,
+                                           key->out_channels, h, w));
     set_cnhw(plan->x_strided, &plan->strided_ok, n, key->in_channels, h, w);
     set_cnhw(plan->y_strided, &plan->strided_ok, n, key->out_channels, h, w);
     CUDNN_CHECK(cudnnSetTensor4dDescriptor(plan->x_packed, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, n,
@@ -181,8 +196,12 @@ static conv_plan *create_plan(const conv_key *key) {
     /* OIHW is cuDNN's KCRS, "NCHW" for filters */
     CUDNN_CHECK(cudnnSetFilter4dDescriptor(plan->filter, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW,
                                            key->out_channels, key->in_channels, k, k));
+    CUDNN_CHECK(cudnnCreateFilterDescriptor(&plan->filter_nhwc));
+    CUDNN_CHECK(cudnnSetFilter4dDescriptor(plan->filter_nhwc, nhwc_data, CUDNN_TENSOR_NHWC,
+                                           key->out_channels, key->in_channels, k, k));
     CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&plan->conv));
-    /* the CPU's im2col does not flip the kernel: cross-correlation, "same" padding */
+    /* the CPU's im2col does not flip the kernel: cross-correlation, "same" padding; fp32
+     * accumulation for every data type */
     CUDNN_CHECK(cudnnSetConvolution2dDescriptor(plan->conv, k / 2, k / 2, 1, 1, 1, 1,
                                                 CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
     return plan;
@@ -236,11 +255,25 @@ static cudnnMathType_t execution_math(const conv_plan *plan, cudnnMathType_t rep
     return strict_fp32(plan) ? CUDNN_FMA_MATH : reported;
 }
 
+static cudnnTensorDescriptor_t x_of(const conv_plan *plan, conv_layout layout) {
+    return layout == LAYOUT_NHWC_COPIES   ? plan->x_nhwc
+           : layout == LAYOUT_NCHW_COPIES ? plan->x_packed
+                                          : plan->x_strided;
+}
+static cudnnTensorDescriptor_t y_of(const conv_plan *plan, conv_layout layout) {
+    return layout == LAYOUT_NHWC_COPIES   ? plan->y_nhwc
+           : layout == LAYOUT_NCHW_COPIES ? plan->y_packed
+                                          : plan->y_strided;
+}
+static cudnnFilterDescriptor_t filter_of(const conv_plan *plan, conv_layout layout) {
+    return layout == LAYOUT_NHWC_COPIES ? plan->filter_nhwc : plan->filter;
+}
+
 /* cuDNN's ranked algorithms (fastest first) for one direction on one layout. */
-static cudnnStatus_t rank_algorithms(conv_plan *plan, conv_direction direction, int packed,
-                                     candidate *out, int *count) {
-    const cudnnTensorDescriptor_t x = packed ? plan->x_packed : plan->x_strided;
-    const cudnnTensorDescriptor_t y = packed ? plan->y_packed : plan->y_strided;
+static cudnnStatus_t rank_algorithms(conv_plan *plan, conv_direction direction,
+                                     conv_layout layout, candidate *out, int *count) {
+    const cudnnTensorDescriptor_t x = x_of(plan, layout), y = y_of(plan, layout);
+    const cudnnFilterDescriptor_t filter = filter_of(plan, layout);
     const int timed = !plan->key.deterministic;
     cudnnStatus_t status;
     int returned = 0;
@@ -249,9 +282,9 @@ static cudnnStatus_t rank_algorithms(conv_plan *plan, conv_direction direction, 
     switch (direction) {
     case FORWARD: {
         cudnnConvolutionFwdAlgoPerf_t perf[max_candidates];
-        status = timed ? cudnnFindConvolutionForwardAlgorithm(dnn, x, plan->filter, plan->conv, y,
+        status = timed ? cudnnFindConvolutionForwardAlgorithm(dnn, x, filter, plan->conv, y,
                                                               max_candidates, &returned, perf)
-                       : cudnnGetConvolutionForwardAlgorithm_v7(dnn, x, plan->filter, plan->conv,
+                       : cudnnGetConvolutionForwardAlgorithm_v7(dnn, x, filter, plan->conv,
                                                                 y, max_candidates, &returned,
                                                                 perf);
         *count = status == CUDNN_STATUS_SUCCESS ? to_candidates(out, perf, returned) : 0;
@@ -259,10 +292,10 @@ static cudnnStatus_t rank_algorithms(conv_plan *plan, conv_direction direction, 
     }
     case BACKWARD_DATA: {
         cudnnConvolutionBwdDataAlgoPerf_t perf[max_candidates];
-        status = timed ? cudnnFindConvolutionBackwardDataAlgorithm(dnn, plan->filter, y,
+        status = timed ? cudnnFindConvolutionBackwardDataAlgorithm(dnn, filter, y,
                                                                    plan->conv, x, max_candidates,
                                                                    &returned, perf)
-                       : cudnnGetConvolutionBackwardDataAlgorithm_v7(dnn, plan->filter, y,
+                       : cudnnGetConvolutionBackwardDataAlgorithm_v7(dnn, filter, y,
                                                                      plan->conv, x,
                                                                      max_candidates, &returned,
                                                                      perf);
@@ -272,10 +305,10 @@ static cudnnStatus_t rank_algorithms(conv_plan *plan, conv_direction direction, 
     default: {
         cudnnConvolutionBwdFilterAlgoPerf_t perf[max_candidates];
         status = timed ? cudnnFindConvolutionBackwardFilterAlgorithm(dnn, x, y, plan->conv,
-                                                                     plan->filter, max_candidates,
+                                                                     filter, max_candidates,
                                                                      &returned, perf)
                        : cudnnGetConvolutionBackwardFilterAlgorithm_v7(dnn, x, y, plan->conv,
-                                                                       plan->filter,
+                                                                       filter,
                                                                        max_candidates, &returned,
                                                                        perf);
         *count = status == CUDNN_STATUS_SUCCESS ? to_candidates(out, perf, returned) : 0;
@@ -286,26 +319,49 @@ static cudnnStatus_t rank_algorithms(conv_plan *plan, conv_direction direction, 
 }
 
 /* Workspace of an algorithm with the math type currently set on the descriptor. */
-static cudnnStatus_t workspace_size(conv_plan *plan, conv_direction direction, int packed,
-                                    int algo, size_t *bytes) {
-    const cudnnTensorDescriptor_t x = packed ? plan->x_packed : plan->x_strided;
-    const cudnnTensorDescriptor_t y = packed ? plan->y_packed : plan->y_strided;
+static cudnnStatus_t workspace_size(conv_plan *plan, conv_direction direction,
+                                    conv_layout layout, int algo, size_t *bytes) {
+    const cudnnTensorDescriptor_t x = x_of(plan, layout), y = y_of(plan, layout);
+    const cudnnFilterDescriptor_t filter = filter_of(plan, layout);
     switch (direction) {
     case FORWARD:
-        return cudnnGetConvolutionForwardWorkspaceSize(dnn, x, plan->filter, plan->conv, y,
+        return cudnnGetConvolutionForwardWorkspaceSize(dnn, x, filter, plan->conv, y,
                                                        (cudnnConvolutionFwdAlgo_t)algo, bytes);
     case BACKWARD_DATA:
         return cudnnGetConvolutionBackwardDataWorkspaceSize(
-            dnn, plan->filter, y, plan->conv, x, (cudnnConvolutionBwdDataAlgo_t)algo, bytes);
+            dnn, filter, y, plan->conv, x, (cudnnConvolutionBwdDataAlgo_t)algo, bytes);
     default:
         return cudnnGetConvolutionBackwardFilterWorkspaceSize(
-            dnn, x, y, plan->conv, plan->filter, (cudnnConvolutionBwdFilterAlgo_t)algo, bytes);
+            dnn, x, y, plan->conv, filter, (cudnnConvolutionBwdFilterAlgo_t)algo, bytes);
     }
 }
 
 /* It ran (or cuDNN expects it to), fits the budget, obeys the settings. */
-static int usable(const conv_plan *plan, const candidate *c) {
+/* Transform-based algorithms (FFT and the non-fused Winograd, which cuDNN also offers
+ * for 5x5 filters) round far more than direct summation: on the GPU check (H200, cuDNN
+ * 9.14, strict fp32) a 5x5 convolution picked by timing was 0.1-1 % off the CPU in the
+ * forward and backward-data directions. They are rarely the fastest for images of 32x32
+ * and smaller, so they are never used. */
+static int is_transform(conv_direction direction, int algo) {
+    switch (direction) {
+    case FORWARD:
+        return algo == CUDNN_CONVOLUTION_FWD_ALGO_FFT ||
+               algo == CUDNN_CONVOLUTION_FWD_ALGO_FFT_TILING ||
+               algo == CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD_NONFUSED;
+    case BACKWARD_DATA:
+        return algo == CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT ||
+               algo == CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT_TILING ||
+               algo == CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD_NONFUSED;
+    default:
+        return algo == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT ||
+               algo == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT_TILING ||
+               algo == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD_NONFUSED;
+    }
+}
+
+static int usable(const conv_plan *plan, conv_direction direction, const candidate *c) {
     if (c->status != CUDNN_STATUS_SUCCESS || c->memory > workspace_budget) return 0;
+    if (is_transform(direction, c->algo)) return 0;
     if (plan->key.deterministic && c->determinism != CUDNN_DETERMINISTIC) return 0;
     if (c->math == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) return 0;
     return !(strict_fp32(plan) && c->math == CUDNN_TENSOR_OP_MATH);
@@ -313,41 +369,59 @@ static int usable(const conv_plan *plan, const candidate *c) {
 
 /* Fills the choice with the usable candidates for one layout, in order of preference:
  * cuDNN's order, except that strict fp32 takes those cuDNN ran with FMA math first. The
- * list stays empty when cuDNN has nothing for the strided layout. */
-static void load_candidates(conv_plan *plan, conv_direction direction, int packed) {
+ * list stays empty when cuDNN has nothing for that layout. */
+static void load_candidates(conv_plan *plan, conv_direction direction, conv_layout layout) {
     algorithm_choice *choice = &plan->choice[direction];
-    choice->packed = packed;
+    choice->layout = layout;
     choice->candidate_count = choice->next_candidate = 0;
     candidate ranked[max_candidates];
     int count = 0;
-    const cudnnStatus_t status = rank_algorithms(plan, direction, packed, ranked, &count);
+    const cudnnStatus_t status = rank_algorithms(plan, direction, layout, ranked, &count);
     if (status != CUDNN_STATUS_SUCCESS) {
-        if (packed) CUDNN_CHECK(status); /* packed NCHW is cuDNN's home layout: a real error */
+        /* packed NCHW is cuDNN's home layout: a real error */
+        if (layout == LAYOUT_NCHW_COPIES) CUDNN_CHECK(status);
         return;
     }
     for (int pass = 0; pass < 2; pass++)
         for (int i = 0; i < count; i++) {
-            const int preferred = !strict_fp32(plan) || ranked[i].math == CUDNN_FMA_MATH;
-            if (usable(plan, &ranked[i]) && preferred == (pass == 0))
+            /* strict fp32: FMA kernels first; tf32 / bf16: tensor-core ones first (cuDNN's
+             * timing may rank an FMA kernel first, which would leave TF32 unused) */
+            const int preferred = strict_fp32(plan) == (ranked[i].math == CUDNN_FMA_MATH);
+            if (usable(plan, direction, &ranked[i]) && preferred == (pass == 0))
                 choice->candidates[choice->candidate_count++] = ranked[i];
         }
 }
 
-/* Says once per direction that the strided layout was given up, naming the first shape. */
-static void note_fallback(const conv_plan *plan, conv_direction direction, const char *why) {
-    static int noted[DIRECTIONS];
-    if (noted[direction]) return;
-    noted[direction] = 1;
+/* Says once per (direction, layout) that a layout was given up, naming the first shape. */
+static void note_fallback(const conv_plan *plan, conv_direction direction, conv_layout from,
+                          conv_layout to, const char *why) {
+    static int noted[DIRECTIONS][3];
+    if (noted[direction][from]) return;
+    noted[direction][from] = 1;
     const conv_key *k = &plan->key;
     fprintf(stderr,
-            "bneck: note: cuDNN %s convolution on strided CNHW tensors: %s (first for batch %d, "
-            "%dx%d, %d -> %d channels, kernel %d); such shapes go through NCHW copies\n",
-            direction_names[direction], why, k->batch, k->height, k->width, k->in_channels,
-            k->out_channels, k->kernel);
+            "bneck: note: cuDNN %s convolution on %s%s: %s (first for batch %d, %dx%d, %d -> "
+            "%d channels, kernel %d); such shapes run on %s%s\n",
+            direction_names[direction], layout_names[from],
+            from == LAYOUT_NHWC_COPIES && plan->nhwc_type == CUDA_BF16 ? " in bf16" : "", why,
+            k->batch, k->height, k->width, k->in_channels, k->out_channels, k->kernel,
+            layout_names[to], from == LAYOUT_NHWC_COPIES ? " in fp32 (TF32 allowed)" : "");
+}
+
+/* The first layout a direction tries, and where each one falls back to. */
+static conv_layout first_layout(const conv_plan *plan) {
+    if (plan->key.math_mode != CUDA_MATH_FP32) return LAYOUT_NHWC_COPIES;
+    return plan->key.force_transpose || !plan->strided_ok ? LAYOUT_NCHW_COPIES
+                                                          : LAYOUT_STRIDED_CNHW;
+}
+static conv_layout next_layout(const conv_plan *plan, conv_layout layout) {
+    if (layout == LAYOUT_NHWC_COPIES && plan->strided_ok && !plan->key.force_transpose)
+        return LAYOUT_STRIDED_CNHW;
+    return LAYOUT_NCHW_COPIES;
 }
 
 /* Moves the choice to its next candidate: the next one on its layout, else the first on
- * packed NCHW. Fails when none is left. */
+ * the next layout. Fails when none is left. */
 static void advance(conv_plan *plan, conv_direction direction) {
     algorithm_choice *choice = &plan->choice[direction];
     for (;;) {
@@ -357,11 +431,11 @@ static void advance(conv_plan *plan, conv_direction direction) {
             choice->math = execution_math(plan, c->math);
             choice->verified = 0;
             CUDNN_CHECK(cudnnSetConvolutionMathType(plan->conv, choice->math));
-            if (workspace_size(plan, direction, choice->packed, c->algo,
+            if (workspace_size(plan, direction, choice->layout, c->algo,
                                &choice->workspace_bytes) == CUDNN_STATUS_SUCCESS)
                 return;
         }
-        if (choice->packed) {
+        if (choice->layout == LAYOUT_NCHW_COPIES) {
             const conv_key *k = &plan->key;
             CUDA_FAIL("cuDNN runs no %s%s convolution algorithm within %zu MiB of workspace for "
                       "batch %d, %dx%d, %d -> %d channels, kernel %d",
@@ -369,19 +443,38 @@ static void advance(conv_plan *plan, conv_direction direction) {
                       workspace_budget >> 20, k->batch, k->height, k->width, k->in_channels,
                       k->out_channels, k->kernel);
         }
-        note_fallback(plan, direction, "no algorithm cuDNN will run");
-        load_candidates(plan, direction, 1);
+        const conv_layout next = next_layout(plan, choice->layout);
+        note_fallback(plan, direction, choice->layout, next, "no algorithm cuDNN will run");
+        load_candidates(plan, direction, next);
     }
+}
+
+/* BNECK_CUDNN_LOG=1 in the environment prints every choice (for finding slow or odd
+ * algorithms; cuDNN's own API log is CUDNN_LOGINFO_DBG=1). */
+static void log_choice(const conv_plan *plan, conv_direction direction) {
+    static int enabled = -1;
+    if (enabled < 0) enabled = getenv("BNECK_CUDNN_LOG") && strcmp(getenv("BNECK_CUDNN_LOG"), "0");
+    if (!enabled) return;
+    const conv_key *k = &plan->key;
+    const algorithm_choice *choice = &plan->choice[direction];
+    fprintf(stderr,
+            "bneck: cuDNN %s, batch %d, %dx%d, %d -> %d, kernel %d, math mode %d: algorithm %d "
+            "(math %d) on %s, workspace %zu bytes\n",
+            direction_names[direction], k->batch, k->height, k->width, k->in_channels,
+            k->out_channels, k->kernel, k->math_mode, choice->algo, (int)choice->math,
+            layout_names[choice->layout], choice->workspace_bytes);
 }
 
 static algorithm_choice *choice_for(conv_plan *plan, conv_direction direction) {
     algorithm_choice *choice = &plan->choice[direction];
     if (!choice->chosen) {
         choice->chosen = 1;
-        if (!plan->strided_ok && !plan->key.force_transpose)
-            note_fallback(plan, direction, "descriptors refused");
-        load_candidates(plan, direction, plan->key.force_transpose || !plan->strided_ok);
+        const conv_layout first = first_layout(plan);
+        if (first == LAYOUT_NCHW_COPIES && !plan->strided_ok && !plan->key.force_transpose)
+            note_fallback(plan, direction, LAYOUT_STRIDED_CNHW, first, "descriptors refused");
+        load_candidates(plan, direction, first);
         advance(plan, direction);
+        log_choice(plan, direction);
     }
     return choice;
 }
@@ -415,108 +508,163 @@ static void *workspace_of(const algorithm_choice *choice) {
 }
 
 /* --- the three directions -------------------------------------------------------------------
- * Each runs with the layout of its choice: x, y, dx, dy are CNHW or NCHW pointers to match. */
+ * Each runs on the layout of its choice: x, y, dx, dy, weight and dweight are pointers of
+ * that layout (and, for NHWC copies, element type). Output scales: y and dweight get
+ * beta_y / beta_dweight times their old value added. */
 
 static const float one = 1.0f, zero = 0.0f;
 
-static cudnnTensorDescriptor_t x_desc(const conv_plan *plan, const algorithm_choice *choice) {
-    return choice->packed ? plan->x_packed : plan->x_strided;
-}
-static cudnnTensorDescriptor_t y_desc(const conv_plan *plan, const algorithm_choice *choice) {
-    return choice->packed ? plan->y_packed : plan->y_strided;
-}
-
-static cudnnStatus_t run_forward(conv_plan *plan, const algorithm_choice *choice, const float *x,
-                                 const float *weight, float *y) {
+static cudnnStatus_t run_forward(conv_plan *plan, const algorithm_choice *choice, const void *x,
+                                 const void *weight, void *y) {
     CUDNN_CHECK(cudnnSetConvolutionMathType(plan->conv, choice->math));
-    return cudnnConvolutionForward(dnn, &one, x_desc(plan, choice), x, plan->filter, weight,
-                                   plan->conv, (cudnnConvolutionFwdAlgo_t)choice->algo,
-                                   workspace_of(choice), choice->workspace_bytes, &zero,
-                                   y_desc(plan, choice), y);
+    return cudnnConvolutionForward(dnn, &one, x_of(plan, choice->layout), x,
+                                   filter_of(plan, choice->layout), weight, plan->conv,
+                                   (cudnnConvolutionFwdAlgo_t)choice->algo, workspace_of(choice),
+                                   choice->workspace_bytes, &zero, y_of(plan, choice->layout), y);
 }
 
-static cudnnStatus_t run_backward_data(conv_plan *plan, const algorithm_choice *choice, float *dx,
-                                       const float *weight, const float *dy, const float *beta) {
+static cudnnStatus_t run_backward_data(conv_plan *plan, const algorithm_choice *choice, void *dx,
+                                       const void *weight, const void *dy, const float *beta) {
     CUDNN_CHECK(cudnnSetConvolutionMathType(plan->conv, choice->math));
-    return cudnnConvolutionBackwardData(dnn, &one, plan->filter, weight, y_desc(plan, choice), dy,
-                                        plan->conv, (cudnnConvolutionBwdDataAlgo_t)choice->algo,
-                                        workspace_of(choice), choice->workspace_bytes, beta,
-                                        x_desc(plan, choice), dx);
+    return cudnnConvolutionBackwardData(
+        dnn, &one, filter_of(plan, choice->layout), weight, y_of(plan, choice->layout), dy,
+        plan->conv, (cudnnConvolutionBwdDataAlgo_t)choice->algo, workspace_of(choice),
+        choice->workspace_bytes, beta, x_of(plan, choice->layout), dx);
 }
 
-/* Always accumulates into dweight (OIHW is the same in both layouts). */
 static cudnnStatus_t run_backward_filter(conv_plan *plan, const algorithm_choice *choice,
-                                         float *dweight, const float *x, const float *dy) {
+                                         void *dweight, const void *x, const void *dy,
+                                         const float *beta) {
     CUDNN_CHECK(cudnnSetConvolutionMathType(plan->conv, choice->math));
     return cudnnConvolutionBackwardFilter(
-        dnn, &one, x_desc(plan, choice), x, y_desc(plan, choice), dy, plan->conv,
+        dnn, &one, x_of(plan, choice->layout), x, y_of(plan, choice->layout), dy, plan->conv,
         (cudnnConvolutionBwdFilterAlgo_t)choice->algo, workspace_of(choice),
-        choice->workspace_bytes, &one, plan->filter, dweight);
+        choice->workspace_bytes, beta, filter_of(plan, choice->layout), dweight);
 }
 
-/* The NCHW copy of a CNHW tensor, made at most once per op call: *copy remembers it. */
-static const float *nchw_copy(const float **copy, cuda_scratch_slot slot, const float *cnhw,
-                              int channels, int batch, size_t area) {
+static size_t element_bytes(cuda_element type) { return type == CUDA_BF16 ? 2 : 4; }
+
+/* The copy of a CNHW activation (x, or dy / y) for a layout of copies. */
+static const void *activation_copy(const void **copy, cuda_scratch_slot slot, conv_layout layout,
+                                   const conv_plan *plan, const float *cnhw, int channels) {
     if (*copy) return *copy;
-    float *nchw = (float *)cuda_scratch(slot, (size_t)channels * (size_t)batch * area *
-                                                  sizeof(float));
-    cuda_swap_outer_dims(nchw, cnhw, channels, batch, area, 0);
-    *copy = nchw;
-    return nchw;
+    const int batch = plan->key.batch;
+    const size_t area = (size_t)plan->key.height * (size_t)plan->key.width;
+    const size_t count = (size_t)channels * (size_t)batch * area;
+    if (layout == LAYOUT_NHWC_COPIES) {
+        void *nhwc = cuda_scratch(slot, count * element_bytes(plan->nhwc_type));
+        cuda_cnhw_to_nhwc(nhwc, plan->nhwc_type, cnhw, channels, batch, area);
+        *copy = nhwc;
+    } else {
+        float *nchw = (float *)cuda_scratch(slot, count * sizeof(float));
+        cuda_swap_outer_dims(nchw, cnhw, channels, batch, area, 0);
+        *copy = nchw;
+    }
+    return *copy;
 }
 
-static float *nchw_buffer(cuda_scratch_slot slot, int channels, int batch, size_t area) {
-    return (float *)cuda_scratch(slot, (size_t)channels * (size_t)batch * area * sizeof(float));
+/* The filter for a layout: OIHW as it is, or an OHWI copy for NHWC. */
+static const void *filter_copy(const void **copy, conv_layout layout, const conv_plan *plan,
+                               const float *oihw) {
+    if (layout != LAYOUT_NHWC_COPIES) return oihw;
+    if (*copy) return *copy;
+    const conv_key *k = &plan->key;
+    const int area = k->kernel * k->kernel;
+    void *ohwi = cuda_scratch(CUDA_SCRATCH_FILTER, (size_t)k->out_channels * k->in_channels *
+                                                       area * element_bytes(plan->nhwc_type));
+    cuda_oihw_to_ohwi(ohwi, plan->nhwc_type, oihw, k->out_channels, k->in_channels, area);
+    *copy = ohwi;
+    return ohwi;
 }
 
-extern "C" void cuda_conv2d_forward(float *y, const float *x, const float *weight,
-                                    const float *bias, float *workspace, int batch, int height,
-                                    int width, int in_channels, int out_channels, int kernel) {
-    (void)workspace;
-    check_dims("cuda_conv2d_forward", batch, height, width, in_channels, out_channels, kernel);
+/* Scratch for an output in a layout of copies, and adding it back into the CNHW tensor. */
+static void *output_buffer(cuda_scratch_slot slot, conv_layout layout, const conv_plan *plan,
+                           int channels) {
+    const size_t count = (size_t)channels * (size_t)plan->key.batch *
+                         (size_t)plan->key.height * (size_t)plan->key.width;
+    return cuda_scratch(slot, count * (layout == LAYOUT_NHWC_COPIES
+                                           ? element_bytes(plan->nhwc_type)
+                                           : sizeof(float)));
+}
+static void output_back(float *cnhw, const void *copy, conv_layout layout, const conv_plan *plan,
+                        int channels, int accumulate) {
+    const int batch = plan->key.batch;
+    const size_t area = (size_t)plan->key.height * (size_t)plan->key.width;
+    if (layout == LAYOUT_NHWC_COPIES)
+        cuda_nhwc_to_cnhw(cnhw, copy, plan->nhwc_type, channels, batch, area, accumulate);
+    else
+        cuda_swap_outer_dims(cnhw, (const float *)copy, batch, channels, area, accumulate);
+}
+
+extern "C" void cuda_dnn_conv2d_forward(float *y, const float *x, const float *weight,
+                                        const float *bias, int batch, int height, int width,
+                                        int in_channels, int out_channels, int kernel) {
+    check_dims("cuda_dnn_conv2d_forward", batch, height, width, in_channels, out_channels, kernel);
     conv_plan *plan = plan_for(batch, height, width, in_channels, out_channels, kernel);
-    const size_t area = (size_t)height * (size_t)width;
-    const float *x_nchw = NULL;
+    const void *x_copy = NULL, *filter = NULL;
     execute(plan, FORWARD, [&](const algorithm_choice *choice) {
-        if (!choice->packed) return run_forward(plan, choice, x, weight, y);
-        nchw_copy(&x_nchw, CUDA_SCRATCH_NCHW_INPUT, x, in_channels, batch, area);
-        float *y_nchw = nchw_buffer(CUDA_SCRATCH_NCHW_OUTPUT, out_channels, batch, area);
-        const cudnnStatus_t status = run_forward(plan, choice, x_nchw, weight, y_nchw);
-        if (status == CUDNN_STATUS_SUCCESS)
-            cuda_swap_outer_dims(y, y_nchw, batch, out_channels, area, 0);
+        const conv_layout layout = choice->layout;
+        if (layout == LAYOUT_STRIDED_CNHW) return run_forward(plan, choice, x, weight, y);
+        activation_copy(&x_copy, CUDA_SCRATCH_LAYOUT_INPUT, layout, plan, x, in_channels);
+        void *y_copy = output_buffer(CUDA_SCRATCH_LAYOUT_OUTPUT, layout, plan, out_channels);
+        const cudnnStatus_t status = run_forward(plan, choice, x_copy,
+                                                 filter_copy(&filter, layout, plan, weight), y_copy);
+        if (status == CUDNN_STATUS_SUCCESS) output_back(y, y_copy, layout, plan, out_channels, 0);
         return status;
     });
-    if (bias) cuda_add_channel_bias(y, bias, out_channels, (size_t)batch * area);
+    if (bias) cuda_add_channel_bias(y, bias, out_channels, (size_t)batch * height * width);
 }
 
-extern "C" void cuda_conv2d_backward(float *dx, float *dweight, float *dbias, const float *dy,
-                                     const float *x, const float *weight, float *workspace,
-                                     int batch, int height, int width, int in_channels,
-                                     int out_channels, int kernel) {
-    (void)workspace;
-    check_dims("cuda_conv2d_backward", batch, height, width, in_channels, out_channels, kernel);
+extern "C" void cuda_dnn_conv2d_backward(float *dx, float *dweight, float *dbias,
+                                         const float *dy, const float *x, const float *weight,
+                                         int batch, int height, int width, int in_channels,
+                                         int out_channels, int kernel) {
+    check_dims("cuda_dnn_conv2d_backward", batch, height, width, in_channels, out_channels,
+               kernel);
     const size_t area = (size_t)height * (size_t)width;
     if (dbias) cuda_accumulate_channel_sums(dbias, dy, out_channels, (size_t)batch * area);
     if (!dweight && !dx) return;
     conv_plan *plan = plan_for(batch, height, width, in_channels, out_channels, kernel);
-    const float *x_nchw = NULL, *dy_nchw = NULL;
+    /* copies per layout: a fallback of one direction must not reuse another layout's */
+    const void *x_copy[3] = {NULL, NULL, NULL}, *dy_copy[3] = {NULL, NULL, NULL};
+    const void *filter[3] = {NULL, NULL, NULL};
 
     if (dweight)
         execute(plan, BACKWARD_FILTER, [&](const algorithm_choice *choice) {
-            if (!choice->packed) return run_backward_filter(plan, choice, dweight, x, dy);
-            nchw_copy(&x_nchw, CUDA_SCRATCH_NCHW_INPUT, x, in_channels, batch, area);
-            nchw_copy(&dy_nchw, CUDA_SCRATCH_NCHW_OUTPUT, dy, out_channels, batch, area);
-            return run_backward_filter(plan, choice, dweight, x_nchw, dy_nchw);
+            const conv_layout layout = choice->layout;
+            if (layout == LAYOUT_STRIDED_CNHW)
+                return run_backward_filter(plan, choice, dweight, x, dy, &one);
+            const void *xc = activation_copy(&x_copy[layout], CUDA_SCRATCH_LAYOUT_INPUT, layout,
+                                             plan, x, in_channels);
+            const void *dyc = activation_copy(&dy_copy[layout], CUDA_SCRATCH_LAYOUT_OUTPUT,
+                                              layout, plan, dy, out_channels);
+            if (layout == LAYOUT_NCHW_COPIES) /* OIHW either way: accumulate in place */
+                return run_backward_filter(plan, choice, dweight, xc, dyc, &one);
+            const conv_key *k = &plan->key;
+            const int kernel_area = k->kernel * k->kernel;
+            void *dfilter = cuda_scratch(CUDA_SCRATCH_FILTER_GRADIENT,
+                                         (size_t)out_channels * in_channels * kernel_area *
+                                             element_bytes(plan->nhwc_type));
+            const cudnnStatus_t status = run_backward_filter(plan, choice, dfilter, xc, dyc,
+                                                             &zero);
+            if (status == CUDNN_STATUS_SUCCESS)
+                cuda_ohwi_to_oihw(dweight, dfilter, plan->nhwc_type, out_channels, in_channels,
+                                  kernel_area, 1);
+            return status;
         });
     if (dx)
         execute(plan, BACKWARD_DATA, [&](const algorithm_choice *choice) {
-            if (!choice->packed) return run_backward_data(plan, choice, dx, weight, dy, &one);
-            nchw_copy(&dy_nchw, CUDA_SCRATCH_NCHW_OUTPUT, dy, out_channels, batch, area);
-            float *dx_nchw = nchw_buffer(CUDA_SCRATCH_NCHW_GRADIENT, in_channels, batch, area);
-            const cudnnStatus_t status = run_backward_data(plan, choice, dx_nchw, weight,
-                                                           dy_nchw, &zero);
+            const conv_layout layout = choice->layout;
+            if (layout == LAYOUT_STRIDED_CNHW)
+                return run_backward_data(plan, choice, dx, weight, dy, &one);
+            const void *dyc = activation_copy(&dy_copy[layout], CUDA_SCRATCH_LAYOUT_OUTPUT,
+                                              layout, plan, dy, out_channels);
+            void *dx_copy = output_buffer(CUDA_SCRATCH_LAYOUT_GRADIENT, layout, plan, in_channels);
+            const cudnnStatus_t status = run_backward_data(
+                plan, choice, dx_copy, filter_copy(&filter[layout], layout, plan, weight), dyc,
+                &zero);
             if (status == CUDNN_STATUS_SUCCESS)
-                cuda_swap_outer_dims(dx, dx_nchw, batch, in_channels, area, 1);
+                output_back(dx, dx_copy, layout, plan, in_channels, 1);
             return status;
         });
 }

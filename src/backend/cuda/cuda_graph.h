@@ -32,8 +32,8 @@
  *     when only parameters changed, which is cheap).
  *  4. One graph per shape: the last, smaller batch of an epoch (50,000 = 390 x 128 + 80)
  *     needs its own graph, or runs uncaptured.
- *  5. Settings (cuda_backend_set_math, set_deterministic, set_conv_transpose) are frozen
- *     too: capture again after changing them. So are the backend's scratch buffers
+ *  5. Settings (cuda_backend_set_math, set_deterministic, set_conv_transpose,
+ *     set_conv_engine) are frozen too: capture again after changing them. So are the backend's scratch buffers
  *     (cuDNN workspace, reduction space): an op with larger shapes run after the capture
  *     (a bigger batch, another network) reallocates them, and cuda_graph_launch then
  *     fails with a message instead of replaying on freed memory. Capture again then.

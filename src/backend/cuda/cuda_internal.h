@@ -20,6 +20,7 @@ typedef struct cuda_context {
     int deterministic;
     int math_mode; /* cuda_math_mode */
     int conv_transpose;
+    int conv_engine; /* cuda_conv_engine */
     /* Counts reallocations of the scratch buffers: a CUDA graph holds their addresses and
      * is stale once this changed since its capture (cuda_graph.cu checks). */
     unsigned long scratch_generation;
@@ -29,6 +30,9 @@ extern cuda_context cuda_ctx;
 
 /* Fails with a message when the backend is used before cuda_backend_init. */
 void cuda_require_init(const char *op);
+/* Fails with a message when an op's element count does not fit the 32-bit index
+ * arithmetic of its kernels (split_index in cuda_device.cuh). */
+void cuda_require_32bit(const char *op, size_t count);
 
 /* --- scratch (cuda_memory.cu) ---------------------------------------------------------------
  * Device buffers owned by the backend, one per purpose so that an op can hold several at
@@ -36,10 +40,14 @@ void cuda_require_init(const char *op);
  * queued work may still read the old buffer. Contents do not survive between ops. */
 typedef enum {
     CUDA_SCRATCH_CUDNN_WORKSPACE = 0,
-    CUDA_SCRATCH_NCHW_INPUT,    /* x transposed for cuDNN */
-    CUDA_SCRATCH_NCHW_OUTPUT,   /* y or dy transposed for cuDNN */
-    CUDA_SCRATCH_NCHW_GRADIENT, /* dx from cuDNN before it is added back */
-    CUDA_SCRATCH_REDUCTION,     /* partial sums, per-channel coefficients, loss results */
+    CUDA_SCRATCH_LAYOUT_INPUT,    /* x in cuDNN's layout (NCHW or NHWC copy) */
+    CUDA_SCRATCH_LAYOUT_OUTPUT,   /* y or dy in cuDNN's layout */
+    CUDA_SCRATCH_LAYOUT_GRADIENT, /* dx from cuDNN before it is added back */
+    CUDA_SCRATCH_FILTER,          /* the filter as OHWI (KRSC) for NHWC convolutions */
+    CUDA_SCRATCH_FILTER_GRADIENT, /* its gradient before it is added back as OIHW */
+    CUDA_SCRATCH_GEMM_A,          /* bf16 copies of GEMM operands */
+    CUDA_SCRATCH_GEMM_B,
+    CUDA_SCRATCH_REDUCTION,       /* partial sums, per-channel coefficients, loss results */
     CUDA_SCRATCH_SLOTS
 } cuda_scratch_slot;
 void *cuda_scratch(cuda_scratch_slot slot, size_t bytes);
@@ -53,10 +61,10 @@ void cuda_download(void *host_dst, const void *device_src, size_t bytes);
 void cuda_zero(void *device_dst, size_t bytes);
 void cuda_synchronize(void);
 
-/* --- convolution through cuDNN (cuda_dnn.cu, the only file that calls cuDNN) ------------- */
-int cuda_dnn_init(char *message, size_t capacity);
-void cuda_dnn_shutdown(void);
-size_t cuda_dnn_version(void); /* cudnnGetVersion() */
+/* --- convolutions ------------------------------------------------------------------------
+ * cuda_conv.c: the table's entries; checks the dimensions and picks the engine: 1x1 as a
+ * GEMM (cuda_dense.cu), k x k through cuDNN (cuda_dnn.cu, the only file that calls cuDNN)
+ * or as im2col + GEMM (cuda_conv_gemm.cu). */
 size_t cuda_conv2d_workspace_floats(int batch, int height, int width, int in_channels,
                                     int kernel);
 void cuda_conv2d_forward(float *y, const float *x, const float *weight, const float *bias,
@@ -65,11 +73,29 @@ void cuda_conv2d_forward(float *y, const float *x, const float *weight, const fl
 void cuda_conv2d_backward(float *dx, float *dweight, float *dbias, const float *dy,
                           const float *x, const float *weight, float *workspace, int batch,
                           int height, int width, int in_channels, int out_channels, int kernel);
+int cuda_dnn_init(char *message, size_t capacity);
+void cuda_dnn_shutdown(void);
+size_t cuda_dnn_version(void); /* cudnnGetVersion() */
+void cuda_dnn_conv2d_forward(float *y, const float *x, const float *weight, const float *bias,
+                             int batch, int height, int width, int in_channels, int out_channels,
+                             int kernel);
+void cuda_dnn_conv2d_backward(float *dx, float *dweight, float *dbias, const float *dy,
+                              const float *x, const float *weight, int batch, int height,
+                              int width, int in_channels, int out_channels, int kernel);
+void cuda_conv_engine_forget(void); /* at shutdown */
+void cuda_conv_gemm_forward(float *y, const float *x, const float *weight, const float *bias,
+                            int batch, int height, int width, int in_channels, int out_channels,
+                            int kernel);
+void cuda_conv_gemm_backward(float *dx, float *dweight, float *dbias, const float *dy,
+                             const float *x, const float *weight, int batch, int height,
+                             int width, int in_channels, int out_channels, int kernel);
 
 /* --- dense through cuBLAS (cuda_dense.cu, which owns the cuBLAS handle) ------------------ */
 int cuda_blas_init(char *message, size_t capacity);
 void cuda_blas_shutdown(void);
 void cuda_blas_apply_math(void); /* after cuda_ctx.math_mode changes */
+/* Row-major C = op(A) op(B) + beta C over operands of `type`, fp32 sums, fp32 C (TF32
+ * products for fp32 operands in tf32 mode). Declared after cuda_element below. */
 void cuda_dense_forward(float *y, const float *x, const float *weight, const float *bias,
                         int batch, int in_features, int out_features);
 void cuda_dense_backward(float *dx, float *dweight, float *dbias, const float *dy,
@@ -91,6 +117,28 @@ void cuda_accumulate_channel_sums(float *sums, const float *x, int channels, siz
  * i < inner: CNHW <-> NCHW with inner = height*width. */
 void cuda_swap_outer_dims(float *dst, const float *src, int outer, int middle, size_t inner,
                           int accumulate);
+
+/* --- layout and precision changes (cuda_layout.cu) ---------------------------------------
+ * Element type of a converted copy: fp32, or bf16 (round to nearest even). Sources and
+ * destinations on the CNHW / OIHW side are always fp32. */
+typedef enum { CUDA_FP32 = 0, CUDA_BF16 = 1 } cuda_element;
+/* dst[n][a][c] = src[c][n][a], a < area (height * width). */
+void cuda_cnhw_to_nhwc(void *dst, cuda_element type, const float *src, int channels, int batch,
+                       size_t area);
+/* dst[c][n][a] = src[n][a][c], or += when accumulate. */
+void cuda_nhwc_to_cnhw(float *dst, const void *src, cuda_element type, int channels, int batch,
+                       size_t area, int accumulate);
+/* Filters: dst[o][a][i] = src[o][i][a] (OIHW -> OHWI, cuDNN's NHWC "KRSC"), a < k*k. */
+void cuda_oihw_to_ohwi(void *dst, cuda_element type, const float *src, int out_channels,
+                       int in_channels, int area);
+/* dst[o][i][a] = src[o][a][i], or += when accumulate. */
+void cuda_ohwi_to_oihw(float *dst, const void *src, cuda_element type, int out_channels,
+                       int in_channels, int area, int accumulate);
+/* dst[i] = bf16(src[i]). */
+void cuda_to_bf16(void *dst, const float *src, size_t count);
+/* The GEMM of cuda_dense.cu (see above). */
+void cuda_gemm(int transpose_a, int transpose_b, int m, int n, int k, const void *a, int lda,
+               const void *b, int ldb, float beta, float *c, int ldc, cuda_element type);
 
 /* --- batchnorm (cuda_batchnorm.cu) ------------------------------------------------------- */
 void cuda_batchnorm_forward_train(float *y, float *batch_mean, float *batch_invstd,

@@ -68,9 +68,10 @@ __global__ void swap_outer_dims_kernel(float *dst, const float *src, int outer, 
                                        size_t inner, int accumulate) {
     const size_t count = (size_t)outer * (size_t)middle * inner;
     GRID_STRIDE_LOOP(d, count) {
-        const size_t i = d % inner, row = d / inner; /* row = b * outer + a */
-        const size_t a = row % (size_t)outer, b = row / (size_t)outer;
-        const float value = src[(a * (size_t)middle + b) * inner + i];
+        unsigned i, a;
+        const unsigned row = split_index(d, (unsigned)inner, &i); /* row = b * outer + a */
+        const unsigned b = split_index(row, (unsigned)outer, &a);
+        const float value = src[((size_t)a * (size_t)middle + b) * inner + i];
         if (accumulate)
             dst[d] += value;
         else
@@ -82,6 +83,7 @@ extern "C" void cuda_swap_outer_dims(float *dst, const float *src, int outer, in
                                      size_t inner, int accumulate) {
     const size_t count = (size_t)outer * (size_t)middle * inner;
     if (!count) return;
+    cuda_require_32bit("cuda_swap_outer_dims", count);
     swap_outer_dims_kernel<<<cuda_grid_blocks(count), CUDA_THREADS, 0, cuda_ctx.stream>>>(
         dst, src, outer, middle, inner, accumulate);
     CUDA_CHECK_LAUNCH();

@@ -31,10 +31,11 @@ static __device__ __forceinline__ window window_at(int h, int w, int height, int
 
 __global__ void maxpool3x3_forward_kernel(float *y, const float *x, size_t count, int height,
                                           int width) {
-    const size_t area = (size_t)height * (size_t)width;
+    const unsigned area = (unsigned)height * (unsigned)width;
     GRID_STRIDE_LOOP(index, count) {
-        const float *xp = x + index / area * area;
-        const int hw = (int)(index % area), h = hw / width, w = hw % width;
+        unsigned hw, w;
+        const float *xp = x + (size_t)split_index(index, area, &hw) * area;
+        const int h = (int)split_index(hw, (unsigned)width, &w);
         const window win = window_at(h, w, height, width);
         float best = xp[win.h0 * width + win.w0];
         for (int i = win.h0; i <= win.h1; i++)
@@ -51,6 +52,7 @@ extern "C" void cuda_maxpool3x3_forward(float *y, const float *x, int planes, in
     check("cuda_maxpool3x3_forward", planes, height, width);
     const size_t count = (size_t)planes * (size_t)height * (size_t)width;
     if (!count) return;
+    cuda_require_32bit("cuda_maxpool3x3_forward", count);
     maxpool3x3_forward_kernel<<<cuda_grid_blocks(count), CUDA_THREADS, 0, cuda_ctx.stream>>>(
         y, x, count, height, width);
     CUDA_CHECK_LAUNCH();
@@ -74,31 +76,37 @@ static __device__ __forceinline__ int window_argmax(const float *xp, int h, int 
 
 /* Gather instead of the CPU's scatter: each input position adds the dy of every output
  * whose window maximum it is, in row-major output order, which is the order in which the
- * CPU's scatter reaches it. No atomics, and the same sums bit for bit. */
+ * CPU's scatter reaches it. No atomics, and the same sums bit for bit. An input can only
+ * be an output's argmax if it equals that output's maximum y, so the window is searched
+ * (for the first of tied maxima) only then: about 9 reads per input instead of 81. */
 __global__ void maxpool3x3_backward_kernel(float *dx, const float *dy, const float *x,
-                                           size_t count, int height, int width) {
-    const size_t area = (size_t)height * (size_t)width;
+                                           const float *y, size_t count, int height, int width) {
+    const unsigned area = (unsigned)height * (unsigned)width;
     GRID_STRIDE_LOOP(index, count) {
-        const size_t base = index / area * area;
-        const float *xp = x + base, *gp = dy + base;
-        const int position = (int)(index % area), i = position / width, j = position % width;
+        unsigned position, column;
+        const size_t base = (size_t)split_index(index, area, &position) * area;
+        const float *xp = x + base, *gp = dy + base, *yp = y + base;
+        const float value = x[index];
+        const int i = (int)split_index(position, (unsigned)width, &column), j = (int)column;
         const window outputs = window_at(i, j, height, width); /* outputs whose window has (i, j) */
         float sum = dx[index];
         for (int h = outputs.h0; h <= outputs.h1; h++)
             for (int w = outputs.w0; w <= outputs.w1; w++)
-                if (window_argmax(xp, h, w, height, width) == position) sum += gp[h * width + w];
+                if (yp[h * width + w] == value &&
+                    window_argmax(xp, h, w, height, width) == (int)position)
+                    sum += gp[h * width + w];
         dx[index] = sum;
     }
 }
 
 extern "C" void cuda_maxpool3x3_backward(float *dx, const float *dy, const float *x,
                                          const float *y, int planes, int height, int width) {
-    (void)y; /* the maxima are recomputed from x, as on the CPU */
     check("cuda_maxpool3x3_backward", planes, height, width);
     const size_t count = (size_t)planes * (size_t)height * (size_t)width;
     if (!dx || !count) return;
+    cuda_require_32bit("cuda_maxpool3x3_backward", count);
     maxpool3x3_backward_kernel<<<cuda_grid_blocks(count), CUDA_THREADS, 0, cuda_ctx.stream>>>(
-        dx, dy, x, count, height, width);
+        dx, dy, x, y, count, height, width);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -113,10 +121,11 @@ static void check_even(const char *op, int height, int width) {
 __global__ void avgpool2x2_forward_kernel(float *y, const float *x, size_t count, int height,
                                           int width) {
     const int out_width = width / 2;
-    const size_t out_area = (size_t)(height / 2) * (size_t)out_width;
+    const unsigned out_area = (unsigned)(height / 2) * (unsigned)out_width;
     GRID_STRIDE_LOOP(index, count) {
-        const size_t p = index / out_area;
-        const int o = (int)(index % out_area), i = o / out_width, j = o % out_width;
+        unsigned o, column;
+        const size_t p = split_index(index, out_area, &o);
+        const int i = (int)split_index(o, (unsigned)out_width, &column), j = (int)column;
         const float *a = x + p * (size_t)height * (size_t)width + (size_t)(2 * i) * width;
         const float *b = a + width;
         y[index] = 0.25f * ((a[2 * j] + a[2 * j + 1]) + (b[2 * j] + b[2 * j + 1]));
@@ -129,6 +138,7 @@ extern "C" void cuda_avgpool2x2_forward(float *y, const float *x, int planes, in
     check_even("cuda_avgpool2x2_forward", height, width);
     const size_t count = (size_t)planes * (size_t)(height / 2) * (size_t)(width / 2);
     if (!count) return;
+    cuda_require_32bit("cuda_avgpool2x2_forward", count);
     avgpool2x2_forward_kernel<<<cuda_grid_blocks(count), CUDA_THREADS, 0, cuda_ctx.stream>>>(
         y, x, count, height, width);
     CUDA_CHECK_LAUNCH();
@@ -138,10 +148,11 @@ extern "C" void cuda_avgpool2x2_forward(float *y, const float *x, int planes, in
 __global__ void avgpool2x2_backward_kernel(float *dx, const float *dy, size_t count, int height,
                                            int width) {
     const int out_width = width / 2;
-    const size_t out_area = (size_t)(height / 2) * (size_t)out_width;
+    const unsigned out_area = (unsigned)(height / 2) * (unsigned)out_width;
     GRID_STRIDE_LOOP(index, count) {
-        const size_t p = index / out_area;
-        const int o = (int)(index % out_area), i = o / out_width, j = o % out_width;
+        unsigned o, column;
+        const size_t p = split_index(index, out_area, &o);
+        const int i = (int)split_index(o, (unsigned)out_width, &column), j = (int)column;
         float *a = dx + p * (size_t)height * (size_t)width + (size_t)(2 * i) * width;
         float *b = a + width;
         const float v = __fmul_rn(0.25f, dy[index]);
@@ -158,6 +169,7 @@ extern "C" void cuda_avgpool2x2_backward(float *dx, const float *dy, int planes,
     check_even("cuda_avgpool2x2_backward", height, width);
     const size_t count = (size_t)planes * (size_t)(height / 2) * (size_t)(width / 2);
     if (!dx || !count) return;
+    cuda_require_32bit("cuda_avgpool2x2_backward", count);
     avgpool2x2_backward_kernel<<<cuda_grid_blocks(count), CUDA_THREADS, 0, cuda_ctx.stream>>>(
         dx, dy, count, height, width);
     CUDA_CHECK_LAUNCH();
@@ -190,13 +202,17 @@ extern "C" void cuda_global_avgpool_forward(float *y, const float *x, int planes
 
 __global__ void global_avgpool_backward_kernel(float *dx, const float *dy, size_t count,
                                                int area, float scale) {
-    GRID_STRIDE_LOOP(index, count) dx[index] += __fmul_rn(dy[index / (size_t)area], scale);
+    GRID_STRIDE_LOOP(index, count) {
+        unsigned within;
+        dx[index] += __fmul_rn(dy[split_index(index, (unsigned)area, &within)], scale);
+    }
 }
 
 extern "C" void cuda_global_avgpool_backward(float *dx, const float *dy, int planes, int area) {
     check("cuda_global_avgpool_backward", planes, area, 1);
     const size_t count = (size_t)planes * (size_t)area;
     if (!dx || !count) return;
+    cuda_require_32bit("cuda_global_avgpool_backward", count);
     global_avgpool_backward_kernel<<<cuda_grid_blocks(count), CUDA_THREADS, 0, cuda_ctx.stream>>>(
         dx, dy, count, area, 1.0f / (float)area);
     CUDA_CHECK_LAUNCH();

@@ -1,0 +1,222 @@
+/* The convolution entries of the CUDA backend table: dimension checks and the choice of
+ * engine per convolution.
+ *
+ *  1x1:   always one GEMM over the CNHW tensors (cuda_dense.cu): y[O][NHW] = W[O][I] x[I][NHW].
+ *  k x k: cuDNN (cuda_dnn.cu) or im2col + GEMM (cuda_conv_gemm.cu), as
+ *         cuda_backend_set_conv_engine says. CUDA_CONV_AUTO times both engines the first
+ *         time a shape runs (forward and backward separately, like cudnnFind times
+ *         algorithms) and keeps the faster: which one wins depends on the shape, the
+ *         precision and the GPU. In deterministic mode, and while a CUDA graph is being
+ *         captured (no timing possible), it takes the GEMMs (deterministic by
+ *         construction) without timing. */
+#include <cuda_runtime_api.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/cuda_check.h"
+#include "backend/cuda/cuda_internal.h"
+
+static void check_dims(const char *op, int batch, int height, int width, int in_channels,
+                       int out_channels, int kernel) {
+    if (batch < 1 || height < 1 || width < 1 || in_channels < 1 || out_channels < 1 ||
+        kernel < 1 || kernel % 2 == 0)
+        CUDA_FAIL("%s: bad dimensions batch=%d height=%d width=%d in=%d out=%d kernel=%d", op,
+                  batch, height, width, in_channels, out_channels, kernel);
+    /* cuBLAS and cuDNN take int sizes: the largest matrix is an im2col of
+     * max(in, out) * k * k rows of batch * height * width columns */
+    const int channels = in_channels > out_channels ? in_channels : out_channels;
+    if ((size_t)batch * height * width * channels * kernel * kernel > (size_t)INT_MAX)
+        CUDA_FAIL("%s: batch %d of %dx%d with %d channels and kernel %d is too large for int "
+                  "sizes", op, batch, height, width, channels, kernel);
+}
+
+/* --- the automatic choice ------------------------------------------------------------------ */
+
+typedef struct engine_key {
+    int batch, height, width, in_channels, out_channels, kernel, math_mode, deterministic;
+} engine_key;
+
+typedef struct engine_choice {
+    engine_key key;
+    int decided[2];  /* [backward] */
+    int gemm[2];     /* the GEMM engine won */
+} engine_choice;
+
+static engine_choice *choices;
+static int choice_count, choice_capacity;
+static int engine_uses[2][2]; /* [backward][gemm]: shapes decided, for the summary */
+
+static engine_choice *choice_for(int batch, int height, int width, int in_channels,
+                                 int out_channels, int kernel) {
+    engine_key key;
+    memset(&key, 0, sizeof key);
+    key = (engine_key){batch, height, width, in_channels, out_channels, kernel,
+                       cuda_ctx.math_mode, cuda_ctx.deterministic};
+    for (int i = 0; i < choice_count; i++)
+        if (!memcmp(&choices[i].key, &key, sizeof key)) return &choices[i];
+    if (choice_count == choice_capacity) {
+        const int capacity = choice_capacity ? 2 * choice_capacity : 64;
+        engine_choice *grown = realloc(choices, (size_t)capacity * sizeof *grown);
+        if (!grown) CUDA_FAIL("out of memory for %d convolution engine choices", capacity);
+        choices = grown;
+        choice_capacity = capacity;
+    }
+    engine_choice *choice = &choices[choice_count++];
+    memset(choice, 0, sizeof *choice);
+    choice->key = key;
+    return choice;
+}
+
+/* Milliseconds of `repeats` calls of run(gemm, context) on the stream (after one untimed
+ * call that lets cuDNN find its algorithms and the scratch buffers grow). */
+static float time_engine(void (*run)(int gemm, void *context), int gemm, void *context) {
+    enum { repeats = 2 };
+    run(gemm, context);
+    cudaEvent_t start, stop;
+    CUDA_CHECK(cudaEventCreate(&start));
+    CUDA_CHECK(cudaEventCreate(&stop));
+    CUDA_CHECK(cudaEventRecord(start, (cudaStream_t)cuda_ctx.stream));
+    for (int i = 0; i < repeats; i++) run(gemm, context);
+    CUDA_CHECK(cudaEventRecord(stop, (cudaStream_t)cuda_ctx.stream));
+    CUDA_CHECK(cudaEventSynchronize(stop));
+    float ms = 0.0f;
+    CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+    CUDA_CHECK(cudaEventDestroy(start));
+    CUDA_CHECK(cudaEventDestroy(stop));
+    return ms;
+}
+
+static int capturing(void) {
+    enum cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+    CUDA_CHECK(cudaStreamIsCapturing((cudaStream_t)cuda_ctx.stream, &status));
+    return status != cudaStreamCaptureStatusNone;
+}
+
+/* Whether direction `backward` of this shape runs on the GEMM engine; decides (timing
+ * `run` on both engines) the first time in auto mode. */
+static int uses_gemm(engine_choice *choice, int backward, void (*run)(int gemm, void *context),
+                     void *context) {
+    switch (cuda_ctx.conv_engine) {
+    case CUDA_CONV_CUDNN: return 0;
+    case CUDA_CONV_GEMM: return 1;
+    default: break;
+    }
+    if (!choice->decided[backward]) {
+        if (cuda_ctx.deterministic || capturing()) {
+            choice->gemm[backward] = 1;
+        } else {
+            const float cudnn_ms = time_engine(run, 0, context);
+            const float gemm_ms = time_engine(run, 1, context);
+            choice->gemm[backward] = gemm_ms < cudnn_ms;
+        }
+        choice->decided[backward] = 1;
+        engine_uses[backward][choice->gemm[backward]]++;
+    }
+    return choice->gemm[backward];
+}
+
+void cuda_conv_engine_summary(char *text, size_t capacity) {
+    snprintf(text, capacity,
+             "k x k convolution shapes on cuDNN / GEMM: forward %d / %d, backward %d / %d",
+             engine_uses[0][0], engine_uses[0][1], engine_uses[1][0], engine_uses[1][1]);
+}
+
+void cuda_conv_engine_forget(void) {
+    free(choices);
+    choices = NULL;
+    choice_count = choice_capacity = 0;
+    memset(engine_uses, 0, sizeof engine_uses);
+}
+
+/* The probes: forward overwrites y, so the real call after the timing fixes it; backward
+ * probes write into throw-away buffers, since backward accumulates. */
+typedef struct conv_call {
+    float *y, *dx, *dweight;
+    const float *x, *weight, *bias, *dy;
+    int batch, height, width, in_channels, out_channels, kernel;
+} conv_call;
+
+static void run_forward(int gemm, void *context) {
+    const conv_call *c = context;
+    if (gemm)
+        cuda_conv_gemm_forward(c->y, c->x, c->weight, c->bias, c->batch, c->height, c->width,
+                               c->in_channels, c->out_channels, c->kernel);
+    else
+        cuda_dnn_conv2d_forward(c->y, c->x, c->weight, c->bias, c->batch, c->height, c->width,
+                                c->in_channels, c->out_channels, c->kernel);
+}
+
+static void run_backward(int gemm, void *context) {
+    const conv_call *c = context;
+    if (gemm)
+        cuda_conv_gemm_backward(c->dx, c->dweight, NULL, c->dy, c->x, c->weight, c->batch,
+                                c->height, c->width, c->in_channels, c->out_channels, c->kernel);
+    else
+        cuda_dnn_conv2d_backward(c->dx, c->dweight, NULL, c->dy, c->x, c->weight, c->batch,
+                                 c->height, c->width, c->in_channels, c->out_channels,
+                                 c->kernel);
+}
+
+/* The backend owns its workspaces (see cuda_backend.h): callers need none. */
+size_t cuda_conv2d_workspace_floats(int batch, int height, int width, int in_channels,
+                                    int kernel) {
+    (void)batch, (void)height, (void)width, (void)in_channels, (void)kernel;
+    return 0;
+}
+
+void cuda_conv2d_forward(float *y, const float *x, const float *weight, const float *bias,
+                         float *workspace, int batch, int height, int width, int in_channels,
+                         int out_channels, int kernel) {
+    (void)workspace;
+    check_dims("cuda_conv2d_forward", batch, height, width, in_channels, out_channels, kernel);
+    if (kernel == 1)
+        cuda_dense_forward(y, x, weight, bias, batch * height * width, in_channels, out_channels);
+    else {
+        conv_call call = {.y = y, .x = x, .weight = weight, .bias = bias, .batch = batch,
+                          .height = height, .width = width, .in_channels = in_channels,
+                          .out_channels = out_channels, .kernel = kernel};
+        engine_choice *choice = choice_for(batch, height, width, in_channels, out_channels,
+                                           kernel);
+        run_forward(uses_gemm(choice, 0, run_forward, &call), &call);
+    }
+}
+
+void cuda_conv2d_backward(float *dx, float *dweight, float *dbias, const float *dy,
+                          const float *x, const float *weight, float *workspace, int batch,
+                          int height, int width, int in_channels, int out_channels, int kernel) {
+    (void)workspace;
+    check_dims("cuda_conv2d_backward", batch, height, width, in_channels, out_channels, kernel);
+    if (kernel == 1)
+        cuda_dense_backward(dx, dweight, dbias, dy, x, weight, batch * height * width,
+                            in_channels, out_channels);
+    else {
+        engine_choice *choice = choice_for(batch, height, width, in_channels, out_channels,
+                                           kernel);
+        int gemm;
+        if (choice->decided[1] || cuda_ctx.conv_engine != CUDA_CONV_AUTO) {
+            gemm = uses_gemm(choice, 1, run_backward, NULL);
+        } else {
+            const size_t x_floats = (size_t)in_channels * batch * height * width;
+            const size_t w_floats = (size_t)out_channels * in_channels * kernel * kernel;
+            conv_call probe = {.dx = dx ? cuda_alloc(x_floats * sizeof(float)) : NULL,
+                               .dweight = dweight ? cuda_alloc(w_floats * sizeof(float)) : NULL,
+                               .x = x, .weight = weight, .dy = dy, .batch = batch,
+                               .height = height, .width = width, .in_channels = in_channels,
+                               .out_channels = out_channels, .kernel = kernel};
+            gemm = uses_gemm(choice, 1, run_backward, &probe);
+            cuda_release(probe.dx);
+            cuda_release(probe.dweight);
+        }
+        conv_call call = {.dx = dx, .dweight = dweight, .x = x, .weight = weight, .dy = dy,
+                          .batch = batch, .height = height, .width = width,
+                          .in_channels = in_channels, .out_channels = out_channels,
+                          .kernel = kernel};
+        if (dbias) cuda_accumulate_channel_sums(dbias, dy, out_channels,
+                                                (size_t)batch * height * width);
+        run_backward(gemm, &call);
+    }
+}
