@@ -18,7 +18,8 @@
 # (c) bneck-bench --device cuda, patterns A-E, --math fp32, tf32 and bf16, then the same
 # with --graph; (d) tests/bench/torch_bench.py --device cuda, TF32 off, --tf32, --bf16; (e) the
 # table; (f) bneck-bench --profile of A and E (per-op times, appended to results.txt);
-# (g) bneck-train on real Fashion-MNIST in tf32 and bf16 (when .devdata/ was carried). Each part runs under
+# (h) A and E with each k x k convolution engine forced; (g) bneck-train on real
+# Fashion-MNIST in tf32 and bf16 (when .devdata/ was carried). Each part runs under
 # `timeout`, clipped to what is left of the budget (BNECK_CHECK_BUDGET_S, default 450 s),
 # so the whole stays under 8 minutes even when something hangs.
 #
@@ -257,6 +258,23 @@ for m in "${precisions[@]}"; do
   part "bneck-bench --profile, A and E, $m" 60 "$out/profile_$m.log" \
     bneck-bench --device cuda --patterns AE --steps 5 --warmup "$warmup" --math "$m" --profile 10
   grep -a '^#' "$out/profile_$m.log" | sed "s/^# /# [$m] /" >>"$out/results.txt"
+done
+
+# ---- (h) the k x k engines one by one (auto picks per shape between them) -------------------
+{
+  echo "# k x k convolution engine forced (bneck-bench --conv), s per epoch, no graph:"
+  printf '#   %-6s %-6s %9s %9s\n' math conv A E
+} >>"$out/results.txt"
+for m in "${precisions[@]}"; do
+  for e in cudnn gemm; do
+    part "bneck-bench $m --conv $e, A and E" 40 "$out/engine_${m}_$e.log" \
+      bneck-bench --device cuda --patterns AE --steps "$steps" --warmup "$warmup" --math "$m" \
+      --conv "$e"
+    awk -F, -v m="$m" -v e="$e" -v n="$steps_per_epoch" '
+      $1 == "bneck" && NF == 4 { t[$2] = $3 * n }
+      END { printf "#   %-6s %-6s %9.3f %9.3f\n", m, e, t["A"], t["E"] }' \
+      "$out/engine_${m}_$e.log" >>"$out/results.txt"
+  done
 done
 
 # ---- (g) real training on the GPU: Fashion-MNIST (carried in .devdata/), all 60,000 / 10,000
