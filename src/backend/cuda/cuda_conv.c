@@ -42,8 +42,8 @@ typedef struct engine_key {
 
 typedef struct engine_choice {
     engine_key key;
-    int decided[2];  /* [backward] */
-    int gemm[2];     /* the GEMM engine won */
+    int decided[2]; /* [backward] */
+    int gemm[2];    /* the GEMM engine won */
 } engine_choice;
 
 static engine_choice *choices;
@@ -52,10 +52,9 @@ static int engine_uses[2][2]; /* [backward][gemm]: shapes decided, for the summa
 
 static engine_choice *choice_for(int batch, int height, int width, int in_channels,
                                  int out_channels, int kernel) {
-    engine_key key;
-    memset(&key, 0, sizeof key);
-    key = (engine_key){batch, height, width, in_channels, out_channels, kernel,
-                       cuda_ctx.math_mode, cuda_ctx.deterministic};
+    /* ints only, no padding: memcmp compares keys */
+    const engine_key key = {batch, height, width, in_channels, out_channels, kernel,
+                            cuda_ctx.math_mode, cuda_ctx.deterministic};
     for (int i = 0; i < choice_count; i++)
         if (!memcmp(&choices[i].key, &key, sizeof key)) return &choices[i];
     if (choice_count == choice_capacity) {
