@@ -18,7 +18,8 @@
 # (c) bneck-bench --device cuda, patterns A-E, --math fp32, tf32 and bf16, then the same
 # with --graph; (d) tests/bench/torch_bench.py --device cuda, TF32 off, --tf32, --bf16; (e) the
 # table; (f) bneck-bench --profile of A and E (per-op times, appended to results.txt);
-# (h) A and E with each k x k convolution engine forced; (g) bneck-train on real
+# (h) A and E with each k x k convolution engine forced; (i) Nsight Compute's per-kernel
+# times of one step of A and E, when ncu is there; (g) bneck-train on real
 # Fashion-MNIST in tf32 and bf16 (when .devdata/ was carried). Each part runs under
 # `timeout`, clipped to what is left of the budget (BNECK_CHECK_BUDGET_S, default 450 s),
 # so the whole stays under 8 minutes even when something hangs.
@@ -277,6 +278,21 @@ for m in "${precisions[@]}"; do
   done
 done
 
+# ---- (i) per-kernel GPU time of one step of A and E (Nsight Compute, when it is there) --------
+# bneck-bench brackets its timed steps with cudaProfilerStart/Stop, so with one timed step
+# ncu measures exactly one training step; the summary groups the kernels by name.
+ncu_bin=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null | head -n 1 || true)
+if [ -n "$ncu_bin" ] && (($(left) > 150)); then
+  for p in A E; do
+    part "ncu kernel times, one step of $p, tf32" 60 "$out/ncu_${p}_tf32.log" \
+      "$ncu_bin" --profile-from-start off --metrics gpu__time_duration.sum \
+      --print-summary per-kernel bneck-bench --device cuda --patterns "$p" --steps 1 \
+      --warmup "$warmup" --math tf32
+  done
+else
+  say "$(printf '%-8s %-44s %s' SKIPPED "ncu kernel times" "(${ncu_bin:-no ncu here}; $(left)s left)")"
+fi
+
 # ---- (g) real training on the GPU: Fashion-MNIST (carried in .devdata/), all 60,000 / 10,000
 # images, 3 epochs, through bneck-train (GPU-resident data, the trainer's own step): E and A
 # in bf16, E in tf32
@@ -294,7 +310,7 @@ if [ -f "$data_dir/train-images-idx3-ubyte.gz" ] && command -v bneck-train >/dev
     } >>"$out/results.txt"
   done
 else
-  say "$(printf '%-8s %-44s %s' SKIPPED "bneck-train on Fashion-MNIST" "(no $data_dir)")"
+  say "$(printf '%-8s %-44s %s' SKIPPED "bneck-train on Fashion-MNIST" "(no $data_dir or no bneck-train)")"
 fi
 
 say "done in $((SECONDS - started))s; $failures part(s) failed or timed out; files in $out"
