@@ -12,7 +12,7 @@
 #   BNECK_BUNDLE_SH=FILE    the packing script, if not at ../shared/device/bundle.sh
 #
 # Then, with the device tool (the working tree travels; the pack is git-ignored, so carry it):
-#   run  carry:   [".devbundle.tar.xz"]
+#   run  carry:   [".devbundle.tar.xz", ".devdata"]
 #        command: tar xJf .devbundle.tar.xz && source .devbundle/env.sh && bash tests/device/run_gpu_checks.sh
 #        timeout_s: 540 (the script keeps itself under 8 minutes)
 # Logs and results.txt come back under $OUT (files_at in the tool's answer).
@@ -78,4 +78,15 @@ echo "make_bundle.sh: $bundle.tar.xz is $size bytes ($(du -h "$bundle.tar.xz" | 
 ls -1 "$bundle/bin" | sed 's/^/  /'
 if [ "$size" -gt $((64 * 1024 * 1024)) ]; then
   echo "make_bundle.sh: the pack exceeds the device tool's 64 MiB carry limit" >&2; exit 1
+fi
+
+# The real-data training check of run_gpu_checks.sh reads Fashion-MNIST from .devdata/
+# (git-ignored, 30 MiB: carry it too, the two stay under the 64 MiB limit).
+fashion=${BNECK_FASHION_MNIST:-/usr/share/datasets/fashion-mnist}
+if [ -f "$fashion/train-images-idx3-ubyte.gz" ]; then
+  mkdir -p "$root/.devdata/fashion-mnist"
+  cp -u "$fashion"/*-ubyte.gz "$root/.devdata/fashion-mnist/"
+  echo "make_bundle.sh: Fashion-MNIST copied to .devdata/ (carry [\".devbundle.tar.xz\", \".devdata\"])"
+else
+  echo "make_bundle.sh: no Fashion-MNIST at $fashion: the GPU training check will be skipped"
 fi

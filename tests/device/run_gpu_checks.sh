@@ -5,7 +5,8 @@
 #
 #   tar xJf .devbundle.tar.xz && source .devbundle/env.sh && bash tests/device/run_gpu_checks.sh
 #
-# (with the device tool: run, carry [".devbundle.tar.xz"], that command, timeout_s 540).
+# (with the device tool: run, carry [".devbundle.tar.xz", ".devdata"], that command,
+# timeout_s 540; make_bundle.sh fills .devdata/ with Fashion-MNIST).
 # Everything goes under $OUT (a temporary directory when OUT is unset):
 #   summary.txt        each part: status and seconds
 #   results.txt        the table: seconds per epoch (median step x 391 steps of batch 128,
