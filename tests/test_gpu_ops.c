@@ -1277,6 +1277,20 @@ Test(gpu_ops, nccl_one_rank_group_reduces_device_and_host_buffers, .timeout = 12
     cr_expect_eq(cuda_nccl_wait(comm), 0, "%s", cuda_nccl_last_error(comm));
     for (size_t i = 0; i < n; i++) x[i] += x[i];
     expect_device_close("start, backend op, wait", d_x, x, n, EXACT);
+    /* the overlapped form: two parts queued behind backend work on each, backend work on
+     * another buffer in between (not waiting for them), then wait and a backend op on
+     * the reduced buffer, which must come after both sums */
+    float *other = cuda_backend.alloc(n * sizeof(float));
+    cuda_backend.add_scaled(d_x + n / 2, d_x + n / 2, 1.0f, n - n / 2);
+    for (size_t i = n / 2; i < n; i++) x[i] += x[i];
+    cr_expect_eq(cuda_nccl_allreduce_queue(comm, d_x + n / 2, n - n / 2, CUDA_NCCL_SUM), 0);
+    cuda_backend.add_scaled(other, d_x, 1.0f, n / 2);
+    cr_expect_eq(cuda_nccl_allreduce_queue(comm, d_x, n / 2, CUDA_NCCL_SUM), 0);
+    cr_expect_eq(cuda_nccl_wait(comm), 0, "%s", cuda_nccl_last_error(comm));
+    cuda_backend.add_scaled(d_x, d_x, 1.0f, n);
+    for (size_t i = 0; i < n; i++) x[i] += x[i];
+    expect_device_close("queue, queue, wait, backend op", d_x, x, n, EXACT);
+    cuda_backend.release(other);
     float host[5] = {1, 2, 3, 4, 5};
     double host_doubles[3] = {0.5, 1.5, 2.5};
     cr_expect_eq(cuda_nccl_allreduce_sum(comm, host, 5), 0, "%s", cuda_nccl_last_error(comm));

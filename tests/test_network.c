@@ -140,6 +140,83 @@ Test(training, same_seed_same_numbers_and_it_learns, .timeout = 600) {
     dataset_free(&val_set);
 }
 
+/* A fake group of two ranks seen from rank 0: records the gradient parts the trainer
+ * queues for summing during the backward pass (the other rank contributes nothing). */
+typedef struct part_log {
+    const trainer *t;
+    size_t offsets[64], counts[64];
+    int parts, joins, parts_at_first_join;
+    double first_layer_grad_at_first_part; /* sum |dW| of the first conv then */
+} part_log;
+
+static double first_layer_gradient(const trainer *t) {
+    const layer *l = &t->net.model.layers[0];
+    double sum = 0.0;
+    for (size_t i = 0; i < l->weight_count; i++) sum += fabs(t->net.grads[l->weight + i]);
+    return sum;
+}
+
+static void log_queue(void *context, float *buffer, size_t count) {
+    part_log *log = context;
+    if (log->parts == 0) log->first_layer_grad_at_first_part = first_layer_gradient(log->t);
+    if (log->parts < 64) {
+        log->offsets[log->parts] = (size_t)(buffer - log->t->net.grads);
+        log->counts[log->parts] = count;
+    }
+    log->parts++;
+}
+static void log_join(void *context) {
+    part_log *log = context;
+    if (log->joins++ == 0) log->parts_at_first_join = log->parts;
+}
+static void no_sum_float(void *context, float *buffer, size_t count) {
+    (void)context, (void)buffer, (void)count;
+}
+static void no_sum_double(void *context, double *buffer, size_t count) {
+    (void)context, (void)buffer, (void)count;
+}
+static int own_flag(void *context, int flag) { return (void)context, flag; }
+
+Test(training, gradient_parts_cover_the_buffer_once_per_step, .timeout = 300) {
+    cpu_set_threads(2);
+    static config cfg;
+    small_config(&cfg);
+    cfg.epochs = 1;
+    dataset train_set = make_bands(64, 3), val_set = make_bands(20, 4);
+    const model_spec spec = {1, 1, 1, POOL_BRANCH_KERAS}; /* pattern A: 3M parameters */
+    static trainer run;
+    static part_log log;
+    const train_comm comm = {.context = &log, .rank = 0, .ranks = 2,
+                             .allreduce_sum_float = no_sum_float,
+                             .allreduce_sum_double = no_sum_double, .any_rank = own_flag,
+                             .allreduce_queue_float = log_queue, .allreduce_join = log_join};
+    cr_assert_eq(trainer_create(&run, &cfg, &spec, &train_set, &val_set, &cpu_backend, &comm, NULL), 0);
+    log.t = &run;
+    epoch_record record;
+    trainer_run_epoch(&run, &record);
+    const size_t params = run.net.model.param_count;
+    cr_expect_gt(run.bucket_count, 2, "%zu parameters make several parts", params);
+    cr_expect_eq(log.joins, 2, "one join per step (64 images, batch 32)");
+    cr_expect_eq(log.parts, 2 * run.bucket_count, "every part queued in every step");
+    cr_expect_eq(log.parts_at_first_join, run.bucket_count);
+    /* the first step's parts: from the end of the buffer down to 0, no gap, no overlap */
+    size_t end = params;
+    for (int i = 0; i < run.bucket_count && i < 64; i++) {
+        cr_expect_eq(log.offsets[i] + log.counts[i], end, "part %d ends where %d began", i, i - 1);
+        cr_expect_gt(log.counts[i], 0);
+        end = log.offsets[i];
+    }
+    cr_expect_eq(end, 0, "the parts reach the start of the buffer");
+    /* queued during the backward pass: the first part went before the first layer's
+     * gradient existed */
+    cr_assert_eq(run.net.model.layers[0].kind, LAYER_CONV);
+    cr_expect_eq(log.first_layer_grad_at_first_part, 0.0);
+    cr_expect_gt(first_layer_gradient(&run), 0.0);
+    trainer_destroy(&run);
+    dataset_free(&train_set);
+    dataset_free(&val_set);
+}
+
 Test(training, learning_rate_schedule_is_the_studys) {
     static config cfg;
     config_defaults(&cfg);

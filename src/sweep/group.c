@@ -209,13 +209,19 @@ static void group_allreduce_double(void *context, double *buffer, size_t count) 
 
 static int group_any(void *context, int flag) { return sweep_group_any(context, flag); }
 
+/* MPI on host memory: each part is summed at once (the CPU backend's backward op has
+ * finished when the trainer queues it); nothing is left to join. */
+static void group_join(void *context) { (void)context; }
+
 train_comm sweep_group_comm(sweep_world *w) {
     return (train_comm){.context = w,
                         .rank = w->group_rank,
                         .ranks = w->group_size,
                         .allreduce_sum_float = group_allreduce_float,
                         .allreduce_sum_double = group_allreduce_double,
-                        .any_rank = group_any};
+                        .any_rank = group_any,
+                        .allreduce_queue_float = group_allreduce_float,
+                        .allreduce_join = group_join};
 }
 
 const char *sweep_mpi_version(void) {

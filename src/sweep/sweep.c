@@ -66,6 +66,23 @@ static void nccl_allreduce_sum_float(void *context, float *buffer, size_t count)
     }
 }
 
+/* Gradient parts summed while the backward pass goes on (train_comm's queue/join). */
+static void nccl_allreduce_queue_float(void *context, float *buffer, size_t count) {
+    (void)context;
+    if (cuda_nccl_allreduce_queue(group_nccl, buffer, count, CUDA_NCCL_SUM)) {
+        log_error("%s", cuda_nccl_last_error(group_nccl));
+        sweep_world_abort(nccl_world, 1);
+    }
+}
+
+static void nccl_allreduce_join(void *context) {
+    (void)context;
+    if (cuda_nccl_wait(group_nccl)) {
+        log_error("%s", cuda_nccl_last_error(group_nccl));
+        sweep_world_abort(nccl_world, 1);
+    }
+}
+
 /* Collective over the group; aborts the job naming the rank when NCCL cannot start. */
 static void nccl_setup(sweep_state *s) {
     sweep_world *w = &s->world;
@@ -90,7 +107,11 @@ static void nccl_teardown(void) {
 
 static train_comm run_group_comm(sweep_world *w) {
     train_comm comm = sweep_group_comm(w);
-    if (group_nccl) comm.allreduce_sum_float = nccl_allreduce_sum_float;
+    if (group_nccl) {
+        comm.allreduce_sum_float = nccl_allreduce_sum_float;
+        comm.allreduce_queue_float = nccl_allreduce_queue_float;
+        comm.allreduce_join = nccl_allreduce_join;
+    }
     return comm;
 }
 #else

@@ -12,6 +12,53 @@
 
 static int ranks_of(const trainer *t) { return t->comm.ranks > 0 ? t->comm.ranks : 1; }
 
+/* --- gradient sums overlapped with the backward pass ------------------------------------ */
+
+/* Floats per gradient part: large enough that each allreduce is bandwidth-bound, small
+ * enough that pattern A's 3M parameters make a few parts to overlap. */
+enum { GRADIENT_BUCKET_FLOATS = 1 << 19 };
+
+static void queue_bucket(trainer *t, int b) {
+    const gradient_bucket *bucket = &t->buckets[b];
+    t->comm.allreduce_queue_float(t->comm.context, t->net.grads + bucket->offset, bucket->count);
+}
+
+/* The network's layer hook: after a layer's backward op, queue the parts it completed. */
+static void gradient_bucket_hook(void *context, const layer *l, int index, int backward,
+                                 int after) {
+    (void)l;
+    trainer *t = context;
+    if (!backward || !after) return;
+    while (t->next_bucket < t->bucket_count && t->buckets[t->next_bucket].after_layer == index)
+        queue_bucket(t, t->next_bucket++);
+}
+
+/* Splits the gradient buffer into parts ending at layer boundaries, in the order the
+ * backward pass completes them. Leaves bucket_count 0 (one allreduce after the backward
+ * pass) when the layers' parameters are not laid out in layer order. */
+static void plan_gradient_buckets(trainer *t) {
+    const model *m = &t->net.model;
+    int lowest = -1; /* the first layer with parameters */
+    for (int i = 0; i < m->layer_count && lowest < 0; i++)
+        if (m->layers[i].weight_count + m->layers[i].bias_count) lowest = i;
+    if (lowest < 0) return;
+    size_t tail = m->param_count; /* [tail, param_count) is in a part already */
+    int count = 0;
+    for (int i = m->layer_count - 1; i >= lowest; i--) {
+        const layer *l = &m->layers[i];
+        if (!(l->weight_count + l->bias_count)) continue;
+        size_t first = l->weight_count ? l->weight : l->bias;
+        if (l->bias_count && l->bias < first) first = l->bias;
+        if (first > tail) return; /* not in layer order: keep the single allreduce */
+        if (i == lowest) first = 0;
+        if (tail - first >= GRADIENT_BUCKET_FLOATS || i == lowest) {
+            t->buckets[count++] = (gradient_bucket){first, tail - first, i};
+            tail = first;
+        }
+    }
+    t->bucket_count = count;
+}
+
 int trainer_create(trainer *t, const config *cfg, const model_spec *spec, const dataset *train_set,
                    const dataset *val_set, const backend_ops *backend, const train_comm *comm,
                    bneck_error *err) {
@@ -37,6 +84,13 @@ int trainer_create(trainer *t, const config *cfg, const model_spec *spec, const 
     const int max_batch = t->max_local_batch > cfg->val_batch ? t->max_local_batch : cfg->val_batch;
     if (network_create(&t->net, &m, backend, max_batch, err)) return -1;
     network_init_params(&t->net, cfg->seed, cfg->init);
+    if (ranks > 1 && t->comm.allreduce_queue_float && t->comm.allreduce_join) {
+        plan_gradient_buckets(t);
+        if (t->bucket_count) {
+            t->net.layer_hook = gradient_bucket_hook;
+            t->net.layer_hook_context = t;
+        }
+    }
     t->adam_m = backend->alloc(m.param_count * sizeof(float));
     t->adam_v = backend->alloc(m.param_count * sizeof(float));
     t->order = bneck_malloc((size_t)train_set->count * sizeof(int));
@@ -201,6 +255,7 @@ int trainer_run_epoch(trainer *t, epoch_record *record) {
         double t1 = timer_now();
         record->data_s += t1 - t0;
 
+        t->next_bucket = 0;
         if (local > 0) {
             int correct = 0;
             network_forward(net, local, 1, (float)cfg->bn_eps, (float)cfg->bn_momentum);
@@ -214,7 +269,12 @@ int trainer_run_epoch(trainer *t, epoch_record *record) {
         }
         double t2 = timer_now();
         record->compute_s += t2 - t1;
-        if (ranks > 1) {
+        if (ranks > 1 && t->bucket_count) {
+            /* every rank queues every part, in the same order (a rank without images in
+             * this step queues them all here) */
+            while (t->next_bucket < t->bucket_count) queue_bucket(t, t->next_bucket++);
+            t->comm.allreduce_join(t->comm.context);
+        } else if (ranks > 1) {
             be->synchronize();
             t->comm.allreduce_sum_float(t->comm.context, net->grads, net->model.param_count);
         }

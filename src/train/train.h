@@ -32,7 +32,21 @@ typedef struct train_comm {
     void (*allreduce_sum_double)(void *context, double *buffer, size_t count);
     /* Logical OR of flag over the ranks of the run (agreeing to stop at a step). */
     int (*any_rank)(void *context, int flag);
+    /* Optional, to overlap the gradient sum with the backward pass: queue starts the sum
+     * of one part of the gradients as soon as the backward pass has produced it (it may
+     * return before the sum is done), join waits for all the parts queued. Without them
+     * the gradients are summed with one allreduce_sum_float after the backward pass. */
+    void (*allreduce_queue_float)(void *context, float *buffer, size_t count);
+    void (*allreduce_join)(void *context);
 } train_comm;
+
+/* A contiguous part of the gradient buffer, summed over the ranks once the backward pass
+ * is past layer after_layer (parameters are laid out layer by layer, so the backward pass
+ * finishes them from the end of the buffer towards its start). */
+typedef struct gradient_bucket {
+    size_t offset, count;
+    int after_layer;
+} gradient_bucket;
 
 /* Assembles a batch straight into backend memory: the network input (CNHW) and labels,
  * e.g. from a copy of the dataset kept in GPU memory. The same crop and flip as
@@ -59,6 +73,10 @@ typedef struct trainer {
     batch_source device_batches;
     /* Asked at every step boundary; non-zero ends the epoch early (NULL: never). */
     int (*stop_requested)(void);
+    /* Gradient parts summed during the backward pass (comm's queue/join), in order. */
+    gradient_bucket buckets[MODEL_MAX_LAYERS];
+    int bucket_count; /* 0: one allreduce after the backward pass */
+    int next_bucket;  /* the next one to queue in this step */
 } trainer;
 
 /* Sets up a run of the model on the backend with freshly initialised weights (from

@@ -48,6 +48,7 @@ struct cuda_nccl_comm {
     cudaEvent_t ready;   /* recorded on the compute stream: the buffer is complete */
     cudaEvent_t done;    /* recorded on the NCCL stream: the collective finished */
     int in_flight;       /* started, not yet waited for */
+    int joined;          /* the compute stream already waits for what is in flight */
     size_t in_flight_count;
     void *staging;       /* device copy of host buffers */
     size_t staging_bytes;
@@ -255,19 +256,20 @@ static ncclRedOp_t nccl_op(cuda_nccl_op op) {
     CUDA_FAIL("cuda_nccl: unknown reduction %d", (int)op);
 }
 
-/* Queues the collective on the NCCL stream after the compute stream's work, and the
- * compute stream's later work after it. */
+/* Queues the collective on the NCCL stream after the compute stream's work so far, and,
+ * when join, the compute stream's later work after it (else cuda_nccl_wait does that). */
 static int enqueue(cuda_nccl_comm *comm, void *device_buffer, size_t count, ncclDataType_t type,
-                   cuda_nccl_op op) {
+                   cuda_nccl_op op, int join) {
     CUDA_CHECK(cudaEventRecord(comm->ready, cuda_ctx.stream));
     CUDA_CHECK(cudaStreamWaitEvent(comm->stream, comm->ready, 0));
     const ncclResult_t returned = ncclAllReduce(device_buffer, device_buffer, count, type,
                                                 nccl_op(op), comm->nccl, comm->stream);
     if (settle(comm, returned, "ncclAllReduce") != 0) return -1;
     CUDA_CHECK(cudaEventRecord(comm->done, comm->stream));
-    CUDA_CHECK(cudaStreamWaitEvent(cuda_ctx.stream, comm->done, 0));
+    if (join) CUDA_CHECK(cudaStreamWaitEvent(cuda_ctx.stream, comm->done, 0));
     comm->in_flight = 1;
-    comm->in_flight_count = count;
+    comm->joined = join;
+    comm->in_flight_count += count;
     return 0;
 }
 
@@ -280,16 +282,31 @@ int cuda_nccl_allreduce_start(cuda_nccl_comm *comm, float *device_buffer, size_t
     if (!is_device_memory(device_buffer))
         CUDA_FAIL("cuda_nccl_allreduce_start: %p is not device memory (use "
                   "cuda_nccl_allreduce_sum for host buffers)", (void *)device_buffer);
-    return enqueue(comm, device_buffer, count, ncclFloat32, op);
+    return enqueue(comm, device_buffer, count, ncclFloat32, op, 1);
+}
+
+int cuda_nccl_allreduce_queue(cuda_nccl_comm *comm, float *device_buffer, size_t count,
+                              cuda_nccl_op op) {
+    if (usable(comm, "cuda_nccl_allreduce_queue") != 0) return -1;
+    if (comm->in_flight && comm->joined)
+        CUDA_FAIL("cuda_nccl_allreduce_queue: wait for the started collective first");
+    if (!count) return 0;
+    if (!is_device_memory(device_buffer))
+        CUDA_FAIL("cuda_nccl_allreduce_queue: %p is not device memory", (void *)device_buffer);
+    return enqueue(comm, device_buffer, count, ncclFloat32, op, 0);
 }
 
 int cuda_nccl_wait(cuda_nccl_comm *comm) {
     if (usable(comm, "cuda_nccl_wait") != 0) return -1;
     if (!comm->in_flight) return 0;
+    /* the NCCL stream runs its collectives in order: the last one's event covers all */
+    if (!comm->joined) CUDA_CHECK(cudaStreamWaitEvent(cuda_ctx.stream, comm->done, 0));
     char what[96];
     snprintf(what, sizeof what, "allreduce of %zu values", comm->in_flight_count);
     const int status = wait_for(comm, comm->done, what);
     comm->in_flight = 0;
+    comm->joined = 0;
+    comm->in_flight_count = 0;
     return status;
 }
 
@@ -299,7 +316,7 @@ static int allreduce(cuda_nccl_comm *comm, void *buffer, size_t count, size_t el
     if (comm->in_flight && cuda_nccl_wait(comm) != 0) return -1;
     if (!count) return 0;
     if (is_device_memory(buffer)) {
-        if (enqueue(comm, buffer, count, type, op) != 0) return -1;
+        if (enqueue(comm, buffer, count, type, op, 1) != 0) return -1;
         return cuda_nccl_wait(comm);
     }
     /* Host memory: through the staging buffer. The copies run while nothing else is queued
@@ -313,7 +330,7 @@ static int allreduce(cuda_nccl_comm *comm, void *buffer, size_t count, size_t el
         comm->staging_bytes = bytes;
     }
     CUDA_CHECK(cudaMemcpyAsync(comm->staging, buffer, bytes, cudaMemcpyHostToDevice, comm->stream));
-    if (enqueue(comm, comm->staging, count, type, op) != 0) return -1;
+    if (enqueue(comm, comm->staging, count, type, op, 1) != 0) return -1;
     if (cuda_nccl_wait(comm) != 0) return -1;
     CUDA_CHECK(cudaMemcpyAsync(buffer, comm->staging, bytes, cudaMemcpyDeviceToHost, comm->stream));
     CUDA_CHECK(cudaStreamSynchronize(comm->stream));

@@ -81,6 +81,14 @@ int cuda_nccl_allreduce_double(cuda_nccl_comm *comm, double *buffer, size_t coun
 int cuda_nccl_allreduce_start(cuda_nccl_comm *comm, float *device_buffer, size_t count,
                               cuda_nccl_op op);
 int cuda_nccl_wait(cuda_nccl_comm *comm);
+/* Overlap with the backward pass: queue queues the allreduce of a device buffer after the
+ * work queued on the backend's stream so far and returns at once, without making the
+ * backend's stream wait for it, so the rest of the backward pass runs alongside; several
+ * may be queued (they run in order on the NCCL stream). cuda_nccl_wait then makes the
+ * backend's stream wait for all of them and waits on the host (with the timeout and the
+ * dead-peer polling). The buffers must not be touched by backend work queued between. */
+int cuda_nccl_allreduce_queue(cuda_nccl_comm *comm, float *device_buffer, size_t count,
+                              cuda_nccl_op op);
 
 /* The message of the failure that made a call return -1 ("" when none). */
 const char *cuda_nccl_last_error(const cuda_nccl_comm *comm);
