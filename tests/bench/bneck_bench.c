@@ -288,8 +288,9 @@ int main(int argc, char **argv) {
         for (int step = 0; step < warmup + steps; step++) {
             backend->synchronize();
 #ifdef BNECK_HAVE_CUDA
-            /* the timed steps are the profiler's capture range (for nsys
-             * --capture-range=cudaProfilerApi); without a profiler these do nothing */
+            /* the timed steps are the profiler's capture range (nsys
+             * --capture-range=cudaProfilerApi, ncu --profile-from-start off); without a
+             * profiler these do nothing */
             if (on_gpu && step == warmup) (void)cudaProfilerStart();
 #endif
             const double started = timer_now();
