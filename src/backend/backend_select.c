@@ -47,20 +47,12 @@ const backend_ops *backend_select(const char *device, int device_index, char *no
 int backend_configure(const backend_ops *backend, const char *precision, const char *conv_engine,
                       int deterministic, char *note, size_t note_capacity, bneck_error *err) {
     note_set(note, note_capacity, "");
-    static const char *const precisions[] = {"fp32", "tf32", "bf16"};
-    static const char *const engines[] = {"auto", "cudnn", "gemm"};
-    int mode = -1, engine = -1;
-    for (int i = 0; i < 3; i++) {
-        if (!strcmp(precision, precisions[i])) mode = i;
-        if (!strcmp(conv_engine, engines[i])) engine = i;
-    }
-    if (mode < 0)
+    if (strcmp(precision, "fp32") && strcmp(precision, "tf32") && strcmp(precision, "bf16"))
         return bneck_error_set(err, "precision: expected fp32, tf32 or bf16, got '%s'", precision);
-    if (engine < 0)
+    if (strcmp(conv_engine, "auto") && strcmp(conv_engine, "cudnn") && strcmp(conv_engine, "gemm"))
         return bneck_error_set(err, "conv: expected auto, cudnn or gemm, got '%s'", conv_engine);
 #ifdef BNECK_HAVE_CUDA
     if (backend == &cuda_backend) {
-        /* the names above are cuda_math_mode's and cuda_conv_engine's, in order */
         cuda_backend_set_math(cuda_math_mode_from_name(precision));
         cuda_backend_set_conv_engine(cuda_conv_engine_from_name(conv_engine));
         cuda_backend_set_deterministic(deterministic);
@@ -68,7 +60,7 @@ int backend_configure(const backend_ops *backend, const char *precision, const c
     }
 #endif
     (void)backend, (void)deterministic;
-    if (mode != 0) {
+    if (strcmp(precision, "fp32")) {
         char text[160];
         snprintf(text, sizeof text, "precision %s applies to the GPU; the CPU computes in fp32",
                  precision);

@@ -39,6 +39,18 @@ static double *scratch_doubles(size_t count) {
     return buffer;
 }
 
+/* Channel c's totals of the two per-block partial sums, added in block order. */
+static void channel_totals(const double *sums, size_t c, size_t blocks, double *first,
+                           double *second) {
+    double s1 = 0.0, s2 = 0.0;
+    for (size_t b = 0; b < blocks; b++) {
+        s1 += sums[2 * (c * blocks + b)];
+        s2 += sums[2 * (c * blocks + b) + 1];
+    }
+    *first = s1;
+    *second = s2;
+}
+
 /* y = a * x + b, then max(0, .) when fuse_relu. */
 static inline void affine(float *restrict y, const float *restrict x, float a, float b, int relu,
                           size_t count) {
@@ -81,11 +93,8 @@ void cpu_batchnorm_forward_train(float *y, float *batch_mean, float *batch_invst
         sums[2 * task + 1] = s2;
     }
     for (int c = 0; c < channels; c++) {
-        double s1 = 0.0, s2 = 0.0;
-        for (size_t b = 0; b < blocks; b++) {
-            s1 += sums[2 * ((size_t)c * blocks + b)];
-            s2 += sums[2 * ((size_t)c * blocks + b) + 1];
-        }
+        double s1, s2;
+        channel_totals(sums, (size_t)c, blocks, &s1, &s2);
         const double dmean = s1 / (double)plane;
         double var = s2 / (double)plane - dmean * dmean;
         if (var < 0.0) var = 0.0;
@@ -165,11 +174,8 @@ void cpu_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float 
         sums[2 * task + 1] = sgx;
     }
     for (int c = 0; c < channels; c++) {
-        double sg = 0.0, sgx = 0.0;
-        for (size_t b = 0; b < blocks; b++) {
-            sg += sums[2 * ((size_t)c * blocks + b)];
-            sgx += sums[2 * ((size_t)c * blocks + b) + 1];
-        }
+        double sg, sgx;
+        channel_totals(sums, (size_t)c, blocks, &sg, &sgx);
         const double invstd = batch_invstd[c];
         const double sgxhat = sgx * invstd;
         if (dbeta) dbeta[c] += (float)sg;

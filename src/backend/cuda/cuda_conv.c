@@ -95,27 +95,38 @@ static int capturing(void) {
     return status != cudaStreamCaptureStatusNone;
 }
 
-/* Whether direction `backward` of this shape runs on the GEMM engine; decides (timing
- * `run` on both engines) the first time in auto mode. */
-static int uses_gemm(engine_choice *choice, int backward, void (*run)(int gemm, void *context),
-                     void *context) {
+static void decide(engine_choice *choice, int backward, int gemm) {
+    choice->gemm[backward] = gemm;
+    choice->decided[backward] = 1;
+    engine_uses[backward][gemm]++;
+}
+
+/* Whether direction `backward` of this shape still has to be timed: only in auto mode,
+ * the first time, and not in deterministic mode or during a capture, which take the
+ * GEMMs untimed (decided here). */
+static int must_time(engine_choice *choice, int backward) {
+    if (cuda_ctx.conv_engine != CUDA_CONV_AUTO || choice->decided[backward]) return 0;
+    if (cuda_ctx.deterministic || capturing()) {
+        decide(choice, backward, 1);
+        return 0;
+    }
+    return 1;
+}
+
+static void decide_by_timing(engine_choice *choice, int backward,
+                             void (*run)(int gemm, void *context), void *context) {
+    const float cudnn_ms = time_engine(run, 0, context);
+    const float gemm_ms = time_engine(run, 1, context);
+    decide(choice, backward, gemm_ms < cudnn_ms);
+}
+
+/* The engine of direction `backward` of this shape (decided by now in auto mode). */
+static int uses_gemm(const engine_choice *choice, int backward) {
     switch (cuda_ctx.conv_engine) {
     case CUDA_CONV_CUDNN: return 0;
     case CUDA_CONV_GEMM: return 1;
-    default: break;
+    default: return choice->gemm[backward];
     }
-    if (!choice->decided[backward]) {
-        if (cuda_ctx.deterministic || capturing()) {
-            choice->gemm[backward] = 1;
-        } else {
-            const float cudnn_ms = time_engine(run, 0, context);
-            const float gemm_ms = time_engine(run, 1, context);
-            choice->gemm[backward] = gemm_ms < cudnn_ms;
-        }
-        choice->decided[backward] = 1;
-        engine_uses[backward][choice->gemm[backward]]++;
-    }
-    return choice->gemm[backward];
 }
 
 void cuda_conv_engine_summary(char *text, size_t capacity) {
@@ -180,7 +191,8 @@ void cuda_conv2d_forward(float *y, const float *x, const float *weight, const fl
                           .out_channels = out_channels, .kernel = kernel};
         engine_choice *choice = choice_for(batch, height, width, in_channels, out_channels,
                                            kernel);
-        run_forward(uses_gemm(choice, 0, run_forward, &call), &call);
+        if (must_time(choice, 0)) decide_by_timing(choice, 0, run_forward, &call);
+        run_forward(uses_gemm(choice, 0), &call);
     }
 }
 
@@ -195,10 +207,7 @@ void cuda_conv2d_backward(float *dx, float *dweight, float *dbias, const float *
     else {
         engine_choice *choice = choice_for(batch, height, width, in_channels, out_channels,
                                            kernel);
-        int gemm;
-        if (choice->decided[1] || cuda_ctx.conv_engine != CUDA_CONV_AUTO) {
-            gemm = uses_gemm(choice, 1, run_backward, NULL);
-        } else {
+        if (must_time(choice, 1)) {
             const size_t x_floats = (size_t)in_channels * batch * height * width;
             const size_t w_floats = (size_t)out_channels * in_channels * kernel * kernel;
             conv_call probe = {.dx = dx ? cuda_alloc(x_floats * sizeof(float)) : NULL,
@@ -206,7 +215,7 @@ void cuda_conv2d_backward(float *dx, float *dweight, float *dbias, const float *
                                .x = x, .weight = weight, .dy = dy, .batch = batch,
                                .height = height, .width = width, .in_channels = in_channels,
                                .out_channels = out_channels, .kernel = kernel};
-            gemm = uses_gemm(choice, 1, run_backward, &probe);
+            decide_by_timing(choice, 1, run_backward, &probe);
             cuda_release(probe.dx);
             cuda_release(probe.dweight);
         }
@@ -216,6 +225,6 @@ void cuda_conv2d_backward(float *dx, float *dweight, float *dbias, const float *
                           .kernel = kernel};
         if (dbias) cuda_accumulate_channel_sums(dbias, dy, out_channels,
                                                 (size_t)batch * height * width);
-        run_backward(gemm, &call);
+        run_backward(uses_gemm(choice, 1), &call);
     }
 }

@@ -89,16 +89,11 @@ static void flip_filter(void *flipped, cuda_element type, const float *weight, i
 static cuda_element operand_type(void) {
     return cuda_ctx.math_mode == CUDA_MATH_BF16 ? CUDA_BF16 : CUDA_FP32;
 }
-static size_t bytes_of(cuda_element type, size_t count) {
-    return count * (type == CUDA_BF16 ? 2 : 4);
-}
+static size_t bytes_of(cuda_element type, size_t count) { return count * cuda_element_bytes(type); }
 
 /* An fp32 operand as the GEMM takes it: itself, or a bf16 copy in `slot`. */
 static const void *gemm_operand(cuda_scratch_slot slot, const float *values, size_t count) {
-    if (operand_type() != CUDA_BF16) return values;
-    void *copy = cuda_scratch(slot, bytes_of(CUDA_BF16, count));
-    cuda_to_bf16(copy, values, count);
-    return copy;
+    return operand_type() == CUDA_BF16 ? cuda_bf16_copy(slot, values, count) : values;
 }
 
 extern "C" void cuda_conv_gemm_forward(float *y, const float *x, const float *weight,

@@ -65,21 +65,14 @@ extern "C" void cuda_gemm(int transpose_a, int transpose_b, int m, int n, int k,
                               CUBLAS_GEMM_DEFAULT));
 }
 
-/* A bf16 copy of a row-major operand of `rows` rows of leading dimension ld. */
-static const void *bf16_copy(cuda_scratch_slot slot, const float *matrix, int rows, int ld) {
-    const size_t count = (size_t)rows * (size_t)ld;
-    void *copy = cuda_scratch(slot, count * 2);
-    cuda_to_bf16(copy, matrix, count);
-    return copy;
-}
-
 /* cuda_gemm on fp32 operands; in bf16 mode on bf16 copies of them. */
 static void row_major_gemm(bool transpose_a, bool transpose_b, int m, int n, int k, const float *a,
                            int lda, const float *b, int ldb, float beta, float *c, int ldc) {
     if (cuda_ctx.math_mode == CUDA_MATH_BF16)
         cuda_gemm(transpose_a, transpose_b, m, n, k,
-                  bf16_copy(CUDA_SCRATCH_GEMM_A, a, transpose_a ? k : m, lda), lda,
-                  bf16_copy(CUDA_SCRATCH_GEMM_B, b, transpose_b ? n : k, ldb), ldb, beta, c, ldc,
+                  cuda_bf16_copy(CUDA_SCRATCH_GEMM_A, a, (size_t)(transpose_a ? k : m) * lda), lda,
+                  cuda_bf16_copy(CUDA_SCRATCH_GEMM_B, b, (size_t)(transpose_b ? n : k) * ldb), ldb,
+                  beta, c, ldc,
                   CUDA_BF16);
     else
         cuda_gemm(transpose_a, transpose_b, m, n, k, a, lda, b, ldb, beta, c, ldc, CUDA_FP32);

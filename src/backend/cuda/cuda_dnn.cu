@@ -542,8 +542,6 @@ static cudnnStatus_t run_backward_filter(conv_plan *plan, const algorithm_choice
         choice->workspace_bytes, beta, filter_of(plan, choice->layout), dweight);
 }
 
-static size_t element_bytes(cuda_element type) { return type == CUDA_BF16 ? 2 : 4; }
-
 /* The copy of a CNHW activation (x, or dy / y) for a layout of copies. */
 static const void *activation_copy(const void **copy, cuda_scratch_slot slot, conv_layout layout,
                                    const conv_plan *plan, const float *cnhw, int channels) {
@@ -552,7 +550,7 @@ static const void *activation_copy(const void **copy, cuda_scratch_slot slot, co
     const size_t area = (size_t)plan->key.height * (size_t)plan->key.width;
     const size_t count = (size_t)channels * (size_t)batch * area;
     if (layout == LAYOUT_NHWC_COPIES) {
-        void *nhwc = cuda_scratch(slot, count * element_bytes(plan->nhwc_type));
+        void *nhwc = cuda_scratch(slot, count * cuda_element_bytes(plan->nhwc_type));
         cuda_cnhw_to_nhwc(nhwc, plan->nhwc_type, cnhw, channels, batch, area);
         *copy = nhwc;
     } else {
@@ -571,7 +569,7 @@ static const void *filter_copy(const void **copy, conv_layout layout, const conv
     const conv_key *k = &plan->key;
     const int area = k->kernel * k->kernel;
     void *ohwi = cuda_scratch(CUDA_SCRATCH_FILTER, (size_t)k->out_channels * k->in_channels *
-                                                       area * element_bytes(plan->nhwc_type));
+                                                       area * cuda_element_bytes(plan->nhwc_type));
     cuda_oihw_to_ohwi(ohwi, plan->nhwc_type, oihw, k->out_channels, k->in_channels, area);
     *copy = ohwi;
     return ohwi;
@@ -583,7 +581,7 @@ static void *output_buffer(cuda_scratch_slot slot, conv_layout layout, const con
     const size_t count = (size_t)channels * (size_t)plan->key.batch *
                          (size_t)plan->key.height * (size_t)plan->key.width;
     return cuda_scratch(slot, count * (layout == LAYOUT_NHWC_COPIES
-                                           ? element_bytes(plan->nhwc_type)
+                                           ? cuda_element_bytes(plan->nhwc_type)
                                            : sizeof(float)));
 }
 static void output_back(float *cnhw, const void *copy, conv_layout layout, const conv_plan *plan,
@@ -644,7 +642,7 @@ extern "C" void cuda_dnn_conv2d_backward(float *dx, float *dweight, float *dbias
             const int kernel_area = k->kernel * k->kernel;
             void *dfilter = cuda_scratch(CUDA_SCRATCH_FILTER_GRADIENT,
                                          (size_t)out_channels * in_channels * kernel_area *
-                                             element_bytes(plan->nhwc_type));
+                                             cuda_element_bytes(plan->nhwc_type));
             const cudnnStatus_t status = run_backward_filter(plan, choice, dfilter, xc, dyc,
                                                              &zero);
             if (status == CUDNN_STATUS_SUCCESS)

@@ -106,15 +106,10 @@ extern "C" float cuda_softmax_xent(float *dlogits, int *correct, const float *lo
     softmax_xent_kernel<<<1, softmax_threads, 0, cuda_ctx.stream>>>(
         device_totals, dlogits, logits, labels, grad_scale, batch, classes, 0);
     CUDA_CHECK_LAUNCH();
-    softmax_totals totals;
-    CUDA_CHECK(cudaMemcpyAsync(&totals, device_totals, sizeof totals, cudaMemcpyDeviceToHost,
-                               cuda_ctx.stream));
-    CUDA_CHECK(cudaStreamSynchronize(cuda_ctx.stream));
-    if (totals.bad_labels > 0.0)
-        CUDA_FAIL("cuda_softmax_xent: %.0f of %d labels are not below %d classes",
-                  totals.bad_labels, batch, classes);
-    if (correct) *correct = (int)totals.correct;
-    return (float)(totals.loss / batch);
+    double loss = 0.0, hits = 0.0;
+    cuda_loss_totals_read((const double *)device_totals, &loss, &hits);
+    if (correct) *correct = (int)hits;
+    return (float)(loss / batch);
 }
 
 static_assert(sizeof(softmax_totals) == CUDA_LOSS_TOTALS * sizeof(double),
@@ -137,7 +132,7 @@ extern "C" void cuda_loss_totals_read(const double *device_totals, double *loss_
                                cuda_ctx.stream));
     CUDA_CHECK(cudaStreamSynchronize(cuda_ctx.stream));
     if (totals.bad_labels > 0.0)
-        CUDA_FAIL("cuda_softmax_xent_device: %.0f labels were not below the class count",
+        CUDA_FAIL("softmax cross-entropy: %.0f labels were not below the class count",
                   totals.bad_labels);
     if (loss_sum) *loss_sum = totals.loss;
     if (correct) *correct = totals.correct;

@@ -122,6 +122,7 @@ void cuda_swap_outer_dims(float *dst, const float *src, int outer, int middle, s
  * Element type of a converted copy: fp32, or bf16 (round to nearest even). Sources and
  * destinations on the CNHW / OIHW side are always fp32. */
 typedef enum { CUDA_FP32 = 0, CUDA_BF16 = 1 } cuda_element;
+static inline size_t cuda_element_bytes(cuda_element type) { return type == CUDA_BF16 ? 2 : 4; }
 /* dst[n][a][c] = src[c][n][a], a < area (height * width). */
 void cuda_cnhw_to_nhwc(void *dst, cuda_element type, const float *src, int channels, int batch,
                        size_t area);
@@ -136,6 +137,8 @@ void cuda_ohwi_to_oihw(float *dst, const void *src, cuda_element type, int out_c
                        int in_channels, int area, int accumulate);
 /* dst[i] = bf16(src[i]). */
 void cuda_to_bf16(void *dst, const float *src, size_t count);
+/* A bf16 copy of count floats in scratch slot `slot` (valid until the slot is reused). */
+const void *cuda_bf16_copy(cuda_scratch_slot slot, const float *values, size_t count);
 /* The GEMM of cuda_dense.cu (see above). */
 void cuda_gemm(int transpose_a, int transpose_b, int m, int n, int k, const void *a, int lda,
                const void *b, int ldb, float beta, float *c, int ldc, cuda_element type);

@@ -130,3 +130,9 @@ extern "C" void cuda_to_bf16(void *dst, const float *src, size_t count) {
         (__nv_bfloat16 *)dst, src, count);
     CUDA_CHECK_LAUNCH();
 }
+
+extern "C" const void *cuda_bf16_copy(cuda_scratch_slot slot, const float *values, size_t count) {
+    void *copy = cuda_scratch(slot, count * cuda_element_bytes(CUDA_BF16));
+    cuda_to_bf16(copy, values, count);
+    return copy;
+}

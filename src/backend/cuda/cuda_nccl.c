@@ -115,6 +115,15 @@ static ncclResult_t async_error(cuda_nccl_comm *comm) {
     return state == ncclInProgress ? ncclSuccess : state;
 }
 
+/* The failure of a wait that ran past the timeout: "<what> did not <ended> within N s". */
+static int fail_timed_out(cuda_nccl_comm *comm, const char *what, const char *ended) {
+    char text[256];
+    snprintf(text, sizeof text, "%s did not %s within %.0f s (a peer may have died or %s)", what,
+             ended, comm->timeout_s,
+             strcmp(ended, "complete") ? "stopped calling it" : "not joined");
+    return fail(comm, text, ncclSuccess);
+}
+
 /* Completes a non-blocking NCCL call: waits until the communicator leaves ncclInProgress.
  * returned is what the call itself returned. */
 static int settle(cuda_nccl_comm *comm, ncclResult_t returned, const char *what) {
@@ -126,12 +135,7 @@ static int settle(cuda_nccl_comm *comm, ncclResult_t returned, const char *what)
         if (query != ncclSuccess) return fail(comm, what, query);
         if (state == ncclSuccess) return 0;
         if (state != ncclInProgress) return fail(comm, what, state);
-        if (timed_out(comm, started)) {
-            char text[256];
-            snprintf(text, sizeof text, "%s did not complete within %.0f s (a peer may have died "
-                     "or not joined)", what, comm->timeout_s);
-            return fail(comm, text, ncclSuccess);
-        }
+        if (timed_out(comm, started)) return fail_timed_out(comm, what, "complete");
         pause_briefly(polls);
     }
 }
@@ -147,12 +151,7 @@ static int wait_for(cuda_nccl_comm *comm, cudaEvent_t event, const char *what) {
                       comm->rank, what, cudaGetErrorString(status), cudaGetErrorName(status));
         const ncclResult_t error = async_error(comm);
         if (error != ncclSuccess) return fail(comm, what, error);
-        if (timed_out(comm, started)) {
-            char text[256];
-            snprintf(text, sizeof text, "%s did not finish within %.0f s (a peer may have died or "
-                     "stopped calling it)", what, comm->timeout_s);
-            return fail(comm, text, ncclSuccess);
-        }
+        if (timed_out(comm, started)) return fail_timed_out(comm, what, "finish");
         pause_briefly(polls);
     }
 }
