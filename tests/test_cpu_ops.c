@@ -809,6 +809,7 @@ Test(cpu_relu, large_parallel_arrays) {
 
 typedef struct {
     float *y, *x, *r;
+    uint8_t *argmax; /* max pool only */
     int planes, height, width, kind; /* 0 max3x3, 1 avg2x2, 2 global avg */
 } pool_ctx;
 
@@ -822,7 +823,7 @@ static size_t pool_out_size(const pool_ctx *c) {
 static double pool_loss(void *p) {
     pool_ctx *c = p;
     if (c->kind == 0)
-        cpu_maxpool3x3_forward(c->y, c->x, c->planes, c->height, c->width);
+        cpu_maxpool3x3_forward(c->y, c->argmax, c->x, c->planes, c->height, c->width);
     else if (c->kind == 1)
         cpu_avgpool2x2_forward(c->y, c->x, c->planes, c->height, c->width);
     else
@@ -830,18 +831,24 @@ static double pool_loss(void *p) {
     return dot(c->y, c->r, pool_out_size(c));
 }
 
-static double *maxpool_naive(const float *x, int planes, int H, int W) {
+/* The max of each window over in-image positions, and in *codes (when non-NULL) the
+ * window position of the first maximum in row-major window order. */
+static double *maxpool_naive(uint8_t *codes, const float *x, int planes, int H, int W) {
     double *y = malloc((size_t)planes * H * W * sizeof *y);
     for (int p = 0; p < planes; p++)
         for (int h = 0; h < H; h++)
             for (int w = 0; w < W; w++) {
                 double m = -INFINITY;
+                int code = -1;
                 for (int i = h - 1; i <= h + 1; i++)
                     for (int j = w - 1; j <= w + 1; j++)
                         if (i >= 0 && i < H && j >= 0 && j < W &&
-                            x[((size_t)p * H + i) * W + j] > m)
+                            x[((size_t)p * H + i) * W + j] > m) {
                             m = x[((size_t)p * H + i) * W + j];
+                            code = (i - h + 1) * 3 + (j - w + 1);
+                        }
                 y[((size_t)p * H + h) * W + w] = m;
+                if (codes) codes[((size_t)p * H + h) * W + w] = (uint8_t)code;
             }
     return y;
 }
@@ -866,11 +873,12 @@ static void pool_grad_check(int kind, int planes, int height, int width, uint64_
     const size_t nx = (size_t)planes * height * width, ny = pool_out_size(&c);
     c.x = kind == 0 ? spread_values(&r, nx) : random_floats(&r, nx, -1, 1);
     c.y = alloc_floats(ny);
+    c.argmax = malloc(ny);
     c.r = random_floats(&r, ny, -1, 1);
     pool_loss(&c);
     float *dx0 = random_floats(&r, nx, -1, 1), *dx = copy_floats(dx0, nx);
     if (kind == 0)
-        cpu_maxpool3x3_backward(dx, c.r, c.x, c.y, planes, height, width);
+        cpu_maxpool3x3_backward(dx, c.r, c.argmax, planes, height, width);
     else if (kind == 1)
         cpu_avgpool2x2_backward(dx, c.r, planes, height, width);
     else
@@ -882,7 +890,7 @@ static void pool_grad_check(int kind, int planes, int height, int width, uint64_
              c.x, g, nx, pool_loss, &c, FD_ATOL, FD_RTOL);
     /* NULL dx is allowed */
     if (kind == 0)
-        cpu_maxpool3x3_backward(NULL, c.r, c.x, c.y, planes, height, width);
+        cpu_maxpool3x3_backward(NULL, c.r, c.argmax, planes, height, width);
     else if (kind == 1)
         cpu_avgpool2x2_backward(NULL, c.r, planes, height, width);
     else
@@ -892,38 +900,80 @@ static void pool_grad_check(int kind, int planes, int height, int width, uint64_
     free(dx0);
     free(c.x);
     free(c.y);
+    free(c.argmax);
     free(c.r);
 }
 
 Test(cpu_pool, maxpool_forward_matches_direct_loops) {
     rng_t r = {8};
-    const int sizes[][2] = {{5, 6}, {1, 1}, {1, 4}, {4, 1}, {2, 2}, {32, 32}};
+    const int sizes[][2] = {{5, 6}, {1, 1}, {1, 4}, {4, 1}, {2, 2}, {3, 2}, {32, 32}};
     for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
-        const int H = sizes[s][0], W = sizes[s][1], planes = 3;
-        const size_t n = (size_t)planes * H * W;
-        float *x = random_floats(&r, n, -2, -1); /* all negative: zero padding would win */
-        float *y = alloc_floats(n);
-        cpu_maxpool3x3_forward(y, x, planes, H, W);
-        double *want = maxpool_naive(x, planes, H, W);
-        expect_close("maxpool y", y, want, n, 0, 0);
-        free(want);
-        free(x);
-        free(y);
+        for (int tied = 0; tied <= 1; tied++) {
+            const int H = sizes[s][0], W = sizes[s][1], planes = 3;
+            const size_t n = (size_t)planes * H * W;
+            /* all negative: zero padding would win; tied: three values, ties everywhere */
+            float *x = random_floats(&r, n, -2, -1);
+            if (tied)
+                for (size_t i = 0; i < n; i++) x[i] = -1.0f - floorf(3.0f * (x[i] + 2.0f)) / 4;
+            float *y = alloc_floats(n), *y_plain = alloc_floats(n);
+            uint8_t *codes = malloc(n), *want_codes = malloc(n);
+            cpu_maxpool3x3_forward(y, codes, x, planes, H, W);
+            cpu_maxpool3x3_forward(y_plain, NULL, x, planes, H, W);
+            double *want = maxpool_naive(want_codes, x, planes, H, W);
+            expect_close("maxpool y", y, want, n, 0, 0);
+            expect_close("maxpool y without argmax", y_plain, want, n, 0, 0);
+            for (size_t i = 0; i < n; i++)
+                cr_assert_eq(codes[i], want_codes[i],
+                             "%dx%d tied %d: output %zu has code %d, want %d", H, W, tied, i,
+                             codes[i], want_codes[i]);
+            /* the backward pass routes each dy to its code's input (small integers: the
+             * sums are exact in any order) */
+            float *dy = alloc_floats(n), *dx = alloc_floats(n);
+            double *want_dx = calloc(n, sizeof *want_dx);
+            for (size_t i = 0; i < n; i++) {
+                dy[i] = (float)(i % 5) - 2.0f;
+                dx[i] = 1.0f;
+                want_dx[i] += 1.0;
+            }
+            for (int p = 0; p < planes; p++)
+                for (int h = 0; h < H; h++)
+                    for (int w = 0; w < W; w++) {
+                        const size_t o = ((size_t)p * H + h) * W + w;
+                        const int i = h + want_codes[o] / 3 - 1, j = w + want_codes[o] % 3 - 1;
+                        want_dx[((size_t)p * H + i) * W + j] += dy[o];
+                    }
+            cpu_maxpool3x3_backward(dx, dy, codes, planes, H, W);
+            expect_close("maxpool dx", dx, want_dx, n, 0, 0);
+            free(dy);
+            free(dx);
+            free(want_dx);
+            free(want);
+            free(x);
+            free(y);
+            free(y_plain);
+            free(codes);
+            free(want_codes);
+        }
     }
 }
 
 Test(cpu_pool, maxpool_gradient) { pool_grad_check(0, 6, 5, 6, 9); }
-Test(cpu_pool, maxpool_gradient_thin_maps) { pool_grad_check(0, 2, 1, 5, 10); }
+Test(cpu_pool, maxpool_gradient_thin_maps) {
+    pool_grad_check(0, 2, 1, 5, 10);
+    pool_grad_check(0, 2, 5, 1, 11);
+    pool_grad_check(0, 3, 2, 3, 12);
+}
 
 Test(cpu_pool, maxpool_ties_go_to_first_in_window) {
     /* constant map: each window's first in-image element (row-major) takes its dy */
     const int H = 3, W = 4;
     float x[12], y[12], dy[12], dx[12];
+    uint8_t codes[12];
     fill(x, 12, 1.0f);
     for (int i = 0; i < 12; i++) dy[i] = (float)(1 << i);
     fill(dx, 12, 0.0f);
-    cpu_maxpool3x3_forward(y, x, 1, H, W);
-    cpu_maxpool3x3_backward(dx, dy, x, y, 1, H, W);
+    cpu_maxpool3x3_forward(y, codes, x, 1, H, W);
+    cpu_maxpool3x3_backward(dx, dy, codes, 1, H, W);
     double want[12] = {0};
     for (int h = 0; h < H; h++)
         for (int w = 0; w < W; w++) {

@@ -555,17 +555,29 @@ Test(gpu_ops, maxpool3x3_matches_cpu_bit_for_bit_with_ties) {
             float *dx = random_floats(rng_key(key, 3), n, -1.0f, 1.0f);
             float *d_x = to_device(x, n), *d_dy = to_device(dy, n), *d_dx = to_device(dx, n);
             float *d_y = cuda_backend.alloc(n * sizeof(float));
-            cpu_maxpool3x3_forward(y, x, s->planes, s->height, s->width);
-            cuda_backend.maxpool3x3_forward(d_y, d_x, s->planes, s->height, s->width);
+            uint8_t *codes = malloc(n), *gpu_codes = malloc(n);
+            uint8_t *d_codes = cuda_backend.alloc(n);
+            cpu_maxpool3x3_forward(y, codes, x, s->planes, s->height, s->width);
+            cuda_backend.maxpool3x3_forward(d_y, d_codes, d_x, s->planes, s->height, s->width);
             char what[160];
             snprintf(what, sizeof what, "maxpool %d x %dx%d tied %d", s->planes, s->height,
                      s->width, tied);
             expect_device_close(what, d_y, y, n, EXACT);
-            cpu_maxpool3x3_backward(dx, dy, x, y, s->planes, s->height, s->width);
-            cuda_backend.maxpool3x3_backward(d_dx, d_dy, d_x, d_y, s->planes, s->height, s->width);
+            cuda_backend.download(gpu_codes, d_codes, n);
+            for (size_t j = 0; j < n; j++)
+                cr_assert_eq(gpu_codes[j], codes[j],
+                             "%s: output %zu: code %d on the GPU, %d on the CPU", what, j,
+                             gpu_codes[j], codes[j]);
+            /* without argmax (inference) the same maxima */
+            cuda_backend.zero(d_y, n * sizeof(float));
+            cuda_backend.maxpool3x3_forward(d_y, NULL, d_x, s->planes, s->height, s->width);
+            expect_device_close(what, d_y, y, n, EXACT);
+            cpu_maxpool3x3_backward(dx, dy, codes, s->planes, s->height, s->width);
+            cuda_backend.maxpool3x3_backward(d_dx, d_dy, d_codes, s->planes, s->height, s->width);
             expect_device_close("maxpool dx", d_dx, dx, n, EXACT);
             cuda_backend.release(d_x), cuda_backend.release(d_dy), cuda_backend.release(d_dx);
-            cuda_backend.release(d_y);
+            cuda_backend.release(d_y), cuda_backend.release(d_codes);
+            free(codes), free(gpu_codes);
             free(x), free(y), free(dy), free(dx);
         }
 }

@@ -40,9 +40,10 @@ typedef struct backend_ops {
                                const float *x, const float *y, const float *gamma,
                                const float *batch_mean, const float *batch_invstd, int channels,
                                size_t plane);
-    void (*maxpool3x3_forward)(float *y, const float *x, int planes, int height, int width);
-    void (*maxpool3x3_backward)(float *dx, const float *dy, const float *x, const float *y,
-                                int planes, int height, int width);
+    void (*maxpool3x3_forward)(float *y, uint8_t *argmax, const float *x, int planes,
+                               int height, int width);
+    void (*maxpool3x3_backward)(float *dx, const float *dy, const uint8_t *argmax, int planes,
+                                int height, int width);
     void (*avgpool2x2_forward)(float *y, const float *x, int planes, int height, int width);
     void (*avgpool2x2_backward)(float *dx, const float *dy, int planes, int height, int width);
     void (*global_avgpool_forward)(float *y, const float *x, int planes, int area);

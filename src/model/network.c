@@ -23,6 +23,14 @@ int network_create(network *net, const model *m, const backend_ops *backend, int
     net->labels = backend->alloc((size_t)max_batch);
     for (int i = 0; i < m->layer_count; i++) {
         const layer *l = &m->layers[i];
+        if (l->kind != LAYER_MAXPOOL3) continue;
+        net->argmax_offset[i] = net->argmax_per_image;
+        net->argmax_per_image += (size_t)l->out.channels * l->out.side * l->out.side;
+    }
+    net->pool_argmax = backend->alloc(
+        (net->argmax_per_image ? net->argmax_per_image : 1) * (size_t)max_batch);
+    for (int i = 0; i < m->layer_count; i++) {
+        const layer *l = &m->layers[i];
         if (l->kind != LAYER_CONV) continue;
         size_t need = backend->conv2d_workspace_floats(max_batch, l->in.side, l->in.side,
                                                        l->in.channels, l->kernel);
@@ -43,6 +51,7 @@ void network_destroy(network *net) {
     be->release(net->activation_grads);
     be->release(net->workspace);
     be->release(net->labels);
+    be->release(net->pool_argmax);
     memset(net, 0, sizeof *net);
 }
 
@@ -89,6 +98,10 @@ float *network_tensor_grad(const network *net, tensor_ref t, int batch) {
     return net->activation_grads + (t.region + (size_t)t.first * t.side * t.side) * batch;
 }
 
+static uint8_t *layer_argmax(const network *net, int layer_index, int batch) {
+    return net->pool_argmax + net->argmax_offset[layer_index] * (size_t)batch;
+}
+
 void network_forward(network *net, int batch, int training, float bn_eps, float bn_momentum) {
     const backend_ops *be = net->backend;
     const model *m = &net->model;
@@ -121,7 +134,10 @@ void network_forward(network *net, int batch, int training, float bn_eps, float 
                                             plane);
             break;
         }
-        case LAYER_MAXPOOL3: be->maxpool3x3_forward(y, x, planes, side, side); break;
+        case LAYER_MAXPOOL3:
+            be->maxpool3x3_forward(y, training ? layer_argmax(net, i, batch) : NULL, x, planes,
+                                   side, side);
+            break;
         case LAYER_AVGPOOL2: be->avgpool2x2_forward(y, x, planes, side, side); break;
         case LAYER_GLOBAL_AVGPOOL: be->global_avgpool_forward(y, x, planes, side * side); break;
         case LAYER_DENSE:
@@ -170,7 +186,9 @@ void network_backward(network *net, int batch) {
                                    net->saved + l->saved + channels, channels,
                                    (size_t)batch * side * side);
             break;
-        case LAYER_MAXPOOL3: be->maxpool3x3_backward(dx, dy, x, y, planes, side, side); break;
+        case LAYER_MAXPOOL3:
+            be->maxpool3x3_backward(dx, dy, layer_argmax(net, i, batch), planes, side, side);
+            break;
         case LAYER_AVGPOOL2: be->avgpool2x2_backward(dx, dy, planes, side, side); break;
         case LAYER_GLOBAL_AVGPOOL: be->global_avgpool_backward(dx, dy, planes, side * side); break;
         case LAYER_DENSE:

@@ -26,6 +26,12 @@ typedef struct network {
     float *activation_grads; /* same layout */
     float *workspace;
     size_t workspace_floats;
+    /* Max pools' argmax codes (one byte per output), written by the training forward pass
+     * for the backward pass: max_batch * argmax_per_image bytes, layer i's at
+     * argmax_offset[i] * batch. */
+    uint8_t *pool_argmax;
+    size_t argmax_per_image;
+    size_t argmax_offset[MODEL_MAX_LAYERS];
     uint8_t *labels;   /* backend copy of the current batch's labels */
     network_layer_hook layer_hook; /* optional: called around every layer op (profiling) */
     void *layer_hook_context;

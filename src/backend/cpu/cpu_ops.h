@@ -56,10 +56,14 @@ void cpu_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float 
 void cpu_relu_forward(float *y, const float *x, size_t count);
 void cpu_relu_backward(float *dx, const float *dy, const float *y, size_t count);
 
-/* 3x3 max pool, stride 1, same padding (padding never wins). planes = channels*batch. */
-void cpu_maxpool3x3_forward(float *y, const float *x, int planes, int height, int width);
-void cpu_maxpool3x3_backward(float *dx, const float *dy, const float *x, const float *y,
-                             int planes, int height, int width);
+/* 3x3 max pool, stride 1, same padding (padding never wins). planes = channels*batch.
+ * argmax (one byte per output, may be NULL when no backward pass follows) gets the window
+ * position of each maximum, (row + 1) * 3 + (column + 1) for offsets in -1..1: the first
+ * in row-major window order among tied maxima. The backward pass routes dy by it. */
+void cpu_maxpool3x3_forward(float *y, uint8_t *argmax, const float *x, int planes, int height,
+                            int width);
+void cpu_maxpool3x3_backward(float *dx, const float *dy, const uint8_t *argmax, int planes,
+                             int height, int width);
 
 /* 2x2 average pool, stride 2; height and width are the input's (even). */
 void cpu_avgpool2x2_forward(float *y, const float *x, int planes, int height, int width);

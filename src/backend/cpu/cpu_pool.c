@@ -1,6 +1,10 @@
 /* Pooling over planes (one plane = one (channel, image) map of height x width). */
 #include "backend/cpu/cpu_ops.h"
 
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "core/error.h"
 
 static void check(const char *op, int planes, int height, int width) {
@@ -35,49 +39,161 @@ static void maxpool_row(float *restrict out, const float *restrict x, int h, int
     out[e] = max2(max2(max2(r0[e - 1], r1[e - 1]), r2[e - 1]), max2(max2(r0[e], r1[e]), r2[e]));
 }
 
-void cpu_maxpool3x3_forward(float *y, const float *x, int planes, int height, int width) {
-    check("cpu_maxpool3x3_forward", planes, height, width);
-    const size_t area = (size_t)height * (size_t)width;
-#pragma omp parallel for schedule(static)
-    for (int p = 0; p < planes; p++) {
-        const float *xp = x + (size_t)p * area;
-        float *yp = y + (size_t)p * area;
-        for (int h = 0; h < height; h++)
-            maxpool_row(yp + (size_t)h * (size_t)width, xp, h, height, width);
+/* The argmax forward and the backward pass work on planes copied into the middle of a
+ * (height + 2) x (width + 2) frame whose border never wins (-inf) or never matches (code
+ * FRAME_CODE): every window is then interior, so one flat, branch-free loop runs over all
+ * rows at once (the maps here are 8 to 32 wide: loops per row would be too short to
+ * vectorise). A window holding only -inf may name a border position: its dy is dropped. */
+enum { FRAME_CODE = 255 };
+
+typedef struct pool_frame {
+    int height, width, stride; /* the plane's; stride = width + 2 */
+    size_t first, last;        /* flat range covering every interior position */
+} pool_frame;
+
+static pool_frame frame_of(int height, int width) {
+    const int stride = width + 2;
+    return (pool_frame){height, width, stride, (size_t)stride + 1,
+                        (size_t)height * (size_t)stride + (size_t)width};
+}
+
+static size_t frame_size(const pool_frame *f) {
+    return (size_t)(f->height + 2) * (size_t)f->stride;
+}
+
+static void frame_floats(float *frame, const float *plane, float border, const pool_frame *f) {
+    for (int i = 0; i < f->stride; i++) {
+        frame[i] = border;
+        frame[(size_t)(f->height + 1) * f->stride + i] = border;
+    }
+    for (int h = 0; h < f->height; h++) {
+        float *row = frame + (size_t)(h + 1) * f->stride;
+        row[0] = border;
+        memcpy(row + 1, plane + (size_t)h * f->width, (size_t)f->width * sizeof(float));
+        row[f->width + 1] = border;
     }
 }
 
-/* Each dy goes to the position of its window's maximum, recomputed from x: the first
- * maximum in row-major window order when values tie. y is not needed for that. */
-void cpu_maxpool3x3_backward(float *dx, const float *dy, const float *x, const float *y, int planes,
+static void frame_codes(uint8_t *frame, const uint8_t *plane, const pool_frame *f) {
+    memset(frame, FRAME_CODE, (size_t)f->stride);
+    memset(frame + (size_t)(f->height + 1) * f->stride, FRAME_CODE, (size_t)f->stride);
+    for (int h = 0; h < f->height; h++) {
+        uint8_t *row = frame + (size_t)(h + 1) * f->stride;
+        row[0] = FRAME_CODE;
+        memcpy(row + 1, plane + (size_t)h * f->width, (size_t)f->width);
+        row[f->width + 1] = FRAME_CODE;
+    }
+}
+
+/* The maximum of each window of the framed x, and the first tap in window order equal to
+ * it (selects only, so the loop vectorises). Positions in the frame's border columns get
+ * values too, which are not copied out. */
+static void maxpool_framed(float *restrict out, uint8_t *restrict code, const float *restrict x,
+                           const pool_frame *f) {
+    const size_t s = (size_t)f->stride;
+    for (size_t q = f->first; q <= f->last; q++) {
+        const float v0 = x[q - s - 1], v1 = x[q - s], v2 = x[q - s + 1], v3 = x[q - 1], v4 = x[q],
+                    v5 = x[q + 1], v6 = x[q + s - 1], v7 = x[q + s], v8 = x[q + s + 1];
+        const float best = max2(max2(max2(v0, v1), max2(v2, v3)),
+                                max2(max2(v4, v5), max2(max2(v6, v7), v8)));
+        int k = 8;
+        k = v7 == best ? 7 : k;
+        k = v6 == best ? 6 : k;
+        k = v5 == best ? 5 : k;
+        k = v4 == best ? 4 : k;
+        k = v3 == best ? 3 : k;
+        k = v2 == best ? 2 : k;
+        k = v1 == best ? 1 : k;
+        k = v0 == best ? 0 : k;
+        out[q] = best;
+        code[q] = (uint8_t)k;
+    }
+}
+
+void cpu_maxpool3x3_forward(float *y, uint8_t *argmax, const float *x, int planes, int height,
+                            int width) {
+    check("cpu_maxpool3x3_forward", planes, height, width);
+    const size_t area = (size_t)height * (size_t)width;
+    if (!argmax) {
+#pragma omp parallel for schedule(static)
+        for (int p = 0; p < planes; p++) {
+            const float *xp = x + (size_t)p * area;
+            float *yp = y + (size_t)p * area;
+            for (int h = 0; h < height; h++)
+                maxpool_row(yp + (size_t)h * (size_t)width, xp, h, height, width);
+        }
+        return;
+    }
+    const pool_frame f = frame_of(height, width);
+#pragma omp parallel
+    {
+        float *framed_x = bneck_malloc(frame_size(&f) * sizeof(float));
+        float *framed_y = bneck_malloc(frame_size(&f) * sizeof(float));
+        uint8_t *framed_code = bneck_malloc(frame_size(&f));
+#pragma omp for schedule(static)
+        for (int p = 0; p < planes; p++) {
+            frame_floats(framed_x, x + (size_t)p * area, -INFINITY, &f);
+            maxpool_framed(framed_y, framed_code, framed_x, &f);
+            for (int h = 0; h < height; h++) {
+                const size_t from = (size_t)(h + 1) * f.stride + 1;
+                const size_t to = (size_t)p * area + (size_t)h * (size_t)width;
+                memcpy(y + to, framed_y + from, (size_t)width * sizeof(float));
+                memcpy(argmax + to, framed_code + from, (size_t)width);
+            }
+        }
+        free(framed_x);
+        free(framed_y);
+        free(framed_code);
+    }
+}
+
+/* Gathered rather than scattered: input (h, w) sums, in window order of the outputs
+ * around it (rows h-1..h+1, then columns w-1..w+1), the dy of each output whose code
+ * names the tap pointing back at (h, w), then adds that sum to dx. A fixed order per
+ * input (which the GPU twin keeps, for equal sums bit for bit), no write conflicts. */
+static void maxpool_backward_framed(float *restrict sum, const float *restrict dy,
+                                    const uint8_t *restrict code, const pool_frame *f) {
+    const size_t s = (size_t)f->stride;
+    for (size_t q = f->first; q <= f->last; q++) {
+        float total = 0.0f;
+        total += code[q - s - 1] == 8 ? dy[q - s - 1] : 0.0f;
+        total += code[q - s] == 7 ? dy[q - s] : 0.0f;
+        total += code[q - s + 1] == 6 ? dy[q - s + 1] : 0.0f;
+        total += code[q - 1] == 5 ? dy[q - 1] : 0.0f;
+        total += code[q] == 4 ? dy[q] : 0.0f;
+        total += code[q + 1] == 3 ? dy[q + 1] : 0.0f;
+        total += code[q + s - 1] == 2 ? dy[q + s - 1] : 0.0f;
+        total += code[q + s] == 1 ? dy[q + s] : 0.0f;
+        total += code[q + s + 1] == 0 ? dy[q + s + 1] : 0.0f;
+        sum[q] = total;
+    }
+}
+
+void cpu_maxpool3x3_backward(float *dx, const float *dy, const uint8_t *argmax, int planes,
                              int height, int width) {
-    (void)y;
     check("cpu_maxpool3x3_backward", planes, height, width);
     if (!dx) return;
     const size_t area = (size_t)height * (size_t)width;
-#pragma omp parallel for schedule(static)
-    for (int p = 0; p < planes; p++) {
-        const float *xp = x + (size_t)p * area;
-        const float *gp = dy + (size_t)p * area;
-        float *dp = dx + (size_t)p * area;
-        for (int h = 0; h < height; h++) {
-            const int h0 = h > 0 ? h - 1 : 0, h1 = h + 1 < height ? h + 1 : height - 1;
-            for (int w = 0; w < width; w++) {
-                const int w0 = w > 0 ? w - 1 : 0, w1 = w + 1 < width ? w + 1 : width - 1;
-                size_t best = (size_t)h0 * (size_t)width + (size_t)w0;
-                float best_v = xp[best];
-                for (int i = h0; i <= h1; i++) {
-                    for (int j = w0; j <= w1; j++) {
-                        const size_t idx = (size_t)i * (size_t)width + (size_t)j;
-                        if (xp[idx] > best_v) {
-                            best_v = xp[idx];
-                            best = idx;
-                        }
-                    }
-                }
-                dp[best] += gp[(size_t)h * (size_t)width + (size_t)w];
+    const pool_frame f = frame_of(height, width);
+#pragma omp parallel
+    {
+        float *framed_dy = bneck_malloc(frame_size(&f) * sizeof(float));
+        float *framed_sum = bneck_malloc(frame_size(&f) * sizeof(float));
+        uint8_t *framed_code = bneck_malloc(frame_size(&f));
+#pragma omp for schedule(static)
+        for (int p = 0; p < planes; p++) {
+            frame_floats(framed_dy, dy + (size_t)p * area, 0.0f, &f);
+            frame_codes(framed_code, argmax + (size_t)p * area, &f);
+            maxpool_backward_framed(framed_sum, framed_dy, framed_code, &f);
+            for (int h = 0; h < height; h++) {
+                float *restrict d = dx + (size_t)p * area + (size_t)h * (size_t)width;
+                const float *restrict add = framed_sum + (size_t)(h + 1) * f.stride + 1;
+                for (int w = 0; w < width; w++) d[w] += add[w];
             }
         }
+        free(framed_dy);
+        free(framed_sum);
+        free(framed_code);
     }
 }
 

@@ -158,9 +158,10 @@ void cuda_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float
                              size_t plane);
 
 /* --- pools (cuda_pool.cu) ---------------------------------------------------------------- */
-void cuda_maxpool3x3_forward(float *y, const float *x, int planes, int height, int width);
-void cuda_maxpool3x3_backward(float *dx, const float *dy, const float *x, const float *y,
-                              int planes, int height, int width);
+void cuda_maxpool3x3_forward(float *y, uint8_t *argmax, const float *x, int planes, int height,
+                             int width);
+void cuda_maxpool3x3_backward(float *dx, const float *dy, const uint8_t *argmax, int planes,
+                              int height, int width);
 void cuda_avgpool2x2_forward(float *y, const float *x, int planes, int height, int width);
 void cuda_avgpool2x2_backward(float *dx, const float *dy, int planes, int height, int width);
 void cuda_global_avgpool_forward(float *y, const float *x, int planes, int area);

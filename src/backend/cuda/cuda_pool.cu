@@ -18,95 +18,79 @@ static void check(const char *op, int planes, int height, int width) {
 
 /* --- 3x3 max pool, stride 1, same padding (out-of-image positions never win) ------------ */
 
-/* The window of output (h, w), clamped to the image. */
-typedef struct window {
-    int h0, h1, w0, w1; /* inclusive */
-} window;
-
-static __device__ __forceinline__ window window_at(int h, int w, int height, int width) {
-    window win = {h > 0 ? h - 1 : 0, h + 1 < height ? h + 1 : height - 1, w > 0 ? w - 1 : 0,
-                  w + 1 < width ? w + 1 : width - 1};
-    return win;
-}
-
-__global__ void maxpool3x3_forward_kernel(float *y, const float *x, size_t count, int height,
-                                          int width) {
+/* One thread per output: the window's maximum over in-image taps and, when argmax is
+ * non-NULL, its code (row + 1) * 3 + (column + 1): the first maximum in row-major window
+ * order, as on the CPU. */
+__global__ void maxpool3x3_forward_kernel(float *y, uint8_t *argmax, const float *x,
+                                          unsigned count, int height, int width) {
     const unsigned area = (unsigned)height * (unsigned)width;
     GRID_STRIDE_LOOP(index, count) {
-        unsigned hw, w;
+        unsigned hw, column;
         const float *xp = x + (size_t)split_index(index, area, &hw) * area;
-        const int h = (int)split_index(hw, (unsigned)width, &w);
-        const window win = window_at(h, w, height, width);
-        float best = xp[win.h0 * width + win.w0];
-        for (int i = win.h0; i <= win.h1; i++)
-            for (int j = win.w0; j <= win.w1; j++) {
-                const float v = xp[i * width + j];
-                best = v > best ? v : best;
+        const int h = (int)split_index(hw, (unsigned)width, &column), w = (int)column;
+        float best = 0.0f;
+        int code = -1;
+        for (int a = -1; a <= 1; a++) {
+            if (h + a < 0 || h + a >= height) continue;
+            for (int b = -1; b <= 1; b++) {
+                if (w + b < 0 || w + b >= width) continue;
+                const float v = xp[(h + a) * width + w + b];
+                if (code < 0 || v > best) {
+                    best = v;
+                    code = (a + 1) * 3 + (b + 1);
+                }
             }
+        }
         y[index] = best;
+        if (argmax) argmax[index] = (uint8_t)code;
     }
 }
 
-extern "C" void cuda_maxpool3x3_forward(float *y, const float *x, int planes, int height,
-                                        int width) {
+extern "C" void cuda_maxpool3x3_forward(float *y, uint8_t *argmax, const float *x, int planes,
+                                        int height, int width) {
     check("cuda_maxpool3x3_forward", planes, height, width);
     const size_t count = (size_t)planes * (size_t)height * (size_t)width;
     if (!count) return;
     cuda_require_32bit("cuda_maxpool3x3_forward", count);
     maxpool3x3_forward_kernel<<<cuda_grid_blocks(count), CUDA_THREADS, 0, cuda_ctx.stream>>>(
-        y, x, count, height, width);
+        y, argmax, x, (unsigned)count, height, width);
     CUDA_CHECK_LAUNCH();
 }
 
-/* Position (in the plane) of the window's maximum: the first one in row-major window order
- * when values tie, as on the CPU. */
-static __device__ __forceinline__ int window_argmax(const float *xp, int h, int w, int height,
-                                                    int width) {
-    const window win = window_at(h, w, height, width);
-    int best = win.h0 * width + win.w0;
-    float best_value = xp[best];
-    for (int i = win.h0; i <= win.h1; i++)
-        for (int j = win.w0; j <= win.w1; j++)
-            if (xp[i * width + j] > best_value) {
-                best_value = xp[i * width + j];
-                best = i * width + j;
-            }
-    return best;
-}
-
-/* Gather instead of the CPU's scatter: each input position adds the dy of every output
- * whose window maximum it is, in row-major output order, which is the order in which the
- * CPU's scatter reaches it. No atomics, and the same sums bit for bit. An input can only
- * be an output's argmax if it equals that output's maximum y, so the window is searched
- * (for the first of tied maxima) only then: about 9 reads per input instead of 81. */
-__global__ void maxpool3x3_backward_kernel(float *dx, const float *dy, const float *x,
-                                           const float *y, size_t count, int height, int width) {
+/* Gathered, as on the CPU: input (h, w) sums, in window order of the outputs around it,
+ * the dy of each output whose code names the tap pointing back at (h, w), then adds the
+ * sum to dx. The CPU keeps the same order per input, so the results agree bit for bit;
+ * no atomics. */
+__global__ void maxpool3x3_backward_kernel(float *dx, const float *dy, const uint8_t *argmax,
+                                           unsigned count, int height, int width) {
     const unsigned area = (unsigned)height * (unsigned)width;
     GRID_STRIDE_LOOP(index, count) {
-        unsigned position, column;
-        const size_t base = (size_t)split_index(index, area, &position) * area;
-        const float *xp = x + base, *gp = dy + base, *yp = y + base;
-        const float value = x[index];
-        const int i = (int)split_index(position, (unsigned)width, &column), j = (int)column;
-        const window outputs = window_at(i, j, height, width); /* outputs whose window has (i, j) */
-        float sum = dx[index];
-        for (int h = outputs.h0; h <= outputs.h1; h++)
-            for (int w = outputs.w0; w <= outputs.w1; w++)
-                if (yp[h * width + w] == value &&
-                    window_argmax(xp, h, w, height, width) == (int)position)
-                    sum += gp[h * width + w];
-        dx[index] = sum;
+        unsigned hw, column;
+        const size_t base = (size_t)split_index(index, area, &hw) * area;
+        const int h = (int)split_index(hw, (unsigned)width, &column), w = (int)column;
+        const float *gp = dy + base;
+        const uint8_t *cp = argmax + base;
+        float sum = 0.0f;
+        for (int a = -1; a <= 1; a++) {
+            if (h + a < 0 || h + a >= height) continue;
+            for (int b = -1; b <= 1; b++) {
+                if (w + b < 0 || w + b >= width) continue;
+                const int output = (h + a) * width + w + b;
+                sum += cp[output] == (1 - a) * 3 + (1 - b) ? gp[output] : 0.0f;
+            }
+        }
+        dx[index] += sum;
     }
 }
 
-extern "C" void cuda_maxpool3x3_backward(float *dx, const float *dy, const float *x,
-                                         const float *y, int planes, int height, int width) {
+extern "C" void cuda_maxpool3x3_backward(float *dx, const float *dy, const uint8_t *argmax,
+                                         int planes, int height, int width) {
     check("cuda_maxpool3x3_backward", planes, height, width);
     const size_t count = (size_t)planes * (size_t)height * (size_t)width;
     if (!dx || !count) return;
     cuda_require_32bit("cuda_maxpool3x3_backward", count);
     maxpool3x3_backward_kernel<<<cuda_grid_blocks(count), CUDA_THREADS, 0, cuda_ctx.stream>>>(
-        dx, dy, x, y, count, height, width);
+        dx, dy, argmax, (unsigned)count, height, width);
     CUDA_CHECK_LAUNCH();
 }
 
