@@ -678,9 +678,19 @@ static int merge_results(sweep_state *s, int *complete_runs) {
 
 /* ---------------------------------------------------------------------------------- */
 
+/* The --stop-signal of the command line (USR2 when absent or not a signal name: the option
+ * parser reports the latter), needed before the options are parsed: see stop.h. */
+static int stop_signal_option(int argc, char **argv) {
+    for (int i = 1; i + 1 < argc; i++)
+        if (!strcmp(argv[i], "--stop-signal") && signal_from_name(argv[i + 1]) > 0)
+            return signal_from_name(argv[i + 1]);
+    return SIGUSR2;
+}
+
 int sweep_main(int argc, char **argv) {
     static sweep_state s;
     memset(&s, 0, sizeof s);
+    stop_catch_signals(stop_signal_option(argc, argv));
     sweep_world_init(&s.world, &argc, &argv);
     sweep_world *w = &s.world;
     log_set_rank(w->rank, w->host);
@@ -778,7 +788,6 @@ int sweep_main(int argc, char **argv) {
         sweep_world_finalize(w);
         return 2;
     }
-    stop_install_handlers(s.options.stop_signal);
     s.started = timer_now();
     log_info("sweep: %d runs on %d ranks (%d group(s) of %d), %s backend, %d threads per rank, "
              "%s: %d training / %d validation images, output %s",
