@@ -12,6 +12,7 @@
 #include "model/model.h"
 #include "train/config.h"
 #include "train/device_data.h"
+#include "train/step_graph.h"
 #include "train/train.h"
 
 static void usage(FILE *out) {
@@ -85,6 +86,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bneck-train: %s\n", data_message);
         return 1;
     }
+    step_graph *graphs = step_graph_attach(&run, (step_graph_mode)step_graph_mode_from_name(cfg.graph));
     const model_counts *counts = &run.net.model.counts;
     log_info("bneck-train: mode %d alpha %d on %s (%d train / %d val images), %s backend "
              "(%s, %d threads), %lld params, %lld pseudo-FLOPs, %lld MACs per image",
@@ -103,6 +105,9 @@ int main(int argc, char **argv) {
                  r.images_per_s);
     }
     log_info("best validation accuracy %.2f%%", 100 * best);
+    if (graphs)
+        log_info("%ld training steps ran as CUDA graph replays", step_graph_replays(graphs));
+    step_graph_release(graphs);
     device_data_release(gpu_data);
     trainer_destroy(&run);
     backend_shutdown(backend);

@@ -99,6 +99,7 @@ static void expect_default_values(const config *cfg) {
     cr_expect_str_eq(cfg->output, "results/run");
     cr_expect_str_eq(cfg->precision, "fp32");
     cr_expect_str_eq(cfg->conv_engine, "auto");
+    cr_expect_str_eq(cfg->graph, "auto");
     cr_expect_eq(cfg->deterministic, 0);
     cr_expect_str_eq(cfg->dataset, "fashion-mnist");
     cr_expect_str_eq(cfg->data_dir, "/usr/share/datasets/fashion-mnist");
@@ -175,6 +176,7 @@ Test(config, reads_every_key) {
                        "precision = bf16\n"
                        "conv = gemm\n"
                        "deterministic = yes\n"
+                       "graph = off\n"
                        "threads = 8\n"
                        "output = /scratch/out   ; inline comment\n"
                        "[data]\n"
@@ -216,6 +218,7 @@ Test(config, reads_every_key) {
     cr_expect_str_eq(cfg->precision, "bf16");
     cr_expect_str_eq(cfg->conv_engine, "gemm");
     cr_expect_eq(cfg->deterministic, 1);
+    cr_expect_str_eq(cfg->graph, "off");
     cr_expect_eq(cfg->threads, 8);
     cr_expect_str_eq(cfg->output, "/scratch/out");
     cr_expect_str_eq(cfg->dataset, "cifar10");
@@ -555,6 +558,7 @@ Test(config, bad_choices) {
     const bad_file_case cases[] = {
         {"[run]\ndevice = gpu\n", 2, "device", "one of auto, cpu, cuda"},
         {"[run]\nprecision = fp16\n", 2, "precision", "one of fp32, tf32, bf16"},
+        {"[run]\ngraph = yes\n", 2, "graph", "one of auto, on, off"},
         {"[run]\nconv = fft\n", 2, "conv", "one of auto, cudnn, gemm"},
         {"[data]\ndataset = mnist\n", 2, "dataset", "one of fashion-mnist, cifar10"},
         {"[model]\npool_branch = tf\n", 2, "pool_branch", "one of keras, pytorch"},
@@ -789,6 +793,7 @@ Test(config, write_round_trips_every_field) {
     snprintf(cfg->precision, sizeof cfg->precision, "tf32");
     snprintf(cfg->conv_engine, sizeof cfg->conv_engine, "cudnn");
     cfg->deterministic = 1;
+    snprintf(cfg->graph, sizeof cfg->graph, "on");
     cfg->threads = 3;
     snprintf(cfg->output, sizeof cfg->output, "/tmp/some out/dir");
     snprintf(cfg->dataset, sizeof cfg->dataset, "cifar10");
@@ -838,7 +843,7 @@ Test(config, write_writes_every_key_and_reports_overflow) {
     cr_assert_gt(length, 0);
     static const char *const lines[] = {
         "[run]\n",         "name = run\n",      "seed = 1\n",         "device = auto\n",
-        "precision = fp32\n", "conv = auto\n", "deterministic = false\n",
+        "precision = fp32\n", "conv = auto\n", "deterministic = false\n", "graph = auto\n",
         "threads = 0\n",   "output = results/run\n", "[data]\n",      "dataset = fashion-mnist\n",
         "dir = /usr/share/datasets/fashion-mnist\n",  "train_limit = 0\n", "val_limit = 0\n",
         "augment = true\n", "[model]\n", "mode = 1\n", "alpha = 1\n", "pool_branch = keras\n", "[train]\n",

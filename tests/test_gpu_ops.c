@@ -34,6 +34,10 @@
 #include "data/dataset.h"
 #include "model/model.h"
 #include "model/network.h"
+#include "train/config.h"
+#include "train/device_data.h"
+#include "train/step_graph.h"
+#include "train/train.h"
 
 #define COUNT(array) (sizeof(array) / sizeof((array)[0]))
 
@@ -1328,6 +1332,87 @@ Test(gpu_ops, nccl_missing_peer_times_out_instead_of_hanging, .timeout = 120) {
     cr_log_info("missing peer: %s", message);
     cr_expect_not_null(strstr(message, "rank 0 of 2"), "names the rank: %s", message);
     cr_expect_not_null(strstr(message, "aborted"), "says it aborted: %s", message);
+}
+
+/* ---- the trainer with its steps replayed as CUDA graphs ------------------------------------ */
+
+/* Class k images are bright in the k-th horizontal band (as in test_network.c). */
+static dataset banded_images(int count, uint64_t seed) {
+    dataset d = {count, 1, malloc((size_t)count * 32 * 32), malloc((size_t)count)};
+    cr_assert(d.pixels && d.labels);
+    for (int i = 0; i < count; i++) {
+        const int label = (int)rng_below(seed, (uint64_t)i, 10);
+        d.labels[i] = (uint8_t)label;
+        for (int p = 0; p < 32 * 32; p++) {
+            const int noise = (int)rng_below(seed + 1, (uint64_t)i * 1024 + p, 60);
+            d.pixels[(size_t)i * 1024 + p] = (uint8_t)((p / 32 / 3 == label ? 180 : 20) + noise);
+        }
+    }
+    return d;
+}
+
+/* Two epochs of pattern E on the GPU with the given graph mode (deterministic GEMM
+ * convolutions, so the two modes run the same kernels); the weights afterwards in params. */
+static long train_two_epochs(step_graph_mode mode, float *params, size_t param_count,
+                             epoch_record records[2]) {
+    static config cfg;
+    config_defaults(&cfg);
+    cfg.epochs = 2;
+    cfg.batch = 32;
+    cfg.val_batch = 50; /* larger than the batch: evaluation regrows the scratch buffers */
+    cfg.augment = 1;
+    cfg.seed = 5;
+    dataset train_set = banded_images(250, 1), val_set = banded_images(100, 2);
+    model_spec spec = {3, 4, 1, POOL_BRANCH_KERAS};
+    static trainer run;
+    cr_assert_eq(trainer_create(&run, &cfg, &spec, &train_set, &val_set, &cuda_backend, NULL, NULL), 0);
+    char message[512];
+    device_data *data = device_data_attach(&run, message, sizeof message);
+    cr_assert_not_null(data, "device_data_attach: %s", message);
+    step_graph *graphs = step_graph_attach(&run, mode);
+    cr_assert_eq(graphs != NULL, mode != STEP_GRAPH_OFF);
+    for (int e = 0; e < 2; e++) trainer_run_epoch(&run, &records[e]);
+    const long replays = step_graph_replays(graphs);
+    cr_assert_eq(run.net.model.param_count, param_count);
+    cuda_backend.download(params, run.net.params, param_count * sizeof(float));
+    step_graph_release(graphs);
+    device_data_release(data);
+    trainer_destroy(&run);
+    dataset_free(&train_set);
+    dataset_free(&val_set);
+    return replays;
+}
+
+Test(gpu_ops, trainer_with_step_graphs_trains_like_op_by_op, .timeout = 300) {
+    use_gpu();
+    cuda_backend_set_deterministic(1);
+    cuda_backend_set_conv_engine(CUDA_CONV_GEMM);
+    model m;
+    model_spec spec = {3, 4, 1, POOL_BRANCH_KERAS};
+    cr_assert_eq(model_build(&m, &spec, NULL), 0);
+    float *plain = host_floats(m.param_count), *graphed = host_floats(m.param_count);
+    epoch_record plain_records[2], graphed_records[2];
+    cr_assert_eq(train_two_epochs(STEP_GRAPH_OFF, plain, m.param_count, plain_records), 0);
+    /* 250 images in batches of 32: 7 full steps and one of 26 per epoch. Epoch 1 runs its
+     * first full step op by op (the warm-up), captures the second and replays 5; epoch 2
+     * captures again (the evaluation's batches of 50 regrew the scratch buffers) and
+     * replays 6; the steps of 26 run op by op. */
+    const long replays = train_two_epochs(STEP_GRAPH_ON, graphed, m.param_count, graphed_records);
+    cr_expect_eq(replays, 13, "%ld steps ran from a graph, expected 13", replays);
+    size_t differing = 0;
+    for (size_t i = 0; i < m.param_count; i++) differing += plain[i] != graphed[i];
+    cr_expect_eq(differing, 0, "%zu of %zu weights differ after two epochs", differing,
+                 m.param_count);
+    for (int e = 0; e < 2; e++) {
+        /* the graph sums the loss on the device in double, the plain steps on the host */
+        cr_expect_float_eq(graphed_records[e].train_loss, plain_records[e].train_loss,
+                           1e-6 * fabs(plain_records[e].train_loss), "epoch %d", e + 1);
+        cr_expect_eq(graphed_records[e].train_acc, plain_records[e].train_acc, "epoch %d", e + 1);
+        cr_expect_eq(graphed_records[e].val_acc, plain_records[e].val_acc, "epoch %d", e + 1);
+    }
+    cuda_backend_set_deterministic(0);
+    cuda_backend_set_conv_engine(CUDA_CONV_AUTO);
+    free(plain), free(graphed);
 }
 
 #else /* built without the CUDA backend */

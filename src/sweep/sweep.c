@@ -21,6 +21,7 @@
 #include "sweep/group.h"
 #include "sweep/plan.h"
 #include "train/device_data.h"
+#include "train/step_graph.h"
 #ifdef BNECK_HAVE_CUDA
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_nccl.h"
@@ -456,6 +457,7 @@ static int run_one(sweep_state *s, int index) {
         log_error("%s: %s", run->name, data_message);
         sweep_world_abort(w, 1);
     }
+    step_graph *graphs = step_graph_attach(&t, (step_graph_mode)step_graph_mode_from_name(s->cfg.graph));
     t.stop_requested = stop_requested;
     if (start == RUN_RESUME) {
         if (!leader) checkpoint_alloc(&checkpoint, &built);
@@ -508,6 +510,7 @@ static int run_one(sweep_state *s, int index) {
             sweep_world_abort(w, 1);
         }
     }
+    step_graph_release(graphs);
     device_data_release(gpu_data);
     trainer_destroy(&t);
     run_checkpoint_free(&checkpoint);

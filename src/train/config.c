@@ -60,6 +60,7 @@ typedef struct key_spec {
 static const char *const device_choices[] = {"auto", "cpu", "cuda", NULL};
 static const char *const precision_choices[] = {"fp32", "tf32", "bf16", NULL};
 static const char *const conv_engine_choices[] = {"auto", "cudnn", "gemm", NULL};
+static const char *const graph_choices[] = {"auto", "on", "off", NULL};
 static const char *const dataset_choices[] = {"fashion-mnist", "cifar10", NULL};
 /* For the enum keys the index of a choice is the enum's value. */
 static const char *const pool_branch_choices[] = {"keras", "pytorch", NULL};
@@ -89,6 +90,7 @@ static const key_spec key_table[] = {
     {.section = "run", .key = "conv", .kind = VALUE_WORD, FIELD(conv_engine),
      .choices = conv_engine_choices},
     {.section = "run", .key = "deterministic", .kind = VALUE_BOOL, FIELD(deterministic)},
+    {.section = "run", .key = "graph", .kind = VALUE_WORD, FIELD(graph), .choices = graph_choices},
     {.section = "run", .key = "threads", .kind = VALUE_INT, FIELD(threads), COUNT_FROM(0)},
     {.section = "run", .key = "output", .kind = VALUE_PATH, FIELD(output)},
 
@@ -195,6 +197,7 @@ void config_defaults(config *cfg) {
     snprintf(cfg->device, sizeof cfg->device, "auto");
     snprintf(cfg->precision, sizeof cfg->precision, "fp32");
     snprintf(cfg->conv_engine, sizeof cfg->conv_engine, "auto");
+    snprintf(cfg->graph, sizeof cfg->graph, "auto");
     cfg->threads = 0;
     snprintf(cfg->output, sizeof cfg->output, "results/%s", cfg->name);
 

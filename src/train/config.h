@@ -37,6 +37,7 @@ typedef struct config {
     char precision[8];      /* GPU arithmetic: fp32 | tf32 | bf16, default fp32 */
     char conv_engine[8];    /* GPU k x k convolutions: auto | cudnn | gemm, default auto */
     int deterministic;      /* GPU: reproducible algorithms only, default 0 */
+    char graph[8];          /* GPU: training steps as CUDA graphs: auto | on | off, default auto */
     int threads;            /* CPU threads, 0 = all cores; default 0 */
     char output[512];       /* output directory, default "results/<name>" */
 

@@ -189,35 +189,47 @@ static void average_running_statistics(trainer *t) {
 
 /* Progress within an epoch on rank 0: a line rewritten in place at most twice a second on
  * a terminal; plain lines every tenth of a long epoch otherwise (Slurm logs, pipes). */
-static void print_progress(const trainer *t, int epoch, int step, int steps, double loss_sum,
-                           double correct, int seen, double started) {
-    if (log_rank() != 0 || t->comm.rank != 0) return;
-    static double last_print = 0.0;
+static double last_progress_print = 0.0;
+
+static int progress_on_terminal(void) {
     /* mpirun hands every rank a pseudo-terminal even when its output goes to a file, so
      * under MPI (and Slurm) progress is always plain lines. */
-    const int on_terminal =
-        isatty(STDOUT_FILENO) && !getenv("SLURM_JOB_ID") && !getenv("OMPI_COMM_WORLD_SIZE");
+    return isatty(STDOUT_FILENO) && !getenv("SLURM_JOB_ID") && !getenv("OMPI_COMM_WORLD_SIZE");
+}
+
+/* Whether print_progress has something to do after `step` of `steps`. */
+static int progress_due(const trainer *t, int step, int steps) {
+    if (log_rank() != 0 || t->comm.rank != 0) return 0;
+    if (step == steps) return 1;
+    if (progress_on_terminal()) return timer_now() - last_progress_print >= 0.5;
+    const int every = t->cfg->progress_every > 0 ? t->cfg->progress_every
+                                                  : (steps >= 50 ? steps / 10 : 0);
+    return every != 0 && step % every == 0;
+}
+
+static void print_progress(const trainer *t, int epoch, int step, int steps, double loss_sum,
+                           double correct, int seen, double started) {
+    const int on_terminal = progress_on_terminal();
     const double now = timer_now();
     if (step == steps) {
-        if (on_terminal && last_print > 0.0) fprintf(stdout, "\r\033[K");
+        if (on_terminal && last_progress_print > 0.0) fprintf(stdout, "\r\033[K");
         fflush(stdout);
-        last_print = 0.0;
+        last_progress_print = 0.0;
         return;
     }
-    if (on_terminal) {
-        if (now - last_print < 0.5) return;
-    } else {
-        const int every = t->cfg->progress_every > 0 ? t->cfg->progress_every
-                                                      : (steps >= 50 ? steps / 10 : 0);
-        if (every == 0 || step % every != 0) return;
-    }
-    last_print = now;
+    last_progress_print = now;
     const double elapsed = now - started;
     fprintf(stdout, "%s  epoch %d: step %d/%d  loss %.4f  acc %.2f%%  %.0f img/s%s",
             on_terminal ? "\r\033[K" : "", epoch, step, steps, loss_sum / seen,
             100.0 * correct / seen, seen * ranks_of(t) / (elapsed > 0 ? elapsed : 1e-9),
             on_terminal ? "" : "\n");
     fflush(stdout);
+}
+
+/* Folds the loss and hits of the recorded steps (kept on the device) into the sums. */
+static void take_recorded_totals(trainer *t, double *loss_sum, double *correct) {
+    if (t->recorded_steps.take_totals)
+        t->recorded_steps.take_totals(t->recorded_steps.context, loss_sum, correct);
 }
 
 int trainer_run_epoch(trainer *t, epoch_record *record) {
@@ -257,12 +269,23 @@ int trainer_run_epoch(trainer *t, epoch_record *record) {
 
         t->next_bucket = 0;
         if (local > 0) {
-            int correct = 0;
-            network_forward(net, local, 1, (float)cfg->bn_eps, (float)cfg->bn_momentum);
-            const float loss = network_loss(net, batch_labels(t), 1.0f / (float)global, local, &correct);
-            network_backward(net, local);
-            loss_sum += (double)loss * local;
-            correct_sum += correct;
+            const uint8_t *labels = batch_labels(t);
+            const float grad_scale = 1.0f / (float)global;
+            const float bn_eps = (float)cfg->bn_eps, bn_momentum = (float)cfg->bn_momentum;
+            int recorded = 0;
+            if (t->recorded_steps.run) {
+                if (labels) be->upload(net->labels, labels, (size_t)local);
+                recorded = t->recorded_steps.run(t->recorded_steps.context, net, local,
+                                                 grad_scale, bn_eps, bn_momentum);
+            }
+            if (!recorded) {
+                int correct = 0;
+                network_forward(net, local, 1, bn_eps, bn_momentum);
+                const float loss = network_loss(net, labels, grad_scale, local, &correct);
+                network_backward(net, local);
+                loss_sum += (double)loss * local;
+                correct_sum += correct;
+            }
             seen += local;
         } else {
             be->zero(net->grads, net->model.param_count * sizeof(float));
@@ -289,10 +312,14 @@ int trainer_run_epoch(trainer *t, epoch_record *record) {
                       net->model.param_count);
         be->synchronize();
         record->compute_s += timer_now() - t3;
-        print_progress(t, epoch + 1, step + 1, steps, loss_sum, correct_sum, seen > 0 ? seen : 1,
-                       started);
+        if (progress_due(t, step + 1, steps)) {
+            take_recorded_totals(t, &loss_sum, &correct_sum);
+            print_progress(t, epoch + 1, step + 1, steps, loss_sum, correct_sum,
+                           seen > 0 ? seen : 1, started);
+        }
     }
     record->epoch_s = timer_now() - started;
+    take_recorded_totals(t, &loss_sum, &correct_sum);
 
     double totals[3] = {loss_sum, correct_sum, (double)seen};
     if (ranks > 1) t->comm.allreduce_sum_double(t->comm.context, totals, 3);

@@ -57,6 +57,18 @@ typedef struct batch_source {
                      const int *indices, int count, uint64_t seed, int epoch, int augment);
 } batch_source;
 
+/* Runs the forward pass, loss and backward pass of a training step other than op by op
+ * (replaying a CUDA graph: step_graph.h), keeping the loss and hits itself. */
+typedef struct step_recorder {
+    void *context;
+    /* Returns 1 when it ran the step of `count` images (input and labels already in the
+     * network), 0 when the trainer must run it op by op. */
+    int (*run)(void *context, network *net, int count, float grad_scale, float bn_eps,
+               float bn_momentum);
+    /* Adds the loss sum and hits of the steps it ran since the last call. */
+    void (*take_totals)(void *context, double *loss_sum, double *correct);
+} step_recorder;
+
 typedef struct trainer {
     const config *cfg;
     const dataset *train_set, *val_set;
@@ -71,6 +83,8 @@ typedef struct trainer {
     uint8_t *host_labels;
     /* When set, batches are assembled by the backend; otherwise on the host, then uploaded. */
     batch_source device_batches;
+    /* When set, offered every training step first (step_graph.h). */
+    step_recorder recorded_steps;
     /* Asked at every step boundary; non-zero ends the epoch early (NULL: never). */
     int (*stop_requested)(void);
     /* Gradient parts summed during the backward pass (comm's queue/join), in order. */

@@ -21,7 +21,8 @@
 # table; (f) bneck-bench --profile of A and E (per-op times, appended to results.txt);
 # (h) A and E with each k x k convolution engine forced; (i) Nsight Compute's per-kernel
 # times of one step of A and E, when ncu is there; (g) bneck-train on real
-# Fashion-MNIST in tf32 and bf16 (when .devdata/ was carried). Each part runs under
+# Fashion-MNIST in tf32 and bf16, steps as CUDA graphs and (E bf16) op by op (when .devdata/
+# was carried). Each part runs under
 # `timeout`, clipped to what is left of the budget (BNECK_CHECK_BUDGET_S, default 450 s),
 # so the whole stays under 8 minutes even when something hangs.
 #
@@ -296,18 +297,20 @@ fi
 
 # ---- (g) real training on the GPU: Fashion-MNIST (carried in .devdata/), all 60,000 / 10,000
 # images, 3 epochs, through bneck-train (GPU-resident data, the trainer's own step): E and A
-# in bf16, E in tf32
+# in bf16, E in tf32, all with the steps replayed as CUDA graphs (run.graph=auto), then E in
+# bf16 op by op (run.graph=off) to compare epoch times
 data_dir=${BNECK_CHECK_DATA:-$root/.devdata/fashion-mnist}
 if [ -f "$data_dir/train-images-idx3-ubyte.gz" ] && command -v bneck-train >/dev/null; then
-  for run in E:3:4:bf16 A:1:1:bf16 E:3:4:tf32; do
-    IFS=: read -r name mode alpha m <<<"$run"
-    part "bneck-train $name $m, Fashion-MNIST, 3 epochs" 60 "$out/train_${name}_$m.log" \
-      bneck-train configs/quick.ini run.device=cuda "run.precision=$m" "data.dir=$data_dir" \
-      data.train_limit=0 data.val_limit=0 train.epochs=3 "model.mode=$mode" \
-      "model.alpha=$alpha" "run.output=/tmp/bneck_train_${name}_$m"
+  for run in E:3:4:bf16:auto A:1:1:bf16:auto E:3:4:tf32:auto E:3:4:bf16:off; do
+    IFS=: read -r name mode alpha m graph <<<"$run"
+    tag=${name}_${m}_graph-$graph
+    part "bneck-train $name $m graph $graph, Fashion-MNIST, 3 ep." 60 "$out/train_$tag.log" \
+      bneck-train configs/quick.ini run.device=cuda "run.precision=$m" "run.graph=$graph" \
+      "data.dir=$data_dir" data.train_limit=0 data.val_limit=0 train.epochs=3 \
+      "model.mode=$mode" "model.alpha=$alpha" "run.output=/tmp/bneck_train_$tag"
     {
-      echo "# bneck-train pattern $name, $m, Fashion-MNIST 60,000 / 10,000, 3 epochs:"
-      grep -aE "^ +[0-9]+ |best validation|backend" "$out/train_${name}_$m.log" | sed 's/^/#   /'
+      echo "# bneck-train pattern $name, $m, graph $graph, Fashion-MNIST 60,000 / 10,000, 3 epochs:"
+      grep -aE "^ +[0-9]+ |best validation|backend|graph replays" "$out/train_$tag.log" | sed 's/^/#   /'
     } >>"$out/results.txt"
   done
 else

@@ -108,11 +108,15 @@ extern "C" int cuda_graph_end_capture_and_launch(cuda_graph *g, char *message, s
 extern "C" void cuda_graph_launch(cuda_graph *g) {
     if (!g || !g->exec) CUDA_FAIL("cuda_graph_launch: no captured graph");
     if (g->capturing) CUDA_FAIL("cuda_graph_launch: inside its own capture");
-    if (g->scratch_generation != cuda_ctx.scratch_generation)
+    if (cuda_graph_stale(g))
         CUDA_FAIL("cuda_graph_launch: the backend's scratch buffers were reallocated since the "
                   "capture (an op with larger shapes ran after it), so the graph refers to freed "
                   "memory: capture it again");
     CUDA_CHECK(cudaGraphLaunch(g->exec, cuda_ctx.stream));
+}
+
+extern "C" int cuda_graph_stale(const cuda_graph *g) {
+    return g && g->exec && g->scratch_generation != cuda_ctx.scratch_generation;
 }
 
 extern "C" int cuda_graph_ready(const cuda_graph *g) { return g && g->exec; }

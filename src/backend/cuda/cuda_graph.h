@@ -64,6 +64,10 @@ int cuda_graph_end_capture_and_launch(cuda_graph *g, char *message, size_t capac
  * no capture succeeded yet. */
 void cuda_graph_launch(cuda_graph *g);
 
+/* Non-zero when the backend's scratch buffers were reallocated since the capture (see
+ * constraint 5): cuda_graph_launch would refuse; capture again. */
+int cuda_graph_stale(const cuda_graph *g);
+
 /* Non-zero once a capture succeeded (cuda_graph_launch may be called). */
 int cuda_graph_ready(const cuda_graph *g);
 /* Nodes (kernels, copies, memsets) in the last recording; for logs. */

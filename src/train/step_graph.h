@@ -1,0 +1,33 @@
+/* Training steps replayed as CUDA graphs: the forward pass, the loss and the backward pass
+ * of a full batch are recorded once and relaunched with one call per step, so the host no
+ * longer issues a step's ~1,000 kernels one by one (cuda_graph.h). Loss and hits then
+ * accumulate on the GPU and are read when the trainer reports them.
+ *
+ * The trainer runs a step op by op where a graph cannot serve it: the first full batch
+ * (the warm-up that picks convolution algorithms and grows the scratch buffers), a batch
+ * of another size (an epoch's last, smaller one), and every step once a capture failed
+ * (said once on stderr). A graph whose scratch buffers were reallocated since its capture
+ * (an evaluation with larger batches) is captured again. */
+#ifndef BNECK_TRAIN_STEP_GRAPH_H
+#define BNECK_TRAIN_STEP_GRAPH_H
+
+#include "train/train.h"
+
+typedef struct step_graph step_graph;
+
+/* The [run] graph setting: auto (graphs on a CUDA backend when a run has one rank: with
+ * several, the gradient sums overlap the backward pass instead, which a graph cannot
+ * hold), on (graphs whenever the backend is CUDA; several ranks then sum the gradients
+ * after the graph), off. Returns -1 for another name. */
+typedef enum { STEP_GRAPH_AUTO = 0, STEP_GRAPH_ON = 1, STEP_GRAPH_OFF = 2 } step_graph_mode;
+int step_graph_mode_from_name(const char *name);
+
+/* Points the trainer's recorded steps at CUDA graphs when the backend and the mode call
+ * for them; returns NULL (the trainer runs op by op) otherwise. Call after trainer_create
+ * and before the first epoch; release after the last. */
+step_graph *step_graph_attach(trainer *t, step_graph_mode mode);
+void step_graph_release(step_graph *g);
+/* Steps run from a graph so far (its captures included), for logs and tests. */
+long step_graph_replays(const step_graph *g);
+
+#endif
