@@ -61,6 +61,24 @@ static size_t frame_size(const pool_frame *f) {
     return (size_t)(f->height + 2) * (size_t)f->stride;
 }
 
+/* One thread's frames: two of floats (input and result) and one of window codes. */
+typedef struct frame_buffers {
+    float *input, *result;
+    uint8_t *codes;
+} frame_buffers;
+
+static frame_buffers frame_buffers_alloc(const pool_frame *f) {
+    return (frame_buffers){bneck_malloc(frame_size(f) * sizeof(float)),
+                           bneck_malloc(frame_size(f) * sizeof(float)),
+                           bneck_malloc(frame_size(f))};
+}
+
+static void frame_buffers_free(frame_buffers *b) {
+    free(b->input);
+    free(b->result);
+    free(b->codes);
+}
+
 static void frame_floats(float *frame, const float *plane, float border, const pool_frame *f) {
     for (int i = 0; i < f->stride; i++) {
         frame[i] = border;
@@ -127,23 +145,19 @@ void cpu_maxpool3x3_forward(float *y, uint8_t *argmax, const float *x, int plane
     const pool_frame f = frame_of(height, width);
 #pragma omp parallel
     {
-        float *framed_x = bneck_malloc(frame_size(&f) * sizeof(float));
-        float *framed_y = bneck_malloc(frame_size(&f) * sizeof(float));
-        uint8_t *framed_code = bneck_malloc(frame_size(&f));
+        frame_buffers frames = frame_buffers_alloc(&f);
 #pragma omp for schedule(static)
         for (int p = 0; p < planes; p++) {
-            frame_floats(framed_x, x + (size_t)p * area, -INFINITY, &f);
-            maxpool_framed(framed_y, framed_code, framed_x, &f);
+            frame_floats(frames.input, x + (size_t)p * area, -INFINITY, &f);
+            maxpool_framed(frames.result, frames.codes, frames.input, &f);
             for (int h = 0; h < height; h++) {
                 const size_t from = (size_t)(h + 1) * f.stride + 1;
                 const size_t to = (size_t)p * area + (size_t)h * (size_t)width;
-                memcpy(y + to, framed_y + from, (size_t)width * sizeof(float));
-                memcpy(argmax + to, framed_code + from, (size_t)width);
+                memcpy(y + to, frames.result + from, (size_t)width * sizeof(float));
+                memcpy(argmax + to, frames.codes + from, (size_t)width);
             }
         }
-        free(framed_x);
-        free(framed_y);
-        free(framed_code);
+        frame_buffers_free(&frames);
     }
 }
 
@@ -177,23 +191,19 @@ void cpu_maxpool3x3_backward(float *dx, const float *dy, const uint8_t *argmax, 
     const pool_frame f = frame_of(height, width);
 #pragma omp parallel
     {
-        float *framed_dy = bneck_malloc(frame_size(&f) * sizeof(float));
-        float *framed_sum = bneck_malloc(frame_size(&f) * sizeof(float));
-        uint8_t *framed_code = bneck_malloc(frame_size(&f));
+        frame_buffers frames = frame_buffers_alloc(&f);
 #pragma omp for schedule(static)
         for (int p = 0; p < planes; p++) {
-            frame_floats(framed_dy, dy + (size_t)p * area, 0.0f, &f);
-            frame_codes(framed_code, argmax + (size_t)p * area, &f);
-            maxpool_backward_framed(framed_sum, framed_dy, framed_code, &f);
+            frame_floats(frames.input, dy + (size_t)p * area, 0.0f, &f);
+            frame_codes(frames.codes, argmax + (size_t)p * area, &f);
+            maxpool_backward_framed(frames.result, frames.input, frames.codes, &f);
             for (int h = 0; h < height; h++) {
                 float *restrict d = dx + (size_t)p * area + (size_t)h * (size_t)width;
-                const float *restrict add = framed_sum + (size_t)(h + 1) * f.stride + 1;
+                const float *restrict add = frames.result + (size_t)(h + 1) * f.stride + 1;
                 for (int w = 0; w < width; w++) d[w] += add[w];
             }
         }
-        free(framed_dy);
-        free(framed_sum);
-        free(framed_code);
+        frame_buffers_free(&frames);
     }
 }
 
