@@ -355,6 +355,30 @@ Test(gpu_ops, conv2d_matches_cpu_with_both_engines_in_every_precision) {
     set_math(CUDA_MATH_FP32);
 }
 
+/* auto in bf16 times cuDNN, the GEMMs and both in TF32 per shape and direction: whichever
+ * wins, the results stay within bf16's tolerance, and every decision is counted. */
+Test(gpu_ops, auto_conv_engine_in_bf16_matches_cpu_whichever_runner_wins) {
+    use_gpu();
+    cuda_backend_set_conv_engine(CUDA_CONV_AUTO);
+    set_math(CUDA_MATH_BF16);
+    static const conv_shape shapes[] = {{4, 8, 8, 48, 32, 5}, {4, 16, 16, 12, 12, 3},
+                                        {8, 8, 8, 64, 48, 5}, {8, 8, 8, 64, 48, 1}};
+    for (size_t i = 0; i < COUNT(shapes); i++) {
+        check_conv_forward(&shapes[i], 1, 900 + i, math_tolerance(CUDA_MATH_BF16));
+        check_conv_backward(&shapes[i], 1, 950 + i, math_tolerance(CUDA_MATH_BF16));
+    }
+    char summary[240];
+    cuda_conv_engine_summary(summary, sizeof summary);
+    int f[4], b[4];
+    cr_assert_eq(sscanf(strchr(summary, ':') + 1,
+                        " forward %d / %d / %d / %d, backward %d / %d / %d / %d", &f[0], &f[1],
+                        &f[2], &f[3], &b[0], &b[1], &b[2], &b[3]),
+                 8, "%s", summary);
+    cr_expect_geq(f[0] + f[1] + f[2] + f[3], (int)COUNT(shapes), "%s", summary);
+    cr_expect_geq(b[0] + b[1] + b[2] + b[3], (int)COUNT(shapes), "%s", summary);
+    set_math(CUDA_MATH_FP32);
+}
+
 Test(gpu_ops, deterministic_conv2d_backward_repeats_bit_for_bit) {
     use_gpu();
     cuda_backend_set_deterministic(1);

@@ -61,7 +61,10 @@ int cuda_math_mode_from_name(const char *name);
 
 /* Engine of the k x k convolutions (1x1 ones are always one GEMM over CNHW):
  *  auto:  the faster of the two per shape and direction, timed on first use (the default;
- *         the GEMMs without timing in deterministic mode);
+ *         the GEMMs without timing in deterministic mode); in bf16 mode cuDNN and the
+ *         GEMMs in TF32 are candidates too, for the k x k and the 1x1 convolutions (more
+ *         precise than bf16 operands, and faster where cuDNN's bf16 kernels are slow or
+ *         the bf16 operand copies cost more than the GEMM saves);
  *  cudnn: cuDNN (strided CNHW or NCHW copies in fp32; NHWC copies in tf32 and bf16);
  *  gemm:  im2col + cuBLAS GEMM over CNHW in every mode (deterministic by construction). */
 typedef enum { CUDA_CONV_AUTO = 0, CUDA_CONV_CUDNN = 1, CUDA_CONV_GEMM = 2 } cuda_conv_engine;

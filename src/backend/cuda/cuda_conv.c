@@ -1,14 +1,17 @@
 /* The convolution entries of the CUDA backend table: dimension checks and the choice of
- * engine per convolution.
+ * what runs each convolution.
  *
  *  1x1:   always one GEMM over the CNHW tensors (cuda_dense.cu): y[O][NHW] = W[O][I] x[I][NHW].
  *  k x k: cuDNN (cuda_dnn.cu) or im2col + GEMM (cuda_conv_gemm.cu), as
- *         cuda_backend_set_conv_engine says. CUDA_CONV_AUTO times both engines the first
- *         time a shape runs (forward and backward separately, like cudnnFind times
- *         algorithms) and keeps the faster: which one wins depends on the shape, the
- *         precision and the GPU. In deterministic mode, and while a CUDA graph is being
- *         captured (no timing possible), it takes the GEMMs (deterministic by
- *         construction) without timing. */
+ *         cuda_backend_set_conv_engine says.
+ * CUDA_CONV_AUTO times the candidates the first time a shape runs (forward and backward
+ * separately, like cudnnFind times algorithms) and keeps the fastest: which one wins
+ * depends on the shape, the precision and the GPU. In bf16 mode the candidates include the
+ * same engines in TF32 (never less precise than bf16 operands): on an H200 cuDNN's bf16
+ * backward kernels took up to 20 ms for a 5x5 layer that its TF32 ones ran in well under
+ * one, and the bf16 GEMMs pay for bf16 copies of their operands. In deterministic mode,
+ * and while a CUDA graph is being captured (no timing possible), auto takes the GEMMs in
+ * the mode set (deterministic by construction) without timing. */
 #include <cuda_runtime_api.h>
 #include <limits.h>
 #include <stddef.h>
@@ -40,15 +43,25 @@ typedef struct engine_key {
     int batch, height, width, in_channels, out_channels, kernel, math_mode, deterministic;
 } engine_key;
 
+/* What runs a direction of a convolution: cuDNN or a GEMM (im2col + GEMM for k x k, one
+ * GEMM for 1x1) in the math mode set, or, in bf16 mode, the same in TF32. */
+typedef enum {
+    RUN_CUDNN = 0,
+    RUN_GEMM = 1,
+    RUN_CUDNN_TF32 = 2,
+    RUN_GEMM_TF32 = 3,
+    RUN_KINDS = 4
+} conv_runner;
+
 typedef struct engine_choice {
     engine_key key;
-    int decided[2]; /* [backward] */
-    int gemm[2];    /* the GEMM engine won */
+    int decided[2];        /* [backward] */
+    conv_runner runner[2]; /* the fastest, once decided */
 } engine_choice;
 
 static engine_choice *choices;
 static int choice_count, choice_capacity;
-static int engine_uses[2][2]; /* [backward][gemm]: shapes decided, for the summary */
+static int engine_uses[2][RUN_KINDS]; /* [backward][runner]: shapes decided, for the summary */
 
 static engine_choice *choice_for(int batch, int height, int width, int in_channels,
                                  int out_channels, int kernel) {
@@ -70,16 +83,36 @@ static engine_choice *choice_for(int batch, int height, int width, int in_channe
     return choice;
 }
 
-/* Milliseconds of `repeats` calls of run(gemm, context) on the stream (after one untimed
+/* The runners auto chooses between for a kernel size in the current math mode; the
+ * first is the one taken untimed. 1x1 convolutions are always GEMMs; in bf16 mode their
+ * bf16 operands are copies (a pass over x, and over dy twice, per call), so the same GEMM
+ * straight on the fp32 tensors in TF32 may well be faster for the small ones. */
+static int candidate_runners(int kernel, conv_runner runners[RUN_KINDS]) {
+    const int bf16 = cuda_ctx.math_mode == CUDA_MATH_BF16;
+    int count = 0;
+    if (kernel == 1) {
+        runners[count++] = RUN_GEMM;
+        if (bf16) runners[count++] = RUN_GEMM_TF32;
+    } else {
+        runners[count++] = RUN_GEMM;
+        runners[count++] = RUN_CUDNN;
+        if (bf16) runners[count++] = RUN_CUDNN_TF32;
+    }
+    return count;
+}
+
+typedef void (*conv_direction)(conv_runner runner, void *context);
+
+/* Milliseconds of `repeats` calls of run(runner, context) on the stream (after one untimed
  * call that lets cuDNN find its algorithms and the scratch buffers grow). */
-static float time_engine(void (*run)(int gemm, void *context), int gemm, void *context) {
+static float time_engine(conv_direction run, conv_runner runner, void *context) {
     enum { repeats = 2 };
-    run(gemm, context);
+    run(runner, context);
     cudaEvent_t start, stop;
     CUDA_CHECK(cudaEventCreate(&start));
     CUDA_CHECK(cudaEventCreate(&stop));
     CUDA_CHECK(cudaEventRecord(start, (cudaStream_t)cuda_ctx.stream));
-    for (int i = 0; i < repeats; i++) run(gemm, context);
+    for (int i = 0; i < repeats; i++) run(runner, context);
     CUDA_CHECK(cudaEventRecord(stop, (cudaStream_t)cuda_ctx.stream));
     CUDA_CHECK(cudaEventSynchronize(stop));
     float ms = 0.0f;
@@ -95,44 +128,56 @@ static int capturing(void) {
     return status != cudaStreamCaptureStatusNone;
 }
 
-static void decide(engine_choice *choice, int backward, int gemm) {
-    choice->gemm[backward] = gemm;
+static void decide(engine_choice *choice, int backward, conv_runner runner) {
+    choice->runner[backward] = runner;
     choice->decided[backward] = 1;
-    engine_uses[backward][gemm]++;
+    engine_uses[backward][runner]++;
 }
 
 /* Whether direction `backward` of this shape still has to be timed: only in auto mode,
- * the first time, and not in deterministic mode or during a capture, which take the
- * GEMMs untimed (decided here). */
+ * the first time, with more than one candidate, and not in deterministic mode or during a
+ * capture, which take the first candidate (the GEMM) untimed (decided here). */
 static int must_time(engine_choice *choice, int backward) {
     if (cuda_ctx.conv_engine != CUDA_CONV_AUTO || choice->decided[backward]) return 0;
-    if (cuda_ctx.deterministic || capturing()) {
-        decide(choice, backward, 1);
+    conv_runner runners[RUN_KINDS];
+    const int count = candidate_runners(choice->key.kernel, runners);
+    if (count == 1 || cuda_ctx.deterministic || capturing()) {
+        decide(choice, backward, runners[0]);
         return 0;
     }
     return 1;
 }
 
-static void decide_by_timing(engine_choice *choice, int backward,
-                             void (*run)(int gemm, void *context), void *context) {
-    const float cudnn_ms = time_engine(run, 0, context);
-    const float gemm_ms = time_engine(run, 1, context);
-    decide(choice, backward, gemm_ms < cudnn_ms);
+static void decide_by_timing(engine_choice *choice, int backward, conv_direction run,
+                             void *context) {
+    conv_runner runners[RUN_KINDS];
+    const int count = candidate_runners(choice->key.kernel, runners);
+    conv_runner best = runners[0];
+    float best_ms = time_engine(run, runners[0], context);
+    for (int i = 1; i < count; i++) {
+        const float ms = time_engine(run, runners[i], context);
+        if (ms < best_ms) best = runners[i], best_ms = ms;
+    }
+    decide(choice, backward, best);
 }
 
-/* The engine of direction `backward` of this shape (decided by now in auto mode). */
-static int uses_gemm(const engine_choice *choice, int backward) {
+/* What runs direction `backward` of this shape (decided by now in auto mode). */
+static conv_runner runner_of(const engine_choice *choice, int backward) {
+    if (choice->key.kernel == 1 && cuda_ctx.conv_engine != CUDA_CONV_AUTO) return RUN_GEMM;
     switch (cuda_ctx.conv_engine) {
-    case CUDA_CONV_CUDNN: return 0;
-    case CUDA_CONV_GEMM: return 1;
-    default: return choice->gemm[backward];
+    case CUDA_CONV_CUDNN: return RUN_CUDNN;
+    case CUDA_CONV_GEMM: return RUN_GEMM;
+    default: return choice->runner[backward];
     }
 }
 
 void cuda_conv_engine_summary(char *text, size_t capacity) {
+    const int(*u)[RUN_KINDS] = engine_uses;
     snprintf(text, capacity,
-             "k x k convolution shapes on cuDNN / GEMM: forward %d / %d, backward %d / %d",
-             engine_uses[0][0], engine_uses[0][1], engine_uses[1][0], engine_uses[1][1]);
+             "convolution shapes on cuDNN / GEMM / cuDNN in TF32 / GEMM in TF32: "
+             "forward %d / %d / %d / %d, backward %d / %d / %d / %d",
+             u[0][RUN_CUDNN], u[0][RUN_GEMM], u[0][RUN_CUDNN_TF32], u[0][RUN_GEMM_TF32],
+             u[1][RUN_CUDNN], u[1][RUN_GEMM], u[1][RUN_CUDNN_TF32], u[1][RUN_GEMM_TF32]);
 }
 
 void cuda_conv_engine_forget(void) {
@@ -140,6 +185,23 @@ void cuda_conv_engine_forget(void) {
     choices = NULL;
     choice_count = choice_capacity = 0;
     memset(engine_uses, 0, sizeof engine_uses);
+}
+
+/* Runs one call in TF32 for the *_TF32 runners of a bf16 run: returns the mode to restore
+ * (cuda_dnn keeps a plan per math mode; cuBLAS takes its math from the context). */
+static int enter_runner_math(conv_runner runner) {
+    const int mode = cuda_ctx.math_mode;
+    if (runner == RUN_CUDNN_TF32 || runner == RUN_GEMM_TF32) {
+        cuda_ctx.math_mode = CUDA_MATH_TF32;
+        cuda_blas_apply_math();
+    }
+    return mode;
+}
+
+static void leave_runner_math(int mode) {
+    if (cuda_ctx.math_mode == mode) return;
+    cuda_ctx.math_mode = mode;
+    cuda_blas_apply_math();
 }
 
 /* The probes: forward overwrites y, so the real call after the timing fixes it; backward
@@ -150,25 +212,35 @@ typedef struct conv_call {
     int batch, height, width, in_channels, out_channels, kernel;
 } conv_call;
 
-static void run_forward(int gemm, void *context) {
+static void run_forward(conv_runner runner, void *context) {
     const conv_call *c = context;
-    if (gemm)
+    const int mode = enter_runner_math(runner);
+    if (c->kernel == 1)
+        cuda_dense_forward(c->y, c->x, c->weight, c->bias, c->batch * c->height * c->width,
+                           c->in_channels, c->out_channels);
+    else if (runner == RUN_GEMM || runner == RUN_GEMM_TF32)
         cuda_conv_gemm_forward(c->y, c->x, c->weight, c->bias, c->batch, c->height, c->width,
                                c->in_channels, c->out_channels, c->kernel);
     else
         cuda_dnn_conv2d_forward(c->y, c->x, c->weight, c->bias, c->batch, c->height, c->width,
                                 c->in_channels, c->out_channels, c->kernel);
+    leave_runner_math(mode);
 }
 
-static void run_backward(int gemm, void *context) {
+static void run_backward(conv_runner runner, void *context) {
     const conv_call *c = context;
-    if (gemm)
+    const int mode = enter_runner_math(runner);
+    if (c->kernel == 1)
+        cuda_dense_backward(c->dx, c->dweight, NULL, c->dy, c->x, c->weight,
+                            c->batch * c->height * c->width, c->in_channels, c->out_channels);
+    else if (runner == RUN_GEMM || runner == RUN_GEMM_TF32)
         cuda_conv_gemm_backward(c->dx, c->dweight, NULL, c->dy, c->x, c->weight, c->batch,
                                 c->height, c->width, c->in_channels, c->out_channels, c->kernel);
     else
         cuda_dnn_conv2d_backward(c->dx, c->dweight, NULL, c->dy, c->x, c->weight, c->batch,
                                  c->height, c->width, c->in_channels, c->out_channels,
                                  c->kernel);
+    leave_runner_math(mode);
 }
 
 /* The backend owns its workspaces (see cuda_backend.h): callers need none. */
@@ -183,17 +255,12 @@ void cuda_conv2d_forward(float *y, const float *x, const float *weight, const fl
                          int out_channels, int kernel) {
     (void)workspace;
     check_dims("cuda_conv2d_forward", batch, height, width, in_channels, out_channels, kernel);
-    if (kernel == 1)
-        cuda_dense_forward(y, x, weight, bias, batch * height * width, in_channels, out_channels);
-    else {
-        conv_call call = {.y = y, .x = x, .weight = weight, .bias = bias, .batch = batch,
-                          .height = height, .width = width, .in_channels = in_channels,
-                          .out_channels = out_channels, .kernel = kernel};
-        engine_choice *choice = choice_for(batch, height, width, in_channels, out_channels,
-                                           kernel);
-        if (must_time(choice, 0)) decide_by_timing(choice, 0, run_forward, &call);
-        run_forward(uses_gemm(choice, 0), &call);
-    }
+    conv_call call = {.y = y, .x = x, .weight = weight, .bias = bias, .batch = batch,
+                      .height = height, .width = width, .in_channels = in_channels,
+                      .out_channels = out_channels, .kernel = kernel};
+    engine_choice *choice = choice_for(batch, height, width, in_channels, out_channels, kernel);
+    if (must_time(choice, 0)) decide_by_timing(choice, 0, run_forward, &call);
+    run_forward(runner_of(choice, 0), &call);
 }
 
 void cuda_conv2d_backward(float *dx, float *dweight, float *dbias, const float *dy,
@@ -201,30 +268,23 @@ void cuda_conv2d_backward(float *dx, float *dweight, float *dbias, const float *
                           int height, int width, int in_channels, int out_channels, int kernel) {
     (void)workspace;
     check_dims("cuda_conv2d_backward", batch, height, width, in_channels, out_channels, kernel);
-    if (kernel == 1)
-        cuda_dense_backward(dx, dweight, dbias, dy, x, weight, batch * height * width,
-                            in_channels, out_channels);
-    else {
-        engine_choice *choice = choice_for(batch, height, width, in_channels, out_channels,
-                                           kernel);
-        if (must_time(choice, 1)) {
-            const size_t x_floats = (size_t)in_channels * batch * height * width;
-            const size_t w_floats = (size_t)out_channels * in_channels * kernel * kernel;
-            conv_call probe = {.dx = dx ? cuda_alloc(x_floats * sizeof(float)) : NULL,
-                               .dweight = dweight ? cuda_alloc(w_floats * sizeof(float)) : NULL,
-                               .x = x, .weight = weight, .dy = dy, .batch = batch,
-                               .height = height, .width = width, .in_channels = in_channels,
-                               .out_channels = out_channels, .kernel = kernel};
-            decide_by_timing(choice, 1, run_backward, &probe);
-            cuda_release(probe.dx);
-            cuda_release(probe.dweight);
-        }
-        conv_call call = {.dx = dx, .dweight = dweight, .x = x, .weight = weight, .dy = dy,
-                          .batch = batch, .height = height, .width = width,
-                          .in_channels = in_channels, .out_channels = out_channels,
-                          .kernel = kernel};
-        if (dbias) cuda_accumulate_channel_sums(dbias, dy, out_channels,
-                                                (size_t)batch * height * width);
-        run_backward(uses_gemm(choice, 1), &call);
+    engine_choice *choice = choice_for(batch, height, width, in_channels, out_channels, kernel);
+    if (must_time(choice, 1)) {
+        const size_t x_floats = (size_t)in_channels * batch * height * width;
+        const size_t w_floats = (size_t)out_channels * in_channels * kernel * kernel;
+        conv_call probe = {.dx = dx ? cuda_alloc(x_floats * sizeof(float)) : NULL,
+                           .dweight = dweight ? cuda_alloc(w_floats * sizeof(float)) : NULL,
+                           .x = x, .weight = weight, .dy = dy, .batch = batch,
+                           .height = height, .width = width, .in_channels = in_channels,
+                           .out_channels = out_channels, .kernel = kernel};
+        decide_by_timing(choice, 1, run_backward, &probe);
+        cuda_release(probe.dx);
+        cuda_release(probe.dweight);
     }
+    conv_call call = {.dx = dx, .dweight = dweight, .x = x, .weight = weight, .dy = dy,
+                      .batch = batch, .height = height, .width = width,
+                      .in_channels = in_channels, .out_channels = out_channels,
+                      .kernel = kernel};
+    if (dbias) cuda_accumulate_channel_sums(dbias, dy, out_channels, (size_t)batch * height * width);
+    run_backward(runner_of(choice, 1), &call);
 }
