@@ -256,10 +256,11 @@ echo
 cat "$out/results.txt"
 echo
 
-# ---- (f) where the time goes: per-op times of A and E (bneck-bench --profile) -------------
+# ---- (f) where the time goes: per-op times of A and E (bneck-bench --profile); the logs
+# also hold every convolution's runner choice with the candidates' times and cuDNN's algorithms
 for m in "${precisions[@]}"; do
   part "bneck-bench --profile, A and E, $m" 60 "$out/profile_$m.log" \
-    bneck-bench --device cuda --patterns AE --steps 5 --warmup "$warmup" --math "$m" --profile 10
+    env BNECK_CONV_LOG=1 BNECK_CUDNN_LOG=1 bneck-bench --device cuda --patterns AE --steps 5 --warmup "$warmup" --math "$m" --profile 10
   grep -a '^#' "$out/profile_$m.log" | sed "s/^# /# [$m] /" >>"$out/results.txt"
 done
 

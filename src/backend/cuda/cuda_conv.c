@@ -11,7 +11,8 @@
  * backward kernels took up to 20 ms for a 5x5 layer that its TF32 ones ran in well under
  * one, and the bf16 GEMMs pay for bf16 copies of their operands. In deterministic mode,
  * and while a CUDA graph is being captured (no timing possible), auto takes the GEMMs in
- * the mode set (deterministic by construction) without timing. */
+ * the mode set (deterministic by construction) without timing. BNECK_CONV_LOG=1 prints
+ * each timed choice with every candidate's time. */
 #include <cuda_runtime_api.h>
 #include <limits.h>
 #include <stddef.h>
@@ -148,17 +149,44 @@ static int must_time(engine_choice *choice, int backward) {
     return 1;
 }
 
+static const char *const runner_names[RUN_KINDS] = {"cuDNN", "GEMM", "cuDNN in TF32",
+                                                     "GEMM in TF32"};
+
+/* BNECK_CONV_LOG=1 in the environment prints every timed choice with each candidate's
+ * time (to see on a new GPU which runner wins where, and by how much). */
+static void log_timing(const engine_choice *choice, int backward, const conv_runner *runners,
+                       const float *ms, int count) {
+    static int enabled = -1;
+    if (enabled < 0) {
+        const char *value = getenv("BNECK_CONV_LOG");
+        enabled = value && strcmp(value, "0") != 0;
+    }
+    if (!enabled) return;
+    const engine_key *k = &choice->key;
+    char times[160] = "";
+    size_t used = 0;
+    for (int i = 0; i < count && used < sizeof times; i++)
+        used += (size_t)snprintf(times + used, sizeof times - used, "%s%s %.3f ms",
+                                 i ? ", " : "", runner_names[runners[i]], (double)ms[i]);
+    fprintf(stderr,
+            "bneck: conv auto, %s, batch %d, %dx%d, %d -> %d, kernel %d, %s: %s -> %s\n",
+            backward ? "backward" : "forward", k->batch, k->height, k->width, k->in_channels,
+            k->out_channels, k->kernel, cuda_backend_math_name(), times,
+            runner_names[choice->runner[backward]]);
+}
+
 static void decide_by_timing(engine_choice *choice, int backward, conv_direction run,
                              void *context) {
     conv_runner runners[RUN_KINDS];
+    float ms[RUN_KINDS];
     const int count = candidate_runners(choice->key.kernel, runners);
-    conv_runner best = runners[0];
-    float best_ms = time_engine(run, runners[0], context);
-    for (int i = 1; i < count; i++) {
-        const float ms = time_engine(run, runners[i], context);
-        if (ms < best_ms) best = runners[i], best_ms = ms;
+    int best = 0;
+    for (int i = 0; i < count; i++) {
+        ms[i] = time_engine(run, runners[i], context);
+        if (ms[i] < ms[best]) best = i;
     }
-    decide(choice, backward, best);
+    decide(choice, backward, runners[best]);
+    log_timing(choice, backward, runners, ms, count);
 }
 
 /* What runs direction `backward` of this shape (decided by now in auto mode). */

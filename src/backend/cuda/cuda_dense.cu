@@ -99,6 +99,18 @@ extern "C" void cuda_dense_backward(float *dx, float *dweight, float *dbias, con
                                     int in_features, int out_features) {
     check("cuda_dense_backward", batch, in_features, out_features);
     if (dbias) cuda_accumulate_channel_sums(dbias, dy, out_features, (size_t)batch);
+    if (cuda_ctx.math_mode == CUDA_MATH_BF16 && dweight && dx) {
+        /* both GEMMs read dy: one bf16 copy (in a slot neither GEMM's own copies use) */
+        const void *dy16 = cuda_bf16_copy(CUDA_SCRATCH_LAYOUT_OUTPUT, dy,
+                                          (size_t)out_features * batch);
+        cuda_gemm(false, true, out_features, in_features, batch, dy16, batch,
+                  cuda_bf16_copy(CUDA_SCRATCH_GEMM_B, x, (size_t)in_features * batch), batch,
+                  1.0f, dweight, in_features, CUDA_BF16);
+        cuda_gemm(true, false, in_features, batch, out_features,
+                  cuda_bf16_copy(CUDA_SCRATCH_GEMM_A, weight, (size_t)out_features * in_features),
+                  in_features, dy16, batch, 1.0f, dx, batch, CUDA_BF16);
+        return;
+    }
     if (dweight)
         row_major_gemm(false, true, out_features, in_features, batch, dy, batch, x, batch,
                        1.0f, dweight, in_features);
