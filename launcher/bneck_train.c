@@ -17,22 +17,34 @@
 
 static void usage(FILE *out) {
     fprintf(out,
-            "usage: bneck-train [CONFIG.ini] [section.key=value ...]\n"
+            "usage: bneck-train [CONFIG.ini] [section.key=value ...] [--device auto|cpu|cuda]\n"
             "Trains one model ([model] mode, alpha) with the [train] recipe on the [data]\n"
             "dataset and prints one line per epoch. Any key can be overridden on the command\n"
-            "line, e.g.  bneck-train configs/quick.ini train.epochs=2 run.threads=2\n");
+            "line, e.g.  bneck-train configs/quick.ini train.epochs=2 run.threads=2\n"
+            "--device D is run.device=D: auto (a GPU when one is usable, else the CPU, saying\n"
+            "why), cpu, or cuda (fails when no GPU is usable).\n");
 }
 
 int main(int argc, char **argv) {
     const char *config_path = NULL;
     const char **overrides = calloc((size_t)argc, sizeof *overrides);
     int override_count = 0;
+    static char device_override[64];
+    bneck_error err;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             usage(stdout);
             return 0;
         }
-        if (strchr(argv[i], '='))
+        const int device = config_device_option(argc, argv, &i, device_override,
+                                                sizeof device_override, &err);
+        if (device < 0) {
+            fprintf(stderr, "bneck-train: %s\n", err.message);
+            return 2;
+        }
+        if (device)
+            overrides[override_count++] = device_override;
+        else if (strchr(argv[i], '='))
             overrides[override_count++] = argv[i];
         else if (!config_path)
             config_path = argv[i];
@@ -44,7 +56,6 @@ int main(int argc, char **argv) {
     }
 
     static config cfg;
-    bneck_error err;
     if (config_load(&cfg, config_path, override_count, overrides, &err)) {
         fprintf(stderr, "bneck-train: %s\n", err.message);
         return 2;
@@ -59,8 +70,8 @@ int main(int argc, char **argv) {
         return 1;
     }
     if (note[0]) log_info("%s", note);
-    if (backend_configure(backend, cfg.precision, cfg.conv_engine, cfg.deterministic, note,
-                          sizeof note, &err)) {
+    if (backend_configure(backend, cfg.precision, cfg.conv_engine, cfg.deterministic, cfg.graph,
+                          note, sizeof note, &err)) {
         fprintf(stderr, "bneck-train: %s\n", err.message);
         return 2;
     }

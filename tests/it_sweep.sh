@@ -105,6 +105,25 @@ if grep -q "sweep plan: 6 runs" "$work/dry.log" && grep -q "A-r0" "$work/dry.log
   ok "--dry-run prints the plan and trains nothing"
 else cat "$work/dry.log"; bad "--dry-run"; fi
 
+# --- --device without a GPU: auto falls back and says why, cuda fails with the reason ---------
+if nvidia-smi -L >/dev/null 2>&1; then
+  echo "skip: --device auto/cuda fall-back checks (this machine has a GPU)"
+else
+  "$sweep" "$work/tiny.ini" --device auto run.precision=bf16 run.output="$work/dev-auto" \
+    --dry-run > "$work/dev-auto.log" 2>&1 || true
+  if grep -qE "(no usable GPU \(.*\)|built without the CUDA backend): running on the CPU" "$work/dev-auto.log" &&
+    grep -q "left unused on the CPU .*: precision bf16" "$work/dev-auto.log"; then
+    ok "--device auto without a GPU runs on the CPU and says why (and that bf16 is unused)"
+  else cat "$work/dev-auto.log"; bad "--device auto fall-back message"; fi
+  if "$sweep" "$work/tiny.ini" --device=cuda run.output="$work/dev-cuda" --dry-run \
+    > "$work/dev-cuda.log" 2>&1; then
+    bad "--device=cuda without a GPU was accepted"
+  elif grep -qE "device cuda: (no usable GPU: .*cuda|this build has no CUDA backend)" "$work/dev-cuda.log" &&
+    [ ! -e "$work/dev-cuda" ]; then
+    ok "--device=cuda without a GPU fails with the driver's message"
+  else cat "$work/dev-cuda.log"; bad "--device=cuda message"; fi
+fi
+
 # --- a rank count that does not fit ranks_per_run ----------------------------------------
 if mpirun_n 3 "$sweep" "$work/tiny.ini" sweep.ranks_per_run=2 run.output="$work/odd" > "$work/odd.log" 2>&1; then
   bad "-n 3 with ranks_per_run 2 was accepted"

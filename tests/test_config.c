@@ -862,3 +862,36 @@ Test(config, write_writes_every_key_and_reports_overflow) {
     cr_expect_eq(config_write(cfg, written, 0), -1);
     free(cfg);
 }
+
+/* --device NAME and --device=NAME stand for the override run.device=NAME, so config_load
+ * checks the name like any other value; other arguments are left to the caller. */
+Test(config, device_option_is_the_run_device_override) {
+    char *argv[] = {"prog", "--device", "cpu", "--device=cuda", "--devices=2", "x.ini",
+                    "--device"};
+    const int argc = (int)COUNT(argv);
+    char out[64];
+    bneck_error err = {0};
+    int i = 1;
+    cr_assert_eq(config_device_option(argc, argv, &i, out, sizeof out, &err), 1);
+    cr_expect_str_eq(out, "run.device=cpu");
+    cr_expect_eq(i, 2, "moved past the value");
+    i = 3;
+    cr_assert_eq(config_device_option(argc, argv, &i, out, sizeof out, &err), 1);
+    cr_expect_str_eq(out, "run.device=cuda");
+    cr_expect_eq(i, 3);
+    for (i = 4; i <= 5; i++)
+        cr_expect_eq(config_device_option(argc, argv, &i, out, sizeof out, &err), 0, "%s",
+                     argv[i]);
+    i = 6;
+    cr_expect_eq(config_device_option(argc, argv, &i, out, sizeof out, &err), -1);
+    cr_expect(strstr(err.message, "--device expects auto, cpu or cuda"), "%s", err.message);
+
+    char *bad[] = {"prog", "--device", "tpu"};
+    i = 1;
+    cr_assert_eq(config_device_option(3, bad, &i, out, sizeof out, &err), 1);
+    config *cfg = new_config();
+    const char *overrides[] = {out};
+    cr_expect_eq(config_load(cfg, NULL, 1, overrides, &err), -1);
+    cr_expect(strstr(err.message, "device") && strstr(err.message, "tpu"), "%s", err.message);
+    free(cfg);
+}

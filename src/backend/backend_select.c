@@ -45,7 +45,8 @@ const backend_ops *backend_select(const char *device, int device_index, char *no
 }
 
 int backend_configure(const backend_ops *backend, const char *precision, const char *conv_engine,
-                      int deterministic, char *note, size_t note_capacity, bneck_error *err) {
+                      int deterministic, const char *graph, char *note, size_t note_capacity,
+                      bneck_error *err) {
     note_set(note, note_capacity, "");
     if (strcmp(precision, "fp32") && strcmp(precision, "tf32") && strcmp(precision, "bf16"))
         return bneck_error_set(err, "precision: expected fp32, tf32 or bf16, got '%s'", precision);
@@ -60,10 +61,20 @@ int backend_configure(const backend_ops *backend, const char *precision, const c
     }
 #endif
     (void)backend, (void)deterministic;
-    if (strcmp(precision, "fp32")) {
-        char text[160];
-        snprintf(text, sizeof text, "precision %s applies to the GPU; the CPU computes in fp32",
-                 precision);
+    /* the GPU-only settings a user asked for by name, so that none is dropped silently */
+    char asked[160] = "";
+    size_t used = 0;
+    if (strcmp(precision, "fp32"))
+        used += (size_t)snprintf(asked + used, sizeof asked - used, ", precision %s", precision);
+    if (strcmp(conv_engine, "auto") && used < sizeof asked)
+        used += (size_t)snprintf(asked + used, sizeof asked - used, ", conv %s", conv_engine);
+    if (graph && strcmp(graph, "on") == 0 && used < sizeof asked)
+        used += (size_t)snprintf(asked + used, sizeof asked - used, ", graph on");
+    if (used) {
+        char text[256];
+        snprintf(text, sizeof text,
+                 "GPU settings left unused on the CPU (it computes in fp32, one op at a time): %s",
+                 asked + 2);
         note_set(note, note_capacity, text);
     }
     return 0;

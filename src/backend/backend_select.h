@@ -12,11 +12,13 @@ const backend_ops *backend_select(const char *device, int device_index, char *no
                                   size_t note_capacity, bneck_error *err);
 /* Applies the GPU settings of a run: precision fp32 | tf32 | bf16, convolution engine
  * auto | cudnn | gemm, deterministic algorithms (cuda_backend.h). The CPU backend always
- * computes in strict fp32, deterministically: other settings get a note there, not an
- * error (a run with device auto may land on either). Returns -1 with err for a name that
- * is not one of those. */
+ * computes in strict fp32, deterministically, one op at a time: a precision other than
+ * fp32, a conv engine other than auto or graph "on" (the trainer's CUDA graphs; graph may
+ * be NULL) get a note there, not an error (a run with device auto may land on either).
+ * Returns -1 with err for a name that is not one of those. */
 int backend_configure(const backend_ops *backend, const char *precision, const char *conv_engine,
-                      int deterministic, char *note, size_t note_capacity, bneck_error *err);
+                      int deterministic, const char *graph, char *note, size_t note_capacity,
+                      bneck_error *err);
 /* Releases what backend_select set up (GPU handles). */
 void backend_shutdown(const backend_ops *backend);
 /* Library versions of the backend, for results files. */

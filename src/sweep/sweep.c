@@ -35,6 +35,7 @@ typedef struct sweep_options {
     int override_count;
     int dry_run, restart;
     int stop_signal;
+    char device_override[64]; /* "run.device=NAME" for --device NAME */
 } sweep_options;
 
 typedef struct sweep_state {
@@ -123,13 +124,15 @@ static train_comm run_group_comm(sweep_world *w) { return sweep_group_comm(w); }
 
 static void usage(FILE *out) {
     fprintf(out,
-            "usage: bneck-sweep CONFIG.ini [section.key=value ...] [--dry-run] [--restart]\n"
-            "                   [--stop-signal NAME]\n"
+            "usage: bneck-sweep CONFIG.ini [section.key=value ...] [--device auto|cpu|cuda]\n"
+            "                   [--dry-run] [--restart] [--stop-signal NAME]\n"
             "Runs every (pattern, repeat) of the config's [sweep] over the MPI ranks, in groups\n"
             "of [sweep] ranks_per_run (data parallel inside a group), committing each run to\n"
             "OUTPUT/runs/<pattern>-r<repeat>.h5 and merging OUTPUT/sweep.h5 at the end.\n"
             "Running the same command again resumes: finished runs are kept, unfinished ones\n"
             "continue from their last epoch.\n"
+            "  --device D      run.device=D: auto (a GPU when one is usable, else the CPU,\n"
+            "                  saying why), cpu, or cuda (fails when no GPU is usable)\n"
             "  --dry-run       print the plan (runs, seeds, groups, hosts, devices) and stop\n"
             "  --restart       move an existing OUTPUT aside (never deleted) and start over\n"
             "  --stop-signal S extra signal that stops the sweep cleanly (default USR2;\n"
@@ -154,7 +157,11 @@ static int parse_options(sweep_options *o, int argc, char **argv, bneck_error *e
     o->overrides = bneck_calloc((size_t)argc, sizeof *o->overrides);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "--dry-run")) o->dry_run = 1;
+        const int device = config_device_option(argc, argv, &i, o->device_override,
+                                                sizeof o->device_override, err);
+        if (device < 0) return -1;
+        if (device) o->overrides[o->override_count++] = o->device_override;
+        else if (!strcmp(a, "--dry-run")) o->dry_run = 1;
         else if (!strcmp(a, "--restart")) o->restart = 1;
         else if (!strcmp(a, "--stop-signal")) {
             if (i + 1 >= argc || (o->stop_signal = signal_from_name(argv[i + 1])) < 0)
@@ -737,7 +744,7 @@ int sweep_main(int argc, char **argv) {
     }
     if (note[0]) log_info("sweep: %s", note);
     if (backend_configure(s.backend, s.cfg.precision, s.cfg.conv_engine, s.cfg.deterministic,
-                          note, sizeof note, &err)) {
+                          s.cfg.graph, note, sizeof note, &err)) {
         log_error("%s", err.message);
         sweep_world_abort(w, 2);
     }

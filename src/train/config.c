@@ -981,6 +981,24 @@ int config_load(config *cfg, const char *path, int override_count, const char *c
     return status;
 }
 
+int config_device_option(int argc, char **argv, int *i, char *out, size_t capacity,
+                         bneck_error *err) {
+    static const char option[] = "--device";
+    const char *arg = argv[*i], *value;
+    if (!strcmp(arg, option)) {
+        if (*i + 1 >= argc)
+            return bneck_error_set(err, "%s expects auto, cpu or cuda, got nothing", option);
+        value = argv[++*i];
+    } else if (!strncmp(arg, option, sizeof option - 1) && arg[sizeof option - 1] == '=') {
+        value = arg + sizeof option;
+    } else {
+        return 0;
+    }
+    if ((size_t)snprintf(out, capacity, "run.device=%s", value) >= capacity)
+        return bneck_error_set(err, "%s expects auto, cpu or cuda, got '%.40s...'", option, value);
+    return 1;
+}
+
 static void write_value(const config *cfg, const key_spec *spec, text_builder *builder) {
     switch (spec->kind) {
     case VALUE_INT:

@@ -12,6 +12,7 @@
 #ifndef BNECK_TRAIN_CONFIG_H
 #define BNECK_TRAIN_CONFIG_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/error.h"
@@ -87,6 +88,13 @@ void config_defaults(config *cfg);
  * line (or the override) and what was expected. */
 int config_load(config *cfg, const char *path, int override_count, const char *const *overrides,
                 bneck_error *err);
+
+/* The programs' "--device NAME" and "--device=NAME": when argv[*i] is one, writes the
+ * override it stands for ("run.device=NAME", checked by config_load like any other) to
+ * out, moves *i past its value and returns 1; returns 0 for any other argument, -1 with
+ * err when the value is missing or does not fit out. */
+int config_device_option(int argc, char **argv, int *i, char *out, size_t capacity,
+                         bneck_error *err);
 
 /* Writes the effective configuration as INI text (every key), for logs and results. */
 int config_write(const config *cfg, char *out, int capacity);
