@@ -25,42 +25,50 @@ static void usage(FILE *out) {
             "why), cpu, or cuda (fails when no GPU is usable).\n");
 }
 
-int main(int argc, char **argv) {
+/* The config file and the command line's overrides (--device NAME is one) into cfg.
+ * Returns 0, 1 after printing the help, or 2 after printing the error. */
+static int load_config(config *cfg, int argc, char **argv) {
     const char *config_path = NULL;
     const char **overrides = calloc((size_t)argc, sizeof *overrides);
-    int override_count = 0;
+    int override_count = 0, status = 0;
     static char device_override[64];
     bneck_error err;
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc && status == 0; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             usage(stdout);
-            return 0;
+            status = 1;
+            break;
         }
         const int device = config_device_option(argc, argv, &i, device_override,
                                                 sizeof device_override, &err);
         if (device < 0) {
             fprintf(stderr, "bneck-train: %s\n", err.message);
-            return 2;
-        }
-        if (device)
+            status = 2;
+        } else if (device) {
             overrides[override_count++] = device_override;
-        else if (strchr(argv[i], '='))
+        } else if (strchr(argv[i], '=')) {
             overrides[override_count++] = argv[i];
-        else if (!config_path)
+        } else if (!config_path) {
             config_path = argv[i];
-        else {
+        } else {
             fprintf(stderr, "bneck-train: unexpected argument '%s' (one config file, then "
                             "section.key=value overrides)\n", argv[i]);
-            return 2;
+            status = 2;
         }
     }
-
-    static config cfg;
-    if (config_load(&cfg, config_path, override_count, overrides, &err)) {
+    if (status == 0 && config_load(cfg, config_path, override_count, overrides, &err)) {
         fprintf(stderr, "bneck-train: %s\n", err.message);
-        return 2;
+        status = 2;
     }
     free(overrides);
+    return status;
+}
+
+int main(int argc, char **argv) {
+    static config cfg;
+    const int loaded = load_config(&cfg, argc, argv);
+    if (loaded) return loaded == 1 ? 0 : 2;
+    bneck_error err;
     cpu_set_threads(cfg.threads > 0 ? cfg.threads : (int)sysconf(_SC_NPROCESSORS_ONLN));
 
     char note[700];

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# bneck-train end to end on real Fashion-MNIST data (a small subset), on the CPU:
+#  - one line per epoch, the same numbers bit for bit when run twice with the same seed;
+#  - --device NAME as the run.device override;
+#  - --help, a stray argument, a bad config value, a missing dataset and (without a GPU)
+#    --device cuda each end with their exit status and a message naming what was wrong.
+# usage: it_train.sh BUILD_DIR SOURCE_DIR
+set -uo pipefail
+build=$(cd "$1" && pwd)
+train=$build/bin/bneck-train
+work=$(mktemp -d /tmp/bneck-it-train.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+passed=0
+failed=0
+ok() { echo "ok: $*"; passed=$((passed + 1)); }
+bad() { echo "FAILED: $*"; failed=$((failed + 1)); }
+
+cat > "$work/tiny.ini" <<INI
+[run]
+seed = 11
+device = auto
+threads = 1
+[data]
+dataset = fashion-mnist
+train_limit = 384
+val_limit = 100
+[model]
+mode = 3
+alpha = 4
+[train]
+epochs = 2
+batch = 64
+val_batch = 50
+INI
+
+# status_is WANT LOG PATTERN WHAT COMMAND...: COMMAND exits with WANT and LOG matches PATTERN
+status_is() {
+  local want=$1 log=$2 pattern=$3 what=$4
+  shift 4
+  "$@" > "$log" 2>&1
+  local got=$?
+  if [ "$got" -eq "$want" ] && grep -qE "$pattern" "$log"; then ok "$what"
+  else cat "$log"; bad "$what (exit $got, wanted $want and /$pattern/)"; fi
+}
+
+# --- two identical runs -------------------------------------------------------------------
+# The epoch lines without the timing columns (s, img/s): everything else is deterministic.
+epochs_of() { awk '$1 ~ /^[0-9]+$/ && NF == 8 { print $1, $2, $3, $4, $5, $6 }' "$1"; }
+status_is 0 "$work/first.log" "best validation accuracy" "bneck-train --device cpu trains 2 epochs" \
+  "$train" "$work/tiny.ini" --device cpu
+status_is 0 "$work/second.log" "cpu backend" "bneck-train run.device=cpu, the same run again" \
+  "$train" "$work/tiny.ini" run.device=cpu
+if [ "$(epochs_of "$work/first.log" | wc -l)" -eq 2 ] &&
+  [ "$(epochs_of "$work/first.log")" = "$(epochs_of "$work/second.log")" ]; then
+  ok "one line per epoch, identical loss and accuracy in both runs"
+else
+  paste -d'|' <(epochs_of "$work/first.log") <(epochs_of "$work/second.log"); bad "epoch lines differ"
+fi
+grep -q "384 train / 100 val images" "$work/first.log" && ok "data limits applied" || bad "data limits"
+
+# --- what goes wrong ---------------------------------------------------------------------------
+status_is 0 "$work/help.log" "^usage: bneck-train .*--device" "--help" "$train" --help
+status_is 2 "$work/stray.log" "unexpected argument 'extra'" "a second config file is refused" \
+  "$train" "$work/tiny.ini" extra
+printf '[train]\nepochs = many\n' > "$work/bad.ini"
+status_is 2 "$work/bad.log" "bad.ini:2: \[train\] epochs: expected" "a bad value names file, line and key" \
+  "$train" "$work/bad.ini"
+status_is 2 "$work/device.log" "device: expected one of auto, cpu, cuda, got 'gpu'" \
+  "--device=gpu names the accepted devices" "$train" "$work/tiny.ini" --device=gpu
+status_is 1 "$work/nodata.log" "$work/missing/train-.*: cannot open" "a missing dataset names the file" \
+  "$train" "$work/tiny.ini" data.dir="$work/missing" --device cpu
+if nvidia-smi -L >/dev/null 2>&1; then
+  echo "skip: --device cuda failure check (this machine has a GPU)"
+else
+  status_is 1 "$work/cuda.log" "device cuda: (no usable GPU: |this build has no CUDA backend)" \
+    "--device cuda without a GPU fails with the reason" "$train" "$work/tiny.ini" --device cuda
+fi
+
+echo "it_train: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
