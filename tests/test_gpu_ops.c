@@ -355,27 +355,43 @@ Test(gpu_ops, conv2d_matches_cpu_with_both_engines_in_every_precision) {
     set_math(CUDA_MATH_FP32);
 }
 
-/* auto in bf16 times cuDNN, the GEMMs and both in TF32 per shape and direction: whichever
- * wins, the results stay within bf16's tolerance, and every decision is counted. */
-Test(gpu_ops, auto_conv_engine_in_bf16_matches_cpu_whichever_runner_wins) {
+/* The decisions auto has made so far, per direction (summed over the runners). */
+static void count_auto_decisions(int decided[3]) {
+    char summary[320];
+    cuda_conv_engine_summary(summary, sizeof summary);
+    int u[3][4];
+    cr_assert_eq(sscanf(strchr(summary, ':') + 1,
+                        " forward %d / %d / %d / %d, backward data %d / %d / %d / %d, "
+                        "backward filter %d / %d / %d / %d",
+                        &u[0][0], &u[0][1], &u[0][2], &u[0][3], &u[1][0], &u[1][1], &u[1][2],
+                        &u[1][3], &u[2][0], &u[2][1], &u[2][2], &u[2][3]),
+                 12, "%s", summary);
+    for (int d = 0; d < 3; d++) decided[d] = u[d][0] + u[d][1] + u[d][2] + u[d][3];
+}
+
+/* auto times its candidates per shape and direction (forward, data gradient, filter
+ * gradient, which may each go to a different runner; in bf16 also cuDNN and the GEMMs in
+ * TF32): whichever wins, the results stay within the precision's tolerance, and every
+ * decision is counted. */
+Test(gpu_ops, auto_conv_engine_matches_cpu_whichever_runners_win_in_every_precision) {
     use_gpu();
     cuda_backend_set_conv_engine(CUDA_CONV_AUTO);
-    set_math(CUDA_MATH_BF16);
     static const conv_shape shapes[] = {{4, 8, 8, 48, 32, 5}, {4, 16, 16, 12, 12, 3},
                                         {8, 8, 8, 64, 48, 5}, {8, 8, 8, 64, 48, 1}};
-    for (size_t i = 0; i < COUNT(shapes); i++) {
-        check_conv_forward(&shapes[i], 1, 900 + i, math_tolerance(CUDA_MATH_BF16));
-        check_conv_backward(&shapes[i], 1, 950 + i, math_tolerance(CUDA_MATH_BF16));
+    for (size_t m = 0; m < COUNT(math_modes); m++) {
+        set_math(math_modes[m]);
+        const double tolerance = math_tolerance(math_modes[m]);
+        for (size_t i = 0; i < COUNT(shapes); i++) {
+            check_conv_forward(&shapes[i], 1, 900 + 10 * m + i, tolerance);
+            check_conv_backward(&shapes[i], 1, 950 + 10 * m + i, tolerance);
+        }
+        int decided[3];
+        count_auto_decisions(decided);
+        for (int d = 0; d < 3; d++)
+            cr_expect_geq(decided[d], (int)((m + 1) * COUNT(shapes)),
+                          "math %s, direction %d: %d decisions", cuda_backend_math_name(), d,
+                          decided[d]);
     }
-    char summary[240];
-    cuda_conv_engine_summary(summary, sizeof summary);
-    int f[4], b[4];
-    cr_assert_eq(sscanf(strchr(summary, ':') + 1,
-                        " forward %d / %d / %d / %d, backward %d / %d / %d / %d", &f[0], &f[1],
-                        &f[2], &f[3], &b[0], &b[1], &b[2], &b[3]),
-                 8, "%s", summary);
-    cr_expect_geq(f[0] + f[1] + f[2] + f[3], (int)COUNT(shapes), "%s", summary);
-    cr_expect_geq(b[0] + b[1] + b[2] + b[3], (int)COUNT(shapes), "%s", summary);
     set_math(CUDA_MATH_FP32);
 }
 

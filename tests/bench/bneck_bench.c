@@ -339,7 +339,7 @@ int main(int argc, char **argv) {
         fflush(stdout);
 #ifdef BNECK_HAVE_CUDA
         if (on_gpu) {
-            char engines[240];
+            char engines[320];
             cuda_conv_engine_summary(engines, sizeof engines);
             fprintf(stderr, "bneck-bench: after pattern %s: %s\n", pattern->name, engines);
         }

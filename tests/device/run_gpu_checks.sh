@@ -252,6 +252,11 @@ awk -F, -v gpu="$gpu_name" -v n="$steps_per_epoch" '
         printf "  E/A <= 0.35, %s: %.3f, %s (FLOP ratio 0.125; study 0.89 PyTorch, 1.11 Keras)\n", m, ea / aa, verdict(ea / aa <= 0.35)
     }
   }' "$csv" >"$out/results.txt"
+# which runner conv auto chose per direction, after each pattern (cumulative per run)
+for m in "${precisions[@]}"; do
+  [ -f "$out/bneck_$m.log" ] &&
+    grep -a "after pattern" "$out/bneck_$m.log" | sed "s/^bneck-bench: /# [$m] /" >>"$out/results.txt"
+done
 echo
 cat "$out/results.txt"
 echo

@@ -4,9 +4,12 @@
  *  1x1:   always one GEMM over the CNHW tensors (cuda_dense.cu): y[O][NHW] = W[O][I] x[I][NHW].
  *  k x k: cuDNN (cuda_dnn.cu) or im2col + GEMM (cuda_conv_gemm.cu), as
  *         cuda_backend_set_conv_engine says.
- * CUDA_CONV_AUTO times the candidates the first time a shape runs (forward and backward
- * separately, like cudnnFind times algorithms) and keeps the fastest: which one wins
- * depends on the shape, the precision and the GPU. In bf16 mode the candidates include the
+ * CUDA_CONV_AUTO times the candidates the first time a shape runs (forward, backward data
+ * and backward filter separately, as cudnnFind times algorithms) and keeps the fastest:
+ * which one wins depends on the shape, the direction, the precision and the GPU (im2col +
+ * GEMM suits a filter gradient's long reduction over N*H*W, where cuDNN's implicit GEMM
+ * suits the data gradient, which im2col would inflate k*k times). When the two gradients
+ * of a shape go to the same runner they are one call, sharing its copies of dy. In bf16 mode the candidates include the
  * same engines in TF32 (never less precise than bf16 operands): on an H200 cuDNN's bf16
  * backward kernels took up to 20 ms for a 5x5 layer that its TF32 ones ran in well under
  * one, and the bf16 GEMMs pay for bf16 copies of their operands. In deterministic mode,
@@ -54,15 +57,27 @@ typedef enum {
     RUN_KINDS = 4
 } conv_runner;
 
+/* Decided separately, like cudnnFind's three searches: the fastest runner of a shape's
+ * data gradient need not be the fastest of its filter gradient. */
+typedef enum {
+    CONV_FORWARD = 0,
+    CONV_BACKWARD_DATA = 1,
+    CONV_BACKWARD_FILTER = 2,
+    CONV_DIRECTIONS = 3
+} conv_direction;
+static const char *const direction_names[CONV_DIRECTIONS] = {"forward", "backward data",
+                                                             "backward filter"};
+
 typedef struct engine_choice {
     engine_key key;
-    int decided[2];        /* [backward] */
-    conv_runner runner[2]; /* the fastest, once decided */
+    int decided[CONV_DIRECTIONS];
+    conv_runner runner[CONV_DIRECTIONS]; /* the fastest, once decided */
 } engine_choice;
 
 static engine_choice *choices;
 static int choice_count, choice_capacity;
-static int engine_uses[2][RUN_KINDS]; /* [backward][runner]: shapes decided, for the summary */
+/* [direction][runner]: shapes decided, for the summary */
+static int engine_uses[CONV_DIRECTIONS][RUN_KINDS];
 
 static engine_choice *choice_for(int batch, int height, int width, int in_channels,
                                  int out_channels, int kernel) {
@@ -102,11 +117,11 @@ static int candidate_runners(int kernel, conv_runner runners[RUN_KINDS]) {
     return count;
 }
 
-typedef void (*conv_direction)(conv_runner runner, void *context);
+typedef void (*conv_runner_call)(conv_runner runner, void *context);
 
 /* Milliseconds of `repeats` calls of run(runner, context) on the stream (after one untimed
  * call that lets cuDNN find its algorithms and the scratch buffers grow). */
-static float time_engine(conv_direction run, conv_runner runner, void *context) {
+static float time_engine(conv_runner_call run, conv_runner runner, void *context) {
     enum { repeats = 2 };
     run(runner, context);
     cudaEvent_t start, stop;
@@ -129,21 +144,21 @@ static int capturing(void) {
     return status != cudaStreamCaptureStatusNone;
 }
 
-static void decide(engine_choice *choice, int backward, conv_runner runner) {
-    choice->runner[backward] = runner;
-    choice->decided[backward] = 1;
-    engine_uses[backward][runner]++;
+static void decide(engine_choice *choice, conv_direction direction, conv_runner runner) {
+    choice->runner[direction] = runner;
+    choice->decided[direction] = 1;
+    engine_uses[direction][runner]++;
 }
 
-/* Whether direction `backward` of this shape still has to be timed: only in auto mode,
- * the first time, with more than one candidate, and not in deterministic mode or during a
- * capture, which take the first candidate (the GEMM) untimed (decided here). */
-static int must_time(engine_choice *choice, int backward) {
-    if (cuda_ctx.conv_engine != CUDA_CONV_AUTO || choice->decided[backward]) return 0;
+/* Whether `direction` of this shape still has to be timed: only in auto mode, the first
+ * time, with more than one candidate, and not in deterministic mode or during a capture,
+ * which take the first candidate (the GEMM) untimed (decided here). */
+static int must_time(engine_choice *choice, conv_direction direction) {
+    if (cuda_ctx.conv_engine != CUDA_CONV_AUTO || choice->decided[direction]) return 0;
     conv_runner runners[RUN_KINDS];
     const int count = candidate_runners(choice->key.kernel, runners);
     if (count == 1 || cuda_ctx.deterministic || capturing()) {
-        decide(choice, backward, runners[0]);
+        decide(choice, direction, runners[0]);
         return 0;
     }
     return 1;
@@ -154,8 +169,8 @@ static const char *const runner_names[RUN_KINDS] = {"cuDNN", "GEMM", "cuDNN in T
 
 /* BNECK_CONV_LOG=1 in the environment prints every timed choice with each candidate's
  * time (to see on a new GPU which runner wins where, and by how much). */
-static void log_timing(const engine_choice *choice, int backward, const conv_runner *runners,
-                       const float *ms, int count) {
+static void log_timing(const engine_choice *choice, conv_direction direction,
+                       const conv_runner *runners, const float *ms, int count) {
     static int enabled = -1;
     if (enabled < 0) {
         const char *value = getenv("BNECK_CONV_LOG");
@@ -170,13 +185,13 @@ static void log_timing(const engine_choice *choice, int backward, const conv_run
                                  i ? ", " : "", runner_names[runners[i]], (double)ms[i]);
     fprintf(stderr,
             "bneck: conv auto, %s, batch %d, %dx%d, %d -> %d, kernel %d, %s: %s -> %s\n",
-            backward ? "backward" : "forward", k->batch, k->height, k->width, k->in_channels,
+            direction_names[direction], k->batch, k->height, k->width, k->in_channels,
             k->out_channels, k->kernel, cuda_backend_math_name(), times,
-            runner_names[choice->runner[backward]]);
+            runner_names[choice->runner[direction]]);
 }
 
-static void decide_by_timing(engine_choice *choice, int backward, conv_direction run,
-                             void *context) {
+static void decide_by_timing(engine_choice *choice, conv_direction direction,
+                             conv_runner_call run, void *context) {
     conv_runner runners[RUN_KINDS];
     float ms[RUN_KINDS];
     const int count = candidate_runners(choice->key.kernel, runners);
@@ -185,17 +200,17 @@ static void decide_by_timing(engine_choice *choice, int backward, conv_direction
         ms[i] = time_engine(run, runners[i], context);
         if (ms[i] < ms[best]) best = i;
     }
-    decide(choice, backward, runners[best]);
-    log_timing(choice, backward, runners, ms, count);
+    decide(choice, direction, runners[best]);
+    log_timing(choice, direction, runners, ms, count);
 }
 
-/* What runs direction `backward` of this shape (decided by now in auto mode). */
-static conv_runner runner_of(const engine_choice *choice, int backward) {
+/* What runs `direction` of this shape (decided by now in auto mode). */
+static conv_runner runner_of(const engine_choice *choice, conv_direction direction) {
     if (choice->key.kernel == 1 && cuda_ctx.conv_engine != CUDA_CONV_AUTO) return RUN_GEMM;
     switch (cuda_ctx.conv_engine) {
     case CUDA_CONV_CUDNN: return RUN_CUDNN;
     case CUDA_CONV_GEMM: return RUN_GEMM;
-    default: return choice->runner[backward];
+    default: return choice->runner[direction];
     }
 }
 
@@ -203,9 +218,11 @@ void cuda_conv_engine_summary(char *text, size_t capacity) {
     const int(*u)[RUN_KINDS] = engine_uses;
     snprintf(text, capacity,
              "convolution shapes on cuDNN / GEMM / cuDNN in TF32 / GEMM in TF32: "
-             "forward %d / %d / %d / %d, backward %d / %d / %d / %d",
+             "forward %d / %d / %d / %d, backward data %d / %d / %d / %d, "
+             "backward filter %d / %d / %d / %d",
              u[0][RUN_CUDNN], u[0][RUN_GEMM], u[0][RUN_CUDNN_TF32], u[0][RUN_GEMM_TF32],
-             u[1][RUN_CUDNN], u[1][RUN_GEMM], u[1][RUN_CUDNN_TF32], u[1][RUN_GEMM_TF32]);
+             u[1][RUN_CUDNN], u[1][RUN_GEMM], u[1][RUN_CUDNN_TF32], u[1][RUN_GEMM_TF32],
+             u[2][RUN_CUDNN], u[2][RUN_GEMM], u[2][RUN_CUDNN_TF32], u[2][RUN_GEMM_TF32]);
 }
 
 void cuda_conv_engine_forget(void) {
@@ -233,7 +250,8 @@ static void leave_runner_math(int mode) {
 }
 
 /* The probes: forward overwrites y, so the real call after the timing fixes it; backward
- * probes write into throw-away buffers, since backward accumulates. */
+ * probes write into throw-away buffers, since backward accumulates. A backward call
+ * computes whichever of dx and dweight is non-NULL. */
 typedef struct conv_call {
     float *y, *dx, *dweight;
     const float *x, *weight, *bias, *dy;
@@ -287,8 +305,18 @@ void cuda_conv2d_forward(float *y, const float *x, const float *weight, const fl
                       .height = height, .width = width, .in_channels = in_channels,
                       .out_channels = out_channels, .kernel = kernel};
     engine_choice *choice = choice_for(batch, height, width, in_channels, out_channels, kernel);
-    if (must_time(choice, 0)) decide_by_timing(choice, 0, run_forward, &call);
-    run_forward(runner_of(choice, 0), &call);
+    if (must_time(choice, CONV_FORWARD)) decide_by_timing(choice, CONV_FORWARD, run_forward, &call);
+    run_forward(runner_of(choice, CONV_FORWARD), &call);
+}
+
+/* Times one backward direction alone, into a throw-away output of `floats` values. */
+static void time_backward(engine_choice *choice, conv_direction direction, conv_call probe,
+                          size_t floats) {
+    float *scratch = cuda_alloc(floats * sizeof(float));
+    if (direction == CONV_BACKWARD_DATA) probe.dx = scratch, probe.dweight = NULL;
+    else probe.dweight = scratch, probe.dx = NULL;
+    decide_by_timing(choice, direction, run_backward, &probe);
+    cuda_release(scratch);
 }
 
 void cuda_conv2d_backward(float *dx, float *dweight, float *dbias, const float *dy,
@@ -297,22 +325,27 @@ void cuda_conv2d_backward(float *dx, float *dweight, float *dbias, const float *
     (void)workspace;
     check_dims("cuda_conv2d_backward", batch, height, width, in_channels, out_channels, kernel);
     engine_choice *choice = choice_for(batch, height, width, in_channels, out_channels, kernel);
-    if (must_time(choice, 1)) {
-        const size_t x_floats = (size_t)in_channels * batch * height * width;
-        const size_t w_floats = (size_t)out_channels * in_channels * kernel * kernel;
-        conv_call probe = {.dx = dx ? cuda_alloc(x_floats * sizeof(float)) : NULL,
-                           .dweight = dweight ? cuda_alloc(w_floats * sizeof(float)) : NULL,
-                           .x = x, .weight = weight, .dy = dy, .batch = batch,
-                           .height = height, .width = width, .in_channels = in_channels,
-                           .out_channels = out_channels, .kernel = kernel};
-        decide_by_timing(choice, 1, run_backward, &probe);
-        cuda_release(probe.dx);
-        cuda_release(probe.dweight);
-    }
     conv_call call = {.dx = dx, .dweight = dweight, .x = x, .weight = weight, .dy = dy,
                       .batch = batch, .height = height, .width = width,
                       .in_channels = in_channels, .out_channels = out_channels,
                       .kernel = kernel};
+    if (dx && must_time(choice, CONV_BACKWARD_DATA))
+        time_backward(choice, CONV_BACKWARD_DATA, call,
+                      (size_t)in_channels * batch * height * width);
+    if (dweight && must_time(choice, CONV_BACKWARD_FILTER))
+        time_backward(choice, CONV_BACKWARD_FILTER, call,
+                      (size_t)out_channels * in_channels * kernel * kernel);
     if (dbias) cuda_accumulate_channel_sums(dbias, dy, out_channels, (size_t)batch * height * width);
-    run_backward(runner_of(choice, 1), &call);
+    const conv_runner data = runner_of(choice, CONV_BACKWARD_DATA);
+    const conv_runner filter = runner_of(choice, CONV_BACKWARD_FILTER);
+    if (!dx || !dweight || data == filter) {
+        /* one call: the runners share their copies of dy between the two gradients */
+        run_backward(dx ? data : filter, &call);
+        return;
+    }
+    conv_call data_only = call, filter_only = call;
+    data_only.dweight = NULL;
+    filter_only.dx = NULL;
+    run_backward(filter, &filter_only);
+    run_backward(data, &data_only);
 }
