@@ -97,11 +97,19 @@ squeue
 scancel --signal=USR2 --batch "$job"
 echo "scancel --signal=USR2 --batch $job"
 # Slurm holds a requeued batch job back (its BeginTime is set ~2 minutes on); the test
-# starts it as soon as it is pending again instead of waiting that out.
+# starts it sooner, once it is pending again, the node is idle and a few seconds have
+# passed: slurmd revokes the job's credential when it kills the first instance, and
+# refuses ("Job N already killed, do not launch batch job") a relaunch whose credential is
+# from the same second.
 for _ in $(seq 1 300); do
   info=$(scontrol show job "$job" 2>/dev/null || true)
   if grep -q "Restarts=[1-9]" <<<"$info" && grep -q "JobState=PENDING" <<<"$info"; then
-    scontrol update JobId="$job" StartTime=now && echo "requeued job $job released at once"
+    for _ in $(seq 1 60); do
+      [ "$(sinfo -h -o %T | head -n 1)" = idle ] && break
+      sleep 1
+    done
+    sleep 3
+    scontrol update JobId="$job" StartTime=now && echo "requeued job $job released (node idle)"
     break
   fi
   case "$info" in *JobState=COMPLETED*|*JobState=FAILED*|*JobState=CANCELLED*) break ;; esac
@@ -113,7 +121,11 @@ log=$work/slurm-$job.out
 restarts=$(scontrol show job "$job" | sed -n 's/.*Restarts=\([0-9]*\).*/\1/p')
 if [ "$state" = COMPLETED ] && [ "${restarts:-0}" -ge 1 ] && grep -q "requeueing job $job" "$log" && grep -q "resuming after epoch\|already complete" "$log"; then
   ok "signalled job stopped, requeued itself (restarts $restarts) and resumed"
-else cat "$log" || true; bad "preempted job: state $state, restarts ${restarts:-?}"; fi
+else
+  cat "$log" || true
+  tail -n 15 "$cluster/log/slurmd.log" "$cluster/log/slurmctld.log" || true
+  bad "preempted job: state $state, restarts ${restarts:-?}"
+fi
 epoch_lines=$(grep -c "^\[[A-Z]-r[0-9]\] epoch" "$log" || true)
 # 4 runs x 6 epochs; at most one epoch per run group (2 groups of 1 rank) redone.
 if [ "$epoch_lines" -ge 24 ] && [ "$epoch_lines" -le 26 ]; then ok "$epoch_lines epochs trained for 24 planned: nothing lost beyond the epochs in progress"
