@@ -43,6 +43,22 @@ INI
 # --- one process --------------------------------------------------------------------
 "$sweep" "$work/tiny.ini" run.output="$work/one" > "$work/one.log" 2>&1 || { cat "$work/one.log"; bad "single-process sweep"; }
 [ -f "$work/one/sweep.h5" ] && ok "single-process sweep wrote sweep.h5" || bad "no sweep.h5 from the single-process sweep"
+# The table the sweep prints at the end is the file's /summary (SPEC section 5 statistics).
+/usr/bin/python3 - "$work/one/sweep.h5" "$work/one.log" <<'PY' && ok "the printed summary is /summary" || bad "printed summary differs from /summary"
+import sys, h5py, re
+summary = h5py.File(sys.argv[1], "r")["summary"][()]
+printed = {}
+for line in open(sys.argv[2]):
+    m = re.match(r"^(\S+)\s+\d+\s+\d+\s+(\d+)\s+([\d.]+) \(\s*([\d.]+|-)\)\s+([\d.]+) \(\s*([\d.]+|-)\)$", line.strip())
+    if m: printed[m.group(1)] = m.groups()[1:]
+assert len(summary) == 3 and len(printed) == 3, (summary, printed)
+for row in summary:
+    n, acc, acc_sd, s, s_sd = printed[row["pattern"].decode()]
+    assert int(n) == row["n"] == 2, (n, row)
+    assert acc == "%.2f" % (100 * row["median_best_val_acc"]), (acc, row)
+    assert acc_sd == "%.2f" % (100 * row["sd_best_val_acc"]), (acc_sd, row)
+    assert s == "%.2f" % row["median_epoch_s"] and s_sd == "%.2f" % row["sd_epoch_s"], (s, s_sd, row)
+PY
 
 # --- four ranks ---------------------------------------------------------------------
 mpirun_n 4 "$sweep" "$work/tiny.ini" run.output="$work/four" > "$work/four.log" 2>&1 || { cat "$work/four.log"; bad "4-rank sweep"; }

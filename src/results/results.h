@@ -112,6 +112,13 @@ typedef struct sweep_attributes {
     const char *rank_gpu_map;  /* e.g. "0:host1:gpu0,1:host1:gpu1" */
 } sweep_attributes;
 
+/* The /summary rows of these runs: one per distinct pattern, in first-seen order, with
+ * statistics over the pattern's complete runs (n of them; NaN where there are too few:
+ * epoch seconds pool every epoch after each run's first) and the model counts of its first
+ * run. summaries holds run_count rows; returns how many were filled. */
+int results_summarise_patterns(const run_row *runs, epoch_record *const *histories,
+                               const int *epoch_counts, int run_count, summary_row *summaries);
+
 /* Merges runs into the sweep file (atomically): /runs, /history/<pattern>-r<repeat>,
  * /summary (one row per distinct pattern, in first-seen order, complete runs only). */
 int sweep_file_write(const char *path, const run_row *runs, epoch_record *const *histories,

@@ -27,11 +27,8 @@ static int timed_epochs(int epochs, int *first) {
     return epochs > 0 ? epochs - *first : 0;
 }
 
-/* One row per distinct pattern, in first-seen order. Statistics are over the pattern's
- * complete runs (n of them; NaN where there are too few); the model counts are those of
- * its first run, whatever its status (every run of a pattern has the same model). */
-static int summarise_patterns(const run_row *runs, epoch_record *const *histories,
-                              const int *epoch_counts, int run_count, summary_row *summaries) {
+int results_summarise_patterns(const run_row *runs, epoch_record *const *histories,
+                               const int *epoch_counts, int run_count, summary_row *summaries) {
     int total_epochs = 0;
     for (int i = 0; i < run_count; i++) total_epochs += epoch_counts[i] > 0 ? epoch_counts[i] : 0;
     double *accuracies = bneck_malloc((size_t)run_count * sizeof(double));
@@ -113,7 +110,7 @@ int sweep_file_write(const char *path, const run_row *runs, epoch_record *const 
 
     summary_row *summaries = bneck_calloc(run_count > 0 ? (size_t)run_count : 1, sizeof *summaries);
     const int summary_count =
-        summarise_patterns(runs, histories, epoch_counts, run_count, summaries);
+        results_summarise_patterns(runs, histories, epoch_counts, run_count, summaries);
 
     h5_site site;
     h5_site_open(&site, path, err);

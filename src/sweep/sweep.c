@@ -179,6 +179,28 @@ static int parse_options(sweep_options *o, int argc, char **argv, bneck_error *e
     return 0;
 }
 
+/* The sweep file's /summary as a table on the console (SPEC section 5: best validation
+ * accuracy over the repeats, seconds over every epoch after each run's first). */
+static void log_summary(const run_row *rows, epoch_record *const *histories,
+                        const int *epoch_counts, int count) {
+    summary_row *summaries = bneck_calloc((size_t)count, sizeof *summaries);
+    const int patterns = results_summarise_patterns(rows, histories, epoch_counts, count,
+                                                    summaries);
+    log_info("%-8s %4s %5s %3s %18s %20s", "pattern", "mode", "alpha", "n", "val acc % (sd)",
+             "s/epoch (sd)");
+    for (int p = 0; p < patterns; p++) {
+        const summary_row *row = &summaries[p];
+        if (!row->n) continue;
+        char acc_sd[16] = "    -", seconds_sd[16] = "    -"; /* no sd of a single value */
+        if (!isnan(row->sd_best_val_acc))
+            snprintf(acc_sd, sizeof acc_sd, "%5.2f", 100 * row->sd_best_val_acc);
+        if (!isnan(row->sd_epoch_s)) snprintf(seconds_sd, sizeof seconds_sd, "%5.2f", row->sd_epoch_s);
+        log_info("%-8s %4d %5d %3d %10.2f (%s) %12.2f (%s)", row->pattern, row->mode, row->alpha,
+                 row->n, 100 * row->median_best_val_acc, acc_sd, row->median_epoch_s, seconds_sd);
+    }
+    free(summaries);
+}
+
 static void format_duration(double seconds, char *out, size_t capacity) {
     const long s = (long)(seconds + 0.5);
     if (s >= 3600) snprintf(out, capacity, "%ldh%02ldm", s / 3600, s / 60 % 60);
@@ -658,27 +680,7 @@ static int merge_results(sweep_state *s, int *complete_runs) {
     if (rc) log_error("merge: %s", err.message);
     else log_info("sweep: wrote %s (%d runs, %d complete)", path, found, *complete_runs);
 
-    if (rc == 0 && found > 0) {
-        log_info("%-8s %4s %5s %3s %18s %20s", "pattern", "mode", "alpha", "n", "val acc % (sd)",
-                 "s/epoch (sd)");
-        double *acc = bneck_malloc((size_t)found * sizeof(double));
-        double *seconds = bneck_malloc((size_t)found * sizeof(double));
-        for (int p = 0; p < s->cfg.pattern_count; p++) {
-            int n = 0;
-            for (int i = 0; i < found; i++) {
-                if (strcmp(rows[i].pattern, s->cfg.patterns[p].name) || strcmp(rows[i].status, "complete"))
-                    continue;
-                acc[n] = 100 * rows[i].best_val_acc;
-                seconds[n++] = rows[i].median_epoch_s;
-            }
-            if (!n) continue;
-            log_info("%-8s %4d %5d %3d %10.2f (%5.2f) %12.2f (%5.2f)", s->cfg.patterns[p].name,
-                     s->cfg.patterns[p].mode, s->cfg.patterns[p].alpha, n, stats_median(acc, n),
-                     stats_sd(acc, n), stats_median(seconds, n), stats_sd(seconds, n));
-        }
-        free(acc);
-        free(seconds);
-    }
+    if (rc == 0 && found > 0) log_summary(rows, histories, epoch_counts, found);
     for (int i = 0; i < found; i++) free(histories[i]);
     free(histories);
     free(rows);
