@@ -18,10 +18,8 @@ cleanup() {
 trap cleanup EXIT
 eval "$("$source_dir/tests/slurm/local_cluster.sh" start "$cluster")"
 export SLURM_CONF
-passed=0
-failed=0
-ok() { echo "ok: $*"; passed=$((passed + 1)); }
-bad() { echo "FAILED: $*"; failed=$((failed + 1)); }
+# shellcheck source=tests/check_helpers.sh
+source "$(dirname "${BASH_SOURCE[0]}")/check_helpers.sh"
 
 # Wait for a job to leave the queue for good (a requeued job comes back to PENDING).
 wait_job_done() {
@@ -142,5 +140,4 @@ for name in f["history"]:
     assert epochs == [1, 2, 3, 4, 5, 6], (name, epochs)
 PY
 cd "$work/preempted" && "$build/bin/bneck-report" sweep.h5 --no-plots || bad "bneck-report on the preempted sweep"
-echo "it_slurm: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+checks_done it_slurm

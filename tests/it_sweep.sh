@@ -15,10 +15,8 @@ work=$(mktemp -d /tmp/bneck-it-sweep.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 mpirun_n() { local n=$1; shift; timeout 600 mpirun --oversubscribe -n "$n" "$@"; }
-passed=0
-failed=0
-ok() { echo "ok: $*"; passed=$((passed + 1)); }
-bad() { echo "FAILED: $*"; failed=$((failed + 1)); }
+# shellcheck source=tests/check_helpers.sh
+source "$(dirname "${BASH_SOURCE[0]}")/check_helpers.sh"
 
 # One thread per rank everywhere, so GEMM sums in the same order and numbers match bit for bit.
 cat > "$work/tiny.ini" <<INI
@@ -177,5 +175,4 @@ if [ -n "$snippet" ] && (cd "$work/one" && /usr/bin/python3 -c "$snippet") > "$w
   cat "$work/snippet.log"; ok "README h5py/pandas snippet runs"
 else cat "$work/snippet.log" 2>/dev/null; bad "README h5py/pandas snippet"; fi
 
-echo "it_sweep: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+checks_done it_sweep

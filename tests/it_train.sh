@@ -10,10 +10,8 @@ build=$(cd "$1" && pwd)
 train=$build/bin/bneck-train
 work=$(mktemp -d /tmp/bneck-it-train.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-passed=0
-failed=0
-ok() { echo "ok: $*"; passed=$((passed + 1)); }
-bad() { echo "FAILED: $*"; failed=$((failed + 1)); }
+# shellcheck source=tests/check_helpers.sh
+source "$(dirname "${BASH_SOURCE[0]}")/check_helpers.sh"
 
 cat > "$work/tiny.ini" <<INI
 [run]
@@ -76,5 +74,4 @@ else
     "--device cuda without a GPU fails with the reason" "$train" "$work/tiny.ini" --device cuda
 fi
 
-echo "it_train: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+checks_done it_train
