@@ -14,7 +14,7 @@
  * pattern's CSV line. The synchronisation costs a few microseconds per op, so the parts
  * add up to a little more than an unprofiled step.
  *
- * usage: bneck-bench [--threads N] [--steps N] [--warmup N] [--batch N] [--patterns ABCDE]
+ * usage: bneck-bench [--threads N] [--steps N] [--warmup N] [--batch N] [--patterns ABCDE|A,E]
  *                    [--channels 3] [--device cpu|cuda|auto] [--math fp32|tf32|bf16]
  *                    [--conv auto|cudnn|gemm] [--graph]
  *                    [--profile N] */
@@ -172,6 +172,15 @@ static int parse_int(const char *option, const char *value, int minimum) {
     return (int)parsed;
 }
 
+/* --patterns takes letters, optionally separated: "AE", "A,E" and "A E" alike. */
+static int is_pattern_separator(char c) { return c == ',' || c == ' '; }
+
+static const model_pattern *study_pattern(char name) {
+    for (int i = 0; i < 5; i++)
+        if (model_study_patterns[i].name[0] == name) return &model_study_patterns[i];
+    return NULL;
+}
+
 int main(int argc, char **argv) {
     int threads = (int)sysconf(_SC_NPROCESSORS_ONLN), steps = 5, warmup = 2, batch = 128;
     int channels = 3;
@@ -192,7 +201,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--profile")) profile = parse_int(argv[i], value, 1), i++;
         else {
             fprintf(stderr, "usage: bneck-bench [--threads N] [--steps N] [--warmup N] "
-                            "[--batch N] [--patterns ABCDE] [--channels C] [--device D] "
+                            "[--batch N] [--patterns ABCDE|A,E] [--channels C] [--device D] "
                             "[--math fp32|tf32|bf16] [--conv auto|cudnn|gemm] [--graph] "
                             "[--profile N]\n");
             return 2;
@@ -203,6 +212,12 @@ int main(int argc, char **argv) {
         return 2;
     }
     if (graph && warmup < 2) warmup = 2; /* a plain warm-up step, then the capture */
+    for (const char *p = patterns; *p; p++) /* all checked before any is measured */
+        if (!is_pattern_separator(*p) && !study_pattern(*p)) {
+            fprintf(stderr, "bneck-bench: --patterns: unknown pattern '%c' in '%s' (expected "
+                            "letters A-E, e.g. ABCDE or A,E)\n", *p, patterns);
+            return 2;
+        }
     cpu_set_threads(threads);
     bneck_error err;
     char note[700];
@@ -260,13 +275,8 @@ int main(int argc, char **argv) {
     for (int i = 0; i < batch; i++) labels[i] = (uint8_t)rng_below(2, (uint64_t)i, 10);
 
     for (const char *p = patterns; *p; p++) {
-        const model_pattern *pattern = NULL;
-        for (int i = 0; i < 5; i++)
-            if (model_study_patterns[i].name[0] == *p) pattern = &model_study_patterns[i];
-        if (!pattern) {
-            fprintf(stderr, "bneck-bench: unknown pattern '%c' (expected A-E)\n", *p);
-            return 2;
-        }
+        if (is_pattern_separator(*p)) continue;
+        const model_pattern *pattern = study_pattern(*p);
         model m;
         model_spec spec = {pattern->mode, pattern->alpha, channels, POOL_BRANCH_KERAS};
         static network net;
