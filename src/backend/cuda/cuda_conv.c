@@ -9,10 +9,11 @@
  * which one wins depends on the shape, the direction, the precision and the GPU (im2col +
  * GEMM suits a filter gradient's long reduction over N*H*W, where cuDNN's implicit GEMM
  * suits the data gradient, which im2col would inflate k*k times). When the two gradients
- * of a shape go to the same runner they are one call, sharing its copies of dy. In bf16 mode the candidates include the
- * same engines in TF32 (never less precise than bf16 operands): on an H200 cuDNN's bf16
- * backward kernels took up to 20 ms for a 5x5 layer that its TF32 ones ran in well under
- * one, and the bf16 GEMMs pay for bf16 copies of their operands. In deterministic mode,
+ * of a shape go to the same runner they are one call, sharing its copies of dy. In bf16
+ * mode the candidates include the same engines in TF32 (never less precise than bf16
+ * operands): on an H200 cuDNN's bf16 backward kernels took up to 20 ms for a 5x5 layer
+ * that its TF32 ones ran in well under one, and the bf16 GEMMs pay for bf16 copies of
+ * their operands. In deterministic mode,
  * and while a CUDA graph is being captured (no timing possible), auto takes the GEMMs in
  * the mode set (deterministic by construction) without timing. BNECK_CONV_LOG=1 prints
  * each timed choice with every candidate's time. */
@@ -101,16 +102,14 @@ static engine_choice *choice_for(int batch, int height, int width, int in_channe
 
 /* The runners auto chooses between for a kernel size in the current math mode; the
  * first is the one taken untimed. 1x1 convolutions are always GEMMs; in bf16 mode their
- * bf16 operands are copies (a pass over x, and over dy twice, per call), so the same GEMM
+ * bf16 operands are copies (a pass over x, or over dy, per call), so the same GEMM
  * straight on the fp32 tensors in TF32 may well be faster for the small ones. */
 static int candidate_runners(int kernel, conv_runner runners[RUN_KINDS]) {
     const int bf16 = cuda_ctx.math_mode == CUDA_MATH_BF16;
     int count = 0;
-    if (kernel == 1) {
-        runners[count++] = RUN_GEMM;
-        if (bf16) runners[count++] = RUN_GEMM_TF32;
-    } else {
-        runners[count++] = RUN_GEMM;
+    runners[count++] = RUN_GEMM;
+    if (bf16) runners[count++] = RUN_GEMM_TF32;
+    if (kernel > 1) {
         runners[count++] = RUN_CUDNN;
         if (bf16) runners[count++] = RUN_CUDNN_TF32;
     }
