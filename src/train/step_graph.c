@@ -54,9 +54,16 @@ static int capture_and_launch(step_graph *g, network *net, int count, float grad
     return 1;
 }
 
-static int run_step(void *context, network *net, int count, float grad_scale, float bn_eps,
-                    float bn_momentum) {
-    step_graph *g = context;
+step_graph *step_graph_create(int batch) {
+    step_graph *g = bneck_calloc(1, sizeof *g);
+    g->graph = cuda_graph_create();
+    g->totals = cuda_backend.alloc(CUDA_LOSS_TOTALS * sizeof(double)); /* zero-filled */
+    g->batch = batch;
+    return g;
+}
+
+int step_graph_run(step_graph *g, network *net, int count, float grad_scale, float bn_eps,
+                   float bn_momentum) {
     if (g->failed || count != g->batch) return 0;
     if (!g->warmed_up) {
         g->warmed_up = 1;
@@ -73,8 +80,7 @@ static int run_step(void *context, network *net, int count, float grad_scale, fl
     return 1;
 }
 
-static void take_totals(void *context, double *loss_sum, double *correct) {
-    step_graph *g = context;
+void step_graph_take_totals(step_graph *g, double *loss_sum, double *correct) {
     double loss = 0.0, hits = 0.0;
     cuda_loss_totals_read(g->totals, &loss, &hits);
     cuda_backend.zero(g->totals, CUDA_LOSS_TOTALS * sizeof(double));
@@ -82,14 +88,28 @@ static void take_totals(void *context, double *loss_sum, double *correct) {
     *correct += hits;
 }
 
+int step_graph_failed(const step_graph *g) { return g && g->failed; }
+
+size_t step_graph_node_count(const step_graph *g) {
+    return g ? cuda_graph_node_count(g->graph) : 0;
+}
+
+/* The trainer's step_recorder hooks. */
+static int run_recorded_step(void *context, network *net, int count, float grad_scale,
+                             float bn_eps, float bn_momentum) {
+    return step_graph_run(context, net, count, grad_scale, bn_eps, bn_momentum);
+}
+
+static void take_recorded_totals(void *context, double *loss_sum, double *correct) {
+    step_graph_take_totals(context, loss_sum, correct);
+}
+
 step_graph *step_graph_attach(trainer *t, step_graph_mode mode) {
     if (mode == STEP_GRAPH_OFF || t->net.backend != &cuda_backend) return NULL;
     if (mode == STEP_GRAPH_AUTO && t->comm.ranks > 1) return NULL;
-    step_graph *g = bneck_calloc(1, sizeof *g);
-    g->graph = cuda_graph_create();
-    g->totals = cuda_backend.alloc(CUDA_LOSS_TOTALS * sizeof(double)); /* zero-filled */
-    g->batch = t->max_local_batch;
-    t->recorded_steps = (step_recorder){.context = g, .run = run_step, .take_totals = take_totals};
+    step_graph *g = step_graph_create(t->max_local_batch);
+    t->recorded_steps = (step_recorder){
+        .context = g, .run = run_recorded_step, .take_totals = take_recorded_totals};
     return g;
 }
 
@@ -102,9 +122,35 @@ void step_graph_release(step_graph *g) {
 
 long step_graph_replays(const step_graph *g) { return g ? g->replays : 0; }
 #else
+/* Without CUDA there is nothing to record: every step runs op by op. */
 step_graph *step_graph_attach(trainer *t, step_graph_mode mode) {
     (void)t, (void)mode;
     return NULL;
+}
+
+step_graph *step_graph_create(int batch) {
+    (void)batch;
+    return NULL;
+}
+
+int step_graph_run(step_graph *g, network *net, int count, float grad_scale, float bn_eps,
+                   float bn_momentum) {
+    (void)g, (void)net, (void)count, (void)grad_scale, (void)bn_eps, (void)bn_momentum;
+    return 0;
+}
+
+void step_graph_take_totals(step_graph *g, double *loss_sum, double *correct) {
+    (void)g, (void)loss_sum, (void)correct;
+}
+
+int step_graph_failed(const step_graph *g) {
+    (void)g;
+    return 0;
+}
+
+size_t step_graph_node_count(const step_graph *g) {
+    (void)g;
+    return 0;
 }
 
 void step_graph_release(step_graph *g) { (void)g; }

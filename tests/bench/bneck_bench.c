@@ -5,9 +5,9 @@
  *
  * On the CUDA backend, --math picks strict fp32 (the default), TF32 tensor cores or bf16
  * mixed precision, --conv the engine of the k x k convolutions (cuda_backend.h), and
- * --graph captures the step's forward, loss and backward once (after a plain warm-up
- * step) and relaunches that CUDA graph; the Adam step stays outside the graph, as
- * cuda_graph.h requires.
+ * --graph runs the steps as the trainer does with [run] graph (train/step_graph.h): the
+ * forward, loss and backward are captured once as a CUDA graph (after a plain warm-up
+ * step) and relaunched; the Adam step stays outside the graph, as cuda_graph.h requires.
  *
  * --profile N adds N more steps per pattern, synchronised after every layer op, and prints
  * where the time goes (per kind of op, then the costliest layers) as '#' lines after the
@@ -28,11 +28,11 @@
 #include "core/rng.h"
 #include "core/timer.h"
 #include "model/network.h"
+#include "train/step_graph.h"
 #ifdef BNECK_HAVE_CUDA
 #include <cuda_profiler_api.h>
 
 #include "backend/cuda/cuda_backend.h"
-#include "backend/cuda/cuda_graph.h"
 #endif
 
 static int compare_doubles(const void *a, const void *b) {
@@ -288,10 +288,7 @@ int main(int argc, char **argv) {
         float *adam_m = backend->alloc(m.param_count * sizeof(float));
         float *adam_v = backend->alloc(m.param_count * sizeof(float));
         double *times = malloc((size_t)steps * sizeof(double));
-#ifdef BNECK_HAVE_CUDA
-        cuda_graph *step_graph = graph ? cuda_graph_create() : NULL;
-        double *loss_totals = graph ? backend->alloc(CUDA_LOSS_TOTALS * sizeof(double)) : NULL;
-#endif
+        step_graph *graphs = graph ? step_graph_create(batch) : NULL;
         /* the batch is uploaded once, as the trainer's batches are already on the GPU (and
          * as torch_bench.py keeps its batch there) */
         backend->upload(network_tensor(&net, m.input, batch), input, input_floats * sizeof(float));
@@ -304,35 +301,21 @@ int main(int argc, char **argv) {
             if (on_gpu && step == warmup) (void)cudaProfilerStart();
 #endif
             const double started = timer_now();
-#ifdef BNECK_HAVE_CUDA
-            if (step_graph && step > 0) {
-                /* net.labels holds the labels since the warm-up step's network_loss; the
-                 * input stays as uploaded (nothing writes the input tensor) */
-                if (!cuda_graph_ready(step_graph)) {
-                    cuda_graph_begin_capture(step_graph);
-                    network_forward(&net, batch, 1, 1e-3f, 0.99f);
-                    cuda_softmax_xent_device(loss_totals,
-                                             network_tensor_grad(&net, m.logits, batch),
-                                             network_tensor(&net, m.logits, batch), net.labels,
-                                             1.0f / batch, batch, MODEL_CLASSES);
-                    network_backward(&net, batch);
-                    char message[512];
-                    if (cuda_graph_end_capture_and_launch(step_graph, message, sizeof message)) {
-                        fprintf(stderr, "bneck-bench: CUDA graph of pattern %s: %s\n",
-                                pattern->name, message);
-                        return 1;
-                    }
-                    fprintf(stderr, "bneck-bench: pattern %s: CUDA graph of %zu nodes\n",
-                            pattern->name, cuda_graph_node_count(step_graph));
-                } else {
-                    cuda_graph_launch(step_graph);
+            /* the trainer's step graph: op by op on the first step (the warm-up, which
+             * also puts the labels into net.labels), recorded on the second, replayed
+             * after; the input stays as uploaded (nothing writes the input tensor) */
+            if (!graphs || !step_graph_run(graphs, &net, batch, 1.0f / batch, 1e-3f, 0.99f)) {
+                if (step_graph_failed(graphs)) {
+                    fprintf(stderr, "bneck-bench: pattern %s: no CUDA graph (see above)\n",
+                            pattern->name);
+                    return 1;
                 }
-            } else
-#endif
-            {
                 network_forward(&net, batch, 1, 1e-3f, 0.99f);
                 network_loss(&net, labels, 1.0f / batch, batch, NULL);
                 network_backward(&net, batch);
+            } else if (step == 1) {
+                fprintf(stderr, "bneck-bench: pattern %s: CUDA graph of %zu nodes\n",
+                        pattern->name, step_graph_node_count(graphs));
             }
             backend->adam_step(net.params, adam_m, adam_v, net.grads, 1e-3f, 0.9f, 0.999f, 1e-7f,
                                ADAM_EPS_KERAS, step + 1, m.param_count);
@@ -358,10 +341,7 @@ int main(int argc, char **argv) {
             profile_steps(&net, labels, adam_m, adam_v, profile, batch,
                           warmup + steps + 1, pattern->name);
         free(times);
-#ifdef BNECK_HAVE_CUDA
-        cuda_graph_destroy(step_graph);
-        if (loss_totals) backend->release(loss_totals);
-#endif
+        step_graph_release(graphs);
         backend->release(adam_m);
         backend->release(adam_v);
         network_destroy(&net);
