@@ -66,11 +66,18 @@ mpirun_n 4 "$sweep" "$work/tiny.ini" run.output="$work/four" > "$work/four.log" 
 # Each run is trained by 2 ranks (half the batch each, one allreduce per step); the sweep
 # itself aborts if the ranks of a run end with different weights.
 mpirun_n 4 "$sweep" "$work/tiny.ini" sweep.ranks_per_run=2 sweep.patterns=E:3:4 run.output="$work/pairs" > "$work/pairs.log" 2>&1 || { cat "$work/pairs.log"; bad "4 ranks in groups of 2"; }
-/usr/bin/python3 - "$work/pairs/sweep.h5" <<'PY' && ok "4 ranks in 2 data-parallel groups: 2 runs of 2 ranks each, complete" || bad "data-parallel groups sweep.h5"
+/usr/bin/python3 - "$work/pairs/sweep.h5" <<'PY' && ok "4 ranks in 2 data-parallel groups: 2 runs of 2 ranks each, complete; devices and rank map name every rank" || bad "data-parallel groups sweep.h5"
 import sys, h5py
 runs = h5py.File(sys.argv[1], "r")["runs"][()]
 assert sorted((r["pattern"].decode(), int(r["repeat"]), int(r["ranks"])) for r in runs) == [("E", 0, 2), ("E", 1, 2)], runs
 assert all(r["status"].decode() == "complete" and r["epochs"] == 3 for r in runs)
+assert all(r["devices"].decode() == "cpu x2" for r in runs), [r["devices"] for r in runs]
+attrs = h5py.File(sys.argv[1], "r").attrs
+def text(v): return v.decode() if isinstance(v, bytes) else str(v)
+assert text(attrs["devices"]) == "cpu,cpu,cpu,cpu", attrs["devices"]
+entries = text(attrs["rank_gpu_map"]).split(",")
+assert [e.split(":")[0] for e in entries] == ["0", "1", "2", "3"], entries
+assert all(e.split(":", 2)[2] == "cpu" for e in entries), entries
 PY
 
 # --- killed and resumed ---------------------------------------------------------------

@@ -102,3 +102,18 @@ const char *backend_versions(const backend_ops *backend) {
     (void)backend;
     return cpu_gemm_library();
 }
+
+void backend_device_names(const backend_ops *backend, char *model, size_t model_capacity,
+                          char *label, size_t label_capacity) {
+#ifdef BNECK_HAVE_CUDA
+    if (backend == &cuda_backend) {
+        char name[256];
+        const int ordinal = cuda_backend_device(name, sizeof name);
+        snprintf(model, model_capacity, "%s", name);
+        snprintf(label, label_capacity, "cuda:%d %s", ordinal, name);
+        return;
+    }
+#endif
+    snprintf(model, model_capacity, "%s", backend->name);
+    snprintf(label, label_capacity, "%s", backend->name);
+}

@@ -23,5 +23,10 @@ int backend_configure(const backend_ops *backend, const char *precision, const c
 void backend_shutdown(const backend_ops *backend);
 /* Library versions of the backend, for results files. */
 const char *backend_versions(const backend_ops *backend);
+/* What a run computes on, for results files: the kind of device ("cpu", or the GPU's name,
+ * "NVIDIA H200") in model, and this process's own device ("cpu", or "cuda:0 NVIDIA H200"
+ * with the ordinal it uses) in label. */
+void backend_device_names(const backend_ops *backend, char *model, size_t model_capacity,
+                          char *label, size_t label_capacity);
 
 #endif

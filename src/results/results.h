@@ -109,7 +109,7 @@ typedef struct sweep_attributes {
     int mpi_size;
     const char *slurm_job_id;  /* NULL or "" when not under Slurm */
     const char *slurm_nodelist;
-    const char *rank_gpu_map;  /* e.g. "0:host1:gpu0,1:host1:gpu1" */
+    const char *rank_gpu_map;  /* e.g. "0:host1:cuda:0 NVIDIA H200,1:host1:cuda:1 NVIDIA H200" */
 } sweep_attributes;
 
 /* The /summary rows of these runs: one per distinct pattern, in first-seen order, with

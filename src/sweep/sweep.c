@@ -27,7 +27,7 @@
 #include "backend/cuda/cuda_nccl.h"
 #endif
 
-enum { HOST_TEXT = 64, DEVICE_TEXT = 32, PATH_TEXT = 1024 };
+enum { HOST_TEXT = 64, DEVICE_TEXT = 64, MODEL_TEXT = 48, PATH_TEXT = 1024 };
 
 typedef struct sweep_options {
     const char *config_path;
@@ -45,7 +45,8 @@ typedef struct sweep_state {
     sweep_plan plan;
     const backend_ops *backend;
     dataset train_set, val_set;
-    char device_name[DEVICE_TEXT];
+    char device_name[DEVICE_TEXT]; /* this rank's: "cpu", "cuda:0 NVIDIA H200" */
+    char device_model[MODEL_TEXT]; /* what /runs names: "cpu", "NVIDIA H200" */
     char *all_hosts;    /* world.size x HOST_TEXT */
     char *all_devices;  /* world.size x DEVICE_TEXT */
     char group_hosts[RESULTS_HOSTS]; /* the distinct hosts of this rank's group */
@@ -435,7 +436,7 @@ static void fill_row_identity(const sweep_state *s, const planned_run *run, run_
     row->params = run->params;
     row->pseudo_flops = run->pseudo_flops;
     row->macs = run->macs;
-    snprintf(row->devices, sizeof row->devices, "%s x%d", s->device_name, s->world.group_size);
+    snprintf(row->devices, sizeof row->devices, "%s x%d", s->device_model, s->world.group_size);
     snprintf(row->hosts, sizeof row->hosts, "%s", s->group_hosts);
 }
 
@@ -641,26 +642,28 @@ static int merge_results(sweep_state *s, int *complete_runs) {
         }
     }
 
-    char versions[1024], hosts[2048] = "", devices[2048] = "", rank_map[4096] = "";
+    char versions[1024];
     snprintf(versions, sizeof versions, "bneck %s %s; backend %s: %s; MPI: %s; HDF5 %s",
              BNECK_VERSION, BNECK_GIT_COMMIT, s->backend->name, backend_versions(s->backend),
              sweep_mpi_version()[0] ? sweep_mpi_version() : "none (single process build)",
              results_hdf5_version());
+    /* Sized for every rank's entry: nothing is cut off, however many ranks. */
+    const size_t ranks = (size_t)s->world.size, entry = HOST_TEXT + DEVICE_TEXT + 16;
+    char *hosts = bneck_calloc(ranks, entry), *devices = bneck_calloc(ranks, entry);
+    char *rank_map = bneck_calloc(ranks, entry);
     size_t hosts_used = 0, devices_used = 0, map_used = 0;
     for (int r = 0; r < s->world.size; r++) {
         const char *h = s->all_hosts + (size_t)r * HOST_TEXT;
         const char *d = s->all_devices + (size_t)r * DEVICE_TEXT;
         int seen = 0;
         for (int q = 0; q < r; q++) seen |= !strcmp(h, s->all_hosts + (size_t)q * HOST_TEXT);
-        if (!seen && hosts_used < sizeof hosts - 70)
-            hosts_used += (size_t)snprintf(hosts + hosts_used, sizeof hosts - hosts_used, "%s%s",
+        if (!seen)
+            hosts_used += (size_t)snprintf(hosts + hosts_used, ranks * entry - hosts_used, "%s%s",
                                            hosts_used ? "," : "", h);
-        if (devices_used < sizeof devices - 40)
-            devices_used += (size_t)snprintf(devices + devices_used, sizeof devices - devices_used,
-                                             "%s%s", devices_used ? "," : "", d);
-        if (map_used < sizeof rank_map - 110)
-            map_used += (size_t)snprintf(rank_map + map_used, sizeof rank_map - map_used,
-                                         "%s%d:%s:%s", map_used ? "," : "", r, h, d);
+        devices_used += (size_t)snprintf(devices + devices_used, ranks * entry - devices_used,
+                                         "%s%s", devices_used ? "," : "", d);
+        map_used += (size_t)snprintf(rank_map + map_used, ranks * entry - map_used, "%s%d:%s:%s",
+                                     map_used ? "," : "", r, h, d);
     }
     const char *job = getenv("SLURM_JOB_ID"), *nodes = getenv("SLURM_JOB_NODELIST");
     sweep_attributes attributes = {
@@ -681,6 +684,9 @@ static int merge_results(sweep_state *s, int *complete_runs) {
     else log_info("sweep: wrote %s (%d runs, %d complete)", path, found, *complete_runs);
 
     if (rc == 0 && found > 0) log_summary(rows, histories, epoch_counts, found);
+    free(hosts);
+    free(devices);
+    free(rank_map);
     for (int i = 0; i < found; i++) free(histories[i]);
     free(histories);
     free(rows);
@@ -751,8 +757,8 @@ int sweep_main(int argc, char **argv) {
         sweep_world_abort(w, 2);
     }
     if (note[0] && w->rank == 0) log_info("sweep: %s", note);
-    if (s.backend == &cpu_backend) snprintf(s.device_name, sizeof s.device_name, "cpu");
-    else snprintf(s.device_name, sizeof s.device_name, "%s:%d", s.backend->name, w->local_rank);
+    backend_device_names(s.backend, s.device_model, sizeof s.device_model, s.device_name,
+                         sizeof s.device_name);
 
     /* A plan needs only the input channels, so --dry-run works before the data is fetched. */
     int in_channels = strcmp(s.cfg.dataset, "cifar10") == 0 ? 3 : 1;

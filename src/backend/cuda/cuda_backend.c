@@ -129,6 +129,14 @@ const char *cuda_backend_versions(void) {
     return text;
 }
 
+int cuda_backend_device(char *name, size_t capacity) {
+    cuda_require_init("cuda_backend_device");
+    struct cudaDeviceProp properties;
+    CUDA_CHECK(cudaGetDeviceProperties(&properties, cuda_ctx.device));
+    if (name && capacity) snprintf(name, capacity, "%s", properties.name);
+    return cuda_ctx.device;
+}
+
 void cuda_backend_set_deterministic(int on) { cuda_ctx.deterministic = on != 0; }
 int cuda_backend_deterministic(void) { return cuda_ctx.deterministic; }
 

@@ -35,6 +35,11 @@ void cuda_backend_shutdown(void);
  * device name when initialised; for results files. Valid until the next call. */
 const char *cuda_backend_versions(void);
 
+/* The ordinal of the device in use (as this process sees it: 0 for every rank when the
+ * scheduler gives each its own CUDA_VISIBLE_DEVICES) and its name ("NVIDIA H200") in
+ * name. Call after cuda_backend_init. */
+int cuda_backend_device(char *name, size_t capacity);
+
 /* Deterministic mode: only convolution algorithms cuDNN marks deterministic, picked by
  * its heuristics rather than by timing (timings differ between runs, and so would the
  * chosen algorithms). The backend's own kernels are always deterministic (no atomics). */
