@@ -19,17 +19,6 @@ enum {
 
 static const long long CIFAR_BATCH_BYTES = (long long)CIFAR_RECORDS_PER_BATCH * CIFAR_RECORD_BYTES;
 
-static int join_path(char *out, size_t out_size, const char *dir, const char *file,
-                     bneck_error *err) {
-    size_t dir_len = strlen(dir);
-    const char *separator = (dir_len > 0 && dir[dir_len - 1] == '/') ? "" : "/";
-    int written = snprintf(out, out_size, "%s%s%s", dir, separator, file);
-    if (written < 0 || (size_t)written >= out_size)
-        return bneck_error_set(err, "%s%s%s: path longer than %zu characters", dir, separator,
-                               file, out_size - 1);
-    return 0;
-}
-
 /* The size check is done up front so that a short download says how many records it
  * holds, rather than failing somewhere in the middle of the read. */
 static int check_batch_size(const char *path, FILE *file, bneck_error *err) {
@@ -104,7 +93,7 @@ int cifar10_load(dataset *train, dataset *val, const char *dir, bneck_error *err
         char name[32];
         snprintf(name, sizeof name, "data_batch_%d.bin", b + 1);
         size_t first = (size_t)b * CIFAR_RECORDS_PER_BATCH;
-        if (join_path(path, sizeof path, dir, name, err) != 0 ||
+        if (dataset_join_path(path, sizeof path, dir, name, err) != 0 ||
             read_batch(path, train->labels + first, train->pixels + first * CIFAR_IMAGE_BYTES,
                        err) != 0) {
             dataset_free(train);
@@ -112,7 +101,7 @@ int cifar10_load(dataset *train, dataset *val, const char *dir, bneck_error *err
         }
     }
     allocate_images(val, CIFAR_RECORDS_PER_BATCH);
-    if (join_path(path, sizeof path, dir, "test_batch.bin", err) != 0 ||
+    if (dataset_join_path(path, sizeof path, dir, "test_batch.bin", err) != 0 ||
         read_batch(path, val->labels, val->pixels, err) != 0) {
         dataset_free(train);
         dataset_free(val);

@@ -1,5 +1,6 @@
 #include "data/dataset.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,4 +42,15 @@ int dataset_load(dataset *train, dataset *val, const char *name, const char *dir
                                   err);
     return bneck_error_set(err, "unknown dataset '%s': expected one of: cifar10, fashion-mnist",
                            given_name);
+}
+
+int dataset_join_path(char *out, size_t out_size, const char *dir, const char *file,
+                      bneck_error *err) {
+    size_t dir_len = strlen(dir);
+    const char *separator = (dir_len > 0 && dir[dir_len - 1] == '/') ? "" : "/";
+    int written = snprintf(out, out_size, "%s%s%s", dir, separator, file);
+    if (written < 0 || (size_t)written >= out_size)
+        return bneck_error_set(err, "%s%s%s: path longer than %zu characters", dir, separator,
+                               file, out_size - 1);
+    return 0;
 }

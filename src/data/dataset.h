@@ -34,6 +34,10 @@ int cifar10_load(dataset *train, dataset *val, const char *dir, bneck_error *err
  * label range and truncation are all checked; returns 0 or -1. */
 int fashion_mnist_load(dataset *train, dataset *val, const char *dir, bneck_error *err);
 
+/* out = dir/file (one separator), for the loaders; -1 with err when it does not fit. */
+int dataset_join_path(char *out, size_t out_size, const char *dir, const char *file,
+                      bneck_error *err);
+
 /* Loads by name: "cifar10" or "fashion-mnist". */
 int dataset_load(dataset *train, dataset *val, const char *name, const char *dir,
                  bneck_error *err);

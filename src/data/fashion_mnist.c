@@ -29,17 +29,6 @@ static uint32_t big_endian_u32(const uint8_t *bytes) {
            (uint32_t)bytes[3];
 }
 
-static int join_path(char *out, size_t out_size, const char *dir, const char *file,
-                     bneck_error *err) {
-    size_t dir_len = strlen(dir);
-    const char *separator = (dir_len > 0 && dir[dir_len - 1] == '/') ? "" : "/";
-    int written = snprintf(out, out_size, "%s%s%s", dir, separator, file);
-    if (written < 0 || (size_t)written >= out_size)
-        return bneck_error_set(err, "%s%s%s: path longer than %zu characters", dir, separator,
-                               file, out_size - 1);
-    return 0;
-}
-
 static int open_gzip(const char *path, gzFile *out, bneck_error *err) {
     struct stat info;
     if (stat(path, &info) != 0)
@@ -201,8 +190,8 @@ static int read_images(gzFile gz, const char *path, const char *labels_path,
 static int load_split(dataset *d, const char *dir, const char *images_name,
                       const char *labels_name, bneck_error *err) {
     char images_path[4096], labels_path[4096];
-    if (join_path(images_path, sizeof images_path, dir, images_name, err) != 0 ||
-        join_path(labels_path, sizeof labels_path, dir, labels_name, err) != 0)
+    if (dataset_join_path(images_path, sizeof images_path, dir, images_name, err) != 0 ||
+        dataset_join_path(labels_path, sizeof labels_path, dir, labels_name, err) != 0)
         return -1;
     uint8_t *labels = NULL, *pixels = NULL;
     uint32_t count = 0;
