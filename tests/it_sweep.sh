@@ -5,7 +5,7 @@
 #    same numbers as the uninterrupted sweep;
 #  - --dry-run, a rank count that does not fit ranks_per_run, a failing rank, truncated
 #    and foreign files in the output directory, a changed configuration;
-#  - the README's h5py/pandas snippet runs on the result.
+#  - the README's h5py/pandas and xarray snippets run on the result.
 # usage: it_sweep.sh BUILD_DIR SOURCE_DIR
 set -euo pipefail
 build=$(cd "$1" && pwd)
@@ -176,10 +176,12 @@ if "$sweep" "$work/tiny.ini" run.output="$work/one" train.lr=0.01 > "$work/chang
 elif grep -q "different configuration" "$work/changed.log"; then ok "a changed configuration is refused"
 else cat "$work/changed.log"; bad "changed-configuration message"; fi
 
-# --- the README's analysis snippet ------------------------------------------------------------
-snippet=$(awk '/^<!-- snippet:h5py -->/ {grab=1; next} grab && /^```python/ {next} grab && /^```/ {exit} grab {print}' "$source_dir/README.md")
-if [ -n "$snippet" ] && (cd "$work/one" && /usr/bin/python3 -c "$snippet") > "$work/snippet.log" 2>&1; then
-  cat "$work/snippet.log"; ok "README h5py/pandas snippet runs"
-else cat "$work/snippet.log" 2>/dev/null; bad "README h5py/pandas snippet"; fi
+# --- the README's analysis snippets -----------------------------------------------------------
+for name in h5py xarray; do
+  snippet=$(awk -v tag="<!-- snippet:$name -->" '$0 == tag {grab=1; next} grab && /^```python/ {next} grab && /^```/ {exit} grab {print}' "$source_dir/README.md")
+  if [ -n "$snippet" ] && (cd "$work/one" && /usr/bin/python3 -c "$snippet") > "$work/snippet_$name.log" 2>&1; then
+    cat "$work/snippet_$name.log"; ok "README $name snippet runs"
+  else cat "$work/snippet_$name.log" 2>/dev/null; bad "README $name snippet (empty or failed)"; fi
+done
 
 checks_done it_sweep
