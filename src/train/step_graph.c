@@ -80,14 +80,6 @@ int step_graph_run(step_graph *g, network *net, int count, float grad_scale, flo
     return 1;
 }
 
-void step_graph_take_totals(step_graph *g, double *loss_sum, double *correct) {
-    double loss = 0.0, hits = 0.0;
-    cuda_loss_totals_read(g->totals, &loss, &hits);
-    cuda_backend.zero(g->totals, CUDA_LOSS_TOTALS * sizeof(double));
-    *loss_sum += loss;
-    *correct += hits;
-}
-
 int step_graph_failed(const step_graph *g) { return g && g->failed; }
 
 size_t step_graph_node_count(const step_graph *g) {
@@ -100,8 +92,14 @@ static int run_recorded_step(void *context, network *net, int count, float grad_
     return step_graph_run(context, net, count, grad_scale, bn_eps, bn_momentum);
 }
 
+/* Adds the loss sum and hits of the steps run from the graph since the last call. */
 static void take_recorded_totals(void *context, double *loss_sum, double *correct) {
-    step_graph_take_totals(context, loss_sum, correct);
+    step_graph *g = context;
+    double loss = 0.0, hits = 0.0;
+    cuda_loss_totals_read(g->totals, &loss, &hits);
+    cuda_backend.zero(g->totals, CUDA_LOSS_TOTALS * sizeof(double));
+    *loss_sum += loss;
+    *correct += hits;
 }
 
 step_graph *step_graph_attach(trainer *t, step_graph_mode mode) {
@@ -137,10 +135,6 @@ int step_graph_run(step_graph *g, network *net, int count, float grad_scale, flo
                    float bn_momentum) {
     (void)g, (void)net, (void)count, (void)grad_scale, (void)bn_eps, (void)bn_momentum;
     return 0;
-}
-
-void step_graph_take_totals(step_graph *g, double *loss_sum, double *correct) {
-    (void)g, (void)loss_sum, (void)correct;
 }
 
 int step_graph_failed(const step_graph *g) {

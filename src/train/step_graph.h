@@ -33,12 +33,10 @@ void step_graph_release(step_graph *g);
  * step_graph_run runs the step of `count` images (input and labels already in the
  * network) from the graph and returns 1, or returns 0 when the caller must run it op by
  * op: the first step of that size (the warm-up), another size, or a failed capture
- * (step_graph_failed says which). step_graph_take_totals adds the loss sum and hits of
- * the steps it ran since the last call. */
+ * (step_graph_failed says which). */
 step_graph *step_graph_create(int batch);
 int step_graph_run(step_graph *g, network *net, int count, float grad_scale, float bn_eps,
                    float bn_momentum);
-void step_graph_take_totals(step_graph *g, double *loss_sum, double *correct);
 int step_graph_failed(const step_graph *g);
 /* Kernels and copies in the last capture (0 before one). */
 size_t step_graph_node_count(const step_graph *g);

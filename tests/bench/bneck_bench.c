@@ -79,9 +79,10 @@ static int compare_ranked(const void *a, const void *b) {
     return (x < y) - (x > y);
 }
 
-/* Runs `steps` profiled training steps of net and prints the breakdown per step in ms. */
-static void profile_steps(network *net, const uint8_t *labels, float *adam_m, float *adam_v, int steps,
-                          int batch, long first_step, const char *name) {
+/* Runs `steps` profiled training steps of net (input and labels already uploaded) and
+ * prints the breakdown per step in ms. */
+static void profile_steps(network *net, float *adam_m, float *adam_v, int steps, int batch,
+                          long first_step, const char *name) {
     const backend_ops *be = net->backend;
     const model *m = &net->model;
     static layer_profile profile;
@@ -96,7 +97,7 @@ static void profile_steps(network *net, const uint8_t *labels, float *adam_m, fl
         network_forward(net, batch, 1, 1e-3f, 0.99f);
         be->synchronize();
         const double t2 = timer_now();
-        network_loss(net, labels, 1.0f / batch, batch, NULL);
+        network_loss(net, NULL, 1.0f / batch, batch, NULL);
         be->synchronize();
         const double t3 = timer_now();
         network_backward(net, batch);
@@ -289,9 +290,10 @@ int main(int argc, char **argv) {
         float *adam_v = backend->alloc(m.param_count * sizeof(float));
         double *times = malloc((size_t)steps * sizeof(double));
         step_graph *graphs = graph ? step_graph_create(batch) : NULL;
-        /* the batch is uploaded once, as the trainer's batches are already on the GPU (and
-         * as torch_bench.py keeps its batch there) */
+        /* the batch and its labels are uploaded once, as the trainer's batches are already
+         * on the GPU (and as torch_bench.py keeps its batch there) */
         backend->upload(network_tensor(&net, m.input, batch), input, input_floats * sizeof(float));
+        backend->upload(net.labels, labels, (size_t)batch);
         for (int step = 0; step < warmup + steps; step++) {
             backend->synchronize();
 #ifdef BNECK_HAVE_CUDA
@@ -301,9 +303,8 @@ int main(int argc, char **argv) {
             if (on_gpu && step == warmup) (void)cudaProfilerStart();
 #endif
             const double started = timer_now();
-            /* the trainer's step graph: op by op on the first step (the warm-up, which
-             * also puts the labels into net.labels), recorded on the second, replayed
-             * after; the input stays as uploaded (nothing writes the input tensor) */
+            /* the trainer's step graph: op by op on the first step (the warm-up), recorded
+             * on the second, replayed after; input and labels stay as uploaded */
             if (!graphs || !step_graph_run(graphs, &net, batch, 1.0f / batch, 1e-3f, 0.99f)) {
                 if (step_graph_failed(graphs)) {
                     fprintf(stderr, "bneck-bench: pattern %s: no CUDA graph (see above)\n",
@@ -311,7 +312,7 @@ int main(int argc, char **argv) {
                     return 1;
                 }
                 network_forward(&net, batch, 1, 1e-3f, 0.99f);
-                network_loss(&net, labels, 1.0f / batch, batch, NULL);
+                network_loss(&net, NULL, 1.0f / batch, batch, NULL);
                 network_backward(&net, batch);
             } else if (step == 1) {
                 fprintf(stderr, "bneck-bench: pattern %s: CUDA graph of %zu nodes\n",
@@ -338,7 +339,7 @@ int main(int argc, char **argv) {
         }
 #endif
         if (profile)
-            profile_steps(&net, labels, adam_m, adam_v, profile, batch,
+            profile_steps(&net, adam_m, adam_v, profile, batch,
                           warmup + steps + 1, pattern->name);
         free(times);
         step_graph_release(graphs);
