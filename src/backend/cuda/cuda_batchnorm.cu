@@ -9,7 +9,11 @@
  *      float per thread and in double across the block;
  *   2. finalize: one thread per channel adds its partials in a fixed order and derives
  *      the per-channel coefficients (and the statistics the op returns);
- *   3. apply: an elementwise pass with those coefficients. */
+ *   3. apply: an elementwise pass with those coefficients.
+ * A plane small enough for one block (at most FUSED_MAX_PLANE values: the 8x8 and 16x16
+ * stages at batch 128) runs all three in one kernel of one block per channel instead:
+ * the same sums and formulas (the __device__ helpers below serve both), one launch rather
+ * than three, which is what such small passes cost. */
 #include <cuda_runtime.h>
 
 #include "backend/cuda/cuda_device.cuh"
@@ -18,6 +22,10 @@ extern "C" {
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/cuda_internal.h"
 }
+
+/* One block per channel does the whole op up to this plane (the 16x16 stage at batch
+ * 128: 32 values per thread), then the three-kernel path spreads a channel over blocks. */
+enum { FUSED_MAX_PLANE = 32768, FUSED_THREADS = 1024 };
 
 /* Enough blocks to fill the GPU when there are few channels, but at least a few values
  * per thread so the blocks do real work. */
@@ -74,20 +82,13 @@ __global__ void stats_partial_kernel(double *partials, const float *x, size_t pl
     }
 }
 
-__global__ void stats_finalize_kernel(float4 *coefficients, float *batch_mean,
-                                      float *batch_invstd, float *running_mean,
-                                      float *running_var, const double *partials,
-                                      unsigned blocks, const float *x, const float *gamma,
-                                      const float *beta, float eps, float momentum,
-                                      int channels, size_t plane) {
-    const int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= channels) return;
-    double s1 = 0.0, s2 = 0.0;
-    for (unsigned b = 0; b < blocks; b++) {
-        s1 += partials[((size_t)c * blocks + b) * 2];
-        s2 += partials[((size_t)c * blocks + b) * 2 + 1];
-    }
-    const double shift = x[(size_t)c * plane];
+/* Channel c's statistics from its shifted sums s1 = sum d, s2 = sum d^2 (d = x - shift):
+ * writes those the op returns and gives the coefficients (a, b) of y = a * x + b. */
+static __device__ float4 forward_coefficients(float *batch_mean, float *batch_invstd,
+                                              float *running_mean, float *running_var,
+                                              double s1, double s2, double shift,
+                                              const float *gamma, const float *beta, float eps,
+                                              float momentum, int c, size_t plane) {
     const double dmean = s1 / (double)plane;
     double var = s2 / (double)plane - dmean * dmean;
     if (var < 0.0) var = 0.0;
@@ -104,7 +105,30 @@ __global__ void stats_finalize_kernel(float4 *coefficients, float *batch_mean,
         running_var[c] = (float)((double)momentum * running_var[c] +
                                  (1.0 - (double)momentum) * var * unbias);
     const double a = (double)gamma[c] * invstd;
-    coefficients[c] = make_float4((float)a, (float)((double)beta[c] - a * mean), 0.0f, 0.0f);
+    return make_float4((float)a, (float)((double)beta[c] - a * mean), 0.0f, 0.0f);
+}
+
+__global__ void stats_finalize_kernel(float4 *coefficients, float *batch_mean,
+                                      float *batch_invstd, float *running_mean,
+                                      float *running_var, const double *partials,
+                                      unsigned blocks, const float *x, const float *gamma,
+                                      const float *beta, float eps, float momentum,
+                                      int channels, size_t plane) {
+    const int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= channels) return;
+    double s1 = 0.0, s2 = 0.0;
+    for (unsigned b = 0; b < blocks; b++) {
+        s1 += partials[((size_t)c * blocks + b) * 2];
+        s2 += partials[((size_t)c * blocks + b) * 2 + 1];
+    }
+    coefficients[c] = forward_coefficients(batch_mean, batch_invstd, running_mean, running_var,
+                                           s1, s2, x[(size_t)c * plane], gamma, beta, eps,
+                                           momentum, c, plane);
+}
+
+static __device__ __forceinline__ float affine(float a, float b, float x, int fuse_relu) {
+    const float v = a * x + b;
+    return fuse_relu ? (v > 0.0f ? v : 0.0f) : v;
 }
 
 /* y = a * x + b per channel, then max(0, .) when fuse_relu. */
@@ -114,10 +138,39 @@ __global__ void affine_kernel(float *y, const float *x, const float4 *coefficien
     const float a = coefficients[c].x, b = coefficients[c].y;
     const float *xc = x + (size_t)c * plane;
     float *yc = y + (size_t)c * plane;
-    GRID_STRIDE_LOOP(i, plane) {
-        const float v = a * xc[i] + b;
-        yc[i] = fuse_relu ? (v > 0.0f ? v : 0.0f) : v;
+    GRID_STRIDE_LOOP(i, plane) yc[i] = affine(a, b, xc[i], fuse_relu);
+}
+
+/* The three steps in one block per channel (grid: channels blocks of FUSED_THREADS). The
+ * sums are the partial kernel's with one block, so the result is the same as the
+ * three-kernel path's when that path has one block per channel. */
+__global__ void forward_train_fused_kernel(float *y, float *batch_mean, float *batch_invstd,
+                                           float *running_mean, float *running_var,
+                                           const float *x, const float *gamma,
+                                           const float *beta, float eps, float momentum,
+                                           int fuse_relu, size_t plane) {
+    __shared__ float2 coefficient;
+    const int c = blockIdx.x;
+    const float *xc = x + (size_t)c * plane;
+    float *yc = y + (size_t)c * plane;
+    const float shift = xc[0];
+    float s1 = 0.0f, s2 = 0.0f;
+    for (size_t i = threadIdx.x; i < plane; i += blockDim.x) {
+        const float d = xc[i] - shift;
+        s1 += d;
+        s2 += d * d;
     }
+    const double sum = block_sum((double)s1);
+    const double sum_squares = block_sum((double)s2);
+    if (threadIdx.x == 0) {
+        const float4 k = forward_coefficients(batch_mean, batch_invstd, running_mean,
+                                              running_var, sum, sum_squares, shift, gamma, beta,
+                                              eps, momentum, c, plane);
+        coefficient = make_float2(k.x, k.y);
+    }
+    __syncthreads();
+    const float a = coefficient.x, b = coefficient.y;
+    for (size_t i = threadIdx.x; i < plane; i += blockDim.x) yc[i] = affine(a, b, xc[i], fuse_relu);
 }
 
 static unsigned finalize_blocks(int channels) {
@@ -131,6 +184,13 @@ extern "C" void cuda_batchnorm_forward_train(float *y, float *batch_mean, float 
                                              int fuse_relu, int channels, size_t plane) {
     check("cuda_batchnorm_forward_train", channels, plane);
     if (channels == 0) return;
+    if (plane <= FUSED_MAX_PLANE) {
+        forward_train_fused_kernel<<<(unsigned)channels, FUSED_THREADS, 0, cuda_ctx.stream>>>(
+            y, batch_mean, batch_invstd, running_mean, running_var, x, gamma, beta, eps,
+            momentum, fuse_relu, plane);
+        CUDA_CHECK_LAUNCH();
+        return;
+    }
     const unsigned blocks = reduction_blocks_per_channel(channels, plane);
     const reduction_scratch scratch = reduction_scratch_for(channels, blocks);
     stats_partial_kernel<<<dim3(blocks, (unsigned)channels), CUDA_THREADS, 0, cuda_ctx.stream>>>(
@@ -205,7 +265,20 @@ __global__ void gradient_partial_kernel(double *partials, const float *dy, const
     }
 }
 
-/* Coefficients of dx += k * g + b0 + b1 * (x - mean), in (x, y, z). */
+/* Channel c's gradient sums sg = sum g, sgx = sum g*(x - mean): adds dgamma and dbeta and
+ * gives the coefficients of dx += k * g + b0 + b1 * (x - mean), in (x, y, z). */
+static __device__ float4 gradient_coefficients(float *dgamma, float *dbeta, double sg,
+                                               double sgx, const float *gamma,
+                                               const float *batch_invstd, int c, size_t plane) {
+    const double invstd = batch_invstd[c];
+    const double sgxhat = sgx * invstd;
+    if (dbeta) dbeta[c] += (float)sg;
+    if (dgamma) dgamma[c] += (float)sgxhat;
+    const double k = (double)gamma[c] * invstd;
+    return make_float4((float)k, (float)(-k * sg / (double)plane),
+                       (float)(-k * sgxhat * invstd / (double)plane), 0.0f);
+}
+
 __global__ void gradient_finalize_kernel(float4 *coefficients, float *dgamma, float *dbeta,
                                          const double *partials, unsigned blocks,
                                          const float *gamma, const float *batch_invstd,
@@ -217,13 +290,7 @@ __global__ void gradient_finalize_kernel(float4 *coefficients, float *dgamma, fl
         sg += partials[((size_t)c * blocks + b) * 2];
         sgx += partials[((size_t)c * blocks + b) * 2 + 1];
     }
-    const double invstd = batch_invstd[c];
-    const double sgxhat = sgx * invstd;
-    if (dbeta) dbeta[c] += (float)sg;
-    if (dgamma) dgamma[c] += (float)sgxhat;
-    const double k = (double)gamma[c] * invstd;
-    coefficients[c] = make_float4((float)k, (float)(-k * sg / (double)plane),
-                                  (float)(-k * sgxhat * invstd / (double)plane), 0.0f);
+    coefficients[c] = gradient_coefficients(dgamma, dbeta, sg, sgx, gamma, batch_invstd, c, plane);
 }
 
 __global__ void gradient_apply_kernel(float *dx, const float *dy, const float *x, const float *y,
@@ -238,12 +305,47 @@ __global__ void gradient_apply_kernel(float *dx, const float *dy, const float *x
     GRID_STRIDE_LOOP(i, plane) dxc[i] += k * masked_gradient(gc, yc, i) + b0 + b1 * (xc[i] - mean);
 }
 
+/* The backward's three steps in one block per channel, as forward_train_fused_kernel. */
+__global__ void backward_fused_kernel(float *dx, float *dgamma, float *dbeta, const float *dy,
+                                      const float *x, const float *y, const float *gamma,
+                                      const float *batch_mean, const float *batch_invstd,
+                                      size_t plane) {
+    __shared__ float4 coefficient;
+    const int c = blockIdx.x;
+    const size_t offset = (size_t)c * plane;
+    const float *gc = dy + offset, *xc = x + offset, *yc = y ? y + offset : NULL;
+    const float mean = batch_mean[c];
+    float sg = 0.0f, sgx = 0.0f;
+    for (size_t i = threadIdx.x; i < plane; i += blockDim.x) {
+        const float g = masked_gradient(gc, yc, i);
+        sg += g;
+        sgx += g * (xc[i] - mean);
+    }
+    const double sum_g = block_sum((double)sg);
+    const double sum_gx = block_sum((double)sgx);
+    if (threadIdx.x == 0)
+        coefficient = gradient_coefficients(dgamma, dbeta, sum_g, sum_gx, gamma, batch_invstd, c,
+                                            plane);
+    __syncthreads();
+    if (!dx) return;
+    float *dxc = dx + offset;
+    const float k = coefficient.x, b0 = coefficient.y, b1 = coefficient.z;
+    for (size_t i = threadIdx.x; i < plane; i += blockDim.x)
+        dxc[i] += k * masked_gradient(gc, yc, i) + b0 + b1 * (xc[i] - mean);
+}
+
 extern "C" void cuda_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
                                         const float *x, const float *y, const float *gamma,
                                         const float *batch_mean, const float *batch_invstd,
                                         int channels, size_t plane) {
     check("cuda_batchnorm_backward", channels, plane);
     if (channels == 0) return;
+    if (plane <= FUSED_MAX_PLANE) {
+        backward_fused_kernel<<<(unsigned)channels, FUSED_THREADS, 0, cuda_ctx.stream>>>(
+            dx, dgamma, dbeta, dy, x, y, gamma, batch_mean, batch_invstd, plane);
+        CUDA_CHECK_LAUNCH();
+        return;
+    }
     const unsigned blocks = reduction_blocks_per_channel(channels, plane);
     const reduction_scratch scratch = reduction_scratch_for(channels, blocks);
     gradient_partial_kernel<<<dim3(blocks, (unsigned)channels), CUDA_THREADS, 0,
