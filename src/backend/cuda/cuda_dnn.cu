@@ -248,7 +248,11 @@ static int to_candidates(candidate *out, const Perf *perf, int count) {
     return count;
 }
 
-static int strict_fp32(const conv_plan *plan) { return plan->key.math_mode != CUDA_MATH_TF32; }
+/* Only fp32 mode forbids tensor cores: tf32 allows them for fp32 data, and bf16 data is
+ * there to run on them. (Until this said so, bf16 plans were held to FMA math, the likely
+ * reason why cuDNN's bf16 backward kernels took up to 20 ms where its TF32 ones took under
+ * one on the H200 check.) */
+static int strict_fp32(const conv_plan *plan) { return plan->key.math_mode == CUDA_MATH_FP32; }
 
 /* The math type an algorithm runs with: FMA in strict mode whatever cuDNN reported. */
 static cudnnMathType_t execution_math(const conv_plan *plan, cudnnMathType_t reported) {
@@ -337,8 +341,8 @@ static cudnnStatus_t workspace_size(conv_plan *plan, conv_direction direction,
 }
 
 /* It ran (or cuDNN expects it to), fits the budget, obeys the settings. */
-/* Transform-based algorithms (FFT and the non-fused Winograd, which cuDNN also offers
- * for 5x5 filters) round far more than direct summation: on the GPU check (H200, cuDNN
+/* Transform-based algorithms (FFT and Winograd; cuDNN offers the non-fused Winograd for
+ * 5x5 filters too) round far more than direct summation: on the GPU check (H200, cuDNN
  * 9.14, strict fp32) a 5x5 convolution picked by timing was 0.1-1 % off the CPU in the
  * forward and backward-data directions. They are rarely the fastest for images of 32x32
  * and smaller, so they are never used. */
@@ -347,10 +351,12 @@ static int is_transform(conv_direction direction, int algo) {
     case FORWARD:
         return algo == CUDNN_CONVOLUTION_FWD_ALGO_FFT ||
                algo == CUDNN_CONVOLUTION_FWD_ALGO_FFT_TILING ||
+               algo == CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD ||
                algo == CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD_NONFUSED;
     case BACKWARD_DATA:
         return algo == CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT ||
                algo == CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT_TILING ||
+               algo == CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD ||
                algo == CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD_NONFUSED;
     default:
         return algo == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT ||
