@@ -141,14 +141,12 @@ __global__ void affine_kernel(float *y, const float *x, const float4 *coefficien
     GRID_STRIDE_LOOP(i, plane) yc[i] = affine(a, b, xc[i], fuse_relu);
 }
 
-/* The three steps in one block per channel (grid: channels blocks of FUSED_THREADS). The
- * sums are the partial kernel's with one block, so the result is the same as the
- * three-kernel path's when that path has one block per channel. */
-__global__ void forward_train_fused_kernel(float *y, float *batch_mean, float *batch_invstd,
-                                           float *running_mean, float *running_var,
-                                           const float *x, const float *gamma,
-                                           const float *beta, float eps, float momentum,
-                                           int fuse_relu, size_t plane) {
+/* The three steps in one block per channel (grid: channels blocks of FUSED_THREADS). */
+__global__ void __launch_bounds__(FUSED_THREADS)
+    forward_train_fused_kernel(float *y, float *batch_mean, float *batch_invstd,
+                               float *running_mean, float *running_var, const float *x,
+                               const float *gamma, const float *beta, float eps,
+                               float momentum, int fuse_relu, size_t plane) {
     __shared__ float2 coefficient;
     const int c = blockIdx.x;
     const float *xc = x + (size_t)c * plane;
@@ -306,10 +304,10 @@ __global__ void gradient_apply_kernel(float *dx, const float *dy, const float *x
 }
 
 /* The backward's three steps in one block per channel, as forward_train_fused_kernel. */
-__global__ void backward_fused_kernel(float *dx, float *dgamma, float *dbeta, const float *dy,
-                                      const float *x, const float *y, const float *gamma,
-                                      const float *batch_mean, const float *batch_invstd,
-                                      size_t plane) {
+__global__ void __launch_bounds__(FUSED_THREADS)
+    backward_fused_kernel(float *dx, float *dgamma, float *dbeta, const float *dy,
+                          const float *x, const float *y, const float *gamma,
+                          const float *batch_mean, const float *batch_invstd, size_t plane) {
     __shared__ float4 coefficient;
     const int c = blockIdx.x;
     const size_t offset = (size_t)c * plane;

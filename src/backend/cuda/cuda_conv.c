@@ -13,9 +13,9 @@
  * mode the candidates include the same engines in TF32 (never less precise than bf16
  * operands): on an H200 cuDNN's bf16 backward kernels took up to 20 ms for a 5x5 layer
  * that its TF32 ones ran in well under one (held to FMA math then, see strict_fp32 in
- * cuda_dnn.cu), and the bf16 GEMMs pay for bf16 copies of their operands. In deterministic mode, and while a CUDA graph is being captured (no
- * timing possible), auto takes the GEMMs in the mode set (deterministic by construction)
- * without timing. BNECK_CONV_LOG=1 prints each timed choice with every candidate's time. */
+ * cuda_dnn.cu), and the bf16 GEMMs pay for bf16 copies of their operands. In
+ * deterministic mode, and while a CUDA graph is being captured (no timing possible), auto
+ * takes the GEMMs in the mode set (deterministic by construction) without timing. BNECK_CONV_LOG=1 prints each timed choice with every candidate's time. */
 #include <cuda_runtime_api.h>
 #include <limits.h>
 #include <stddef.h>

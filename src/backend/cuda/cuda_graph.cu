@@ -46,7 +46,9 @@ extern "C" void cuda_graph_begin_capture(cuda_graph *g) {
     CUDA_CHECK(cudaStreamIsCapturing(cuda_ctx.stream, &status));
     if (status != cudaStreamCaptureStatusNone)
         CUDA_FAIL("cuda_graph_begin_capture: the backend's stream is already being captured");
-    CUDA_CHECK(cudaStreamBeginCapture(cuda_ctx.stream, cudaStreamCaptureModeGlobal));
+    /* Thread-local: only this thread's capture-unsafe calls can break the capture; in
+     * global mode any thread's (NCCL's proxy thread, say) would. */
+    CUDA_CHECK(cudaStreamBeginCapture(cuda_ctx.stream, cudaStreamCaptureModeThreadLocal));
     g->capturing = 1;
     g->scratch_generation = cuda_ctx.scratch_generation;
 }
