@@ -125,7 +125,8 @@ int main(int argc, char **argv) {
     }
     log_info("best validation accuracy %.2f%%", 100 * best);
     if (graphs)
-        log_info("%ld training steps ran as CUDA graph replays", step_graph_replays(graphs));
+        log_info("%ld training steps ran as CUDA graph replays (%ld captures)",
+                 step_graph_replays(graphs), step_graph_captures(graphs));
     step_graph_release(graphs);
     device_data_release(gpu_data);
     trainer_destroy(&run);

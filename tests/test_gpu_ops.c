@@ -1396,7 +1396,7 @@ static dataset banded_images(int count, uint64_t seed) {
 /* Two epochs of pattern E on the GPU with the given graph mode (deterministic GEMM
  * convolutions, so the two modes run the same kernels); the weights afterwards in params. */
 static long train_two_epochs(step_graph_mode mode, float *params, size_t param_count,
-                             epoch_record records[2]) {
+                             epoch_record records[2], long *captures) {
     static config cfg;
     config_defaults(&cfg);
     cfg.epochs = 2;
@@ -1415,6 +1415,7 @@ static long train_two_epochs(step_graph_mode mode, float *params, size_t param_c
     cr_assert_eq(graphs != NULL, mode != STEP_GRAPH_OFF);
     for (int e = 0; e < 2; e++) trainer_run_epoch(&run, &records[e]);
     const long replays = step_graph_replays(graphs);
+    *captures = step_graph_captures(graphs);
     cr_assert_eq(run.net.model.param_count, param_count);
     cuda_backend.download(params, run.net.params, param_count * sizeof(float));
     step_graph_release(graphs);
@@ -1434,13 +1435,21 @@ Test(gpu_ops, trainer_with_step_graphs_trains_like_op_by_op, .timeout = 300) {
     cr_assert_eq(model_build(&m, &spec, NULL), 0);
     float *plain = host_floats(m.param_count), *graphed = host_floats(m.param_count);
     epoch_record plain_records[2], graphed_records[2];
-    cr_assert_eq(train_two_epochs(STEP_GRAPH_OFF, plain, m.param_count, plain_records), 0);
     /* 250 images in batches of 32: 7 full steps and one of 26 per epoch. Epoch 1 runs its
      * first full step op by op (the warm-up), captures the second and replays 5; epoch 2
      * captures again (the evaluation's batches of 50 regrew the scratch buffers) and
-     * replays 6; the steps of 26 run op by op. */
-    const long replays = train_two_epochs(STEP_GRAPH_ON, graphed, m.param_count, graphed_records);
+     * replays 6; the steps of 26 run op by op. The graphed run goes first: the scratch
+     * buffers belong to the process, and after the plain run's evaluation they would not
+     * grow again. */
+    long captures = 0, no_captures = -1;
+    const long replays =
+        train_two_epochs(STEP_GRAPH_ON, graphed, m.param_count, graphed_records, &captures);
     cr_expect_eq(replays, 13, "%ld steps ran from a graph, expected 13", replays);
+    cr_expect_eq(captures, 2, "%ld captures, expected 2 (the second after the evaluation)",
+                 captures);
+    cr_assert_eq(train_two_epochs(STEP_GRAPH_OFF, plain, m.param_count, plain_records,
+                                  &no_captures), 0);
+    cr_expect_eq(no_captures, 0);
     size_t differing = 0;
     for (size_t i = 0; i < m.param_count; i++) differing += plain[i] != graphed[i];
     cr_expect_eq(differing, 0, "%zu of %zu weights differ after two epochs", differing,

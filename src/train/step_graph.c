@@ -24,6 +24,7 @@ struct step_graph {
     int warmed_up;   /* a step of that size ran op by op */
     int failed;      /* a capture failed: op by op from then on */
     long replays;    /* steps run from the graph, capture included */
+    long captures;   /* recordings made (the first, then one per stale graph) */
     float grad_scale, bn_eps, bn_momentum; /* what the capture froze */
 };
 
@@ -48,6 +49,7 @@ static int capture_and_launch(step_graph *g, network *net, int count, float grad
         g->failed = 1;
         return 0;
     }
+    g->captures++;
     g->grad_scale = grad_scale;
     g->bn_eps = bn_eps;
     g->bn_momentum = bn_momentum;
@@ -119,6 +121,8 @@ void step_graph_release(step_graph *g) {
 }
 
 long step_graph_replays(const step_graph *g) { return g ? g->replays : 0; }
+
+long step_graph_captures(const step_graph *g) { return g ? g->captures : 0; }
 #else
 /* Without CUDA there is nothing to record: every step runs op by op. */
 step_graph *step_graph_attach(trainer *t, step_graph_mode mode) {
@@ -150,6 +154,11 @@ size_t step_graph_node_count(const step_graph *g) {
 void step_graph_release(step_graph *g) { (void)g; }
 
 long step_graph_replays(const step_graph *g) {
+    (void)g;
+    return 0;
+}
+
+long step_graph_captures(const step_graph *g) {
     (void)g;
     return 0;
 }

@@ -42,5 +42,7 @@ int step_graph_failed(const step_graph *g);
 size_t step_graph_node_count(const step_graph *g);
 /* Steps run from a graph so far (its captures included), for logs and tests. */
 long step_graph_replays(const step_graph *g);
+/* Recordings made so far: the first, then one each time the graph went stale. */
+long step_graph_captures(const step_graph *g);
 
 #endif
