@@ -254,7 +254,12 @@ int trainer_run_epoch(trainer *t, epoch_record *record) {
         if (t->stop_requested) {
             int stop = t->stop_requested();
             if (ranks > 1) stop = t->comm.any_rank(t->comm.context, stop);
-            if (stop) return 1;
+            if (stop) {
+                /* the abandoned epoch's device totals must not open the next one */
+                double abandoned_loss = 0.0, abandoned_hits = 0.0;
+                take_recorded_totals(t, &abandoned_loss, &abandoned_hits);
+                return 1;
+            }
         }
         const int begin = step * cfg->batch;
         const int global = d->count - begin < cfg->batch ? d->count - begin : cfg->batch;
