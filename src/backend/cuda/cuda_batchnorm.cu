@@ -59,26 +59,43 @@ static void check(const char *op, int channels, size_t plane) {
         CUDA_FAIL("%s: bad channels=%d plane=%zu", op, channels, plane);
 }
 
+/* Channel c's two sums over its partial-sum blocks, added in a fixed order. */
+static __device__ double2 channel_partials_sum(const double *partials, int c, unsigned blocks) {
+    double first = 0.0, second = 0.0;
+    for (unsigned b = 0; b < blocks; b++) {
+        first += partials[((size_t)c * blocks + b) * 2];
+        second += partials[((size_t)c * blocks + b) * 2 + 1];
+    }
+    return make_double2(first, second);
+}
+
 /* --- forward, training ------------------------------------------------------------------- */
 
-/* Shifted sums (shift = the channel's first value), as on the CPU: no cancellation in
- * E[d^2] - E[d]^2. */
-__global__ void stats_partial_kernel(double *partials, const float *x, size_t plane) {
-    const int c = blockIdx.y;
-    const float *xc = x + (size_t)c * plane;
-    const float shift = xc[0];
-    float s1 = 0.0f, s2 = 0.0f;
-    GRID_STRIDE_LOOP(i, plane) {
+/* The block's shifted sums (sum d, sum d^2 with d = x - shift, the shift being the
+ * channel's first value, as on the CPU: no cancellation in E[d^2] - E[d]^2) over the values
+ * from `first` in steps of `stride` (valid in thread 0). */
+static __device__ double2 block_shifted_sums(const float *xc, float shift, size_t first,
+                                             size_t stride, size_t plane) {
+    float s1 = 0.0f, s2 = 0.0f; /* few values per thread; the block sums in double */
+    for (size_t i = first; i < plane; i += stride) {
         const float d = xc[i] - shift;
         s1 += d;
         s2 += d * d;
     }
     const double sum = block_sum((double)s1);
-    const double sum_squares = block_sum((double)s2);
+    return make_double2(sum, block_sum((double)s2));
+}
+
+__global__ void stats_partial_kernel(double *partials, const float *x, size_t plane) {
+    const int c = blockIdx.y;
+    const float *xc = x + (size_t)c * plane;
+    const double2 sums =
+        block_shifted_sums(xc, xc[0], (size_t)blockIdx.x * blockDim.x + threadIdx.x,
+                           (size_t)gridDim.x * blockDim.x, plane);
     if (threadIdx.x == 0) {
         double *out = partials + ((size_t)c * gridDim.x + blockIdx.x) * 2;
-        out[0] = sum;
-        out[1] = sum_squares;
+        out[0] = sums.x;
+        out[1] = sums.y;
     }
 }
 
@@ -116,13 +133,9 @@ __global__ void stats_finalize_kernel(float4 *coefficients, float *batch_mean,
                                       int channels, size_t plane) {
     const int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= channels) return;
-    double s1 = 0.0, s2 = 0.0;
-    for (unsigned b = 0; b < blocks; b++) {
-        s1 += partials[((size_t)c * blocks + b) * 2];
-        s2 += partials[((size_t)c * blocks + b) * 2 + 1];
-    }
+    const double2 sums = channel_partials_sum(partials, c, blocks);
     coefficients[c] = forward_coefficients(batch_mean, batch_invstd, running_mean, running_var,
-                                           s1, s2, x[(size_t)c * plane], gamma, beta, eps,
+                                           sums.x, sums.y, x[(size_t)c * plane], gamma, beta, eps,
                                            momentum, c, plane);
 }
 
@@ -152,17 +165,10 @@ __global__ void __launch_bounds__(FUSED_THREADS)
     const float *xc = x + (size_t)c * plane;
     float *yc = y + (size_t)c * plane;
     const float shift = xc[0];
-    float s1 = 0.0f, s2 = 0.0f;
-    for (size_t i = threadIdx.x; i < plane; i += blockDim.x) {
-        const float d = xc[i] - shift;
-        s1 += d;
-        s2 += d * d;
-    }
-    const double sum = block_sum((double)s1);
-    const double sum_squares = block_sum((double)s2);
+    const double2 sums = block_shifted_sums(xc, shift, threadIdx.x, blockDim.x, plane);
     if (threadIdx.x == 0) {
         const float4 k = forward_coefficients(batch_mean, batch_invstd, running_mean,
-                                              running_var, sum, sum_squares, shift, gamma, beta,
+                                              running_var, sums.x, sums.y, shift, gamma, beta,
                                               eps, momentum, c, plane);
         coefficient = make_float2(k.x, k.y);
     }
@@ -242,24 +248,34 @@ static __device__ __forceinline__ float masked_gradient(const float *dy, const f
     return y && !(y[i] > 0.0f) ? 0.0f : dy[i];
 }
 
+/* The block's (sum g, sum g*(x - mean)) over the values from `first` in steps of `stride`
+ * (valid in thread 0). */
+static __device__ double2 block_gradient_sums(const float *gc, const float *xc, const float *yc,
+                                              float mean, size_t first, size_t stride,
+                                              size_t plane) {
+    float sg = 0.0f, sgx = 0.0f;
+    for (size_t i = first; i < plane; i += stride) {
+        const float g = masked_gradient(gc, yc, i);
+        sg += g;
+        sgx += g * (xc[i] - mean);
+    }
+    const double sum_g = block_sum((double)sg);
+    return make_double2(sum_g, block_sum((double)sgx));
+}
+
 __global__ void gradient_partial_kernel(double *partials, const float *dy, const float *x,
                                         const float *y, const float *batch_mean, size_t plane) {
     const int c = blockIdx.y;
     const size_t offset = (size_t)c * plane;
     const float *gc = dy + offset, *xc = x + offset, *yc = y ? y + offset : NULL;
     const float mean = batch_mean[c];
-    float sg = 0.0f, sgx = 0.0f; /* sum g, sum g*(x - mean) */
-    GRID_STRIDE_LOOP(i, plane) {
-        const float g = masked_gradient(gc, yc, i);
-        sg += g;
-        sgx += g * (xc[i] - mean);
-    }
-    const double sum_g = block_sum((double)sg);
-    const double sum_gx = block_sum((double)sgx);
+    const double2 sums = block_gradient_sums(gc, xc, yc, mean,
+                                             (size_t)blockIdx.x * blockDim.x + threadIdx.x,
+                                             (size_t)gridDim.x * blockDim.x, plane);
     if (threadIdx.x == 0) {
         double *out = partials + ((size_t)c * gridDim.x + blockIdx.x) * 2;
-        out[0] = sum_g;
-        out[1] = sum_gx;
+        out[0] = sums.x;
+        out[1] = sums.y;
     }
 }
 
@@ -283,12 +299,9 @@ __global__ void gradient_finalize_kernel(float4 *coefficients, float *dgamma, fl
                                          int channels, size_t plane) {
     const int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= channels) return;
-    double sg = 0.0, sgx = 0.0;
-    for (unsigned b = 0; b < blocks; b++) {
-        sg += partials[((size_t)c * blocks + b) * 2];
-        sgx += partials[((size_t)c * blocks + b) * 2 + 1];
-    }
-    coefficients[c] = gradient_coefficients(dgamma, dbeta, sg, sgx, gamma, batch_invstd, c, plane);
+    const double2 sums = channel_partials_sum(partials, c, blocks);
+    coefficients[c] =
+        gradient_coefficients(dgamma, dbeta, sums.x, sums.y, gamma, batch_invstd, c, plane);
 }
 
 __global__ void gradient_apply_kernel(float *dx, const float *dy, const float *x, const float *y,
@@ -313,17 +326,10 @@ __global__ void __launch_bounds__(FUSED_THREADS)
     const size_t offset = (size_t)c * plane;
     const float *gc = dy + offset, *xc = x + offset, *yc = y ? y + offset : NULL;
     const float mean = batch_mean[c];
-    float sg = 0.0f, sgx = 0.0f;
-    for (size_t i = threadIdx.x; i < plane; i += blockDim.x) {
-        const float g = masked_gradient(gc, yc, i);
-        sg += g;
-        sgx += g * (xc[i] - mean);
-    }
-    const double sum_g = block_sum((double)sg);
-    const double sum_gx = block_sum((double)sgx);
+    const double2 sums = block_gradient_sums(gc, xc, yc, mean, threadIdx.x, blockDim.x, plane);
     if (threadIdx.x == 0)
-        coefficient = gradient_coefficients(dgamma, dbeta, sum_g, sum_gx, gamma, batch_invstd, c,
-                                            plane);
+        coefficient = gradient_coefficients(dgamma, dbeta, sums.x, sums.y, gamma, batch_invstd,
+                                            c, plane);
     __syncthreads();
     if (!dx) return;
     float *dxc = dx + offset;
