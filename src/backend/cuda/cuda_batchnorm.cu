@@ -74,8 +74,9 @@ static __device__ double2 channel_partials_sum(const double *partials, int c, un
 /* The block's shifted sums (sum d, sum d^2 with d = x - shift, the shift being the
  * channel's first value, as on the CPU: no cancellation in E[d^2] - E[d]^2) over the values
  * from `first` in steps of `stride` (valid in thread 0). */
-static __device__ double2 block_shifted_sums(const float *xc, float shift, size_t first,
-                                             size_t stride, size_t plane) {
+static __device__ __forceinline__ double2 block_shifted_sums(const float *xc, float shift,
+                                                             size_t first, size_t stride,
+                                                             size_t plane) {
     float s1 = 0.0f, s2 = 0.0f; /* few values per thread; the block sums in double */
     for (size_t i = first; i < plane; i += stride) {
         const float d = xc[i] - shift;
@@ -155,7 +156,7 @@ __global__ void affine_kernel(float *y, const float *x, const float4 *coefficien
 }
 
 /* The three steps in one block per channel (grid: channels blocks of FUSED_THREADS). */
-__global__ void __launch_bounds__(FUSED_THREADS)
+__global__ void __launch_bounds__(FUSED_THREADS, 1)
     forward_train_fused_kernel(float *y, float *batch_mean, float *batch_invstd,
                                float *running_mean, float *running_var, const float *x,
                                const float *gamma, const float *beta, float eps,
@@ -250,9 +251,10 @@ static __device__ __forceinline__ float masked_gradient(const float *dy, const f
 
 /* The block's (sum g, sum g*(x - mean)) over the values from `first` in steps of `stride`
  * (valid in thread 0). */
-static __device__ double2 block_gradient_sums(const float *gc, const float *xc, const float *yc,
-                                              float mean, size_t first, size_t stride,
-                                              size_t plane) {
+static __device__ __forceinline__ double2 block_gradient_sums(const float *gc, const float *xc,
+                                                              const float *yc, float mean,
+                                                              size_t first, size_t stride,
+                                                              size_t plane) {
     float sg = 0.0f, sgx = 0.0f;
     for (size_t i = first; i < plane; i += stride) {
         const float g = masked_gradient(gc, yc, i);
@@ -317,7 +319,7 @@ __global__ void gradient_apply_kernel(float *dx, const float *dy, const float *x
 }
 
 /* The backward's three steps in one block per channel, as forward_train_fused_kernel. */
-__global__ void __launch_bounds__(FUSED_THREADS)
+__global__ void __launch_bounds__(FUSED_THREADS, 1)
     backward_fused_kernel(float *dx, float *dgamma, float *dbeta, const float *dy,
                           const float *x, const float *y, const float *gamma,
                           const float *batch_mean, const float *batch_invstd, size_t plane) {
