@@ -19,6 +19,7 @@
 # (c) bneck-bench --device cuda, patterns A-E, --math fp32, tf32 and bf16, then the same
 # with --graph; (d) tests/bench/torch_bench.py --device cuda, TF32 off, --tf32, --bf16; (e) the
 # table; (f) bneck-bench --profile of A and E (per-op times, appended to results.txt);
+# (j) A and E with BatchNorm's one-kernel path at its default reach, off, and everywhere;
 # (h) A and E with each k x k convolution engine forced; (i) Nsight Compute's per-kernel
 # times of one step of A and E, when ncu is there; (g) bneck-train on real
 # Fashion-MNIST in tf32 and bf16, steps as CUDA graphs and (E bf16) op by op (when .devdata/
@@ -271,6 +272,23 @@ for m in "${precisions[@]}"; do
   part "bneck-bench --profile, A and E, $m" 60 "$out/profile_$m.log" \
     env BNECK_CONV_LOG=1 BNECK_CUDNN_LOG=1 bneck-bench --device cuda --patterns AE --steps 5 --warmup "$warmup" --math "$m" --profile 10
   grep -a '^#' "$out/profile_$m.log" | sed "s/^# /# [$m] /" >>"$out/results.txt"
+done
+
+# ---- (j) the two BatchNorm paths on the same shapes: one kernel per channel block up to a
+# plane of 32768 values (the default), never (0), or for every plane (the 32x32 stage too)
+{
+  echo "# BatchNorm one-kernel path up to a plane of N values (BNECK_BN_FUSED_MAX_PLANE), tf32,"
+  echo "# step graph, s per epoch:"
+  printf '#   %-10s %9s %9s\n' N A E
+} >>"$out/results.txt"
+for limit in 32768 0 1073741824; do
+  part "bneck-bench tf32 --graph, A and E, BN fused to $limit" 40 "$out/bn_fused_$limit.log" \
+    env BNECK_BN_FUSED_MAX_PLANE=$limit bneck-bench --device cuda --patterns AE --steps 20 \
+    --warmup "$warmup" --math tf32 --graph
+  cat "$out/bn_fused_$limit.log" 2>/dev/null | awk -F, -v l="$limit" -v n="$steps_per_epoch" '
+    $1 == "bneck" && NF == 4 { t[$2] = $3 * n }
+    function cell(p) { return (p in t) ? sprintf("%9.3f", t[p]) : sprintf("%9s", "-") }
+    END { printf "#   %-10s %s %s\n", l, cell("A"), cell("E") }' >>"$out/results.txt"
 done
 
 # ---- (h) the k x k engines one by one (auto picks per shape between them) -------------------

@@ -10,11 +10,14 @@
  *   2. finalize: one thread per channel adds its partials in a fixed order and derives
  *      the per-channel coefficients (and the statistics the op returns);
  *   3. apply: an elementwise pass with those coefficients.
- * A plane small enough for one block (at most FUSED_MAX_PLANE values: the 8x8 and 16x16
+ * A plane small enough for one block (at most 32768 values by default: the 8x8 and 16x16
  * stages at batch 128) runs all three in one kernel of one block per channel instead:
  * the same sums and formulas (the __device__ helpers below serve both), one launch rather
  * than three, which is what such small passes cost. */
 #include <cuda_runtime.h>
+
+#include <stdio.h>
+#include <stdlib.h>
 
 #include "backend/cuda/cuda_device.cuh"
 
@@ -24,8 +27,27 @@ extern "C" {
 }
 
 /* One block per channel does the whole op up to this plane (the 16x16 stage at batch
- * 128: 32 values per thread), then the three-kernel path spreads a channel over blocks. */
+ * 128: 32 values per thread), then the three-kernel path spreads a channel over blocks.
+ * BNECK_BN_FUSED_MAX_PLANE in the environment moves the line (0: never fused), so that
+ * the GPU check can time both paths on the same shapes; it has not been tuned on a GPU. */
 enum { FUSED_MAX_PLANE = 32768, FUSED_THREADS = 1024 };
+
+static size_t fused_max_plane(void) {
+    static long long value = -1;
+    if (value >= 0) return (size_t)value;
+    value = FUSED_MAX_PLANE;
+    const char *text = getenv("BNECK_BN_FUSED_MAX_PLANE");
+    if (text && *text) {
+        char *end = NULL;
+        const long long parsed = strtoll(text, &end, 10);
+        if (end && !*end && parsed >= 0)
+            value = parsed;
+        else
+            fprintf(stderr, "bneck: warning: BNECK_BN_FUSED_MAX_PLANE='%s' is not a count of "
+                            "values; using %d\n", text, (int)FUSED_MAX_PLANE);
+    }
+    return (size_t)value;
+}
 
 /* Enough blocks to fill the GPU when there are few channels, but at least a few values
  * per thread so the blocks do real work. */
@@ -189,7 +211,7 @@ extern "C" void cuda_batchnorm_forward_train(float *y, float *batch_mean, float 
                                              int fuse_relu, int channels, size_t plane) {
     check("cuda_batchnorm_forward_train", channels, plane);
     if (channels == 0) return;
-    if (plane <= FUSED_MAX_PLANE) {
+    if (plane <= fused_max_plane()) {
         forward_train_fused_kernel<<<(unsigned)channels, FUSED_THREADS, 0, cuda_ctx.stream>>>(
             y, batch_mean, batch_invstd, running_mean, running_var, x, gamma, beta, eps,
             momentum, fuse_relu, plane);
@@ -346,7 +368,7 @@ extern "C" void cuda_batchnorm_backward(float *dx, float *dgamma, float *dbeta, 
                                         int channels, size_t plane) {
     check("cuda_batchnorm_backward", channels, plane);
     if (channels == 0) return;
-    if (plane <= FUSED_MAX_PLANE) {
+    if (plane <= fused_max_plane()) {
         backward_fused_kernel<<<(unsigned)channels, FUSED_THREADS, 0, cuda_ctx.stream>>>(
             dx, dgamma, dbeta, dy, x, y, gamma, batch_mean, batch_invstd, plane);
         CUDA_CHECK_LAUNCH();
