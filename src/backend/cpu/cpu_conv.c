@@ -41,9 +41,12 @@ cpu_conv_path bneck_cpu_conv_path = CPU_CONV_PATH_AUTO;
  * the others use im2col + GEMM below. The rule comes from timing both on the study's
  * layers (batch 128, 2 AVX-512 cores): for k > 1 the primitives win every forward and
  * weight gradient (1.3x on wide 3x3s, 2-3x on 5x5s: no 25x im2col matrix to write and
- * read), and the data gradient when there are at least 16 input channels. With fewer,
- * oneDNN's blocked diff_src pads the channels to a block of 16 and does up to 5x the work,
- * so col2im wins. For 1x1 there is no im2col to save, and the plain GEMM beats the
+ * read), and the data gradient when there are at least 12 input channels. oneDNN's
+ * blocked diff_src pads the channels to a block of 16: at 12 that is a third more work and
+ * the primitive still wins (3x3 12->12 at 32x32: 4.8 against 8.2 ms; 5x5 12->48 at 8x8:
+ * 1.2 against 1.8 ms; 3x3 12->48 at 32x32: even), at 8 it is a draw (5x5 8->8 at 16x16:
+ * 1.9 against 1.5 ms), and at 3 (5.3x the work) col2im wins (5x5 3->3 at 32x32: 8.6
+ * against 3.1 ms). For 1x1 there is no im2col to save, and the plain GEMM beats the
  * primitive plus its layout reorders. */
 typedef struct conv_dnnl_directions {
     int forward, backward_data, backward_weights;
@@ -57,7 +60,7 @@ static conv_dnnl_directions dnnl_directions(int in_channels, int kernel) {
     case CPU_CONV_PATH_DNNL: use = (conv_dnnl_directions){1, 1, 1}; break;
     case CPU_CONV_PATH_AUTO:
         use.forward = use.backward_weights = kernel > 1;
-        use.backward_data = kernel > 1 && in_channels >= 16;
+        use.backward_data = kernel > 1 && in_channels >= 12;
         break;
     }
 #else
