@@ -441,10 +441,10 @@ typedef struct bn_shape {
     size_t plane;
 } bn_shape;
 
-/* (A plane of one value is left out: its invstd is 1/sqrt(eps), and the CPU's unfused
- * a*x + b then loses more to rounding than any tolerance that still means something.) */
 /* Planes up to 32768 run in one kernel of one block per channel, larger ones in three
- * (cuda_batchnorm.cu): both paths, and each side of the line, are here. */
+ * (cuda_batchnorm.cu): both paths, and each side of the line, are here. (A plane of one
+ * value is left out: its invstd is 1/sqrt(eps), and the CPU's unfused a*x + b then loses
+ * more to rounding than any tolerance that still means something.) */
 static const bn_shape bn_shapes[] = {
     {5, 42}, {3, 8192}, {2, 3}, {40, 2 * 8 * 8}, {4, 128 * 32 * 32}, {6, 32768}, {3, 32769},
 };

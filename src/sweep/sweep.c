@@ -648,9 +648,9 @@ static int merge_results(sweep_state *s, int *complete_runs) {
              sweep_mpi_version()[0] ? sweep_mpi_version() : "none (single process build)",
              results_hdf5_version());
     /* Sized for every rank's entry: nothing is cut off, however many ranks. */
-    const size_t ranks = (size_t)s->world.size, entry = HOST_TEXT + DEVICE_TEXT + 16;
-    char *hosts = bneck_calloc(ranks, entry), *devices = bneck_calloc(ranks, entry);
-    char *rank_map = bneck_calloc(ranks, entry);
+    const size_t capacity = (size_t)s->world.size * (HOST_TEXT + DEVICE_TEXT + 16);
+    char *hosts = bneck_calloc(capacity, 1), *devices = bneck_calloc(capacity, 1);
+    char *rank_map = bneck_calloc(capacity, 1);
     size_t hosts_used = 0, devices_used = 0, map_used = 0;
     for (int r = 0; r < s->world.size; r++) {
         const char *h = s->all_hosts + (size_t)r * HOST_TEXT;
@@ -658,11 +658,11 @@ static int merge_results(sweep_state *s, int *complete_runs) {
         int seen = 0;
         for (int q = 0; q < r; q++) seen |= !strcmp(h, s->all_hosts + (size_t)q * HOST_TEXT);
         if (!seen)
-            hosts_used += (size_t)snprintf(hosts + hosts_used, ranks * entry - hosts_used, "%s%s",
+            hosts_used += (size_t)snprintf(hosts + hosts_used, capacity - hosts_used, "%s%s",
                                            hosts_used ? "," : "", h);
-        devices_used += (size_t)snprintf(devices + devices_used, ranks * entry - devices_used,
-                                         "%s%s", devices_used ? "," : "", d);
-        map_used += (size_t)snprintf(rank_map + map_used, ranks * entry - map_used, "%s%d:%s:%s",
+        devices_used += (size_t)snprintf(devices + devices_used, capacity - devices_used, "%s%s",
+                                         devices_used ? "," : "", d);
+        map_used += (size_t)snprintf(rank_map + map_used, capacity - map_used, "%s%d:%s:%s",
                                      map_used ? "," : "", r, h, d);
     }
     const char *job = getenv("SLURM_JOB_ID"), *nodes = getenv("SLURM_JOB_NODELIST");

@@ -48,6 +48,14 @@ failures=0
 skipped=0
 
 say() { echo "$*" | tee -a "$summary"; }
+# ae_row LABEL LOG: '#   LABEL  A  E', seconds per epoch of patterns A and E from a
+# bneck-bench log ('-' where the log or the pattern is missing: a part left out for time)
+ae_row() {
+  cat "$2" 2>/dev/null | awk -F, -v label="$1" -v n="$steps_per_epoch" '
+    $1 == "bneck" && NF == 4 { t[$2] = $3 * n }
+    function cell(p) { return (p in t) ? sprintf("%9.3f", t[p]) : sprintf("%9s", "-") }
+    END { printf "#   %-13s %s %s\n", label, cell("A"), cell("E") }'
+}
 left() { echo $((budget - (SECONDS - started))); }
 
 # part NAME CAP LOG COMMAND...: runs COMMAND (stdout and stderr to LOG) under a timeout of
@@ -279,16 +287,13 @@ done
 {
   echo "# BatchNorm one-kernel path up to a plane of N values (BNECK_BN_FUSED_MAX_PLANE), tf32,"
   echo "# step graph, s per epoch:"
-  printf '#   %-10s %9s %9s\n' N A E
+  printf '#   %-13s %9s %9s\n' N A E
 } >>"$out/results.txt"
 for limit in 32768 0 1073741824; do
   part "bneck-bench tf32 --graph, A and E, BN fused to $limit" 40 "$out/bn_fused_$limit.log" \
     env BNECK_BN_FUSED_MAX_PLANE=$limit bneck-bench --device cuda --patterns AE --steps 20 \
     --warmup "$warmup" --math tf32 --graph
-  cat "$out/bn_fused_$limit.log" 2>/dev/null | awk -F, -v l="$limit" -v n="$steps_per_epoch" '
-    $1 == "bneck" && NF == 4 { t[$2] = $3 * n }
-    function cell(p) { return (p in t) ? sprintf("%9.3f", t[p]) : sprintf("%9s", "-") }
-    END { printf "#   %-10s %s %s\n", l, cell("A"), cell("E") }' >>"$out/results.txt"
+  ae_row "$limit" "$out/bn_fused_$limit.log" >>"$out/results.txt"
 done
 
 # ---- (h) the k x k engines one by one (auto picks per shape between them) -------------------
@@ -301,11 +306,7 @@ for m in "${precisions[@]}"; do
     part "bneck-bench $m --conv $e, A and E" 40 "$out/engine_${m}_$e.log" \
       bneck-bench --device cuda --patterns AE --steps 10 --warmup "$warmup" --math "$m" \
       --conv "$e"
-    # (a part left out for time has no log: its row shows '-')
-    cat "$out/engine_${m}_$e.log" 2>/dev/null | awk -F, -v m="$m" -v e="$e" -v n="$steps_per_epoch" '
-      $1 == "bneck" && NF == 4 { t[$2] = $3 * n }
-      function cell(p) { return (p in t) ? sprintf("%9.3f", t[p]) : sprintf("%9s", "-") }
-      END { printf "#   %-6s %-6s %s %s\n", m, e, cell("A"), cell("E") }' >>"$out/results.txt"
+    ae_row "$(printf '%-6s %-6s' "$m" "$e")" "$out/engine_${m}_$e.log" >>"$out/results.txt"
   done
 done
 

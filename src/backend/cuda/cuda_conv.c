@@ -15,7 +15,8 @@
  * that its TF32 ones ran in well under one (held to FMA math then, see strict_fp32 in
  * cuda_dnn.cu), and the bf16 GEMMs pay for bf16 copies of their operands. In
  * deterministic mode, and while a CUDA graph is being captured (no timing possible), auto
- * takes the GEMMs in the mode set (deterministic by construction) without timing. BNECK_CONV_LOG=1 prints each timed choice with every candidate's time. */
+ * takes the GEMMs in the mode set (deterministic by construction) without timing.
+ * BNECK_CONV_LOG=1 prints each timed choice with every candidate's time. */
 #include <cuda_runtime_api.h>
 #include <limits.h>
 #include <stddef.h>
