@@ -93,7 +93,8 @@ int main(int argc, char **argv) {
     dataset_truncate(&train_set, cfg.train_limit);
     dataset_truncate(&val_set, cfg.val_limit);
 
-    model_spec spec = {cfg.mode, cfg.alpha, train_set.channels, cfg.pool_branch};
+    model_spec spec = {cfg.mode, cfg.alpha, train_set.channels, cfg.pool_branch,
+                       MODEL_SIBLINGS_GROUPED};
     static trainer run;
     if (trainer_create(&run, &cfg, &spec, &train_set, &val_set, backend, NULL, &err)) {
         fprintf(stderr, "bneck-train: %s\n", err.message);

@@ -21,10 +21,16 @@ static float loss_of(network *net, const float *input, const uint8_t *labels) {
     return network_loss(net, labels, 1.0f / BATCH, BATCH, NULL);
 }
 
+/* Parameter k of a layer: its weights, then its biases (which need not follow the weights:
+ * a sibling group keeps all its weights before all its biases). */
+static size_t layer_param(const layer *l, size_t k) {
+    return k < l->weight_count ? l->weight + k : l->bias + (k - l->weight_count);
+}
+
 static void check_gradients(int mode, int alpha, pool_branch_form pool_branch) {
     cpu_set_threads(1);
     model m;
-    model_spec spec = {mode, alpha, 1, pool_branch};
+    model_spec spec = {mode, alpha, 1, pool_branch, MODEL_SIBLINGS_GROUPED};
     cr_assert_eq(model_build(&m, &spec, NULL), 0);
     static network net;
     cr_assert_eq(network_create(&net, &m, &cpu_backend, BATCH, NULL), 0);
@@ -34,31 +40,35 @@ static void check_gradients(int mode, int alpha, pool_branch_form pool_branch) {
     for (int i = 0; i < BATCH * 32 * 32; i++) input[i] = rng_uniform(99, (uint64_t)i);
     const uint8_t labels[BATCH] = {3, 8};
 
-    loss_of(&net, input, labels);
+    const double base = loss_of(&net, input, labels);
     network_backward(&net, BATCH);
     float *analytic = malloc(m.param_count * sizeof(float));
     memcpy(analytic, net.grads, m.param_count * sizeof(float));
 
     /* In every layer with parameters, check the parameter with the largest gradient (small
      * gradients drown in float rounding of the loss) and one at random. */
-    int checked = 0;
+    int checked = 0, at_kinks = 0;
     for (int i = 0; i < m.layer_count; i++) {
         const layer *l = &m.layers[i];
         if (l->weight_count == 0) continue;
         const size_t count = l->weight_count + l->bias_count;
-        size_t largest = l->weight;
-        for (size_t j = l->weight; j < l->weight + count; j++)
-            if (fabsf(analytic[j]) > fabsf(analytic[largest])) largest = j;
-        const size_t picks[2] = {largest, l->weight + rng_below(5, (uint64_t)i, (uint32_t)count)};
+        size_t largest = 0;
+        for (size_t k = 0; k < count; k++)
+            if (fabsf(analytic[layer_param(l, k)]) > fabsf(analytic[layer_param(l, largest)]))
+                largest = k;
+        const size_t picks[2] = {largest, rng_below(5, (uint64_t)i, (uint32_t)count)};
         for (int p = 0; p < 2; p++) {
-            const size_t j = picks[p];
+            const size_t k = picks[p], j = layer_param(l, k);
             if (p == 1 && fabs(analytic[j]) < 1e-2) continue; /* below FD resolution */
             /* ReLU kinks and max-pool switches make one step size unreliable in narrow
              * layers; a correct gradient matches the central difference at one of several
-             * steps, a wrong one (wrong sign, factor, missing term) at none. */
+             * steps, a wrong one (wrong sign, factor, missing term) at none. Where the loss
+             * has kinks at every scale, the one-sided slopes disagree; a correct gradient
+             * still lies between them (allowed for a few checks only). */
             const float saved = net.params[j];
             const float steps[5] = {1e-2f, 3e-3f, 1e-3f, 3e-4f, 1e-4f};
             double best_numeric = 0.0, best_error = INFINITY;
+            int bracketed = 0;
             for (int s = 0; s < 5; s++) {
                 net.params[j] = saved + steps[s];
                 const double up = loss_of(&net, input, labels);
@@ -70,13 +80,24 @@ static void check_gradients(int mode, int alpha, pool_branch_form pool_branch) {
                     best_error = fabs(numeric - analytic[j]);
                     best_numeric = numeric;
                 }
+                const double right = (up - base) / steps[s], left = (base - down) / steps[s];
+                if (steps[s] <= 1e-3f && fmin(left, right) <= analytic[j] &&
+                    analytic[j] <= fmax(left, right))
+                    bracketed = 1;
             }
-            cr_expect(best_error <= 2e-3 + 0.05 * fabs(best_numeric),
-                      "%s param %zu: backprop %.6g, finite difference %.6g", l->name,
-                      j - l->weight, analytic[j], best_numeric);
+            const int matched = best_error <= 2e-3 + 0.05 * fabs(best_numeric);
+            if (!matched && bracketed) {
+                cr_log_info("%s param %zu: backprop %.6g lies between the one-sided slopes "
+                            "(central difference %.6g)", l->name, k, analytic[j], best_numeric);
+                at_kinks++;
+            }
+            cr_expect(matched || bracketed,
+                      "%s param %zu: backprop %.6g, finite difference %.6g", l->name, k,
+                      analytic[j], best_numeric);
             checked++;
         }
     }
+    cr_expect_leq(at_kinks, checked / 20, "%d of %d checks only at kinks", at_kinks, checked);
     cr_expect_geq(checked, m.layer_count / 2);
     free(analytic);
     network_destroy(&net);
@@ -91,6 +112,81 @@ Test(network, gradients_match_finite_differences_mode2, .timeout = 300) {
 Test(network, gradients_match_finite_differences_mode3, .timeout = 300) {
     check_gradients(3, 4, POOL_BRANCH_KERAS);
 }
+
+/* Grouped sibling 1x1 convolutions (one GEMM for the three that read a module's input)
+ * compute what separate ones do: from the same weights, the same loss and, layer by layer,
+ * the same gradients up to float summation order. */
+static void check_grouped_like_separate(int mode, int alpha) {
+    cpu_set_threads(1);
+    static model grouped, separate;
+    model_spec spec = {mode, alpha, 1, POOL_BRANCH_KERAS, MODEL_SIBLINGS_GROUPED};
+    cr_assert_eq(model_build(&grouped, &spec, NULL), 0);
+    spec.siblings = MODEL_SIBLINGS_SEPARATE;
+    cr_assert_eq(model_build(&separate, &spec, NULL), 0);
+    cr_assert_eq(grouped.param_count, separate.param_count);
+    cr_assert_eq(grouped.layer_count, separate.layer_count);
+
+    /* One group per module: its first layer is the 1x1 block, then the two reduces. */
+    int leaders = 0, members = 0;
+    for (int i = 0; i < grouped.layer_count; i++) {
+        const layer *l = &grouped.layers[i];
+        cr_expect_eq(separate.layers[i].group_out_channels + separate.layers[i].group_member, 0,
+                     "%s is grouped in the separate layout", l->name);
+        if (l->group_out_channels) {
+            leaders++;
+            cr_expect(strstr(l->name, "/1x1/conv") != NULL, "%s leads a group", l->name);
+            cr_expect_eq(l->bias, l->weight + (size_t)l->in.channels * l->group_out_channels,
+                         "%s: the group's biases follow its weights", l->name);
+        }
+        if (l->group_member) {
+            members++;
+            cr_expect(strstr(l->name, "/reduce/conv") != NULL, "%s is in a group", l->name);
+        }
+    }
+    cr_expect_eq(leaders, 5);
+    cr_expect_eq(members, 10);
+
+    static network a, b;
+    cr_assert_eq(network_create(&a, &grouped, &cpu_backend, BATCH, NULL), 0);
+    cr_assert_eq(network_create(&b, &separate, &cpu_backend, BATCH, NULL), 0);
+    network_init_params(&a, 7, INIT_PYTORCH); /* the BatchNorm state */
+    network_init_params(&b, 7, INIT_PYTORCH);
+    model_convert_params(a.params, &grouped, b.params, &separate);
+
+    /* The conversion moves every value and loses none: back again gives the same bits. */
+    float *round_trip = malloc(separate.param_count * sizeof(float));
+    model_convert_params(round_trip, &separate, a.params, &grouped);
+    cr_expect_eq(memcmp(round_trip, b.params, separate.param_count * sizeof(float)), 0);
+
+    float input[BATCH * 32 * 32];
+    for (int i = 0; i < BATCH * 32 * 32; i++) input[i] = rng_uniform(98, (uint64_t)i);
+    const uint8_t labels[BATCH] = {1, 6};
+    const float loss_a = loss_of(&a, input, labels), loss_b = loss_of(&b, input, labels);
+    cr_expect(fabsf(loss_a - loss_b) <= 1e-5f * fabsf(loss_b), "loss %.8g against %.8g", loss_a,
+              loss_b);
+    network_backward(&a, BATCH);
+    network_backward(&b, BATCH);
+    model_convert_params(round_trip, &separate, a.grads, &grouped);
+    for (int i = 0; i < separate.layer_count; i++) {
+        const layer *l = &separate.layers[i];
+        const size_t count = l->weight_count + l->bias_count;
+        double largest = 0.0, worst = 0.0;
+        for (size_t k = 0; k < count; k++) {
+            const size_t j = layer_param(l, k);
+            largest = fmax(largest, fabs(b.grads[j]));
+            worst = fmax(worst, fabs(round_trip[j] - b.grads[j]));
+        }
+        cr_expect(worst <= 1e-4 * largest, "%s: gradients differ by %.3g (largest %.3g)", l->name,
+                  worst, largest);
+        if (l->kind == LAYER_CONV) cr_expect_gt(largest, 0.0, "%s has a gradient", l->name);
+    }
+    free(round_trip);
+    network_destroy(&a);
+    network_destroy(&b);
+}
+
+Test(network, grouped_siblings_match_separate_ones_mode2) { check_grouped_like_separate(2, 2); }
+Test(network, grouped_siblings_match_separate_ones_mode3) { check_grouped_like_separate(3, 4); }
 
 /* A small synthetic dataset: class k images are bright in the k-th horizontal band,
  * so a working trainer must learn it quickly. */
@@ -122,7 +218,7 @@ Test(training, same_seed_same_numbers_and_it_learns, .timeout = 600) {
     static config cfg;
     small_config(&cfg);
     dataset train_set = make_bands(256, 1), val_set = make_bands(100, 2);
-    model_spec spec = {3, 4, 1, POOL_BRANCH_KERAS};
+    model_spec spec = {3, 4, 1, POOL_BRANCH_KERAS, MODEL_SIBLINGS_GROUPED};
     epoch_record first[2], second[2];
     static trainer run;
     for (int attempt = 0; attempt < 2; attempt++) {
@@ -142,12 +238,22 @@ Test(training, same_seed_same_numbers_and_it_learns, .timeout = 600) {
 
 /* A fake group of two ranks seen from rank 0: records the gradient parts the trainer
  * queues for summing during the backward pass (the other rank contributes nothing). */
+enum { LOGGED_PARTS = 2 * MODEL_MAX_LAYERS };
+
 typedef struct part_log {
     const trainer *t;
-    size_t offsets[64], counts[64];
+    size_t offsets[LOGGED_PARTS], counts[LOGGED_PARTS];
+    double sums_when_queued[LOGGED_PARTS]; /* the part's gradients when it was queued */
     int parts, joins, parts_at_first_join;
+    int changed_after_queued; /* parts of the first step whose gradients changed later */
     double first_layer_grad_at_first_part; /* sum |dW| of the first conv then */
 } part_log;
+
+static double sum_of(const float *values, size_t count) {
+    double sum = 0.0;
+    for (size_t i = 0; i < count; i++) sum += values[i];
+    return sum;
+}
 
 static double first_layer_gradient(const trainer *t) {
     const layer *l = &t->net.model.layers[0];
@@ -159,15 +265,23 @@ static double first_layer_gradient(const trainer *t) {
 static void log_queue(void *context, float *buffer, size_t count) {
     part_log *log = context;
     if (log->parts == 0) log->first_layer_grad_at_first_part = first_layer_gradient(log->t);
-    if (log->parts < 64) {
+    if (log->parts < LOGGED_PARTS) {
         log->offsets[log->parts] = (size_t)(buffer - log->t->net.grads);
         log->counts[log->parts] = count;
+        log->sums_when_queued[log->parts] = sum_of(buffer, count);
     }
     log->parts++;
 }
+/* At the first step's join the backward pass is over: a part queued before its gradients
+ * were final would be summed too early. */
 static void log_join(void *context) {
     part_log *log = context;
-    if (log->joins++ == 0) log->parts_at_first_join = log->parts;
+    if (log->joins++ > 0) return;
+    log->parts_at_first_join = log->parts;
+    for (int i = 0; i < log->parts && i < LOGGED_PARTS; i++)
+        if (sum_of(log->t->net.grads + log->offsets[i], log->counts[i]) !=
+            log->sums_when_queued[i])
+            log->changed_after_queued++;
 }
 static void no_sum_float(void *context, float *buffer, size_t count) {
     (void)context, (void)buffer, (void)count;
@@ -177,44 +291,59 @@ static void no_sum_double(void *context, double *buffer, size_t count) {
 }
 static int own_flag(void *context, int flag) { return (void)context, flag; }
 
-Test(training, gradient_parts_cover_the_buffer_once_per_step, .timeout = 300) {
+static void check_gradient_parts(const model_spec *spec, size_t part_floats, int min_parts) {
     cpu_set_threads(2);
     static config cfg;
     small_config(&cfg);
     cfg.epochs = 1;
     dataset train_set = make_bands(64, 3), val_set = make_bands(20, 4);
-    const model_spec spec = {1, 1, 1, POOL_BRANCH_KERAS}; /* pattern A: 3M parameters */
     static trainer run;
     static part_log log;
     const train_comm comm = {.context = &log, .rank = 0, .ranks = 2,
                              .allreduce_sum_float = no_sum_float,
                              .allreduce_sum_double = no_sum_double, .any_rank = own_flag,
                              .allreduce_queue_float = log_queue, .allreduce_join = log_join};
-    cr_assert_eq(trainer_create(&run, &cfg, &spec, &train_set, &val_set, &cpu_backend, &comm, NULL), 0);
+    cr_assert_eq(trainer_create(&run, &cfg, spec, &train_set, &val_set, &cpu_backend, &comm, NULL), 0);
     log.t = &run;
+    trainer_plan_gradient_parts(&run, part_floats);
     epoch_record record;
     trainer_run_epoch(&run, &record);
     const size_t params = run.net.model.param_count;
-    cr_expect_gt(run.bucket_count, 2, "%zu parameters make several parts", params);
+    cr_expect_geq(run.bucket_count, min_parts, "%zu parameters make %d parts or more", params,
+                  min_parts);
     cr_expect_eq(log.joins, 2, "one join per step (64 images, batch 32)");
     cr_expect_eq(log.parts, 2 * run.bucket_count, "every part queued in every step");
     cr_expect_eq(log.parts_at_first_join, run.bucket_count);
+    cr_expect_eq(log.changed_after_queued, 0, "parts queued before their gradients were final");
     /* the first step's parts: from the end of the buffer down to 0, no gap, no overlap */
     size_t end = params;
-    for (int i = 0; i < run.bucket_count && i < 64; i++) {
+    for (int i = 0; i < run.bucket_count && i < LOGGED_PARTS; i++) {
         cr_expect_eq(log.offsets[i] + log.counts[i], end, "part %d ends where %d began", i, i - 1);
         cr_expect_gt(log.counts[i], 0);
         end = log.offsets[i];
     }
     cr_expect_eq(end, 0, "the parts reach the start of the buffer");
-    /* queued during the backward pass: the first part went before the first layer's
-     * gradient existed */
+    /* queued during the backward pass: with several parts, the first went before the
+     * first layer's gradient existed */
     cr_assert_eq(run.net.model.layers[0].kind, LAYER_CONV);
-    cr_expect_eq(log.first_layer_grad_at_first_part, 0.0);
+    if (run.bucket_count > 1) cr_expect_eq(log.first_layer_grad_at_first_part, 0.0);
     cr_expect_gt(first_layer_gradient(&run), 0.0);
     trainer_destroy(&run);
     dataset_free(&train_set);
     dataset_free(&val_set);
+}
+
+/* Pattern A: 3M parameters in several parts. */
+Test(training, gradient_parts_cover_the_buffer_once_per_step, .timeout = 300) {
+    const model_spec spec = {1, 1, 1, POOL_BRANCH_KERAS, MODEL_SIBLINGS_GROUPED};
+    check_gradient_parts(&spec, (size_t)1 << 19, 3);
+}
+
+/* Pattern E in parts of 2,000 floats: the grouped sibling convolutions' gradients are all
+ * written by the group's first layer, so no part may end at the others. */
+Test(training, gradient_parts_with_grouped_siblings, .timeout = 300) {
+    const model_spec spec = {3, 4, 1, POOL_BRANCH_KERAS, MODEL_SIBLINGS_GROUPED};
+    check_gradient_parts(&spec, 2000, 20);
 }
 
 Test(training, learning_rate_schedule_is_the_studys) {

@@ -97,7 +97,7 @@ static void write_bytes(const char *path, const void *bytes, size_t size) {
 static model built; /* large: keep it off the stack */
 
 static void build_small_model(model *m, int mode, int alpha) {
-    model_spec spec = {mode, alpha, 1, POOL_BRANCH_KERAS};
+    model_spec spec = {mode, alpha, 1, POOL_BRANCH_KERAS, MODEL_SIBLINGS_GROUPED};
     bneck_error err;
     cr_assert_eq(model_build(m, &spec, &err), 0, "%s", err.message);
 }
@@ -433,6 +433,73 @@ Test(run_file, round_trip_is_exact) {
     free(history_back);
     run_checkpoint_free(&read);
     run_checkpoint_free(&read); /* twice is harmless */
+    run_checkpoint_free(&written);
+}
+
+/* Sets (value > 0) or removes (0) /checkpoint's param_layout attribute of a good file. */
+static void set_param_layout(const char *path, int64_t value) {
+    hid_t file = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    cr_assert_geq(file, 0);
+    hid_t group = H5Gopen2(file, "/checkpoint", H5P_DEFAULT);
+    cr_assert_geq(group, 0);
+    cr_assert_geq(H5Adelete(group, "param_layout"), 0, "the writer names its layout");
+    if (value > 0) {
+        hid_t space = H5Screate(H5S_SCALAR);
+        hid_t attribute = H5Acreate2(group, "param_layout", H5T_STD_I64LE, space, H5P_DEFAULT,
+                                     H5P_DEFAULT);
+        cr_assert_geq(H5Awrite(attribute, H5T_NATIVE_INT64, &value), 0);
+        H5Aclose(attribute);
+        H5Sclose(space);
+    }
+    H5Gclose(group);
+    H5Fclose(file);
+}
+
+/* A checkpoint written layer by layer (separate sibling 1x1 convolutions, as every build
+ * before the grouped layout wrote it, without the attribute) resumes in the grouped
+ * layout with every layer's weights and Adam moments where they belong. */
+Test(run_file, checkpoints_of_the_separate_layout_are_converted) {
+    static model separate;
+    model_spec spec = built.spec;
+    spec.siblings = MODEL_SIBLINGS_SEPARATE;
+    cr_assert_eq(model_build(&separate, &spec, NULL), 0);
+    epoch_record history[SAMPLE_EPOCHS];
+    fill_history(history, SAMPLE_EPOCHS, 0.0);
+    run_row row;
+    make_row(&row, "E", 0, "running", history, SAMPLE_EPOCHS);
+    run_checkpoint written = {0};
+    make_checkpoint(&written, &separate, 21);
+    for (int attribute = 0; attribute < 2; attribute++) {
+        const char *path = temp_path("E-r0.h5");
+        bneck_error err = {{0}};
+        cr_assert_eq(run_file_write(path, &row, history, SAMPLE_EPOCHS, &separate, &written,
+                                    sample_config, &err), 0, "%s", err.message);
+        if (!attribute) set_param_layout(path, 0); /* as an old build wrote it */
+        run_row back;
+        run_checkpoint read = {0};
+        cr_assert_eq(run_file_read(path, &back, NULL, NULL, &built, &read, &err), 0, "%s",
+                     err.message);
+        int moved = 0;
+        for (int i = 0; i < built.layer_count; i++) {
+            const layer *to = &built.layers[i], *from = &separate.layers[i];
+            const float *sources[3] = {written.params, written.adam_m, written.adam_v};
+            const float *targets[3] = {read.params, read.adam_m, read.adam_v};
+            for (int b = 0; b < 3; b++) {
+                cr_expect_eq(memcmp(targets[b] + to->weight, sources[b] + from->weight,
+                                    to->weight_count * sizeof(float)), 0,
+                             "%s weights (buffer %d)", to->name, b);
+                cr_expect_eq(memcmp(targets[b] + to->bias, sources[b] + from->bias,
+                                    to->bias_count * sizeof(float)), 0,
+                             "%s biases (buffer %d)", to->name, b);
+            }
+            moved += to->weight != from->weight;
+        }
+        cr_expect_gt(moved, 10, "the two layouts differ (%d layers moved)", moved);
+        cr_expect_eq(memcmp(read.state, written.state, built.state_count * sizeof(float)), 0);
+        run_checkpoint_free(&read);
+    }
+    set_param_layout(temp_path("E-r0.h5"), 7);
+    expect_read_fails(temp_path("E-r0.h5"), &built, "param_layout 7", "1 or 2");
     run_checkpoint_free(&written);
 }
 

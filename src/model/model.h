@@ -19,11 +19,19 @@
 
 enum { MODEL_MAX_LAYERS = 192, MODEL_CLASSES = 10 };
 
+/* The 1x1 convolutions that read a module's input (its 1x1 block and, in modes 2 and 3, the
+ * reduce blocks of its 3x3 and 5x5 branches) are "siblings". Grouped, their weights, biases
+ * and pre-BatchNorm outputs lie side by side, so one GEMM computes all three, reads the
+ * input once and sums the input's gradient once. Separate is the layout of parameter
+ * buffers written before grouping existed (checkpoints convert between the two). */
+typedef enum { MODEL_SIBLINGS_GROUPED = 0, MODEL_SIBLINGS_SEPARATE = 1 } model_sibling_form;
+
 typedef struct model_spec {
     int mode;         /* 1, 2 or 3 */
     int alpha;        /* bottleneck factor; ignored (1) for mode 1 */
     int in_channels;  /* 3 for CIFAR-10, 1 for Fashion-MNIST */
     pool_branch_form pool_branch;
+    model_sibling_form siblings;
 } model_spec;
 
 typedef struct model_counts {
@@ -64,6 +72,12 @@ typedef struct layer {
     size_t saved;         /* BN: offset of (mean, invstd) of the last batch in the stats scratch */
     int64_t pseudo_flops; /* this layer's share of the study's counter, per image */
     int64_t macs;         /* per image */
+    /* Grouped sibling 1x1 convolutions (model_sibling_form): the first of a group computes
+     * the whole group as one convolution to group_out_channels outputs, with weights from
+     * `weight`, biases from `bias` and outputs from `out`; the others have group_member
+     * set, and their op is done by then. Both 0 for every other layer. */
+    int group_out_channels;
+    int group_member;
 } layer;
 
 typedef struct model {
@@ -81,6 +95,11 @@ typedef struct model {
 /* Checks the spec (mode 1..3, alpha >= 1, every module width divisible by 8*alpha, input
  * channels >= 1) and builds the layer list and counts. Returns 0 or -1 with err set. */
 int model_build(model *m, const model_spec *spec, bneck_error *err);
+
+/* Copies every layer's weights and biases from a buffer laid out as `from` to one laid out
+ * as `to` (two builds of one spec that differ only in their sibling form). */
+void model_convert_params(float *to_params, const model *to, const float *from_params,
+                          const model *from);
 
 /* The five patterns of the study (A..E): mode and alpha. */
 typedef struct model_pattern {

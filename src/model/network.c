@@ -98,6 +98,11 @@ float *network_tensor_grad(const network *net, tensor_ref t, int batch) {
     return net->activation_grads + (t.region + (size_t)t.first * t.side * t.side) * batch;
 }
 
+/* Output channels of the convolution a conv layer runs: its group's when it leads one. */
+static int layer_conv_outputs(const layer *l) {
+    return l->group_out_channels ? l->group_out_channels : l->out.channels;
+}
+
 static uint8_t *layer_argmax(const network *net, int layer_index, int batch) {
     return net->pool_argmax + net->argmax_offset[layer_index] * (size_t)batch;
 }
@@ -107,6 +112,7 @@ void network_forward(network *net, int batch, int training, float bn_eps, float 
     const model *m = &net->model;
     for (int i = 0; i < m->layer_count; i++) {
         const layer *l = &m->layers[i];
+        if (l->group_member) continue; /* its group's first layer computed it */
         const float *x = network_tensor(net, l->in, batch);
         float *y = network_tensor(net, l->out, batch);
         const int side = l->in.side, channels = l->in.channels;
@@ -115,8 +121,8 @@ void network_forward(network *net, int batch, int training, float bn_eps, float 
         switch (l->kind) {
         case LAYER_CONV:
             be->conv2d_forward(y, x, net->params + l->weight, net->params + l->bias,
-                               net->workspace, batch, side, side, channels, l->out.channels,
-                               l->kernel);
+                               net->workspace, batch, side, side, channels,
+                               layer_conv_outputs(l), l->kernel);
             break;
         case LAYER_BATCHNORM: {
             const size_t plane = (size_t)batch * side * side;
@@ -165,6 +171,8 @@ void network_backward(network *net, int batch) {
     be->zero(net->activation_grads, m->logits.region * batch * sizeof(float));
     for (int i = m->layer_count - 1; i >= 0; i--) {
         const layer *l = &m->layers[i];
+        /* Its group's first layer, reached last, back-propagates the whole group. */
+        if (l->group_member) continue;
         const float *x = network_tensor(net, l->in, batch);
         const float *y = network_tensor(net, l->out, batch);
         const float *dy = network_tensor_grad(net, l->out, batch);
@@ -178,7 +186,7 @@ void network_backward(network *net, int batch) {
         case LAYER_CONV:
             be->conv2d_backward(dx, net->grads + l->weight, net->grads + l->bias, dy, x,
                                 net->params + l->weight, net->workspace, batch, side, side,
-                                channels, l->out.channels, l->kernel);
+                                channels, layer_conv_outputs(l), l->kernel);
             break;
         case LAYER_BATCHNORM:
             be->batchnorm_backward(dx, net->grads + l->weight, net->grads + l->bias, dy, x, y,

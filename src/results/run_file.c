@@ -113,7 +113,18 @@ static int status_is_known(const char *status) {
     return !strcmp(status, "running") || !strcmp(status, "complete");
 }
 
-static int write_checkpoint(const h5_site *site, hid_t file, const run_checkpoint *c) {
+/* /checkpoint's param_layout: the order of the flat parameter and Adam buffers. 1: layer
+ * by layer (files from before the attribute existed); 2: sibling 1x1 convolutions grouped
+ * (model_sibling_form). A checkpoint in the other layout is converted on reading. */
+enum { PARAM_LAYOUT_SEPARATE = 1, PARAM_LAYOUT_GROUPED = 2 };
+
+static int64_t param_layout_of(const model *m) {
+    return m->spec.siblings == MODEL_SIBLINGS_SEPARATE ? PARAM_LAYOUT_SEPARATE
+                                                       : PARAM_LAYOUT_GROUPED;
+}
+
+static int write_checkpoint(const h5_site *site, hid_t file, const model *m,
+                            const run_checkpoint *c) {
     hid_t group = H5I_INVALID_HID;
     const hsize_t params[1] = {c->param_count}, state[1] = {c->state_count};
     BNECK_H5_CHECK(site,
@@ -124,7 +135,8 @@ static int write_checkpoint(const h5_site *site, hid_t file, const run_checkpoin
         h5_write_floats(site, group, "adam_m", c->adam_m, 1, params) ||
         h5_write_floats(site, group, "adam_v", c->adam_v, 1, params) ||
         h5_write_int64_attribute(site, group, "step", c->step) ||
-        h5_write_int64_attribute(site, group, "epochs_done", c->epochs_done))
+        h5_write_int64_attribute(site, group, "epochs_done", c->epochs_done) ||
+        h5_write_int64_attribute(site, group, "param_layout", param_layout_of(m)))
         goto fail;
     h5_close(&group);
     return 0;
@@ -169,7 +181,7 @@ int run_file_write(const char *path, const run_row *row, const epoch_record *his
         h5_write_text_attribute(&site, file, "hdf5_version", results_hdf5_version()) ||
         h5_write_table(&site, file, "/history", &h5_epoch_record_table, history, epochs) ||
         visit_weights(&site, file, m, checkpoint->params, checkpoint->state, 1) ||
-        write_checkpoint(&site, file, checkpoint))
+        write_checkpoint(&site, file, m, checkpoint))
         goto fail;
     if (h5_commit(&site, &file, temporary)) goto fail_committed;
     h5_site_close(&site);
@@ -238,6 +250,40 @@ static int is_group(const h5_site *site, hid_t file, const char *name) {
     return 0;
 }
 
+/* Checks /checkpoint's param_layout and brings c's parameter and Adam buffers (when read)
+ * from that layout into m's. */
+static int read_param_layout(const h5_site *site, hid_t group, const model *m,
+                             run_checkpoint *c) {
+    int64_t layout = PARAM_LAYOUT_SEPARATE;
+    const htri_t present = H5Aexists(group, "param_layout");
+    BNECK_H5_CHECK(site, present, "/checkpoint: cannot look for the param_layout attribute");
+    if (present && h5_read_int64_attribute(site, group, "param_layout", &layout)) return -1;
+    if (layout != PARAM_LAYOUT_SEPARATE && layout != PARAM_LAYOUT_GROUPED)
+        return bneck_error_set(site->err, "%s: /checkpoint: param_layout %lld is not one this "
+                               "build reads (1 or 2)", site->path, (long long)layout);
+    if (!c->params || layout == param_layout_of(m)) return 0;
+    model_spec spec = m->spec;
+    spec.siblings = layout == PARAM_LAYOUT_SEPARATE ? MODEL_SIBLINGS_SEPARATE
+                                                    : MODEL_SIBLINGS_GROUPED;
+    model *written = bneck_malloc(sizeof *written);
+    float *converted = bneck_malloc(m->param_count * sizeof(float));
+    const int built = model_build(written, &spec, site->err);
+    if (built == 0) {
+        float **buffers[3] = {&c->params, &c->adam_m, &c->adam_v};
+        for (int i = 0; i < 3; i++) {
+            model_convert_params(converted, m, *buffers[i], written);
+            float *old = *buffers[i];
+            *buffers[i] = converted;
+            converted = old;
+        }
+    }
+    free(converted);
+    free(written);
+    return built;
+fail:
+    return -1;
+}
+
 static int read_checkpoint(const h5_site *site, hid_t file, const model *m, run_checkpoint *out) {
     hid_t group = H5I_INVALID_HID;
     run_checkpoint c = {.param_count = m->param_count, .state_count = m->state_count};
@@ -263,6 +309,7 @@ static int read_checkpoint(const h5_site *site, hid_t file, const model *m, run_
                         site->path, (long long)step, (long long)epochs_done);
         goto fail;
     }
+    if (read_param_layout(site, group, m, &c)) goto fail;
     c.step = (long)step;
     c.epochs_done = (int)epochs_done;
     h5_close(&group);

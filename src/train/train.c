@@ -33,11 +33,13 @@ static void gradient_bucket_hook(void *context, const layer *l, int index, int b
         queue_bucket(t, t->next_bucket++);
 }
 
-/* Splits the gradient buffer into parts ending at layer boundaries, in the order the
- * backward pass completes them. Leaves bucket_count 0 (one allreduce after the backward
- * pass) when the layers' parameters are not laid out in layer order. */
-static void plan_gradient_buckets(trainer *t) {
+/* Parts end at layer boundaries, in the order the backward pass completes them; a layout
+ * not in layer order keeps the single sum after the backward pass. */
+void trainer_plan_gradient_parts(trainer *t, size_t part_floats) {
     const model *m = &t->net.model;
+    t->bucket_count = 0;
+    t->net.layer_hook = NULL;
+    t->net.layer_hook_context = NULL;
     int lowest = -1; /* the first layer with parameters */
     for (int i = 0; i < m->layer_count && lowest < 0; i++)
         if (m->layers[i].weight_count + m->layers[i].bias_count) lowest = i;
@@ -46,17 +48,21 @@ static void plan_gradient_buckets(trainer *t) {
     int count = 0;
     for (int i = m->layer_count - 1; i >= lowest; i--) {
         const layer *l = &m->layers[i];
-        if (!(l->weight_count + l->bias_count)) continue;
+        /* A sibling group's gradients are all done by its first layer's backward op, and
+         * their block starts at that layer's weights. */
+        if (l->group_member || !(l->weight_count + l->bias_count)) continue;
         size_t first = l->weight_count ? l->weight : l->bias;
         if (l->bias_count && l->bias < first) first = l->bias;
         if (first > tail) return; /* not in layer order: keep the single allreduce */
         if (i == lowest) first = 0;
-        if (tail - first >= GRADIENT_BUCKET_FLOATS || i == lowest) {
+        if (tail - first >= part_floats || i == lowest) {
             t->buckets[count++] = (gradient_bucket){first, tail - first, i};
             tail = first;
         }
     }
     t->bucket_count = count;
+    t->net.layer_hook = gradient_bucket_hook;
+    t->net.layer_hook_context = t;
 }
 
 int trainer_create(trainer *t, const config *cfg, const model_spec *spec, const dataset *train_set,
@@ -84,13 +90,8 @@ int trainer_create(trainer *t, const config *cfg, const model_spec *spec, const 
     const int max_batch = t->max_local_batch > cfg->val_batch ? t->max_local_batch : cfg->val_batch;
     if (network_create(&t->net, &m, backend, max_batch, err)) return -1;
     network_init_params(&t->net, cfg->seed, cfg->init);
-    if (ranks > 1 && t->comm.allreduce_queue_float && t->comm.allreduce_join) {
-        plan_gradient_buckets(t);
-        if (t->bucket_count) {
-            t->net.layer_hook = gradient_bucket_hook;
-            t->net.layer_hook_context = t;
-        }
-    }
+    if (ranks > 1 && t->comm.allreduce_queue_float && t->comm.allreduce_join)
+        trainer_plan_gradient_parts(t, GRADIENT_BUCKET_FLOATS);
     t->adam_m = backend->alloc(m.param_count * sizeof(float));
     t->adam_v = backend->alloc(m.param_count * sizeof(float));
     t->order = bneck_malloc((size_t)train_set->count * sizeof(int));

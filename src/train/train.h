@@ -41,7 +41,7 @@ typedef struct train_comm {
 } train_comm;
 
 /* A contiguous part of the gradient buffer, summed over the ranks once the backward pass
- * is past layer after_layer (parameters are laid out layer by layer, so the backward pass
+ * is past layer after_layer (parameters are laid out in layer order, so the backward pass
  * finishes them from the end of the buffer towards its start). */
 typedef struct gradient_bucket {
     size_t offset, count;
@@ -99,6 +99,12 @@ int trainer_create(trainer *t, const config *cfg, const model_spec *spec, const 
                    const dataset *val_set, const backend_ops *backend, const train_comm *comm,
                    bneck_error *err);
 void trainer_destroy(trainer *t);
+
+/* Splits the gradient buffer into parts of about part_floats (at layer boundaries) that
+ * are summed over the ranks during the backward pass, or leaves one sum after it (0
+ * parts) when the layout does not allow parts. trainer_create plans 2 MiB parts for runs
+ * of several ranks; tests plan smaller ones. */
+void trainer_plan_gradient_parts(trainer *t, size_t part_floats);
 
 /* The learning rate of 0-based epoch `epoch` of cfg->epochs. */
 double trainer_learning_rate(const config *cfg, int epoch);

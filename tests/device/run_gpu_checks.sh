@@ -20,6 +20,7 @@
 # with --graph; (d) tests/bench/torch_bench.py --device cuda, TF32 off, --tf32, --bf16; (e) the
 # table; (f) bneck-bench --profile of A and E (per-op times, appended to results.txt);
 # (j) A and E with BatchNorm's one-kernel path at its default reach, off, and everywhere;
+# (k) B-E with the sibling 1x1 convolutions grouped (one GEMM) and separate;
 # (h) A and E with each k x k convolution engine forced; (i) Nsight Compute's per-kernel
 # times of one step of A and E, when ncu is there; (g) bneck-train on real
 # Fashion-MNIST in tf32 and bf16, steps as CUDA graphs and (E bf16) op by op (when .devdata/
@@ -48,13 +49,18 @@ failures=0
 skipped=0
 
 say() { echo "$*" | tee -a "$summary"; }
-# ae_row LABEL LOG: '#   LABEL  A  E', seconds per epoch of patterns A and E from a
-# bneck-bench log ('-' where the log or the pattern is missing: a part left out for time)
+# ae_row LABEL LOG [PATTERNS]: '#   LABEL  A  E', seconds per epoch of patterns A and E (or
+# PATTERNS) from a bneck-bench log ('-' where the log or the pattern is missing: a part left
+# out for time)
 ae_row() {
-  cat "$2" 2>/dev/null | awk -F, -v label="$1" -v n="$steps_per_epoch" '
+  cat "$2" 2>/dev/null | awk -F, -v label="$1" -v n="$steps_per_epoch" -v patterns="${3:-AE}" '
     $1 == "bneck" && NF == 4 { t[$2] = $3 * n }
     function cell(p) { return (p in t) ? sprintf("%9.3f", t[p]) : sprintf("%9s", "-") }
-    END { printf "#   %-13s %s %s\n", label, cell("A"), cell("E") }'
+    END {
+      printf "#   %-13s", label
+      for (i = 1; i <= length(patterns); i++) printf " %s", cell(substr(patterns, i, 1))
+      printf "\n"
+    }'
 }
 left() { echo $((budget - (SECONDS - started))); }
 
@@ -294,6 +300,21 @@ for limit in 32768 0 1073741824; do
     env BNECK_BN_FUSED_MAX_PLANE=$limit bneck-bench --device cuda --patterns AE --steps 20 \
     --warmup "$warmup" --math tf32 --graph
   ae_row "$limit" "$out/bn_fused_$limit.log" >>"$out/results.txt"
+done
+
+# ---- (k) sibling 1x1 convolutions (a module's 1x1 block and its reduce blocks, which read
+# the same input) as one GEMM (the default) or as three (--separate-siblings)
+{
+  echo "# sibling 1x1 convolutions grouped (one GEMM) or separate (three), tf32, step graph,"
+  echo "# s per epoch:"
+  printf '#   %-13s %9s %9s %9s %9s\n' layout B C D E
+} >>"$out/results.txt"
+for layout in grouped separate; do
+  flag=(); [ "$layout" = separate ] && flag=(--separate-siblings)
+  part "bneck-bench tf32 --graph, B-E, siblings $layout" 40 "$out/siblings_$layout.log" \
+    bneck-bench --device cuda --patterns BCDE --steps 20 --warmup "$warmup" --math tf32 --graph \
+    "${flag[@]}"
+  ae_row "$layout" "$out/siblings_$layout.log" BCDE >>"$out/results.txt"
 done
 
 # ---- (h) the k x k engines one by one (auto picks per shape between them) -------------------
