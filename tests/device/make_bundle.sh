@@ -90,3 +90,11 @@ if [ -f "$fashion/train-images-idx3-ubyte.gz" ]; then
 else
   echo "make_bundle.sh: no Fashion-MNIST at $fashion: the GPU training check will be skipped"
 fi
+# The carry limit holds for everything carried together: the pack and .devdata/.
+carried=$(du -sb "$bundle.tar.xz" "$root/.devdata" 2>/dev/null | awk '{ s += $1 } END { print s + 0 }')
+echo "make_bundle.sh: carried together: $carried bytes"
+if [ "$carried" -gt $((64 * 1024 * 1024)) ]; then
+  echo "make_bundle.sh: the pack and .devdata/ exceed the device tool's 64 MiB carry limit" \
+       "together (carry only .devbundle.tar.xz to leave the training check out)" >&2
+  exit 1
+fi

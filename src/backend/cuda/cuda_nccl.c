@@ -102,7 +102,9 @@ static int fail(cuda_nccl_comm *comm, const char *what, ncclResult_t result) {
         comm->nccl = NULL;
     }
     comm->failed = 1;
-    comm->in_flight = 0;
+    comm->in_flight = 0; /* nothing is in flight on an aborted communicator */
+    comm->joined = 0;
+    comm->in_flight_count = 0;
     return -1;
 }
 
