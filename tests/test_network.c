@@ -126,25 +126,38 @@ static void check_grouped_like_separate(int mode, int alpha) {
     cr_assert_eq(grouped.param_count, separate.param_count);
     cr_assert_eq(grouped.layer_count, separate.layer_count);
 
-    /* One group per module: its first layer is the 1x1 block, then the two reduces. */
+    /* Per module, one group of three convs and one of three BatchNorms, each led by the
+     * 3x3 branch's reduce block; a leader's blocks of parameters and statistics hold the
+     * whole group's. */
     int leaders = 0, members = 0;
     for (int i = 0; i < grouped.layer_count; i++) {
         const layer *l = &grouped.layers[i];
-        cr_expect_eq(separate.layers[i].group_out_channels + separate.layers[i].group_member, 0,
+        const layer *twin = NULL;
+        for (int j = 0; j < separate.layer_count && !twin; j++)
+            if (!strcmp(separate.layers[j].name, l->name)) twin = &separate.layers[j];
+        cr_assert_not_null(twin, "%s is in both layouts", l->name);
+        cr_expect_eq(twin->group_out_channels + twin->group_member, 0,
                      "%s is grouped in the separate layout", l->name);
         if (l->group_out_channels) {
             leaders++;
-            cr_expect(strstr(l->name, "/1x1/conv") != NULL, "%s leads a group", l->name);
-            cr_expect_eq(l->bias, l->weight + (size_t)l->in.channels * l->group_out_channels,
-                         "%s: the group's biases follow its weights", l->name);
+            cr_expect(strstr(l->name, "/3x3/reduce/") != NULL, "%s leads a group", l->name);
+            const size_t total = (size_t)l->group_out_channels;
+            if (l->kind == LAYER_CONV) {
+                cr_expect_eq(l->bias, l->weight + (size_t)l->in.channels * total, "%s", l->name);
+            } else {
+                cr_expect_eq(l->bias, l->weight + total, "%s: betas after gammas", l->name);
+                cr_expect_eq(l->running_var, l->running_mean + total, "%s", l->name);
+                cr_expect_eq(l->batch_invstd, l->batch_mean + total, "%s", l->name);
+            }
         }
         if (l->group_member) {
             members++;
-            cr_expect(strstr(l->name, "/reduce/conv") != NULL, "%s is in a group", l->name);
+            cr_expect(strstr(l->name, "/5x5/reduce/") || strstr(l->name, "/1x1/"),
+                      "%s is in a group", l->name);
         }
     }
-    cr_expect_eq(leaders, 5);
-    cr_expect_eq(members, 10);
+    cr_expect_eq(leaders, 10);
+    cr_expect_eq(members, 20);
 
     static network a, b;
     cr_assert_eq(network_create(&a, &grouped, &cpu_backend, BATCH, NULL), 0);
@@ -152,6 +165,26 @@ static void check_grouped_like_separate(int mode, int alpha) {
     network_init_params(&a, 7, INIT_PYTORCH); /* the BatchNorm state */
     network_init_params(&b, 7, INIT_PYTORCH);
     model_convert_params(a.params, &grouped, b.params, &separate);
+
+    /* A group's members continue its leader's input and output in memory. */
+    const float *leader_in = NULL, *leader_out = NULL;
+    size_t offset = 0;
+    for (int i = 0; i < grouped.layer_count; i++) {
+        const layer *l = &grouped.layers[i];
+        const size_t plane = (size_t)BATCH * l->out.side * l->out.side;
+        if (l->group_out_channels) {
+            leader_in = network_tensor(&a, l->in, BATCH);
+            leader_out = network_tensor(&a, l->out, BATCH);
+            offset = 0;
+        } else if (!l->group_member) {
+            continue;
+        }
+        cr_expect_eq(network_tensor(&a, l->in, BATCH),
+                     l->kind == LAYER_CONV ? leader_in : leader_in + offset, "%s input", l->name);
+        cr_expect_eq(network_tensor(&a, l->out, BATCH), leader_out + offset, "%s output",
+                     l->name);
+        offset += (size_t)l->out.channels * plane;
+    }
 
     /* The conversion moves every value and loses none: back again gives the same bits. */
     float *round_trip = malloc(separate.param_count * sizeof(float));
@@ -164,6 +197,14 @@ static void check_grouped_like_separate(int mode, int alpha) {
     const float loss_a = loss_of(&a, input, labels), loss_b = loss_of(&b, input, labels);
     cr_expect(fabsf(loss_a - loss_b) <= 1e-5f * fabsf(loss_b), "loss %.8g against %.8g", loss_a,
               loss_b);
+    /* the running statistics the training forward passes updated */
+    float *state = malloc(separate.state_count * sizeof(float));
+    model_convert_state(state, &separate, a.state, &grouped);
+    double state_error = 0.0;
+    for (size_t i = 0; i < separate.state_count; i++)
+        state_error = fmax(state_error, fabs(state[i] - b.state[i]) / (1.0 + fabs(b.state[i])));
+    cr_expect_leq(state_error, 1e-5, "running statistics differ by %.3g", state_error);
+    free(state);
     network_backward(&a, BATCH);
     network_backward(&b, BATCH);
     model_convert_params(round_trip, &separate, a.grads, &grouped);

@@ -19,11 +19,12 @@
 
 enum { MODEL_MAX_LAYERS = 192, MODEL_CLASSES = 10 };
 
-/* The 1x1 convolutions that read a module's input (its 1x1 block and, in modes 2 and 3, the
- * reduce blocks of its 3x3 and 5x5 branches) are "siblings". Grouped, their weights, biases
- * and pre-BatchNorm outputs lie side by side, so one GEMM computes all three, reads the
- * input once and sums the input's gradient once. Separate is the layout of parameter
- * buffers written before grouping existed (checkpoints convert between the two). */
+/* In modes 2 and 3, the 1x1 blocks that read a module's input (the reduce blocks of its
+ * 3x3 and 5x5 branches and its 1x1 block) are "siblings". Grouped, their weights, biases,
+ * BatchNorm parameters and statistics and their outputs lie side by side, so one GEMM
+ * computes the three convolutions (reading the input once, summing its gradient once) and
+ * one BatchNorm call the three BatchNorms. Separate is the layer order and buffer layout
+ * of the builds before grouping (checkpoints are converted between the two). */
 typedef enum { MODEL_SIBLINGS_GROUPED = 0, MODEL_SIBLINGS_SEPARATE = 1 } model_sibling_form;
 
 typedef struct model_spec {
@@ -68,14 +69,15 @@ typedef struct layer {
     size_t weight;        /* offset in the parameter buffer: conv OIHW / dense [out][in] / BN gamma */
     size_t bias;          /* conv/dense bias, BN beta */
     size_t weight_count, bias_count;
-    size_t state;         /* BN: offset of running mean (then running var) in the state buffer */
-    size_t saved;         /* BN: offset of (mean, invstd) of the last batch in the stats scratch */
+    size_t running_mean, running_var; /* BN: offsets in the state buffer */
+    size_t batch_mean, batch_invstd;  /* BN: of the last training batch, in the saved scratch */
     int64_t pseudo_flops; /* this layer's share of the study's counter, per image */
     int64_t macs;         /* per image */
-    /* Grouped sibling 1x1 convolutions (model_sibling_form): the first of a group computes
-     * the whole group as one convolution to group_out_channels outputs, with weights from
-     * `weight`, biases from `bias` and outputs from `out`; the others have group_member
-     * set, and their op is done by then. Both 0 for every other layer. */
+    /* Grouped sibling blocks (model_sibling_form): the group's first conv runs all its
+     * convs as one convolution to group_out_channels outputs, and its first BatchNorm all
+     * its BatchNorms as one over group_out_channels channels, each from its own offsets,
+     * `in` and `out` on; the others have group_member set, and their op is done by then.
+     * Both 0 for every other layer. */
     int group_out_channels;
     int group_member;
 } layer;
@@ -96,10 +98,13 @@ typedef struct model {
  * channels >= 1) and builds the layer list and counts. Returns 0 or -1 with err set. */
 int model_build(model *m, const model_spec *spec, bneck_error *err);
 
-/* Copies every layer's weights and biases from a buffer laid out as `from` to one laid out
- * as `to` (two builds of one spec that differ only in their sibling form). */
+/* Copy every layer's weights and biases (params) or BatchNorm running statistics (state)
+ * from a buffer laid out as `from` to one laid out as `to`, matching layers by name (two
+ * builds of one spec that differ only in their sibling form). */
 void model_convert_params(float *to_params, const model *to, const float *from_params,
                           const model *from);
+void model_convert_state(float *to_state, const model *to, const float *from_state,
+                         const model *from);
 
 /* The five patterns of the study (A..E): mode and alpha. */
 typedef struct model_pattern {

@@ -80,8 +80,7 @@ void network_init_params(network *net, uint64_t seed, init_form form) {
                                           : uniform_between(key, l->bias + j, 1.0f / sqrtf(fan_in));
         } else if (l->kind == LAYER_BATCHNORM) {
             for (size_t j = 0; j < l->weight_count; j++) params[l->weight + j] = 1.0f;
-            const int channels = l->out.channels;
-            for (int c = 0; c < channels; c++) state[l->state + channels + c] = 1.0f;
+            for (int c = 0; c < l->out.channels; c++) state[l->running_var + c] = 1.0f;
         }
     }
     net->backend->upload(net->params, params, m->param_count * sizeof(float));
@@ -98,8 +97,8 @@ float *network_tensor_grad(const network *net, tensor_ref t, int batch) {
     return net->activation_grads + (t.region + (size_t)t.first * t.side * t.side) * batch;
 }
 
-/* Output channels of the convolution a conv layer runs: its group's when it leads one. */
-static int layer_conv_outputs(const layer *l) {
+/* Output channels of a layer's op: its group's when it leads one. */
+static int layer_outputs(const layer *l) {
     return l->group_out_channels ? l->group_out_channels : l->out.channels;
 }
 
@@ -112,7 +111,7 @@ void network_forward(network *net, int batch, int training, float bn_eps, float 
     const model *m = &net->model;
     for (int i = 0; i < m->layer_count; i++) {
         const layer *l = &m->layers[i];
-        if (l->group_member) continue; /* its group's first layer computed it */
+        if (l->group_member) continue; /* its group's first layer did its op */
         const float *x = network_tensor(net, l->in, batch);
         float *y = network_tensor(net, l->out, batch);
         const int side = l->in.side, channels = l->in.channels;
@@ -122,21 +121,22 @@ void network_forward(network *net, int batch, int training, float bn_eps, float 
         case LAYER_CONV:
             be->conv2d_forward(y, x, net->params + l->weight, net->params + l->bias,
                                net->workspace, batch, side, side, channels,
-                               layer_conv_outputs(l), l->kernel);
+                               layer_outputs(l), l->kernel);
             break;
         case LAYER_BATCHNORM: {
             const size_t plane = (size_t)batch * side * side;
-            float *running_mean = net->state + l->state;
-            float *running_var = running_mean + channels;
+            const int bn_channels = layer_outputs(l);
+            float *running_mean = net->state + l->running_mean;
+            float *running_var = net->state + l->running_var;
             if (training)
-                be->batchnorm_forward_train(y, net->saved + l->saved,
-                                            net->saved + l->saved + channels, running_mean,
+                be->batchnorm_forward_train(y, net->saved + l->batch_mean,
+                                            net->saved + l->batch_invstd, running_mean,
                                             running_var, x, net->params + l->weight,
                                             net->params + l->bias, bn_eps, bn_momentum, 1,
-                                            channels, plane);
+                                            bn_channels, plane);
             else
                 be->batchnorm_forward_infer(y, x, net->params + l->weight, net->params + l->bias,
-                                            running_mean, running_var, bn_eps, 1, channels,
+                                            running_mean, running_var, bn_eps, 1, bn_channels,
                                             plane);
             break;
         }
@@ -186,12 +186,12 @@ void network_backward(network *net, int batch) {
         case LAYER_CONV:
             be->conv2d_backward(dx, net->grads + l->weight, net->grads + l->bias, dy, x,
                                 net->params + l->weight, net->workspace, batch, side, side,
-                                channels, layer_conv_outputs(l), l->kernel);
+                                channels, layer_outputs(l), l->kernel);
             break;
         case LAYER_BATCHNORM:
             be->batchnorm_backward(dx, net->grads + l->weight, net->grads + l->bias, dy, x, y,
-                                   net->params + l->weight, net->saved + l->saved,
-                                   net->saved + l->saved + channels, channels,
+                                   net->params + l->weight, net->saved + l->batch_mean,
+                                   net->saved + l->batch_invstd, layer_outputs(l),
                                    (size_t)batch * side * side);
             break;
         case LAYER_MAXPOOL3:

@@ -61,8 +61,8 @@ static int layer_tensors(const layer *l, layer_tensor out[4]) {
     case LAYER_BATCHNORM:
         out[count++] = (layer_tensor){"gamma", 0, l->weight, 1, {outc}};
         out[count++] = (layer_tensor){"beta", 0, l->bias, 1, {outc}};
-        out[count++] = (layer_tensor){"moving_mean", 1, l->state, 1, {outc}};
-        out[count++] = (layer_tensor){"moving_variance", 1, l->state + outc, 1, {outc}};
+        out[count++] = (layer_tensor){"moving_mean", 1, l->running_mean, 1, {outc}};
+        out[count++] = (layer_tensor){"moving_variance", 1, l->running_var, 1, {outc}};
         if (l->weight_count != outc || l->bias_count != outc) return -1;
         break;
     default: break;
@@ -113,8 +113,8 @@ static int status_is_known(const char *status) {
     return !strcmp(status, "running") || !strcmp(status, "complete");
 }
 
-/* /checkpoint's param_layout: the order of the flat parameter and Adam buffers. 1: layer
- * by layer (files from before the attribute existed); 2: sibling 1x1 convolutions grouped
+/* /checkpoint's param_layout: the order of the flat parameter, Adam and state buffers. 1:
+ * layer by layer (files from before the attribute existed); 2: sibling blocks grouped
  * (model_sibling_form). A checkpoint in the other layout is converted on reading. */
 enum { PARAM_LAYOUT_SEPARATE = 1, PARAM_LAYOUT_GROUPED = 2 };
 
@@ -250,8 +250,8 @@ static int is_group(const h5_site *site, hid_t file, const char *name) {
     return 0;
 }
 
-/* Checks /checkpoint's param_layout and brings c's parameter and Adam buffers (when read)
- * from that layout into m's. */
+/* Checks /checkpoint's param_layout and brings c's parameter, Adam and state buffers (when
+ * read) from that layout into m's. */
 static int read_param_layout(const h5_site *site, hid_t group, const model *m,
                              run_checkpoint *c) {
     int64_t layout = PARAM_LAYOUT_SEPARATE;
@@ -276,6 +276,10 @@ static int read_param_layout(const h5_site *site, hid_t group, const model *m,
             *buffers[i] = converted;
             converted = old;
         }
+        float *state = bneck_malloc((m->state_count ? m->state_count : 1) * sizeof(float));
+        model_convert_state(state, m, c->state, written);
+        free(c->state);
+        c->state = state;
     }
     free(converted);
     free(written);

@@ -9,8 +9,8 @@
  * forward, loss and backward are captured once as a CUDA graph (after a plain warm-up
  * step) and relaunched; the Adam step stays outside the graph, as cuda_graph.h requires.
  *
- * --separate-siblings lays out the sibling 1x1 convolutions of each module separately (three
- * GEMMs instead of one; model/model.h), to time what grouping them saves.
+ * --separate-siblings lays out the sibling 1x1 blocks of each module separately (three GEMMs
+ * and three BatchNorms instead of one each; model/model.h), to time what grouping saves.
  *
  * --profile N adds N more steps per pattern, synchronised after every layer op, and prints
  * where the time goes (per kind of op, then the costliest layers) as '#' lines after the
@@ -269,7 +269,7 @@ int main(int argc, char **argv) {
     }
     printf("# bneck %s, backend %s (%s), threads %d, batch %d", BNECK_GIT_COMMIT, backend->name,
            backend_versions(backend), cpu_threads(), batch);
-    printf(", math %s, sibling 1x1 convs %s", math_name,
+    printf(", math %s, sibling 1x1 blocks %s", math_name,
            siblings == MODEL_SIBLINGS_GROUPED ? "grouped" : "separate");
 #ifdef BNECK_HAVE_CUDA
     if (on_gpu) printf(", conv %s, graph %s", cuda_backend_conv_engine_name(), graph ? "on" : "off");

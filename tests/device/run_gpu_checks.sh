@@ -20,7 +20,7 @@
 # with --graph; (d) tests/bench/torch_bench.py --device cuda, TF32 off, --tf32, --bf16; (e) the
 # table; (f) bneck-bench --profile of A and E (per-op times, appended to results.txt);
 # (j) A and E with BatchNorm's one-kernel path at its default reach, off, and everywhere;
-# (k) B-E with the sibling 1x1 convolutions grouped (one GEMM) and separate;
+# (k) B-E with the sibling 1x1 blocks grouped (one GEMM, one BatchNorm) and separate;
 # (h) A and E with each k x k convolution engine forced; (i) Nsight Compute's per-kernel
 # times of one step of A and E, when ncu is there; (g) bneck-train on real
 # Fashion-MNIST in tf32 and bf16, steps as CUDA graphs and (E bf16) op by op (when .devdata/
@@ -302,10 +302,10 @@ for limit in 32768 0 1073741824; do
   ae_row "$limit" "$out/bn_fused_$limit.log" >>"$out/results.txt"
 done
 
-# ---- (k) sibling 1x1 convolutions (a module's 1x1 block and its reduce blocks, which read
-# the same input) as one GEMM (the default) or as three (--separate-siblings)
+# ---- (k) sibling 1x1 blocks (a module's reduce blocks and its 1x1 block, which read
+# the same input) as one GEMM and one BatchNorm (the default) or as three (--separate-siblings)
 {
-  echo "# sibling 1x1 convolutions grouped (one GEMM) or separate (three), tf32, step graph,"
+  echo "# sibling 1x1 blocks grouped (one GEMM, one BatchNorm) or separate (three), tf32, graph,"
   echo "# s per epoch:"
   printf '#   %-13s %9s %9s %9s %9s\n' layout B C D E
 } >>"$out/results.txt"
