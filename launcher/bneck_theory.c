@@ -408,7 +408,7 @@ int main(int argc, char **argv) {
         for (int i = 0; i < PATTERN_COUNT; i++) {
             const model_spec spec = {model_study_patterns[i].mode, model_study_patterns[i].alpha,
                                      opts.input_channels, opts.pool_branch,
-                                     MODEL_SIBLINGS_GROUPED};
+                                     MODEL_LAYERS_GROUPED};
             bneck_error err;
             if (model_build(&built, &spec, &err) != 0) usage_error(err.message);
             rows.counts[i] = built.counts;

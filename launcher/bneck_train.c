@@ -94,7 +94,7 @@ int main(int argc, char **argv) {
     dataset_truncate(&val_set, cfg.val_limit);
 
     model_spec spec = {cfg.mode, cfg.alpha, train_set.channels, cfg.pool_branch,
-                       MODEL_SIBLINGS_GROUPED};
+                       MODEL_LAYERS_GROUPED};
     static trainer run;
     if (trainer_create(&run, &cfg, &spec, &train_set, &val_set, backend, NULL, &err)) {
         fprintf(stderr, "bneck-train: %s\n", err.message);

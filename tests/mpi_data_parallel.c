@@ -82,7 +82,7 @@ int main(int argc, char **argv) {
 
     /* 1. Summed gradients. */
     model m;
-    model_spec spec = {3, 4, 1, POOL_BRANCH_KERAS, MODEL_SIBLINGS_GROUPED};
+    model_spec spec = {3, 4, 1, POOL_BRANCH_KERAS, MODEL_LAYERS_GROUPED};
     model_build(&m, &spec, NULL);
     static network net;
     network_create(&net, &m, &cpu_backend, HALF, NULL);

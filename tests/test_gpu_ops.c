@@ -978,7 +978,7 @@ Test(gpu_ops, training_step_matches_cpu_in_every_precision, .timeout = 300) {
         model m;
         bneck_error err;
         const model_spec spec = {pattern->mode, pattern->alpha, 3, POOL_BRANCH_KERAS,
-                                 MODEL_SIBLINGS_GROUPED};
+                                 MODEL_LAYERS_GROUPED};
         cr_assert_eq(model_build(&m, &spec, &err), 0, "%s", err.message);
         const size_t input_floats = (size_t)batch * 3 * 1024;
         float *input = random_floats(2000 + p, input_floats, 0.0f, 1.0f);
@@ -1249,7 +1249,7 @@ Test(gpu_ops, graph_of_a_training_step_matches_the_plain_step, .timeout = 300) {
     const int batch = 16;
     model m;
     bneck_error err;
-    const model_spec spec = {3, 4, 3, POOL_BRANCH_KERAS, MODEL_SIBLINGS_GROUPED};
+    const model_spec spec = {3, 4, 3, POOL_BRANCH_KERAS, MODEL_LAYERS_GROUPED};
     cr_assert_eq(model_build(&m, &spec, &err), 0, "%s", err.message);
     network net;
     cr_assert_eq(network_create(&net, &m, &cuda_backend, batch, &err), 0, "%s", err.message);
@@ -1406,7 +1406,7 @@ static long train_two_epochs(step_graph_mode mode, float *params, size_t param_c
     cfg.augment = 1;
     cfg.seed = 5;
     dataset train_set = banded_images(250, 1), val_set = banded_images(100, 2);
-    model_spec spec = {3, 4, 1, POOL_BRANCH_KERAS, MODEL_SIBLINGS_GROUPED};
+    model_spec spec = {3, 4, 1, POOL_BRANCH_KERAS, MODEL_LAYERS_GROUPED};
     static trainer run;
     cr_assert_eq(trainer_create(&run, &cfg, &spec, &train_set, &val_set, &cuda_backend, NULL, NULL), 0);
     char message[512];
@@ -1432,7 +1432,7 @@ Test(gpu_ops, trainer_with_step_graphs_trains_like_op_by_op, .timeout = 300) {
     cuda_backend_set_deterministic(1);
     cuda_backend_set_conv_engine(CUDA_CONV_GEMM);
     model m;
-    model_spec spec = {3, 4, 1, POOL_BRANCH_KERAS, MODEL_SIBLINGS_GROUPED};
+    model_spec spec = {3, 4, 1, POOL_BRANCH_KERAS, MODEL_LAYERS_GROUPED};
     cr_assert_eq(model_build(&m, &spec, NULL), 0);
     float *plain = host_floats(m.param_count), *graphed = host_floats(m.param_count);
     epoch_record plain_records[2], graphed_records[2];

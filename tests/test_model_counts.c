@@ -21,7 +21,7 @@ static model built; /* large: keep it off the stack */
 Test(model_counts, keras_form_matches_the_study_exactly) {
     for (int i = 0; i < 5; i++) {
         model_spec spec = {study[i].mode, study[i].alpha, 3, POOL_BRANCH_KERAS,
-                           MODEL_SIBLINGS_GROUPED};
+                           MODEL_LAYERS_GROUPED};
         bneck_error err;
         cr_assert_eq(model_build(&built, &spec, &err), 0, "%s", err.message);
         cr_expect_eq(built.counts.params, study[i].params, "pattern %s params %lld",
@@ -41,7 +41,7 @@ Test(model_counts, keras_form_matches_the_study_exactly) {
 Test(model_counts, pytorch_pool_branch_is_688_fewer) {
     for (int i = 0; i < 5; i++) {
         model_spec spec = {study[i].mode, study[i].alpha, 3, POOL_BRANCH_PYTORCH,
-                           MODEL_SIBLINGS_GROUPED};
+                           MODEL_LAYERS_GROUPED};
         cr_assert_eq(model_build(&built, &spec, NULL), 0);
         cr_expect_eq(built.counts.params, study[i].params - 688, "pattern %s",
                      model_study_patterns[i].name);
@@ -57,7 +57,7 @@ Test(model_counts, study_pattern_table_matches) {
 }
 
 Test(model_counts, one_input_channel_changes_only_the_first_layers) {
-    model_spec spec = {1, 1, 1, POOL_BRANCH_KERAS, MODEL_SIBLINGS_GROUPED};
+    model_spec spec = {1, 1, 1, POOL_BRANCH_KERAS, MODEL_LAYERS_GROUPED};
     cr_assert_eq(model_build(&built, &spec, NULL), 0);
     /* Inception 1's first layers see 1 channel instead of 3: 2 fewer input channels of
      * 1x1 (24), 3x3 (48), 5x5 (12) and pool-1x1 (12) convs: 2*(24 + 9*48 + 25*12 + 12). */
@@ -66,18 +66,18 @@ Test(model_counts, one_input_channel_changes_only_the_first_layers) {
 
 Test(model_counts, bad_specs_are_refused_with_a_reason) {
     bneck_error err;
-    model_spec bad_mode = {4, 2, 3, POOL_BRANCH_KERAS, MODEL_SIBLINGS_GROUPED};
+    model_spec bad_mode = {4, 2, 3, POOL_BRANCH_KERAS, MODEL_LAYERS_GROUPED};
     cr_expect_eq(model_build(&built, &bad_mode, &err), -1);
     cr_expect(strstr(err.message, "mode") != NULL, "%s", err.message);
-    model_spec bad_alpha = {2, 8, 3, POOL_BRANCH_KERAS, MODEL_SIBLINGS_GROUPED}; /* 96 % 64 != 0 */
+    model_spec bad_alpha = {2, 8, 3, POOL_BRANCH_KERAS, MODEL_LAYERS_GROUPED}; /* 96 % 64 != 0 */
     cr_expect_eq(model_build(&built, &bad_alpha, &err), -1);
     cr_expect(strstr(err.message, "divisible") != NULL, "%s", err.message);
-    model_spec zero_alpha = {2, 0, 3, POOL_BRANCH_KERAS, MODEL_SIBLINGS_GROUPED};
+    model_spec zero_alpha = {2, 0, 3, POOL_BRANCH_KERAS, MODEL_LAYERS_GROUPED};
     cr_expect_eq(model_build(&built, &zero_alpha, &err), -1);
 }
 
 Test(model_counts, concat_slices_tile_each_module_output) {
-    model_spec spec = {3, 4, 3, POOL_BRANCH_KERAS, MODEL_SIBLINGS_GROUPED};
+    model_spec spec = {3, 4, 3, POOL_BRANCH_KERAS, MODEL_LAYERS_GROUPED};
     cr_assert_eq(model_build(&built, &spec, NULL), 0);
     /* Channels written into each region must cover it exactly once. */
     for (int i = 0; i < built.layer_count; i++) {

@@ -97,7 +97,7 @@ static void write_bytes(const char *path, const void *bytes, size_t size) {
 static model built; /* large: keep it off the stack */
 
 static void build_small_model(model *m, int mode, int alpha) {
-    model_spec spec = {mode, alpha, 1, POOL_BRANCH_KERAS, MODEL_SIBLINGS_GROUPED};
+    model_spec spec = {mode, alpha, 1, POOL_BRANCH_KERAS, MODEL_LAYERS_GROUPED};
     bneck_error err;
     cr_assert_eq(model_build(m, &spec, &err), 0, "%s", err.message);
 }
@@ -455,13 +455,13 @@ static void set_param_layout(const char *path, int64_t value) {
     H5Fclose(file);
 }
 
-/* A checkpoint written layer by layer (separate sibling blocks, as every build before the
+/* A checkpoint written layer by layer (layers separate, as every build before the
  * grouped layout wrote it, without the attribute) resumes in the grouped layout with every
  * layer's weights, Adam moments and running statistics where they belong. */
 Test(run_file, checkpoints_of_the_separate_layout_are_converted) {
     static model separate;
     model_spec spec = built.spec;
-    spec.siblings = MODEL_SIBLINGS_SEPARATE;
+    spec.grouping = MODEL_LAYERS_SEPARATE;
     cr_assert_eq(model_build(&separate, &spec, NULL), 0);
     epoch_record history[SAMPLE_EPOCHS];
     fill_history(history, SAMPLE_EPOCHS, 0.0);

@@ -106,48 +106,67 @@ static void block(builder *b, tensor_ref in, tensor_ref out, int kernel, int wit
     m->saved_count += 2 * channels;
 }
 
-/* 1x1 blocks that read the same input, laid out as one (model_sibling_form): the convs'
- * weights [O1+O2+...][I] and biases, their pre-BatchNorm outputs as one region, the
- * BatchNorms' gammas, betas, running means, running variances, batch means and 1/stds
- * each as one block, and their outputs `outs`, which must follow one another in the arena.
- * The first conv and the first BatchNorm do the work of all; the others are members. */
-static void sibling_blocks(builder *b, tensor_ref in, const tensor_ref *outs,
-                           const char *const *prefixes, int count) {
-    model *m = b->m;
-    int total = 0;
-    for (int i = 0; i < count; i++) total += outs[i].channels;
-    const size_t side_area = (size_t)in.side * in.side;
+/* Group flags: the first layer of a group does the op of all `count` layers. */
+static void group_mark(layer **layers, int count, int total_channels) {
+    for (int i = 0; i < count; i++) {
+        layers[i]->group_out_channels = i ? 0 : total_channels;
+        layers[i]->group_member = i > 0;
+    }
+}
+
+/* Fails unless the tensors follow one another in the arena (a channel range of CNHW is a
+ * pointer offset, so adjacent slices form one tensor). */
+static void check_adjacent(const tensor_ref *t, const char *const *prefixes, int count) {
     for (int i = 1; i < count; i++) {
-        const tensor_ref *p = &outs[i - 1], *o = &outs[i];
-        if (p->region + (size_t)(p->first + p->channels) * side_area !=
-            o->region + (size_t)o->first * side_area)
-            BNECK_FAIL("sibling blocks %s and %s: outputs not adjacent", prefixes[i - 1],
+        const size_t area = (size_t)t[i].side * t[i].side;
+        if (t[i - 1].region + (size_t)(t[i - 1].first + t[i - 1].channels) * area !=
+            t[i].region + (size_t)t[i].first * area)
+            BNECK_FAIL("grouped layers %s and %s: tensors not adjacent", prefixes[i - 1],
                        prefixes[i]);
     }
-    tensor_ref conv_out = region_new(b, total, in.side);
-    layer *convs[8], *bns[8];
-    if (count > 8) BNECK_FAIL("more than 8 sibling blocks");
+}
 
+enum { GROUP_MAX = 4 };
+
+/* 1x1 convolutions of one input to adjacent outputs as one: weights [O1+O2+...][I], then
+ * the biases. */
+static void conv_group(builder *b, tensor_ref in, const tensor_ref *outs,
+                       const char *const *prefixes, int count) {
+    model *m = b->m;
+    layer *convs[GROUP_MAX];
+    int total = 0;
+    for (int i = 0; i < count; i++) total += outs[i].channels;
+    check_adjacent(outs, prefixes, count);
     size_t weight = m->param_count, bias = weight + (size_t)in.channels * total;
     m->param_count = bias + (size_t)total;
-    for (int i = 0, first = 0; i < count; first += outs[i].channels, i++) {
-        layer *conv = convs[i] = conv_layer(b, in, slice(conv_out, first, outs[i].channels), 1,
-                                            prefixes[i]);
+    for (int i = 0; i < count; i++) {
+        layer *conv = convs[i] = conv_layer(b, in, outs[i], 1, prefixes[i]);
         conv->weight = weight;
         conv->bias = bias;
         weight += conv->weight_count;
         bias += conv->bias_count;
     }
+    group_mark(convs, count, total);
+}
 
-    size_t gamma = m->param_count, beta = gamma + (size_t)total;
-    m->param_count = beta + (size_t)total;
-    size_t mean = m->state_count, var = mean + (size_t)total;
-    m->state_count += 2 * (size_t)total;
-    size_t batch_mean = m->saved_count, batch_invstd = batch_mean + (size_t)total;
-    m->saved_count += 2 * (size_t)total;
-    for (int i = 0, first = 0; i < count; first += outs[i].channels, i++) {
-        layer *bn = bns[i] = batchnorm_layer(b, slice(conv_out, first, outs[i].channels),
-                                             outs[i], prefixes[i]);
+/* BatchNorms of adjacent inputs to adjacent outputs as one: the gammas, betas, running
+ * means, running variances, batch means and batch 1/stds each as one block. */
+static void batchnorm_group(builder *b, const tensor_ref *ins, const tensor_ref *outs,
+                            const char *const *prefixes, int count) {
+    model *m = b->m;
+    layer *bns[GROUP_MAX];
+    size_t total = 0;
+    for (int i = 0; i < count; i++) total += (size_t)outs[i].channels;
+    check_adjacent(ins, prefixes, count);
+    check_adjacent(outs, prefixes, count);
+    size_t gamma = m->param_count, beta = gamma + total;
+    m->param_count = beta + total;
+    size_t mean = m->state_count, var = mean + total;
+    m->state_count += 2 * total;
+    size_t batch_mean = m->saved_count, batch_invstd = batch_mean + total;
+    m->saved_count += 2 * total;
+    for (int i = 0; i < count; i++) {
+        layer *bn = bns[i] = batchnorm_layer(b, ins[i], outs[i], prefixes[i]);
         const size_t channels = (size_t)outs[i].channels;
         bn->weight = gamma, bn->bias = beta;
         bn->running_mean = mean, bn->running_var = var;
@@ -155,18 +174,29 @@ static void sibling_blocks(builder *b, tensor_ref in, const tensor_ref *outs,
         gamma += channels, beta += channels, mean += channels, var += channels;
         batch_mean += channels, batch_invstd += channels;
     }
-    for (int i = 0; i < count; i++) {
-        convs[i]->group_out_channels = bns[i]->group_out_channels = i ? 0 : total;
-        convs[i]->group_member = bns[i]->group_member = i > 0;
-    }
+    group_mark(bns, count, (int)total);
 }
 
-/* The rest of a k x k branch after its reduce block (modes 2 and 3), from `squeezed`. */
-static void branch_after_reduce(builder *b, tensor_ref squeezed, tensor_ref out, int kernel,
-                                const char *prefix) {
+/* A conv without BatchNorm from in to out (a slice of some region), its own parameters. */
+static void conv_alone(builder *b, tensor_ref in, tensor_ref out, int kernel,
+                       const char *prefix) {
+    layer *conv = conv_layer(b, in, out, kernel, prefix);
+    params_take(b->m, conv, conv->weight_count, conv->bias_count);
+}
+
+/* A k x k branch producing out.channels channels, in the model's mode. */
+static void branch(builder *b, tensor_ref in, tensor_ref out, int kernel, const char *prefix) {
+    const int mode = b->m->spec.mode;
     char name[48];
+    if (mode == 1) {
+        block(b, in, out, kernel, 1, prefix);
+        return;
+    }
+    tensor_ref squeezed = region_new(b, out.channels / b->m->spec.alpha, in.side);
+    snprintf(name, sizeof name, "%s/reduce", prefix);
+    block(b, in, squeezed, 1, 1, name);
     snprintf(name, sizeof name, "%s/spatial", prefix);
-    if (b->m->spec.mode == 2) {
+    if (mode == 2) {
         block(b, squeezed, out, kernel, 1, name);
         return;
     }
@@ -176,60 +206,117 @@ static void branch_after_reduce(builder *b, tensor_ref squeezed, tensor_ref out,
     block(b, spatial, out, 1, 1, name);
 }
 
-/* A k x k branch producing out.channels channels, in the model's mode. */
-static void branch(builder *b, tensor_ref in, tensor_ref out, int kernel, const char *prefix) {
-    char name[48];
-    if (b->m->spec.mode == 1) {
-        block(b, in, out, kernel, 1, prefix);
-        return;
-    }
-    tensor_ref squeezed = region_new(b, out.channels / b->m->spec.alpha, in.side);
-    snprintf(name, sizeof name, "%s/reduce", prefix);
-    block(b, in, squeezed, 1, 1, name);
-    branch_after_reduce(b, squeezed, out, kernel, prefix);
+static layer *maxpool_layer(builder *b, tensor_ref in, tensor_ref out, int index) {
+    layer *pool = layer_add(b, LAYER_MAXPOOL3, in, out, "inception%d/pool/maxpool", index);
+    pool->pseudo_flops = 9 * (int64_t)in.side * in.side * in.channels;
+    b->m->counts.pseudo_flops += pool->pseudo_flops;
+    return pool;
 }
 
-static tensor_ref inception(builder *b, tensor_ref in, int width, int index) {
+/* The module as SPEC section 2 draws it, block by block (MODEL_LAYERS_SEPARATE). */
+static tensor_ref inception_separate(builder *b, tensor_ref in, int width, int index) {
+    char name[48];
+    tensor_ref out = region_new(b, width, in.side);
+    snprintf(name, sizeof name, "inception%d/1x1", index);
+    block(b, in, slice(out, 0, width / 4), 1, 1, name);
+    snprintf(name, sizeof name, "inception%d/3x3", index);
+    branch(b, in, slice(out, width / 4, width / 2), 3, name);
+    snprintf(name, sizeof name, "inception%d/5x5", index);
+    branch(b, in, slice(out, 3 * width / 4, width / 8), 5, name);
+    tensor_ref pooled = region_new(b, in.channels, in.side);
+    maxpool_layer(b, in, pooled, index);
+    snprintf(name, sizeof name, "inception%d/pool/1x1", index);
+    block(b, pooled, slice(out, 7 * width / 8, width / 8), 1,
+          b->m->spec.pool_branch == POOL_BRANCH_KERAS, name);
+    return out;
+}
+
+/* The same module with its layers grouped (MODEL_LAYERS_GROUPED):
+ * - with bottlenecks, the reduce blocks of the 3x3 and 5x5 branches and the 1x1 block
+ *   all read `in`: one conv group and one BatchNorm group, whose outputs (the reduces'
+ *   region, then the 1x1's slice at the start of the module's output) are adjacent;
+ * - the last BatchNorms of the branches (of all four in mode 1, of the three others with
+ *   bottlenecks; not the pool branch's in the PyTorch form, which has none) write the
+ *   module's output side by side: one BatchNorm group over one region of their convs'
+ *   outputs, after the last of those convs. */
+static tensor_ref inception_grouped(builder *b, tensor_ref in, int width, int index) {
     model *m = b->m;
-    const int alpha = m->spec.alpha;
-    char name[48], names[3][48];
-    tensor_ref out;
-    if (m->spec.mode > 1 && m->spec.siblings == MODEL_SIBLINGS_GROUPED) {
-        /* The two reduce blocks and the 1x1 block all read `in`: one sibling group, whose
-         * outputs (the reduces' region, then the 1x1's slice at the start of the module's
-         * output) lie one after another. */
-        tensor_ref reduced = region_new(b, width / 2 / alpha + width / 8 / alpha, in.side);
+    const int mode = m->spec.mode, alpha = m->spec.alpha;
+    const int pool_bn = m->spec.pool_branch == POOL_BRANCH_KERAS;
+    const int widths[4] = {width / 4, width / 2, width / 8, width / 8}; /* 1x1 3x3 5x5 pool */
+    static const char *const branch_names[4] = {"1x1", "3x3", "5x5", "pool/1x1"};
+    char names[GROUP_MAX][48];
+    const char *prefixes[GROUP_MAX] = {names[0], names[1], names[2], names[3]};
+    tensor_ref out, reduced = {0};
+
+    if (mode > 1) {
+        const int reduce3 = widths[1] / alpha, reduce5 = widths[2] / alpha;
+        reduced = region_new(b, reduce3 + reduce5, in.side);
         out = region_new(b, width, in.side);
-        const tensor_ref outs[3] = {slice(reduced, 0, width / 2 / alpha),
-                                    slice(reduced, width / 2 / alpha, width / 8 / alpha),
-                                    slice(out, 0, width / 4)};
+        const tensor_ref outs[3] = {slice(reduced, 0, reduce3), slice(reduced, reduce3, reduce5),
+                                    slice(out, 0, widths[0])};
         snprintf(names[0], sizeof names[0], "inception%d/3x3/reduce", index);
         snprintf(names[1], sizeof names[1], "inception%d/5x5/reduce", index);
         snprintf(names[2], sizeof names[2], "inception%d/1x1", index);
-        const char *const prefixes[3] = {names[0], names[1], names[2]};
-        sibling_blocks(b, in, outs, prefixes, 3);
-        snprintf(name, sizeof name, "inception%d/3x3", index);
-        branch_after_reduce(b, outs[0], slice(out, width / 4, width / 2), 3, name);
-        snprintf(name, sizeof name, "inception%d/5x5", index);
-        branch_after_reduce(b, outs[1], slice(out, 3 * width / 4, width / 8), 5, name);
+        tensor_ref convs_out = region_new(b, reduce3 + reduce5 + widths[0], in.side);
+        const tensor_ref ins[3] = {slice(convs_out, 0, reduce3),
+                                   slice(convs_out, reduce3, reduce5),
+                                   slice(convs_out, reduce3 + reduce5, widths[0])};
+        conv_group(b, in, ins, prefixes, 3);
+        batchnorm_group(b, ins, outs, prefixes, 3);
     } else {
         out = region_new(b, width, in.side);
-        snprintf(name, sizeof name, "inception%d/1x1", index);
-        block(b, in, slice(out, 0, width / 4), 1, 1, name);
-        snprintf(name, sizeof name, "inception%d/3x3", index);
-        branch(b, in, slice(out, width / 4, width / 2), 3, name);
-        snprintf(name, sizeof name, "inception%d/5x5", index);
-        branch(b, in, slice(out, 3 * width / 4, width / 8), 5, name);
     }
 
+    /* The branches' last convs write one region, in the order of the module's output. */
+    const int first = mode > 1 ? 1 : 0, last = pool_bn ? 4 : 3;
+    int channels = 0;
+    for (int k = first; k < last; k++) channels += widths[k];
+    tensor_ref finals = region_new(b, channels, in.side);
+    tensor_ref final_ins[GROUP_MAX], final_outs[GROUP_MAX];
+    int count = 0, offset = 0, out_first = 0;
+    for (int k = 0; k < 4; k++) {
+        const tensor_ref branch_out = slice(out, out_first, widths[k]);
+        out_first += widths[k];
+        if (k < first || k >= last) continue;
+        final_ins[count] = slice(finals, offset, widths[k]);
+        final_outs[count] = branch_out;
+        snprintf(names[count], sizeof names[count], "inception%d/%s%s", index,
+                 branch_names[k], k == 0 || k == 3 || mode == 1 ? "" : mode == 2 ? "/spatial"
+                                                                                : "/expand");
+        offset += widths[k];
+        count++;
+    }
+    char name[48];
+    for (int k = first; k < 3; k++) { /* the 1x1 (mode 1), 3x3 and 5x5 branches */
+        const int kernel = k == 0 ? 1 : k == 1 ? 3 : 5;
+        const tensor_ref target = final_ins[k - first];
+        if (mode == 1 || k == 0) {
+            conv_alone(b, in, target, kernel, prefixes[k - first]);
+        } else if (mode == 2) {
+            conv_alone(b, slice(reduced, k == 1 ? 0 : widths[1] / alpha, widths[k] / alpha),
+                       target, kernel, prefixes[k - first]);
+        } else {
+            const tensor_ref squeezed =
+                slice(reduced, k == 1 ? 0 : widths[1] / alpha, widths[k] / alpha);
+            tensor_ref spatial = region_new(b, squeezed.channels, in.side);
+            snprintf(name, sizeof name, "inception%d/%s/spatial", index, branch_names[k]);
+            block(b, squeezed, spatial, kernel, 1, name);
+            conv_alone(b, spatial, target, 1, prefixes[k - first]);
+        }
+    }
     tensor_ref pooled = region_new(b, in.channels, in.side);
-    layer *pool = layer_add(b, LAYER_MAXPOOL3, in, pooled, "inception%d/pool/maxpool", index);
-    pool->pseudo_flops = 9 * (int64_t)in.side * in.side * in.channels;
-    m->counts.pseudo_flops += pool->pseudo_flops;
+    maxpool_layer(b, in, pooled, index);
     snprintf(name, sizeof name, "inception%d/pool/1x1", index);
-    block(b, pooled, slice(out, 7 * width / 8, width / 8), 1,
-          m->spec.pool_branch == POOL_BRANCH_KERAS, name);
+    if (pool_bn) conv_alone(b, pooled, final_ins[count - 1], 1, name);
+    else conv_alone(b, pooled, slice(out, 7 * width / 8, width / 8), 1, name);
+    batchnorm_group(b, final_ins, final_outs, prefixes, count);
     return out;
+}
+
+static tensor_ref inception(builder *b, tensor_ref in, int width, int index) {
+    return b->m->spec.grouping == MODEL_LAYERS_GROUPED ? inception_grouped(b, in, width, index)
+                                                         : inception_separate(b, in, width, index);
 }
 
 static tensor_ref avgpool(builder *b, tensor_ref in, int index) {

@@ -19,20 +19,23 @@
 
 enum { MODEL_MAX_LAYERS = 192, MODEL_CLASSES = 10 };
 
-/* In modes 2 and 3, the 1x1 blocks that read a module's input (the reduce blocks of its
- * 3x3 and 5x5 branches and its 1x1 block) are "siblings". Grouped, their weights, biases,
- * BatchNorm parameters and statistics and their outputs lie side by side, so one GEMM
- * computes the three convolutions (reading the input once, summing its gradient once) and
- * one BatchNorm call the three BatchNorms. Separate is the layer order and buffer layout
- * of the builds before grouping (checkpoints are converted between the two). */
-typedef enum { MODEL_SIBLINGS_GROUPED = 0, MODEL_SIBLINGS_SEPARATE = 1 } model_sibling_form;
+/* How a module's layers are laid out. Grouped (the default):
+ * - in modes 2 and 3, the 1x1 convolutions that read the module's input (the reduce blocks
+ *   of its 3x3 and 5x5 branches and its 1x1 block) run as one GEMM, which reads the input
+ *   once and sums its gradient once, and their BatchNorms as one call;
+ * - the BatchNorms of the branches' last blocks, whose outputs are side by side in the
+ *   module's output, run as one call (all four branches' in mode 1).
+ * So a group's weights, biases, BatchNorm parameters and statistics, inputs and outputs
+ * each lie side by side. Separate is the layer order and buffer layout of the builds
+ * before grouping, one op per block (checkpoints are converted between the two). */
+typedef enum { MODEL_LAYERS_GROUPED = 0, MODEL_LAYERS_SEPARATE = 1 } model_grouping;
 
 typedef struct model_spec {
     int mode;         /* 1, 2 or 3 */
     int alpha;        /* bottleneck factor; ignored (1) for mode 1 */
     int in_channels;  /* 3 for CIFAR-10, 1 for Fashion-MNIST */
     pool_branch_form pool_branch;
-    model_sibling_form siblings;
+    model_grouping grouping;
 } model_spec;
 
 typedef struct model_counts {
@@ -73,11 +76,10 @@ typedef struct layer {
     size_t batch_mean, batch_invstd;  /* BN: of the last training batch, in the saved scratch */
     int64_t pseudo_flops; /* this layer's share of the study's counter, per image */
     int64_t macs;         /* per image */
-    /* Grouped sibling blocks (model_sibling_form): the group's first conv runs all its
-     * convs as one convolution to group_out_channels outputs, and its first BatchNorm all
-     * its BatchNorms as one over group_out_channels channels, each from its own offsets,
-     * `in` and `out` on; the others have group_member set, and their op is done by then.
-     * Both 0 for every other layer. */
+    /* Grouped layers (model_grouping): the first layer of a group runs the op of all its
+     * layers, as one convolution to group_out_channels outputs or one BatchNorm over
+     * group_out_channels channels, from its own offsets, `in` and `out` on; the others
+     * have group_member set, and their op is done by then. Both 0 outside groups. */
     int group_out_channels;
     int group_member;
 } layer;
@@ -100,7 +102,7 @@ int model_build(model *m, const model_spec *spec, bneck_error *err);
 
 /* Copy every layer's weights and biases (params) or BatchNorm running statistics (state)
  * from a buffer laid out as `from` to one laid out as `to`, matching layers by name (two
- * builds of one spec that differ only in their sibling form). */
+ * builds of one spec that differ only in their grouping). */
 void model_convert_params(float *to_params, const model *to, const float *from_params,
                           const model *from);
 void model_convert_state(float *to_state, const model *to, const float *from_state,

@@ -114,12 +114,12 @@ static int status_is_known(const char *status) {
 }
 
 /* /checkpoint's param_layout: the order of the flat parameter, Adam and state buffers. 1:
- * layer by layer (files from before the attribute existed); 2: sibling blocks grouped
- * (model_sibling_form). A checkpoint in the other layout is converted on reading. */
+ * layer by layer (files from before the attribute existed); 2: layers grouped
+ * (model_grouping). A checkpoint in the other layout is converted on reading. */
 enum { PARAM_LAYOUT_SEPARATE = 1, PARAM_LAYOUT_GROUPED = 2 };
 
 static int64_t param_layout_of(const model *m) {
-    return m->spec.siblings == MODEL_SIBLINGS_SEPARATE ? PARAM_LAYOUT_SEPARATE
+    return m->spec.grouping == MODEL_LAYERS_SEPARATE ? PARAM_LAYOUT_SEPARATE
                                                        : PARAM_LAYOUT_GROUPED;
 }
 
@@ -263,8 +263,8 @@ static int read_param_layout(const h5_site *site, hid_t group, const model *m,
                                "build reads (1 or 2)", site->path, (long long)layout);
     if (!c->params || layout == param_layout_of(m)) return 0;
     model_spec spec = m->spec;
-    spec.siblings = layout == PARAM_LAYOUT_SEPARATE ? MODEL_SIBLINGS_SEPARATE
-                                                    : MODEL_SIBLINGS_GROUPED;
+    spec.grouping = layout == PARAM_LAYOUT_SEPARATE ? MODEL_LAYERS_SEPARATE
+                                                    : MODEL_LAYERS_GROUPED;
     model *written = bneck_malloc(sizeof *written);
     float *converted = bneck_malloc(m->param_count * sizeof(float));
     const int built = model_build(written, &spec, site->err);

@@ -27,7 +27,7 @@ int sweep_plan_build(sweep_plan *plan, const config *cfg, int in_channels, bneck
     for (int p = 0; p < cfg->pattern_count; p++) {
         const pattern_spec *pattern = &cfg->patterns[p];
         model_spec spec = {pattern->mode, pattern->alpha, in_channels, cfg->pool_branch,
-                           MODEL_SIBLINGS_GROUPED};
+                           MODEL_LAYERS_GROUPED};
         bneck_error model_err;
         if (model_build(&built, &spec, &model_err)) {
             sweep_plan_free(plan);

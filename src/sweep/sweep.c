@@ -454,7 +454,7 @@ static int run_one(sweep_state *s, int index) {
     run_cfg.mode = run->pattern.mode;
     run_cfg.alpha = run->pattern.alpha;
     model_spec spec = {run->pattern.mode, run->pattern.alpha, s->train_set.channels,
-                       s->cfg.pool_branch, MODEL_SIBLINGS_GROUPED};
+                       s->cfg.pool_branch, MODEL_LAYERS_GROUPED};
     static model built;
     bneck_error err;
     if (model_build(&built, &spec, &err)) {

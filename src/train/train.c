@@ -48,7 +48,7 @@ void trainer_plan_gradient_parts(trainer *t, size_t part_floats) {
     int count = 0;
     for (int i = m->layer_count - 1; i >= lowest; i--) {
         const layer *l = &m->layers[i];
-        /* A sibling group's gradients are all done by its first layer's backward op, and
+        /* A layer group's gradients are all done by its first layer's backward op, and
          * their block starts at that layer's weights. */
         if (l->group_member || !(l->weight_count + l->bias_count)) continue;
         size_t first = l->weight_count ? l->weight : l->bias;

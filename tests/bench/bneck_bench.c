@@ -9,8 +9,9 @@
  * forward, loss and backward are captured once as a CUDA graph (after a plain warm-up
  * step) and relaunched; the Adam step stays outside the graph, as cuda_graph.h requires.
  *
- * --separate-siblings lays out the sibling 1x1 blocks of each module separately (three GEMMs
- * and three BatchNorms instead of one each; model/model.h), to time what grouping saves.
+ * --separate-layers builds every layer on its own instead of grouped (model_grouping in
+ * model/model.h: one GEMM per module input, one BatchNorm call per group of adjacent
+ * outputs), to time what grouping saves.
  *
  * --profile N adds N more steps per pattern, synchronised after every layer op, and prints
  * where the time goes (per kind of op, then the costliest layers) as '#' lines after the
@@ -19,7 +20,7 @@
  *
  * usage: bneck-bench [--threads N] [--steps N] [--warmup N] [--batch N] [--patterns ABCDE|A,E]
  *                    [--channels 3] [--device cpu|cuda|auto] [--math fp32|tf32|bf16]
- *                    [--conv auto|cudnn|gemm] [--graph] [--separate-siblings]
+ *                    [--conv auto|cudnn|gemm] [--graph] [--separate-layers]
  *                    [--profile N] */
 #include <stdio.h>
 #include <stdlib.h>
@@ -157,7 +158,7 @@ static void profile_steps(network *net, float *adam_m, float *adam_v, int steps,
     for (int r = 0; r < m->layer_count && r < 12; r++) {
         const layer *l = &m->layers[ranked[r].index];
         char shape[32];
-        /* A sibling group's first layer times the group's one convolution. */
+        /* A layer group's first layer times the group's one op. */
         snprintf(shape, sizeof shape, "%dx%dx%d->%d%s", l->in.side, l->in.side, l->in.channels,
                  l->group_out_channels ? l->group_out_channels : l->out.channels,
                  l->group_out_channels ? " grp" : "");
@@ -192,7 +193,7 @@ int main(int argc, char **argv) {
     int channels = 3;
     const char *patterns = "ABCDE", *device = "cpu", *math = NULL, *engine = NULL;
     int graph = 0, profile = 0;
-    model_sibling_form siblings = MODEL_SIBLINGS_GROUPED;
+    model_grouping grouping = MODEL_LAYERS_GROUPED;
     for (int i = 1; i < argc; i++) {
         const char *value = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(argv[i], "--threads")) threads = parse_int(argv[i], value, 1), i++;
@@ -204,14 +205,14 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--device") && value) device = value, i++;
         else if (!strcmp(argv[i], "--math") && value) math = value, i++;
         else if (!strcmp(argv[i], "--graph")) graph = 1;
-        else if (!strcmp(argv[i], "--separate-siblings")) siblings = MODEL_SIBLINGS_SEPARATE;
+        else if (!strcmp(argv[i], "--separate-layers")) grouping = MODEL_LAYERS_SEPARATE;
         else if (!strcmp(argv[i], "--conv") && value) engine = value, i++;
         else if (!strcmp(argv[i], "--profile")) profile = parse_int(argv[i], value, 1), i++;
         else {
             fprintf(stderr, "usage: bneck-bench [--threads N] [--steps N] [--warmup N] "
                             "[--batch N] [--patterns ABCDE|A,E] [--channels C] [--device D] "
                             "[--math fp32|tf32|bf16] [--conv auto|cudnn|gemm] [--graph] "
-                            "[--separate-siblings] [--profile N]\n");
+                            "[--separate-layers] [--profile N]\n");
             return 2;
         }
     }
@@ -269,8 +270,8 @@ int main(int argc, char **argv) {
     }
     printf("# bneck %s, backend %s (%s), threads %d, batch %d", BNECK_GIT_COMMIT, backend->name,
            backend_versions(backend), cpu_threads(), batch);
-    printf(", math %s, sibling 1x1 blocks %s", math_name,
-           siblings == MODEL_SIBLINGS_GROUPED ? "grouped" : "separate");
+    printf(", math %s, layers %s", math_name,
+           grouping == MODEL_LAYERS_GROUPED ? "grouped" : "separate");
 #ifdef BNECK_HAVE_CUDA
     if (on_gpu) printf(", conv %s, graph %s", cuda_backend_conv_engine_name(), graph ? "on" : "off");
 #endif
@@ -287,7 +288,7 @@ int main(int argc, char **argv) {
         if (is_pattern_separator(*p)) continue;
         const model_pattern *pattern = study_pattern(*p);
         model m;
-        model_spec spec = {pattern->mode, pattern->alpha, channels, POOL_BRANCH_KERAS, siblings};
+        model_spec spec = {pattern->mode, pattern->alpha, channels, POOL_BRANCH_KERAS, grouping};
         static network net;
         if (model_build(&m, &spec, &err) || network_create(&net, &m, backend, batch, &err)) {
             fprintf(stderr, "bneck-bench: %s\n", err.message);

@@ -20,7 +20,8 @@
 # with --graph; (d) tests/bench/torch_bench.py --device cuda, TF32 off, --tf32, --bf16; (e) the
 # table; (f) bneck-bench --profile of A and E (per-op times, appended to results.txt);
 # (j) A and E with BatchNorm's one-kernel path at its default reach, off, and everywhere;
-# (k) B-E with the sibling 1x1 blocks grouped (one GEMM, one BatchNorm) and separate;
+# (k) A-E with their layers grouped (one GEMM per module input, one BatchNorm call per
+# group of adjacent outputs) and separate;
 # (h) A and E with each k x k convolution engine forced; (i) Nsight Compute's per-kernel
 # times of one step of A and E, when ncu is there; (g) bneck-train on real
 # Fashion-MNIST in tf32 and bf16, steps as CUDA graphs and (E bf16) op by op (when .devdata/
@@ -302,19 +303,20 @@ for limit in 32768 0 1073741824; do
   ae_row "$limit" "$out/bn_fused_$limit.log" >>"$out/results.txt"
 done
 
-# ---- (k) sibling 1x1 blocks (a module's reduce blocks and its 1x1 block, which read
-# the same input) as one GEMM and one BatchNorm (the default) or as three (--separate-siblings)
+# ---- (k) grouped layers (the default: one GEMM for the 1x1 convolutions that read a
+# module's input, one BatchNorm call per group of BatchNorms with adjacent outputs) or
+# every layer on its own (--separate-layers)
 {
-  echo "# sibling 1x1 blocks grouped (one GEMM, one BatchNorm) or separate (three), tf32, graph,"
-  echo "# s per epoch:"
-  printf '#   %-13s %9s %9s %9s %9s\n' layout B C D E
+  echo "# layers grouped (one GEMM per module input, one BatchNorm per adjacent group) or"
+  echo "# separate, tf32, step graph, s per epoch:"
+  printf '#   %-13s %9s %9s %9s %9s %9s\n' layout A B C D E
 } >>"$out/results.txt"
 for layout in grouped separate; do
-  flag=(); [ "$layout" = separate ] && flag=(--separate-siblings)
-  part "bneck-bench tf32 --graph, B-E, siblings $layout" 40 "$out/siblings_$layout.log" \
-    bneck-bench --device cuda --patterns BCDE --steps 20 --warmup "$warmup" --math tf32 --graph \
-    "${flag[@]}"
-  ae_row "$layout" "$out/siblings_$layout.log" BCDE >>"$out/results.txt"
+  flag=(); [ "$layout" = separate ] && flag=(--separate-layers)
+  part "bneck-bench tf32 --graph, A-E, layers $layout" 60 "$out/layers_$layout.log" \
+    bneck-bench --device cuda --patterns ABCDE --steps 20 --warmup "$warmup" --math tf32 \
+    --graph "${flag[@]}"
+  ae_row "$layout" "$out/layers_$layout.log" ABCDE >>"$out/results.txt"
 done
 
 # ---- (h) the k x k engines one by one (auto picks per shape between them) -------------------
