@@ -231,6 +231,16 @@ static tensor_ref inception_separate(builder *b, tensor_ref in, int width, int i
     return out;
 }
 
+enum { BRANCH_1X1, BRANCH_3X3, BRANCH_5X5, BRANCH_POOL, BRANCHES };
+static const char *const branch_names[BRANCHES] = {"1x1", "3x3", "5x5", "pool/1x1"};
+
+/* The name of a branch's last block below the branch's own: "/spatial" or "/expand" after a
+ * reduce block, nothing in mode 1 and in the 1x1 and pool branches. */
+static const char *last_block_suffix(int mode, int branch) {
+    if (mode == 1 || branch == BRANCH_1X1 || branch == BRANCH_POOL) return "";
+    return mode == 2 ? "/spatial" : "/expand";
+}
+
 /* The same module with its layers grouped (MODEL_LAYERS_GROUPED):
  * - with bottlenecks, the reduce blocks of the 3x3 and 5x5 branches and the 1x1 block
  *   all read `in`: one conv group and one BatchNorm group, whose outputs (the reduces'
@@ -242,74 +252,74 @@ static tensor_ref inception_separate(builder *b, tensor_ref in, int width, int i
 static tensor_ref inception_grouped(builder *b, tensor_ref in, int width, int index) {
     model *m = b->m;
     const int mode = m->spec.mode, alpha = m->spec.alpha;
-    const int pool_bn = m->spec.pool_branch == POOL_BRANCH_KERAS;
-    const int widths[4] = {width / 4, width / 2, width / 8, width / 8}; /* 1x1 3x3 5x5 pool */
-    static const char *const branch_names[4] = {"1x1", "3x3", "5x5", "pool/1x1"};
-    char names[GROUP_MAX][48];
+    const int widths[BRANCHES] = {width / 4, width / 2, width / 8, width / 8};
+    const int output_first[BRANCHES] = {0, width / 4, 3 * width / 4, 7 * width / 8};
+    const int kernels[BRANCHES] = {1, 3, 5, 1};
+    char names[GROUP_MAX][48], name[48];
     const char *prefixes[GROUP_MAX] = {names[0], names[1], names[2], names[3]};
     tensor_ref out, reduced = {0};
 
     if (mode > 1) {
-        const int reduce3 = widths[1] / alpha, reduce5 = widths[2] / alpha;
+        const int reduce3 = widths[BRANCH_3X3] / alpha, reduce5 = widths[BRANCH_5X5] / alpha;
         reduced = region_new(b, reduce3 + reduce5, in.side);
-        out = region_new(b, width, in.side);
+        out = region_new(b, width, in.side); /* right after `reduced` */
         const tensor_ref outs[3] = {slice(reduced, 0, reduce3), slice(reduced, reduce3, reduce5),
-                                    slice(out, 0, widths[0])};
+                                    slice(out, 0, widths[BRANCH_1X1])};
+        tensor_ref convs_out = region_new(b, reduce3 + reduce5 + widths[BRANCH_1X1], in.side);
+        const tensor_ref ins[3] = {slice(convs_out, 0, reduce3),
+                                   slice(convs_out, reduce3, reduce5),
+                                   slice(convs_out, reduce3 + reduce5, widths[BRANCH_1X1])};
         snprintf(names[0], sizeof names[0], "inception%d/3x3/reduce", index);
         snprintf(names[1], sizeof names[1], "inception%d/5x5/reduce", index);
         snprintf(names[2], sizeof names[2], "inception%d/1x1", index);
-        tensor_ref convs_out = region_new(b, reduce3 + reduce5 + widths[0], in.side);
-        const tensor_ref ins[3] = {slice(convs_out, 0, reduce3),
-                                   slice(convs_out, reduce3, reduce5),
-                                   slice(convs_out, reduce3 + reduce5, widths[0])};
         conv_group(b, in, ins, prefixes, 3);
         batchnorm_group(b, ins, outs, prefixes, 3);
     } else {
         out = region_new(b, width, in.side);
     }
 
-    /* The branches' last convs write one region, in the order of the module's output. */
-    const int first = mode > 1 ? 1 : 0, last = pool_bn ? 4 : 3;
+    /* The branches' last convs write one region, `finals`, in the order of the module's
+     * output; one BatchNorm group then normalises it into the output. */
+    const int first = mode > 1 ? BRANCH_3X3 : BRANCH_1X1;
+    const int last = m->spec.pool_branch == POOL_BRANCH_KERAS ? BRANCH_POOL : BRANCH_5X5;
     int channels = 0;
-    for (int k = first; k < last; k++) channels += widths[k];
+    for (int k = first; k <= last; k++) channels += widths[k];
     tensor_ref finals = region_new(b, channels, in.side);
     tensor_ref final_ins[GROUP_MAX], final_outs[GROUP_MAX];
-    int count = 0, offset = 0, out_first = 0;
-    for (int k = 0; k < 4; k++) {
-        const tensor_ref branch_out = slice(out, out_first, widths[k]);
-        out_first += widths[k];
-        if (k < first || k >= last) continue;
+    int count = 0;
+    for (int k = first, offset = 0; k <= last; offset += widths[k], k++, count++) {
         final_ins[count] = slice(finals, offset, widths[k]);
-        final_outs[count] = branch_out;
-        snprintf(names[count], sizeof names[count], "inception%d/%s%s", index,
-                 branch_names[k], k == 0 || k == 3 || mode == 1 ? "" : mode == 2 ? "/spatial"
-                                                                                : "/expand");
-        offset += widths[k];
-        count++;
+        final_outs[count] = slice(out, output_first[k], widths[k]);
+        snprintf(names[count], sizeof names[count], "inception%d/%s%s", index, branch_names[k],
+                 last_block_suffix(mode, k));
     }
-    char name[48];
-    for (int k = first; k < 3; k++) { /* the 1x1 (mode 1), 3x3 and 5x5 branches */
-        const int kernel = k == 0 ? 1 : k == 1 ? 3 : 5;
+
+    /* Each branch up to its last conv, in SPEC's order. */
+    for (int k = first; k <= BRANCH_5X5; k++) {
         const tensor_ref target = final_ins[k - first];
-        if (mode == 1 || k == 0) {
-            conv_alone(b, in, target, kernel, prefixes[k - first]);
-        } else if (mode == 2) {
-            conv_alone(b, slice(reduced, k == 1 ? 0 : widths[1] / alpha, widths[k] / alpha),
-                       target, kernel, prefixes[k - first]);
-        } else {
-            const tensor_ref squeezed =
-                slice(reduced, k == 1 ? 0 : widths[1] / alpha, widths[k] / alpha);
-            tensor_ref spatial = region_new(b, squeezed.channels, in.side);
-            snprintf(name, sizeof name, "inception%d/%s/spatial", index, branch_names[k]);
-            block(b, squeezed, spatial, kernel, 1, name);
-            conv_alone(b, spatial, target, 1, prefixes[k - first]);
+        if (mode == 1 || k == BRANCH_1X1) {
+            conv_alone(b, in, target, kernels[k], prefixes[k - first]);
+            continue;
         }
+        const tensor_ref squeezed = k == BRANCH_3X3 ? slice(reduced, 0, widths[k] / alpha)
+                                                    : slice(reduced, widths[BRANCH_3X3] / alpha,
+                                                            widths[k] / alpha);
+        if (mode == 2) {
+            conv_alone(b, squeezed, target, kernels[k], prefixes[k - first]);
+            continue;
+        }
+        tensor_ref spatial = region_new(b, squeezed.channels, in.side);
+        snprintf(name, sizeof name, "inception%d/%s/spatial", index, branch_names[k]);
+        block(b, squeezed, spatial, kernels[k], 1, name);
+        conv_alone(b, spatial, target, 1, prefixes[k - first]);
     }
     tensor_ref pooled = region_new(b, in.channels, in.side);
     maxpool_layer(b, in, pooled, index);
     snprintf(name, sizeof name, "inception%d/pool/1x1", index);
-    if (pool_bn) conv_alone(b, pooled, final_ins[count - 1], 1, name);
-    else conv_alone(b, pooled, slice(out, 7 * width / 8, width / 8), 1, name);
+    conv_alone(b, pooled,
+               last == BRANCH_POOL ? final_ins[count - 1]
+                                   : slice(out, output_first[BRANCH_POOL], widths[BRANCH_POOL]),
+               1, name);
     batchnorm_group(b, final_ins, final_outs, prefixes, count);
     return out;
 }
