@@ -137,9 +137,7 @@ static void check_grouped_like_separate(int mode, int alpha, pool_branch_form po
     int leaders = 0, members = 0;
     for (int i = 0; i < grouped.layer_count; i++) {
         const layer *l = &grouped.layers[i];
-        const layer *twin = NULL;
-        for (int j = 0; j < separate.layer_count && !twin; j++)
-            if (!strcmp(separate.layers[j].name, l->name)) twin = &separate.layers[j];
+        const layer *twin = model_layer_named(&separate, l->name);
         cr_assert_not_null(twin, "%s is in both layouts", l->name);
         cr_expect_eq(twin->group_out_channels + twin->group_member, 0,
                      "%s is grouped in the separate layout", l->name);

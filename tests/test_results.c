@@ -171,19 +171,24 @@ static void make_checkpoint(run_checkpoint *c, const model *m, uint32_t seed) {
 enum { SAMPLE_EPOCHS = 4 };
 static const char sample_config[] = "[sweep]\npatterns = A B\nepochs = 4\n# \xc3\xa9t\xc3\xa9\n";
 
-/* Writes a good run file at path (4 epochs, "running" unless told). */
-static void write_sample_run(const char *path, const char *status, uint32_t seed) {
+/* Writes a good run file of model m at path (4 epochs, the checkpoint make_checkpoint
+ * gives for seed). */
+static void write_run_of(const char *path, const model *m, const char *status, uint32_t seed) {
     epoch_record history[SAMPLE_EPOCHS];
     fill_history(history, SAMPLE_EPOCHS, 0.0);
     run_row row;
     make_row(&row, "A", 0, status, history, SAMPLE_EPOCHS);
     run_checkpoint c = {0};
-    make_checkpoint(&c, &built, seed);
+    make_checkpoint(&c, m, seed);
     bneck_error err = {{0}};
-    cr_assert_eq(
-        run_file_write(path, &row, history, SAMPLE_EPOCHS, &built, &c, sample_config, &err), 0,
-        "%s", err.message);
+    cr_assert_eq(run_file_write(path, &row, history, SAMPLE_EPOCHS, m, &c, sample_config, &err),
+                 0, "%s", err.message);
     run_checkpoint_free(&c);
+}
+
+/* The same for the suite's model. */
+static void write_sample_run(const char *path, const char *status, uint32_t seed) {
+    write_run_of(path, &built, status, seed);
 }
 
 /* Expects run_file_read to refuse path with a message containing each of the words. */
@@ -463,17 +468,12 @@ Test(run_file, checkpoints_of_the_separate_layout_are_converted) {
     model_spec spec = built.spec;
     spec.grouping = MODEL_LAYERS_SEPARATE;
     cr_assert_eq(model_build(&separate, &spec, NULL), 0);
-    epoch_record history[SAMPLE_EPOCHS];
-    fill_history(history, SAMPLE_EPOCHS, 0.0);
-    run_row row;
-    make_row(&row, "E", 0, "running", history, SAMPLE_EPOCHS);
     run_checkpoint written = {0};
-    make_checkpoint(&written, &separate, 21);
+    make_checkpoint(&written, &separate, 21); /* what write_run_of writes */
     for (int attribute = 0; attribute < 2; attribute++) {
         const char *path = temp_path("E-r0.h5");
         bneck_error err = {{0}};
-        cr_assert_eq(run_file_write(path, &row, history, SAMPLE_EPOCHS, &separate, &written,
-                                    sample_config, &err), 0, "%s", err.message);
+        write_run_of(path, &separate, "running", 21);
         if (!attribute) set_param_layout(path, 0); /* as an old build wrote it */
         run_row back;
         run_checkpoint read = {0};
@@ -481,9 +481,7 @@ Test(run_file, checkpoints_of_the_separate_layout_are_converted) {
                      err.message);
         int moved = 0;
         for (int i = 0; i < built.layer_count; i++) {
-            const layer *to = &built.layers[i], *from = NULL;
-            for (int j = 0; j < separate.layer_count && !from; j++)
-                if (!strcmp(separate.layers[j].name, to->name)) from = &separate.layers[j];
+            const layer *to = &built.layers[i], *from = model_layer_named(&separate, to->name);
             cr_assert_not_null(from, "%s is in both layouts", to->name);
             const float *sources[3] = {written.params, written.adam_m, written.adam_v};
             const float *targets[3] = {read.params, read.adam_m, read.adam_v};

@@ -49,12 +49,11 @@ static layer *layer_add(builder *b, layer_kind kind, tensor_ref in, tensor_ref o
     return l;
 }
 
-static void params_take(model *m, layer *l, size_t weights, size_t biases) {
+/* Places the layer's weights, then its biases, at the end of the parameter buffer. */
+static void params_take(model *m, layer *l) {
     l->weight = m->param_count;
-    l->weight_count = weights;
-    l->bias = m->param_count + weights;
-    l->bias_count = biases;
-    m->param_count += weights + biases;
+    l->bias = m->param_count + l->weight_count;
+    m->param_count += l->weight_count + l->bias_count;
 }
 
 /* A conv layer from in to conv_out, counted; its parameters are placed by the caller. */
@@ -86,28 +85,12 @@ static layer *batchnorm_layer(builder *b, tensor_ref in, tensor_ref out, const c
     return bn;
 }
 
-/* Conv(k, same) -> [BatchNorm -> ReLU]: the study's "block". The pseudo-FLOP counter
- * charges the block conv + 2 elementwise passes over its *input* channels. */
-static void block(builder *b, tensor_ref in, tensor_ref out, int kernel, int with_batchnorm,
-                  const char *prefix) {
-    model *m = b->m;
-    tensor_ref conv_out = with_batchnorm ? region_new(b, out.channels, out.side) : out;
-    layer *conv = conv_layer(b, in, conv_out, kernel, prefix);
-    params_take(m, conv, conv->weight_count, conv->bias_count);
-    if (!with_batchnorm) return;
-    layer *bn = batchnorm_layer(b, conv_out, out, prefix);
-    params_take(m, bn, bn->weight_count, bn->bias_count);
-    const size_t channels = (size_t)out.channels;
-    bn->running_mean = m->state_count;
-    bn->running_var = m->state_count + channels;
-    m->state_count += 2 * channels;
-    bn->batch_mean = m->saved_count;
-    bn->batch_invstd = m->saved_count + channels;
-    m->saved_count += 2 * channels;
-}
+enum { GROUP_MAX = 4 };
 
-/* Group flags: the first layer of a group does the op of all `count` layers. */
+/* Group flags: the first layer of a group does the op of all `count` layers (a "group" of
+ * one is an ordinary layer). */
 static void group_mark(layer **layers, int count, int total_channels) {
+    if (count < 2) return;
     for (int i = 0; i < count; i++) {
         layers[i]->group_out_channels = i ? 0 : total_channels;
         layers[i]->group_member = i > 0;
@@ -117,6 +100,8 @@ static void group_mark(layer **layers, int count, int total_channels) {
 /* Fails unless the tensors follow one another in the arena (a channel range of CNHW is a
  * pointer offset, so adjacent slices form one tensor). */
 static void check_adjacent(const tensor_ref *t, const char *const *prefixes, int count) {
+    if (count < 1 || count > GROUP_MAX)
+        BNECK_FAIL("%d layers in a group (1 to %d)", count, (int)GROUP_MAX);
     for (int i = 1; i < count; i++) {
         const size_t area = (size_t)t[i].side * t[i].side;
         if (t[i - 1].region + (size_t)(t[i - 1].first + t[i - 1].channels) * area !=
@@ -125,8 +110,6 @@ static void check_adjacent(const tensor_ref *t, const char *const *prefixes, int
                        prefixes[i]);
     }
 }
-
-enum { GROUP_MAX = 4 };
 
 /* 1x1 convolutions of one input to adjacent outputs as one: weights [O1+O2+...][I], then
  * the biases. */
@@ -149,8 +132,9 @@ static void conv_group(builder *b, tensor_ref in, const tensor_ref *outs,
     group_mark(convs, count, total);
 }
 
-/* BatchNorms of adjacent inputs to adjacent outputs as one: the gammas, betas, running
- * means, running variances, batch means and batch 1/stds each as one block. */
+/* BatchNorms of adjacent inputs to adjacent outputs as one (or a single one): the gammas,
+ * betas, running means, running variances, batch means and batch 1/stds each as one
+ * block. */
 static void batchnorm_group(builder *b, const tensor_ref *ins, const tensor_ref *outs,
                             const char *const *prefixes, int count) {
     model *m = b->m;
@@ -181,7 +165,16 @@ static void batchnorm_group(builder *b, const tensor_ref *ins, const tensor_ref 
 static void conv_alone(builder *b, tensor_ref in, tensor_ref out, int kernel,
                        const char *prefix) {
     layer *conv = conv_layer(b, in, out, kernel, prefix);
-    params_take(b->m, conv, conv->weight_count, conv->bias_count);
+    params_take(b->m, conv);
+}
+
+/* Conv(k, same) -> [BatchNorm -> ReLU]: the study's "block". The pseudo-FLOP counter
+ * charges the block conv + 2 elementwise passes over its *input* channels. */
+static void block(builder *b, tensor_ref in, tensor_ref out, int kernel, int with_batchnorm,
+                  const char *prefix) {
+    tensor_ref conv_out = with_batchnorm ? region_new(b, out.channels, out.side) : out;
+    conv_alone(b, in, conv_out, kernel, prefix);
+    if (with_batchnorm) batchnorm_group(b, &conv_out, &out, &prefix, 1);
 }
 
 /* A k x k branch producing out.channels channels, in the model's mode. */
@@ -338,16 +331,19 @@ static tensor_ref avgpool(builder *b, tensor_ref in, int index) {
 }
 
 /* The layer of `from` named like `to`'s layer, with the same kind and sizes. */
+const layer *model_layer_named(const model *m, const char *name) {
+    for (int i = 0; i < m->layer_count; i++)
+        if (!strcmp(m->layers[i].name, name)) return &m->layers[i];
+    return NULL;
+}
+
 static const layer *layer_named_like(const model *from, const layer *l) {
-    for (int i = 0; i < from->layer_count; i++) {
-        const layer *f = &from->layers[i];
-        if (strcmp(f->name, l->name)) continue;
-        if (f->kind != l->kind || f->weight_count != l->weight_count ||
-            f->bias_count != l->bias_count || f->out.channels != l->out.channels)
-            BNECK_FAIL("model conversion: layer %s differs between the two models", l->name);
-        return f;
-    }
-    BNECK_FAIL("model conversion: layer %s is missing from the other model", l->name);
+    const layer *f = model_layer_named(from, l->name);
+    if (!f) BNECK_FAIL("model conversion: layer %s is missing from the other model", l->name);
+    if (f->kind != l->kind || f->weight_count != l->weight_count ||
+        f->bias_count != l->bias_count || f->out.channels != l->out.channels)
+        BNECK_FAIL("model conversion: layer %s differs between the two models", l->name);
+    return f;
 }
 
 static void check_convertible(const model *to, const model *from) {
@@ -413,7 +409,9 @@ int model_build(model *m, const model_spec *spec, bneck_error *err) {
     layer_add(&b, LAYER_GLOBAL_AVGPOOL, t, pooled, "global_avgpool");
     m->logits = region_new(&b, MODEL_CLASSES, 1);
     layer *dense = layer_add(&b, LAYER_DENSE, pooled, m->logits, "dense");
-    params_take(m, dense, (size_t)MODEL_CLASSES * t.channels, MODEL_CLASSES);
+    dense->weight_count = (size_t)MODEL_CLASSES * t.channels;
+    dense->bias_count = MODEL_CLASSES;
+    params_take(m, dense);
     dense->macs = (int64_t)MODEL_CLASSES * t.channels;
     m->counts.macs += dense->macs;
     m->counts.params += (int64_t)(dense->weight_count + dense->bias_count);

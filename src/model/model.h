@@ -100,6 +100,9 @@ typedef struct model {
  * channels >= 1) and builds the layer list and counts. Returns 0 or -1 with err set. */
 int model_build(model *m, const model_spec *spec, bneck_error *err);
 
+/* The layer called `name` ("inception3/1x1/conv"), or NULL. */
+const layer *model_layer_named(const model *m, const char *name);
+
 /* Copy every layer's weights and biases (params) or BatchNorm running statistics (state)
  * from a buffer laid out as `from` to one laid out as `to`, matching layers by name (two
  * builds of one spec that differ only in their grouping). */

@@ -250,6 +250,18 @@ static int is_group(const h5_site *site, hid_t file, const char *name) {
     return 0;
 }
 
+typedef void (*buffer_conversion)(float *to_buffer, const model *to, const float *from_buffer,
+                                  const model *from);
+
+/* Replaces *buffer (count floats laid out as `from`) by a copy laid out as `to`. */
+static void convert_buffer(float **buffer, size_t count, buffer_conversion convert,
+                           const model *to, const model *from) {
+    float *converted = bneck_malloc((count ? count : 1) * sizeof(float));
+    convert(converted, to, *buffer, from);
+    free(*buffer);
+    *buffer = converted;
+}
+
 /* Checks /checkpoint's param_layout and brings c's parameter, Adam and state buffers (when
  * read) from that layout into m's. */
 static int read_param_layout(const h5_site *site, hid_t group, const model *m,
@@ -266,22 +278,13 @@ static int read_param_layout(const h5_site *site, hid_t group, const model *m,
     spec.grouping = layout == PARAM_LAYOUT_SEPARATE ? MODEL_LAYERS_SEPARATE
                                                     : MODEL_LAYERS_GROUPED;
     model *written = bneck_malloc(sizeof *written);
-    float *converted = bneck_malloc(m->param_count * sizeof(float));
     const int built = model_build(written, &spec, site->err);
     if (built == 0) {
-        float **buffers[3] = {&c->params, &c->adam_m, &c->adam_v};
-        for (int i = 0; i < 3; i++) {
-            model_convert_params(converted, m, *buffers[i], written);
-            float *old = *buffers[i];
-            *buffers[i] = converted;
-            converted = old;
-        }
-        float *state = bneck_malloc((m->state_count ? m->state_count : 1) * sizeof(float));
-        model_convert_state(state, m, c->state, written);
-        free(c->state);
-        c->state = state;
+        convert_buffer(&c->params, m->param_count, model_convert_params, m, written);
+        convert_buffer(&c->adam_m, m->param_count, model_convert_params, m, written);
+        convert_buffer(&c->adam_v, m->param_count, model_convert_params, m, written);
+        convert_buffer(&c->state, m->state_count, model_convert_state, m, written);
     }
-    free(converted);
     free(written);
     return built;
 fail:

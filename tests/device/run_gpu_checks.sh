@@ -50,10 +50,10 @@ failures=0
 skipped=0
 
 say() { echo "$*" | tee -a "$summary"; }
-# ae_row LABEL LOG [PATTERNS]: '#   LABEL  A  E', seconds per epoch of patterns A and E (or
-# PATTERNS) from a bneck-bench log ('-' where the log or the pattern is missing: a part left
-# out for time)
-ae_row() {
+# epoch_row LABEL LOG [PATTERNS]: '#   LABEL  A  E', the seconds per epoch of each pattern of
+# PATTERNS (default AE) in a bneck-bench log ('-' where the log or the pattern is missing: a
+# part left out for time)
+epoch_row() {
   cat "$2" 2>/dev/null | awk -F, -v label="$1" -v n="$steps_per_epoch" -v patterns="${3:-AE}" '
     $1 == "bneck" && NF == 4 { t[$2] = $3 * n }
     function cell(p) { return (p in t) ? sprintf("%9.3f", t[p]) : sprintf("%9s", "-") }
@@ -300,7 +300,7 @@ for limit in 32768 0 1073741824; do
   part "bneck-bench tf32 --graph, A and E, BN fused to $limit" 40 "$out/bn_fused_$limit.log" \
     env BNECK_BN_FUSED_MAX_PLANE=$limit bneck-bench --device cuda --patterns AE --steps 20 \
     --warmup "$warmup" --math tf32 --graph
-  ae_row "$limit" "$out/bn_fused_$limit.log" >>"$out/results.txt"
+  epoch_row "$limit" "$out/bn_fused_$limit.log" >>"$out/results.txt"
 done
 
 # ---- (k) grouped layers (the default: one GEMM for the 1x1 convolutions that read a
@@ -316,7 +316,7 @@ for layout in grouped separate; do
   part "bneck-bench tf32 --graph, A-E, layers $layout" 60 "$out/layers_$layout.log" \
     bneck-bench --device cuda --patterns ABCDE --steps 20 --warmup "$warmup" --math tf32 \
     --graph "${flag[@]}"
-  ae_row "$layout" "$out/layers_$layout.log" ABCDE >>"$out/results.txt"
+  epoch_row "$layout" "$out/layers_$layout.log" ABCDE >>"$out/results.txt"
 done
 
 # ---- (h) the k x k engines one by one (auto picks per shape between them) -------------------
@@ -329,7 +329,7 @@ for m in "${precisions[@]}"; do
     part "bneck-bench $m --conv $e, A and E" 40 "$out/engine_${m}_$e.log" \
       bneck-bench --device cuda --patterns AE --steps 10 --warmup "$warmup" --math "$m" \
       --conv "$e"
-    ae_row "$(printf '%-6s %-6s' "$m" "$e")" "$out/engine_${m}_$e.log" >>"$out/results.txt"
+    epoch_row "$(printf '%-6s %-6s' "$m" "$e")" "$out/engine_${m}_$e.log" >>"$out/results.txt"
   done
 done
 
