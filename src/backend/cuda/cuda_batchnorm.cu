@@ -6,7 +6,7 @@
  * any eps is allowed (cuDNN requires >= 1e-5), and the statistics follow the CPU oracle
  * exactly. Each reduction runs in three steps, all deterministic:
  *   1. partial sums: a grid of (blocks per channel, channels) blocks, each summing in
- *      float per thread and in double across the block;
+ *      double, per thread and across the block;
  *   2. finalize: one thread per channel adds its partials in a fixed order and derives
  *      the per-channel coefficients (and the statistics the op returns);
  *   3. apply: an elementwise pass with those coefficients.
@@ -99,14 +99,17 @@ static __device__ double2 channel_partials_sum(const double *partials, int c, un
 static __device__ __forceinline__ double2 block_shifted_sums(const float *xc, float shift,
                                                              size_t first, size_t stride,
                                                              size_t plane) {
-    float s1 = 0.0f, s2 = 0.0f; /* few values per thread; the block sums in double */
+    /* in double, as on the CPU: with a shift far from the mean, float sums of d^2 would
+     * lose the variance to rounding (full-rate FP64 on data-centre GPUs, and the pass is
+     * bound by memory anyway) */
+    double s1 = 0.0, s2 = 0.0;
     for (size_t i = first; i < plane; i += stride) {
-        const float d = xc[i] - shift;
+        const double d = (double)xc[i] - (double)shift;
         s1 += d;
         s2 += d * d;
     }
-    const double sum = block_sum((double)s1);
-    return make_double2(sum, block_sum((double)s2));
+    const double sum = block_sum(s1);
+    return make_double2(sum, block_sum(s2));
 }
 
 __global__ void stats_partial_kernel(double *partials, const float *x, size_t plane) {
@@ -277,14 +280,14 @@ static __device__ __forceinline__ double2 block_gradient_sums(const float *gc, c
                                                               const float *yc, float mean,
                                                               size_t first, size_t stride,
                                                               size_t plane) {
-    float sg = 0.0f, sgx = 0.0f;
+    double sg = 0.0, sgx = 0.0; /* each product in float, the sums in double: the CPU's */
     for (size_t i = first; i < plane; i += stride) {
         const float g = masked_gradient(gc, yc, i);
-        sg += g;
-        sgx += g * (xc[i] - mean);
+        sg += (double)g;
+        sgx += (double)(g * (xc[i] - mean));
     }
-    const double sum_g = block_sum((double)sg);
-    return make_double2(sum_g, block_sum((double)sgx));
+    const double sum_g = block_sum(sg);
+    return make_double2(sum_g, block_sum(sgx));
 }
 
 __global__ void gradient_partial_kernel(double *partials, const float *dy, const float *x,

@@ -548,36 +548,51 @@ static cudnnStatus_t run_backward_filter(conv_plan *plan, const algorithm_choice
         choice->workspace_bytes, beta, filter_of(plan, choice->layout), dweight);
 }
 
+/* A copy of an operand (x, dy or the filter) in a layout of copies, in its scratch slot,
+ * reused while the slot still holds that layout's copy. One per slot: a direction that
+ * falls back to another layout rewrites the slot (and may move it, when it grows), so a
+ * copy is only ever reused for the layout it was made for. */
+typedef struct layout_copy {
+    const void *pointer; /* NULL: nothing made yet */
+    conv_layout layout;
+} layout_copy;
+
+static const void *reusable(const layout_copy *copy, conv_layout layout) {
+    return copy->pointer && copy->layout == layout ? copy->pointer : NULL;
+}
+
 /* The copy of a CNHW activation (x, or dy / y) for a layout of copies. */
-static const void *activation_copy(const void **copy, cuda_scratch_slot slot, conv_layout layout,
+static const void *activation_copy(layout_copy *copy, cuda_scratch_slot slot, conv_layout layout,
                                    const conv_plan *plan, const float *cnhw, int channels) {
-    if (*copy) return *copy;
+    if (reusable(copy, layout)) return copy->pointer;
     const int batch = plan->key.batch;
     const size_t area = (size_t)plan->key.height * (size_t)plan->key.width;
     const size_t count = (size_t)channels * (size_t)batch * area;
+    void *made;
     if (layout == LAYOUT_NHWC_COPIES) {
-        void *nhwc = cuda_scratch(slot, count * cuda_element_bytes(plan->nhwc_type));
-        cuda_cnhw_to_nhwc(nhwc, plan->nhwc_type, cnhw, channels, batch, area);
-        *copy = nhwc;
+        made = cuda_scratch(slot, count * cuda_element_bytes(plan->nhwc_type));
+        cuda_cnhw_to_nhwc(made, plan->nhwc_type, cnhw, channels, batch, area);
     } else {
-        float *nchw = (float *)cuda_scratch(slot, count * sizeof(float));
-        cuda_swap_outer_dims(nchw, cnhw, channels, batch, area, 0);
-        *copy = nchw;
+        made = cuda_scratch(slot, count * sizeof(float));
+        cuda_swap_outer_dims((float *)made, cnhw, channels, batch, area, 0);
     }
-    return *copy;
+    copy->pointer = made;
+    copy->layout = layout;
+    return made;
 }
 
 /* The filter for a layout: OIHW as it is, or an OHWI copy for NHWC. */
-static const void *filter_copy(const void **copy, conv_layout layout, const conv_plan *plan,
+static const void *filter_copy(layout_copy *copy, conv_layout layout, const conv_plan *plan,
                                const float *oihw) {
     if (layout != LAYOUT_NHWC_COPIES) return oihw;
-    if (*copy) return *copy;
+    if (reusable(copy, layout)) return copy->pointer;
     const conv_key *k = &plan->key;
     const int area = k->kernel * k->kernel;
     void *ohwi = cuda_scratch(CUDA_SCRATCH_FILTER, (size_t)k->out_channels * k->in_channels *
                                                        area * cuda_element_bytes(plan->nhwc_type));
     cuda_oihw_to_ohwi(ohwi, plan->nhwc_type, oihw, k->out_channels, k->in_channels, area);
-    *copy = ohwi;
+    copy->pointer = ohwi;
+    copy->layout = layout;
     return ohwi;
 }
 
@@ -605,13 +620,14 @@ extern "C" void cuda_dnn_conv2d_forward(float *y, const float *x, const float *w
                                         int in_channels, int out_channels, int kernel) {
     check_dims("cuda_dnn_conv2d_forward", batch, height, width, in_channels, out_channels, kernel);
     conv_plan *plan = plan_for(batch, height, width, in_channels, out_channels, kernel);
-    const void *x_copy = NULL, *filter = NULL;
+    layout_copy x_copy = {NULL, LAYOUT_STRIDED_CNHW}, filter = {NULL, LAYOUT_STRIDED_CNHW};
     execute(plan, FORWARD, [&](const algorithm_choice *choice) {
         const conv_layout layout = choice->layout;
         if (layout == LAYOUT_STRIDED_CNHW) return run_forward(plan, choice, x, weight, y);
-        activation_copy(&x_copy, CUDA_SCRATCH_LAYOUT_INPUT, layout, plan, x, in_channels);
+        const void *xc = activation_copy(&x_copy, CUDA_SCRATCH_LAYOUT_INPUT, layout, plan, x,
+                                         in_channels);
         void *y_copy = output_buffer(CUDA_SCRATCH_LAYOUT_OUTPUT, layout, plan, out_channels);
-        const cudnnStatus_t status = run_forward(plan, choice, x_copy,
+        const cudnnStatus_t status = run_forward(plan, choice, xc,
                                                  filter_copy(&filter, layout, plan, weight), y_copy);
         if (status == CUDNN_STATUS_SUCCESS) output_back(y, y_copy, layout, plan, out_channels, 0);
         return status;
@@ -629,18 +645,18 @@ extern "C" void cuda_dnn_conv2d_backward(float *dx, float *dweight, float *dbias
     if (dbias) cuda_accumulate_channel_sums(dbias, dy, out_channels, (size_t)batch * area);
     if (!dweight && !dx) return;
     conv_plan *plan = plan_for(batch, height, width, in_channels, out_channels, kernel);
-    /* copies per layout: a fallback of one direction must not reuse another layout's */
-    const void *x_copy[3] = {NULL, NULL, NULL}, *dy_copy[3] = {NULL, NULL, NULL};
-    const void *filter[3] = {NULL, NULL, NULL};
+    /* the two directions share their copies of x and dy while they run on the same layout */
+    layout_copy x_copy = {NULL, LAYOUT_STRIDED_CNHW}, dy_copy = {NULL, LAYOUT_STRIDED_CNHW};
+    layout_copy filter = {NULL, LAYOUT_STRIDED_CNHW};
 
     if (dweight)
         execute(plan, BACKWARD_FILTER, [&](const algorithm_choice *choice) {
             const conv_layout layout = choice->layout;
             if (layout == LAYOUT_STRIDED_CNHW)
                 return run_backward_filter(plan, choice, dweight, x, dy, &one);
-            const void *xc = activation_copy(&x_copy[layout], CUDA_SCRATCH_LAYOUT_INPUT, layout,
+            const void *xc = activation_copy(&x_copy, CUDA_SCRATCH_LAYOUT_INPUT, layout,
                                              plan, x, in_channels);
-            const void *dyc = activation_copy(&dy_copy[layout], CUDA_SCRATCH_LAYOUT_OUTPUT,
+            const void *dyc = activation_copy(&dy_copy, CUDA_SCRATCH_LAYOUT_OUTPUT,
                                               layout, plan, dy, out_channels);
             if (layout == LAYOUT_NCHW_COPIES) /* OIHW either way: accumulate in place */
                 return run_backward_filter(plan, choice, dweight, xc, dyc, &one);
@@ -661,11 +677,11 @@ extern "C" void cuda_dnn_conv2d_backward(float *dx, float *dweight, float *dbias
             const conv_layout layout = choice->layout;
             if (layout == LAYOUT_STRIDED_CNHW)
                 return run_backward_data(plan, choice, dx, weight, dy, &one);
-            const void *dyc = activation_copy(&dy_copy[layout], CUDA_SCRATCH_LAYOUT_OUTPUT,
+            const void *dyc = activation_copy(&dy_copy, CUDA_SCRATCH_LAYOUT_OUTPUT,
                                               layout, plan, dy, out_channels);
             void *dx_copy = output_buffer(CUDA_SCRATCH_LAYOUT_GRADIENT, layout, plan, in_channels);
             const cudnnStatus_t status = run_backward_data(
-                plan, choice, dx_copy, filter_copy(&filter[layout], layout, plan, weight), dyc,
+                plan, choice, dx_copy, filter_copy(&filter, layout, plan, weight), dyc,
                 &zero);
             if (status == CUDNN_STATUS_SUCCESS)
                 output_back(dx, dx_copy, layout, plan, in_channels, 1);

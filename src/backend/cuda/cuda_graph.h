@@ -50,8 +50,9 @@ cuda_graph *cuda_graph_create(void);
 /* Waits for launched work; frees the graph. NULL is ignored. */
 void cuda_graph_destroy(cuda_graph *g);
 
-/* Starts recording the backend's stream (global capture mode: unsafe calls from any thread
- * fail while it lasts). Fatal when a capture is already in progress. */
+/* Starts recording the backend's stream (thread-local capture mode: unsafe calls from this
+ * thread fail while it lasts; NCCL's proxy threads cannot break it). Fatal when a capture
+ * is already in progress. */
 void cuda_graph_begin_capture(cuda_graph *g);
 
 /* Ends the recording and makes it executable (updating the existing executable in place

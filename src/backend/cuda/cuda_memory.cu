@@ -69,6 +69,14 @@ extern "C" void *cuda_scratch(cuda_scratch_slot slot, size_t bytes) {
     size_t size = buffer->bytes + buffer->bytes / 2;
     if (size < bytes) size = bytes;
     if (size < minimum_allocation) size = minimum_allocation;
+    /* Growing synchronises and frees, which a capture cannot hold: the warm-up step before
+     * every capture sizes the slots, so this is a step whose shapes changed in between. */
+    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+    CUDA_CHECK(cudaStreamIsCapturing(cuda_ctx.stream, &capture));
+    if (capture != cudaStreamCaptureStatusNone)
+        CUDA_FAIL("scratch slot %d must grow from %zu to %zu bytes during a CUDA graph capture; "
+                  "the step before the capture should have sized it (run with graph = off)",
+                  (int)slot, buffer->bytes, bytes);
     CUDA_CHECK(cudaStreamSynchronize(cuda_ctx.stream));
     if (buffer->pointer) {
         CUDA_CHECK(cudaFree(buffer->pointer));
