@@ -21,7 +21,8 @@
 # table; (f) bneck-bench --profile of A and E (per-op times, appended to results.txt);
 # (j) A and E with BatchNorm's one-kernel path at its default reach, off, and everywhere;
 # (k) A-E with their layers grouped (one GEMM per module input, one BatchNorm call per
-# group of adjacent outputs) and separate;
+# group of adjacent outputs) and separate; (l) compute-sanitizer's memcheck and racecheck on
+# the tests of the project's own kernels (when it is there);
 # (h) A and E with each k x k convolution engine forced; (i) Nsight Compute's per-kernel
 # times of one step of A and E, when ncu is there; (g) bneck-train on real
 # Fashion-MNIST in tf32 and bf16, steps as CUDA graphs and (E bf16) op by op (when .devdata/
@@ -318,6 +319,38 @@ for layout in grouped separate; do
     --graph "${flag[@]}"
   epoch_row "$layout" "$out/layers_$layout.log" ABCDE >>"$out/results.txt"
 done
+
+# ---- (l) the project's own kernels under compute-sanitizer: memcheck (out-of-bounds and
+# misaligned accesses, errors of launches) on the tests of BatchNorm, pools, loss, Adam, the
+# batch assembly and the im2col engine, racecheck (shared memory) on BatchNorm's. cuDNN's
+# and cuBLAS's kernels are left out: under memcheck they take minutes.
+sanitizer_bin=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null | head -n 1 || true)
+sanitize_kernels() {
+  local filter rc=0
+  for filter in 'gpu_ops/batchnorm*' 'gpu_ops/*pool*' 'gpu_ops/softmax*' 'gpu_ops/adam*' \
+    'gpu_ops/add_scaled*' 'gpu_ops/dataset*' 'gpu_ops/memory*'; do
+    echo "== memcheck $filter"
+    "$sanitizer_bin" --tool memcheck --error-exitcode 9 --print-limit 20 \
+      test_gpu_ops --jobs 1 --filter "$filter" || rc=1
+  done
+  echo "== memcheck im2col engine (GEMM engine in fp32)"
+  "$sanitizer_bin" --tool memcheck --error-exitcode 9 --print-limit 20 \
+    bneck-bench --device cuda --patterns E --steps 1 --warmup 1 --batch 8 --conv gemm || rc=1
+  echo "== racecheck gpu_ops/batchnorm*"
+  "$sanitizer_bin" --tool racecheck --error-exitcode 9 --print-limit 20 \
+    test_gpu_ops --jobs 1 --filter 'gpu_ops/batchnorm*' || rc=1
+  return $rc
+}
+if [ -n "$sanitizer_bin" ]; then
+  export sanitizer_bin
+  export -f sanitize_kernels # `timeout` runs programs, not functions
+  part "compute-sanitizer on the own kernels" 90 "$out/compute_sanitizer.log" \
+    bash -c sanitize_kernels
+  grep -aE "^== |ERROR SUMMARY|Invalid|Race" "$out/compute_sanitizer.log" | head -n 40 |
+    sed 's/^/# [sanitizer] /' >>"$out/results.txt"
+else
+  say "$(printf '%-8s %-44s %s' SKIPPED "compute-sanitizer" "(not on this machine)")"
+fi
 
 # ---- (h) the k x k engines one by one (auto picks per shape between them) -------------------
 {
