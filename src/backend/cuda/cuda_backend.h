@@ -51,7 +51,8 @@ int cuda_backend_deterministic(void);
  *  tf32: TF32 tensor cores where the GPU has them;
  *  bf16: mixed precision: convolution and GEMM operands are rounded to bf16 on the way
  *        in (from the fp32 master weights and fp32 activations), products are summed in
- *        fp32, results come back as fp32. Everything else (batch norm and its statistics,
+ *        fp32, results come back as fp32 (from cuDNN's bf16 kernels rounded to bf16 first,
+ *        as under PyTorch's autocast; the GEMMs write fp32). Everything else (batch norm and its statistics,
  *        pools, loss, Adam, the weights themselves) stays fp32. A convolution cuDNN cannot
  *        run in bf16 (too few channels for its tensor-core kernels) runs in TF32.
  * In tf32 and bf16 modes the k x k convolutions run on NHWC copies (tensor-core kernels

@@ -46,6 +46,7 @@ static void check_dims(const char *op, int batch, int height, int width, int in_
 
 typedef struct engine_key {
     int batch, height, width, in_channels, out_channels, kernel, math_mode, deterministic;
+    int conv_transpose; /* cuDNN's layout in strict fp32: its times depend on it */
 } engine_key;
 
 /* What runs a direction of a convolution: cuDNN or a GEMM (im2col + GEMM for k x k, one
@@ -84,7 +85,7 @@ static engine_choice *choice_for(int batch, int height, int width, int in_channe
                                  int out_channels, int kernel) {
     /* ints only, no padding: memcmp compares keys */
     const engine_key key = {batch, height, width, in_channels, out_channels, kernel,
-                            cuda_ctx.math_mode, cuda_ctx.deterministic};
+                            cuda_ctx.math_mode, cuda_ctx.deterministic, cuda_ctx.conv_transpose};
     for (int i = 0; i < choice_count; i++)
         if (!memcmp(&choices[i].key, &key, sizeof key)) return &choices[i];
     if (choice_count == choice_capacity) {

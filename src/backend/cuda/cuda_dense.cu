@@ -20,8 +20,9 @@ static cublasHandle_t blas;
 extern "C" int cuda_blas_init(char *message, size_t capacity) {
     const cublasStatus_t status = cublasCreate(&blas);
     if (status != CUBLAS_STATUS_SUCCESS) {
-        snprintf(message, capacity, "cublasCreate: %s (%s)", cublasGetStatusString(status),
-                 cublasGetStatusName(status));
+        if (message && capacity) /* NULL allowed, as for cuda_backend_init */
+            snprintf(message, capacity, "cublasCreate: %s (%s)",
+                     cublasGetStatusString(status), cublasGetStatusName(status));
         blas = NULL;
         return -1;
     }

@@ -31,7 +31,10 @@
  * Ampere and later GPUs use TF32 for fp32 data) and prefers the candidates cuDNN timed
  * that way (cudnnFind* also times CUDNN_DEFAULT_MATH). TF32 and bf16 modes prefer the
  * candidates cuDNN ran with tensor-core math and run each with the math type cuDNN
- * reported for it. Down-conversion to fp16 is never allowed.
+ * reported for it; bf16 data is searched with CUDNN_TENSOR_OP_MATH (search_math).
+ * Down-conversion to fp16 is never allowed. cuDNN's bf16 kernels write bf16 outputs (y, dx,
+ * dweight: its legacy API takes one data type per call), widened to fp32 on the way back;
+ * the GEMM runners sum and write in fp32.
  *
  * Bias and its gradient use the backend's own per-channel kernels, and the backward
  * calls accumulate (beta = 1) as the backend contract requires. */
@@ -112,8 +115,9 @@ extern "C" int cuda_dnn_init(char *message, size_t capacity) {
     if (status != CUDNN_STATUS_SUCCESS) {
         char detail[512];
         cudnnGetLastErrorString(detail, sizeof detail);
-        snprintf(message, capacity, "cudnnCreate: %s%s%s", cudnnGetErrorString(status),
-                 detail[0] ? ": " : "", detail);
+        if (message && capacity) /* NULL allowed, as for cuda_backend_init */
+            snprintf(message, capacity, "cudnnCreate: %s%s%s", cudnnGetErrorString(status),
+                     detail[0] ? ": " : "", detail);
         dnn = NULL;
         return -1;
     }
@@ -254,6 +258,16 @@ static int to_candidates(candidate *out, const Perf *perf, int count) {
  * one on the H200 check.) */
 static int strict_fp32(const conv_plan *plan) { return plan->key.math_mode == CUDA_MATH_FP32; }
 
+/* The math type cuDNN searches with: FMA in strict fp32; DEFAULT in tf32, which is what
+ * lets fp32 data use TF32 (on Ampere and later); TENSOR_OP for bf16 data, as the frameworks
+ * set for 16-bit types (cuDNN documents DEFAULT only as allowing TF32, so it may leave bf16
+ * tensor-core kernels out of the search). */
+static cudnnMathType_t search_math(const conv_plan *plan, conv_layout layout) {
+    if (strict_fp32(plan)) return CUDNN_FMA_MATH;
+    const int bf16_data = layout == LAYOUT_NHWC_COPIES && plan->nhwc_type == CUDA_BF16;
+    return bf16_data ? CUDNN_TENSOR_OP_MATH : CUDNN_DEFAULT_MATH;
+}
+
 /* The math type an algorithm runs with: FMA in strict mode whatever cuDNN reported. */
 static cudnnMathType_t execution_math(const conv_plan *plan, cudnnMathType_t reported) {
     return strict_fp32(plan) ? CUDNN_FMA_MATH : reported;
@@ -281,8 +295,7 @@ static cudnnStatus_t rank_algorithms(conv_plan *plan, conv_direction direction,
     const int timed = !plan->key.deterministic;
     cudnnStatus_t status;
     int returned = 0;
-    CUDNN_CHECK(cudnnSetConvolutionMathType(plan->conv, strict_fp32(plan) ? CUDNN_FMA_MATH
-                                                                          : CUDNN_DEFAULT_MATH));
+    CUDNN_CHECK(cudnnSetConvolutionMathType(plan->conv, search_math(plan, layout)));
     switch (direction) {
     case FORWARD: {
         cudnnConvolutionFwdAlgoPerf_t perf[max_candidates];

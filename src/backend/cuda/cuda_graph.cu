@@ -25,6 +25,17 @@ extern "C" cuda_graph *cuda_graph_create(void) {
     return g;
 }
 
+/* Drops the recorded and the executable graph. A failed recapture leaves none: the one from
+ * before was recorded for what may no longer hold (its generation was replaced when the
+ * capture began). */
+static void forget_graph(cuda_graph *g) {
+    if (g->exec) CUDA_CHECK(cudaGraphExecDestroy(g->exec));
+    if (g->graph) CUDA_CHECK(cudaGraphDestroy(g->graph));
+    g->exec = NULL;
+    g->graph = NULL;
+    g->nodes = 0;
+}
+
 extern "C" void cuda_graph_destroy(cuda_graph *g) {
     if (!g) return;
     if (g->capturing) {
@@ -34,8 +45,7 @@ extern "C" void cuda_graph_destroy(cuda_graph *g) {
         (void)cudaGetLastError();
     }
     CUDA_CHECK(cudaStreamSynchronize(cuda_ctx.stream));
-    if (g->exec) CUDA_CHECK(cudaGraphExecDestroy(g->exec));
-    if (g->graph) CUDA_CHECK(cudaGraphDestroy(g->graph));
+    forget_graph(g);
     free(g);
 }
 
@@ -68,12 +78,12 @@ extern "C" int cuda_graph_end_capture_and_launch(cuda_graph *g, char *message, s
     cudaError_t status = cudaStreamEndCapture(cuda_ctx.stream, &graph);
     if (status != cudaSuccess) {
         if (graph) (void)cudaGraphDestroy(graph);
+        forget_graph(g);
         return failure(message, capacity, "cudaStreamEndCapture", status);
     }
     size_t nodes = 0;
     CUDA_CHECK(cudaGraphGetNodes(graph, NULL, &nodes));
-    /* (A scratch buffer cannot have grown during the capture: growing synchronises the
-     * stream, which fails inside a capture.) */
+    /* (No scratch buffer grew during the capture: cuda_scratch refuses to inside one.) */
 
     /* Same topology as the executable graph: update its parameters in place. */
     int updated = 0;
@@ -94,9 +104,7 @@ extern "C" int cuda_graph_end_capture_and_launch(cuda_graph *g, char *message, s
         if (status != cudaSuccess) {
             g->exec = NULL;
             (void)cudaGraphDestroy(graph);
-            if (g->graph) CUDA_CHECK(cudaGraphDestroy(g->graph));
-            g->graph = NULL;
-            g->nodes = 0;
+            forget_graph(g);
             return failure(message, capacity, "cudaGraphInstantiateWithFlags", status);
         }
     }
