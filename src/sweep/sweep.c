@@ -86,10 +86,22 @@ static void nccl_allreduce_join(void *context) {
     }
 }
 
-/* Collective over the group; aborts the job naming the rank when NCCL cannot start. */
+/* Collective over the group; aborts the job naming the rank when NCCL cannot start. A
+ * group trains on one kind of device, since its gradient sums are NCCL's or MPI's: with
+ * device = auto, a rank that found no usable GPU where the others did would otherwise leave
+ * them waiting in collectives it never joins. */
 static void nccl_setup(sweep_state *s) {
     sweep_world *w = &s->world;
-    if (s->backend != &cuda_backend || w->group_size < 2) return;
+    if (w->group_size < 2) return;
+    const int on_gpu = s->backend == &cuda_backend;
+    const int some_on_gpu = sweep_group_any(w, on_gpu), some_on_cpu = sweep_group_any(w, !on_gpu);
+    if (some_on_gpu && some_on_cpu) {
+        log_error("run group %d has ranks on GPUs and ranks on CPUs (this one: %s); a group "
+                  "trains on one kind of device: give every rank of a group a usable GPU, or "
+                  "set run.device = cpu", w->group, on_gpu ? "a GPU" : "the CPU");
+        sweep_world_abort(w, 1);
+    }
+    if (!on_gpu) return;
     unsigned char id[CUDA_NCCL_UNIQUE_ID_BYTES] = {0};
     char message[512] = "";
     int failed = w->group_rank == 0 && cuda_nccl_unique_id(id, message, sizeof message);

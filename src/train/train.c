@@ -28,7 +28,7 @@ static void gradient_bucket_hook(void *context, const layer *l, int index, int b
                                  int after) {
     (void)l;
     trainer *t = context;
-    if (!backward || !after) return;
+    if (!backward || !after || !t->overlap_this_step) return;
     while (t->next_bucket < t->bucket_count && t->buckets[t->next_bucket].after_layer == index)
         queue_bucket(t, t->next_bucket++);
 }
@@ -274,6 +274,7 @@ int trainer_run_epoch(trainer *t, epoch_record *record) {
         record->data_s += t1 - t0;
 
         t->next_bucket = 0;
+        t->overlap_this_step = t->full_step_done && local == t->max_local_batch;
         if (local > 0) {
             const uint8_t *labels = batch_labels(t);
             const float grad_scale = 1.0f / (float)global;
@@ -296,6 +297,7 @@ int trainer_run_epoch(trainer *t, epoch_record *record) {
         } else {
             be->zero(net->grads, net->model.param_count * sizeof(float));
         }
+        if (local == t->max_local_batch) t->full_step_done = 1;
         double t2 = timer_now();
         record->compute_s += t2 - t1;
         if (ranks > 1 && t->bucket_count) {

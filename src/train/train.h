@@ -91,6 +91,10 @@ typedef struct trainer {
     gradient_bucket buckets[MODEL_MAX_LAYERS];
     int bucket_count; /* 0: one allreduce after the backward pass */
     int next_bucket;  /* the next one to queue in this step */
+    /* Parts are queued during the backward pass only in full steps after this process's
+     * first: a step of a new shape may time convolution engines and grow scratch buffers
+     * (on the GPU: device-wide synchronisation), so it sums after its backward pass. */
+    int full_step_done, overlap_this_step;
 } trainer;
 
 /* Sets up a run of the model on the backend with freshly initialised weights (from
