@@ -378,6 +378,7 @@ Test(config, bad_patterns_are_rejected) {
         {"[sweep]\npatterns = A:4:1\n", 2, "patterns", "mode"},
         {"[sweep]\npatterns = B:2:0\n", 2, "patterns", "alpha"},
         {"[sweep]\npatterns = B:2:x\n", 2, "patterns", "alpha"},
+        {"[sweep]\npatterns = E:3:536870912\n", 2, "patterns", "alpha from 1 to 1024"},
         {"[sweep]\npatterns = A:1:2\n", 2, "patterns", "mode 1"},
         {"[sweep]\npatterns = A:1:1,,B:2:2\n", 2, "patterns", "separated by commas"},
         {"[sweep]\npatterns =\n", 2, "patterns", "at least one pattern"},
@@ -575,8 +576,10 @@ Test(config, out_of_range_values) {
         {"[data]\ntrain_limit = -5\n", 2, "train_limit", ">= 0"},
         {"[data]\nval_limit = -5\n", 2, "val_limit", ">= 0"},
         {"[train]\nepochs = 0\n", 2, "epochs", ">= 1"},
-        {"[train]\nbatch = 0\n", 2, "batch", ">= 1"},
-        {"[train]\nval_batch = -1\n", 2, "val_batch", ">= 1"},
+        {"[train]\nbatch = 0\n", 2, "batch", "from 1 to 65536"},
+        {"[train]\nbatch = 2147483647\n", 2, "batch", "from 1 to 65536"},
+        {"[train]\nval_batch = -1\n", 2, "val_batch", "from 1 to 65536"},
+        {"[train]\nval_batch = 65537\n", 2, "val_batch", "from 1 to 65536"},
         {"[train]\nprogress_every = -1\n", 2, "progress_every", ">= 0"},
         {"[train]\nlr = 0\n", 2, "lr", "> 0"},
         {"[train]\nlr = -1e-3\n", 2, "lr", "> 0"},
@@ -593,10 +596,12 @@ Test(config, out_of_range_values) {
         {"[train]\nadam_eps = 0\n", 2, "adam_eps", "> 0"},
         {"[model]\nmode = 4\n", 2, "mode", "from 1 to 3"},
         {"[model]\nmode = 0\n", 2, "mode", "from 1 to 3"},
-        {"[model]\nalpha = 0\n", 2, "alpha", ">= 1"},
+        {"[model]\nalpha = 0\n", 2, "alpha", "from 1 to 1024"},
+        {"[model]\nmode = 3\nalpha = 536870912\n", 3, "alpha", "from 1 to 1024"},
         {"[model]\nmode = 1\nalpha = 2\n", 3, "alpha", "mode is 1"},
         {"[model]\nalpha = 2\n", 2, "alpha", "mode is 1 (from the default)"},
-        {"[sweep]\nrepeats = 0\n", 2, "repeats", ">= 1"},
+        {"[sweep]\nrepeats = 0\n", 2, "repeats", "from 1 to 10000"},
+        {"[sweep]\nrepeats = 2147483647\n", 2, "repeats", "from 1 to 10000"},
         {"[sweep]\nranks_per_run = 0\n", 2, "ranks_per_run", ">= 1"},
     };
     expect_file_errors(cases, COUNT(cases));
@@ -827,7 +832,7 @@ Test(config, write_round_trips_every_field) {
         snprintf(name, sizeof name, "pattern-no-%02d", i); /* 13 characters: fits a pattern name */
         memcpy(cfg->patterns[i].name, name, strlen(name) + 1);
         cfg->patterns[i].mode = 1 + i % 3;
-        cfg->patterns[i].alpha = cfg->patterns[i].mode == 1 ? 1 : 1000000 + i;
+        cfg->patterns[i].alpha = cfg->patterns[i].mode == 1 ? 1 : 1000 + i;
     }
     cfg->repeats = 4;
     cfg->ranks_per_run = 2;

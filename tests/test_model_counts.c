@@ -74,6 +74,13 @@ Test(model_counts, bad_specs_are_refused_with_a_reason) {
     cr_expect(strstr(err.message, "divisible") != NULL, "%s", err.message);
     model_spec zero_alpha = {2, 0, 3, POOL_BRANCH_KERAS, MODEL_LAYERS_GROUPED};
     cr_expect_eq(model_build(&built, &zero_alpha, &err), -1);
+    /* alphas whose 8 * alpha overflows an int: refused, not a crash (UBSan watches) */
+    const int huge[] = {268435456, 536870912, 2147483647};
+    for (size_t i = 0; i < sizeof huge / sizeof huge[0]; i++) {
+        model_spec spec = {3, huge[i], 3, POOL_BRANCH_KERAS, MODEL_LAYERS_GROUPED};
+        cr_expect_eq(model_build(&built, &spec, &err), -1, "alpha %d", huge[i]);
+        cr_expect(strstr(err.message, "divisible") != NULL, "%s", err.message);
+    }
 }
 
 Test(model_counts, concat_slices_tile_each_module_output) {

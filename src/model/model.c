@@ -389,12 +389,13 @@ int model_build(model *m, const model_spec *spec, bneck_error *err) {
     m->spec = *spec;
     if (m->spec.mode == 1) m->spec.alpha = 1;
     for (int i = 0; i < 5; i++) {
-        /* Every branch width (out/8 at the smallest) must split into alpha parts. */
-        if (module_widths[i] % (8 * m->spec.alpha) != 0)
+        /* Every branch width (out/8 at the smallest) must split into alpha parts (divided,
+         * not multiplied, so that no alpha overflows). */
+        if ((module_widths[i] / 8) % m->spec.alpha != 0)
             return bneck_error_set(err,
                                    "model: alpha %d does not divide Inception module %d: its "
-                                   "width %d must be divisible by 8*alpha = %d",
-                                   m->spec.alpha, i + 1, module_widths[i], 8 * m->spec.alpha);
+                                   "width %d must be divisible by 8*alpha", m->spec.alpha,
+                                   i + 1, module_widths[i]);
     }
 
     builder b = {m, err, 0};

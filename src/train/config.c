@@ -101,14 +101,17 @@ static const key_spec key_table[] = {
     {.section = "data", .key = "augment", .kind = VALUE_BOOL, FIELD(augment)},
 
     {.section = "model", .key = "mode", .kind = VALUE_INT, FIELD(mode), .min = 1, .max = 3},
-    {.section = "model", .key = "alpha", .kind = VALUE_INT, FIELD(alpha), COUNT_FROM(1)},
+    {.section = "model", .key = "alpha", .kind = VALUE_INT, FIELD(alpha), .min = 1, .max = 1024},
     {.section = "model", .key = "pool_branch", .kind = VALUE_ENUM, .choices = pool_branch_choices,
      ENUM_FIELD(pool_branch)},
 
     {.section = "train", .key = "recipe", .kind = VALUE_ENUM, .choices = recipe_choices, ENUM_FIELD(recipe)},
     {.section = "train", .key = "epochs", .kind = VALUE_INT, FIELD(epochs), COUNT_FROM(1)},
-    {.section = "train", .key = "batch", .kind = VALUE_INT, FIELD(batch), COUNT_FROM(1)},
-    {.section = "train", .key = "val_batch", .kind = VALUE_INT, FIELD(val_batch), COUNT_FROM(1)},
+    /* limits far above any real setting, so that a typo fails here rather than as an
+     * allocation of terabytes */
+    {.section = "train", .key = "batch", .kind = VALUE_INT, FIELD(batch), .min = 1, .max = 1 << 16},
+    {.section = "train", .key = "val_batch", .kind = VALUE_INT, FIELD(val_batch), .min = 1,
+     .max = 1 << 16},
     {.section = "train", .key = "lr", .kind = VALUE_DOUBLE, FIELD(lr), .min = 0, .min_open = true,
      .max = INFINITY},
     {.section = "train", .key = "lr_decay_at", .kind = VALUE_DECAY_AT, FIELD(lr_decay_at)},
@@ -130,7 +133,7 @@ static const key_spec key_table[] = {
     {.section = "train", .key = "progress_every", .kind = VALUE_INT, FIELD(progress_every), COUNT_FROM(0)},
 
     {.section = "sweep", .key = "patterns", .kind = VALUE_PATTERNS, FIELD(patterns)},
-    {.section = "sweep", .key = "repeats", .kind = VALUE_INT, FIELD(repeats), COUNT_FROM(1)},
+    {.section = "sweep", .key = "repeats", .kind = VALUE_INT, FIELD(repeats), .min = 1, .max = 10000},
     {.section = "sweep", .key = "ranks_per_run", .kind = VALUE_INT, FIELD(ranks_per_run), COUNT_FROM(1)},
 };
 enum { KEY_COUNT = sizeof key_table / sizeof key_table[0] };
@@ -792,8 +795,9 @@ static int parse_pattern(const config_entry *entry, const char *item, size_t ite
     long mode, alpha;
     if (!parse_long(fields[1], &mode) || mode < 1 || mode > 3)
         return value_error(err, entry, "mode 1, 2 or 3 in name:mode:alpha", item, item_length);
-    if (!parse_long(fields[2], &alpha) || alpha < 1 || alpha > INT_MAX)
-        return value_error(err, entry, "alpha >= 1 in name:mode:alpha", item, item_length);
+    if (!parse_long(fields[2], &alpha) || alpha < 1 || alpha > 1024)
+        return value_error(err, entry, "alpha from 1 to 1024 in name:mode:alpha", item,
+                           item_length);
     if (mode == 1 && alpha != 1)
         return value_error(err, entry, "alpha 1 for mode 1 (a plain pattern has no bottleneck)", item,
                            item_length);

@@ -86,8 +86,12 @@ int trainer_create(trainer *t, const config *cfg, const model_spec *spec, const 
 
     model m;
     if (model_build(&m, spec, err)) return -1;
-    t->max_local_batch = (cfg->batch + ranks - 1) / ranks;
-    const int max_batch = t->max_local_batch > cfg->val_batch ? t->max_local_batch : cfg->val_batch;
+    /* Batches larger than their dataset hold the whole dataset: the buffers are sized for
+     * what a step can hold, not for the setting. */
+    const int train_batch = cfg->batch < train_set->count ? cfg->batch : train_set->count;
+    const int val_batch = cfg->val_batch < val_set->count ? cfg->val_batch : val_set->count;
+    t->max_local_batch = (train_batch + ranks - 1) / ranks;
+    const int max_batch = t->max_local_batch > val_batch ? t->max_local_batch : val_batch;
     if (network_create(&t->net, &m, backend, max_batch, err)) return -1;
     network_init_params(&t->net, cfg->seed, cfg->init);
     if (ranks > 1 && t->comm.allreduce_queue_float && t->comm.allreduce_join)
