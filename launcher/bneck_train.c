@@ -116,13 +116,19 @@ int main(int argc, char **argv) {
     log_info("%5s %9s %10s %9s %10s %9s %8s %8s", "epoch", "lr", "train_loss", "train_acc",
              "val_loss", "val_acc", "s", "img/s");
     double best = 0.0;
-    for (int e = 0; e < cfg.epochs; e++) {
+    int diverged = 0;
+    for (int e = 0; e < cfg.epochs && !diverged; e++) {
         epoch_record r;
         trainer_run_epoch(&run, &r);
         if (r.val_acc > best) best = r.val_acc;
         log_info("%5d %9.1e %10.4f %8.2f%% %10.4f %8.2f%% %8.2f %8.1f", r.epoch, r.lr,
                  r.train_loss, 100 * r.train_acc, r.val_loss, 100 * r.val_acc, r.epoch_s,
                  r.images_per_s);
+        diverged = epoch_record_diverged(&r);
+        if (diverged)
+            log_error("training diverged in epoch %d (training loss %g, validation loss %g); "
+                      "a lower learning rate ([train] lr) usually helps", r.epoch, r.train_loss,
+                      r.val_loss);
     }
     log_info("best validation accuracy %.2f%%", 100 * best);
     if (graphs)
@@ -134,5 +140,5 @@ int main(int argc, char **argv) {
     backend_shutdown(backend);
     dataset_free(&train_set);
     dataset_free(&val_set);
-    return 0;
+    return diverged ? 1 : 0;
 }

@@ -4,7 +4,7 @@
 #  - a sweep killed with SIGKILL mid-run resumes and ends with every run once, with the
 #    same numbers as the uninterrupted sweep;
 #  - --dry-run, a rank count that does not fit ranks_per_run, a failing rank, truncated
-#    and foreign files in the output directory, a changed configuration;
+#    and foreign files in the output directory, a changed configuration, a diverging run;
 #  - the README's h5py/pandas and xarray snippets run on the result.
 # usage: it_sweep.sh BUILD_DIR SOURCE_DIR
 set -euo pipefail
@@ -175,6 +175,22 @@ if "$sweep" "$work/tiny.ini" run.output="$work/one" train.lr=0.01 > "$work/chang
   bad "a changed configuration was accepted over an existing sweep"
 elif grep -q "different configuration" "$work/changed.log"; then ok "a changed configuration is refused"
 else cat "$work/changed.log"; bad "changed-configuration message"; fi
+
+# --- a diverging run: kept with status "diverged", never trained again, exit status 1 ------------
+diverge() {
+  "$sweep" "$work/tiny.ini" run.output="$work/diverged" train.lr=1e30 sweep.patterns=E:3:4 \
+    sweep.repeats=1 data.train_limit=128 > "$work/diverged$1.log" 2>&1
+}
+if diverge 1; then bad "a diverged run exited 0"
+elif grep -q "E-r0 diverged in epoch 1" "$work/diverged1.log" &&
+  /usr/bin/python3 -c "import h5py, sys; r = h5py.File(sys.argv[1])['runs'][()]; \
+assert list(r['status']) == [b'diverged'] and list(r['epochs']) == [1], r" "$work/diverged/sweep.h5"; then
+  ok "a diverging run stops after its first non-finite epoch, status 'diverged', exit 1"
+else cat "$work/diverged1.log"; bad "diverged run handling"; fi
+if ! diverge 2 && grep -q "E-r0\] diverged after 1 epochs in an earlier session" "$work/diverged2.log" &&
+  ! grep -q "epoch   2" "$work/diverged2.log"; then
+  ok "a diverged run is kept on the next invocation, not trained again"
+else cat "$work/diverged2.log"; bad "diverged run on resume"; fi
 
 # --- the README's analysis snippets -----------------------------------------------------------
 for name in h5py xarray; do

@@ -3,7 +3,8 @@
 #  - one line per epoch, the same numbers bit for bit when run twice with the same seed;
 #  - --device NAME as the run.device override;
 #  - --help, a stray argument, a bad config value, a missing dataset and (without a GPU)
-#    --device cuda each end with their exit status and a message naming what was wrong.
+#    --device cuda each end with their exit status and a message naming what was wrong;
+#  - a diverging run (non-finite loss) stops at once and exits 1.
 # usage: it_train.sh BUILD_DIR SOURCE_DIR
 set -uo pipefail
 build=$(cd "$1" && pwd)
@@ -67,6 +68,11 @@ status_is 2 "$work/device.log" "device: expected one of auto, cpu, cuda, got 'gp
   "--device=gpu names the accepted devices" "$train" "$work/tiny.ini" --device=gpu
 status_is 1 "$work/nodata.log" "$work/missing/train-.*: cannot open" "a missing dataset names the file" \
   "$train" "$work/tiny.ini" data.dir="$work/missing" --device cpu
+status_is 1 "$work/diverged.log" "training diverged in epoch 1 \(training loss -?nan" \
+  "a diverging run stops after its first non-finite epoch and exits 1" \
+  "$train" "$work/tiny.ini" --device cpu train.lr=1e30 train.epochs=3
+[ "$(epochs_of "$work/diverged.log" | wc -l)" -eq 1 ] && ok "no epoch after the divergence" ||
+  bad "epochs after the divergence: $(epochs_of "$work/diverged.log" | wc -l)"
 if nvidia-smi -L >/dev/null 2>&1; then
   echo "skip: --device cuda failure check (this machine has a GPU)"
 else

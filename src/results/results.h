@@ -5,7 +5,8 @@
  * variable-length UTF-8 strings.
  *
  * Run file  (OUTPUT/runs/<pattern>-r<repeat>.h5):
- *   attributes   format = "bneck-run-1", status = "running" | "complete", config (text),
+ *   attributes   format = "bneck-run-1", status = "running" | "complete" | "diverged",
+ *                config (text),
  *                git_commit, created, and every run_info field
  *   /history     compound table, one row per finished epoch (epoch_row)
  *   /weights/<layer name>/kernel (OIHW for convs, [out][in] for dense), bias,
@@ -35,6 +36,13 @@
 
 enum { RESULTS_NAME = 16, RESULTS_STATUS = 16, RESULTS_DEVICES = 64, RESULTS_HOSTS = 64 };
 
+/* A run's status: still to train more epochs (stopped, or in progress), every epoch done,
+ * or ended early because its loss stopped being finite (kept, never trained again; left
+ * out of /summary like unfinished runs). */
+#define RUN_STATUS_RUNNING "running"
+#define RUN_STATUS_COMPLETE "complete"
+#define RUN_STATUS_DIVERGED "diverged"
+
 /* One row of /runs. Strings are fixed-length, NUL-padded. */
 typedef struct run_row {
     char pattern[RESULTS_NAME];
@@ -52,7 +60,7 @@ typedef struct run_row {
     double sd_epoch_s;               /* sample sd (ddof 1) over the same epochs; NaN if < 2 */
     double images_per_s;             /* median over epochs after the first */
     double total_s;                  /* training + evaluation, all epochs */
-    char status[RESULTS_STATUS];     /* "complete" or "running" */
+    char status[RESULTS_STATUS];     /* a RUN_STATUS_* */
 } run_row;
 
 /* One row of a history table: epoch_record of train/train.h, field for field. */

@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,8 +111,12 @@ static int visit_weights(const h5_site *site, hid_t file, const model *m, const 
 /* Writing                                                                             */
 
 static int status_is_known(const char *status) {
-    return !strcmp(status, "running") || !strcmp(status, "complete");
+    return !strcmp(status, RUN_STATUS_RUNNING) || !strcmp(status, RUN_STATUS_COMPLETE) ||
+           !strcmp(status, RUN_STATUS_DIVERGED);
 }
+
+static const char known_statuses[] =
+    "\"" RUN_STATUS_RUNNING "\", \"" RUN_STATUS_COMPLETE "\" or \"" RUN_STATUS_DIVERGED "\"";
 
 /* /checkpoint's param_layout: the order of the flat parameter, Adam and state buffers. 1:
  * layer by layer (files from before the attribute existed); 2: layers grouped
@@ -161,8 +166,8 @@ int run_file_write(const char *path, const run_row *row, const epoch_record *his
     char status[RESULTS_STATUS + 1];
     snprintf(status, sizeof status, "%.*s", RESULTS_STATUS, row->status);
     if (!status_is_known(status))
-        return bneck_error_set(err, "%s: status must be \"running\" or \"complete\", not \"%s\"",
-                               path, status);
+        return bneck_error_set(err, "%s: status must be %s, not \"%s\"", path, known_statuses,
+                               status);
     if (row->epochs != epochs)
         return bneck_error_set(err, "%s: the row says %d epochs but the history has %d", path,
                                row->epochs, epochs);
@@ -328,6 +333,36 @@ fail:
     return -1;
 }
 
+static int first_not_finite(const float *values, size_t count, size_t *index) {
+    for (size_t i = 0; i < count; i++)
+        if (!isfinite(values[i])) {
+            *index = i;
+            return 1;
+        }
+    return 0;
+}
+
+static int checkpoint_not_finite(const h5_site *site, const run_checkpoint *c) {
+    const struct {
+        const char *name;
+        const float *values;
+        size_t count;
+    } buffers[] = {{"params", c->params, c->param_count},
+                   {"adam_m", c->adam_m, c->param_count},
+                   {"adam_v", c->adam_v, c->param_count},
+                   {"state", c->state, c->state_count}};
+    for (size_t b = 0; b < sizeof buffers / sizeof buffers[0]; b++) {
+        size_t index = 0;
+        if (buffers[b].values && first_not_finite(buffers[b].values, buffers[b].count, &index)) {
+            bneck_error_set(site->err, "%s: /checkpoint/%s[%zu] is %g in a run still to be "
+                            "continued: the checkpoint is damaged", site->path, buffers[b].name,
+                            index, (double)buffers[b].values[index]);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 int run_file_read(const char *path, run_row *row, epoch_record **history, int *epochs,
                   const model *m, run_checkpoint *checkpoint, bneck_error *err) {
     run_row found;
@@ -349,8 +384,8 @@ int run_file_read(const char *path, run_row *row, epoch_record **history, int *e
         h5_read_fields_from_attributes(&site, file, &h5_run_row_table, &found))
         goto fail;
     if (!status_is_known(found.status)) {
-        bneck_error_set(err, "%s: status \"%s\" is neither \"running\" nor \"complete\"", path,
-                        found.status);
+        bneck_error_set(err, "%s: status \"%s\" is none of %s", path, found.status,
+                        known_statuses);
         goto fail;
     }
     if (h5_read_table(&site, file, "/history", &h5_epoch_record_table, &table, &row_count))
@@ -361,6 +396,11 @@ int run_file_read(const char *path, run_row *row, epoch_record **history, int *e
         goto fail;
     if (m && (visit_weights(&site, file, m, NULL, NULL, 0) ||
               read_checkpoint(&site, file, m, checkpoint ? &loaded : NULL)))
+        goto fail;
+    /* A run to be continued must continue from numbers: a non-finite value in its
+     * checkpoint is damage (a diverged run is never continued, and keeps its NaNs). */
+    if (checkpoint && !strcmp(found.status, RUN_STATUS_RUNNING) &&
+        checkpoint_not_finite(&site, &loaded))
         goto fail;
     h5_close(&file);
     h5_site_close(&site);

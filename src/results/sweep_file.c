@@ -17,7 +17,7 @@ static int same_pattern(const run_row *a, const run_row *b) {
 }
 
 static int is_complete(const run_row *row) {
-    return strncmp(row->status, "complete", RESULTS_STATUS) == 0;
+    return strncmp(row->status, RUN_STATUS_COMPLETE, RESULTS_STATUS) == 0;
 }
 
 /* Epoch seconds of a run that its timing statistics use: after the first epoch, or the

@@ -370,7 +370,7 @@ static void checkpoint_import(trainer *t, const run_checkpoint *c) {
 }
 
 /* The leader's view of what a run file says: start fresh, resume, or already done. */
-typedef enum { RUN_FRESH = 0, RUN_RESUME = 1, RUN_COMPLETE = 2 } run_start;
+typedef enum { RUN_FRESH = 0, RUN_RESUME = 1, RUN_COMPLETE = 2, RUN_DIVERGED = 3 } run_start;
 
 static run_start inspect_run_file(const sweep_state *s, const char *path, const model *m,
                                   run_row *row, epoch_record **history, int *epochs,
@@ -378,7 +378,9 @@ static run_start inspect_run_file(const sweep_state *s, const char *path, const 
     if (access(path, F_OK) != 0) return RUN_FRESH;
     bneck_error err;
     if (run_file_read(path, row, history, epochs, m, checkpoint, &err) == 0) {
-        if (!strcmp(row->status, "complete") && *epochs >= s->cfg.epochs) return RUN_COMPLETE;
+        if (!strcmp(row->status, RUN_STATUS_COMPLETE) && *epochs >= s->cfg.epochs)
+            return RUN_COMPLETE;
+        if (!strcmp(row->status, RUN_STATUS_DIVERGED)) return RUN_DIVERGED;
         if (checkpoint->epochs_done == *epochs && *epochs < s->cfg.epochs) return RUN_RESUME;
         bneck_error_set(&err, "%s: its checkpoint (%d epochs) and history (%d epochs) disagree",
                         path, checkpoint->epochs_done, *epochs);
@@ -481,8 +483,12 @@ static int run_one(sweep_state *s, int index) {
     int start = RUN_FRESH;
     if (leader) start = (int)inspect_run_file(s, path, &built, &row, &history, &epochs, &checkpoint);
     sweep_group_broadcast(w, &start, sizeof start);
-    if (start == RUN_COMPLETE) {
-        if (leader) printf("[%s] already complete in %s: kept\n", run->name, path);
+    if (start == RUN_COMPLETE || start == RUN_DIVERGED) {
+        if (leader && start == RUN_COMPLETE)
+            printf("[%s] already complete in %s: kept\n", run->name, path);
+        else if (leader)
+            printf("[%s] diverged after %d epochs in an earlier session (%s): kept, not "
+                   "trained again (move the file away to retrain it)\n", run->name, epochs, path);
         free(history);
         run_checkpoint_free(&checkpoint);
         return 0;
@@ -518,20 +524,29 @@ static int run_one(sweep_state *s, int index) {
     }
     if (leader) history = realloc(history, (size_t)s->cfg.epochs * sizeof *history);
 
-    int stopped = 0;
-    while (t.epochs_done < s->cfg.epochs) {
+    int stopped = 0, diverged = 0;
+    while (t.epochs_done < s->cfg.epochs && !diverged) {
         if (leader) sweep_board_post(w, index, t.epochs_done);
         epoch_record record;
         if (trainer_run_epoch(&t, &record)) {
             stopped = 1;
             break;
         }
+        diverged = sweep_group_any(w, epoch_record_diverged(&record));
         if (!leader) continue;
         history[epochs++] = record;
         print_epoch(run, s->cfg.epochs, &record);
         fill_row_identity(s, run, &row);
         run_row_summarise(&row, history, epochs);
-        snprintf(row.status, sizeof row.status, "%s", epochs == s->cfg.epochs ? "complete" : "running");
+        snprintf(row.status, sizeof row.status, "%s",
+                 diverged                  ? RUN_STATUS_DIVERGED
+                 : epochs == s->cfg.epochs ? RUN_STATUS_COMPLETE
+                                           : RUN_STATUS_RUNNING);
+        if (diverged)
+            log_error("%s diverged in epoch %d (training loss %g, validation loss %g): it stops "
+                      "there and is kept with status '%s'; a lower learning rate ([train] lr) "
+                      "usually helps", run->name, record.epoch, record.train_loss,
+                      record.val_loss, RUN_STATUS_DIVERGED);
         checkpoint_export(&checkpoint, &t);
         if (run_file_write(path, &row, history, epochs, &built, &checkpoint, s->cfg.text, &err)) {
             log_error("%s: cannot commit the run: %s", run->name, err.message);
@@ -541,8 +556,9 @@ static int run_one(sweep_state *s, int index) {
         /* After a run's last epoch the sweep loop reports, with the new run count. */
         if (w->rank == 0 && t.epochs_done < s->cfg.epochs) print_sweep_progress(s);
     }
-    /* Data parallelism must leave every rank of the run with the same weights, bit for bit. */
-    if (!stopped && w->group_size > 1) {
+    /* Data parallelism must leave every rank of the run with the same weights, bit for bit
+     * (diverged weights hold NaNs, whose bits need not agree). */
+    if (!stopped && !diverged && w->group_size > 1) {
         float *params = bneck_malloc(built.param_count * sizeof(float));
         s->backend->download(params, t.net.params, built.param_count * sizeof(float));
         uint64_t lowest, highest;
@@ -627,13 +643,13 @@ static int pattern_order(const config *cfg, const char *name) {
     return cfg->pattern_count;
 }
 
-static int merge_results(sweep_state *s, int *complete_runs) {
+static int merge_results(sweep_state *s, int *complete_runs, int *diverged_runs) {
     const int count = s->plan.count;
     run_row *rows = bneck_calloc((size_t)count, sizeof *rows);
     epoch_record **histories = bneck_calloc((size_t)count, sizeof *histories);
     int *epoch_counts = bneck_calloc((size_t)count, sizeof *epoch_counts);
     int found = 0;
-    *complete_runs = 0;
+    *complete_runs = *diverged_runs = 0;
     /* Table order: the config's pattern order, then repeat. */
     for (int p = 0; p <= s->cfg.pattern_count; p++) {
         for (int r = 0; r < s->cfg.repeats; r++) {
@@ -649,7 +665,8 @@ static int merge_results(sweep_state *s, int *complete_runs) {
                     log_warn("merge: %s (left out of sweep.h5)", err.message);
                     continue;
                 }
-                if (!strcmp(rows[found].status, "complete")) (*complete_runs)++;
+                if (!strcmp(rows[found].status, RUN_STATUS_COMPLETE)) (*complete_runs)++;
+                if (!strcmp(rows[found].status, RUN_STATUS_DIVERGED)) (*diverged_runs)++;
                 found++;
             }
         }
@@ -847,8 +864,13 @@ int sweep_main(int argc, char **argv) {
     stopped = sweep_world_any(w, stopped);
     int status = 0;
     if (w->rank == 0) {
-        int complete = 0;
-        if (merge_results(&s, &complete)) status = 1;
+        int complete = 0, diverged = 0;
+        if (merge_results(&s, &complete, &diverged)) status = 1;
+        if (diverged) {
+            log_error("sweep: %d of %d run(s) diverged (status '%s' in sweep.h5, left out of "
+                      "/summary)", diverged, s.plan.count, RUN_STATUS_DIVERGED);
+            status = 1;
+        }
         if (stopped) {
             log_info("sweep: stopped by a signal after committing every finished epoch; run the "
                      "same command again to resume (exit status %d)", BNECK_EXIT_STOPPED);

@@ -237,6 +237,10 @@ static void take_recorded_totals(trainer *t, double *loss_sum, double *correct) 
         t->recorded_steps.take_totals(t->recorded_steps.context, loss_sum, correct);
 }
 
+int epoch_record_diverged(const epoch_record *record) {
+    return !isfinite(record->train_loss) || !isfinite(record->val_loss);
+}
+
 int trainer_run_epoch(trainer *t, epoch_record *record) {
     const config *cfg = t->cfg;
     network *net = &t->net;

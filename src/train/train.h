@@ -119,6 +119,11 @@ double trainer_learning_rate(const config *cfg, int epoch);
  * are part-way through the epoch; the last checkpoint stands. */
 int trainer_run_epoch(trainer *t, epoch_record *record);
 
+/* Whether the epoch's training or validation loss is not finite: the weights have
+ * diverged (a learning rate too high for the model, say), and more epochs cannot mend
+ * them. */
+int epoch_record_diverged(const epoch_record *record);
+
 /* Mean loss and accuracy on the validation set (inference-mode BatchNorm). */
 void trainer_evaluate(trainer *t, double *loss, double *accuracy);
 
