@@ -46,6 +46,9 @@ static int load_config(config *cfg, int argc, char **argv) {
             status = 2;
         } else if (device) {
             overrides[override_count++] = device_override;
+        } else if (argv[i][0] == '-') {
+            fprintf(stderr, "bneck-train: unknown option '%s' (see --help)\n", argv[i]);
+            status = 2;
         } else if (strchr(argv[i], '=')) {
             overrides[override_count++] = argv[i];
         } else if (!config_path) {

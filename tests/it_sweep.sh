@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # bneck-sweep end to end on real Fashion-MNIST data (a small subset), on the CPU:
 #  - one process and mpirun -n 4 give the same runs and histories;
-#  - a sweep killed with SIGKILL mid-run resumes and ends with every run once, with the
-#    same numbers as the uninterrupted sweep;
+#  - a sweep killed with SIGKILL mid-run, and one whose second rank got SIGTERM (which stops
+#    the other group too), resume and end with every run once, with the same numbers as the
+#    uninterrupted sweep;
 #  - --dry-run, a rank count that does not fit ranks_per_run, a failing rank, truncated
-#    and foreign files in the output directory, a changed configuration, a diverging run;
+#    and foreign files in the output directory, a run file held open by a viewer, a second
+#    sweep on the same output, a changed configuration, a diverging run;
 #  - the README's h5py/pandas and xarray snippets run on the result.
 # usage: it_sweep.sh BUILD_DIR SOURCE_DIR
 set -euo pipefail
@@ -95,7 +97,22 @@ if [ -f "$work/killed/sweep.h5" ]; then bad "the sweep finished before it could 
 "$sweep" "$work/tiny.ini" run.output="$work/killed" > "$work/killed2.log" 2>&1 || { cat "$work/killed2.log"; bad "resumed sweep"; }
 grep -q "resuming after epoch\|already complete" "$work/killed2.log" && ok "restart resumed or kept earlier work" || bad "restart did not reuse earlier work"
 
-/usr/bin/python3 - "$work" <<'PY' && ok "1-rank, 4-rank and killed+resumed sweeps agree" || bad "sweeps disagree"
+# --- a stop signal to one rank of two groups: both groups stop, and the sweep resumes ----------
+mpirun_n 2 "$sweep" "$work/tiny.ini" run.output="$work/signalled" > "$work/signalled1.log" 2>&1 &
+launcher=$!
+for _ in $(seq 1 600); do grep -q "epoch   1/3" "$work/signalled1.log" 2>/dev/null && break; sleep 0.2; done
+ranks=$(pgrep -f "^$sweep $work/tiny.ini run.output=$work/signalled" | sort -n || true)
+signalled_at=$SECONDS
+kill -TERM "$(echo "$ranks" | tail -n 1)" # one rank, as a user or a node's watchdog would
+signalled_rc=0
+wait "$launcher" || signalled_rc=$?
+if [ "$signalled_rc" -eq 3 ] && grep -q "stopped by a signal" "$work/signalled1.log" &&
+  [ $((SECONDS - signalled_at)) -lt 30 ] && [ "$(grep -c "epoch   3/3" "$work/signalled1.log")" -lt 6 ]; then
+  ok "SIGTERM to one rank stops both groups (exit $signalled_rc, $((SECONDS - signalled_at)) s)"
+else cat "$work/signalled1.log"; bad "SIGTERM to one rank: exit $signalled_rc after $((SECONDS - signalled_at)) s"; fi
+mpirun_n 2 "$sweep" "$work/tiny.ini" run.output="$work/signalled" > "$work/signalled2.log" 2>&1 || { cat "$work/signalled2.log"; bad "resume after a one-rank stop"; }
+
+/usr/bin/python3 - "$work" <<'PY' && ok "1-rank, 4-rank, killed+resumed and signalled+resumed sweeps agree" || bad "sweeps disagree"
 import sys, h5py, numpy as np
 work = sys.argv[1]
 def load(name):
@@ -107,7 +124,7 @@ def load(name):
 ref_file, ref_runs, ref_keys, ref_hist = load("one")
 assert len(ref_keys) == 6 and len(set(ref_keys)) == 6, ref_keys
 assert all(r["status"].decode() == "complete" for r in ref_runs)
-for other in ("four", "killed"):
+for other in ("four", "killed", "signalled"):
     f, runs, keys, hist = load(other)
     assert keys == ref_keys, (other, keys)
     assert sorted(hist) == sorted(ref_hist), (other, sorted(hist))
@@ -116,7 +133,7 @@ for other in ("four", "killed"):
         assert len(a) == len(b) == 3, (other, name, len(a), len(b))
         for field in ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc"):
             assert np.array_equal(a[field], b[field]), (other, name, field, a[field], b[field])
-print("histories equal across 1 rank, 4 ranks and a kill/resume")
+print("histories equal across 1 rank, 4 ranks, a kill/resume and a one-rank stop/resume")
 PY
 
 # --- --dry-run ------------------------------------------------------------------------
@@ -162,6 +179,7 @@ cp -r "$work/one" "$work/damaged"
 victim_file=$(ls "$work/damaged/runs/"*.h5 | head -n 1)
 head -c 2000 "$victim_file" > "$victim_file.cut" && mv "$victim_file.cut" "$victim_file"
 echo "not hdf5" > "$work/damaged/runs/stranger.h5"
+cp "$work/damaged/runs/C-r1.h5" "$work/damaged/runs/C-r0.h5" # another run's file, under this name
 "$sweep" "$work/tiny.ini" run.output="$work/damaged" > "$work/damaged.log" 2>&1 || { cat "$work/damaged.log"; bad "sweep over a damaged output"; }
 if grep -q "$(basename "$victim_file")" "$work/damaged.log" && ls "$victim_file".unreadable-* >/dev/null 2>&1; then
   ok "a truncated run file is reported, kept aside, and its run redone"
@@ -169,11 +187,49 @@ else cat "$work/damaged.log"; bad "truncated run file handling"; fi
 if grep -q "stranger.h5 is not a run of this sweep" "$work/damaged.log" && [ -f "$work/damaged/runs/stranger.h5" ]; then
   ok "a foreign file is reported and left alone"
 else bad "foreign file not reported"; fi
+if grep -q "C-r0.h5 holds run C-r1 (seed [0-9]*), not C-r0" "$work/damaged.log" &&
+  ls "$work/damaged/runs/C-r0.h5".unreadable-* >/dev/null 2>&1 && grep -q "\[C-r0\] epoch   3/3" "$work/damaged.log"; then
+  ok "another run's file under a run's name is moved aside and the run redone"
+else cat "$work/damaged.log"; bad "a run file of another run was trusted"; fi
+# the output's own files: caught before any training, with what was expected
+mkdir -p "$work/runs_file" && echo x > "$work/runs_file/runs"
+if "$sweep" "$work/tiny.ini" run.output="$work/runs_file" > "$work/runs_file.log" 2>&1; then bad "a file named runs was accepted"
+elif grep -q "runs_file/runs exists and is not a directory" "$work/runs_file.log" && ! grep -q "epoch" "$work/runs_file.log"; then
+  ok "a file where OUTPUT/runs belongs is refused before training"
+else cat "$work/runs_file.log"; bad "a file named runs"; fi
+cp -r "$work/one" "$work/empty_ini" && : > "$work/empty_ini/sweep.ini"
+if "$sweep" "$work/tiny.ini" run.output="$work/empty_ini" > "$work/empty_ini.log" 2>&1; then bad "an empty sweep.ini was accepted"
+elif grep -q "sweep.ini, which ties .* to its configuration, is empty; if the directory holds this sweep, remove that file" "$work/empty_ini.log"; then
+  ok "an empty sweep.ini is named as such, with the way out"
+else cat "$work/empty_ini.log"; bad "empty sweep.ini message"; fi
+
+# --- a viewer holding a run file open for writing (HDF5's file lock) is not damage --------------
+/usr/bin/python3 -c "import h5py, sys, time; f = h5py.File(sys.argv[1], 'a'); print('open', flush=True); time.sleep(60)" \
+  "$work/one/runs/E-r0.h5" > "$work/viewer.out" 2>&1 &
+viewer=$!
+for _ in $(seq 50); do grep -q open "$work/viewer.out" && break; sleep 0.2; done
+if "$sweep" "$work/tiny.ini" run.output="$work/one" > "$work/viewer.log" 2>&1 &&
+  grep -q "\[E-r0\] already complete" "$work/viewer.log" && ! ls "$work/one/runs/"*.unreadable-* >/dev/null 2>&1; then
+  ok "a run file held open by a viewer is read, kept and not retrained"
+else cat "$work/viewer.log"; bad "a locked run file was taken for a damaged one"; fi
+kill "$viewer" 2>/dev/null; wait "$viewer" 2>/dev/null || true
+
+# --- two sweeps on one output: the second is refused (OUTPUT/.lock, held by flock here) ----------
+mkdir -p "$work/busy"
+flock "$work/busy/.lock" sleep 60 &
+holder=$!
+sleep 0.5
+if "$sweep" "$work/tiny.ini" run.output="$work/busy" > "$work/busy.log" 2>&1; then bad "a second sweep on a busy output ran"
+elif grep -q "busy is in use by another sweep" "$work/busy.log" && ! grep -q "epoch" "$work/busy.log"; then
+  ok "a second sweep on the same output is refused before training"
+else cat "$work/busy.log"; bad "busy output message"; fi
+kill "$holder" 2>/dev/null; wait "$holder" 2>/dev/null || true
 
 # --- a changed configuration is refused, --restart moves the old sweep aside -------------------
 if "$sweep" "$work/tiny.ini" run.output="$work/one" train.lr=0.01 > "$work/changed.log" 2>&1; then
   bad "a changed configuration was accepted over an existing sweep"
-elif grep -q "different configuration" "$work/changed.log"; then ok "a changed configuration is refused"
+elif grep -q "different configuration (.*sweep.ini; line [0-9]*: stored 'lr = 0.001', this sweep 'lr = 0.01')" "$work/changed.log"; then
+  ok "a changed configuration is refused, naming the first line that differs"
 else cat "$work/changed.log"; bad "changed-configuration message"; fi
 
 # --- a diverging run: kept with status "diverged", never trained again, exit status 1 ------------

@@ -61,6 +61,8 @@ grep -q "384 train / 100 val images" "$work/first.log" && ok "data limits applie
 status_is 0 "$work/help.log" "^usage: bneck-train .*--device" "--help" "$train" --help
 status_is 2 "$work/stray.log" "unexpected argument 'extra'" "a second config file is refused" \
   "$train" "$work/tiny.ini" extra
+status_is 2 "$work/option.log" "unknown option '--bogus'" "an unknown option is named as one" \
+  "$train" "$work/tiny.ini" --bogus
 printf '[train]\nepochs = many\n' > "$work/bad.ini"
 status_is 2 "$work/bad.log" "bad.ini:2: \[train\] epochs: expected" "a bad value names file, line and key" \
   "$train" "$work/bad.ini"

@@ -227,10 +227,26 @@ static hid_t intermediate_groups_plist(void) {
     return plist;
 }
 
+static size_t element_count(int rank, const hsize_t *dims);
+
+/* Dataset creation properties that checksum the data (Fletcher-32, which HDF5 checks on
+ * every read: a damaged file then fails to read instead of giving wrong numbers). The
+ * filter needs chunked storage, here one chunk holding everything; an empty dataset stays
+ * contiguous. */
+static hid_t checksummed_plist(int rank, const hsize_t *dims) {
+    hid_t plist = H5Pcreate(H5P_DATASET_CREATE);
+    if (plist < 0 || element_count(rank, dims) == 0) return plist;
+    if (H5Pset_chunk(plist, rank, dims) < 0 || H5Pset_fletcher32(plist) < 0) {
+        H5Pclose(plist);
+        return H5I_INVALID_HID;
+    }
+    return plist;
+}
+
 int h5_write_table(const h5_site *site, hid_t location, const char *name, const h5_table *table,
                    const void *rows, int count) {
     hid_t memory_type = H5I_INVALID_HID, file_type = H5I_INVALID_HID, space = H5I_INVALID_HID;
-    hid_t plist = H5I_INVALID_HID, dataset = H5I_INVALID_HID;
+    hid_t plist = H5I_INVALID_HID, dataset = H5I_INVALID_HID, create = H5I_INVALID_HID;
     const size_t bytes = (size_t)count * table->row_size;
     unsigned char *clean = bneck_malloc(bytes);
     if (bytes) memcpy(clean, rows, bytes);
@@ -251,7 +267,8 @@ int h5_write_table(const h5_site *site, hid_t location, const char *name, const 
     BNECK_H5_CHECK(site, H5Tpack(file_type), "%s: cannot pack the table type", name);
     BNECK_H5_CHECK(site, space = H5Screate_simple(1, dims, NULL), "%s: cannot make a space", name);
     BNECK_H5_CHECK(site, plist = intermediate_groups_plist(), "%s: no property list", name);
-    BNECK_H5_CHECK(site, dataset = H5Dcreate2(location, name, file_type, space, plist, H5P_DEFAULT,
+    BNECK_H5_CHECK(site, create = checksummed_plist(1, dims), "%s: no property list", name);
+    BNECK_H5_CHECK(site, dataset = H5Dcreate2(location, name, file_type, space, plist, create,
                                               H5P_DEFAULT),
                    "%s: cannot create the table", name);
     if (count > 0)
@@ -260,6 +277,7 @@ int h5_write_table(const h5_site *site, hid_t location, const char *name, const 
     BNECK_H5_CHECK(site, H5Dclose(dataset), "%s: cannot close the table", name);
     dataset = H5I_INVALID_HID;
     free(clean);
+    h5_close(&create);
     h5_close(&plist);
     h5_close(&space);
     h5_close(&file_type);
@@ -268,6 +286,7 @@ int h5_write_table(const h5_site *site, hid_t location, const char *name, const 
 fail:
     free(clean);
     h5_close(&dataset);
+    h5_close(&create);
     h5_close(&plist);
     h5_close(&space);
     h5_close(&file_type);
@@ -639,11 +658,13 @@ static size_t element_count(int rank, const hsize_t *dims) {
 int h5_write_floats(const h5_site *site, hid_t location, const char *name, const float *values,
                     int rank, const hsize_t *dims) {
     hid_t space = H5I_INVALID_HID, plist = H5I_INVALID_HID, dataset = H5I_INVALID_HID;
+    hid_t create = H5I_INVALID_HID;
     BNECK_H5_CHECK(site, space = H5Screate_simple(rank, dims, NULL), "%s: cannot make a space",
                    name);
     BNECK_H5_CHECK(site, plist = intermediate_groups_plist(), "%s: no property list", name);
+    BNECK_H5_CHECK(site, create = checksummed_plist(rank, dims), "%s: no property list", name);
     BNECK_H5_CHECK(site, dataset = H5Dcreate2(location, name, H5T_IEEE_F32LE, space, plist,
-                                              H5P_DEFAULT, H5P_DEFAULT),
+                                              create, H5P_DEFAULT),
                    "%s: cannot create the dataset", name);
     if (element_count(rank, dims) > 0)
         BNECK_H5_CHECK(site,
@@ -651,11 +672,13 @@ int h5_write_floats(const h5_site *site, hid_t location, const char *name, const
                        "%s: cannot write the dataset", name);
     BNECK_H5_CHECK(site, H5Dclose(dataset), "%s: cannot close the dataset", name);
     dataset = H5I_INVALID_HID;
+    h5_close(&create);
     h5_close(&plist);
     h5_close(&space);
     return 0;
 fail:
     h5_close(&dataset);
+    h5_close(&create);
     h5_close(&plist);
     h5_close(&space);
     return -1;
@@ -760,7 +783,11 @@ hid_t h5_create_temporary(const h5_site *site, char *temporary_path, size_t capa
         return H5I_INVALID_HID;
     }
     BNECK_H5_CHECK(site, plist = file_access_plist(), "no file access property list");
-    /* The default (1.8-compatible) format: MATLAB, Julia and older h5py open it. */
+    /* The HDF5 1.8 file format, no newer: MATLAB, Julia and older h5py open it, and unlike
+     * the oldest format its object headers carry checksums, so damaged metadata fails to
+     * read instead of sending the library into garbage. */
+    BNECK_H5_CHECK(site, H5Pset_libver_bounds(plist, H5F_LIBVER_V18, H5F_LIBVER_V18),
+                   "cannot ask for the HDF5 1.8 file format");
     BNECK_H5_CHECK(site, file = H5Fcreate(temporary_path, H5F_ACC_TRUNC, H5P_DEFAULT, plist),
                    "cannot create %s", temporary_path);
     h5_close(&plist);
@@ -822,6 +849,12 @@ fail:
 hid_t h5_open_readonly(const h5_site *site) {
     hid_t plist = H5I_INVALID_HID, file = H5I_INVALID_HID;
     BNECK_H5_CHECK(site, plist = file_access_plist(), "no file access property list");
+#if H5_VERSION_GE(1, 10, 7)
+    /* Without the lock: these files are only ever replaced whole (by rename), never written
+     * in place, and a viewer holding one open for writing (HDFView, h5py's mode 'a') takes
+     * the lock that would make a reader take a good file for a damaged one. */
+    BNECK_H5_CHECK(site, H5Pset_file_locking(plist, 0, 1), "cannot turn file locking off");
+#endif
     BNECK_H5_CHECK(site, file = H5Fopen(site->path, H5F_ACC_RDONLY, plist),
                    "cannot open (damaged or truncated?)");
     h5_close(&plist);

@@ -12,7 +12,7 @@
 
 /* Board layout in rank 0's window: [0] next ticket, [1] runs done, then per group
  * (run index + 1, epoch). */
-enum { BOARD_TICKET = 0, BOARD_DONE = 1, BOARD_GROUPS = 2 };
+enum { BOARD_TICKET = 0, BOARD_DONE = 1, BOARD_STOP = 2, BOARD_GROUPS = 3 };
 
 typedef struct mpi_parts {
     MPI_Comm group_comm;
@@ -112,6 +112,10 @@ int sweep_next_ticket(sweep_world *w) {
 }
 
 long sweep_count_done(sweep_world *w) { return (long)board_fetch_add(w, BOARD_DONE, 1) + 1; }
+
+void sweep_board_post_stop(sweep_world *w) { board_fetch_add(w, BOARD_STOP, 1); }
+
+int sweep_board_stop_posted(sweep_world *w) { return board_fetch_add(w, BOARD_STOP, 0) > 0; }
 
 void sweep_board_post(sweep_world *w, int run_index, int epoch) {
     mpi_parts *p = parts_of(w);
@@ -279,6 +283,8 @@ void sweep_board_read(sweep_world *w, int *run_index, int *epoch, long *done, lo
     *done = p->done;
     *next_ticket = p->ticket;
 }
+void sweep_board_post_stop(sweep_world *w) { (void)w; } /* one process: nobody else to tell */
+int sweep_board_stop_posted(sweep_world *w) { return (void)w, 0; }
 int sweep_group_any(sweep_world *w, int flag) { (void)w; return flag; }
 int sweep_world_any(sweep_world *w, int flag) { (void)w; return flag; }
 void sweep_world_barrier(sweep_world *w) { (void)w; }

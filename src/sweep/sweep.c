@@ -2,11 +2,13 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -182,8 +184,8 @@ static int parse_options(sweep_options *o, int argc, char **argv, bneck_error *e
                                             "TERM, INT, HUP, QUIT, XCPU, ALRM), got '%s'",
                                        i + 1 < argc ? argv[i + 1] : "");
             i++;
-        } else if (strchr(a, '=')) o->overrides[o->override_count++] = a;
-        else if (a[0] == '-') return bneck_error_set(err, "unknown option '%s' (see --help)", a);
+        } else if (a[0] == '-') return bneck_error_set(err, "unknown option '%s' (see --help)", a);
+        else if (strchr(a, '=')) o->overrides[o->override_count++] = a;
         else if (!o->config_path) o->config_path = a;
         else return bneck_error_set(err, "unexpected argument '%s': one config file, then "
                                          "section.key=value overrides", a);
@@ -236,6 +238,10 @@ static int make_directory(const char *path, bneck_error *err) {
     }
     if (mkdir(partial, 0777) && errno != EEXIST)
         return bneck_error_set(err, "cannot create directory %s: %s", partial, strerror(errno));
+    /* EEXIST says nothing of what exists: a file there would fail only at the first commit */
+    struct stat info;
+    if (stat(partial, &info) != 0 || !S_ISDIR(info.st_mode))
+        return bneck_error_set(err, "%s exists and is not a directory", partial);
     return 0;
 }
 
@@ -266,6 +272,46 @@ static int read_whole_file(const char *path, char *out, size_t capacity) {
     return 0;
 }
 
+/* "line N: stored 'A', this run 'B'" for the first line where the texts differ. */
+static void first_difference(const char *stored, const char *wanted, char *out, size_t capacity) {
+    for (int line = 1;; line++) {
+        const size_t stored_length = strcspn(stored, "\n"), wanted_length = strcspn(wanted, "\n");
+        if (stored_length != wanted_length || strncmp(stored, wanted, stored_length)) {
+            snprintf(out, capacity, "line %d: stored '%.*s', this sweep '%.*s'", line,
+                     (int)(stored_length < 80 ? stored_length : 80), stored,
+                     (int)(wanted_length < 80 ? wanted_length : 80), wanted);
+            return;
+        }
+        const int stored_ends = !stored[stored_length], wanted_ends = !wanted[wanted_length];
+        if (stored_ends || wanted_ends) {
+            snprintf(out, capacity, stored_ends == wanted_ends ? "no line differs"
+                                    : stored_ends ? "the stored file ends at line %d"
+                                                  : "the stored file goes on after line %d",
+                     line);
+            return;
+        }
+        stored += stored_length + 1;
+        wanted += wanted_length + 1;
+    }
+}
+
+/* Writes text to path through path.tmp and a rename: a crash leaves the old file or the
+ * new one, never part of one. */
+static int write_file_atomically(const char *path, const char *text, bneck_error *err) {
+    char temporary[PATH_TEXT + 32];
+    snprintf(temporary, sizeof temporary, "%s.tmp", path);
+    FILE *f = fopen(temporary, "w");
+    int failed = !f || fputs(text, f) < 0 || fflush(f) != 0 || fsync(fileno(f)) != 0;
+    const int saved = errno;
+    if (f && fclose(f) != 0) failed = 1;
+    if (failed || rename(temporary, path) != 0) {
+        const int why = failed ? saved : errno;
+        remove(temporary);
+        return bneck_error_set(err, "cannot write %s: %s", path, strerror(why));
+    }
+    return 0;
+}
+
 /* Rank 0: names the files in OUTPUT/runs that are not runs of this plan (left alone). */
 static void report_foreign_files(const sweep_state *s, const char *runs_dir) {
     DIR *dir = opendir(runs_dir);
@@ -289,40 +335,90 @@ static void report_foreign_files(const sweep_state *s, const char *runs_dir) {
     closedir(dir);
 }
 
-/* Rank 0: prepares OUTPUT (and OUTPUT/runs), refusing to mix two configurations. */
+/* Rank 0 holds an exclusive lock on OUTPUT/.lock while the sweep runs (the system drops
+ * it when the process ends, however it ends): a second sweep on the same output is
+ * refused instead of training every run twice and racing for the commits. Returns the
+ * descriptor that holds it, or -1 with err set. */
+static int lock_output(const sweep_state *s, const char *output, bneck_error *err) {
+    char path[PATH_TEXT + 16];
+    snprintf(path, sizeof path, "%s/.lock", output);
+    const int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    if (fd < 0) {
+        bneck_error_set(err, "cannot open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        if (errno == EWOULDBLOCK) {
+            char holder[160] = "";
+            const ssize_t n = pread(fd, holder, sizeof holder - 1, 0);
+            holder[n > 0 ? strcspn(holder, "\n") : 0] = '\0';
+            close(fd);
+            bneck_error_set(err, "%s is in use by another sweep (%s): wait for it to end or stop "
+                            "it, then run again", output, holder[0] ? holder : "holder unknown");
+            return -1;
+        }
+        /* filesystems without flock (some NFS mounts) run unlocked, saying so */
+        log_warn("%s: cannot lock it (%s): a second sweep on this output would not be refused",
+                 path, strerror(errno));
+        return fd;
+    }
+    char stamp[32], holder[160];
+    timestamp(stamp, sizeof stamp);
+    const int length = snprintf(holder, sizeof holder, "pid %d on %s since %s\n", (int)getpid(),
+                                s->world.host, stamp);
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, holder, (size_t)length, 0) != length)
+        log_warn("%s: cannot note this sweep in it: %s", path, strerror(errno));
+    return fd;
+}
+
+/* Rank 0: prepares OUTPUT (and OUTPUT/runs), refusing to mix two configurations or two
+ * sweeps at once. */
 static int prepare_output(sweep_state *s, bneck_error *err) {
     const char *output = s->cfg.output;
     struct stat info;
     if (s->options.restart && stat(output, &info) == 0) {
+        /* not from under a sweep that is still running there */
+        const int held = S_ISDIR(info.st_mode) ? lock_output(s, output, err) : 0;
+        if (held < 0) return -1;
         char stamp[32], aside[PATH_TEXT + 64];
         timestamp(stamp, sizeof stamp);
         snprintf(aside, sizeof aside, "%s.previous-%s", output, stamp);
-        if (rename(output, aside))
+        const int moved = rename(output, aside);
+        const int why = errno;
+        if (S_ISDIR(info.st_mode)) close(held);
+        if (moved)
             return bneck_error_set(err, "--restart: cannot move %s to %s: %s", output, aside,
-                                   strerror(errno));
+                                   strerror(why));
         log_info("sweep: --restart: moved the previous %s to %s (nothing deleted)", output, aside);
     }
     char runs[PATH_TEXT + 16], stored_path[PATH_TEXT + 16];
     snprintf(runs, sizeof runs, "%s/runs", output);
     if (make_directory(runs, err)) return -1;
+    if (lock_output(s, output, err) < 0) return -1; /* held until the process ends */
     report_foreign_files(s, runs);
     snprintf(stored_path, sizeof stored_path, "%s/sweep.ini", output);
 
     static char wanted[CONFIG_MAX_TEXT], stored[CONFIG_MAX_TEXT];
     results_defining_config(&s->cfg, wanted, sizeof wanted);
+    if (stat(stored_path, &info) == 0 && !S_ISREG(info.st_mode))
+        return bneck_error_set(err, "%s is not a regular file", stored_path);
     if (read_whole_file(stored_path, stored, sizeof stored) == 0) {
-        if (strcmp(stored, wanted) != 0)
+        if (strcmp(stored, wanted) == 0) return 0;
+        if (!stored[0])
             return bneck_error_set(err,
-                                   "%s holds a sweep with a different configuration (%s): "
-                                   "resume it with that configuration, choose another "
-                                   "[run] output, or pass --restart to move it aside",
-                                   output, stored_path);
-        return 0;
+                                   "%s, which ties %s to its configuration, is empty; if the "
+                                   "directory holds this sweep, remove that file and run again "
+                                   "(the run files keep their own record)",
+                                   stored_path, output);
+        char difference[256];
+        first_difference(stored, wanted, difference, sizeof difference);
+        return bneck_error_set(err,
+                               "%s holds a sweep with a different configuration (%s; %s): "
+                               "resume it with that configuration, choose another [run] output, "
+                               "or pass --restart to move it aside",
+                               output, stored_path, difference);
     }
-    FILE *f = fopen(stored_path, "w");
-    if (!f || fputs(wanted, f) < 0 || fclose(f) != 0)
-        return bneck_error_set(err, "cannot write %s: %s", stored_path, strerror(errno));
-    return 0;
+    return write_file_atomically(stored_path, wanted, err);
 }
 
 /* ---------------------------------------------------------------------------------- */
@@ -372,18 +468,44 @@ static void checkpoint_import(trainer *t, const run_checkpoint *c) {
 /* The leader's view of what a run file says: start fresh, resume, or already done. */
 typedef enum { RUN_FRESH = 0, RUN_RESUME = 1, RUN_COMPLETE = 2, RUN_DIVERGED = 3 } run_start;
 
-static run_start inspect_run_file(const sweep_state *s, const char *path, const model *m,
-                                  run_row *row, epoch_record **history, int *epochs,
-                                  run_checkpoint *checkpoint) {
+/* What a run file that reads allows; RUN_FRESH with the reason in err when it cannot be
+ * trusted for this run. */
+static run_start judge_run_file(const sweep_state *s, const planned_run *run, const char *path,
+                                const run_row *row, int epochs,
+                                const run_checkpoint *checkpoint, bneck_error *err) {
+    if (strncmp(row->pattern, run->pattern.name, sizeof row->pattern) ||
+        row->repeat != run->repeat || row->seed != run->seed) {
+        /* a file copied or renamed from another run: its numbers are not this run's */
+        bneck_error_set(err, "%s holds run %.*s-r%d (seed %llu), not %s (seed %llu)", path,
+                        (int)sizeof row->pattern, row->pattern, row->repeat,
+                        (unsigned long long)row->seed, run->name, (unsigned long long)run->seed);
+        return RUN_FRESH;
+    }
+    if (!strcmp(row->status, RUN_STATUS_COMPLETE) && epochs >= s->cfg.epochs) return RUN_COMPLETE;
+    if (!strcmp(row->status, RUN_STATUS_DIVERGED)) return RUN_DIVERGED;
+    if (checkpoint->epochs_done == epochs && epochs < s->cfg.epochs) return RUN_RESUME;
+    bneck_error_set(err, "%s: its checkpoint (%d epochs) and history (%d epochs) disagree", path,
+                    checkpoint->epochs_done, epochs);
+    return RUN_FRESH;
+}
+
+static run_start inspect_run_file(const sweep_state *s, const planned_run *run, const char *path,
+                                  const model *m, run_row *row, epoch_record **history,
+                                  int *epochs, run_checkpoint *checkpoint) {
     if (access(path, F_OK) != 0) return RUN_FRESH;
+    /* A file that cannot even be opened (permissions, I/O) is not known to be damaged:
+     * nothing is moved or retrained on a guess. */
+    const int fd = open(path, O_RDONLY);
+    if (fd < 0) {
+        log_error("%s: cannot open: %s (left as it is; the sweep stops so that no finished "
+                  "work is redone)", path, strerror(errno));
+        sweep_world_abort((sweep_world *)&s->world, 1);
+    }
+    close(fd);
     bneck_error err;
     if (run_file_read(path, row, history, epochs, m, checkpoint, &err) == 0) {
-        if (!strcmp(row->status, RUN_STATUS_COMPLETE) && *epochs >= s->cfg.epochs)
-            return RUN_COMPLETE;
-        if (!strcmp(row->status, RUN_STATUS_DIVERGED)) return RUN_DIVERGED;
-        if (checkpoint->epochs_done == *epochs && *epochs < s->cfg.epochs) return RUN_RESUME;
-        bneck_error_set(&err, "%s: its checkpoint (%d epochs) and history (%d epochs) disagree",
-                        path, checkpoint->epochs_done, *epochs);
+        const run_start start = judge_run_file(s, run, path, row, *epochs, checkpoint, &err);
+        if (start != RUN_FRESH) return start;
         run_checkpoint_free(checkpoint);
         free(*history);
         *history = NULL;
@@ -481,7 +603,8 @@ static int run_one(sweep_state *s, int index) {
     int epochs = 0;
     run_checkpoint checkpoint = {0};
     int start = RUN_FRESH;
-    if (leader) start = (int)inspect_run_file(s, path, &built, &row, &history, &epochs, &checkpoint);
+    if (leader)
+        start = (int)inspect_run_file(s, run, path, &built, &row, &history, &epochs, &checkpoint);
     sweep_group_broadcast(w, &start, sizeof start);
     if (start == RUN_COMPLETE || start == RUN_DIVERGED) {
         if (leader && start == RUN_COMPLETE)
@@ -533,7 +656,14 @@ static int run_one(sweep_state *s, int index) {
             break;
         }
         diverged = sweep_group_any(w, epoch_record_diverged(&record));
-        if (!leader) continue;
+        /* another group took a stop signal: stop after this epoch, once it is committed */
+        const int others_stopped = sweep_group_any(w, leader && sweep_board_stop_posted(w));
+        const int stop_now = others_stopped && !diverged && t.epochs_done < s->cfg.epochs;
+        stopped = stop_now;
+        if (!leader) {
+            if (stop_now) break;
+            continue;
+        }
         history[epochs++] = record;
         print_epoch(run, s->cfg.epochs, &record);
         fill_row_identity(s, run, &row);
@@ -555,6 +685,7 @@ static int run_one(sweep_state *s, int index) {
         sweep_board_post(w, index, t.epochs_done);
         /* After a run's last epoch the sweep loop reports, with the new run count. */
         if (w->rank == 0 && t.epochs_done < s->cfg.epochs) print_sweep_progress(s);
+        if (stop_now) break;
     }
     /* Data parallelism must leave every rank of the run with the same weights, bit for bit
      * (diverged weights hold NaNs, whose bits need not agree). */
@@ -648,7 +779,7 @@ static int merge_results(sweep_state *s, int *complete_runs, int *diverged_runs)
     run_row *rows = bneck_calloc((size_t)count, sizeof *rows);
     epoch_record **histories = bneck_calloc((size_t)count, sizeof *histories);
     int *epoch_counts = bneck_calloc((size_t)count, sizeof *epoch_counts);
-    int found = 0;
+    int found = 0, unreadable = 0;
     *complete_runs = *diverged_runs = 0;
     /* Table order: the config's pattern order, then repeat. */
     for (int p = 0; p <= s->cfg.pattern_count; p++) {
@@ -663,6 +794,7 @@ static int merge_results(sweep_state *s, int *complete_runs, int *diverged_runs)
                 if (run_file_read(path, &rows[found], &histories[found], &epoch_counts[found], NULL,
                                   NULL, &err)) {
                     log_warn("merge: %s (left out of sweep.h5)", err.message);
+                    unreadable++;
                     continue;
                 }
                 if (!strcmp(rows[found].status, RUN_STATUS_COMPLETE)) (*complete_runs)++;
@@ -714,6 +846,11 @@ static int merge_results(sweep_state *s, int *complete_runs, int *diverged_runs)
     else log_info("sweep: wrote %s (%d runs, %d complete)", path, found, *complete_runs);
 
     if (rc == 0 && found > 0) log_summary(rows, histories, epoch_counts, found);
+    if (unreadable) {
+        log_error("merge: %d run file(s) could not be read and are missing from %s (see the "
+                  "warnings above)", unreadable, path);
+        rc = 1;
+    }
     free(hosts);
     free(devices);
     free(rank_map);
@@ -844,8 +981,10 @@ int sweep_main(int argc, char **argv) {
 
     int stopped = 0;
     for (;;) {
-        /* The group agrees before taking a run, so a stop never strands a teammate. */
-        if (sweep_group_any(w, stop_requested())) {
+        /* The group agrees before taking a run, so a stop never strands a teammate; a stop
+         * signal another group got counts too. */
+        const int stop_seen = stop_requested() || (w->group_rank == 0 && sweep_board_stop_posted(w));
+        if (sweep_group_any(w, stop_seen)) {
             stopped = 1;
             break;
         }
@@ -861,6 +1000,8 @@ int sweep_main(int argc, char **argv) {
         }
         if (w->rank == 0) print_sweep_progress(&s);
     }
+    /* tell the groups still training, which read the board after every epoch */
+    if (stopped && w->group_rank == 0) sweep_board_post_stop(w);
     stopped = sweep_world_any(w, stopped);
     int status = 0;
     if (w->rank == 0) {
@@ -871,7 +1012,9 @@ int sweep_main(int argc, char **argv) {
                       "/summary)", diverged, s.plan.count, RUN_STATUS_DIVERGED);
             status = 1;
         }
-        if (stopped) {
+        if (stopped && complete + diverged == s.plan.count)
+            log_info("sweep: the stop signal came after the last run: nothing is left to resume");
+        else if (stopped) {
             log_info("sweep: stopped by a signal after committing every finished epoch; run the "
                      "same command again to resume (exit status %d)", BNECK_EXIT_STOPPED);
             status = BNECK_EXIT_STOPPED;
