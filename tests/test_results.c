@@ -166,6 +166,7 @@ static void make_checkpoint(run_checkpoint *c, const model *m, uint32_t seed) {
     fill_floats(c->adam_v, m->param_count, seed + 3);
     c->step = 12345;
     c->epochs_done = 4;
+    c->cpu_threads = 3;
 }
 
 enum { SAMPLE_EPOCHS = 4 };
@@ -429,6 +430,7 @@ Test(run_file, round_trip_is_exact) {
     cr_assert_eq(read.state_count, built.state_count);
     cr_expect_eq(read.step, 12345);
     cr_expect_eq(read.epochs_done, 4);
+    cr_expect_eq(read.cpu_threads, 3, "the CPU threads that computed it");
     const size_t param_bytes = built.param_count * sizeof(float);
     cr_expect_eq(memcmp(read.params, written.params, param_bytes), 0, "params bit-exact");
     cr_expect_eq(memcmp(read.adam_m, written.adam_m, param_bytes), 0, "adam_m bit-exact");

@@ -92,6 +92,10 @@ typedef struct run_checkpoint {
     size_t param_count, state_count;
     long step;
     int epochs_done;
+    /* CPU threads per rank that computed it (their count sets the order of the sums, so a
+     * run continued on another count is no longer bit-identical); 0: not on the CPU, or a
+     * file from before the attribute */
+    int cpu_threads;
 } run_checkpoint;
 
 /* Writes the run file atomically (path.tmp, then rename). */

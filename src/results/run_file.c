@@ -141,7 +141,8 @@ static int write_checkpoint(const h5_site *site, hid_t file, const model *m,
         h5_write_floats(site, group, "adam_v", c->adam_v, 1, params) ||
         h5_write_int64_attribute(site, group, "step", c->step) ||
         h5_write_int64_attribute(site, group, "epochs_done", c->epochs_done) ||
-        h5_write_int64_attribute(site, group, "param_layout", param_layout_of(m)))
+        h5_write_int64_attribute(site, group, "param_layout", param_layout_of(m)) ||
+        h5_write_int64_attribute(site, group, "cpu_threads", c->cpu_threads))
         goto fail;
     h5_close(&group);
     return 0;
@@ -322,6 +323,11 @@ static int read_checkpoint(const h5_site *site, hid_t file, const model *m, run_
         goto fail;
     }
     if (read_param_layout(site, group, m, &c)) goto fail;
+    int64_t cpu_threads = 0; /* optional: files from before it stay readable */
+    const htri_t has_threads = H5Aexists(group, "cpu_threads");
+    BNECK_H5_CHECK(site, has_threads, "/checkpoint: cannot look for the cpu_threads attribute");
+    if (has_threads && h5_read_int64_attribute(site, group, "cpu_threads", &cpu_threads)) goto fail;
+    c.cpu_threads = cpu_threads > 0 && cpu_threads <= INT32_MAX ? (int)cpu_threads : 0;
     c.step = (long)step;
     c.epochs_done = (int)epochs_done;
     h5_close(&group);

@@ -453,6 +453,7 @@ static void checkpoint_export(run_checkpoint *c, const trainer *t) {
     be->download(c->state, t->net.state, c->state_count * sizeof(float));
     c->step = t->step;
     c->epochs_done = t->epochs_done;
+    c->cpu_threads = be == &cpu_backend ? cpu_threads() : 0;
 }
 
 static void checkpoint_import(trainer *t, const run_checkpoint *c) {
@@ -641,6 +642,12 @@ static int run_one(sweep_state *s, int index) {
         sweep_group_broadcast(w, &checkpoint.epochs_done, sizeof checkpoint.epochs_done);
         checkpoint_import(&t, &checkpoint);
         if (leader) printf("[%s] resuming after epoch %d from %s\n", run->name, t.epochs_done, path);
+        if (leader && checkpoint.cpu_threads && s->backend == &cpu_backend &&
+            checkpoint.cpu_threads != cpu_threads())
+            log_warn("%s continues on %d CPU thread(s) per rank where its epochs so far used %d: "
+                     "its sums now run in another order, so its numbers will differ slightly "
+                     "from an uninterrupted run's (set [run] threads to keep them bit for bit)",
+                     run->name, cpu_threads(), checkpoint.cpu_threads);
     } else {
         checkpoint_alloc(&checkpoint, &built);
         epochs = 0;
