@@ -374,9 +374,12 @@ static void parse_options(int argc, char **argv, options *opts) {
         }
     }
 
-    if (!opts->want_ratios && !opts->want_patterns) opts->want_ratios = opts->want_patterns = 1;
+    const int neither = !opts->want_ratios && !opts->want_patterns;
+    if (neither) opts->want_ratios = opts->want_patterns = 1;
     if (format_given && opts->format == FORMAT_CSV && opts->want_ratios && opts->want_patterns)
-        usage_error("--format csv prints one table: add --ratios or --patterns");
+        usage_error(neither ? "--format csv prints one table: add --ratios or --patterns"
+                            : "--format csv prints one table: ask for --ratios or --patterns "
+                              "(or their options), not both");
 
     parse_list_or_exit("--k", k_text ? k_text : default_k, &k_list);
     parse_list_or_exit("--alpha", alpha_text ? alpha_text : default_alpha, &alpha_list);
