@@ -6,7 +6,8 @@
 #    uninterrupted sweep;
 #  - --dry-run, a rank count that does not fit ranks_per_run, a failing rank, truncated
 #    and foreign files in the output directory, a run file held open by a viewer, a second
-#    sweep on the same output, a changed configuration, a diverging run;
+#    sweep on the same output, a changed configuration, a changed run list (patterns,
+#    repeats), a diverging run;
 #  - the README's h5py/pandas and xarray snippets run on the result.
 # usage: it_sweep.sh BUILD_DIR SOURCE_DIR
 set -euo pipefail
@@ -194,7 +195,7 @@ else cat "$work/damaged.log"; bad "a run file of another run was trusted"; fi
 # the output's own files: caught before any training, with what was expected
 mkdir -p "$work/runs_file" && echo x > "$work/runs_file/runs"
 if "$sweep" "$work/tiny.ini" run.output="$work/runs_file" > "$work/runs_file.log" 2>&1; then bad "a file named runs was accepted"
-elif grep -q "runs_file/runs exists and is not a directory" "$work/runs_file.log" && ! grep -q "epoch" "$work/runs_file.log"; then
+elif grep -q "runs_file/runs exists and is not a directory" "$work/runs_file.log" && ! grep -qE "\] epoch +[0-9]" "$work/runs_file.log"; then
   ok "a file where OUTPUT/runs belongs is refused before training"
 else cat "$work/runs_file.log"; bad "a file named runs"; fi
 cp -r "$work/one" "$work/empty_ini" && : > "$work/empty_ini/sweep.ini"
@@ -220,7 +221,7 @@ flock "$work/busy/.lock" sleep 60 &
 holder=$!
 sleep 0.5
 if "$sweep" "$work/tiny.ini" run.output="$work/busy" > "$work/busy.log" 2>&1; then bad "a second sweep on a busy output ran"
-elif grep -q "busy is in use by another sweep" "$work/busy.log" && ! grep -q "epoch" "$work/busy.log"; then
+elif grep -q "busy is in use by another sweep" "$work/busy.log" && ! grep -qE "\] epoch +[0-9]" "$work/busy.log"; then
   ok "a second sweep on the same output is refused before training"
 else cat "$work/busy.log"; bad "busy output message"; fi
 kill "$holder" 2>/dev/null; wait "$holder" 2>/dev/null || true
@@ -228,9 +229,20 @@ kill "$holder" 2>/dev/null; wait "$holder" 2>/dev/null || true
 # --- a changed configuration is refused, --restart moves the old sweep aside -------------------
 if "$sweep" "$work/tiny.ini" run.output="$work/one" train.lr=0.01 > "$work/changed.log" 2>&1; then
   bad "a changed configuration was accepted over an existing sweep"
-elif grep -q "different configuration (.*sweep.ini; line [0-9]*: stored 'lr = 0.001', this sweep 'lr = 0.01')" "$work/changed.log"; then
+elif grep -q "different configuration (.*sweep.ini; stored 'lr = 0.001', this sweep 'lr = 0.01')" "$work/changed.log"; then
   ok "a changed configuration is refused, naming the first line that differs"
 else cat "$work/changed.log"; bad "changed-configuration message"; fi
+
+# --- [sweep] patterns and repeats may change: narrowed, then widened again, nothing retrained ----
+cp -r "$work/one" "$work/narrowed"
+runs_in() { /usr/bin/python3 -c "import h5py, sys; print(len(h5py.File(sys.argv[1])['runs']))" "$1/sweep.h5"; }
+if "$sweep" "$work/tiny.ini" run.output="$work/narrowed" sweep.patterns=E:3:4 > "$work/narrowed1.log" 2>&1 &&
+  [ "$(runs_in "$work/narrowed")" = 2 ] &&
+  "$sweep" "$work/tiny.ini" run.output="$work/narrowed" > "$work/narrowed2.log" 2>&1 &&
+  [ "$(runs_in "$work/narrowed")" = 6 ] && ! grep -qE "\] epoch +[0-9]" "$work/narrowed1.log" "$work/narrowed2.log" &&
+  grep -q "patterns or repeats changed; the runs already there are kept" "$work/narrowed2.log"; then
+  ok "a sweep narrowed to one pattern and widened back keeps every run, retraining none"
+else cat "$work/narrowed1.log" "$work/narrowed2.log"; bad "changing [sweep] patterns"; fi
 
 # --- a diverging run: kept with status "diverged", never trained again, exit status 1 ------------
 diverge() {

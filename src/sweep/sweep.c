@@ -272,27 +272,47 @@ static int read_whole_file(const char *path, char *out, size_t capacity) {
     return 0;
 }
 
-/* "line N: stored 'A', this run 'B'" for the first line where the texts differ. */
+/* "stored 'A', this sweep 'B'" for the first line where the texts differ. */
 static void first_difference(const char *stored, const char *wanted, char *out, size_t capacity) {
-    for (int line = 1;; line++) {
+    for (;;) {
         const size_t stored_length = strcspn(stored, "\n"), wanted_length = strcspn(wanted, "\n");
         if (stored_length != wanted_length || strncmp(stored, wanted, stored_length)) {
-            snprintf(out, capacity, "line %d: stored '%.*s', this sweep '%.*s'", line,
+            snprintf(out, capacity, "stored '%.*s', this sweep '%.*s'",
                      (int)(stored_length < 80 ? stored_length : 80), stored,
                      (int)(wanted_length < 80 ? wanted_length : 80), wanted);
             return;
         }
         const int stored_ends = !stored[stored_length], wanted_ends = !wanted[wanted_length];
         if (stored_ends || wanted_ends) {
-            snprintf(out, capacity, stored_ends == wanted_ends ? "no line differs"
-                                    : stored_ends ? "the stored file ends at line %d"
-                                                  : "the stored file goes on after line %d",
-                     line);
+            snprintf(out, capacity, "%s", stored_ends == wanted_ends ? "no line differs"
+                                          : stored_ends ? "the stored file ends early"
+                                                        : "the stored file goes on");
             return;
         }
         stored += stored_length + 1;
         wanted += wanted_length + 1;
     }
+}
+
+/* A written configuration without the lines that only list the sweep's runs ([sweep]
+ * patterns, with its continuation lines, and repeats). Each run is seeded by (sweep seed,
+ * pattern name, repeat) alone, so a sweep extended by patterns or repeats (or narrowed)
+ * leaves every run already there as it is: only these lines may change between sessions. */
+static void without_run_list(const char *text, char *out, size_t capacity) {
+    size_t used = 0;
+    int in_patterns = 0;
+    while (*text) {
+        const size_t length = strcspn(text, "\n") + (text[strcspn(text, "\n")] ? 1 : 0);
+        const int continuation = text[0] == ' ' || text[0] == '\t';
+        in_patterns = (in_patterns && continuation) || !strncmp(text, "patterns =", 10);
+        const int skip = in_patterns || !strncmp(text, "repeats =", 9);
+        if (!skip && used + length < capacity) {
+            memcpy(out + used, text, length);
+            used += length;
+        }
+        text += length;
+    }
+    out[used] = '\0';
 }
 
 /* Writes text to path through path.tmp and a rename: a crash leaves the old file or the
@@ -410,8 +430,16 @@ static int prepare_output(sweep_state *s, bneck_error *err) {
                                    "directory holds this sweep, remove that file and run again "
                                    "(the run files keep their own record)",
                                    stored_path, output);
+        static char stored_settings[CONFIG_MAX_TEXT], wanted_settings[CONFIG_MAX_TEXT];
+        without_run_list(stored, stored_settings, sizeof stored_settings);
+        without_run_list(wanted, wanted_settings, sizeof wanted_settings);
+        if (strcmp(stored_settings, wanted_settings) == 0) {
+            log_info("sweep: %s: [sweep] patterns or repeats changed; the runs already there "
+                     "are kept, and %s now records this sweep's", output, stored_path);
+            return write_file_atomically(stored_path, wanted, err);
+        }
         char difference[256];
-        first_difference(stored, wanted, difference, sizeof difference);
+        first_difference(stored_settings, wanted_settings, difference, sizeof difference);
         return bneck_error_set(err,
                                "%s holds a sweep with a different configuration (%s; %s): "
                                "resume it with that configuration, choose another [run] output, "
@@ -672,23 +700,23 @@ static int run_one(sweep_state *s, int index) {
             continue;
         }
         history[epochs++] = record;
-        print_epoch(run, s->cfg.epochs, &record);
         fill_row_identity(s, run, &row);
         run_row_summarise(&row, history, epochs);
         snprintf(row.status, sizeof row.status, "%s",
                  diverged                  ? RUN_STATUS_DIVERGED
                  : epochs == s->cfg.epochs ? RUN_STATUS_COMPLETE
                                            : RUN_STATUS_RUNNING);
-        if (diverged)
-            log_error("%s diverged in epoch %d (training loss %g, validation loss %g): it stops "
-                      "there and is kept with status '%s'; a lower learning rate ([train] lr) "
-                      "usually helps", run->name, record.epoch, record.train_loss,
-                      record.val_loss, RUN_STATUS_DIVERGED);
         checkpoint_export(&checkpoint, &t);
         if (run_file_write(path, &row, history, epochs, &built, &checkpoint, s->cfg.text, &err)) {
             log_error("%s: cannot commit the run: %s", run->name, err.message);
             sweep_world_abort(w, 1);
         }
+        print_epoch(run, s->cfg.epochs, &record); /* after the commit: a printed epoch is kept */
+        if (diverged)
+            log_error("%s diverged in epoch %d (training loss %g, validation loss %g): it stops "
+                      "there and is kept with status '%s'; a lower learning rate ([train] lr) "
+                      "usually helps", run->name, record.epoch, record.train_loss,
+                      record.val_loss, RUN_STATUS_DIVERGED);
         sweep_board_post(w, index, t.epochs_done);
         /* After a run's last epoch the sweep loop reports, with the new run count. */
         if (w->rank == 0 && t.epochs_done < s->cfg.epochs) print_sweep_progress(s);
