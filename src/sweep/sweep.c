@@ -1,6 +1,5 @@
 #include "sweep/sweep.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -8,9 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
-#include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "backend/backend_select.h"
@@ -21,6 +17,7 @@
 #include "data/dataset.h"
 #include "results/results.h"
 #include "sweep/group.h"
+#include "sweep/output.h"
 #include "sweep/plan.h"
 #include "train/device_data.h"
 #include "train/step_graph.h"
@@ -224,232 +221,6 @@ static void format_duration(double seconds, char *out, size_t capacity) {
 }
 
 /* ---------------------------------------------------------------------------------- */
-/* Output directory: created once, tied to one configuration.                          */
-
-static int make_directory(const char *path, bneck_error *err) {
-    char partial[PATH_TEXT + 64];
-    snprintf(partial, sizeof partial, "%s", path);
-    for (char *c = partial + 1; *c; c++) {
-        if (*c != '/') continue;
-        *c = '\0';
-        if (mkdir(partial, 0777) && errno != EEXIST)
-            return bneck_error_set(err, "cannot create directory %s: %s", partial, strerror(errno));
-        *c = '/';
-    }
-    if (mkdir(partial, 0777) && errno != EEXIST)
-        return bneck_error_set(err, "cannot create directory %s: %s", partial, strerror(errno));
-    /* EEXIST says nothing of what exists: a file there would fail only at the first commit */
-    struct stat info;
-    if (stat(partial, &info) != 0 || !S_ISDIR(info.st_mode))
-        return bneck_error_set(err, "%s exists and is not a directory", partial);
-    return 0;
-}
-
-static void timestamp(char *out, size_t capacity) {
-    time_t now = time(NULL);
-    struct tm local;
-    localtime_r(&now, &local);
-    strftime(out, capacity, "%Y%m%d-%H%M%S", &local);
-}
-
-/* The configuration that decides results: everything but where and how fast it runs. */
-static void results_defining_config(const config *cfg, char *out, int capacity) {
-    static config copy;
-    copy = *cfg;
-    copy.threads = 0;
-    snprintf(copy.device, sizeof copy.device, "auto");
-    copy.progress_every = 0;
-    copy.output[0] = '\0'; /* a sweep may be moved or copied */
-    if (config_write(&copy, out, capacity) < 0) out[0] = '\0';
-}
-
-static int read_whole_file(const char *path, char *out, size_t capacity) {
-    FILE *f = fopen(path, "r");
-    if (!f) return -1;
-    size_t n = fread(out, 1, capacity - 1, f);
-    out[n] = '\0';
-    fclose(f);
-    return 0;
-}
-
-/* "stored 'A', this sweep 'B'" for the first line where the texts differ. */
-static void first_difference(const char *stored, const char *wanted, char *out, size_t capacity) {
-    for (;;) {
-        const size_t stored_length = strcspn(stored, "\n"), wanted_length = strcspn(wanted, "\n");
-        if (stored_length != wanted_length || strncmp(stored, wanted, stored_length)) {
-            snprintf(out, capacity, "stored '%.*s', this sweep '%.*s'",
-                     (int)(stored_length < 80 ? stored_length : 80), stored,
-                     (int)(wanted_length < 80 ? wanted_length : 80), wanted);
-            return;
-        }
-        const int stored_ends = !stored[stored_length], wanted_ends = !wanted[wanted_length];
-        if (stored_ends || wanted_ends) {
-            snprintf(out, capacity, "%s", stored_ends == wanted_ends ? "no line differs"
-                                          : stored_ends ? "the stored file ends early"
-                                                        : "the stored file goes on");
-            return;
-        }
-        stored += stored_length + 1;
-        wanted += wanted_length + 1;
-    }
-}
-
-/* A written configuration without the lines that only list the sweep's runs ([sweep]
- * patterns, with its continuation lines, and repeats). Each run is seeded by (sweep seed,
- * pattern name, repeat) alone, so a sweep extended by patterns or repeats (or narrowed)
- * leaves every run already there as it is: only these lines may change between sessions. */
-static void without_run_list(const char *text, char *out, size_t capacity) {
-    size_t used = 0;
-    int in_patterns = 0;
-    while (*text) {
-        const size_t length = strcspn(text, "\n") + (text[strcspn(text, "\n")] ? 1 : 0);
-        const int continuation = text[0] == ' ' || text[0] == '\t';
-        in_patterns = (in_patterns && continuation) || !strncmp(text, "patterns =", 10);
-        const int skip = in_patterns || !strncmp(text, "repeats =", 9);
-        if (!skip && used + length < capacity) {
-            memcpy(out + used, text, length);
-            used += length;
-        }
-        text += length;
-    }
-    out[used] = '\0';
-}
-
-/* Writes text to path through path.tmp and a rename: a crash leaves the old file or the
- * new one, never part of one. */
-static int write_file_atomically(const char *path, const char *text, bneck_error *err) {
-    char temporary[PATH_TEXT + 32];
-    snprintf(temporary, sizeof temporary, "%s.tmp", path);
-    FILE *f = fopen(temporary, "w");
-    int failed = !f || fputs(text, f) < 0 || fflush(f) != 0 || fsync(fileno(f)) != 0;
-    const int saved = errno;
-    if (f && fclose(f) != 0) failed = 1;
-    if (failed || rename(temporary, path) != 0) {
-        const int why = failed ? saved : errno;
-        remove(temporary);
-        return bneck_error_set(err, "cannot write %s: %s", path, strerror(why));
-    }
-    return 0;
-}
-
-/* Rank 0: names the files in OUTPUT/runs that are not runs of this plan (left alone). */
-static void report_foreign_files(const sweep_state *s, const char *runs_dir) {
-    DIR *dir = opendir(runs_dir);
-    if (!dir) return;
-    for (struct dirent *entry; (entry = readdir(dir));) {
-        const char *name = entry->d_name;
-        if (name[0] == '.') continue;
-        const size_t length = strlen(name);
-        int known = 0;
-        for (int i = 0; i < s->plan.count && !known; i++) {
-            const size_t run_length = strlen(s->plan.runs[i].name);
-            /* "<run>.h5", its ".tmp" and the ".unreadable-*" copies kept aside are ours. */
-            known = length > run_length + 2 && !strncmp(name, s->plan.runs[i].name, run_length) &&
-                    !strncmp(name + run_length, ".h5", 3) &&
-                    (name[run_length + 3] == '\0' || !strcmp(name + run_length + 3, ".tmp") ||
-                     !strncmp(name + run_length + 3, ".unreadable-", 12));
-        }
-        if (!known)
-            log_warn("%s/%s is not a run of this sweep: ignored (not read, not deleted)", runs_dir, name);
-    }
-    closedir(dir);
-}
-
-/* Rank 0 holds an exclusive lock on OUTPUT/.lock while the sweep runs (the system drops
- * it when the process ends, however it ends): a second sweep on the same output is
- * refused instead of training every run twice and racing for the commits. Returns the
- * descriptor that holds it, or -1 with err set. */
-static int lock_output(const sweep_state *s, const char *output, bneck_error *err) {
-    char path[PATH_TEXT + 16];
-    snprintf(path, sizeof path, "%s/.lock", output);
-    const int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
-    if (fd < 0) {
-        bneck_error_set(err, "cannot open %s: %s", path, strerror(errno));
-        return -1;
-    }
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        if (errno == EWOULDBLOCK) {
-            char holder[160] = "";
-            const ssize_t n = pread(fd, holder, sizeof holder - 1, 0);
-            holder[n > 0 ? strcspn(holder, "\n") : 0] = '\0';
-            close(fd);
-            bneck_error_set(err, "%s is in use by another sweep (%s): wait for it to end or stop "
-                            "it, then run again", output, holder[0] ? holder : "holder unknown");
-            return -1;
-        }
-        /* filesystems without flock (some NFS mounts) run unlocked, saying so */
-        log_warn("%s: cannot lock it (%s): a second sweep on this output would not be refused",
-                 path, strerror(errno));
-        return fd;
-    }
-    char stamp[32], holder[160];
-    timestamp(stamp, sizeof stamp);
-    const int length = snprintf(holder, sizeof holder, "pid %d on %s since %s\n", (int)getpid(),
-                                s->world.host, stamp);
-    if (ftruncate(fd, 0) != 0 || pwrite(fd, holder, (size_t)length, 0) != length)
-        log_warn("%s: cannot note this sweep in it: %s", path, strerror(errno));
-    return fd;
-}
-
-/* Rank 0: prepares OUTPUT (and OUTPUT/runs), refusing to mix two configurations or two
- * sweeps at once. */
-static int prepare_output(sweep_state *s, bneck_error *err) {
-    const char *output = s->cfg.output;
-    struct stat info;
-    if (s->options.restart && stat(output, &info) == 0) {
-        /* not from under a sweep that is still running there */
-        const int held = S_ISDIR(info.st_mode) ? lock_output(s, output, err) : 0;
-        if (held < 0) return -1;
-        char stamp[32], aside[PATH_TEXT + 64];
-        timestamp(stamp, sizeof stamp);
-        snprintf(aside, sizeof aside, "%s.previous-%s", output, stamp);
-        const int moved = rename(output, aside);
-        const int why = errno;
-        if (S_ISDIR(info.st_mode)) close(held);
-        if (moved)
-            return bneck_error_set(err, "--restart: cannot move %s to %s: %s", output, aside,
-                                   strerror(why));
-        log_info("sweep: --restart: moved the previous %s to %s (nothing deleted)", output, aside);
-    }
-    char runs[PATH_TEXT + 16], stored_path[PATH_TEXT + 16];
-    snprintf(runs, sizeof runs, "%s/runs", output);
-    if (make_directory(runs, err)) return -1;
-    if (lock_output(s, output, err) < 0) return -1; /* held until the process ends */
-    report_foreign_files(s, runs);
-    snprintf(stored_path, sizeof stored_path, "%s/sweep.ini", output);
-
-    static char wanted[CONFIG_MAX_TEXT], stored[CONFIG_MAX_TEXT];
-    results_defining_config(&s->cfg, wanted, sizeof wanted);
-    if (stat(stored_path, &info) == 0 && !S_ISREG(info.st_mode))
-        return bneck_error_set(err, "%s is not a regular file", stored_path);
-    if (read_whole_file(stored_path, stored, sizeof stored) == 0) {
-        if (strcmp(stored, wanted) == 0) return 0;
-        if (!stored[0])
-            return bneck_error_set(err,
-                                   "%s, which ties %s to its configuration, is empty; if the "
-                                   "directory holds this sweep, remove that file and run again "
-                                   "(the run files keep their own record)",
-                                   stored_path, output);
-        static char stored_settings[CONFIG_MAX_TEXT], wanted_settings[CONFIG_MAX_TEXT];
-        without_run_list(stored, stored_settings, sizeof stored_settings);
-        without_run_list(wanted, wanted_settings, sizeof wanted_settings);
-        if (strcmp(stored_settings, wanted_settings) == 0) {
-            log_info("sweep: %s: [sweep] patterns or repeats changed; the runs already there "
-                     "are kept, and %s now records this sweep's", output, stored_path);
-            return write_file_atomically(stored_path, wanted, err);
-        }
-        char difference[256];
-        first_difference(stored_settings, wanted_settings, difference, sizeof difference);
-        return bneck_error_set(err,
-                               "%s holds a sweep with a different configuration (%s; %s): "
-                               "resume it with that configuration, choose another [run] output, "
-                               "or pass --restart to move it aside",
-                               output, stored_path, difference);
-    }
-    return write_file_atomically(stored_path, wanted, err);
-}
-
-/* ---------------------------------------------------------------------------------- */
 /* One run.                                                                            */
 
 static void run_path(const sweep_state *s, const planned_run *run, char *out, size_t capacity) {
@@ -541,7 +312,7 @@ static run_start inspect_run_file(const sweep_state *s, const planned_run *run, 
     }
     /* Not trusted, and not deleted either: moved aside for the user to look at. */
     char stamp[32], aside[PATH_TEXT + 64];
-    timestamp(stamp, sizeof stamp);
+    sweep_output_timestamp(stamp, sizeof stamp);
     snprintf(aside, sizeof aside, "%s.unreadable-%s", path, stamp);
     if (rename(path, aside) == 0)
         log_warn("%s; moved it to %s and the run starts over", err.message, aside);
@@ -999,7 +770,8 @@ int sweep_main(int argc, char **argv) {
     }
 
     int failed = 0;
-    if (w->rank == 0 && prepare_output(&s, &err)) {
+    if (w->rank == 0 &&
+        sweep_output_prepare(&s.cfg, &s.plan, w->host, s.options.restart, &err)) {
         fprintf(stderr, "bneck-sweep: %s\n", err.message);
         failed = 1;
     }

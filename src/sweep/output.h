@@ -1,0 +1,22 @@
+/* The sweep's output directory, on rank 0: OUTPUT/runs made, OUTPUT/.lock held for the
+ * rest of the process (a second sweep on the same output is refused), and OUTPUT/sweep.ini
+ * tying the directory to one configuration, all but its run list ([sweep] patterns and
+ * repeats, which may grow or shrink a sweep between sessions). */
+#ifndef BNECK_SWEEP_OUTPUT_H
+#define BNECK_SWEEP_OUTPUT_H
+
+#include <stddef.h>
+
+#include "core/error.h"
+#include "sweep/plan.h"
+#include "train/config.h"
+
+/* Prepares cfg->output for the plan, moving an existing one aside first when restart is
+ * set; host names this process in the lock. 0, or -1 with err naming what is wrong. */
+int sweep_output_prepare(const config *cfg, const sweep_plan *plan, const char *host,
+                         int restart, bneck_error *err);
+
+/* Local time as "20261202-021217", for the names of files and directories moved aside. */
+void sweep_output_timestamp(char *out, size_t capacity);
+
+#endif
