@@ -204,6 +204,34 @@ elif grep -q "sweep.ini, which ties .* to its configuration, is empty; if the di
   ok "an empty sweep.ini is named as such, with the way out"
 else cat "$work/empty_ini.log"; bad "empty sweep.ini message"; fi
 
+# --- odd things in a run file's place, and files of a changed pattern -------------------------
+cp -r "$work/one" "$work/odd"
+rm "$work/odd/runs/A-r0.h5" && ln -s "$work/nowhere.h5" "$work/odd/runs/A-r0.h5"
+if "$sweep" "$work/tiny.ini" run.output="$work/odd" > "$work/odd1.log" 2>&1; then bad "a link to nothing was taken for no file"
+elif grep -q "A-r0.h5: cannot follow the link: No such file or directory (left as it is" "$work/odd1.log" &&
+  [ -L "$work/odd/runs/A-r0.h5" ] && ! grep -qE "\] epoch +[0-9]" "$work/odd1.log"; then
+  ok "a run file that is a link to nothing stops the sweep, left as it is"
+else cat "$work/odd1.log"; bad "a link to nothing in a run file's place"; fi
+cp "$work/one/runs/A-r0.h5" "$work/odd/runs/A-r0.h5.real" && rm "$work/odd/runs/A-r0.h5" && mv "$work/odd/runs/A-r0.h5.real" "$work/odd/runs/A-r0.h5"
+rm "$work/odd/runs/E-r1.h5" && mkfifo "$work/odd/runs/E-r1.h5"
+# damage in a complete run's checkpoint: the run is kept on its history
+/usr/bin/python3 - "$work/odd/runs/C-r0.h5" <<'PY'
+import sys, h5py
+with h5py.File(sys.argv[1], "r") as f:
+    offset = f["checkpoint/params"].id.get_chunk_info(0).byte_offset
+with open(sys.argv[1], "r+b") as raw:
+    raw.seek(offset + 100); raw.write(b"\xff" * 64)
+PY
+if timeout 120 "$sweep" "$work/tiny.ini" run.output="$work/odd" > "$work/odd2.log" 2>&1 &&
+  grep -q "E-r1.h5 is not a regular file; moved it to" "$work/odd2.log" && grep -q "\[E-r1\] epoch   3/3" "$work/odd2.log" &&
+  grep -q "\[C-r0\] already complete" "$work/odd2.log"; then
+  ok "a FIFO in a run file's place is moved aside (no hang); a complete run with a damaged checkpoint is kept"
+else cat "$work/odd2.log"; bad "FIFO or damaged checkpoint of a complete run"; fi
+if "$sweep" "$work/tiny.ini" run.output="$work/odd" sweep.patterns=E:2:4 > "$work/odd3.log" 2>&1 &&
+  grep -q "E-r0.h5 was trained as E:3:4, and this sweep's E is E:2:4" "$work/odd3.log"; then
+  ok "a pattern whose mode changed under the same name is named as such, its files moved aside"
+else cat "$work/odd3.log"; bad "changed mode under a pattern name"; fi
+
 # --- a viewer holding a run file open for writing (HDF5's file lock) is not damage --------------
 /usr/bin/python3 -c "import h5py, sys, time; f = h5py.File(sys.argv[1], 'a'); print('open', flush=True); time.sleep(60)" \
   "$work/one/runs/E-r0.h5" > "$work/viewer.out" 2>&1 &

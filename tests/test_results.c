@@ -827,8 +827,8 @@ Test(run_file, bad_status_is_refused_on_write) {
     run_checkpoint_free(&c);
 }
 
-/* A running run's checkpoint is what it continues from: a NaN there is damage, refused
- * with the array and index named; a diverged run keeps its NaNs and reads. */
+/* A running run's checkpoint is what it continues from: a non-finite weight there is
+ * damage, refused with the index named; a diverged run keeps its NaNs and reads. */
 Test(run_file, non_finite_checkpoints_are_refused_only_for_runs_to_continue) {
     epoch_record history[SAMPLE_EPOCHS];
     fill_history(history, SAMPLE_EPOCHS, 0.0);
@@ -838,14 +838,14 @@ Test(run_file, non_finite_checkpoints_are_refused_only_for_runs_to_continue) {
         make_row(&row, "A", 0, statuses[i], history, SAMPLE_EPOCHS);
         run_checkpoint c = {0};
         make_checkpoint(&c, &built, 3);
-        c.adam_v[17] = NAN;
+        c.params[17] = NAN;
         bneck_error err = {{0}};
         const char *path = temp_path(i == 0 ? "A-r0.h5" : "A-r1.h5");
         cr_assert_eq(run_file_write(path, &row, history, SAMPLE_EPOCHS, &built, &c, "", &err), 0,
                      "%s", err.message);
         run_checkpoint_free(&c);
         if (i == 0) {
-            expect_read_fails(path, &built, "/checkpoint/adam_v[17]", "damaged");
+            expect_read_fails(path, &built, "/checkpoint/params[17]", "damaged");
             continue;
         }
         run_row read_row;
@@ -855,10 +855,30 @@ Test(run_file, non_finite_checkpoints_are_refused_only_for_runs_to_continue) {
         cr_expect_eq(run_file_read(path, &read_row, &read_history, &epochs, &built, &read, &err),
                      0, "%s", err.message);
         cr_expect_str_eq(read_row.status, RUN_STATUS_DIVERGED);
-        cr_expect(read.adam_v && isnan(read.adam_v[17]));
+        cr_expect(read.params && isnan(read.params[17]));
         run_checkpoint_free(&read);
         free(read_history);
     }
+    /* overflowed Adam moments and running statistics alone: a run to continue as it is */
+    run_row row;
+    make_row(&row, "A", 0, RUN_STATUS_RUNNING, history, SAMPLE_EPOCHS);
+    run_checkpoint c = {0};
+    make_checkpoint(&c, &built, 3);
+    c.adam_v[5] = INFINITY;
+    c.state[3] = INFINITY;
+    bneck_error err = {{0}};
+    const char *path = temp_path("A-r2.h5");
+    cr_assert_eq(run_file_write(path, &row, history, SAMPLE_EPOCHS, &built, &c, "", &err), 0, "%s",
+                 err.message);
+    run_checkpoint_free(&c);
+    run_row read_row;
+    epoch_record *read_history = NULL;
+    int epochs = 0;
+    cr_expect_eq(run_file_read(path, &read_row, &read_history, &epochs, &built, &c, &err), 0, "%s",
+                 err.message);
+    cr_expect(c.state && isinf(c.state[3]));
+    run_checkpoint_free(&c);
+    free(read_history);
 }
 
 Test(run_file, hdf5_version_is_known) {

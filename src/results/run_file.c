@@ -348,25 +348,17 @@ static int first_not_finite(const float *values, size_t count, size_t *index) {
     return 0;
 }
 
+/* Only the weights: training cannot leave a non-finite weight in a run still to be
+ * continued, since its loss would then not be finite and the run would have ended as
+ * diverged. The Adam moments and the running statistics can overflow in a run whose loss
+ * stays finite (a learning rate far too high), so they are not damage. */
 static int checkpoint_not_finite(const h5_site *site, const run_checkpoint *c) {
-    const struct {
-        const char *name;
-        const float *values;
-        size_t count;
-    } buffers[] = {{"params", c->params, c->param_count},
-                   {"adam_m", c->adam_m, c->param_count},
-                   {"adam_v", c->adam_v, c->param_count},
-                   {"state", c->state, c->state_count}};
-    for (size_t b = 0; b < sizeof buffers / sizeof buffers[0]; b++) {
-        size_t index = 0;
-        if (buffers[b].values && first_not_finite(buffers[b].values, buffers[b].count, &index)) {
-            bneck_error_set(site->err, "%s: /checkpoint/%s[%zu] is %g in a run still to be "
-                            "continued: the checkpoint is damaged", site->path, buffers[b].name,
-                            index, (double)buffers[b].values[index]);
-            return 1;
-        }
-    }
-    return 0;
+    size_t index = 0;
+    if (!c->params || !first_not_finite(c->params, c->param_count, &index)) return 0;
+    bneck_error_set(site->err, "%s: /checkpoint/params[%zu] is %g in a run still to be "
+                    "continued: the checkpoint is damaged", site->path, index,
+                    (double)c->params[index]);
+    return 1;
 }
 
 int run_file_read(const char *path, run_row *row, epoch_record **history, int *epochs,
@@ -403,7 +395,7 @@ int run_file_read(const char *path, run_row *row, epoch_record **history, int *e
     if (m && (visit_weights(&site, file, m, NULL, NULL, 0) ||
               read_checkpoint(&site, file, m, checkpoint ? &loaded : NULL)))
         goto fail;
-    /* A run to be continued must continue from numbers: a non-finite value in its
+    /* A run to be continued must continue from numbers: a non-finite weight in its
      * checkpoint is damage (a diverged run is never continued, and keeps its NaNs). */
     if (checkpoint && !strcmp(found.status, RUN_STATUS_RUNNING) &&
         checkpoint_not_finite(&site, &loaded))

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/error.h"
@@ -114,6 +115,23 @@ int sweep_next_ticket(sweep_world *w) {
 long sweep_count_done(sweep_world *w) { return (long)board_fetch_add(w, BOARD_DONE, 1) + 1; }
 
 void sweep_board_post_stop(sweep_world *w) { board_fetch_add(w, BOARD_STOP, 1); }
+
+void sweep_world_wait_all(sweep_world *w, int (*stop_requested)(void), int *stopped) {
+    MPI_Request all_here;
+    check_mpi(MPI_Ibarrier(MPI_COMM_WORLD, &all_here), "MPI_Ibarrier");
+    for (;;) {
+        int done = 0;
+        check_mpi(MPI_Test(&all_here, &done, MPI_STATUS_IGNORE), "MPI_Test");
+        if (done) return;
+        if (!*stopped && stop_requested()) {
+            *stopped = 1;
+            sweep_board_post_stop(w);
+        }
+        /* a waiting rank polls, not spins: the ranks still training need the cores */
+        const struct timespec pause = {0, 20 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
+}
 
 int sweep_board_stop_posted(sweep_world *w) { return board_fetch_add(w, BOARD_STOP, 0) > 0; }
 
@@ -284,6 +302,9 @@ void sweep_board_read(sweep_world *w, int *run_index, int *epoch, long *done, lo
     *next_ticket = p->ticket;
 }
 void sweep_board_post_stop(sweep_world *w) { (void)w; } /* one process: nobody else to tell */
+void sweep_world_wait_all(sweep_world *w, int (*stop_requested)(void), int *stopped) {
+    (void)w, (void)stop_requested, (void)stopped; /* nobody else to wait for */
+}
 int sweep_board_stop_posted(sweep_world *w) { return (void)w, 0; }
 int sweep_group_any(sweep_world *w, int flag) { (void)w; return flag; }
 int sweep_world_any(sweep_world *w, int flag) { (void)w; return flag; }

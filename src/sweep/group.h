@@ -39,6 +39,9 @@ void sweep_board_post(sweep_world *w, int run_index, int epoch);
  * when it reads it there. */
 void sweep_board_post_stop(sweep_world *w);
 int sweep_board_stop_posted(sweep_world *w);
+/* Every rank, once it has no run left: waits for all the others, still taking stop signals
+ * (one sent to an idle rank is posted for the groups still training; *stopped is set). */
+void sweep_world_wait_all(sweep_world *w, int (*stop_requested)(void), int *stopped);
 /* Reads the board (meaningful on rank 0): per group run index (-1 idle) and epoch. */
 void sweep_board_read(sweep_world *w, int *run_index, int *epoch, long *done, long *next_ticket);
 

@@ -223,7 +223,7 @@ int sweep_output_prepare(const config *cfg, const sweep_plan *plan, const char *
         without_run_list(wanted, wanted_settings, sizeof wanted_settings);
         if (strcmp(stored_settings, wanted_settings) == 0) {
             log_info("sweep: %s: [sweep] patterns or repeats changed; the runs already there "
-                     "are kept, and %s now records this sweep's", output, stored_path);
+                     "are kept, and %s now records this sweep's run list", output, stored_path);
             return write_file_atomically(stored_path, wanted, err);
         }
         char difference[256];

@@ -6,7 +6,9 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdnoreturn.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "backend/backend_select.h"
@@ -268,19 +270,33 @@ static void checkpoint_import(trainer *t, const run_checkpoint *c) {
 /* The leader's view of what a run file says: start fresh, resume, or already done. */
 typedef enum { RUN_FRESH = 0, RUN_RESUME = 1, RUN_COMPLETE = 2, RUN_DIVERGED = 3 } run_start;
 
-/* What a run file that reads allows; RUN_FRESH with the reason in err when it cannot be
- * trusted for this run. */
-static run_start judge_run_file(const sweep_state *s, const planned_run *run, const char *path,
-                                const run_row *row, int epochs,
-                                const run_checkpoint *checkpoint, bneck_error *err) {
+/* Whether a run file that reads belongs to this run (its identity and its pattern's
+ * mode and alpha); err says why not. */
+static int is_this_run(const planned_run *run, const char *path, const run_row *row,
+                       bneck_error *err) {
     if (strncmp(row->pattern, run->pattern.name, sizeof row->pattern) ||
         row->repeat != run->repeat || row->seed != run->seed) {
         /* a file copied or renamed from another run: its numbers are not this run's */
         bneck_error_set(err, "%s holds run %.*s-r%d (seed %llu), not %s (seed %llu)", path,
                         (int)sizeof row->pattern, row->pattern, row->repeat,
                         (unsigned long long)row->seed, run->name, (unsigned long long)run->seed);
-        return RUN_FRESH;
+        return 0;
     }
+    if (row->mode != run->pattern.mode || row->alpha != run->pattern.alpha) {
+        bneck_error_set(err, "%s was trained as %s:%d:%d, and this sweep's %s is %s:%d:%d", path,
+                        run->pattern.name, row->mode, row->alpha, run->pattern.name,
+                        run->pattern.name, run->pattern.mode, run->pattern.alpha);
+        return 0;
+    }
+    return 1;
+}
+
+/* What a run file that reads (with its checkpoint) allows; RUN_FRESH with the reason in
+ * err when it cannot be trusted for this run. */
+static run_start judge_run_file(const sweep_state *s, const planned_run *run, const char *path,
+                                const run_row *row, int epochs,
+                                const run_checkpoint *checkpoint, bneck_error *err) {
+    if (!is_this_run(run, path, row, err)) return RUN_FRESH;
     if (!strcmp(row->status, RUN_STATUS_COMPLETE) && epochs >= s->cfg.epochs) return RUN_COMPLETE;
     if (!strcmp(row->status, RUN_STATUS_DIVERGED)) return RUN_DIVERGED;
     if (checkpoint->epochs_done == epochs && epochs < s->cfg.epochs) return RUN_RESUME;
@@ -289,26 +305,48 @@ static run_start judge_run_file(const sweep_state *s, const planned_run *run, co
     return RUN_FRESH;
 }
 
+/* Stops the whole sweep over a run file it cannot look at (permissions, I/O, a link to
+ * nothing): such a file is not known to be damaged, so nothing is moved or retrained on a
+ * guess. */
+static noreturn void stop_over(const sweep_state *s, const char *path, const char *what) {
+    log_error("%s: %s: %s (left as it is; the sweep stops so that no finished work is "
+              "redone)", path, what, strerror(errno));
+    sweep_world_abort((sweep_world *)&s->world, 1);
+}
+
 static run_start inspect_run_file(const sweep_state *s, const planned_run *run, const char *path,
                                   const model *m, run_row *row, epoch_record **history,
                                   int *epochs, run_checkpoint *checkpoint) {
-    if (access(path, F_OK) != 0) return RUN_FRESH;
-    /* A file that cannot even be opened (permissions, I/O) is not known to be damaged:
-     * nothing is moved or retrained on a guess. */
-    const int fd = open(path, O_RDONLY);
-    if (fd < 0) {
-        log_error("%s: cannot open: %s (left as it is; the sweep stops so that no finished "
-                  "work is redone)", path, strerror(errno));
-        sweep_world_abort((sweep_world *)&s->world, 1);
+    struct stat info;
+    if (lstat(path, &info) != 0) {
+        if (errno == ENOENT) return RUN_FRESH;
+        stop_over(s, path, "cannot look at it");
     }
-    close(fd);
-    bneck_error err;
-    if (run_file_read(path, row, history, epochs, m, checkpoint, &err) == 0) {
-        const run_start start = judge_run_file(s, run, path, row, *epochs, checkpoint, &err);
-        if (start != RUN_FRESH) return start;
-        run_checkpoint_free(checkpoint);
+    if (stat(path, &info) != 0) stop_over(s, path, "cannot follow the link");
+    bneck_error err = {{0}};
+    if (!S_ISREG(info.st_mode)) {
+        /* a directory, a FIFO (whose open would wait for a writer forever), ... */
+        bneck_error_set(&err, "%s is not a regular file", path);
+    } else {
+        const int fd = open(path, O_RDONLY | O_NONBLOCK);
+        if (fd < 0) stop_over(s, path, "cannot open");
+        close(fd);
+        /* A complete or diverged run needs only its row and history: damage in weights or
+         * checkpoint, which a kept run never reads, does not make it train again. */
+        const int ours = run_file_read(path, row, history, epochs, NULL, NULL, &err) == 0 &&
+                         is_this_run(run, path, row, &err);
+        if (ours && !strcmp(row->status, RUN_STATUS_COMPLETE) && *epochs >= s->cfg.epochs)
+            return RUN_COMPLETE;
+        if (ours && !strcmp(row->status, RUN_STATUS_DIVERGED)) return RUN_DIVERGED;
         free(*history);
         *history = NULL;
+        if (ours && run_file_read(path, row, history, epochs, m, checkpoint, &err) == 0) {
+            const run_start start = judge_run_file(s, run, path, row, *epochs, checkpoint, &err);
+            if (start != RUN_FRESH) return start;
+            run_checkpoint_free(checkpoint);
+            free(*history);
+            *history = NULL;
+        }
     }
     /* Not trusted, and not deleted either: moved aside for the user to look at. */
     char stamp[32], aside[PATH_TEXT + 64];
@@ -809,6 +847,7 @@ int sweep_main(int argc, char **argv) {
     }
     /* tell the groups still training, which read the board after every epoch */
     if (stopped && w->group_rank == 0) sweep_board_post_stop(w);
+    sweep_world_wait_all(w, stop_requested, &stopped);
     stopped = sweep_world_any(w, stopped);
     int status = 0;
     if (w->rank == 0) {
