@@ -288,6 +288,15 @@ if ! diverge 2 && grep -q "E-r0\] diverged after 1 epochs in an earlier session"
   ok "a diverged run is kept on the next invocation, not trained again"
 else cat "$work/diverged2.log"; bad "diverged run on resume"; fi
 
+# --- a run file made with other settings (here: copied from the diverging sweep) --------------
+cp -r "$work/one" "$work/foreign_settings"
+cp "$work/diverged/runs/E-r0.h5" "$work/foreign_settings/runs/E-r0.h5"
+if "$sweep" "$work/tiny.ini" run.output="$work/foreign_settings" > "$work/foreign_settings.log" 2>&1 &&
+  grep -q "E-r0.h5 was made with other settings (stored 'train_limit = 128', this sweep 'train_limit = 256')" "$work/foreign_settings.log" &&
+  grep -q "\[E-r0\] epoch   3/3" "$work/foreign_settings.log"; then
+  ok "a run file made with other settings is moved aside and the run redone"
+else cat "$work/foreign_settings.log"; bad "a run file of other settings was trusted"; fi
+
 # --- the README's analysis snippets -----------------------------------------------------------
 for name in h5py xarray; do
   snippet=$(awk -v tag="<!-- snippet:$name -->" '$0 == tag {grab=1; next} grab && /^```python/ {next} grab && /^```/ {exit} grab {print}' "$source_dir/README.md")

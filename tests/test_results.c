@@ -182,7 +182,7 @@ static void write_run_of(const char *path, const model *m, const char *status, u
     run_checkpoint c = {0};
     make_checkpoint(&c, m, seed);
     bneck_error err = {{0}};
-    cr_assert_eq(run_file_write(path, &row, history, SAMPLE_EPOCHS, m, &c, sample_config, &err),
+    cr_assert_eq(run_file_write(path, &row, history, SAMPLE_EPOCHS, m, &c, sample_config, NULL, &err),
                  0, "%s", err.message);
     run_checkpoint_free(&c);
 }
@@ -414,7 +414,7 @@ Test(run_file, round_trip_is_exact) {
     make_checkpoint(&written, &built, 7);
     bneck_error err = {{0}};
     cr_assert_eq(run_file_write(path, &row, history, SAMPLE_EPOCHS, &built, &written,
-                                sample_config, &err), 0, "%s", err.message);
+                                sample_config, NULL, &err), 0, "%s", err.message);
     cr_expect(!path_exists(temp_path("A-r0.h5.tmp")), "the .tmp is renamed away");
 
     run_row back;
@@ -665,7 +665,7 @@ Test(run_file, a_failed_write_leaves_the_old_file_and_no_tmp) {
     clash = built;
     snprintf(clash.layers[2].name, sizeof clash.layers[2].name, "%s", clash.layers[0].name);
     clash.layers[2].kind = clash.layers[0].kind;
-    cr_assert_eq(run_file_write(path, &row, history, SAMPLE_EPOCHS, &clash, &c, "", &err), -1);
+    cr_assert_eq(run_file_write(path, &row, history, SAMPLE_EPOCHS, &clash, &c, "", NULL, &err), -1);
     cr_log_info("failed as expected: %s", err.message);
     cr_expect(strstr(err.message, path) && strstr(err.message, "HDF5:"), "%s", err.message);
     cr_expect(strstr(err.message, "results/") || strstr(err.message, ".c:"),
@@ -675,7 +675,7 @@ Test(run_file, a_failed_write_leaves_the_old_file_and_no_tmp) {
 
     /* Failure at the start: the .tmp name is taken by a directory (not ours: left). */
     cr_assert_eq(mkdir(tmp, 0700), 0);
-    cr_assert_eq(run_file_write(path, &row, history, SAMPLE_EPOCHS, &built, &c, "", &err), -1);
+    cr_assert_eq(run_file_write(path, &row, history, SAMPLE_EPOCHS, &built, &c, "", NULL, &err), -1);
     cr_expect(strstr(err.message, path) != NULL, "%s", err.message);
     expect_unchanged(path, before, size);
     struct stat info;
@@ -684,13 +684,13 @@ Test(run_file, a_failed_write_leaves_the_old_file_and_no_tmp) {
 
     /* A directory that does not exist. */
     const char *nowhere = temp_path("missing/A-r0.h5");
-    cr_assert_eq(run_file_write(nowhere, &row, history, SAMPLE_EPOCHS, &built, &c, "", &err), -1);
+    cr_assert_eq(run_file_write(nowhere, &row, history, SAMPLE_EPOCHS, &built, &c, "", NULL, &err), -1);
     cr_expect(strstr(err.message, nowhere) != NULL, "%s", err.message);
     cr_expect(!path_exists(nowhere));
 
     /* A checkpoint that does not fit the model is refused before anything is written. */
     c.param_count--;
-    cr_assert_eq(run_file_write(path, &row, history, SAMPLE_EPOCHS, &built, &c, "", &err), -1);
+    cr_assert_eq(run_file_write(path, &row, history, SAMPLE_EPOCHS, &built, &c, "", NULL, &err), -1);
     cr_expect(strstr(err.message, "does not fit") != NULL, "%s", err.message);
     c.param_count++;
     expect_unchanged(path, before, size);
@@ -821,7 +821,7 @@ Test(run_file, bad_status_is_refused_on_write) {
     make_checkpoint(&c, &built, 1);
     bneck_error err = {{0}};
     const char *path = temp_path("A-r0.h5");
-    cr_expect_eq(run_file_write(path, &row, history, 1, &built, &c, "", &err), -1);
+    cr_expect_eq(run_file_write(path, &row, history, 1, &built, &c, "", NULL, &err), -1);
     cr_expect(strstr(err.message, "status") != NULL, "%s", err.message);
     cr_expect(!path_exists(path));
     run_checkpoint_free(&c);
@@ -841,7 +841,7 @@ Test(run_file, non_finite_checkpoints_are_refused_only_for_runs_to_continue) {
         c.params[17] = NAN;
         bneck_error err = {{0}};
         const char *path = temp_path(i == 0 ? "A-r0.h5" : "A-r1.h5");
-        cr_assert_eq(run_file_write(path, &row, history, SAMPLE_EPOCHS, &built, &c, "", &err), 0,
+        cr_assert_eq(run_file_write(path, &row, history, SAMPLE_EPOCHS, &built, &c, "", NULL, &err), 0,
                      "%s", err.message);
         run_checkpoint_free(&c);
         if (i == 0) {
@@ -868,7 +868,7 @@ Test(run_file, non_finite_checkpoints_are_refused_only_for_runs_to_continue) {
     c.state[3] = INFINITY;
     bneck_error err = {{0}};
     const char *path = temp_path("A-r2.h5");
-    cr_assert_eq(run_file_write(path, &row, history, SAMPLE_EPOCHS, &built, &c, "", &err), 0, "%s",
+    cr_assert_eq(run_file_write(path, &row, history, SAMPLE_EPOCHS, &built, &c, "", NULL, &err), 0, "%s",
                  err.message);
     run_checkpoint_free(&c);
     run_row read_row;
@@ -879,6 +879,29 @@ Test(run_file, non_finite_checkpoints_are_refused_only_for_runs_to_continue) {
     cr_expect(c.state && isinf(c.state[3]));
     run_checkpoint_free(&c);
     free(read_history);
+}
+
+/* The settings a run was made with read back; files written without them say so. */
+Test(run_file, settings_read_back_and_are_optional) {
+    epoch_record history[SAMPLE_EPOCHS];
+    fill_history(history, SAMPLE_EPOCHS, 0.0);
+    run_row row;
+    make_row(&row, "A", 0, RUN_STATUS_RUNNING, history, SAMPLE_EPOCHS);
+    run_checkpoint c = {0};
+    make_checkpoint(&c, &built, 5);
+    bneck_error err = {{0}};
+    const char *with = temp_path("A-r0.h5"), *without = temp_path("A-r1.h5");
+    const char settings[] = "[train]\nlr = 0.001\n";
+    cr_assert_eq(run_file_write(with, &row, history, SAMPLE_EPOCHS, &built, &c, "", settings,
+                                &err), 0, "%s", err.message);
+    cr_assert_eq(run_file_write(without, &row, history, SAMPLE_EPOCHS, &built, &c, "", NULL,
+                                &err), 0, "%s", err.message);
+    run_checkpoint_free(&c);
+    char read[256] = "";
+    cr_expect_eq(run_file_settings(with, read, sizeof read, &err), 1, "%s", err.message);
+    cr_expect_str_eq(read, settings);
+    cr_expect_eq(run_file_settings(without, read, sizeof read, &err), 0, "%s", err.message);
+    cr_expect_eq(run_file_settings(temp_path("missing.h5"), read, sizeof read, &err), -1);
 }
 
 Test(run_file, hdf5_version_is_known) {

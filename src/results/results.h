@@ -101,7 +101,13 @@ typedef struct run_checkpoint {
 /* Writes the run file atomically (path.tmp, then rename). */
 int run_file_write(const char *path, const run_row *row, const epoch_record *history,
                    int epochs, const model *m, const run_checkpoint *checkpoint,
-                   const char *config_text, bneck_error *err);
+                   const char *config_text, const char *settings_text, bneck_error *err);
+
+/* The run's results-defining settings (the sweep's configuration without where, how fast
+ * and which runs), attribute "settings", written by run_file_write when settings_text is
+ * not NULL: 1 and the text, 0 when the file has none (files from before it), -1 with err
+ * on a file that cannot be read. */
+int run_file_settings(const char *path, char *settings, size_t capacity, bneck_error *err);
 
 /* Reads a run file. Anything that is not a complete, well-formed bneck run file (missing,
  * truncated, foreign, wrong sizes for m) is reported in err and returns -1; nothing is

@@ -153,7 +153,7 @@ fail:
 
 int run_file_write(const char *path, const run_row *row, const epoch_record *history,
                    int epochs, const model *m, const run_checkpoint *checkpoint,
-                   const char *config_text, bneck_error *err) {
+                   const char *config_text, const char *settings_text, bneck_error *err) {
     /* Argument checks first: a bad call must not touch the file at path. */
     if (!path || !row || !m || !checkpoint || epochs < 0 || (epochs > 0 && !history))
         return bneck_error_set(err, "%s: run_file_write: missing row, history, model or "
@@ -182,6 +182,7 @@ int run_file_write(const char *path, const run_row *row, const epoch_record *his
     if (h5_write_text_attribute(&site, file, "format", run_format) ||
         h5_write_fields_as_attributes(&site, file, &h5_run_row_table, row) ||
         h5_write_text_attribute(&site, file, "config", config_text) ||
+        (settings_text && h5_write_text_attribute(&site, file, "settings", settings_text)) ||
         h5_write_text_attribute(&site, file, "git_commit", BNECK_GIT_COMMIT) ||
         h5_write_text_attribute(&site, file, "created", created) ||
         h5_write_text_attribute(&site, file, "hdf5_version", results_hdf5_version()) ||
@@ -359,6 +360,25 @@ static int checkpoint_not_finite(const h5_site *site, const run_checkpoint *c) {
                     "continued: the checkpoint is damaged", site->path, index,
                     (double)c->params[index]);
     return 1;
+}
+
+int run_file_settings(const char *path, char *settings, size_t capacity, bneck_error *err) {
+    h5_site site;
+    h5_site_open(&site, path, err);
+    int found = -1;
+    hid_t file = open_results_file(&site);
+    if (file < 0) goto done;
+    const htri_t present = H5Aexists(file, "settings");
+    if (present < 0) {
+        bneck_error_set(err, "%s: cannot look for the settings attribute", path);
+        goto done;
+    }
+    found = 0;
+    if (present) found = h5_read_text_attribute(&site, file, "settings", settings, capacity) ? -1 : 1;
+done:
+    h5_close(&file);
+    h5_site_close(&site);
+    return found;
 }
 
 int run_file_read(const char *path, run_row *row, epoch_record **history, int *epochs,

@@ -61,8 +61,8 @@ static int read_whole_file(const char *path, char *out, size_t capacity) {
     return 0;
 }
 
-/* "stored 'A', this sweep 'B'" for the first line where the texts differ. */
-static void first_difference(const char *stored, const char *wanted, char *out, size_t capacity) {
+void sweep_output_first_difference(const char *stored, const char *wanted, char *out,
+                                   size_t capacity) {
     for (;;) {
         const size_t stored_length = strcspn(stored, "\n"), wanted_length = strcspn(wanted, "\n");
         if (stored_length != wanted_length || strncmp(stored, wanted, stored_length)) {
@@ -102,6 +102,12 @@ static void without_run_list(const char *text, char *out, size_t capacity) {
         text += length;
     }
     out[used] = '\0';
+}
+
+void sweep_output_settings(const config *cfg, char *out, size_t capacity) {
+    static char full[CONFIG_MAX_TEXT];
+    results_defining_config(cfg, full, sizeof full);
+    without_run_list(full, out, capacity);
 }
 
 /* Writes text to path through path.tmp and a rename: a crash leaves the old file or the
@@ -227,7 +233,8 @@ int sweep_output_prepare(const config *cfg, const sweep_plan *plan, const char *
             return write_file_atomically(stored_path, wanted, err);
         }
         char difference[256];
-        first_difference(stored_settings, wanted_settings, difference, sizeof difference);
+        sweep_output_first_difference(stored_settings, wanted_settings, difference,
+                                      sizeof difference);
         return bneck_error_set(err,
                                "%s holds a sweep with a different configuration (%s; %s): "
                                "resume it with that configuration, choose another [run] output, "

@@ -16,6 +16,15 @@
 int sweep_output_prepare(const config *cfg, const sweep_plan *plan, const char *host,
                          int restart, bneck_error *err);
 
+/* The settings that decide a run's numbers: the configuration without where and how fast
+ * it runs, and without the run list. Run files record them; a run file made with others
+ * is not this sweep's. */
+void sweep_output_settings(const config *cfg, char *out, size_t capacity);
+
+/* "stored 'A', this sweep 'B'" for the first line where the two texts differ. */
+void sweep_output_first_difference(const char *stored, const char *wanted, char *out,
+                                   size_t capacity);
+
 /* Local time as "20261202-021217", for the names of files and directories moved aside. */
 void sweep_output_timestamp(char *out, size_t capacity);
 

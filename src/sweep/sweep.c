@@ -51,6 +51,7 @@ typedef struct sweep_state {
     char *all_hosts;    /* world.size x HOST_TEXT */
     char *all_devices;  /* world.size x DEVICE_TEXT */
     char group_hosts[RESULTS_HOSTS]; /* the distinct hosts of this rank's group */
+    char settings[CONFIG_MAX_TEXT];  /* what decides a run's numbers (sweep_output_settings) */
     double started;
 } sweep_state;
 
@@ -272,8 +273,8 @@ typedef enum { RUN_FRESH = 0, RUN_RESUME = 1, RUN_COMPLETE = 2, RUN_DIVERGED = 3
 
 /* Whether a run file that reads belongs to this run (its identity and its pattern's
  * mode and alpha); err says why not. */
-static int is_this_run(const planned_run *run, const char *path, const run_row *row,
-                       bneck_error *err) {
+static int is_this_run(const sweep_state *s, const planned_run *run, const char *path,
+                       const run_row *row, bneck_error *err) {
     if (strncmp(row->pattern, run->pattern.name, sizeof row->pattern) ||
         row->repeat != run->repeat || row->seed != run->seed) {
         /* a file copied or renamed from another run: its numbers are not this run's */
@@ -288,6 +289,17 @@ static int is_this_run(const planned_run *run, const char *path, const run_row *
                         run->pattern.name, run->pattern.mode, run->pattern.alpha);
         return 0;
     }
+    /* made with other settings (copied from another sweep, or sweep.ini removed): files
+     * from before the attribute have none, and are trusted as before */
+    static char stored[CONFIG_MAX_TEXT];
+    const int has_settings = run_file_settings(path, stored, sizeof stored, err);
+    if (has_settings < 0) return 0;
+    if (has_settings && strcmp(stored, s->settings) != 0) {
+        char difference[256];
+        sweep_output_first_difference(stored, s->settings, difference, sizeof difference);
+        bneck_error_set(err, "%s was made with other settings (%s)", path, difference);
+        return 0;
+    }
     return 1;
 }
 
@@ -296,7 +308,7 @@ static int is_this_run(const planned_run *run, const char *path, const run_row *
 static run_start judge_run_file(const sweep_state *s, const planned_run *run, const char *path,
                                 const run_row *row, int epochs,
                                 const run_checkpoint *checkpoint, bneck_error *err) {
-    if (!is_this_run(run, path, row, err)) return RUN_FRESH;
+    if (!is_this_run(s, run, path, row, err)) return RUN_FRESH;
     if (!strcmp(row->status, RUN_STATUS_COMPLETE) && epochs >= s->cfg.epochs) return RUN_COMPLETE;
     if (!strcmp(row->status, RUN_STATUS_DIVERGED)) return RUN_DIVERGED;
     if (checkpoint->epochs_done == epochs && epochs < s->cfg.epochs) return RUN_RESUME;
@@ -334,7 +346,7 @@ static run_start inspect_run_file(const sweep_state *s, const planned_run *run, 
         /* A complete or diverged run needs only its row and history: damage in weights or
          * checkpoint, which a kept run never reads, does not make it train again. */
         const int ours = run_file_read(path, row, history, epochs, NULL, NULL, &err) == 0 &&
-                         is_this_run(run, path, row, &err);
+                         is_this_run(s, run, path, row, &err);
         if (ours && !strcmp(row->status, RUN_STATUS_COMPLETE) && *epochs >= s->cfg.epochs)
             return RUN_COMPLETE;
         if (ours && !strcmp(row->status, RUN_STATUS_DIVERGED)) return RUN_DIVERGED;
@@ -516,7 +528,8 @@ static int run_one(sweep_state *s, int index) {
                  : epochs == s->cfg.epochs ? RUN_STATUS_COMPLETE
                                            : RUN_STATUS_RUNNING);
         checkpoint_export(&checkpoint, &t);
-        if (run_file_write(path, &row, history, epochs, &built, &checkpoint, s->cfg.text, &err)) {
+        if (run_file_write(path, &row, history, epochs, &built, &checkpoint, s->cfg.text,
+                           s->settings, &err)) {
             log_error("%s: cannot commit the run: %s", run->name, err.message);
             sweep_world_abort(w, 1);
         }
@@ -787,6 +800,7 @@ int sweep_main(int argc, char **argv) {
         sweep_world_finalize(w);
         return 2;
     }
+    sweep_output_settings(&s.cfg, s.settings, sizeof s.settings);
     sweep_world_split(w, s.cfg.ranks_per_run, s.plan.count);
     nccl_setup(&s);
     gather_group_hosts(&s);
