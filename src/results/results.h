@@ -6,7 +6,7 @@
  *
  * Run file  (OUTPUT/runs/<pattern>-r<repeat>.h5):
  *   attributes   format = "bneck-run-1", status = "running" | "complete" | "diverged",
- *                config (text),
+ *                config (text), settings (the results-defining part, run_file_settings),
  *                git_commit, created, and every run_info field
  *   /history     compound table, one row per finished epoch (epoch_row)
  *   /weights/<layer name>/kernel (OIHW for convs, [out][in] for dense), bias,
