@@ -11,7 +11,8 @@
  *   /history     compound table, one row per finished epoch (epoch_row)
  *   /weights/<layer name>/kernel (OIHW for convs, [out][in] for dense), bias,
  *                gamma, beta, moving_mean, moving_variance   (final or latest weights)
- *   /checkpoint  params, state, adam_m, adam_v (1-D float32), attributes step, epochs_done
+ *   /checkpoint  params, state, adam_m, adam_v (1-D float32), attributes step, epochs_done,
+ *                param_layout, cpu_threads
  *                (what a resume needs; the run continues bit-identically on the CPU)
  * Written to "<path>.tmp" and renamed over <path>, so a reader sees the old file or the
  * new one, never half of one. status "complete" is set only in the final write.
