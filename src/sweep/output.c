@@ -186,32 +186,11 @@ static int lock_output(const char *output, const char *host, bneck_error *err) {
     return fd;
 }
 
-int sweep_output_prepare(const config *cfg, const sweep_plan *plan, const char *host,
-                         int restart, bneck_error *err) {
-    const char *output = cfg->output;
+/* OUTPUT/sweep.ini: written the first time; later, the same settings are required, and a
+ * changed run list is recorded. */
+static int tie_to_configuration(const config *cfg, const char *output, const char *stored_path,
+                                bneck_error *err) {
     struct stat info;
-    if (restart && stat(output, &info) == 0) {
-        /* not from under a sweep that is still running there */
-        const int held = S_ISDIR(info.st_mode) ? lock_output(output, host, err) : 0;
-        if (held < 0) return -1;
-        char stamp[32], aside[PATH_TEXT + 64];
-        sweep_output_timestamp(stamp, sizeof stamp);
-        snprintf(aside, sizeof aside, "%s.previous-%s", output, stamp);
-        const int moved = rename(output, aside);
-        const int why = errno;
-        if (S_ISDIR(info.st_mode)) close(held);
-        if (moved)
-            return bneck_error_set(err, "--restart: cannot move %s to %s: %s", output, aside,
-                                   strerror(why));
-        log_info("sweep: --restart: moved the previous %s to %s (nothing deleted)", output, aside);
-    }
-    char runs[PATH_TEXT + 16], stored_path[PATH_TEXT + 16];
-    snprintf(runs, sizeof runs, "%s/runs", output);
-    if (make_directory(runs, err)) return -1;
-    if (lock_output(output, host, err) < 0) return -1; /* held until the process ends */
-    report_foreign_files(plan, runs);
-    snprintf(stored_path, sizeof stored_path, "%s/sweep.ini", output);
-
     static char wanted[CONFIG_MAX_TEXT], stored[CONFIG_MAX_TEXT];
     results_defining_config(cfg, wanted, sizeof wanted);
     if (stat(stored_path, &info) == 0 && !S_ISREG(info.st_mode))
@@ -242,4 +221,33 @@ int sweep_output_prepare(const config *cfg, const sweep_plan *plan, const char *
                                output, stored_path, difference);
     }
     return write_file_atomically(stored_path, wanted, err);
+}
+
+int sweep_output_prepare(const config *cfg, const sweep_plan *plan, const char *host,
+                         int restart, bneck_error *err) {
+    const char *output = cfg->output;
+    struct stat info;
+    if (restart && stat(output, &info) == 0) {
+        /* not from under a sweep that is still running there */
+        const int held = S_ISDIR(info.st_mode) ? lock_output(output, host, err) : 0;
+        if (held < 0) return -1;
+        char stamp[32], aside[PATH_TEXT + 64];
+        sweep_output_timestamp(stamp, sizeof stamp);
+        snprintf(aside, sizeof aside, "%s.previous-%s", output, stamp);
+        const int moved = rename(output, aside);
+        const int why = errno;
+        if (S_ISDIR(info.st_mode)) close(held);
+        if (moved)
+            return bneck_error_set(err, "--restart: cannot move %s to %s: %s", output, aside,
+                                   strerror(why));
+        log_info("sweep: --restart: moved the previous %s to %s (nothing deleted)", output, aside);
+    }
+    char runs[PATH_TEXT + 16], stored_path[PATH_TEXT + 16];
+    snprintf(runs, sizeof runs, "%s/runs", output);
+    if (make_directory(runs, err)) return -1;
+    if (lock_output(output, host, err) < 0) return -1; /* held until the process ends */
+    snprintf(stored_path, sizeof stored_path, "%s/sweep.ini", output);
+    if (tie_to_configuration(cfg, output, stored_path, err)) return -1;
+    report_foreign_files(plan, runs); /* only once the directory is known to be this sweep's */
+    return 0;
 }
