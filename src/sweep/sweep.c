@@ -96,8 +96,9 @@ static void nccl_setup(sweep_state *s) {
     sweep_world *w = &s->world;
     if (w->group_size < 2) return;
     const int on_gpu = s->backend == &cuda_backend;
-    const int some_on_gpu = sweep_group_any(w, on_gpu), some_on_cpu = sweep_group_any(w, !on_gpu);
-    if (some_on_gpu && some_on_cpu) {
+    uint64_t fewest_on_gpu, most_on_gpu;
+    sweep_group_min_max(w, (uint64_t)on_gpu, &fewest_on_gpu, &most_on_gpu);
+    if (fewest_on_gpu != most_on_gpu) {
         log_error("run group %d has ranks on GPUs and ranks on CPUs (this one: %s); a group "
                   "trains on one kind of device: give every rank of a group a usable GPU, or "
                   "set run.device = cpu", w->group, on_gpu ? "a GPU" : "the CPU");
@@ -303,20 +304,6 @@ static int is_this_run(const sweep_state *s, const planned_run *run, const char 
     return 1;
 }
 
-/* What a run file that reads (with its checkpoint) allows; RUN_FRESH with the reason in
- * err when it cannot be trusted for this run. */
-static run_start judge_run_file(const sweep_state *s, const planned_run *run, const char *path,
-                                const run_row *row, int epochs,
-                                const run_checkpoint *checkpoint, bneck_error *err) {
-    if (!is_this_run(s, run, path, row, err)) return RUN_FRESH;
-    if (!strcmp(row->status, RUN_STATUS_COMPLETE) && epochs >= s->cfg.epochs) return RUN_COMPLETE;
-    if (!strcmp(row->status, RUN_STATUS_DIVERGED)) return RUN_DIVERGED;
-    if (checkpoint->epochs_done == epochs && epochs < s->cfg.epochs) return RUN_RESUME;
-    bneck_error_set(err, "%s: its checkpoint (%d epochs) and history (%d epochs) disagree", path,
-                    checkpoint->epochs_done, epochs);
-    return RUN_FRESH;
-}
-
 /* Stops the whole sweep over a run file it cannot look at (permissions, I/O, a link to
  * nothing): such a file is not known to be damaged, so nothing is moved or retrained on a
  * guess. */
@@ -352,9 +339,11 @@ static run_start inspect_run_file(const sweep_state *s, const planned_run *run, 
         if (ours && !strcmp(row->status, RUN_STATUS_DIVERGED)) return RUN_DIVERGED;
         free(*history);
         *history = NULL;
+        /* a run to continue: now with its weights and checkpoint */
         if (ours && run_file_read(path, row, history, epochs, m, checkpoint, &err) == 0) {
-            const run_start start = judge_run_file(s, run, path, row, *epochs, checkpoint, &err);
-            if (start != RUN_FRESH) return start;
+            if (checkpoint->epochs_done == *epochs && *epochs < s->cfg.epochs) return RUN_RESUME;
+            bneck_error_set(&err, "%s: its checkpoint (%d epochs) and history (%d epochs) "
+                            "disagree", path, checkpoint->epochs_done, *epochs);
             run_checkpoint_free(checkpoint);
             free(*history);
             *history = NULL;

@@ -570,6 +570,8 @@ typedef struct layout_copy {
     conv_layout layout;
 } layout_copy;
 
+static const layout_copy no_copy = {NULL, LAYOUT_STRIDED_CNHW};
+
 static const void *reusable(const layout_copy *copy, conv_layout layout) {
     return copy->pointer && copy->layout == layout ? copy->pointer : NULL;
 }
@@ -633,7 +635,7 @@ extern "C" void cuda_dnn_conv2d_forward(float *y, const float *x, const float *w
                                         int in_channels, int out_channels, int kernel) {
     check_dims("cuda_dnn_conv2d_forward", batch, height, width, in_channels, out_channels, kernel);
     conv_plan *plan = plan_for(batch, height, width, in_channels, out_channels, kernel);
-    layout_copy x_copy = {NULL, LAYOUT_STRIDED_CNHW}, filter = {NULL, LAYOUT_STRIDED_CNHW};
+    layout_copy x_copy = no_copy, filter = no_copy;
     execute(plan, FORWARD, [&](const algorithm_choice *choice) {
         const conv_layout layout = choice->layout;
         if (layout == LAYOUT_STRIDED_CNHW) return run_forward(plan, choice, x, weight, y);
@@ -659,8 +661,7 @@ extern "C" void cuda_dnn_conv2d_backward(float *dx, float *dweight, float *dbias
     if (!dweight && !dx) return;
     conv_plan *plan = plan_for(batch, height, width, in_channels, out_channels, kernel);
     /* the two directions share their copies of x and dy while they run on the same layout */
-    layout_copy x_copy = {NULL, LAYOUT_STRIDED_CNHW}, dy_copy = {NULL, LAYOUT_STRIDED_CNHW};
-    layout_copy filter = {NULL, LAYOUT_STRIDED_CNHW};
+    layout_copy x_copy = no_copy, dy_copy = no_copy, filter = no_copy;
 
     if (dweight)
         execute(plan, BACKWARD_FILTER, [&](const algorithm_choice *choice) {
