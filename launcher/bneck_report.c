@@ -43,7 +43,8 @@ static void usage(FILE *out) {
             "\n"
             "Plots (PNG): %s, %s, %s.\n"
             "Their names are printed as they are written (on stderr with --format csv, so stdout\n"
-            "stays one csv table).\n"
+            "stays one csv table); a plot with nothing to draw yet (no complete run, or none past\n"
+            "its first epoch) is skipped, and the line says why.\n"
             "Exit status: 0 on success, 1 when the file cannot be read or a plot fails, 2 on a\n"
             "bad option.\n",
             report_plot_val_acc_name, report_plot_epoch_time_name, report_plot_theory_name);

@@ -97,6 +97,10 @@ with h5py.File(path, "w") as f:
     runs.append((b"A", 1, 1, 2, 1002, 1, b"cpu x1", b"host1", 2960874, 231091200, 228854272,
                  0, float("nan"), 0, float("nan"), float("nan"), float("nan"), float("nan"),
                  0.0, b"running"))
+    if kind == "in-progress":  # every run still going: nothing complete to summarise
+        runs = [row[:-1] + (b"running",) for row in runs]
+        nan = float("nan")
+        summary = [row[:3] + (0, nan, nan, nan, nan) + row[8:11] + (nan,) for row in summary]
     if kind == "empty":
         runs, summary = [], []
     f.create_dataset("runs", data=np.array(runs, dtype=run_dtype))
@@ -116,6 +120,8 @@ sweep="$work/sweep/sweep.h5"
 "$python" "$work/make_sweep.py" "$sweep" sweep
 "$python" "$work/make_sweep.py" "$work/bad/no_runs.h5" no-runs
 "$python" "$work/make_sweep.py" "$work/bad/empty.h5" empty
+mkdir -p "$work/in_progress"
+"$python" "$work/make_sweep.py" "$work/in_progress/sweep.h5" in-progress
 "$python" "$work/make_sweep.py" "$work/bad/missing_history.h5" missing-history
 echo "this is not HDF5" >"$work/bad/not_hdf5.h5"
 
@@ -230,6 +236,21 @@ rows=$(grep -Ec '^\| [A-E] +\| +[0-9] \|' <<<"$markdown" || true)
 grep -Eq '^\| E .*89\.90 \(0\.35\).*3\.80 \(0\.02\).*10\.91x \|$' <<<"$markdown" \
     && pass "markdown row E has its medians and speed-up" || fail "markdown row E is wrong"
 [[ ! -e "$work/sweep/plots" ]] && pass "--no-plots writes no plots" || fail "--no-plots made $work/sweep/plots"
+
+# --- a sweep with no complete run yet: the table, the theory plot, and why the others wait --
+echo "running: $program $work/in_progress/sweep.h5"
+status=0
+text=$("$program" "$work/in_progress/sweep.h5" 2>"$work/stderr") || status=$?
+echo "$text"
+if [[ $status -eq 0 && "$text" == *"11 runs in /runs, 0 complete"* \
+      && "$text" == *"skipped $work/in_progress/plots/val_acc_per_epoch.png: no complete run yet"* \
+      && "$text" == *"skipped $work/in_progress/plots/epoch_s_vs_pseudo_flops.png: no pattern has a complete run"* \
+      && -s "$work/in_progress/plots/theory_ratios.png" \
+      && ! -e "$work/in_progress/plots/val_acc_per_epoch.png" ]]; then
+    pass "a sweep in progress: exit 0, the table, the theory plot, and the other two skipped with the reason"
+else
+    fail "a sweep in progress: exit $status, stderr '$(cat "$work/stderr")'"
+fi
 
 # --- errors: non-zero exit and a message naming the file ----------------------------------
 check_error() { # file expected-message-part

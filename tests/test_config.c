@@ -206,7 +206,7 @@ Test(config, reads_every_key) {
                        "adam_eps = 1e-9\n"
                        "progress_every = 25\n"
                        "[sweep]\n"
-                       "patterns = X:1:1, Y:3:8\n"
+                       "patterns = X:1:1, Y:3:2\n"
                        "repeats = 5\n"
                        "ranks_per_run = 2\n";
     config *cfg = new_config();
@@ -252,7 +252,7 @@ Test(config, reads_every_key) {
     cr_expect_eq(cfg->patterns[0].alpha, 1);
     cr_expect_str_eq(cfg->patterns[1].name, "Y");
     cr_expect_eq(cfg->patterns[1].mode, 3);
-    cr_expect_eq(cfg->patterns[1].alpha, 8);
+    cr_expect_eq(cfg->patterns[1].alpha, 2);
     cr_expect_eq(cfg->repeats, 5);
     cr_expect_eq(cfg->ranks_per_run, 2);
     free(cfg);
@@ -324,14 +324,14 @@ Test(config, data_dir_defaults_follow_dataset) {
 Test(config, patterns_parse) {
     config *cfg = new_config();
     bneck_error err = {{0}};
-    cr_assert_eq(load_text(cfg, "[sweep]\npatterns = A:1:1, B:2:2,C : 3 : 4 ,long-name_1.x:2:8\n", 0, NULL, &err),
+    cr_assert_eq(load_text(cfg, "[sweep]\npatterns = A:1:1, B:2:2,C : 3 : 4 ,long-name_1.x:2:2\n", 0, NULL, &err),
                  0, "%s", err.message);
     cr_assert_eq(cfg->pattern_count, 4);
     cr_expect_str_eq(cfg->patterns[2].name, "C");
     cr_expect_eq(cfg->patterns[2].mode, 3);
     cr_expect_eq(cfg->patterns[2].alpha, 4);
     cr_expect_str_eq(cfg->patterns[3].name, "long-name_1.x");
-    cr_expect_eq(cfg->patterns[3].alpha, 8);
+    cr_expect_eq(cfg->patterns[3].alpha, 2);
 
     /* a list may continue on indented lines, and a trailing comma is harmless */
     cr_assert_eq(load_text(cfg, "[sweep]\npatterns = A:1:1, B:2:2, ; comment\n    C:2:4, ; comment\n  D:3:2,\nrepeats = 2\n",
@@ -378,7 +378,8 @@ Test(config, bad_patterns_are_rejected) {
         {"[sweep]\npatterns = A:4:1\n", 2, "patterns", "mode"},
         {"[sweep]\npatterns = B:2:0\n", 2, "patterns", "alpha"},
         {"[sweep]\npatterns = B:2:x\n", 2, "patterns", "alpha"},
-        {"[sweep]\npatterns = E:3:536870912\n", 2, "patterns", "alpha from 1 to 1024"},
+        {"[sweep]\npatterns = E:3:536870912\n", 2, "patterns", "alpha 1, 2 or 4 in name:mode:alpha"},
+        {"[sweep]\npatterns = A:1:1,\n  E:3:8\n", 2, "patterns", "alpha 1, 2 or 4 in name:mode:alpha"},
         {"[sweep]\npatterns = A:1:2\n", 2, "patterns", "mode 1"},
         {"[sweep]\npatterns = A:1:1,,B:2:2\n", 2, "patterns", "separated by commas"},
         {"[sweep]\npatterns =\n", 2, "patterns", "at least one pattern"},
@@ -491,6 +492,7 @@ Test(config, bad_overrides_name_the_override) {
         {"train.epochs=0", "[train] epochs: expected an integer >= 1, got '0'"},
         {"model.mode=1", NULL}, /* fine by itself; see below */
         {"run.name=a\nb", "control character"},
+        {"sweep.patterns=E:3:5", "alpha 1, 2 or 4 in name:mode:alpha"},
     };
     config *cfg = new_config();
     for (size_t i = 0; i < COUNT(cases); i++) {
@@ -599,6 +601,7 @@ Test(config, out_of_range_values) {
         {"[model]\nalpha = 0\n", 2, "alpha", "from 1 to 1024"},
         {"[model]\nmode = 3\nalpha = 536870912\n", 3, "alpha", "from 1 to 1024"},
         {"[model]\nmode = 1\nalpha = 2\n", 3, "alpha", "mode is 1"},
+        {"[model]\nmode = 2\nalpha = 3\n", 3, "alpha", "alpha 1, 2 or 4 for a bottleneck mode"},
         {"[model]\nalpha = 2\n", 2, "alpha", "mode is 1 (from the default)"},
         {"[sweep]\nrepeats = 0\n", 2, "repeats", "from 1 to 10000"},
         {"[sweep]\nrepeats = 2147483647\n", 2, "repeats", "from 1 to 10000"},
@@ -614,6 +617,19 @@ Test(config, out_of_range_values) {
                            "[model]\nmode = 3\nalpha = 1\n",
                            0, NULL, &err),
                  0, "%s", err.message);
+    free(cfg);
+}
+
+Test(config, paths_are_stored_without_trailing_slashes) {
+    config *cfg = new_config();
+    bneck_error err = {{0}};
+    cr_assert_eq(load_text(cfg, "[data]\ndir = /data/fmnist//\n[run]\noutput = out/\n", 0, NULL, &err), 0,
+                 "%s", err.message);
+    cr_expect_str_eq(cfg->data_dir, "/data/fmnist");
+    cr_expect_str_eq(cfg->output, "out");
+    const char *const root[] = {"data.dir=/"};
+    cr_assert_eq(config_load(cfg, NULL, 1, root, &err), 0, "%s", err.message);
+    cr_expect_str_eq(cfg->data_dir, "/", "the root stays the root");
     free(cfg);
 }
 
@@ -659,6 +675,9 @@ Test(config, syntax_errors_report_libinih_line) {
         {"[train]\nepochs = 3\n\njust some words\n", 4, "just some words", "syntax error"},
         /* a syntax error after a bad key: the earlier line is the one reported */
         {"[train]\nepoch = 3\njust some words\n", 2, "epoch", "unknown key"},
+        /* CR-only line endings: libinih would read one line and drop every key silently */
+        {"[train]\repochs = 3\r", 1, "carriage return", "LF (or CRLF) line endings"},
+        {"[train]\r\nepochs = 3\r\n[run]\rname = x\n", 3, "carriage return", NULL},
     };
     expect_file_errors(cases, COUNT(cases));
 }
@@ -832,7 +851,7 @@ Test(config, write_round_trips_every_field) {
         snprintf(name, sizeof name, "pattern-no-%02d", i); /* 13 characters: fits a pattern name */
         memcpy(cfg->patterns[i].name, name, strlen(name) + 1);
         cfg->patterns[i].mode = 1 + i % 3;
-        cfg->patterns[i].alpha = cfg->patterns[i].mode == 1 ? 1 : 1000 + i;
+        cfg->patterns[i].alpha = cfg->patterns[i].mode == 1 ? 1 : 1 << (i % 3); /* 1, 2, 4 */
     }
     cfg->repeats = 4;
     cfg->ranks_per_run = 2;

@@ -24,14 +24,26 @@ void log_info(const char *format, ...) {
     fflush(stdout);
 }
 
+/* The whole line goes out in one write: under mpirun every rank's stderr is forwarded in
+ * the pieces it was written in, so a prefix written apart from its message could be split
+ * by another rank's line. */
 static void log_to_stderr(const char *level, const char *format, va_list args) {
+    char line[4096];
+    int prefix = log_host[0]
+        ? snprintf(line, sizeof line, "bneck: %s (rank %d on %s): ", level, log_current_rank,
+                   log_host)
+        : snprintf(line, sizeof line, "bneck: %s: ", level);
+    if (prefix < 0 || (size_t)prefix >= sizeof line - 2) prefix = 0;
+    int message = vsnprintf(line + prefix, sizeof line - (size_t)prefix - 1, format, args);
+    size_t length = (size_t)prefix + (message < 0 ? 0 : (size_t)message);
+    if (length > sizeof line - 2) {
+        /* a longer message is cut, and says so, rather than split over several writes */
+        length = sizeof line - 2;
+        memcpy(line + length - 4, " ...", 4);
+    }
+    line[length++] = '\n';
     fflush(stdout);
-    if (log_host[0])
-        fprintf(stderr, "bneck: %s (rank %d on %s): ", level, log_current_rank, log_host);
-    else
-        fprintf(stderr, "bneck: %s: ", level);
-    vfprintf(stderr, format, args);
-    fputc('\n', stderr);
+    fwrite(line, 1, length, stderr);
     fflush(stderr);
 }
 

@@ -377,6 +377,19 @@ void model_convert_state(float *to_state, const model *to, const float *from_sta
     }
 }
 
+int model_alpha_check(int alpha, bneck_error *err) {
+    for (int i = 0; i < 5; i++) {
+        /* Every branch width (out/8 at the smallest) must split into alpha parts (divided,
+         * not multiplied, so that no alpha overflows). */
+        if ((module_widths[i] / 8) % alpha != 0)
+            return bneck_error_set(err,
+                                   "model: alpha %d does not divide Inception module %d: its "
+                                   "width %d must be divisible by 8*alpha", alpha, i + 1,
+                                   module_widths[i]);
+    }
+    return 0;
+}
+
 int model_build(model *m, const model_spec *spec, bneck_error *err) {
     memset(m, 0, sizeof *m);
     if (spec->mode < 1 || spec->mode > 3)
@@ -388,15 +401,7 @@ int model_build(model *m, const model_spec *spec, bneck_error *err) {
                                spec->in_channels);
     m->spec = *spec;
     if (m->spec.mode == 1) m->spec.alpha = 1;
-    for (int i = 0; i < 5; i++) {
-        /* Every branch width (out/8 at the smallest) must split into alpha parts (divided,
-         * not multiplied, so that no alpha overflows). */
-        if ((module_widths[i] / 8) % m->spec.alpha != 0)
-            return bneck_error_set(err,
-                                   "model: alpha %d does not divide Inception module %d: its "
-                                   "width %d must be divisible by 8*alpha", m->spec.alpha,
-                                   i + 1, module_widths[i]);
-    }
+    if (model_alpha_check(m->spec.alpha, err)) return -1;
 
     builder b = {m, err, 0};
     m->input = region_new(&b, spec->in_channels, 32);

@@ -100,6 +100,10 @@ typedef struct model {
  * channels >= 1) and builds the layer list and counts. Returns 0 or -1 with err set. */
 int model_build(model *m, const model_spec *spec, bneck_error *err);
 
+/* 0 when alpha (>= 1) splits every Inception module's branches, else -1 with err saying
+ * which module and why; the configuration checks it where the value was given. */
+int model_alpha_check(int alpha, bneck_error *err);
+
 /* The layer called `name` ("inception3/1x1/conv"), or NULL. */
 const layer *model_layer_named(const model *m, const char *name);
 

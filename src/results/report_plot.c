@@ -294,8 +294,8 @@ int report_plot_val_acc(const report_sweep *sweep, const char *path, bneck_error
     }
     int status = -1;
     if (drawn == 0) {
-        bneck_error_set(err, "%s: no validation accuracy in any complete run's history to plot",
-                        path);
+        bneck_error_set(err, "no complete run yet");
+        status = REPORT_PLOT_NOTHING;
         goto done;
     }
     /* Room above and below the data; a flat curve still gets a visible range. */
@@ -393,9 +393,11 @@ int report_plot_epoch_time(const report_sweep *sweep, const char *path, bneck_er
         if (costliest < 0 || pattern->pseudo_flops > sweep->patterns[costliest].pseudo_flops)
             costliest = p;
     }
-    if (costliest < 0 || x_max <= 0 || y_max <= 0)
-        return bneck_error_set(err, "%s: no pattern in /summary has both pseudo-FLOPs and a "
-                                    "median epoch time to plot", path);
+    if (costliest < 0 || x_max <= 0 || y_max <= 0) {
+        bneck_error_set(err, "no pattern has a complete run with an epoch after its first "
+                             "(/summary's median_epoch_s)");
+        return REPORT_PLOT_NOTHING;
+    }
     x_max *= 1.15;
     y_max *= 1.2;
 
@@ -621,6 +623,11 @@ int report_plots_write(const report_sweep *sweep, const char *directory, FILE *n
         if (i == 0) status = report_plot_val_acc(sweep, path, err);
         else if (i == 1) status = report_plot_epoch_time(sweep, path, err);
         else status = report_plot_theory(path, err);
+        if (status == REPORT_PLOT_NOTHING) {
+            /* a sweep still in progress: the table is the report, and so far that is fine */
+            if (names_out) fprintf(names_out, "skipped %s: %s\n", path, err->message);
+            continue;
+        }
         if (status != 0) return -1;
         if (names_out) fprintf(names_out, "wrote %s\n", path);
     }

@@ -22,6 +22,8 @@
 
 #include <ini.h>
 
+#include "model/model.h"
+
 /* A config file is a few hundred bytes; anything this large is the wrong file. */
 enum { MAX_CONFIG_FILE_BYTES = 1 << 20 };
 /* config_write splits long pattern lists over indented lines so that each line stays
@@ -682,6 +684,17 @@ static int read_config_file(const char *path, char **text_out, bneck_error *err)
         free(text);
         return bneck_error_set(err, "%s:%d: config file contains a NUL byte; is it a text file?", path, line);
     }
+    /* libinih ends lines at LF only, so a file saved with CR-only line endings would read as
+     * one line, silently keeping its first [section] and dropping every key after it. */
+    for (const char *c = text; (c = strchr(c, '\r')) != NULL; c++) {
+        if (c[1] == '\n') continue;
+        int line = 1;
+        for (const char *before = text; before < c; before++) line += *before == '\n';
+        free(text);
+        return bneck_error_set(err,
+                               "%s:%d: a carriage return (CR) that does not end a line; save the file "
+                               "with LF (or CRLF) line endings", path, line);
+    }
     *text_out = text;
     return 0;
 }
@@ -769,6 +782,19 @@ static int apply_decay_at(config *cfg, const config_entry *entry, bneck_error *e
     return 0;
 }
 
+/* "alpha 1, 2 or 4 <where>": the alphas the model accepts, asked of the model itself. */
+static void describe_valid_alphas(const char *where, char *out, size_t capacity) {
+    int valid[16], count = 0;
+    for (int alpha = 1; alpha <= 1024 && count < 16; alpha++)
+        if (model_alpha_check(alpha, NULL) == 0) valid[count++] = alpha;
+    text_builder builder = {out, capacity, 0, false};
+    out[0] = '\0';
+    builder_append(&builder, "alpha ");
+    for (int i = 0; i < count; i++)
+        builder_append(&builder, "%s%d", i == 0 ? "" : i == count - 1 ? " or " : ", ", valid[i]);
+    builder_append(&builder, " %s (it splits every Inception module's branches)", where);
+}
+
 /* One "name:mode:alpha" item (already trimmed, length < sizeof item buffer). */
 static int parse_pattern(const config_entry *entry, const char *item, size_t item_length, pattern_spec *out,
                          bneck_error *err) {
@@ -795,9 +821,12 @@ static int parse_pattern(const config_entry *entry, const char *item, size_t ite
     long mode, alpha;
     if (!parse_long(fields[1], &mode) || mode < 1 || mode > 3)
         return value_error(err, entry, "mode 1, 2 or 3 in name:mode:alpha", item, item_length);
-    if (!parse_long(fields[2], &alpha) || alpha < 1 || alpha > 1024)
-        return value_error(err, entry, "alpha from 1 to 1024 in name:mode:alpha", item,
-                           item_length);
+    if (!parse_long(fields[2], &alpha) || alpha < 1 || alpha > 1024 ||
+        model_alpha_check((int)alpha, NULL) != 0) {
+        char expected[128];
+        describe_valid_alphas("in name:mode:alpha", expected, sizeof expected);
+        return value_error(err, entry, expected, item, item_length);
+    }
     if (mode == 1 && alpha != 1)
         return value_error(err, entry, "alpha 1 for mode 1 (a plain pattern has no bottleneck)", item,
                            item_length);
@@ -871,9 +900,15 @@ static int apply_entry(config *cfg, const config_entry *entry, bneck_error *err)
         snprintf(string_field(cfg, spec), spec->size, "%s", value);
         return 0;
     case VALUE_PATH:
-        if (value[0] == '\0' || strlen(value) >= spec->size) return expected_value_error(err, entry);
-        snprintf(string_field(cfg, spec), spec->size, "%s", value);
+    {
+        size_t length = strlen(value);
+        if (length == 0 || length >= spec->size) return expected_value_error(err, entry);
+        /* "dir/" and "dir" are one directory: stored the same, they compare the same when a
+         * sweep checks that it is resumed with its own configuration */
+        while (length > 1 && value[length - 1] == '/') length--;
+        snprintf(string_field(cfg, spec), spec->size, "%.*s", (int)length, value);
         return 0;
+    }
     case VALUE_WORD: {
         int choice = find_choice(spec->choices, value);
         if (choice < 0) return expected_value_error(err, entry);
@@ -923,6 +958,12 @@ static int apply_entries(config *cfg, const entry_list *entries, bneck_error *er
         char expected[900];
         snprintf(expected, sizeof expected, "1 because mode is 1 (from %s) and a plain pattern has no bottleneck",
                  mode_origin);
+        return value_error(err, alpha_entry, expected, alpha_entry->value, strlen(alpha_entry->value));
+    }
+    if (cfg->mode != 1 && model_alpha_check(cfg->alpha, NULL) != 0) {
+        const config_entry *alpha_entry = set_by[key_index(find_key("model", "alpha"))];
+        char expected[128];
+        describe_valid_alphas("for a bottleneck mode", expected, sizeof expected);
         return value_error(err, alpha_entry, expected, alpha_entry->value, strlen(alpha_entry->value));
     }
     if (!set_by[key_index(find_key("run", "output"))]) snprintf(cfg->output, sizeof cfg->output, "results/%s", cfg->name);
