@@ -243,6 +243,22 @@ if "$sweep" "$work/tiny.ini" run.output="$work/one" > "$work/viewer.log" 2>&1 &&
 else cat "$work/viewer.log"; bad "a locked run file was taken for a damaged one"; fi
 kill "$viewer" 2>/dev/null; wait "$viewer" 2>/dev/null || true
 
+# --- sweep.ini is a config file that resumes its sweep; older sweep.ini files still match ----------
+if grep -qx "output = $work/one" "$work/one/sweep.ini" && "$sweep" "$work/one/sweep.ini" > "$work/from_ini.log" 2>&1 &&
+  [ "$(grep -c "already complete" "$work/from_ini.log")" -eq 6 ] && ! grep -qE "\] epoch +[0-9]" "$work/from_ini.log"; then
+  ok "bneck-sweep OUTPUT/sweep.ini resumes that sweep (here: all 6 runs kept, nothing trained)"
+else cat "$work/one/sweep.ini" "$work/from_ini.log"; bad "sweep.ini used as a config"; fi
+# as written before sweep.ini named its output, and as a later bneck would find it after adding
+# a key (absent from the file: at its default); the tie holds and the file is written anew
+cp -r "$work/one" "$work/old_ini"
+sed -i -e 's/^output = .*/output = /' "$work/old_ini/sweep.ini"
+sed -e '/^augment = /d' "$work/one/sweep.ini" > "$work/one_no_key.ini"
+if "$sweep" "$work/tiny.ini" run.output="$work/old_ini" > "$work/old_ini.log" 2>&1 && grep -qx "output = $work/old_ini" "$work/old_ini/sweep.ini" &&
+  "$sweep" "$work/one_no_key.ini" run.output="$work/old_ini" > "$work/old_ini2.log" 2>&1 &&
+  [ "$(cat "$work/old_ini.log" "$work/old_ini2.log" | grep -c "already complete")" -eq 12 ]; then
+  ok "a sweep.ini without its output, or without a key at its default, still ties the sweep; it is rewritten"
+else cat "$work/old_ini.log" "$work/old_ini2.log"; bad "older sweep.ini"; fi
+
 # --- two sweeps on one output: the second is refused (OUTPUT/.lock, held by flock here) ----------
 mkdir -p "$work/busy"
 flock "$work/busy/.lock" sleep 60 &

@@ -41,15 +41,36 @@ void sweep_output_timestamp(char *out, size_t capacity) {
     strftime(out, capacity, "%Y%m%d-%H%M%S", &local);
 }
 
-/* The configuration that decides results: everything but where and how fast it runs. */
-static void results_defining_config(const config *cfg, char *out, int capacity) {
+/* The configuration without how fast it runs (threads, device, progress lines): what
+ * sweep.ini holds, so that `bneck-sweep OUTPUT/sweep.ini` resumes the sweep. With
+ * keep_output 0, also without where it is (a sweep may be moved or copied): what decides
+ * the results. */
+static void config_text(const config *cfg, int keep_output, char *out, int capacity) {
     static config copy;
     copy = *cfg;
     copy.threads = 0;
     snprintf(copy.device, sizeof copy.device, "auto");
     copy.progress_every = 0;
-    copy.output[0] = '\0'; /* a sweep may be moved or copied */
+    if (!keep_output) copy.output[0] = '\0';
     if (config_write(&copy, out, capacity) < 0) out[0] = '\0';
+}
+
+static void results_defining_config(const config *cfg, char *out, int capacity) {
+    config_text(cfg, 0, out, capacity);
+}
+
+/* The results-defining part of a stored sweep.ini, read back through the configuration
+ * parser: so a key added by a later bneck (absent from the file, so at its default) or a
+ * value spelled another way compares as the same setting. A file the parser refuses
+ * (written before sweep.ini named its output, or edited by hand) compares as its text. */
+static void stored_results_defining_config(const char *path, const char *text, char *out,
+                                           int capacity) {
+    static config stored;
+    bneck_error ignored;
+    if (config_load(&stored, path, 0, NULL, &ignored) == 0)
+        results_defining_config(&stored, out, capacity);
+    else
+        snprintf(out, (size_t)capacity, "%s", text);
 }
 
 static int read_whole_file(const char *path, char *out, size_t capacity) {
@@ -191,25 +212,31 @@ static int lock_output(const char *output, const char *host, bneck_error *err) {
 static int tie_to_configuration(const config *cfg, const char *output, const char *stored_path,
                                 bneck_error *err) {
     struct stat info;
-    static char wanted[CONFIG_MAX_TEXT], stored[CONFIG_MAX_TEXT];
+    static char wanted[CONFIG_MAX_TEXT], stored[CONFIG_MAX_TEXT], file_text[CONFIG_MAX_TEXT];
     results_defining_config(cfg, wanted, sizeof wanted);
+    config_text(cfg, 1, file_text, sizeof file_text);
     if (stat(stored_path, &info) == 0 && !S_ISREG(info.st_mode))
         return bneck_error_set(err, "%s is not a regular file", stored_path);
     if (read_whole_file(stored_path, stored, sizeof stored) == 0) {
-        if (strcmp(stored, wanted) == 0) return 0;
+        if (strcmp(stored, file_text) == 0) return 0;
         if (!stored[0])
             return bneck_error_set(err,
                                    "%s, which ties %s to its configuration, is empty; if the "
                                    "directory holds this sweep, remove that file and run again "
                                    "(the run files keep their own record)",
                                    stored_path, output);
+        static char stored_defining[CONFIG_MAX_TEXT];
+        stored_results_defining_config(stored_path, stored, stored_defining,
+                                       sizeof stored_defining);
+        if (strcmp(stored_defining, wanted) == 0) /* the same sweep, moved, or from before */
+            return write_file_atomically(stored_path, file_text, err);
         static char stored_settings[CONFIG_MAX_TEXT], wanted_settings[CONFIG_MAX_TEXT];
-        without_run_list(stored, stored_settings, sizeof stored_settings);
+        without_run_list(stored_defining, stored_settings, sizeof stored_settings);
         without_run_list(wanted, wanted_settings, sizeof wanted_settings);
         if (strcmp(stored_settings, wanted_settings) == 0) {
             log_info("sweep: %s: [sweep] patterns or repeats changed; the runs already there "
                      "are kept, and %s now records this sweep's run list", output, stored_path);
-            return write_file_atomically(stored_path, wanted, err);
+            return write_file_atomically(stored_path, file_text, err);
         }
         char difference[256];
         sweep_output_first_difference(stored_settings, wanted_settings, difference,
@@ -220,7 +247,7 @@ static int tie_to_configuration(const config *cfg, const char *output, const cha
                                "or pass --restart to move it aside",
                                output, stored_path, difference);
     }
-    return write_file_atomically(stored_path, wanted, err);
+    return write_file_atomically(stored_path, file_text, err);
 }
 
 int sweep_output_prepare(const config *cfg, const sweep_plan *plan, const char *host,

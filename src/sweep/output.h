@@ -1,7 +1,9 @@
 /* The sweep's output directory, on rank 0: OUTPUT/runs made, OUTPUT/.lock held for the
  * rest of the process (a second sweep on the same output is refused), and OUTPUT/sweep.ini
  * tying the directory to one configuration, all but its run list ([sweep] patterns and
- * repeats, which may grow or shrink a sweep between sessions). */
+ * repeats, which may grow or shrink a sweep between sessions). sweep.ini is a config file
+ * in its own right (threads, device and progress at their defaults): `bneck-sweep
+ * OUTPUT/sweep.ini` resumes the sweep. */
 #ifndef BNECK_SWEEP_OUTPUT_H
 #define BNECK_SWEEP_OUTPUT_H
 
