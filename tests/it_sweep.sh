@@ -95,6 +95,17 @@ sleep 1
 kill -KILL -- "-$victim" 2>/dev/null || kill -KILL "$victim"
 wait "$victim" 2>/dev/null || true
 if [ -f "$work/killed/sweep.h5" ]; then bad "the sweep finished before it could be killed"; else ok "sweep killed mid-run"; fi
+# --dry-run on the stopped sweep says what is done and what is left, and changes nothing
+ls -l --full-time "$work/killed/runs" > "$work/killed_before.ls"
+"$sweep" "$work/tiny.ini" run.output="$work/killed" --dry-run > "$work/killed_dry.log" 2>&1 || true
+ls -l --full-time "$work/killed/runs" > "$work/killed_after.ls"
+if grep -q "output $work/killed (this sweep's)" "$work/killed_dry.log" &&
+  awk '/ to train, .* to resume, .* kept/ { t = $1; r = $4; k = $7; sub(",", "", r) }
+       END { exit !(t + r + k == 6 && t + r >= 1) }' "$work/killed_dry.log" &&
+  grep -qE "^A-r0 .*(new|resumes after [12]/3|complete) " "$work/killed_dry.log" &&
+  cmp -s "$work/killed_before.ls" "$work/killed_after.ls"; then
+  ok "--dry-run on a stopped sweep: each run's state, what is left, nothing touched"
+else cat "$work/killed_dry.log"; bad "--dry-run on a stopped sweep"; fi
 "$sweep" "$work/tiny.ini" run.output="$work/killed" > "$work/killed2.log" 2>&1 || { cat "$work/killed2.log"; bad "resumed sweep"; }
 grep -q "resuming after epoch\|already complete" "$work/killed2.log" && ok "restart resumed or kept earlier work" || bad "restart did not reuse earlier work"
 
@@ -276,6 +287,12 @@ if "$sweep" "$work/tiny.ini" run.output="$work/one" train.lr=0.01 > "$work/chang
 elif grep -q "different configuration (.*sweep.ini; stored 'lr = 0.001', this sweep 'lr = 0.01')" "$work/changed.log"; then
   ok "a changed configuration is refused, naming the first line that differs"
 else cat "$work/changed.log"; bad "changed-configuration message"; fi
+if "$sweep" "$work/tiny.ini" run.output="$work/one" train.lr=0.01 --dry-run > "$work/changed_dry.log" 2>&1; then
+  bad "--dry-run accepted a changed configuration"
+elif grep -q "different configuration" "$work/changed_dry.log" && "$sweep" "$work/tiny.ini" run.output="$work/one" --dry-run > "$work/one_dry.log" 2>&1 &&
+  grep -q "^0 to train, 0 to resume, 6 kept" "$work/one_dry.log"; then
+  ok "--dry-run refuses what the sweep would refuse, and finds a finished sweep finished"
+else cat "$work/changed_dry.log" "$work/one_dry.log"; bad "--dry-run on a finished or foreign sweep"; fi
 
 # --- [sweep] patterns and repeats may change: narrowed, then widened again, nothing retrained ----
 cp -r "$work/one" "$work/narrowed"

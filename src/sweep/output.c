@@ -207,46 +207,61 @@ static int lock_output(const char *output, const char *host, bneck_error *err) {
     return fd;
 }
 
-/* OUTPUT/sweep.ini: written the first time; later, the same settings are required, and a
- * changed run list is recorded. */
-static int tie_to_configuration(const config *cfg, const char *output, const char *stored_path,
-                                bneck_error *err) {
+/* How OUTPUT/sweep.ini (at stored_path) compares with cfg; nothing is written. file_text
+ * gets what sweep.ini should hold for cfg. */
+static int compare_configuration(const config *cfg, const char *output, const char *stored_path,
+                                 char *file_text, int capacity, bneck_error *err) {
     struct stat info;
-    static char wanted[CONFIG_MAX_TEXT], stored[CONFIG_MAX_TEXT], file_text[CONFIG_MAX_TEXT];
+    static char wanted[CONFIG_MAX_TEXT], stored[CONFIG_MAX_TEXT];
     results_defining_config(cfg, wanted, sizeof wanted);
-    config_text(cfg, 1, file_text, sizeof file_text);
+    config_text(cfg, 1, file_text, capacity);
     if (stat(stored_path, &info) == 0 && !S_ISREG(info.st_mode))
         return bneck_error_set(err, "%s is not a regular file", stored_path);
-    if (read_whole_file(stored_path, stored, sizeof stored) == 0) {
-        if (strcmp(stored, file_text) == 0) return 0;
-        if (!stored[0])
-            return bneck_error_set(err,
-                                   "%s, which ties %s to its configuration, is empty; if the "
-                                   "directory holds this sweep, remove that file and run again "
-                                   "(the run files keep their own record)",
-                                   stored_path, output);
-        static char stored_defining[CONFIG_MAX_TEXT];
-        stored_results_defining_config(stored_path, stored, stored_defining,
-                                       sizeof stored_defining);
-        if (strcmp(stored_defining, wanted) == 0) /* the same sweep, moved, or from before */
-            return write_file_atomically(stored_path, file_text, err);
-        static char stored_settings[CONFIG_MAX_TEXT], wanted_settings[CONFIG_MAX_TEXT];
-        without_run_list(stored_defining, stored_settings, sizeof stored_settings);
-        without_run_list(wanted, wanted_settings, sizeof wanted_settings);
-        if (strcmp(stored_settings, wanted_settings) == 0) {
-            log_info("sweep: %s: [sweep] patterns or repeats changed; the runs already there "
-                     "are kept, and %s now records this sweep's run list", output, stored_path);
-            return write_file_atomically(stored_path, file_text, err);
-        }
-        char difference[256];
-        sweep_output_first_difference(stored_settings, wanted_settings, difference,
-                                      sizeof difference);
+    if (read_whole_file(stored_path, stored, sizeof stored) != 0) return SWEEP_OUTPUT_NEW;
+    if (strcmp(stored, file_text) == 0) return SWEEP_OUTPUT_SAME;
+    if (!stored[0])
         return bneck_error_set(err,
-                               "%s holds a sweep with a different configuration (%s; %s): "
-                               "resume it with that configuration, choose another [run] output, "
-                               "or pass --restart to move it aside",
-                               output, stored_path, difference);
-    }
+                               "%s, which ties %s to its configuration, is empty; if the "
+                               "directory holds this sweep, remove that file and run again "
+                               "(the run files keep their own record)",
+                               stored_path, output);
+    static char stored_defining[CONFIG_MAX_TEXT];
+    stored_results_defining_config(stored_path, stored, stored_defining, sizeof stored_defining);
+    if (strcmp(stored_defining, wanted) == 0) /* the same sweep, moved, or from before */
+        return SWEEP_OUTPUT_SAME_SETTINGS;
+    static char stored_settings[CONFIG_MAX_TEXT], wanted_settings[CONFIG_MAX_TEXT];
+    without_run_list(stored_defining, stored_settings, sizeof stored_settings);
+    without_run_list(wanted, wanted_settings, sizeof wanted_settings);
+    if (strcmp(stored_settings, wanted_settings) == 0) return SWEEP_OUTPUT_RUN_LIST_CHANGED;
+    char difference[256];
+    sweep_output_first_difference(stored_settings, wanted_settings, difference,
+                                  sizeof difference);
+    return bneck_error_set(err,
+                           "%s holds a sweep with a different configuration (%s; %s): "
+                           "resume it with that configuration, choose another [run] output, "
+                           "or pass --restart to move it aside",
+                           output, stored_path, difference);
+}
+
+int sweep_output_check(const config *cfg, bneck_error *err) {
+    static char file_text[CONFIG_MAX_TEXT];
+    char stored_path[PATH_TEXT + 16];
+    snprintf(stored_path, sizeof stored_path, "%s/sweep.ini", cfg->output);
+    return compare_configuration(cfg, cfg->output, stored_path, file_text, sizeof file_text, err);
+}
+
+/* OUTPUT/sweep.ini: written the first time; later, the same settings are required, and a
+ * changed run list (or an older sweep.ini, or a moved output) is recorded. */
+static int tie_to_configuration(const config *cfg, const char *output, const char *stored_path,
+                                bneck_error *err) {
+    static char file_text[CONFIG_MAX_TEXT];
+    const int tie = compare_configuration(cfg, output, stored_path, file_text, sizeof file_text,
+                                          err);
+    if (tie < 0) return -1;
+    if (tie == SWEEP_OUTPUT_SAME) return 0;
+    if (tie == SWEEP_OUTPUT_RUN_LIST_CHANGED)
+        log_info("sweep: %s: [sweep] patterns or repeats changed; the runs already there "
+                 "are kept, and %s now records this sweep's run list", output, stored_path);
     return write_file_atomically(stored_path, file_text, err);
 }
 

@@ -18,6 +18,17 @@
 int sweep_output_prepare(const config *cfg, const sweep_plan *plan, const char *host,
                          int restart, bneck_error *err);
 
+/* How cfg->output stands to cfg, read only (what --dry-run says): no sweep.ini yet, the
+ * same configuration (as written, or the same settings written otherwise), or the same
+ * but for the run list; -1 with err when the sweep there would be refused. */
+enum {
+    SWEEP_OUTPUT_NEW = 0,
+    SWEEP_OUTPUT_SAME = 1,
+    SWEEP_OUTPUT_SAME_SETTINGS = 2,
+    SWEEP_OUTPUT_RUN_LIST_CHANGED = 3,
+};
+int sweep_output_check(const config *cfg, bneck_error *err);
+
 /* The settings that decide a run's numbers: the configuration without where and how fast
  * it runs, and without the run list. Run files record them; a run file made with others
  * is not this sweep's. */

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <math.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <stdnoreturn.h>
@@ -149,7 +150,8 @@ static void usage(FILE *out) {
             "continue from their last epoch.\n"
             "  --device D      run.device=D: auto (a GPU when one is usable, else the CPU,\n"
             "                  saying why), cpu, or cuda (fails when no GPU is usable)\n"
-            "  --dry-run       print the plan (runs, seeds, groups, hosts, devices) and stop\n"
+            "  --dry-run       print the plan (runs, seeds, what the output holds of each, groups,\n"
+            "                  hosts, devices) and stop\n"
             "  --restart       move an existing OUTPUT aside (never deleted) and start over\n"
             "  --stop-signal S extra signal that stops the sweep cleanly (default USR2;\n"
             "                  TERM and INT always do); exit status %d means stopped, resumable\n",
@@ -575,39 +577,111 @@ static void gather_group_hosts(sweep_state *s) {
 }
 
 /* ---------------------------------------------------------------------------------- */
-/* The plan, for --dry-run: groups predicted by handing each run, most expensive first,  */
-/* to the group that frees up first (what the dynamic hand-out does when run time        */
-/* follows pseudo-FLOPs).                                                                 */
+/* The plan, for --dry-run: what the sweep would do with each run's file (read only), and */
+/* the groups predicted by handing each run still to train, most expensive first, to the  */
+/* group that frees up first (what the dynamic hand-out does when run time follows        */
+/* pseudo-FLOPs).                                                                         */
 
-static void print_plan(const sweep_state *s) {
+typedef enum { STATE_TO_TRAIN, STATE_TO_RESUME, STATE_KEPT, STATE_STOPS } dry_run_state;
+
+static dry_run_state dry_run_said(dry_run_state state, char *why, size_t capacity,
+                                  const char *format, ...) __attribute__((format(printf, 4, 5)));
+static dry_run_state dry_run_said(dry_run_state state, char *why, size_t capacity,
+                                  const char *format, ...) {
+    va_list args;
+    va_start(args, format);
+    vsnprintf(why, capacity, format, args);
+    va_end(args);
+    return state;
+}
+
+/* What inspect_run_file would decide, without the checkpoint (the real sweep also refuses
+ * a damaged one) and without moving or stopping anything; why says it in words. */
+static dry_run_state dry_run_inspect(const sweep_state *s, const planned_run *run, char *why,
+                                     size_t capacity) {
+    char path[PATH_TEXT];
+    run_path(s, run, path, sizeof path);
+    struct stat info;
+    if (lstat(path, &info) != 0) {
+        if (errno == ENOENT) return dry_run_said(STATE_TO_TRAIN, why, capacity, "new");
+        return dry_run_said(STATE_STOPS, why, capacity, "stops: cannot look at it");
+    }
+    if (stat(path, &info) != 0)
+        return dry_run_said(STATE_STOPS, why, capacity, "stops: a link to nothing");
+    if (!S_ISREG(info.st_mode))
+        return dry_run_said(STATE_TO_TRAIN, why, capacity, "redo: not a file (moved aside)");
+    const int fd = open(path, O_RDONLY | O_NONBLOCK);
+    if (fd < 0) return dry_run_said(STATE_STOPS, why, capacity, "stops: cannot open it");
+    close(fd);
+    run_row row;
+    epoch_record *history = NULL;
+    int epochs = 0;
+    bneck_error err;
+    const int ours = run_file_read(path, &row, &history, &epochs, NULL, NULL, &err) == 0 &&
+                     is_this_run(s, run, path, &row, &err);
+    free(history);
+    if (!ours) return dry_run_said(STATE_TO_TRAIN, why, capacity, "redo: unreadable (moved aside)");
+    if (!strcmp(row.status, RUN_STATUS_COMPLETE) && epochs >= s->cfg.epochs)
+        return dry_run_said(STATE_KEPT, why, capacity, "complete");
+    if (!strcmp(row.status, RUN_STATUS_DIVERGED))
+        return dry_run_said(STATE_KEPT, why, capacity, "diverged at epoch %d", epochs);
+    if (epochs == 0) return dry_run_said(STATE_TO_TRAIN, why, capacity, "new");
+    return dry_run_said(STATE_TO_RESUME, why, capacity, "resumes after %d/%d", epochs,
+                        s->cfg.epochs);
+}
+
+/* 0, or 2 when the sweep itself would refuse the output (its message printed). */
+static int print_plan(const sweep_state *s) {
     const int groups = s->world.groups, per_group = s->world.size / groups;
+    bneck_error err;
+    const int tie = sweep_output_check(&s->cfg, &err);
+    if (tie < 0) {
+        fprintf(stderr, "bneck-sweep: %s\n", err.message);
+        return 2;
+    }
     double *busy_until = bneck_calloc((size_t)groups, sizeof(double));
+    int counts[4] = {0};
     printf("sweep plan: %d runs (%d patterns x %d repeats), %d epochs each, on %d ranks in %d "
-           "group(s) of %d; output %s\n",
+           "group(s) of %d; output %s%s\n",
            s->plan.count, s->cfg.pattern_count, s->cfg.repeats, s->cfg.epochs, s->world.size,
-           groups, per_group, s->cfg.output);
-    printf("%-10s %-7s %4s %5s %6s %20s %14s %5s  %s\n", "run", "pattern", "mode", "alpha",
-           "repeat", "seed", "pseudo-FLOPs", "group", "ranks (host:device)");
+           groups, per_group, s->cfg.output,
+           tie == SWEEP_OUTPUT_NEW ? " (new)"
+           : tie == SWEEP_OUTPUT_RUN_LIST_CHANGED ? " (this sweep's, with another run list)"
+                                                  : " (this sweep's)");
+    printf("%-10s %-7s %4s %5s %6s %20s %14s %-26s %5s  %s\n", "run", "pattern", "mode", "alpha",
+           "repeat", "seed", "pseudo-FLOPs", "state", "group", "ranks (host:device)");
     for (int i = 0; i < s->plan.count; i++) {
         const planned_run *run = &s->plan.runs[i];
-        int g = 0;
-        for (int q = 1; q < groups; q++)
-            if (busy_until[q] < busy_until[g]) g = q;
-        busy_until[g] += (double)run->pseudo_flops;
-        char ranks[512];
-        size_t used = 0;
-        for (int r = g * per_group; r < (g + 1) * per_group && used < sizeof ranks - 1; r++) {
-            int n = snprintf(ranks + used, sizeof ranks - used, "%s%d (%s:%s)", used ? ", " : "", r,
-                             s->all_hosts + (size_t)r * HOST_TEXT,
-                             s->all_devices + (size_t)r * DEVICE_TEXT);
-            if (n < 0) break;
-            used += (size_t)n;
+        char why[64];
+        const dry_run_state state = dry_run_inspect(s, run, why, sizeof why);
+        counts[state]++;
+        char ranks[512] = "-", group[16] = "-";
+        if (state == STATE_TO_TRAIN || state == STATE_TO_RESUME) {
+            int g = 0;
+            for (int q = 1; q < groups; q++)
+                if (busy_until[q] < busy_until[g]) g = q;
+            busy_until[g] += (double)run->pseudo_flops;
+            snprintf(group, sizeof group, "%d", g);
+            size_t used = 0;
+            for (int r = g * per_group; r < (g + 1) * per_group && used < sizeof ranks - 1; r++) {
+                int n = snprintf(ranks + used, sizeof ranks - used, "%s%d (%s:%s)", used ? ", " : "",
+                                 r, s->all_hosts + (size_t)r * HOST_TEXT,
+                                 s->all_devices + (size_t)r * DEVICE_TEXT);
+                if (n < 0) break;
+                used += (size_t)n;
+            }
         }
-        printf("%-10s %-7s %4d %5d %6d %20llu %14lld %5d  %s\n", run->name, run->pattern.name,
-               run->pattern.mode, run->pattern.alpha, run->repeat, (unsigned long long)run->seed,
-               (long long)run->pseudo_flops, g, ranks);
+        printf("%-10s %-7s %4d %5d %6d %20llu %14lld %-26s %5s  %s\n", run->name,
+               run->pattern.name, run->pattern.mode, run->pattern.alpha, run->repeat,
+               (unsigned long long)run->seed, (long long)run->pseudo_flops, why, group, ranks);
     }
+    printf("%d to train, %d to resume, %d kept (complete or diverged)", counts[STATE_TO_TRAIN],
+           counts[STATE_TO_RESUME], counts[STATE_KEPT]);
+    if (counts[STATE_STOPS])
+        printf("; %d file(s) the sweep cannot look at: it would stop there", counts[STATE_STOPS]);
+    printf("\n");
     free(busy_until);
+    return 0;
 }
 
 /* ---------------------------------------------------------------------------------- */
@@ -804,10 +878,10 @@ int sweep_main(int argc, char **argv) {
     }
 
     if (s.options.dry_run) {
-        if (w->rank == 0) print_plan(&s);
+        const int status = w->rank == 0 ? print_plan(&s) : 0;
         nccl_teardown();
         sweep_world_finalize(w);
-        return 0;
+        return status;
     }
 
     int failed = 0;
