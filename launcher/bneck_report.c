@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/error.h"
 #include "core/format.h"
@@ -23,11 +25,12 @@ typedef enum { FORMAT_TEXT, FORMAT_MARKDOWN, FORMAT_CSV } output_format;
 
 static void usage(FILE *out) {
     fprintf(out,
-            "usage: bneck-report SWEEP.h5 [--format text|markdown|csv] [--plots DIR] [--no-plots]\n"
+            "usage: bneck-report SWEEP.h5|OUTPUT [--format text|markdown|csv] [--plots DIR] [--no-plots]\n"
             "\n"
-            "Prints the study's results table from a bneck sweep file, one row per pattern of\n"
-            "/summary: mode, alpha, complete runs n, the median (sd) over runs of each run's best\n"
-            "validation accuracy in percent, the median (sd) seconds per epoch over every run's\n"
+            "Prints the study's results table from a bneck sweep file (or a sweep's OUTPUT\n"
+            "directory, for its sweep.h5), one row per pattern of /summary: mode, alpha,\n"
+            "complete runs n, the median (sd) over runs of each run's best validation accuracy\n"
+            "in percent, the median (sd) seconds per epoch over every run's\n"
             "epochs after its first, parameters, pseudo-FLOPs and MACs per image, and the training\n"
             "GFLOP/s achieved. Beside each of the study's patterns A..E (same mode and alpha) it\n"
             "shows the study's published PyTorch numbers (SPEC section 5) and the speed-up of our\n"
@@ -479,9 +482,35 @@ static void default_plot_directory(const char *sweep_path, char *directory, size
     else snprintf(directory, size, "%.*s/plots", (int)(slash - sweep_path), sweep_path);
 }
 
+/* A sweep's output directory stands for its sweep.h5. 0, or EXIT_FAILED with a message. */
+static int sweep_file_of(const char *given, char *path, size_t size) {
+    struct stat info;
+    if (stat(given, &info) != 0 || !S_ISDIR(info.st_mode)) {
+        snprintf(path, size, "%s", given);
+        return 0;
+    }
+    size_t length = strlen(given);
+    while (length > 1 && given[length - 1] == '/') length--;
+    if (snprintf(path, size, "%.*s/sweep.h5", (int)length, given) >= (int)size) {
+        fprintf(stderr, "bneck-report: %s: path too long\n", given);
+        return EXIT_FAILED;
+    }
+    if (access(path, F_OK) != 0) {
+        fprintf(stderr,
+                "bneck-report: %s holds no sweep.h5 yet: a sweep writes it once its last run is "
+                "done ('bneck-sweep %.*s/sweep.ini --dry-run' shows how far it is)\n",
+                given, (int)length, given);
+        return EXIT_FAILED;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     options opts;
     parse_options(argc, argv, &opts);
+    char sweep_path[PATH_TEXT];
+    if (sweep_file_of(opts.sweep_path, sweep_path, sizeof sweep_path) != 0) return EXIT_FAILED;
+    opts.sweep_path = sweep_path;
 
     report_sweep sweep;
     bneck_error err;

@@ -252,6 +252,17 @@ else
     fail "a sweep in progress: exit $status, stderr '$(cat "$work/stderr")'"
 fi
 
+# --- a sweep's output directory stands for its sweep.h5 ------------------------------------
+status=0
+by_directory=$("$program" "$work/sweep/" --no-plots 2>"$work/stderr") || status=$?
+[[ $status -eq 0 && "$by_directory" == *"11 runs in /runs, 10 complete"* ]] \
+    && pass "an output directory reads its sweep.h5" || fail "an output directory: exit $status, $(cat "$work/stderr")"
+status=0
+message=$("$program" "$work/bad" --no-plots 2>&1 >/dev/null) || status=$?
+[[ $status -eq 1 && "$message" == *"$work/bad holds no sweep.h5 yet"*"sweep.ini --dry-run"* ]] \
+    && pass "a directory without sweep.h5: exit 1, saying how to see the sweep's progress" \
+    || fail "a directory without sweep.h5: exit $status, '$message'"
+
 # --- errors: non-zero exit and a message naming the file ----------------------------------
 check_error() { # file expected-message-part
     local file=$1 want=$2 status=0 message
