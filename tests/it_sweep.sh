@@ -290,13 +290,23 @@ else cat "$work/changed.log"; bad "changed-configuration message"; fi
 if "$sweep" "$work/tiny.ini" run.output="$work/one" train.lr=0.01 --dry-run > "$work/changed_dry.log" 2>&1; then
   bad "--dry-run accepted a changed configuration"
 elif grep -q "different configuration" "$work/changed_dry.log" && "$sweep" "$work/tiny.ini" run.output="$work/one" --dry-run > "$work/one_dry.log" 2>&1 &&
-  grep -q "^0 to train, 0 to resume, 6 kept" "$work/one_dry.log"; then
-  ok "--dry-run refuses what the sweep would refuse, and finds a finished sweep finished"
-else cat "$work/changed_dry.log" "$work/one_dry.log"; bad "--dry-run on a finished or foreign sweep"; fi
+  grep -q "^0 to train, 0 to resume, 6 kept" "$work/one_dry.log" &&
+  "$sweep" "$work/tiny.ini" run.output="$work/one" train.lr=0.01 --dry-run --restart > "$work/restart_dry.log" 2>&1 &&
+  grep -q "(--restart: moved aside first)" "$work/restart_dry.log" && grep -q "^6 to train, 0 to resume, 0 kept" "$work/restart_dry.log" &&
+  [ -f "$work/one/sweep.h5" ] && ! ls -d "$work/one.previous-"* > /dev/null 2>&1; then
+  ok "--dry-run refuses what the sweep would refuse, finds a finished sweep finished, and with --restart plans it anew, moving nothing"
+else cat "$work/changed_dry.log" "$work/one_dry.log" "$work/restart_dry.log"; bad "--dry-run on a finished or foreign sweep"; fi
+runs_in() { /usr/bin/python3 -c "import h5py, sys; print(len(h5py.File(sys.argv[1])['runs']))" "$1/sweep.h5"; }
+cp -r "$work/one" "$work/restarted"
+if "$sweep" "$work/tiny.ini" run.output="$work/restarted" train.lr=0.01 sweep.patterns=E:3:4 sweep.repeats=1 \
+    --restart > "$work/restarted.log" 2>&1 && grep -q "moved the previous $work/restarted to $work/restarted.previous-" "$work/restarted.log" &&
+  cmp -s "$work/one/sweep.h5" "$work/restarted.previous-"*/sweep.h5 && [ "$(runs_in "$work/restarted")" = 1 ] &&
+  grep -qx "lr = 0.01" "$work/restarted/sweep.ini"; then
+  ok "--restart moves the old sweep aside whole and starts the new one"
+else cat "$work/restarted.log"; bad "--restart"; fi
 
 # --- [sweep] patterns and repeats may change: narrowed, then widened again, nothing retrained ----
 cp -r "$work/one" "$work/narrowed"
-runs_in() { /usr/bin/python3 -c "import h5py, sys; print(len(h5py.File(sys.argv[1])['runs']))" "$1/sweep.h5"; }
 if "$sweep" "$work/tiny.ini" run.output="$work/narrowed" sweep.patterns=E:3:4 > "$work/narrowed1.log" 2>&1 &&
   [ "$(runs_in "$work/narrowed")" = 2 ] &&
   "$sweep" "$work/tiny.ini" run.output="$work/narrowed" > "$work/narrowed2.log" 2>&1 &&

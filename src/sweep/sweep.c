@@ -634,7 +634,10 @@ static dry_run_state dry_run_inspect(const sweep_state *s, const planned_run *ru
 static int print_plan(const sweep_state *s) {
     const int groups = s->world.groups, per_group = s->world.size / groups;
     bneck_error err;
-    const int tie = sweep_output_check(&s->cfg, &err);
+    struct stat info;
+    /* with --restart, whatever is there would be moved aside first */
+    const int moved_aside = s->options.restart && stat(s->cfg.output, &info) == 0;
+    const int tie = moved_aside ? SWEEP_OUTPUT_NEW : sweep_output_check(&s->cfg, &err);
     if (tie < 0) {
         fprintf(stderr, "bneck-sweep: %s\n", err.message);
         return 2;
@@ -645,7 +648,8 @@ static int print_plan(const sweep_state *s) {
            "group(s) of %d; output %s%s\n",
            s->plan.count, s->cfg.pattern_count, s->cfg.repeats, s->cfg.epochs, s->world.size,
            groups, per_group, s->cfg.output,
-           tie == SWEEP_OUTPUT_NEW ? " (new)"
+           moved_aside ? " (--restart: moved aside first)"
+           : tie == SWEEP_OUTPUT_NEW ? " (new)"
            : tie == SWEEP_OUTPUT_RUN_LIST_CHANGED ? " (this sweep's, with another run list)"
                                                   : " (this sweep's)");
     printf("%-10s %-7s %4s %5s %6s %20s %14s %-26s %5s  %s\n", "run", "pattern", "mode", "alpha",
@@ -653,7 +657,9 @@ static int print_plan(const sweep_state *s) {
     for (int i = 0; i < s->plan.count; i++) {
         const planned_run *run = &s->plan.runs[i];
         char why[64];
-        const dry_run_state state = dry_run_inspect(s, run, why, sizeof why);
+        dry_run_state state = STATE_TO_TRAIN;
+        if (moved_aside) snprintf(why, sizeof why, "new");
+        else state = dry_run_inspect(s, run, why, sizeof why);
         counts[state]++;
         char ranks[512] = "-", group[16] = "-";
         if (state == STATE_TO_TRAIN || state == STATE_TO_RESUME) {
