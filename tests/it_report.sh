@@ -259,7 +259,13 @@ by_directory=$("$program" "$work/sweep/" --no-plots 2>"$work/stderr") || status=
     && pass "an output directory reads its sweep.h5" || fail "an output directory: exit $status, $(cat "$work/stderr")"
 status=0
 message=$("$program" "$work/bad" --no-plots 2>&1 >/dev/null) || status=$?
-[[ $status -eq 1 && "$message" == *"$work/bad holds no sweep.h5 yet"*"sweep.ini --dry-run"* ]] \
+[[ $status -eq 1 && "$message" == *"$work/bad is a directory without a sweep.h5 (nor a sweep.ini"* ]] \
+    && pass "a directory that is no sweep's output: exit 1, saying so" \
+    || fail "a directory that is no sweep's output: exit $status, '$message'"
+: > "$work/bad/sweep.ini"
+status=0
+message=$("$program" "$work/bad" --no-plots 2>&1 >/dev/null) || status=$?
+[[ $status -eq 1 && "$message" == *"$work/bad holds no sweep.h5 yet"*"$work/bad/sweep.ini --dry-run"* ]] \
     && pass "a directory without sweep.h5: exit 1, saying how to see the sweep's progress" \
     || fail "a directory without sweep.h5: exit $status, '$message'"
 

@@ -209,6 +209,9 @@ if "$sweep" "$work/tiny.ini" run.output="$work/runs_file" > "$work/runs_file.log
 elif grep -q "runs_file/runs exists and is not a directory" "$work/runs_file.log" && ! grep -qE "\] epoch +[0-9]" "$work/runs_file.log"; then
   ok "a file where OUTPUT/runs belongs is refused before training"
 else cat "$work/runs_file.log"; bad "a file named runs"; fi
+if "$sweep" "$work/tiny.ini" run.output="$work/runs_file" --dry-run > "$work/runs_file_dry.log" 2>&1; then bad "--dry-run planned over a file named runs"
+elif grep -q "runs_file/runs exists and is not a directory" "$work/runs_file_dry.log"; then ok "--dry-run refuses a file where OUTPUT/runs belongs, as the sweep does"
+else cat "$work/runs_file_dry.log"; bad "--dry-run over a file named runs"; fi
 cp -r "$work/one" "$work/empty_ini" && : > "$work/empty_ini/sweep.ini"
 if "$sweep" "$work/tiny.ini" run.output="$work/empty_ini" > "$work/empty_ini.log" 2>&1; then bad "an empty sweep.ini was accepted"
 elif grep -q "sweep.ini, which ties .* to its configuration, is empty; if the directory holds this sweep, remove that file" "$work/empty_ini.log"; then
@@ -259,6 +262,13 @@ if grep -qx "output = $work/one" "$work/one/sweep.ini" && "$sweep" "$work/one/sw
   [ "$(grep -c "already complete" "$work/from_ini.log")" -eq 6 ] && ! grep -qE "\] epoch +[0-9]" "$work/from_ini.log"; then
   ok "bneck-sweep OUTPUT/sweep.ini resumes that sweep (here: all 6 runs kept, nothing trained)"
 else cat "$work/one/sweep.ini" "$work/from_ini.log"; bad "sweep.ini used as a config"; fi
+# a moved sweep: its sweep.ini names the old place, and the sweep in the file's directory goes on
+cp -r "$work/one" "$work/moved"
+if "$sweep" "$work/moved/sweep.ini" --dry-run > "$work/moved_dry.log" 2>&1 &&
+  grep -q "sweep.ini is the record of the sweep in $work/moved (moved or copied from $work/one)" "$work/moved_dry.log" &&
+  grep -q "output $work/moved (this sweep's)" "$work/moved_dry.log" && grep -q "^0 to train, 0 to resume, 6 kept" "$work/moved_dry.log"; then
+  ok "a moved sweep's sweep.ini stands for the sweep where it now is"
+else cat "$work/moved_dry.log"; bad "a moved sweep's sweep.ini"; fi
 # as written before sweep.ini named its output, and as a later bneck would find it after adding
 # a key (absent from the file: at its default); the tie holds and the file is written anew
 cp -r "$work/one" "$work/old_ini"
@@ -279,6 +289,9 @@ if "$sweep" "$work/tiny.ini" run.output="$work/busy" > "$work/busy.log" 2>&1; th
 elif grep -q "busy is in use by another sweep" "$work/busy.log" && ! grep -qE "\] epoch +[0-9]" "$work/busy.log"; then
   ok "a second sweep on the same output is refused before training"
 else cat "$work/busy.log"; bad "busy output message"; fi
+if "$sweep" "$work/tiny.ini" run.output="$work/busy" --dry-run > "$work/busy_dry.log" 2>&1; then bad "--dry-run on a busy output planned it"
+elif grep -q "busy is in use by another sweep" "$work/busy_dry.log"; then ok "--dry-run on a busy output says it is in use"
+else cat "$work/busy_dry.log"; bad "--dry-run on a busy output"; fi
 kill "$holder" 2>/dev/null; wait "$holder" 2>/dev/null || true
 
 # --- a changed configuration is refused, --restart moves the old sweep aside -------------------

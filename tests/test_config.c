@@ -627,6 +627,9 @@ Test(config, paths_are_stored_without_trailing_slashes) {
                  "%s", err.message);
     cr_expect_str_eq(cfg->data_dir, "/data/fmnist");
     cr_expect_str_eq(cfg->output, "out");
+    const char *const commented[] = {"run.output=/tmp/a ;b"};
+    cr_expect_eq(config_load(cfg, NULL, 1, commented, &err), -1, "a path that would not read back");
+    expect_contains(err.message, "without ' ;'", "a path with ' ;'");
     const char *const root[] = {"data.dir=/"};
     cr_assert_eq(config_load(cfg, NULL, 1, root, &err), 0, "%s", err.message);
     cr_expect_str_eq(cfg->data_dir, "/", "the root stays the root");

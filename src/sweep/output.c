@@ -61,24 +61,39 @@ static void results_defining_config(const config *cfg, char *out, int capacity) 
 
 /* The results-defining part of a stored sweep.ini, read back through the configuration
  * parser: so a key added by a later bneck (absent from the file, so at its default) or a
- * value spelled another way compares as the same setting. A file the parser refuses
- * (written before sweep.ini named its output, or edited by hand) compares as its text. */
+ * value spelled another way compares as the same setting. A file the parser refuses (edited
+ * by hand) compares as its text, and parse_err says why it was refused. */
 static void stored_results_defining_config(const char *path, const char *text, char *out,
-                                           int capacity) {
+                                           int capacity, bneck_error *parse_err) {
     static config stored;
-    bneck_error ignored;
-    if (config_load(&stored, path, 0, NULL, &ignored) == 0)
+    static char readable[CONFIG_MAX_TEXT + 16];
+    /* sweep.ini from before it recorded its output has an empty output line, which the
+     * parser refuses; where it is makes no difference here */
+    const char *empty_output = strstr(text, "\noutput = \n");
+    if (empty_output)
+        snprintf(readable, sizeof readable, "%.*s\noutput = .%s", (int)(empty_output - text),
+                 text, empty_output + strlen("\noutput = "));
+    else
+        snprintf(readable, sizeof readable, "%s", text);
+    parse_err->message[0] = '\0';
+    if (config_load_text(&stored, path, readable, parse_err) == 0)
         results_defining_config(&stored, out, capacity);
     else
         snprintf(out, (size_t)capacity, "%s", text);
 }
 
+/* 0, or -1 with errno set. */
 static int read_whole_file(const char *path, char *out, size_t capacity) {
     FILE *f = fopen(path, "r");
     if (!f) return -1;
     size_t n = fread(out, 1, capacity - 1, f);
     out[n] = '\0';
+    const int failed = ferror(f);
     fclose(f);
+    if (failed) {
+        errno = EIO;
+        return -1;
+    }
     return 0;
 }
 
@@ -171,6 +186,32 @@ static void report_foreign_files(const sweep_plan *plan, const char *runs_dir) {
     closedir(dir);
 }
 
+/* "OUTPUT is in use by another sweep (pid N on HOST since T)", from the lock file's note. */
+static int in_use_error(int lock_fd, const char *output, bneck_error *err) {
+    char holder[160] = "";
+    const ssize_t n = pread(lock_fd, holder, sizeof holder - 1, 0);
+    holder[n > 0 ? strcspn(holder, "\n") : 0] = '\0';
+    return bneck_error_set(err, "%s is in use by another sweep (%s): wait for it to end or stop "
+                           "it, then run again", output, holder[0] ? holder : "holder unknown");
+}
+
+/* Whether another sweep holds OUTPUT/.lock, asked without creating or changing anything (a
+ * shared lock taken and dropped at once). 0, or -1 with err. */
+static int check_not_in_use(const char *output, bneck_error *err) {
+    char path[PATH_TEXT + 16];
+    snprintf(path, sizeof path, "%s/.lock", output);
+    const int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0; /* no sweep has locked it (or it cannot be read: the sweep will say) */
+    int status = 0;
+    if (flock(fd, LOCK_SH | LOCK_NB) != 0) {
+        if (errno == EWOULDBLOCK) status = in_use_error(fd, output, err);
+    } else {
+        flock(fd, LOCK_UN);
+    }
+    close(fd);
+    return status;
+}
+
 /* Rank 0 holds an exclusive lock on OUTPUT/.lock while the sweep runs (the system drops
  * it when the process ends, however it ends): a second sweep on the same output is
  * refused instead of training every run twice and racing for the commits. Returns the
@@ -185,12 +226,8 @@ static int lock_output(const char *output, const char *host, bneck_error *err) {
     }
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
         if (errno == EWOULDBLOCK) {
-            char holder[160] = "";
-            const ssize_t n = pread(fd, holder, sizeof holder - 1, 0);
-            holder[n > 0 ? strcspn(holder, "\n") : 0] = '\0';
+            in_use_error(fd, output, err);
             close(fd);
-            bneck_error_set(err, "%s is in use by another sweep (%s): wait for it to end or stop "
-                            "it, then run again", output, holder[0] ? holder : "holder unknown");
             return -1;
         }
         /* filesystems without flock (some NFS mounts) run unlocked, saying so */
@@ -217,7 +254,13 @@ static int compare_configuration(const config *cfg, const char *output, const ch
     config_text(cfg, 1, file_text, capacity);
     if (stat(stored_path, &info) == 0 && !S_ISREG(info.st_mode))
         return bneck_error_set(err, "%s is not a regular file", stored_path);
-    if (read_whole_file(stored_path, stored, sizeof stored) != 0) return SWEEP_OUTPUT_NEW;
+    if (read_whole_file(stored_path, stored, sizeof stored) != 0) {
+        if (errno == ENOENT) return SWEEP_OUTPUT_NEW;
+        /* not "no sweep.ini": taken for new, the directory's finished runs would look like
+         * another configuration's and be moved aside */
+        return bneck_error_set(err, "cannot read %s: %s (it ties %s to its configuration)",
+                               stored_path, strerror(errno), output);
+    }
     if (strcmp(stored, file_text) == 0) return SWEEP_OUTPUT_SAME;
     if (!stored[0])
         return bneck_error_set(err,
@@ -226,7 +269,9 @@ static int compare_configuration(const config *cfg, const char *output, const ch
                                "(the run files keep their own record)",
                                stored_path, output);
     static char stored_defining[CONFIG_MAX_TEXT];
-    stored_results_defining_config(stored_path, stored, stored_defining, sizeof stored_defining);
+    bneck_error parse_err;
+    stored_results_defining_config(stored_path, stored, stored_defining, sizeof stored_defining,
+                                   &parse_err);
     if (strcmp(stored_defining, wanted) == 0) /* the same sweep, moved, or from before */
         return SWEEP_OUTPUT_SAME_SETTINGS;
     static char stored_settings[CONFIG_MAX_TEXT], wanted_settings[CONFIG_MAX_TEXT];
@@ -236,6 +281,13 @@ static int compare_configuration(const config *cfg, const char *output, const ch
     char difference[256];
     sweep_output_first_difference(stored_settings, wanted_settings, difference,
                                   sizeof difference);
+    /* a file edited by hand into something the parser refuses: its fault comes first */
+    if (parse_err.message[0])
+        return bneck_error_set(err,
+                               "%s: the record of the sweep in %s does not read as a config "
+                               "(%.400s), and as text it differs (%s): mend it, choose another "
+                               "[run] output, or pass --restart to move the sweep aside",
+                               stored_path, output, parse_err.message, difference);
     return bneck_error_set(err,
                            "%s holds a sweep with a different configuration (%s; %s): "
                            "resume it with that configuration, choose another [run] output, "
@@ -245,7 +297,15 @@ static int compare_configuration(const config *cfg, const char *output, const ch
 
 int sweep_output_check(const config *cfg, bneck_error *err) {
     static char file_text[CONFIG_MAX_TEXT];
-    char stored_path[PATH_TEXT + 16];
+    char stored_path[PATH_TEXT + 16], runs[PATH_TEXT + 16];
+    snprintf(runs, sizeof runs, "%s/runs", cfg->output);
+    struct stat info;
+    /* what sweep_output_prepare would refuse, found without making anything */
+    if (stat(cfg->output, &info) == 0 && !S_ISDIR(info.st_mode))
+        return bneck_error_set(err, "%s exists and is not a directory", cfg->output);
+    if (stat(runs, &info) == 0 && !S_ISDIR(info.st_mode))
+        return bneck_error_set(err, "%s exists and is not a directory", runs);
+    if (check_not_in_use(cfg->output, err)) return -1;
     snprintf(stored_path, sizeof stored_path, "%s/sweep.ini", cfg->output);
     return compare_configuration(cfg, cfg->output, stored_path, file_text, sizeof file_text, err);
 }
@@ -263,6 +323,26 @@ static int tie_to_configuration(const config *cfg, const char *output, const cha
         log_info("sweep: %s: [sweep] patterns or repeats changed; the runs already there "
                  "are kept, and %s now records this sweep's run list", output, stored_path);
     return write_file_atomically(stored_path, file_text, err);
+}
+
+int sweep_output_from_record(config *cfg, const char *config_path) {
+    const char *slash = strrchr(config_path, '/');
+    if (strcmp(slash ? slash + 1 : config_path, "sweep.ini") != 0) return 0;
+    char directory[PATH_TEXT], runs[PATH_TEXT + 16];
+    if (!slash) snprintf(directory, sizeof directory, ".");
+    else if (slash == config_path) snprintf(directory, sizeof directory, "/");
+    else snprintf(directory, sizeof directory, "%.*s", (int)(slash - config_path), config_path);
+    snprintf(runs, sizeof runs, "%s/runs", directory);
+    struct stat info;
+    if (stat(runs, &info) != 0 || !S_ISDIR(info.st_mode)) return 0; /* a config named so */
+    if (strlen(directory) >= sizeof cfg->output || stat(directory, &info) != 0) return 0;
+    struct stat named;
+    if (stat(cfg->output, &named) != 0 || named.st_dev != info.st_dev ||
+        named.st_ino != info.st_ino)
+        log_info("sweep: %s is the record of the sweep in %s (moved or copied from %s): the "
+                 "sweep there goes on", config_path, directory, cfg->output);
+    snprintf(cfg->output, sizeof cfg->output, "%s", directory);
+    return 1;
 }
 
 int sweep_output_prepare(const config *cfg, const sweep_plan *plan, const char *host,

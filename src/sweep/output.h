@@ -13,6 +13,12 @@
 #include "sweep/plan.h"
 #include "train/config.h"
 
+/* A config file named sweep.ini in a directory holding runs/ is a sweep's own record:
+ * unless [run] output was given on the command line, the sweep it records is the one in
+ * that directory, wherever it was moved or copied (its stored output line names where it
+ * was written). Sets cfg->output so and returns 1; 0 when config_path is not a record. */
+int sweep_output_from_record(config *cfg, const char *config_path);
+
 /* Prepares cfg->output for the plan, moving an existing one aside first when restart is
  * set; host names this process in the lock. 0, or -1 with err naming what is wrong. */
 int sweep_output_prepare(const config *cfg, const sweep_plan *plan, const char *host,

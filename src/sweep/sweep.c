@@ -47,6 +47,7 @@ typedef struct sweep_state {
     sweep_plan plan;
     const backend_ops *backend;
     dataset train_set, val_set;
+    int in_channels;                 /* of the images (known before the data is read) */
     char device_name[DEVICE_TEXT]; /* this rank's: "cpu", "cuda:0 NVIDIA H200" */
     char device_model[MODEL_TEXT]; /* what /runs names: "cpu", "NVIDIA H200" */
     char *all_hosts;    /* world.size x HOST_TEXT */
@@ -167,6 +168,19 @@ static int signal_from_name(const char *name) {
     for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
         if (!strcmp(name, known[i].name)) return known[i].number;
     return -1;
+}
+
+/* Whether an override sets [run] output ("run.output=DIR", "--run.output = DIR"). */
+static int output_given(const sweep_options *o) {
+    for (int i = 0; i < o->override_count; i++) {
+        const char *text = o->overrides[i];
+        if (!strncmp(text, "--", 2)) text += 2;
+        const size_t key = strcspn(text, "=");
+        size_t length = key;
+        while (length > 0 && (text[length - 1] == ' ' || text[length - 1] == '\t')) length--;
+        if (length == 10 && !strncmp(text, "run.output", 10)) return 1;
+    }
+    return 0;
 }
 
 static int parse_options(sweep_options *o, int argc, char **argv, bneck_error *err) {
@@ -595,8 +609,8 @@ static dry_run_state dry_run_said(dry_run_state state, char *why, size_t capacit
     return state;
 }
 
-/* What inspect_run_file would decide, without the checkpoint (the real sweep also refuses
- * a damaged one) and without moving or stopping anything; why says it in words. */
+/* What inspect_run_file would decide, without moving or stopping anything; why says it
+ * in words. */
 static dry_run_state dry_run_inspect(const sweep_state *s, const planned_run *run, char *why,
                                      size_t capacity) {
     char path[PATH_TEXT];
@@ -626,6 +640,20 @@ static dry_run_state dry_run_inspect(const sweep_state *s, const planned_run *ru
     if (!strcmp(row.status, RUN_STATUS_DIVERGED))
         return dry_run_said(STATE_KEPT, why, capacity, "diverged at epoch %d", epochs);
     if (epochs == 0) return dry_run_said(STATE_TO_TRAIN, why, capacity, "new");
+    /* a run to resume needs its checkpoint too, as the sweep reads it */
+    model_spec spec = {run->pattern.mode, run->pattern.alpha, s->in_channels, s->cfg.pool_branch,
+                       MODEL_LAYERS_GROUPED};
+    static model built;
+    run_checkpoint checkpoint = {0};
+    int resumable = model_build(&built, &spec, &err) == 0 &&
+                    run_file_read(path, &row, &history, &epochs, &built, &checkpoint, &err) == 0;
+    if (resumable) {
+        free(history);
+        resumable = checkpoint.epochs_done == epochs && epochs < s->cfg.epochs;
+        run_checkpoint_free(&checkpoint);
+    }
+    if (!resumable)
+        return dry_run_said(STATE_TO_TRAIN, why, capacity, "redo: bad checkpoint (moved aside)");
     return dry_run_said(STATE_TO_RESUME, why, capacity, "resumes after %d/%d", epochs,
                         s->cfg.epochs);
 }
@@ -652,7 +680,7 @@ static int print_plan(const sweep_state *s) {
            : tie == SWEEP_OUTPUT_NEW ? " (new)"
            : tie == SWEEP_OUTPUT_RUN_LIST_CHANGED ? " (this sweep's, with another run list)"
                                                   : " (this sweep's)");
-    printf("%-10s %-7s %4s %5s %6s %20s %14s %-26s %5s  %s\n", "run", "pattern", "mode", "alpha",
+    printf("%-10s %-7s %4s %5s %6s %20s %14s %-34s %5s  %s\n", "run", "pattern", "mode", "alpha",
            "repeat", "seed", "pseudo-FLOPs", "state", "group", "ranks (host:device)");
     for (int i = 0; i < s->plan.count; i++) {
         const planned_run *run = &s->plan.runs[i];
@@ -677,7 +705,7 @@ static int print_plan(const sweep_state *s) {
                 used += (size_t)n;
             }
         }
-        printf("%-10s %-7s %4d %5d %6d %20llu %14lld %-26s %5s  %s\n", run->name,
+        printf("%-10s %-7s %4d %5d %6d %20llu %14lld %-34s %5s  %s\n", run->name,
                run->pattern.name, run->pattern.mode, run->pattern.alpha, run->repeat,
                (unsigned long long)run->seed, (long long)run->pseudo_flops, why, group, ranks);
     }
@@ -819,6 +847,7 @@ int sweep_main(int argc, char **argv) {
         sweep_world_finalize(w);
         return 2;
     }
+    if (!output_given(&s.options)) sweep_output_from_record(&s.cfg, s.options.config_path);
     if (w->size % s.cfg.ranks_per_run != 0) {
         if (w->rank == 0)
             fprintf(stderr, "bneck-sweep: %d ranks cannot be split into run groups of [sweep] "
@@ -854,7 +883,7 @@ int sweep_main(int argc, char **argv) {
                          sizeof s.device_name);
 
     /* A plan needs only the input channels, so --dry-run works before the data is fetched. */
-    int in_channels = strcmp(s.cfg.dataset, "cifar10") == 0 ? 3 : 1;
+    s.in_channels = strcmp(s.cfg.dataset, "cifar10") == 0 ? 3 : 1;
     if (!s.options.dry_run) {
         if (dataset_load(&s.train_set, &s.val_set, s.cfg.dataset, s.cfg.data_dir, &err)) {
             log_error("%s", err.message);
@@ -862,9 +891,9 @@ int sweep_main(int argc, char **argv) {
         }
         dataset_truncate(&s.train_set, s.cfg.train_limit);
         dataset_truncate(&s.val_set, s.cfg.val_limit);
-        in_channels = s.train_set.channels;
+        s.in_channels = s.train_set.channels;
     }
-    if (sweep_plan_build(&s.plan, &s.cfg, in_channels, &err)) {
+    if (sweep_plan_build(&s.plan, &s.cfg, s.in_channels, &err)) {
         if (w->rank == 0) fprintf(stderr, "bneck-sweep: %s: %s\n", s.options.config_path, err.message);
         sweep_world_finalize(w);
         return 2;
@@ -945,7 +974,8 @@ int sweep_main(int argc, char **argv) {
             log_info("sweep: the stop signal came after the last run: nothing is left to resume");
         else if (stopped) {
             log_info("sweep: stopped by a signal after committing every finished epoch; run the "
-                     "same command again to resume (exit status %d)", BNECK_EXIT_STOPPED);
+                     "same command again%s to resume (exit status %d)",
+                     s.options.restart ? " without --restart" : "", BNECK_EXIT_STOPPED);
             status = BNECK_EXIT_STOPPED;
         }
     }

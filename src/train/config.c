@@ -684,17 +684,6 @@ static int read_config_file(const char *path, char **text_out, bneck_error *err)
         free(text);
         return bneck_error_set(err, "%s:%d: config file contains a NUL byte; is it a text file?", path, line);
     }
-    /* libinih ends lines at LF only, so a file saved with CR-only line endings would read as
-     * one line, silently keeping its first [section] and dropping every key after it. */
-    for (const char *c = text; (c = strchr(c, '\r')) != NULL; c++) {
-        if (c[1] == '\n') continue;
-        int line = 1;
-        for (const char *before = text; before < c; before++) line += *before == '\n';
-        free(text);
-        return bneck_error_set(err,
-                               "%s:%d: a carriage return (CR) that does not end a line; save the file "
-                               "with LF (or CRLF) line endings", path, line);
-    }
     *text_out = text;
     return 0;
 }
@@ -903,6 +892,12 @@ static int apply_entry(config *cfg, const config_entry *entry, bneck_error *err)
     {
         size_t length = strlen(value);
         if (length == 0 || length >= spec->size) return expected_value_error(err, entry);
+        /* a config file (sweep.ini, written from this value) would read " ;..." as a
+         * comment: such a path would not come back */
+        if (strstr(value, " ;") || strstr(value, "\t;"))
+            return value_error(err, entry,
+                               "a path without ' ;' (a config file reads the rest as a comment)",
+                               value, length);
         /* "dir/" and "dir" are one directory: stored the same, they compare the same when a
          * sweep checks that it is resumed with its own configuration */
         while (length > 1 && value[length - 1] == '/') length--;
@@ -999,31 +994,52 @@ static void store_source_text(config *cfg, const char *file_text, int override_c
 /* ------------------------------------------------------------------------------------ */
 /* Public functions.                                                                     */
 
-int config_load(config *cfg, const char *path, int override_count, const char *const *overrides,
-                bneck_error *err) {
+/* libinih ends lines at LF only, so a file saved with CR-only line endings would read as
+ * one line, silently keeping its first [section] and dropping every key after it. */
+static int check_line_endings(const char *path, const char *text, bneck_error *err) {
+    for (const char *c = text; (c = strchr(c, '\r')) != NULL; c++) {
+        if (c[1] == '\n') continue;
+        int line = 1;
+        for (const char *before = text; before < c; before++) line += *before == '\n';
+        return bneck_error_set(err,
+                               "%s:%d: a carriage return (CR) that does not end a line; save the file "
+                               "with LF (or CRLF) line endings", path, line);
+    }
+    return 0;
+}
+
+/* The parse itself: text (from path, for messages; NULL text: no file) and overrides. */
+static int load(config *cfg, const char *path, const char *text, int override_count,
+                const char *const *overrides, bneck_error *err) {
     if (override_count < 0 || (override_count > 0 && !overrides))
         BNECK_FAIL("config_load: %d overrides given with a %s list", override_count, overrides ? "non-NULL" : "NULL");
     config *work = bneck_malloc(sizeof *work);
     config_defaults(work);
     entry_list entries = {0};
-    char *file_text = NULL;
-
-    int status = 0;
-    if (path) {
-        status = read_config_file(path, &file_text, err);
-        if (status == 0) status = collect_file_entries(path, file_text, &entries, err);
-    }
+    int status = text ? check_line_endings(path, text, err) : 0;
+    if (status == 0 && text) status = collect_file_entries(path, text, &entries, err);
     for (int i = 0; status == 0 && i < override_count; i++) status = collect_override(overrides[i], &entries, err);
     if (status == 0) status = apply_entries(work, &entries, err);
     if (status == 0) {
-        store_source_text(work, file_text, override_count, overrides);
+        store_source_text(work, text, override_count, overrides);
         *cfg = *work;
     }
-
     free_entries(&entries);
-    free(file_text);
     free(work);
     return status;
+}
+
+int config_load(config *cfg, const char *path, int override_count, const char *const *overrides,
+                bneck_error *err) {
+    char *file_text = NULL;
+    if (path && read_config_file(path, &file_text, err) != 0) return -1;
+    const int status = load(cfg, path, file_text, override_count, overrides, err);
+    free(file_text);
+    return status;
+}
+
+int config_load_text(config *cfg, const char *name, const char *text, bneck_error *err) {
+    return load(cfg, name, text, 0, NULL, err);
 }
 
 int config_device_option(int argc, char **argv, int *i, char *out, size_t capacity,

@@ -89,6 +89,9 @@ void config_defaults(config *cfg);
 int config_load(config *cfg, const char *path, int override_count, const char *const *overrides,
                 bneck_error *err);
 
+/* The same for text already in memory; name stands for the file in messages. */
+int config_load_text(config *cfg, const char *name, const char *text, bneck_error *err);
+
 /* The programs' "--device NAME" and "--device=NAME": when argv[*i] is one, writes the
  * override it stands for ("run.device=NAME", checked by config_load like any other) to
  * out, moves *i past its value and returns 1; returns 0 for any other argument, -1 with
