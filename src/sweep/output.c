@@ -328,20 +328,21 @@ static int tie_to_configuration(const config *cfg, const char *output, const cha
 int sweep_output_from_record(config *cfg, const char *config_path) {
     const char *slash = strrchr(config_path, '/');
     if (strcmp(slash ? slash + 1 : config_path, "sweep.ini") != 0) return 0;
-    char directory[PATH_TEXT], runs[PATH_TEXT + 16];
-    if (!slash) snprintf(directory, sizeof directory, ".");
-    else if (slash == config_path) snprintf(directory, sizeof directory, "/");
-    else snprintf(directory, sizeof directory, "%.*s", (int)(slash - config_path), config_path);
+    char directory[sizeof cfg->output], runs[sizeof cfg->output + 16];
+    const size_t length = !slash ? 1 : slash == config_path ? 1 : (size_t)(slash - config_path);
+    if (length >= sizeof directory) return 0; /* longer than any output */
+    memcpy(directory, !slash ? "." : config_path, length);
+    directory[length] = '\0';
     snprintf(runs, sizeof runs, "%s/runs", directory);
     struct stat info;
     if (stat(runs, &info) != 0 || !S_ISDIR(info.st_mode)) return 0; /* a config named so */
-    if (strlen(directory) >= sizeof cfg->output || stat(directory, &info) != 0) return 0;
+    if (stat(directory, &info) != 0) return 0;
     struct stat named;
     if (stat(cfg->output, &named) != 0 || named.st_dev != info.st_dev ||
         named.st_ino != info.st_ino)
         log_info("sweep: %s is the record of the sweep in %s (moved or copied from %s): the "
                  "sweep there goes on", config_path, directory, cfg->output);
-    snprintf(cfg->output, sizeof cfg->output, "%s", directory);
+    memcpy(cfg->output, directory, length + 1);
     return 1;
 }
 

@@ -838,19 +838,23 @@ static int apply_patterns(config *cfg, const config_entry *entry, bneck_error *e
         if (length == 0 && count == 0 && !comma)
             return value_error(err, entry, "at least one pattern name:mode:alpha", item, length);
         if (length == 0) return value_error(err, entry, "name:mode:alpha items separated by commas", item, length);
+        /* messages about this item name its own line of a list spread over several */
+        config_entry at = *entry;
+        if (entry->path)
+            for (const char *c = entry->value; c < item; c++) at.line += *c == '\n';
         const char *newline = memchr(item, '\n', length);
         if (newline) /* a continuation line joined without a comma at the end of the line before */
-            return value_error(err, entry, "a comma at the end of each line before a continuation line", item,
+            return value_error(err, &at, "a comma at the end of each line before a continuation line", item,
                                (size_t)(newline - item));
         if (count == CONFIG_MAX_PATTERNS) {
             char expected[64];
             snprintf(expected, sizeof expected, "at most %d patterns", CONFIG_MAX_PATTERNS);
             return value_error(err, entry, expected, entry->value, strlen(entry->value));
         }
-        if (parse_pattern(entry, item, length, &parsed[count], err) != 0) return -1;
+        if (parse_pattern(&at, item, length, &parsed[count], err) != 0) return -1;
         for (int i = 0; i < count; i++) {
             if (strcmp(parsed[i].name, parsed[count].name) == 0)
-                return value_error(err, entry, "unique pattern names", item, length);
+                return value_error(err, &at, "unique pattern names", item, length);
         }
         count++;
         if (!comma) break;
