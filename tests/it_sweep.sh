@@ -269,6 +269,14 @@ if "$sweep" "$work/moved/sweep.ini" --dry-run > "$work/moved_dry.log" 2>&1 &&
   grep -q "output $work/moved (this sweep's)" "$work/moved_dry.log" && grep -q "^0 to train, 0 to resume, 6 kept" "$work/moved_dry.log"; then
   ok "a moved sweep's sweep.ini stands for the sweep where it now is"
 else cat "$work/moved_dry.log"; bad "a moved sweep's sweep.ini"; fi
+# not a record: a config of one's own called sweep.ini beside a runs/ folder, and a dangling link
+mkdir -p "$work/own/runs" && { echo "; my notes"; cat "$work/one/sweep.ini"; } > "$work/own/sweep.ini"
+cp -r "$work/one" "$work/dangling" && rm "$work/dangling/sweep.ini" && ln -s "$work/nowhere.ini" "$work/dangling/sweep.ini"
+if "$sweep" "$work/own/sweep.ini" --dry-run > "$work/own_dry.log" 2>&1 && grep -q "output $work/one (this sweep's)" "$work/own_dry.log" &&
+  ! "$sweep" "$work/tiny.ini" run.output="$work/dangling" --dry-run > "$work/dangling_dry.log" 2>&1 &&
+  grep -q "dangling/sweep.ini: cannot follow the link" "$work/dangling_dry.log"; then
+  ok "a sweep.ini not in the form a sweep writes keeps its own output; a sweep.ini that links to nothing is refused"
+else cat "$work/own_dry.log" "$work/dangling_dry.log"; bad "own sweep.ini, or a dangling sweep.ini"; fi
 # as written before sweep.ini named its output, and as a later bneck would find it after adding
 # a key (absent from the file: at its default); the tie holds and the file is written anew
 cp -r "$work/one" "$work/old_ini"

@@ -621,6 +621,23 @@ Test(config, out_of_range_values) {
     free(cfg);
 }
 
+Test(config, override_sets_reads_an_override_as_config_load_does) {
+    cr_expect(config_override_sets("run.output=/x", "run", "output"));
+    cr_expect(config_override_sets("--run.output=/x", "run", "output"));
+    cr_expect(config_override_sets(" run . output = /x", "run", "output"));
+    cr_expect(!config_override_sets("run.outputs=/x", "run", "output"));
+    cr_expect(!config_override_sets("run.name=output", "run", "output"));
+    cr_expect(!config_override_sets("data.output=/x", "run", "output"));
+    cr_expect(!config_override_sets("run.output", "run", "output"), "no '=': not an override");
+    /* and config_load takes the spaced spelling as the same key */
+    config *cfg = new_config();
+    bneck_error err = {{0}};
+    const char *const spaced[] = {" run . output = /x"};
+    cr_assert_eq(config_load(cfg, NULL, 1, spaced, &err), 0, "%s", err.message);
+    cr_expect_str_eq(cfg->output, "/x");
+    free(cfg);
+}
+
 Test(config, paths_are_stored_without_trailing_slashes) {
     config *cfg = new_config();
     bneck_error err = {{0}};

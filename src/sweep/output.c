@@ -1,10 +1,13 @@
 /* The sweep's output directory, prepared by rank 0 before any training (see output.h). */
+#define _XOPEN_SOURCE 700 /* realpath */
 #include "sweep/output.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -252,6 +255,9 @@ static int compare_configuration(const config *cfg, const char *output, const ch
     static char wanted[CONFIG_MAX_TEXT], stored[CONFIG_MAX_TEXT];
     results_defining_config(cfg, wanted, sizeof wanted);
     config_text(cfg, 1, file_text, capacity);
+    if (lstat(stored_path, &info) == 0 && stat(stored_path, &info) != 0)
+        return bneck_error_set(err, "%s: cannot follow the link: %s (it ties %s to its "
+                               "configuration)", stored_path, strerror(errno), output);
     if (stat(stored_path, &info) == 0 && !S_ISREG(info.st_mode))
         return bneck_error_set(err, "%s is not a regular file", stored_path);
     if (read_whole_file(stored_path, stored, sizeof stored) != 0) {
@@ -281,13 +287,13 @@ static int compare_configuration(const config *cfg, const char *output, const ch
     char difference[256];
     sweep_output_first_difference(stored_settings, wanted_settings, difference,
                                   sizeof difference);
-    /* a file edited by hand into something the parser refuses: its fault comes first */
+    /* a file edited by hand into something the parser refuses: its fault is what to say */
     if (parse_err.message[0])
         return bneck_error_set(err,
                                "%s: the record of the sweep in %s does not read as a config "
-                               "(%.400s), and as text it differs (%s): mend it, choose another "
-                               "[run] output, or pass --restart to move the sweep aside",
-                               stored_path, output, parse_err.message, difference);
+                               "(%.400s): mend it, choose another [run] output, or pass "
+                               "--restart to move the sweep aside",
+                               stored_path, output, parse_err.message);
     return bneck_error_set(err,
                            "%s holds a sweep with a different configuration (%s; %s): "
                            "resume it with that configuration, choose another [run] output, "
@@ -295,12 +301,16 @@ static int compare_configuration(const config *cfg, const char *output, const ch
                            output, stored_path, difference);
 }
 
-int sweep_output_check(const config *cfg, bneck_error *err) {
+int sweep_output_check(const config *cfg, int restart, bneck_error *err) {
     static char file_text[CONFIG_MAX_TEXT];
     char stored_path[PATH_TEXT + 16], runs[PATH_TEXT + 16];
     snprintf(runs, sizeof runs, "%s/runs", cfg->output);
     struct stat info;
     /* what sweep_output_prepare would refuse, found without making anything */
+    if (restart && stat(cfg->output, &info) == 0) {
+        if (S_ISDIR(info.st_mode) && check_not_in_use(cfg->output, err)) return -1;
+        return SWEEP_OUTPUT_MOVED_ASIDE;
+    }
     if (stat(cfg->output, &info) == 0 && !S_ISDIR(info.st_mode))
         return bneck_error_set(err, "%s exists and is not a directory", cfg->output);
     if (stat(runs, &info) == 0 && !S_ISDIR(info.st_mode))
@@ -335,14 +345,27 @@ int sweep_output_from_record(config *cfg, const char *config_path) {
     directory[length] = '\0';
     snprintf(runs, sizeof runs, "%s/runs", directory);
     struct stat info;
-    if (stat(runs, &info) != 0 || !S_ISDIR(info.st_mode)) return 0; /* a config named so */
-    if (stat(directory, &info) != 0) return 0;
+    if (stat(runs, &info) != 0 || !S_ISDIR(info.st_mode)) return 0;
+    /* only a file in the form a sweep writes: a config of the user's that happens to be
+     * called sweep.ini (comments, its own threads or device) keeps its output */
+    static config recorded;
+    static char text[CONFIG_MAX_TEXT], written[CONFIG_MAX_TEXT];
+    bneck_error ignored;
+    if (read_whole_file(config_path, text, sizeof text) != 0 ||
+        config_load(&recorded, config_path, 0, NULL, &ignored) != 0)
+        return 0;
+    config_text(&recorded, 1, written, sizeof written);
+    if (strcmp(text, written) != 0) return 0;
+    /* absolute, so that the record it is rewritten into names the place from anywhere */
+    char absolute[PATH_MAX];
+    if (!realpath(directory, absolute) || strlen(absolute) >= sizeof cfg->output) return 0;
     struct stat named;
+    if (stat(absolute, &info) != 0) return 0;
     if (stat(cfg->output, &named) != 0 || named.st_dev != info.st_dev ||
         named.st_ino != info.st_ino)
         log_info("sweep: %s is the record of the sweep in %s (moved or copied from %s): the "
-                 "sweep there goes on", config_path, directory, cfg->output);
-    memcpy(cfg->output, directory, length + 1);
+                 "sweep there goes on", config_path, absolute, cfg->output);
+    snprintf(cfg->output, sizeof cfg->output, "%.*s", (int)(sizeof cfg->output - 1), absolute);
     return 1;
 }
 

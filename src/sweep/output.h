@@ -13,10 +13,11 @@
 #include "sweep/plan.h"
 #include "train/config.h"
 
-/* A config file named sweep.ini in a directory holding runs/ is a sweep's own record:
- * unless [run] output was given on the command line, the sweep it records is the one in
- * that directory, wherever it was moved or copied (its stored output line names where it
- * was written). Sets cfg->output so and returns 1; 0 when config_path is not a record. */
+/* A config file named sweep.ini, in the form a sweep writes it, in a directory holding
+ * runs/ is a sweep's own record: unless [run] output was given on the command line, the
+ * sweep it records is the one in that directory, wherever it was moved or copied (its
+ * stored output line names where it was written). Sets cfg->output to the directory's
+ * absolute path and returns 1; 0 when config_path is not a record. */
 int sweep_output_from_record(config *cfg, const char *config_path);
 
 /* Prepares cfg->output for the plan, moving an existing one aside first when restart is
@@ -25,15 +26,17 @@ int sweep_output_prepare(const config *cfg, const sweep_plan *plan, const char *
                          int restart, bneck_error *err);
 
 /* How cfg->output stands to cfg, read only (what --dry-run says): no sweep.ini yet, the
- * same configuration (as written, or the same settings written otherwise), or the same
- * but for the run list; -1 with err when the sweep there would be refused. */
+ * same configuration (as written, or the same settings written otherwise), the same but
+ * for the run list, or (restart set) there and to be moved aside; -1 with err when the
+ * sweep there would be refused. */
 enum {
     SWEEP_OUTPUT_NEW = 0,
     SWEEP_OUTPUT_SAME = 1,
     SWEEP_OUTPUT_SAME_SETTINGS = 2,
     SWEEP_OUTPUT_RUN_LIST_CHANGED = 3,
+    SWEEP_OUTPUT_MOVED_ASIDE = 4,
 };
-int sweep_output_check(const config *cfg, bneck_error *err);
+int sweep_output_check(const config *cfg, int restart, bneck_error *err);
 
 /* The settings that decide a run's numbers: the configuration without where and how fast
  * it runs, and without the run list. Run files record them; a run file made with others

@@ -170,16 +170,10 @@ static int signal_from_name(const char *name) {
     return -1;
 }
 
-/* Whether an override sets [run] output ("run.output=DIR", "--run.output = DIR"). */
+/* Whether an override sets [run] output. */
 static int output_given(const sweep_options *o) {
-    for (int i = 0; i < o->override_count; i++) {
-        const char *text = o->overrides[i];
-        if (!strncmp(text, "--", 2)) text += 2;
-        const size_t key = strcspn(text, "=");
-        size_t length = key;
-        while (length > 0 && (text[length - 1] == ' ' || text[length - 1] == '\t')) length--;
-        if (length == 10 && !strncmp(text, "run.output", 10)) return 1;
-    }
+    for (int i = 0; i < o->override_count; i++)
+        if (config_override_sets(o->overrides[i], "run", "output")) return 1;
     return 0;
 }
 
@@ -662,10 +656,8 @@ static dry_run_state dry_run_inspect(const sweep_state *s, const planned_run *ru
 static int print_plan(const sweep_state *s) {
     const int groups = s->world.groups, per_group = s->world.size / groups;
     bneck_error err;
-    struct stat info;
-    /* with --restart, whatever is there would be moved aside first */
-    const int moved_aside = s->options.restart && stat(s->cfg.output, &info) == 0;
-    const int tie = moved_aside ? SWEEP_OUTPUT_NEW : sweep_output_check(&s->cfg, &err);
+    const int tie = sweep_output_check(&s->cfg, s->options.restart, &err);
+    const int moved_aside = tie == SWEEP_OUTPUT_MOVED_ASIDE; /* all runs start anew */
     if (tie < 0) {
         fprintf(stderr, "bneck-sweep: %s\n", err.message);
         return 2;

@@ -715,23 +715,45 @@ static int collect_file_entries(const char *path, const char *text, entry_list *
 /* ------------------------------------------------------------------------------------ */
 /* Step 1b: overrides "section.key=value" or "--section.key=value".                      */
 
-static int collect_override(const char *override, entry_list *entries, bneck_error *err) {
+/* An override's section, key and value, each trimmed; -1 when it has no "section.key=". */
+typedef struct override_parts {
+    const char *section_start, *key_start, *value_start;
+    size_t section_length, key_length, value_length;
+} override_parts;
+
+static int split_override(const char *override, override_parts *parts) {
     const char *text = strncmp(override, "--", 2) == 0 ? override + 2 : override;
+    const char *equals = strchr(text, '=');
+    const char *dot = equals ? memchr(text, '.', (size_t)(equals - text)) : NULL;
+    if (!equals || !dot) return -1;
+    *parts = (override_parts){text, dot + 1, equals + 1, (size_t)(dot - text),
+                              (size_t)(equals - dot - 1), strlen(equals + 1)};
+    trim_span(&parts->section_start, &parts->section_length);
+    trim_span(&parts->key_start, &parts->key_length);
+    trim_span(&parts->value_start, &parts->value_length);
+    return 0;
+}
+
+int config_override_sets(const char *override, const char *section, const char *key) {
+    override_parts parts;
+    return split_override(override, &parts) == 0 && parts.section_length == strlen(section) &&
+           !strncmp(parts.section_start, section, parts.section_length) &&
+           parts.key_length == strlen(key) && !strncmp(parts.key_start, key, parts.key_length);
+}
+
+static int collect_override(const char *override, entry_list *entries, bneck_error *err) {
     for (const char *c = override; *c; c++)
         if (iscntrl((unsigned char)*c))
             return bneck_error_set(err, "command line: override '%.200s': contains a control character "
                                         "(a line break?)", override);
-    const char *equals = strchr(text, '=');
-    const char *dot = equals ? memchr(text, '.', (size_t)(equals - text)) : NULL;
-    if (!equals || !dot)
+    override_parts parts;
+    if (split_override(override, &parts) != 0)
         return bneck_error_set(err, "command line: override '%.200s': expected section.key=value "
                                     "(e.g. train.epochs=3)", override);
-    const char *section_start = text, *key_start = dot + 1, *value_start = equals + 1;
-    size_t section_length = (size_t)(dot - text), key_length = (size_t)(equals - key_start);
-    size_t value_length = strlen(value_start);
-    trim_span(&section_start, &section_length);
-    trim_span(&key_start, &key_length);
-    trim_span(&value_start, &value_length);
+    const char *section_start = parts.section_start, *key_start = parts.key_start,
+               *value_start = parts.value_start;
+    size_t section_length = parts.section_length, key_length = parts.key_length,
+           value_length = parts.value_length;
 
     char section[64], key[64];
     snprintf(section, sizeof section, "%.*s", (int)(section_length < 63 ? section_length : 63), section_start);

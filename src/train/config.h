@@ -89,6 +89,10 @@ void config_defaults(config *cfg);
 int config_load(config *cfg, const char *path, int override_count, const char *const *overrides,
                 bneck_error *err);
 
+/* Whether an override ("section.key=value", "--section.key=value", spaces allowed around
+ * the parts, as config_load reads it) sets section.key. */
+int config_override_sets(const char *override, const char *section, const char *key);
+
 /* The same for text already in memory; name stands for the file in messages. */
 int config_load_text(config *cfg, const char *name, const char *text, bneck_error *err);
 
