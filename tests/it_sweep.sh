@@ -192,6 +192,12 @@ victim_file=$(ls "$work/damaged/runs/"*.h5 | head -n 1)
 head -c 2000 "$victim_file" > "$victim_file.cut" && mv "$victim_file.cut" "$victim_file"
 echo "not hdf5" > "$work/damaged/runs/stranger.h5"
 cp "$work/damaged/runs/C-r1.h5" "$work/damaged/runs/C-r0.h5" # another run's file, under this name
+"$sweep" "$work/tiny.ini" run.output="$work/damaged" --dry-run > "$work/damaged_dry.log" 2>&1 || true
+victim_run=$(basename "$victim_file" .h5)
+if grep -q "stranger.h5 is not a run of this sweep" "$work/damaged_dry.log" &&
+  grep -qE "^$victim_run .*redo: unreadable \(moved aside\)" "$work/damaged_dry.log" && grep -qE "^C-r0 .*redo: unreadable" "$work/damaged_dry.log"; then
+  ok "--dry-run names the files the sweep would move aside, and the foreign file"
+else cat "$work/damaged_dry.log"; bad "--dry-run on a damaged output"; fi
 "$sweep" "$work/tiny.ini" run.output="$work/damaged" > "$work/damaged.log" 2>&1 || { cat "$work/damaged.log"; bad "sweep over a damaged output"; }
 if grep -q "$(basename "$victim_file")" "$work/damaged.log" && ls "$victim_file".unreadable-* >/dev/null 2>&1; then
   ok "a truncated run file is reported, kept aside, and its run redone"

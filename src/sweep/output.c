@@ -301,7 +301,7 @@ static int compare_configuration(const config *cfg, const char *output, const ch
                            output, stored_path, difference);
 }
 
-int sweep_output_check(const config *cfg, int restart, bneck_error *err) {
+int sweep_output_check(const config *cfg, const sweep_plan *plan, int restart, bneck_error *err) {
     static char file_text[CONFIG_MAX_TEXT];
     char stored_path[PATH_TEXT + 16], runs[PATH_TEXT + 16];
     snprintf(runs, sizeof runs, "%s/runs", cfg->output);
@@ -317,7 +317,10 @@ int sweep_output_check(const config *cfg, int restart, bneck_error *err) {
         return bneck_error_set(err, "%s exists and is not a directory", runs);
     if (check_not_in_use(cfg->output, err)) return -1;
     snprintf(stored_path, sizeof stored_path, "%s/sweep.ini", cfg->output);
-    return compare_configuration(cfg, cfg->output, stored_path, file_text, sizeof file_text, err);
+    const int tie = compare_configuration(cfg, cfg->output, stored_path, file_text,
+                                          sizeof file_text, err);
+    if (tie > SWEEP_OUTPUT_NEW) report_foreign_files(plan, runs); /* as the sweep would */
+    return tie;
 }
 
 /* OUTPUT/sweep.ini: written the first time; later, the same settings are required, and a

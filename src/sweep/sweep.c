@@ -656,7 +656,7 @@ static dry_run_state dry_run_inspect(const sweep_state *s, const planned_run *ru
 static int print_plan(const sweep_state *s) {
     const int groups = s->world.groups, per_group = s->world.size / groups;
     bneck_error err;
-    const int tie = sweep_output_check(&s->cfg, s->options.restart, &err);
+    const int tie = sweep_output_check(&s->cfg, &s->plan, s->options.restart, &err);
     const int moved_aside = tie == SWEEP_OUTPUT_MOVED_ASIDE; /* all runs start anew */
     if (tie < 0) {
         fprintf(stderr, "bneck-sweep: %s\n", err.message);
