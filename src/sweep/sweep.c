@@ -590,7 +590,7 @@ static void gather_group_hosts(sweep_state *s) {
 /* group that frees up first (what the dynamic hand-out does when run time follows        */
 /* pseudo-FLOPs).                                                                         */
 
-typedef enum { STATE_TO_TRAIN, STATE_TO_RESUME, STATE_KEPT, STATE_STOPS } dry_run_state;
+typedef enum { STATE_TO_TRAIN, STATE_TO_RESUME, STATE_KEPT, STATE_STOPS, STATE_COUNT } dry_run_state;
 
 static dry_run_state dry_run_said(dry_run_state state, char *why, size_t capacity,
                                   const char *format, ...) __attribute__((format(printf, 4, 5)));
@@ -663,7 +663,7 @@ static int print_plan(const sweep_state *s) {
         return 2;
     }
     double *busy_until = bneck_calloc((size_t)groups, sizeof(double));
-    int counts[4] = {0};
+    int counts[STATE_COUNT] = {0};
     printf("sweep plan: %d runs (%d patterns x %d repeats), %d epochs each, on %d ranks in %d "
            "group(s) of %d; output %s%s\n",
            s->plan.count, s->cfg.pattern_count, s->cfg.repeats, s->cfg.epochs, s->world.size,
