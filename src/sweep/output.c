@@ -255,11 +255,13 @@ static int compare_configuration(const config *cfg, const char *output, const ch
     static char wanted[CONFIG_MAX_TEXT], stored[CONFIG_MAX_TEXT];
     results_defining_config(cfg, wanted, sizeof wanted);
     config_text(cfg, 1, file_text, capacity);
-    if (lstat(stored_path, &info) == 0 && stat(stored_path, &info) != 0)
-        return bneck_error_set(err, "%s: cannot follow the link: %s (it ties %s to its "
-                               "configuration)", stored_path, strerror(errno), output);
-    if (stat(stored_path, &info) == 0 && !S_ISREG(info.st_mode))
-        return bneck_error_set(err, "%s is not a regular file", stored_path);
+    if (lstat(stored_path, &info) == 0) {
+        if (stat(stored_path, &info) != 0)
+            return bneck_error_set(err, "%s: cannot follow the link: %s (it ties %s to its "
+                                   "configuration)", stored_path, strerror(errno), output);
+        if (!S_ISREG(info.st_mode))
+            return bneck_error_set(err, "%s is not a regular file", stored_path);
+    }
     if (read_whole_file(stored_path, stored, sizeof stored) != 0) {
         if (errno == ENOENT) return SWEEP_OUTPUT_NEW;
         /* not "no sweep.ini": taken for new, the directory's finished runs would look like
@@ -355,7 +357,7 @@ int sweep_output_from_record(config *cfg, const char *config_path) {
     static char text[CONFIG_MAX_TEXT], written[CONFIG_MAX_TEXT];
     bneck_error ignored;
     if (read_whole_file(config_path, text, sizeof text) != 0 ||
-        config_load(&recorded, config_path, 0, NULL, &ignored) != 0)
+        config_load_text(&recorded, config_path, text, &ignored) != 0)
         return 0;
     config_text(&recorded, 1, written, sizeof written);
     if (strcmp(text, written) != 0) return 0;

@@ -4,10 +4,8 @@
 #include <fcntl.h>
 #include <math.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <stdnoreturn.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -314,52 +312,97 @@ static int is_this_run(const sweep_state *s, const planned_run *run, const char 
     return 1;
 }
 
-/* Stops the whole sweep over a run file it cannot look at (permissions, I/O, a link to
- * nothing): such a file is not known to be damaged, so nothing is moved or retrained on a
- * guess. */
-static noreturn void stop_over(const sweep_state *s, const char *path, const char *what) {
-    log_error("%s: %s: %s (left as it is; the sweep stops so that no finished work is "
-              "redone)", path, what, strerror(errno));
-    sweep_world_abort((sweep_world *)&s->world, 1);
+/* What a run's file says, before anything is done about it: no file (start fresh), a run
+ * to continue, a kept run (complete or diverged), a file not to be trusted (to move aside:
+ * not a regular file, unreadable or another run's, or a bad checkpoint), or one that
+ * cannot even be looked at (the sweep stops). The sweep and --dry-run both go by it. */
+typedef enum {
+    FILE_NONE,
+    FILE_RESUME,
+    FILE_COMPLETE,
+    FILE_DIVERGED,
+    FILE_NOT_REGULAR,
+    FILE_UNREADABLE,
+    FILE_BAD_CHECKPOINT,
+    FILE_UNREACHABLE,
+} run_file_state;
+
+/* Reads what a decision needs: row and history (malloc'ed in *history when the run is
+ * kept or continued), and the checkpoint (for m) of a run to continue. err says why a file
+ * is not trusted; for FILE_UNREACHABLE, errno is set and *what says what failed. */
+static run_file_state classify_run_file(const sweep_state *s, const planned_run *run,
+                                        const char *path, const model *m, run_row *row,
+                                        epoch_record **history, int *epochs,
+                                        run_checkpoint *checkpoint, const char **what,
+                                        bneck_error *err) {
+    struct stat info;
+    *history = NULL;
+    if (lstat(path, &info) != 0) {
+        if (errno == ENOENT) return FILE_NONE;
+        *what = "cannot look at it";
+        return FILE_UNREACHABLE;
+    }
+    if (stat(path, &info) != 0) {
+        *what = "cannot follow the link";
+        return FILE_UNREACHABLE;
+    }
+    if (!S_ISREG(info.st_mode)) {
+        /* a directory, a FIFO (whose open would wait for a writer forever), ... */
+        bneck_error_set(err, "%s is not a regular file", path);
+        return FILE_NOT_REGULAR;
+    }
+    const int fd = open(path, O_RDONLY | O_NONBLOCK);
+    if (fd < 0) {
+        *what = "cannot open";
+        return FILE_UNREACHABLE;
+    }
+    close(fd);
+    /* A complete or diverged run needs only its row and history: damage in weights or
+     * checkpoint, which a kept run never reads, does not make it train again. */
+    if (run_file_read(path, row, history, epochs, NULL, NULL, err) != 0 ||
+        !is_this_run(s, run, path, row, err)) {
+        free(*history);
+        *history = NULL;
+        return FILE_UNREADABLE;
+    }
+    if (!strcmp(row->status, RUN_STATUS_COMPLETE) && *epochs >= s->cfg.epochs) return FILE_COMPLETE;
+    if (!strcmp(row->status, RUN_STATUS_DIVERGED)) return FILE_DIVERGED;
+    free(*history);
+    *history = NULL;
+    /* a run to continue: now with its weights and checkpoint */
+    if (run_file_read(path, row, history, epochs, m, checkpoint, err) != 0)
+        return FILE_BAD_CHECKPOINT;
+    if (checkpoint->epochs_done == *epochs && *epochs < s->cfg.epochs) return FILE_RESUME;
+    bneck_error_set(err, "%s: its checkpoint (%d epochs) and history (%d epochs) disagree", path,
+                    checkpoint->epochs_done, *epochs);
+    run_checkpoint_free(checkpoint);
+    free(*history);
+    *history = NULL;
+    return FILE_BAD_CHECKPOINT;
 }
 
+/* The leader's decision on a run's file. A file that cannot be looked at (permissions,
+ * I/O, a link to nothing) is not known to be damaged, so nothing is moved or retrained on
+ * a guess: the whole sweep stops. One not to be trusted is moved aside, never deleted. */
 static run_start inspect_run_file(const sweep_state *s, const planned_run *run, const char *path,
                                   const model *m, run_row *row, epoch_record **history,
                                   int *epochs, run_checkpoint *checkpoint) {
-    struct stat info;
-    if (lstat(path, &info) != 0) {
-        if (errno == ENOENT) return RUN_FRESH;
-        stop_over(s, path, "cannot look at it");
-    }
-    if (stat(path, &info) != 0) stop_over(s, path, "cannot follow the link");
     bneck_error err = {{0}};
-    if (!S_ISREG(info.st_mode)) {
-        /* a directory, a FIFO (whose open would wait for a writer forever), ... */
-        bneck_error_set(&err, "%s is not a regular file", path);
-    } else {
-        const int fd = open(path, O_RDONLY | O_NONBLOCK);
-        if (fd < 0) stop_over(s, path, "cannot open");
-        close(fd);
-        /* A complete or diverged run needs only its row and history: damage in weights or
-         * checkpoint, which a kept run never reads, does not make it train again. */
-        const int ours = run_file_read(path, row, history, epochs, NULL, NULL, &err) == 0 &&
-                         is_this_run(s, run, path, row, &err);
-        if (ours && !strcmp(row->status, RUN_STATUS_COMPLETE) && *epochs >= s->cfg.epochs)
-            return RUN_COMPLETE;
-        if (ours && !strcmp(row->status, RUN_STATUS_DIVERGED)) return RUN_DIVERGED;
-        free(*history);
-        *history = NULL;
-        /* a run to continue: now with its weights and checkpoint */
-        if (ours && run_file_read(path, row, history, epochs, m, checkpoint, &err) == 0) {
-            if (checkpoint->epochs_done == *epochs && *epochs < s->cfg.epochs) return RUN_RESUME;
-            bneck_error_set(&err, "%s: its checkpoint (%d epochs) and history (%d epochs) "
-                            "disagree", path, checkpoint->epochs_done, *epochs);
-            run_checkpoint_free(checkpoint);
-            free(*history);
-            *history = NULL;
-        }
+    const char *what = "";
+    switch (classify_run_file(s, run, path, m, row, history, epochs, checkpoint, &what, &err)) {
+    case FILE_NONE: return RUN_FRESH;
+    case FILE_RESUME: return RUN_RESUME;
+    case FILE_COMPLETE: return RUN_COMPLETE;
+    case FILE_DIVERGED: return RUN_DIVERGED;
+    case FILE_UNREACHABLE:
+        log_error("%s: %s: %s (left as it is; the sweep stops so that no finished work is "
+                  "redone)", path, what, strerror(errno));
+        sweep_world_abort((sweep_world *)&s->world, 1);
+    case FILE_NOT_REGULAR:
+    case FILE_UNREADABLE:
+    case FILE_BAD_CHECKPOINT:
+        break;
     }
-    /* Not trusted, and not deleted either: moved aside for the user to look at. */
     char stamp[32], aside[PATH_TEXT + 64];
     sweep_output_timestamp(stamp, sizeof stamp);
     snprintf(aside, sizeof aside, "%s.unreadable-%s", path, stamp);
@@ -592,64 +635,38 @@ static void gather_group_hosts(sweep_state *s) {
 
 typedef enum { STATE_TO_TRAIN, STATE_TO_RESUME, STATE_KEPT, STATE_STOPS, STATE_COUNT } dry_run_state;
 
-static dry_run_state dry_run_said(dry_run_state state, char *why, size_t capacity,
-                                  const char *format, ...) __attribute__((format(printf, 4, 5)));
-static dry_run_state dry_run_said(dry_run_state state, char *why, size_t capacity,
-                                  const char *format, ...) {
-    va_list args;
-    va_start(args, format);
-    vsnprintf(why, capacity, format, args);
-    va_end(args);
-    return state;
-}
-
-/* What inspect_run_file would decide, without moving or stopping anything; why says it
- * in words. */
+/* What the sweep would do with a run's file (classify_run_file), in words in why. */
 static dry_run_state dry_run_inspect(const sweep_state *s, const planned_run *run, char *why,
                                      size_t capacity) {
     char path[PATH_TEXT];
     run_path(s, run, path, sizeof path);
-    struct stat info;
-    if (lstat(path, &info) != 0) {
-        if (errno == ENOENT) return dry_run_said(STATE_TO_TRAIN, why, capacity, "new");
-        return dry_run_said(STATE_STOPS, why, capacity, "stops: cannot look at it");
-    }
-    if (stat(path, &info) != 0)
-        return dry_run_said(STATE_STOPS, why, capacity, "stops: a link to nothing");
-    if (!S_ISREG(info.st_mode))
-        return dry_run_said(STATE_TO_TRAIN, why, capacity, "redo: not a file (moved aside)");
-    const int fd = open(path, O_RDONLY | O_NONBLOCK);
-    if (fd < 0) return dry_run_said(STATE_STOPS, why, capacity, "stops: cannot open it");
-    close(fd);
-    run_row row;
-    epoch_record *history = NULL;
-    int epochs = 0;
-    bneck_error err;
-    const int ours = run_file_read(path, &row, &history, &epochs, NULL, NULL, &err) == 0 &&
-                     is_this_run(s, run, path, &row, &err);
-    free(history);
-    if (!ours) return dry_run_said(STATE_TO_TRAIN, why, capacity, "redo: unreadable (moved aside)");
-    if (!strcmp(row.status, RUN_STATUS_COMPLETE) && epochs >= s->cfg.epochs)
-        return dry_run_said(STATE_KEPT, why, capacity, "complete");
-    if (!strcmp(row.status, RUN_STATUS_DIVERGED))
-        return dry_run_said(STATE_KEPT, why, capacity, "diverged at epoch %d", epochs);
-    if (epochs == 0) return dry_run_said(STATE_TO_TRAIN, why, capacity, "new");
-    /* a run to resume needs its checkpoint too, as the sweep reads it */
     model_spec spec = {run->pattern.mode, run->pattern.alpha, s->in_channels, s->cfg.pool_branch,
                        MODEL_LAYERS_GROUPED};
     static model built;
+    bneck_error err;
+    if (model_build(&built, &spec, &err)) BNECK_FAIL("%s: %s", run->name, err.message); /* planned */
+    run_row row;
+    epoch_record *history = NULL;
+    int epochs = 0;
     run_checkpoint checkpoint = {0};
-    int resumable = model_build(&built, &spec, &err) == 0 &&
-                    run_file_read(path, &row, &history, &epochs, &built, &checkpoint, &err) == 0;
-    if (resumable) {
-        free(history);
-        resumable = checkpoint.epochs_done == epochs && epochs < s->cfg.epochs;
-        run_checkpoint_free(&checkpoint);
+    const char *what = "";
+    const run_file_state state =
+        classify_run_file(s, run, path, &built, &row, &history, &epochs, &checkpoint, &what, &err);
+    free(history);
+    if (state == FILE_RESUME) run_checkpoint_free(&checkpoint);
+    switch (state) {
+    case FILE_NONE: snprintf(why, capacity, "new"); return STATE_TO_TRAIN;
+    case FILE_RESUME:
+        snprintf(why, capacity, "resumes after %d/%d", epochs, s->cfg.epochs);
+        return STATE_TO_RESUME;
+    case FILE_COMPLETE: snprintf(why, capacity, "complete"); return STATE_KEPT;
+    case FILE_DIVERGED: snprintf(why, capacity, "diverged at epoch %d", epochs); return STATE_KEPT;
+    case FILE_NOT_REGULAR: snprintf(why, capacity, "redo: not a file (moved aside)"); break;
+    case FILE_UNREADABLE: snprintf(why, capacity, "redo: unreadable (moved aside)"); break;
+    case FILE_BAD_CHECKPOINT: snprintf(why, capacity, "redo: bad checkpoint (moved aside)"); break;
+    case FILE_UNREACHABLE: snprintf(why, capacity, "stops: %s", what); return STATE_STOPS;
     }
-    if (!resumable)
-        return dry_run_said(STATE_TO_TRAIN, why, capacity, "redo: bad checkpoint (moved aside)");
-    return dry_run_said(STATE_TO_RESUME, why, capacity, "resumes after %d/%d", epochs,
-                        s->cfg.epochs);
+    return STATE_TO_TRAIN;
 }
 
 /* 0, or 2 when the sweep itself would refuse the output (its message printed). */

@@ -746,19 +746,14 @@ static int collect_override(const char *override, entry_list *entries, bneck_err
         if (iscntrl((unsigned char)*c))
             return bneck_error_set(err, "command line: override '%.200s': contains a control character "
                                         "(a line break?)", override);
-    override_parts parts;
-    if (split_override(override, &parts) != 0)
+    override_parts p;
+    if (split_override(override, &p) != 0)
         return bneck_error_set(err, "command line: override '%.200s': expected section.key=value "
                                     "(e.g. train.epochs=3)", override);
-    const char *section_start = parts.section_start, *key_start = parts.key_start,
-               *value_start = parts.value_start;
-    size_t section_length = parts.section_length, key_length = parts.key_length,
-           value_length = parts.value_length;
-
     char section[64], key[64];
-    snprintf(section, sizeof section, "%.*s", (int)(section_length < 63 ? section_length : 63), section_start);
-    snprintf(key, sizeof key, "%.*s", (int)(key_length < 63 ? key_length : 63), key_start);
-    const key_spec *spec = (section_length < 63 && key_length < 63) ? find_key(section, key) : NULL;
+    snprintf(section, sizeof section, "%.*s", (int)(p.section_length < 63 ? p.section_length : 63), p.section_start);
+    snprintf(key, sizeof key, "%.*s", (int)(p.key_length < 63 ? p.key_length : 63), p.key_start);
+    const key_spec *spec = (p.section_length < 63 && p.key_length < 63) ? find_key(section, key) : NULL;
     if (!spec) {
         char origin[300];
         snprintf(origin, sizeof origin, "command line: override '%.200s'", override);
@@ -766,7 +761,7 @@ static int collect_override(const char *override, entry_list *entries, bneck_err
     }
     config_entry *entry = add_entry(entries);
     entry->spec = spec;
-    entry->value = copy_text(value_start, value_length);
+    entry->value = copy_text(p.value_start, p.value_length);
     entry->override = override;
     return 0;
 }
