@@ -332,6 +332,25 @@ if "$sweep" "$work/tiny.ini" run.output="$work/restarted" train.lr=0.01 sweep.pa
   ok "--restart moves the old sweep aside whole and starts the new one"
 else cat "$work/restarted.log"; bad "--restart"; fi
 
+# --restart through a link (to scratch space, say) moves the directory the link points to and
+# makes the new sweep there; the working directory itself is not moved; a link to nothing is
+# named as such, by the dry run too
+mkdir "$work/scratch" && cp -r "$work/one" "$work/scratch/linked" && ln -s "$work/scratch/linked" "$work/link"
+ln -s "$work/no_output" "$work/dangling_output"
+listing_before=$(ls -A "$work/restarted")
+if "$sweep" "$work/tiny.ini" run.output="$work/link" train.lr=0.01 sweep.patterns=E:3:4 sweep.repeats=1 \
+    --restart > "$work/link.log" 2>&1 && [ -L "$work/link" ] && [ ! -e "$work/link.previous-"* ] &&
+  cmp -s "$work/one/sweep.h5" "$work/scratch/linked.previous-"*/sweep.h5 && [ "$(runs_in "$work/scratch/linked")" = 1 ] &&
+  ! (cd "$work/restarted" && "$sweep" "$work/tiny.ini" run.output=. train.lr=0.01 sweep.patterns=E:3:4 \
+       sweep.repeats=1 --restart) > "$work/dot.log" 2>&1 &&
+  grep -q "cannot move . aside: it holds the directory this command runs in ($work/restarted)" "$work/dot.log" &&
+  [ "$(ls -A "$work/restarted")" = "$listing_before" ] && [ "$(ls -d "$work/restarted.previous-"* | wc -l)" = 1 ] &&
+  ! "$sweep" "$work/tiny.ini" run.output="$work/dangling_output" > "$work/dangling_output.log" 2>&1 &&
+  ! "$sweep" "$work/tiny.ini" run.output="$work/dangling_output" --dry-run >> "$work/dangling_output.log" 2>&1 &&
+  [ "$(grep -c "$work/dangling_output is a link to $work/no_output, which does not exist" "$work/dangling_output.log")" = 2 ]; then
+  ok "--restart through a link moves what it points to; of the working directory it is refused; a link to nothing is named"
+else cat "$work/link.log" "$work/dot.log" "$work/dangling_output.log"; bad "--restart through a link, in the working directory, a link to nothing"; fi
+
 # --- [sweep] patterns and repeats may change: narrowed, then widened again, nothing retrained ----
 cp -r "$work/one" "$work/narrowed"
 if "$sweep" "$work/tiny.ini" run.output="$work/narrowed" sweep.patterns=E:3:4 > "$work/narrowed1.log" 2>&1 &&

@@ -18,23 +18,41 @@
 
 enum { PATH_TEXT = 1024 }; /* [run] output is at most 511 characters */
 
+/* Why an existing path cannot be followed: most often a link to nothing. */
+static int unusable_path_error(const char *path, bneck_error *err) {
+    char target[PATH_TEXT];
+    const ssize_t length = readlink(path, target, sizeof target - 1);
+    if (length < 0) return bneck_error_set(err, "cannot use %s: %s", path, strerror(errno));
+    target[length] = '\0';
+    return bneck_error_set(err, "%s is a link to %s, which does not exist: create it, or "
+                           "point the link elsewhere", path, target);
+}
+
+/* One step of make_directory. EEXIST says nothing of what exists: a file there would fail
+ * only at the first commit, and a link to nothing (a scratch directory not made yet) at a
+ * confusing "No such file or directory" one level down. */
+static int make_one_directory(const char *path, bneck_error *err) {
+    if (mkdir(path, 0777) && errno != EEXIST)
+        return bneck_error_set(err, "cannot create directory %s: %s", path, strerror(errno));
+    struct stat info;
+    if (stat(path, &info) == 0) {
+        if (!S_ISDIR(info.st_mode))
+            return bneck_error_set(err, "%s exists and is not a directory", path);
+        return 0;
+    }
+    return unusable_path_error(path, err);
+}
+
 static int make_directory(const char *path, bneck_error *err) {
     char partial[PATH_TEXT + 64];
     snprintf(partial, sizeof partial, "%s", path);
     for (char *c = partial + 1; *c; c++) {
         if (*c != '/') continue;
         *c = '\0';
-        if (mkdir(partial, 0777) && errno != EEXIST)
-            return bneck_error_set(err, "cannot create directory %s: %s", partial, strerror(errno));
+        if (make_one_directory(partial, err)) return -1;
         *c = '/';
     }
-    if (mkdir(partial, 0777) && errno != EEXIST)
-        return bneck_error_set(err, "cannot create directory %s: %s", partial, strerror(errno));
-    /* EEXIST says nothing of what exists: a file there would fail only at the first commit */
-    struct stat info;
-    if (stat(partial, &info) != 0 || !S_ISDIR(info.st_mode))
-        return bneck_error_set(err, "%s exists and is not a directory", partial);
-    return 0;
+    return make_one_directory(partial, err);
 }
 
 void sweep_output_timestamp(char *out, size_t capacity) {
@@ -303,6 +321,27 @@ static int compare_configuration(const config *cfg, const char *output, const ch
                            output, stored_path, difference);
 }
 
+/* What --restart moves: the directory OUTPUT names, followed through symlinks, so that a
+ * link to scratch space goes on pointing at the new sweep, made where the old one was.
+ * Refused when it holds the working directory, which the rename would carry along (the
+ * new sweep would then be made inside the old one). */
+static int restart_target(const char *output, char *target, size_t capacity, bneck_error *err) {
+    char real[PATH_MAX], working[PATH_MAX];
+    if (!realpath(output, real))
+        return bneck_error_set(err, "--restart: cannot follow %s: %s", output, strerror(errno));
+    if (strlen(real) >= capacity)
+        return bneck_error_set(err, "--restart: %s is at %s, a path too long to move", output,
+                               real);
+    const size_t length = strlen(real);
+    if (getcwd(working, sizeof working) && strncmp(working, real, length) == 0 &&
+        (working[length] == '\0' || working[length] == '/' || length == 1))
+        return bneck_error_set(err, "--restart cannot move %s aside: it holds the directory "
+                               "this command runs in (%s); run it from another directory",
+                               output, working);
+    memcpy(target, real, length + 1);
+    return 0;
+}
+
 int sweep_output_check(const config *cfg, const sweep_plan *plan, int restart, bneck_error *err) {
     static char file_text[CONFIG_MAX_TEXT];
     char stored_path[PATH_TEXT + 16], runs[PATH_TEXT + 16];
@@ -310,11 +349,15 @@ int sweep_output_check(const config *cfg, const sweep_plan *plan, int restart, b
     struct stat info;
     /* what sweep_output_prepare would refuse, found without making anything */
     if (restart && stat(cfg->output, &info) == 0) {
+        char target[PATH_TEXT];
+        if (restart_target(cfg->output, target, sizeof target, err)) return -1;
         if (S_ISDIR(info.st_mode) && check_not_in_use(cfg->output, err)) return -1;
         return SWEEP_OUTPUT_MOVED_ASIDE;
     }
     if (stat(cfg->output, &info) == 0 && !S_ISDIR(info.st_mode))
         return bneck_error_set(err, "%s exists and is not a directory", cfg->output);
+    if (lstat(cfg->output, &info) == 0 && stat(cfg->output, &info) != 0)
+        return unusable_path_error(cfg->output, err);
     if (stat(runs, &info) == 0 && !S_ISDIR(info.st_mode))
         return bneck_error_set(err, "%s exists and is not a directory", runs);
     if (check_not_in_use(cfg->output, err)) return -1;
@@ -379,19 +422,21 @@ int sweep_output_prepare(const config *cfg, const sweep_plan *plan, const char *
     const char *output = cfg->output;
     struct stat info;
     if (restart && stat(output, &info) == 0) {
+        char target[PATH_TEXT], stamp[32], aside[PATH_TEXT + 64];
+        if (restart_target(output, target, sizeof target, err)) return -1;
         /* not from under a sweep that is still running there */
         const int held = S_ISDIR(info.st_mode) ? lock_output(output, host, err) : 0;
         if (held < 0) return -1;
-        char stamp[32], aside[PATH_TEXT + 64];
         sweep_output_timestamp(stamp, sizeof stamp);
-        snprintf(aside, sizeof aside, "%s.previous-%s", output, stamp);
-        const int moved = rename(output, aside);
+        snprintf(aside, sizeof aside, "%s.previous-%s", target, stamp);
+        const int moved = rename(target, aside);
         const int why = errno;
         if (S_ISDIR(info.st_mode)) close(held);
         if (moved)
-            return bneck_error_set(err, "--restart: cannot move %s to %s: %s", output, aside,
+            return bneck_error_set(err, "--restart: cannot move %s to %s: %s", target, aside,
                                    strerror(why));
         log_info("sweep: --restart: moved the previous %s to %s (nothing deleted)", output, aside);
+        if (make_directory(target, err)) return -1; /* output may be a link to it */
     }
     char runs[PATH_TEXT + 16], stored_path[PATH_TEXT + 16];
     snprintf(runs, sizeof runs, "%s/runs", output);
