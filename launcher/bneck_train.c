@@ -33,6 +33,12 @@ static int load_config(config *cfg, int argc, char **argv) {
     int override_count = 0, status = 0;
     static char device_override[64];
     bneck_error err;
+    if (argc < 2) { /* the defaults alone are the whole study's 100-epoch run of A */
+        usage(stderr);
+        fprintf(stderr, "bneck-train: give a config file or overrides, e.g. bneck-train "
+                        "configs/quick.ini\n");
+        status = 2;
+    }
     for (int i = 1; i < argc && status == 0; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             usage(stdout);
@@ -46,11 +52,11 @@ static int load_config(config *cfg, int argc, char **argv) {
             status = 2;
         } else if (device) {
             overrides[override_count++] = device_override;
-        } else if (argv[i][0] == '-') {
+        } else if (config_argument_kind(argv[i]) == CONFIG_ARGUMENT_OVERRIDE) {
+            overrides[override_count++] = argv[i];
+        } else if (config_argument_kind(argv[i]) == CONFIG_ARGUMENT_OPTION) {
             fprintf(stderr, "bneck-train: unknown option '%s' (see --help)\n", argv[i]);
             status = 2;
-        } else if (strchr(argv[i], '=')) {
-            overrides[override_count++] = argv[i];
         } else if (!config_path) {
             config_path = argv[i];
         } else {

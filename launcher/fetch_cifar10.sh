@@ -147,4 +147,4 @@ rm -rf -- "$batch_dir"
 mv -- "$unpack_dir/$BATCH_DIR_NAME" "$batch_dir" || fail "cannot move the batches into $batch_dir"
 
 info "done: $batch_dir holds the CIFAR-10 binary batches"
-info "use them with [data] dataset = cifar10, data_dir = $batch_dir"
+info "use them with [data] dataset = cifar10, dir = $batch_dir (or data.dataset=cifar10 data.dir=$batch_dir)"

@@ -38,7 +38,7 @@ status_is() {
   shift 4
   "$@" > "$log" 2>&1
   local got=$?
-  if [ "$got" -eq "$want" ] && grep -qE "$pattern" "$log"; then ok "$what"
+  if [ "$got" -eq "$want" ] && grep -qE -- "$pattern" "$log"; then ok "$what"
   else cat "$log"; bad "$what (exit $got, wanted $want and /$pattern/)"; fi
 }
 
@@ -59,6 +59,18 @@ grep -q "384 train / 100 val images" "$work/first.log" && ok "data limits applie
 
 # --- what goes wrong ---------------------------------------------------------------------------
 status_is 0 "$work/help.log" "^usage: bneck-train .*--device" "--help" "$train" --help
+status_is 2 "$work/noargs.log" "give a config file or overrides" \
+  "no argument at all prints the usage, not the 100-epoch defaults" "$train"
+cp "$work/tiny.ini" "$work/run=2.ini"
+status_is 0 "$work/dashed.log" "best validation accuracy" \
+  "a config file named run=2.ini, and --train.epochs=1 as an override" \
+  "$train" "$work/run=2.ini" --train.epochs=1 --device cpu
+[ "$(epochs_of "$work/dashed.log" | wc -l)" -eq 1 ] && ok "--train.epochs=1 ran one epoch" ||
+  bad "--train.epochs=1 ran $(epochs_of "$work/dashed.log" | wc -l) epochs"
+status_is 2 "$work/bare.log" "override 'epochs=3': expected section.key=value" \
+  "key=value without a section is named as a malformed override" "$train" "$work/tiny.ini" epochs=3
+status_is 2 "$work/threads.log" "\[run\] threads: expected an integer from 0 to 4096, got '100000'" \
+  "a thread count far above any machine is refused" "$train" "$work/tiny.ini" run.threads=100000
 status_is 2 "$work/stray.log" "unexpected argument 'extra'" "a second config file is refused" \
   "$train" "$work/tiny.ini" extra
 status_is 2 "$work/option.log" "unknown option '--bogus'" "an unknown option is named as one" \

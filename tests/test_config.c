@@ -490,7 +490,8 @@ Test(config, bad_overrides_name_the_override) {
         {"epochs=3", "section.key=value"},
         {"--train.epoch=3", "accepted keys in [train]"},
         {"training.epochs=3", "unknown section"},
-        {"train.epochs=0", "[train] epochs: expected an integer >= 1, got '0'"},
+        {"train.epochs=0", "[train] epochs: expected an integer from 1 to 100000, got '0'"},
+        {"run.threads=100000", "[run] threads: expected an integer from 0 to 4096, got '100000'"},
         {"model.mode=1", NULL}, /* fine by itself; see below */
         {"run.name=a\nb", "control character"},
         {"sweep.patterns=E:3:5", "alpha 1, 2 or 4 in name:mode:alpha"},
@@ -538,7 +539,7 @@ Test(config, unknown_sections_and_keys) {
 
 Test(config, bad_numbers) {
     const bad_file_case cases[] = {
-        {"[train]\nepochs = 12x\n", 2, "epochs", "expected an integer >= 1, got '12x'"},
+        {"[train]\nepochs = 12x\n", 2, "epochs", "expected an integer from 1 to 100000, got '12x'"},
         {"[train]\nepochs = 99999999999999999999\n", 2, "epochs", "integer"},
         {"[train]\nepochs = 3000000000\n", 2, "epochs", "integer"},
         {"[train]\nepochs = 2.5\n", 2, "epochs", "integer"},
@@ -575,10 +576,10 @@ Test(config, bad_choices) {
 
 Test(config, out_of_range_values) {
     const bad_file_case cases[] = {
-        {"[run]\nthreads = -1\n", 2, "threads", ">= 0"},
+        {"[run]\nthreads = -1\n", 2, "threads", "from 0 to 4096"},
         {"[data]\ntrain_limit = -5\n", 2, "train_limit", ">= 0"},
         {"[data]\nval_limit = -5\n", 2, "val_limit", ">= 0"},
-        {"[train]\nepochs = 0\n", 2, "epochs", ">= 1"},
+        {"[train]\nepochs = 0\n", 2, "epochs", "from 1 to 100000"},
         {"[train]\nbatch = 0\n", 2, "batch", "from 1 to 65536"},
         {"[train]\nbatch = 2147483647\n", 2, "batch", "from 1 to 65536"},
         {"[train]\nval_batch = -1\n", 2, "val_batch", "from 1 to 65536"},
@@ -619,6 +620,20 @@ Test(config, out_of_range_values) {
                            0, NULL, &err),
                  0, "%s", err.message);
     free(cfg);
+}
+
+Test(config, arguments_are_told_apart_as_the_programs_need) {
+    cr_expect_eq(config_argument_kind("train.epochs=3"), CONFIG_ARGUMENT_OVERRIDE);
+    cr_expect_eq(config_argument_kind("--train.epochs=3"), CONFIG_ARGUMENT_OVERRIDE);
+    cr_expect_eq(config_argument_kind("run.output=/a/b.c"), CONFIG_ARGUMENT_OVERRIDE);
+    cr_expect_eq(config_argument_kind("epochs=3"), CONFIG_ARGUMENT_OVERRIDE,
+                 "no such file: a malformed override, so that its message shows the form");
+    cr_expect_eq(config_argument_kind("--dry-run"), CONFIG_ARGUMENT_OPTION);
+    cr_expect_eq(config_argument_kind("--bogus=1"), CONFIG_ARGUMENT_OPTION);
+    cr_expect_eq(config_argument_kind("configs/quick.ini"), CONFIG_ARGUMENT_FILE);
+    cr_expect_eq(config_argument_kind("results.v2/run=2.ini"), CONFIG_ARGUMENT_FILE,
+                 "a '/' before the '=': a path");
+    cr_expect_eq(config_argument_kind("/tmp/a.b/x=1"), CONFIG_ARGUMENT_FILE);
 }
 
 Test(config, override_sets_reads_an_override_as_config_load_does) {

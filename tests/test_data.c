@@ -258,6 +258,18 @@ Test(cifar10, reports_a_directory_in_place_of_a_batch) {
     assert_message_has(&err, "not a regular file");
 }
 
+/* A named pipe would block open() until a writer came: it must be refused, not hang. */
+Test(cifar10, reports_a_named_pipe_in_place_of_a_batch, .timeout = 20) {
+    write_zero_cifar_dir();
+    unlink(path_in_temp("test_batch.bin"));
+    cr_assert_eq(mkfifo(path_in_temp("test_batch.bin"), 0644), 0);
+    dataset train, val;
+    bneck_error err = {{0}};
+    assert_load_fails(cifar10_load(&train, &val, temp_dir, &err), &train, &val);
+    assert_message_has(&err, path_in_temp("test_batch.bin"));
+    assert_message_has(&err, "not a regular file");
+}
+
 /* ---- Fashion-MNIST files ------------------------------------------------------------- */
 
 static uint8_t fmnist_pixel(int split, int image, int y, int x) {
@@ -389,6 +401,16 @@ Test(fashion_mnist, reports_a_missing_file) {
     write_valid_fmnist_dir();
     unlink(path_in_temp("t10k-labels-idx1-ubyte.gz"));
     assert_fmnist_fails("t10k-labels-idx1-ubyte.gz", "No such file");
+}
+
+Test(fashion_mnist, names_an_uncompressed_copy_beside_a_missing_file) {
+    write_valid_fmnist_dir();
+    char packed[600];
+    snprintf(packed, sizeof packed, "%s", path_in_temp("train-images-idx3-ubyte.gz"));
+    cr_assert_eq(rename(packed, path_in_temp("train-images-idx3-ubyte")), 0); /* one buffer */
+    assert_fmnist_fails("train-images-idx3-ubyte.gz", "No such file");
+    assert_fmnist_fails("train-images-idx3-ubyte.gz",
+                        "is there, uncompressed: compress it (gzip -k ");
 }
 
 Test(fashion_mnist, reports_a_wrong_label_magic) {

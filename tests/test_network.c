@@ -285,6 +285,34 @@ Test(training, same_seed_same_numbers_and_it_learns, .timeout = 600) {
     dataset_free(&val_set);
 }
 
+/* The recorded training loss is the cross-entropy alone, as val_loss is: with the
+ * learning rate at 0 the weights never move, so the Keras L2 penalty (0.5 |w|^2 here,
+ * far above the loss) may change the gradients but not the number. */
+Test(training, train_loss_is_the_cross_entropy_without_the_l2_penalty, .timeout = 300) {
+    cpu_set_threads(1);
+    static config cfg;
+    small_config(&cfg);
+    cfg.lr = 0.0;
+    cfg.epochs = 1;
+    dataset train_set = make_bands(64, 1), val_set = make_bands(50, 2);
+    const model_spec spec = {3, 4, 1, POOL_BRANCH_KERAS, MODEL_LAYERS_GROUPED};
+    epoch_record records[2];
+    static trainer run;
+    const double l2[2] = {0.0, 0.5};
+    for (int i = 0; i < 2; i++) {
+        cfg.l2 = l2[i];
+        cr_assert_eq(trainer_create(&run, &cfg, &spec, &train_set, &val_set, &cpu_backend, NULL, NULL), 0);
+        trainer_run_epoch(&run, &records[i]);
+        trainer_destroy(&run);
+    }
+    cr_expect_eq(records[1].train_loss, records[0].train_loss, "l2 0.5: %.9g, l2 0: %.9g",
+                 records[1].train_loss, records[0].train_loss);
+    cr_expect_eq(records[1].val_loss, records[0].val_loss);
+    cr_expect(records[0].train_loss > 1.0 && records[0].train_loss < 10.0, "%g", records[0].train_loss);
+    dataset_free(&train_set);
+    dataset_free(&val_set);
+}
+
 /* A fake group of two ranks seen from rank 0: records the gradient parts the trainer
  * queues for summing during the backward pass (the other rank contributes nothing). */
 enum { LOGGED_PARTS = 2 * MODEL_MAX_LAYERS };
@@ -410,4 +438,31 @@ Test(training, learning_rate_schedule_is_the_studys) {
     cr_expect_float_eq(trainer_learning_rate(&cfg, 84), 1e-4, 1e-12);
     cr_expect_float_eq(trainer_learning_rate(&cfg, 85), 1e-5, 1e-13);
     cr_expect_float_eq(trainer_learning_rate(&cfg, 99), 1e-5, 1e-13);
+}
+
+/* Short runs: a drop comes only once its share of the epochs is done, never early. */
+Test(training, learning_rate_drops_after_their_share_of_short_runs) {
+    static config cfg;
+    config_defaults(&cfg);
+    const struct { int epochs; double rates[4]; } runs[] = {
+        {1, {1e-3}},
+        {2, {1e-3, 1e-4}},
+        {3, {1e-3, 1e-3, 1e-4}},
+        {4, {1e-3, 1e-3, 1e-4, 1e-4}},
+    };
+    for (size_t r = 0; r < sizeof runs / sizeof runs[0]; r++) {
+        cfg.epochs = runs[r].epochs;
+        for (int e = 0; e < runs[r].epochs; e++)
+            cr_expect_float_eq(trainer_learning_rate(&cfg, e), runs[r].rates[e], 1e-13,
+                               "%d epochs, epoch %d: %g", runs[r].epochs, e,
+                               trainer_learning_rate(&cfg, e));
+    }
+    cfg.epochs = 10; /* 85 % is 8.5 epochs: the last drop before the tenth */
+    cr_expect_float_eq(trainer_learning_rate(&cfg, 8), 1e-4, 1e-13);
+    cr_expect_float_eq(trainer_learning_rate(&cfg, 9), 1e-5, 1e-13);
+    cfg.epochs = 20; /* shares landing on a whole epoch, 10 and 17 */
+    cr_expect_float_eq(trainer_learning_rate(&cfg, 9), 1e-3, 1e-13);
+    cr_expect_float_eq(trainer_learning_rate(&cfg, 10), 1e-4, 1e-13);
+    cr_expect_float_eq(trainer_learning_rate(&cfg, 16), 1e-4, 1e-13);
+    cr_expect_float_eq(trainer_learning_rate(&cfg, 17), 1e-5, 1e-13);
 }

@@ -4,10 +4,12 @@
 #include "data/dataset.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 enum {
     CIFAR_CHANNELS = 3,
@@ -46,7 +48,11 @@ static int check_batch_size(const char *path, FILE *file, bneck_error *err) {
 
 /* Reads one batch file into labels[0..10000) and pixels[0..10000*3072). */
 static int read_batch(const char *path, uint8_t *labels, uint8_t *pixels, bneck_error *err) {
-    FILE *file = fopen(path, "rb");
+    /* O_NONBLOCK: a FIFO in a batch's place must reach the regular-file check, not hang
+     * in open() waiting for a writer */
+    const int descriptor = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    FILE *file = descriptor < 0 ? NULL : fdopen(descriptor, "rb");
+    if (descriptor >= 0 && !file) close(descriptor);
     if (!file)
         return bneck_error_set(err, "%s: cannot open CIFAR-10 batch: %s (expected the binary "
                                "distribution: data_batch_1.bin .. data_batch_5.bin, "

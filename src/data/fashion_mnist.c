@@ -31,9 +31,24 @@ static uint32_t big_endian_u32(const uint8_t *bytes) {
 
 static int open_gzip(const char *path, gzFile *out, bneck_error *err) {
     struct stat info;
-    if (stat(path, &info) != 0)
+    if (stat(path, &info) != 0) {
+        const int why = errno;
+        /* an unpacked copy beside it: say so, rather than only that the .gz is missing */
+        char unpacked[4096];
+        const size_t length = strlen(path);
+        if (why == ENOENT && length > 3 && length < sizeof unpacked &&
+            !strcmp(path + length - 3, ".gz")) {
+            memcpy(unpacked, path, length - 3);
+            unpacked[length - 3] = '\0';
+            if (stat(unpacked, &info) == 0)
+                return bneck_error_set(err, "%s: cannot open Fashion-MNIST file: %s; %s is "
+                                       "there, uncompressed: compress it (gzip -k %s), as "
+                                       "the files are read in their distributed gzip form",
+                                       path, strerror(why), unpacked, unpacked);
+        }
         return bneck_error_set(err, "%s: cannot open Fashion-MNIST file: %s", path,
-                               strerror(errno));
+                               strerror(why));
+    }
     if (!S_ISREG(info.st_mode))
         return bneck_error_set(err, "%s: not a regular file (expected gzip-compressed IDX data)",
                                path);

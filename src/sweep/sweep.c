@@ -193,8 +193,10 @@ static int parse_options(sweep_options *o, int argc, char **argv, bneck_error *e
                                             "TERM, INT, HUP, QUIT, XCPU, ALRM), got '%s'",
                                        i + 1 < argc ? argv[i + 1] : "");
             i++;
-        } else if (a[0] == '-') return bneck_error_set(err, "unknown option '%s' (see --help)", a);
-        else if (strchr(a, '=')) o->overrides[o->override_count++] = a;
+        } else if (config_argument_kind(a) == CONFIG_ARGUMENT_OVERRIDE)
+            o->overrides[o->override_count++] = a;
+        else if (config_argument_kind(a) == CONFIG_ARGUMENT_OPTION)
+            return bneck_error_set(err, "unknown option '%s' (see --help)", a);
         else if (!o->config_path) o->config_path = a;
         else return bneck_error_set(err, "unexpected argument '%s': one config file, then "
                                          "section.key=value overrides", a);
@@ -858,10 +860,15 @@ int sweep_main(int argc, char **argv) {
     }
     if (!output_given(&s.options)) sweep_output_from_record(&s.cfg, s.options.config_path);
     if (w->size % s.cfg.ranks_per_run != 0) {
+        int overridden = 0;
+        for (int i = 0; i < s.options.override_count; i++)
+            overridden |= config_override_sets(s.options.overrides[i], "sweep", "ranks_per_run");
         if (w->rank == 0)
             fprintf(stderr, "bneck-sweep: %d ranks cannot be split into run groups of [sweep] "
                             "ranks_per_run = %d (%s): launch a multiple of %d ranks\n",
-                    w->size, s.cfg.ranks_per_run, s.options.config_path, s.cfg.ranks_per_run);
+                    w->size, s.cfg.ranks_per_run,
+                    overridden ? "from the command line" : s.options.config_path,
+                    s.cfg.ranks_per_run);
         sweep_world_finalize(w);
         return 2;
     }

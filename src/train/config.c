@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <ini.h>
 
@@ -93,7 +94,8 @@ static const key_spec key_table[] = {
      .choices = conv_engine_choices},
     {.section = "run", .key = "deterministic", .kind = VALUE_BOOL, FIELD(deterministic)},
     {.section = "run", .key = "graph", .kind = VALUE_WORD, FIELD(graph), .choices = graph_choices},
-    {.section = "run", .key = "threads", .kind = VALUE_INT, FIELD(threads), COUNT_FROM(0)},
+    /* far above any node's cores: OpenMP runtimes crash or stall on hundreds of thousands */
+    {.section = "run", .key = "threads", .kind = VALUE_INT, FIELD(threads), .min = 0, .max = 4096},
     {.section = "run", .key = "output", .kind = VALUE_PATH, FIELD(output)},
 
     {.section = "data", .key = "dataset", .kind = VALUE_WORD, FIELD(dataset), .choices = dataset_choices},
@@ -108,9 +110,9 @@ static const key_spec key_table[] = {
      ENUM_FIELD(pool_branch)},
 
     {.section = "train", .key = "recipe", .kind = VALUE_ENUM, .choices = recipe_choices, ENUM_FIELD(recipe)},
-    {.section = "train", .key = "epochs", .kind = VALUE_INT, FIELD(epochs), COUNT_FROM(1)},
     /* limits far above any real setting, so that a typo fails here rather than as an
      * allocation of terabytes */
+    {.section = "train", .key = "epochs", .kind = VALUE_INT, FIELD(epochs), .min = 1, .max = 100000},
     {.section = "train", .key = "batch", .kind = VALUE_INT, FIELD(batch), .min = 1, .max = 1 << 16},
     {.section = "train", .key = "val_batch", .kind = VALUE_INT, FIELD(val_batch), .min = 1,
      .max = 1 << 16},
@@ -707,7 +709,9 @@ static int collect_file_entries(const char *path, const char *text, entry_list *
     if (parse.too_long_line)
         return bneck_error_set(err,
                                "%s:%d: line is longer than %d characters (libinih's limit); shorten it "
-                               "(a [sweep] patterns list may continue on indented lines)",
+                               "(a [sweep] patterns list may continue on indented lines; a "
+                               "longer path can be given on the command line, e.g. "
+                               "data.dir=PATH)",
                                path, parse.too_long_line, parse.longest_line);
     return 0;
 }
@@ -732,6 +736,18 @@ static int split_override(const char *override, override_parts *parts) {
     trim_span(&parts->key_start, &parts->key_length);
     trim_span(&parts->value_start, &parts->value_length);
     return 0;
+}
+
+config_argument config_argument_kind(const char *argument) {
+    override_parts parts;
+    const char *equals = strchr(argument, '=');
+    /* a '/' before the '=' makes it a path (results.v2/run=2.ini), never section.key */
+    if (equals && memchr(argument, '/', (size_t)(equals - argument))) return CONFIG_ARGUMENT_FILE;
+    if (split_override(argument, &parts) == 0) return CONFIG_ARGUMENT_OVERRIDE;
+    if (argument[0] == '-') return CONFIG_ARGUMENT_OPTION;
+    /* "epochs=3" is a mistyped override (its message shows the form), unless it is a file */
+    if (equals && access(argument, F_OK) != 0) return CONFIG_ARGUMENT_OVERRIDE;
+    return CONFIG_ARGUMENT_FILE;
 }
 
 int config_override_sets(const char *override, const char *section, const char *key) {

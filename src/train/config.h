@@ -89,6 +89,17 @@ void config_defaults(config *cfg);
 int config_load(config *cfg, const char *path, int override_count, const char *const *overrides,
                 bneck_error *err);
 
+/* What a command-line argument of the programs is: an override ("section.key=value" or
+ * "--section.key=value"; also "key=value" naming no file, so that config_load says what
+ * form it expected), an option ("-x", "--word"), or a file name (a config called
+ * run=2.ini is one, and so is anything with a '/' before its '='). */
+typedef enum config_argument {
+    CONFIG_ARGUMENT_OVERRIDE,
+    CONFIG_ARGUMENT_OPTION,
+    CONFIG_ARGUMENT_FILE
+} config_argument;
+config_argument config_argument_kind(const char *argument);
+
 /* Whether an override ("section.key=value", "--section.key=value", spaces allowed around
  * the parts, as config_load reads it) sets section.key. */
 int config_override_sets(const char *override, const char *section, const char *key);

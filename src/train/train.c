@@ -115,10 +115,14 @@ void trainer_destroy(trainer *t) {
     memset(t, 0, sizeof *t);
 }
 
+/* "x0.1 after 50 % of the epochs": an epoch runs at the lowered rate when at least that
+ * share of the epochs is done before it starts. Epochs 50 and 85 of 100 (counting from 0),
+ * as in the study; a run of 1 epoch stays at the starting rate, one of 4 drops once, before
+ * its third epoch (the margin keeps 0.85 * 100 from landing just above 85). */
 double trainer_learning_rate(const config *cfg, int epoch) {
     double lr = cfg->lr;
     for (int i = 0; i < 2; i++)
-        if (epoch >= (int)floor(cfg->lr_decay_at[i] * cfg->epochs + 1e-9)) lr *= cfg->lr_decay_factor;
+        if (epoch >= cfg->lr_decay_at[i] * cfg->epochs - 1e-9) lr *= cfg->lr_decay_factor;
     return lr;
 }
 
@@ -160,23 +164,6 @@ static void add_l2_gradient(trainer *t) {
     }
 }
 
-/* The Keras loss reports its L2 penalty too; computed on the host from a parameter copy. */
-static double l2_penalty(trainer *t) {
-    const config *cfg = t->cfg;
-    network *net = &t->net;
-    if (cfg->l2 <= 0 || cfg->l2_form != L2_FORM_KERNELS) return 0.0;
-    float *params = bneck_malloc(net->model.param_count * sizeof(float));
-    net->backend->download(params, net->params, net->model.param_count * sizeof(float));
-    double sum = 0.0;
-    for (int i = 0; i < net->model.layer_count; i++) {
-        const layer *l = &net->model.layers[i];
-        if (l->kind != LAYER_CONV && l->kind != LAYER_DENSE) continue;
-        for (size_t j = 0; j < l->weight_count; j++)
-            sum += (double)params[l->weight + j] * params[l->weight + j];
-    }
-    free(params);
-    return cfg->l2 * sum;
-}
 
 /* Every rank computes BatchNorm statistics on its own share of the batch, so running
  * statistics drift apart; averaging them before evaluation keeps all ranks identical. */
@@ -339,7 +326,9 @@ int trainer_run_epoch(trainer *t, epoch_record *record) {
 
     double totals[3] = {loss_sum, correct_sum, (double)seen};
     if (ranks > 1) t->comm.allreduce_sum_double(t->comm.context, totals, 3);
-    record->train_loss = totals[0] / totals[2] + l2_penalty(t);
+    /* the cross-entropy alone, like val_loss and the progress lines (Keras would add its
+     * L2 penalty to both losses; PyTorch's weight decay is in neither) */
+    record->train_loss = totals[0] / totals[2];
     record->train_acc = totals[1] / totals[2];
     record->images_per_s = totals[2] / record->epoch_s;
 

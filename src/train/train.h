@@ -16,7 +16,7 @@
 typedef struct epoch_record {
     int epoch;             /* 1-based */
     double lr;
-    double train_loss;     /* mean cross-entropy over the epoch, plus the Keras L2 penalty */
+    double train_loss;     /* mean cross-entropy over the epoch (no L2 penalty, as val_loss) */
     double train_acc;      /* fraction correct during training (augmented, training mode) */
     double val_loss, val_acc;
     double epoch_s;        /* training time of the epoch, evaluation excluded */

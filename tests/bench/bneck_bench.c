@@ -168,15 +168,36 @@ static void profile_steps(network *net, float *adam_m, float *adam_v, int steps,
     fflush(stdout);
 }
 
-static int parse_int(const char *option, const char *value, int minimum) {
+static int parse_int(const char *option, const char *value, int minimum, int maximum) {
     char *end = NULL;
-    long parsed = value ? strtol(value, &end, 10) : 0;
-    if (!value || *end || parsed < minimum || parsed > 1 << 20) {
-        fprintf(stderr, "bneck-bench: %s expects an integer >= %d, got '%s'\n", option, minimum,
-                value ? value : "");
+    long parsed = strtol(value, &end, 10);
+    if (!value[0] || *end || parsed < minimum || parsed > maximum) {
+        fprintf(stderr, "bneck-bench: %s expects an integer from %d to %d, got '%s'\n", option,
+                minimum, maximum, value);
         exit(2);
     }
     return (int)parsed;
+}
+
+static void usage(FILE *out) {
+    fprintf(out, "usage: bneck-bench [--threads N] [--steps N] [--warmup N] [--batch N]\n"
+                 "                   [--patterns ABCDE|A,E] [--channels C] [--device auto|cpu|cuda]\n"
+                 "                   [--math fp32|tf32|bf16] [--conv auto|cudnn|gemm] [--graph]\n"
+                 "                   [--separate-layers] [--profile N]\n"
+                 "Times training steps per pattern (median of --steps after --warmup) and prints\n"
+                 "images/s; --profile N prints where N steps' time goes, per op and per layer.\n"
+                 "Options take their value as the next argument or after '=' (--steps=3).\n");
+}
+
+/* value must be one of the words of choices (NULL-terminated); exits 2 naming them. */
+static const char *parse_choice(const char *option, const char *value, const char *const *choices) {
+    for (int i = 0; choices[i]; i++)
+        if (!strcmp(value, choices[i])) return value;
+    fprintf(stderr, "bneck-bench: %s expects", option);
+    for (int i = 0; choices[i]; i++)
+        fprintf(stderr, "%s%s", i == 0 ? " " : choices[i + 1] ? ", " : " or ", choices[i]);
+    fprintf(stderr, ", got '%s'\n", value);
+    exit(2);
 }
 
 /* --patterns takes letters, optionally separated: "AE", "A,E" and "A E" alike. */
@@ -194,39 +215,71 @@ int main(int argc, char **argv) {
     const char *patterns = "ABCDE", *device = "cpu", *math = NULL, *engine = NULL;
     int graph = 0, profile = 0;
     model_grouping grouping = MODEL_LAYERS_GROUPED;
+    static const char *const devices[] = {"auto", "cpu", "cuda", NULL};
+    static const char *const maths[] = {"fp32", "tf32", "bf16", NULL};
+    static const char *const engines[] = {"auto", "cudnn", "gemm", NULL};
     for (int i = 1; i < argc; i++) {
-        const char *value = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(argv[i], "--threads")) threads = parse_int(argv[i], value, 1), i++;
-        else if (!strcmp(argv[i], "--steps")) steps = parse_int(argv[i], value, 1), i++;
-        else if (!strcmp(argv[i], "--warmup")) warmup = parse_int(argv[i], value, 0), i++;
-        else if (!strcmp(argv[i], "--batch")) batch = parse_int(argv[i], value, 1), i++;
-        else if (!strcmp(argv[i], "--channels")) channels = parse_int(argv[i], value, 1), i++;
-        else if (!strcmp(argv[i], "--patterns") && value) patterns = value, i++;
-        else if (!strcmp(argv[i], "--device") && value) device = value, i++;
-        else if (!strcmp(argv[i], "--math") && value) math = value, i++;
-        else if (!strcmp(argv[i], "--graph")) graph = 1;
-        else if (!strcmp(argv[i], "--separate-layers")) grouping = MODEL_LAYERS_SEPARATE;
-        else if (!strcmp(argv[i], "--conv") && value) engine = value, i++;
-        else if (!strcmp(argv[i], "--profile")) profile = parse_int(argv[i], value, 1), i++;
-        else {
-            fprintf(stderr, "usage: bneck-bench [--threads N] [--steps N] [--warmup N] "
-                            "[--batch N] [--patterns ABCDE|A,E] [--channels C] [--device D] "
-                            "[--math fp32|tf32|bf16] [--conv auto|cudnn|gemm] [--graph] "
-                            "[--separate-layers] [--profile N]\n");
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            usage(stdout);
+            return 0;
+        }
+        /* "--name value" or "--name=value" */
+        char name[64];
+        const char *equals = strchr(argv[i], '=');
+        snprintf(name, sizeof name, "%.*s", equals ? (int)(equals - argv[i]) : 63, argv[i]);
+        static const char *const flags[] = {"--graph", "--separate-layers", NULL};
+        static const char *const valued[] = {"--threads", "--steps", "--warmup", "--batch",
+                                             "--channels", "--patterns", "--device", "--math",
+                                             "--conv", "--profile", NULL};
+        int is_flag = 0, is_valued = 0;
+        for (int k = 0; flags[k]; k++) is_flag |= !strcmp(name, flags[k]);
+        for (int k = 0; valued[k]; k++) is_valued |= !strcmp(name, valued[k]);
+        if (!is_flag && !is_valued) {
+            fprintf(stderr, "bneck-bench: unknown option '%s'\n", argv[i]);
+            usage(stderr);
             return 2;
         }
-    }
-    if (math && strcmp(math, "fp32") && strcmp(math, "tf32") && strcmp(math, "bf16")) {
-        fprintf(stderr, "bneck-bench: --math expects fp32, tf32 or bf16, got '%s'\n", math);
-        return 2;
+        const char *value = equals ? equals + 1 : NULL;
+        if (is_flag && value) {
+            fprintf(stderr, "bneck-bench: %s takes no value\n", name);
+            return 2;
+        }
+        if (is_valued && !value) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "bneck-bench: %s expects a value (see --help)\n", name);
+                return 2;
+            }
+            value = argv[++i];
+        }
+        if (!strcmp(name, "--threads")) threads = parse_int(name, value, 1, 4096);
+        else if (!strcmp(name, "--steps")) steps = parse_int(name, value, 1, 1 << 20);
+        else if (!strcmp(name, "--warmup")) warmup = parse_int(name, value, 0, 1 << 20);
+        else if (!strcmp(name, "--batch")) batch = parse_int(name, value, 1, 1 << 16);
+        else if (!strcmp(name, "--channels")) channels = parse_int(name, value, 1, 1 << 10);
+        else if (!strcmp(name, "--patterns")) patterns = value;
+        else if (!strcmp(name, "--device")) device = parse_choice(name, value, devices);
+        else if (!strcmp(name, "--math")) math = parse_choice(name, value, maths);
+        else if (!strcmp(name, "--conv")) engine = parse_choice(name, value, engines);
+        else if (!strcmp(name, "--profile")) profile = parse_int(name, value, 1, 1 << 20);
+        else if (!strcmp(name, "--graph")) graph = 1;
+        else grouping = MODEL_LAYERS_SEPARATE; /* --separate-layers */
     }
     if (graph && warmup < 2) warmup = 2; /* a plain warm-up step, then the capture */
-    for (const char *p = patterns; *p; p++) /* all checked before any is measured */
-        if (!is_pattern_separator(*p) && !study_pattern(*p)) {
+    int pattern_count = 0;
+    for (const char *p = patterns; *p; p++) { /* all checked before any is measured */
+        if (is_pattern_separator(*p)) continue;
+        if (!study_pattern(*p)) {
             fprintf(stderr, "bneck-bench: --patterns: unknown pattern '%c' in '%s' (expected "
                             "letters A-E, e.g. ABCDE or A,E)\n", *p, patterns);
             return 2;
         }
+        pattern_count++;
+    }
+    if (pattern_count == 0) {
+        fprintf(stderr, "bneck-bench: --patterns: no pattern in '%s' (expected letters A-E, "
+                        "e.g. ABCDE or A,E)\n", patterns);
+        return 2;
+    }
     cpu_set_threads(threads);
     bneck_error err;
     char note[700];

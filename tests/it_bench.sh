@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# bneck-bench's command line: --help, both option forms, one real (tiny) measurement on the
+# CPU, and bad values refused with exit status 2 and what was expected.
+# usage: it_bench.sh BUILD_DIR SOURCE_DIR
+set -uo pipefail
+build=$(cd "$1" && pwd)
+bench=$build/bin/bneck-bench
+work=$(mktemp -d /tmp/bneck-it-bench.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+# shellcheck source=tests/check_helpers.sh
+source "$(dirname "${BASH_SOURCE[0]}")/check_helpers.sh"
+
+# status_is WANT LOG PATTERN WHAT COMMAND...: COMMAND exits with WANT and LOG matches PATTERN
+status_is() {
+  local want=$1 log=$2 pattern=$3 what=$4
+  shift 4
+  "$@" > "$log" 2>&1
+  local got=$?
+  if [ "$got" -eq "$want" ] && grep -qE -- "$pattern" "$log"; then ok "$what"
+  else cat "$log"; bad "$what (exit $got, wanted $want and /$pattern/)"; fi
+}
+
+if "$bench" --help > "$work/help.out" 2> "$work/help.err" && grep -q "^usage: bneck-bench" "$work/help.out" &&
+  [ ! -s "$work/help.err" ]; then ok "--help prints the usage on stdout and exits 0"
+else cat "$work/help.out" "$work/help.err"; bad "--help"; fi
+
+# one step of E and C at batch 4, options in both forms
+if "$bench" --threads 1 --steps=1 --warmup 0 --batch=4 --patterns=E,C --device cpu > "$work/run.log" 2>&1 &&
+  [ "$(grep -cE '^bneck,(E|C),' "$work/run.log")" = 2 ]; then ok "one measured step per pattern, --name value and --name=value alike"
+else cat "$work/run.log"; bad "a tiny measurement"; fi
+
+status_is 2 "$work/empty.log" "--patterns: no pattern in ','" "--patterns without a pattern" \
+  "$bench" --patterns ,
+status_is 2 "$work/unknown.log" "--patterns: unknown pattern 'F'" "--patterns with an unknown letter" \
+  "$bench" --patterns AF
+status_is 2 "$work/device.log" "--device expects auto, cpu or cuda, got 'junk'" "--device junk" \
+  "$bench" --device junk
+status_is 2 "$work/conv.log" "--conv expects auto, cudnn or gemm, got 'x'" "--conv x, on any backend" \
+  "$bench" --conv x
+status_is 2 "$work/threads.log" "--threads expects an integer from 1 to 4096, got '100000'" \
+  "--threads far above any machine" "$bench" --threads 100000
+status_is 2 "$work/missing.log" "--steps expects a value" "an option without its value" "$bench" --steps
+status_is 2 "$work/bogus.log" "unknown option '--bogus'" "an unknown option" "$bench" --bogus
+
+checks_done it_bench
