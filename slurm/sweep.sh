@@ -11,9 +11,12 @@
 #SBATCH --time=24:00:00
 #SBATCH --output=results/slurm-%x-%j.out
 #SBATCH --open-mode=append
-# Before the time limit (or on preemption), Slurm signals the batch shell, which forwards
-# the signal to the ranks: they stop at a step boundary, commit every finished epoch, exit
-# with status 3, and this script requeues the job; the requeued job resumes the sweep.
+# Before the time limit, Slurm signals the batch shell (USR2), which forwards the signal
+# to the ranks: they stop at a step boundary, commit every finished epoch, exit with
+# status 3, and this script requeues the job; the requeued job resumes the sweep. On TERM
+# (scancel, or preemption) the ranks stop the same way but the job is not requeued: a
+# cancelled job stays cancelled (a cluster that requeues preempted jobs does so itself),
+# and sbatch with the same arguments resumes the sweep later.
 # USR2 because older NCCL versions used USR1 for themselves.
 #SBATCH --signal=B:USR2@600
 #SBATCH --requeue
@@ -40,8 +43,10 @@ esac
 
 "${launch[@]}" "$bin/bneck-sweep" "$config" "$@" --stop-signal "$stop_signal" &
 ranks=$!
+signalled=""
 forward() {
   echo "sweep.sh: got $1, asking the ranks to stop at the next step ($(date -Is))"
+  [ -n "$signalled" ] || signalled=$1
   kill -s "$stop_signal" "$ranks" 2>/dev/null
 }
 trap 'forward USR2' USR2
@@ -54,10 +59,11 @@ while :; do
 done
 echo "sweep.sh: ranks ended with status $status ($(date -Is))"
 
-if [ "$status" -eq "$stopped_status" ]; then
-  if [ -n "${SLURM_JOB_ID:-}" ]; then
-    echo "sweep.sh: sweep stopped cleanly; requeueing job $SLURM_JOB_ID to resume it"
-    scontrol requeue "$SLURM_JOB_ID"
-  fi
+if [ "$status" -eq "$stopped_status" ] && [ "$signalled" = USR2 ] && [ -n "${SLURM_JOB_ID:-}" ]; then
+  echo "sweep.sh: sweep stopped cleanly before the time limit; requeueing job $SLURM_JOB_ID to resume it"
+  scontrol requeue "$SLURM_JOB_ID"
+elif [ -n "$signalled" ] || [ "$status" -eq "$stopped_status" ]; then
+  echo "sweep.sh: stopped by ${signalled:-a signal sent to the ranks}; not requeued: sbatch" \
+       "the same command again to resume the sweep"
 fi
 exit "$status"

@@ -4,7 +4,9 @@
 #  1. a short CPU sweep completes and its sweep.h5 holds every run and the Slurm job id;
 #  2. a job signalled mid-run (USR2 to the batch shell, as --signal=B:USR2@... does before
 #     the time limit) stops cleanly, requeues itself, resumes, and finishes with every run
-#     present once and no epoch lost beyond the ones in progress.
+#     present once and no epoch lost beyond the ones in progress;
+#  3. a plain scancel mid-run ends the job for good (not requeued), leaving what it
+#     committed for the next sbatch.
 # usage: it_slurm.sh BUILD_DIR SOURCE_DIR
 set -euo pipefail
 build=$(cd "$1" && pwd)
@@ -140,4 +142,33 @@ for name in f["history"]:
     assert epochs == [1, 2, 3, 4, 5, 6], (name, epochs)
 PY
 cd "$work/preempted" && "$build/bin/bneck-report" sweep.h5 --no-plots || bad "bneck-report on the preempted sweep"
+
+# --- 3. scancel mid-run: the job ends cancelled, not requeued; the output stays resumable ---
+cd "$source_dir"
+job=$(submit "$work/cancelled" train.epochs=6)
+echo "sbatch: submitted job $job"
+for _ in $(seq 1 300); do
+  if ls "$work/cancelled/runs/"*.h5 >/dev/null 2>&1; then break; fi
+  sleep 1
+done
+scancel "$job"
+echo "scancel $job"
+log=$work/slurm-$job.out
+for _ in $(seq 1 120); do # the batch shell writes its last lines while the job completes
+  grep -q "ranks ended with status" "$log" 2>/dev/null && break
+  sleep 1
+done
+sleep 2
+state=$(wait_job_done "$job" 120)
+info=$(scontrol show job "$job" 2>/dev/null || true)
+if [ "$state" = CANCELLED ] && grep -q "Restarts=0" <<<"$info" && ! grep -q "requeueing" "$log" &&
+  grep -q "got TERM" "$log" && grep -q "not requeued: sbatch the same command again to resume" "$log" &&
+  "$build/bin/bneck-sweep" "$work/cancelled/sweep.ini" --dry-run > "$work/cancelled_dry.log" 2>&1 &&
+  grep -qE "(^| )[1-9][0-9]* to resume|, [1-9][0-9]* kept" "$work/cancelled_dry.log"; then
+  ok "scancel ends the job (cancelled, not requeued); what it committed resumes with the next sbatch"
+else
+  cat "$log" "$work/cancelled_dry.log" || true
+  echo "$info"
+  bad "scancel of a running sweep: state $state"
+fi
 checks_done it_slurm
