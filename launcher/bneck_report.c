@@ -332,14 +332,21 @@ static const char *attribute_or(const report_sweep *sweep, int which, const char
 
 static void write_header(FILE *out, output_format format, const char *path,
                          const report_sweep *sweep) {
-    int complete = 0;
-    for (int i = 0; i < sweep->run_count; i++) complete += report_run_is_complete(&sweep->runs[i]);
+    int complete = 0, diverged = 0;
+    for (int i = 0; i < sweep->run_count; i++) {
+        complete += report_run_is_complete(&sweep->runs[i]);
+        diverged += !strcmp(sweep->runs[i].status, "diverged");
+    }
+    const int unfinished = sweep->run_count - complete - diverged;
     const char *job = attribute_or(sweep, REPORT_ATTR_SLURM_JOB_ID, NULL);
     const char *bullet = format == FORMAT_MARKDOWN ? "- " : "  ";
     if (format == FORMAT_MARKDOWN) fprintf(out, "## bneck sweep `%s`\n\n", path);
     else fprintf(out, "bneck sweep %s\n", path);
-    fprintf(out, "%s%d run%s in /runs, %d complete; %d pattern%s in /summary\n", bullet,
-            sweep->run_count, sweep->run_count == 1 ? "" : "s", complete, sweep->pattern_count,
+    fprintf(out, "%s%d run%s in /runs, %d complete", bullet, sweep->run_count,
+            sweep->run_count == 1 ? "" : "s", complete);
+    if (diverged) fprintf(out, ", %d diverged", diverged);
+    if (unfinished) fprintf(out, ", %d unfinished", unfinished);
+    fprintf(out, "; %d pattern%s in /summary\n", sweep->pattern_count,
             sweep->pattern_count == 1 ? "" : "s");
     fprintf(out, "%screated %s, git %s, format %s\n", bullet,
             attribute_or(sweep, REPORT_ATTR_CREATED, "(unknown)"),
@@ -353,16 +360,37 @@ static void write_header(FILE *out, output_format format, const char *path,
     fputc('\n', out);
 }
 
+/* The value of `key = value` in the sweep's config attribute, or "" (an older file, or a
+ * key it does not hold). */
+static void config_setting(const report_sweep *sweep, const char *key, char *out, size_t size) {
+    out[0] = '\0';
+    const char *text = sweep->attributes[REPORT_ATTR_CONFIG].text;
+    const size_t key_length = strlen(key);
+    for (const char *line = text; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+        if (strncmp(line, key, key_length) != 0 || strncmp(line + key_length, " = ", 3) != 0)
+            continue;
+        const char *value = line + key_length + 3;
+        snprintf(out, size, "%.*s", (int)strcspn(value, "\r\n"), value);
+        return;
+    }
+}
+
 static void write_notes(FILE *out, output_format format, const report_sweep *sweep) {
     const char *ddof = attribute_or(sweep, REPORT_ATTR_SD_DDOF, "1");
     const char *bullet = format == FORMAT_MARKDOWN ? "- " : "";
     fputc('\n', out);
     fprintf(out, "%sval acc: median (sd) over a pattern's complete runs of each run's best "
                  "validation accuracy; sd with ddof %s.\n", bullet, ddof);
-    fprintf(out, "%ss/epoch: median (sd) over every epoch after each run's first. GFLOP/s: "
+    fprintf(out, "%ss/epoch: median (sd) over every epoch after each run's first (its only "
+                 "one in a run of one epoch). GFLOP/s: "
                  "training arithmetic achieved, 6 x MACs x images / epoch second.\n", bullet);
     fprintf(out, "%sstudy: the published PyTorch numbers (SPEC section 5; Google Colab GPU, "
                  "2018); speed-up = our training images/s over the study's (50,000 images per study epoch).\n", bullet);
+    char dataset[64];
+    config_setting(sweep, "dataset", dataset, sizeof dataset);
+    if (dataset[0] && strcmp(dataset, "cifar10") != 0)
+        fprintf(out, "%sthe study trained on CIFAR-10 and this sweep on %s: its accuracies "
+                     "do not compare with the study's.\n", bullet, dataset);
 
     /* The study's finding in one line: how much less E computes than A, against how much
      * less time its epoch takes. */

@@ -97,8 +97,8 @@ with h5py.File(path, "w") as f:
     runs.append((b"A", 1, 1, 2, 1002, 1, b"cpu x1", b"host1", 2960874, 231091200, 228854272,
                  0, float("nan"), 0, float("nan"), float("nan"), float("nan"), float("nan"),
                  0.0, b"running"))
-    if kind == "in-progress":  # every run still going: nothing complete to summarise
-        runs = [row[:-1] + (b"running",) for row in runs]
+    if kind in ("in-progress", "all-diverged"):  # nothing complete to summarise
+        runs = [row[:-1] + (b"running" if kind == "in-progress" else b"diverged",) for row in runs]
         nan = float("nan")
         summary = [row[:3] + (0, nan, nan, nan, nan) + row[8:11] + (nan,) for row in summary]
     if kind == "empty":
@@ -122,6 +122,8 @@ sweep="$work/sweep/sweep.h5"
 "$python" "$work/make_sweep.py" "$work/bad/empty.h5" empty
 mkdir -p "$work/in_progress"
 "$python" "$work/make_sweep.py" "$work/in_progress/sweep.h5" in-progress
+mkdir -p "$work/all_diverged"
+"$python" "$work/make_sweep.py" "$work/all_diverged/sweep.h5" all-diverged
 "$python" "$work/make_sweep.py" "$work/bad/missing_history.h5" missing-history
 echo "this is not HDF5" >"$work/bad/not_hdf5.h5"
 
@@ -242,7 +244,7 @@ echo "running: $program $work/in_progress/sweep.h5"
 status=0
 text=$("$program" "$work/in_progress/sweep.h5" 2>"$work/stderr") || status=$?
 echo "$text"
-if [[ $status -eq 0 && "$text" == *"11 runs in /runs, 0 complete"* \
+if [[ $status -eq 0 && "$text" == *"11 runs in /runs, 0 complete, 11 unfinished;"* \
       && "$text" == *"skipped $work/in_progress/plots/val_acc_per_epoch.png: no complete run yet"* \
       && "$text" == *"skipped $work/in_progress/plots/epoch_s_vs_pseudo_flops.png: no pattern has a complete run"* \
       && -s "$work/in_progress/plots/theory_ratios.png" \
@@ -250,6 +252,33 @@ if [[ $status -eq 0 && "$text" == *"11 runs in /runs, 0 complete"* \
     pass "a sweep in progress: exit 0, the table, the theory plot, and the other two skipped with the reason"
 else
     fail "a sweep in progress: exit $status, stderr '$(cat "$work/stderr")'"
+fi
+
+# --- a finished sweep whose every run diverged: counted as such, nothing to wait for ---------
+status=0
+text=$("$program" "$work/all_diverged/sweep.h5" 2>"$work/stderr") || status=$?
+if [[ $status -eq 0 && "$text" == *"11 runs in /runs, 0 complete, 11 diverged;"* \
+      && "$text" == *"skipped $work/all_diverged/plots/val_acc_per_epoch.png: no complete run"* \
+      && "$text" != *"no complete run yet"* ]]; then
+    pass "a sweep whose runs all diverged: counted as diverged, plots skipped without a 'yet'"
+else
+    echo "$text"; fail "a sweep whose runs all diverged: exit $status, stderr '$(cat "$work/stderr")'"
+fi
+
+# --- a Fashion-MNIST sweep is told apart from the study's CIFAR-10 ----------------------------
+"$python" - "$work/fmnist.h5" "$sweep" <<'PY'
+import shutil, sys, h5py
+shutil.copy(sys.argv[2], sys.argv[1])
+with h5py.File(sys.argv[1], "a") as f:
+    f.attrs["config"] = "[data]\ndataset = fashion-mnist\n[sweep]\npatterns = A,B,C,D,E\n"
+PY
+status=0
+text=$("$program" "$work/fmnist.h5" --no-plots 2>"$work/stderr") || status=$?
+if [[ $status -eq 0 && "$text" == *"the study trained on CIFAR-10 and this sweep on fashion-mnist"* ]] &&
+   ! "$program" "$sweep" --no-plots 2>/dev/null | grep -q "the study trained on CIFAR-10"; then
+    pass "a sweep on another dataset than the study's says its accuracies do not compare"
+else
+    echo "$text"; fail "the dataset caveat: exit $status"
 fi
 
 # --- a sweep's output directory stands for its sweep.h5 ------------------------------------

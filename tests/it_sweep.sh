@@ -177,7 +177,7 @@ fi
 # --- a rank count that does not fit ranks_per_run ----------------------------------------
 if mpirun_n 3 "$sweep" "$work/tiny.ini" sweep.ranks_per_run=2 run.output="$work/odd" > "$work/odd.log" 2>&1; then
   bad "-n 3 with ranks_per_run 2 was accepted"
-elif grep -q "ranks_per_run = 2" "$work/odd.log" && [ ! -e "$work/odd" ]; then ok "-n 3 with ranks_per_run 2 refused before any work"
+elif grep -q "ranks_per_run = 2 (from the command line)" "$work/odd.log" && [ ! -e "$work/odd" ]; then ok "-n 3 with ranks_per_run 2 refused before any work"
 else cat "$work/odd.log"; bad "-n 3 message"; fi
 
 # --- a failing rank ends the whole job, naming rank and host ------------------------------

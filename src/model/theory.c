@@ -63,10 +63,8 @@ enum { THEORY_VALUE_MAX = 1000000 };
 /* Parses one positive number; `what` says which part of the item it is, for the error. */
 static int parse_positive(const char *option, const char *item, const char *part,
                           const char *what, double *value, bneck_error *err) {
-    if (part[0] == '-' && is_decimal(part + 1))
-        return bneck_error_set(err, "%s: bad item '%s': %s'%s' must be > 0", option, item, what,
-                               part);
-    if (!is_decimal(part)) {
+    const int negative = part[0] == '-' && is_decimal(part + 1);
+    if (!negative && !is_decimal(part)) {
         if (!*what) /* the whole item is the number: say it once */
             return bneck_error_set(err, "%s: bad value '%s'; %s", option, item, list_syntax);
         return bneck_error_set(err, "%s: bad item '%s': %s'%s' is not a number; %s", option,
@@ -75,7 +73,7 @@ static int parse_positive(const char *option, const char *item, const char *part
     errno = 0;
     double v = strtod(part, NULL);
     /* far beyond any network, and small enough that no product of three overflows */
-    if (errno == ERANGE || !isfinite(v) || v <= 0 || v > THEORY_VALUE_MAX)
+    if (negative || errno == ERANGE || !isfinite(v) || v <= 0 || v > THEORY_VALUE_MAX)
         return bneck_error_set(err, "%s: bad item '%s': %s'%s' must be a number > 0 and at most "
                                "%d", option, item, what, part, (int)THEORY_VALUE_MAX);
     *value = v;

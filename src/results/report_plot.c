@@ -184,16 +184,24 @@ static void pattern_label(const report_pattern *pattern, char *buffer, size_t si
                  pattern->n);
 }
 
-/* Light grid, then the black frame, ticks and numeric labels. */
-static void draw_axes(const char *x_options, const char *y_options) {
+/* Light grid, then the black frame, ticks and numeric labels. x_tick 0 lets PLplot choose;
+ * 1 puts a tick on every whole number (epochs), without minor ticks. */
+static void draw_axes(const char *x_options, double x_tick, const char *y_options) {
+    const int x_minor = x_tick > 0 ? 1 : 0;
     plcol0(COLOR_GRID);
     plwidth(1.0);
-    plbox("g", 0, 0, "g", 0, 0);
+    plbox("g", x_tick, x_minor, "g", 0, 0);
     plcol0(COLOR_INK);
-    plbox(x_options, 0, 0, y_options, 0, 0);
+    plbox(x_options, x_tick, x_minor, y_options, 0, 0);
 }
 
-/* A legend inside the viewport at `position`, on a white box. */
+/* The plot area of the two plots with legends: the right quarter of the page is kept for
+ * the legend, so that it never covers a curve, a point or its label. */
+static void plot_area_beside_legend(void) {
+    plvpor(0.10, 0.66, 0.11, 0.92);
+}
+
+/* A legend outside the viewport at `position` (right of it), on a white box. */
 static void draw_legend(int position, int count, const PLINT *options, const char *const *texts,
                         const PLINT *colors, const PLINT *box_colors, const PLINT *line_styles,
                         const PLFLT *line_widths) {
@@ -213,8 +221,8 @@ static void draw_legend(int position, int count, const PLINT *options, const cha
     }
     PLFLT width = 0, height = 0;
     pllegend(&width, &height, PL_LEGEND_BACKGROUND | PL_LEGEND_BOUNDING_BOX,
-             position | PL_POSITION_INSIDE | PL_POSITION_VIEWPORT, 0.02, 0.03, 0.08,
-             COLOR_BACKGROUND, COLOR_GRID, 1, 0, 0, count, options, 1.0, 0.9, 2.0, 0.0,
+             position | PL_POSITION_OUTSIDE | PL_POSITION_VIEWPORT, 0.03, 0.0, 0.08,
+             COLOR_BACKGROUND, COLOR_GRID, 1, 0, 0, count, options, 0.8, 0.8, 2.0, 0.0,
              text_colors, texts, box_colors, box_patterns, box_scales, box_line_widths, colors,
              line_styles, line_widths, symbol_colors, symbol_scales, symbol_numbers, symbols);
 }
@@ -294,7 +302,9 @@ int report_plot_val_acc(const report_sweep *sweep, const char *path, bneck_error
     }
     int status = -1;
     if (drawn == 0) {
-        bneck_error_set(err, "no complete run yet");
+        int running = 0; /* "yet" only where a run may still finish */
+        for (int i = 0; i < sweep->run_count; i++) running += !strcmp(sweep->runs[i].status, "running");
+        bneck_error_set(err, running ? "no complete run yet" : "no complete run");
         status = REPORT_PLOT_NOTHING;
         goto done;
     }
@@ -306,9 +316,9 @@ int report_plot_val_acc(const report_sweep *sweep, const char *path, bneck_error
 
     if (plot_begin(path, 1200, 800, err) != 0) goto done;
     pladv(0);
-    plvsta();
+    plot_area_beside_legend();
     plwind(x_min, x_right, y_min, y_max);
-    draw_axes("bcnst", "bcnstv");
+    draw_axes("bcnst", x_right - x_min <= 15 ? 1 : 0, "bcnstv"); /* no epoch 1.5 */
 
     /* Bands first, so every median line lies on top of every band. */
     for (int p = 0; p < patterns; p++) {
@@ -368,7 +378,7 @@ int report_plot_val_acc(const report_sweep *sweep, const char *path, bneck_error
     widths[key] = 1;
     snprintf(labels[key], sizeof labels[key], "min-max over repeats");
     texts[key] = labels[key];
-    draw_legend(PL_POSITION_BOTTOM | PL_POSITION_RIGHT, entries, options, texts, colors,
+    draw_legend(PL_POSITION_RIGHT, entries, options, texts, colors,
                 box_colors, styles, widths);
     status = plot_end(err);
 done:
@@ -403,9 +413,9 @@ int report_plot_epoch_time(const report_sweep *sweep, const char *path, bneck_er
 
     if (plot_begin(path, 1200, 800, err) != 0) return -1;
     pladv(0);
-    plvsta();
+    plot_area_beside_legend();
     plwind(0, x_max, 0, y_max);
-    draw_axes("bcnst", "bcnstv");
+    draw_axes("bcnst", 0, "bcnstv");
 
     /* What proportional scaling would give: zero work, zero time, through the costliest
      * pattern. The distance of the other points above it is the study's finding. */
@@ -444,23 +454,22 @@ int report_plot_epoch_time(const report_sweep *sweep, const char *path, bneck_er
 
     char reference_label[PLOT_LABEL_MAX], reference_name[REPORT_NAME_MAX * 2];
     plot_text(reference->pattern, reference_name, sizeof reference_name);
-    snprintf(reference_label, sizeof reference_label, "time proportional to pseudo-FLOPs (through %s)",
+    snprintf(reference_label, sizeof reference_label, "proportional to work (%s)",
              reference_name);
     const PLINT options[2] = {PL_LEGEND_SYMBOL, PL_LEGEND_LINE};
     const PLINT colors[2] = {COLOR_INK, COLOR_INK}, box_colors[2] = {0, 0}, styles[2] = {1, 2};
     const PLFLT widths[2] = {1, 1};
-    const char *texts[2] = {"pattern: median s/epoch, bars +/- 1 sd", reference_label};
-    /* Bottom right: below the proportional line, where slower-than-proportional points
-     * (the usual case) never are. */
-    /* pllegend draws symbols from its own arrays: a filled circle for the measured points. */
+    const char *texts[2] = {"median s/epoch, +/- 1 sd", reference_label};
+    /* Right of the plot area, as the other plot's. pllegend draws symbols from its own
+     * arrays: a filled circle for the measured points. */
     PLINT text_colors[2] = {COLOR_INK, COLOR_INK}, box_patterns[2] = {0, 0};
     PLFLT box_scales[2] = {1, 1}, box_widths[2] = {1, 1}, symbol_scales[2] = {1.2, 1};
     PLINT symbol_numbers[2] = {1, 1};
     const char *symbols[2] = {"#(850)", ""};
     PLFLT legend_width = 0, legend_height = 0;
     pllegend(&legend_width, &legend_height, PL_LEGEND_BACKGROUND | PL_LEGEND_BOUNDING_BOX,
-             PL_POSITION_BOTTOM | PL_POSITION_RIGHT | PL_POSITION_INSIDE | PL_POSITION_VIEWPORT, 0.02,
-             0.03, 0.08, COLOR_BACKGROUND, COLOR_GRID, 1, 0, 0, 2, options, 1.0, 0.9, 2.0, 0.0,
+             PL_POSITION_RIGHT | PL_POSITION_OUTSIDE | PL_POSITION_VIEWPORT, 0.03,
+             0.0, 0.08, COLOR_BACKGROUND, COLOR_GRID, 1, 0, 0, 2, options, 0.8, 0.8, 2.0, 0.0,
              text_colors, texts, box_colors, box_patterns, box_scales, box_widths, colors, styles,
              widths, colors, symbol_scales, symbol_numbers, symbols);
     return plot_end(err);
@@ -495,7 +504,7 @@ static void draw_ratio_panel(double viewport_left, double viewport_right, ratio_
     plvpor(viewport_left, viewport_right, 0.11, 0.78);
     plwind(theory_k_min, theory_k_max, log10(y_low) - 0.1, log10(y_high) + 0.15);
     plslabelfunc(plain_log_label, NULL);
-    draw_axes("bcnst", "bcnstvlo");
+    draw_axes("bcnst", 0, "bcnstvlo");
     plslabelfunc(NULL, NULL);
 
     PLFLT k[THEORY_SAMPLES], y[THEORY_SAMPLES];

@@ -24,7 +24,7 @@ typedef struct report_run {
     double best_val_acc;        /* fraction */
     double median_epoch_s, sd_epoch_s;
     int64_t pseudo_flops;
-    char status[REPORT_STATUS_MAX]; /* "complete" or "running" */
+    char status[REPORT_STATUS_MAX]; /* "complete", "running" or "diverged" */
 } report_run;
 
 /* One /summary row: one pattern over its complete runs. */
@@ -68,6 +68,7 @@ enum {
     REPORT_ATTR_SD_DDOF,
     REPORT_ATTR_VERSIONS,
     REPORT_ATTR_SLURM_JOB_ID,
+    REPORT_ATTR_CONFIG,
     REPORT_ATTR_COUNT
 };
 
