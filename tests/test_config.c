@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "data/augment.h"
 #include "train/config.h"
 
 #define COUNT(array) (sizeof(array) / sizeof((array)[0]))
@@ -105,7 +106,7 @@ static void expect_default_values(const config *cfg) {
     cr_expect_str_eq(cfg->data_dir, "/usr/share/datasets/fashion-mnist");
     cr_expect_eq(cfg->train_limit, 0);
     cr_expect_eq(cfg->val_limit, 0);
-    cr_expect_eq(cfg->augment, 1);
+    cr_expect_eq(cfg->augment, AUGMENT_SHIFT, "the keras recipe's augmentation");
     cr_expect_eq(cfg->mode, 1);
     cr_expect_eq(cfg->alpha, 1);
     cr_expect_eq(cfg->pool_branch, POOL_BRANCH_KERAS);
@@ -273,6 +274,40 @@ Test(config, accepts_every_boolean_spelling) {
         remove_temp_files();
     }
     free(cfg);
+}
+
+/* Each recipe brings its script's augmentation; a key given says otherwise, in either
+ * order; the old boolean spellings keep their meaning, and what is written reads back. */
+Test(config, augmentation_follows_the_recipe_unless_given) {
+    static const struct {
+        const char *text;
+        int augment;
+    } cases[] = {
+        {"[train]\nrecipe = keras\n", AUGMENT_SHIFT},
+        {"[train]\nrecipe = pytorch\n", AUGMENT_CROP_FLIP},
+        {"[data]\naugment = true\n[train]\nrecipe = keras\n", AUGMENT_CROP_FLIP},
+        {"[train]\nrecipe = pytorch\n[data]\naugment = shift\n", AUGMENT_SHIFT},
+        {"[data]\naugment = crop-flip\n", AUGMENT_CROP_FLIP},
+        {"[data]\naugment = none\n", AUGMENT_NONE},
+        {"[data]\naugment = off\n", AUGMENT_NONE},
+        {"[data]\naugment = Shift\n", AUGMENT_SHIFT},
+    };
+    config *cfg = new_config(), *again = new_config();
+    for (size_t i = 0; i < COUNT(cases); i++) {
+        bneck_error err = {{0}};
+        cr_assert_eq(load_text(cfg, cases[i].text, 0, NULL, &err), 0, "%s", err.message);
+        cr_expect_eq(cfg->augment, cases[i].augment, "%s", cases[i].text);
+        char written[8192];
+        cr_assert_gt(config_write(cfg, written, (int)sizeof written), 0);
+        cr_expect(strstr(written, cases[i].augment == AUGMENT_SHIFT ? "augment = shift\n"
+                                  : cases[i].augment ? "augment = true\n" : "augment = false\n"),
+                  "%s", written);
+        cr_assert_eq(load_text(again, written, 0, NULL, &err), 0, "%s", err.message);
+        cr_expect_eq(again->augment, cfg->augment, "%s read back", cases[i].text);
+        remove_temp_files();
+    }
+    free(cfg);
+    free(again);
 }
 
 Test(config, reads_crlf_files) {
@@ -554,7 +589,7 @@ Test(config, bad_numbers) {
         {"[train]\nlr_decay_at = 0.5\n", 2, "lr_decay_at", "two fractions"},
         {"[train]\nlr_decay_at = 0.5, x\n", 2, "lr_decay_at", "two fractions"},
         {"[train]\nlr_decay_at = 0.5, 0.6, 0.7\n", 2, "lr_decay_at", "two fractions"},
-        {"[data]\naugment = maybe\n", 2, "augment", "true/false"},
+        {"[data]\naugment = maybe\n", 2, "augment", "shift (the Keras script's shifts of up to 20 %), crop-flip or true"},
     };
     expect_file_errors(cases, COUNT(cases));
 }
@@ -906,7 +941,7 @@ Test(config, write_writes_every_key_and_reports_overflow) {
         "precision = fp32\n", "conv = auto\n", "deterministic = false\n", "graph = auto\n",
         "threads = 0\n",   "output = results/run\n", "[data]\n",      "dataset = fashion-mnist\n",
         "dir = /usr/share/datasets/fashion-mnist\n",  "train_limit = 0\n", "val_limit = 0\n",
-        "augment = true\n", "[model]\n", "mode = 1\n", "alpha = 1\n", "pool_branch = keras\n", "[train]\n",
+        "augment = shift\n", "[model]\n", "mode = 1\n", "alpha = 1\n", "pool_branch = keras\n", "[train]\n",
         "recipe = keras\n", "epochs = 100\n", "batch = 128\n", "val_batch = 100\n", "lr = 0.001\n",
         "lr_decay_at = 0.5, 0.85\n", "lr_decay_factor = 0.1\n", "l2 = 0.001\n", "l2_form = kernels\n",
         "init = glorot\n", "bn_eps = 0.001\n", "bn_momentum = 0.99\n", "adam_beta1 = 0.9\n",

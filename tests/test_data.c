@@ -8,6 +8,7 @@
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -767,6 +768,61 @@ Test(augment, draws_change_with_epoch_and_seed) {
 }
 
 /* ---- shuffling ----------------------------------------------------------------------- */
+
+/* The Keras script's shifts: each output pixel is the image sampled bilinearly at
+ * (y + shift_y / 256, x + shift_x / 256), the edge pixel beyond the edge; computed here in
+ * doubles from augment_shift_of's draw. */
+Test(augment, shift_is_bilinear_with_the_edges_extended) {
+    enum { COUNT = 40 };
+    dataset d = make_random_dataset(COUNT, 3, 15);
+    int indices[COUNT];
+    for (int i = 0; i < COUNT; i++) indices[i] = (i * 7) % COUNT;
+    float *out = malloc(sizeof(float) * 3 * COUNT * IMAGE_PIXELS);
+    augment_batch(out, NULL, &d, indices, COUNT, 21, 3, AUGMENT_SHIFT);
+    int fractional = 0;
+    for (int i = 0; i < COUNT; i++) {
+        int shift_y, shift_x;
+        augment_shift_of(21, 3, indices[i], &shift_y, &shift_x);
+        fractional += shift_y % 256 != 0 || shift_x % 256 != 0;
+        for (int c = 0; c < 3; c++) {
+            const uint8_t *image = d.pixels + ((size_t)indices[i] * 3 + c) * IMAGE_PIXELS;
+            for (int y = 0; y < DATASET_SIDE; y++)
+                for (int x = 0; x < DATASET_SIDE; x++) {
+                    double at_y = fmin(fmax(y + shift_y / 256.0, 0.0), DATASET_SIDE - 1.0);
+                    double at_x = fmin(fmax(x + shift_x / 256.0, 0.0), DATASET_SIDE - 1.0);
+                    int y0 = (int)at_y, x0 = (int)at_x;
+                    int y1 = y0 + 1 < DATASET_SIDE ? y0 + 1 : y0, x1 = x0 + 1 < DATASET_SIDE ? x0 + 1 : x0;
+                    double wy = at_y - y0, wx = at_x - x0;
+                    double want = ((1 - wy) * ((1 - wx) * image[y0 * 32 + x0] + wx * image[y0 * 32 + x1]) +
+                                   wy * ((1 - wx) * image[y1 * 32 + x0] + wx * image[y1 * 32 + x1])) / 255.0;
+                    double got = output_image(out, COUNT, c, i)[y * DATASET_SIDE + x];
+                    cr_assert(fabs(got - want) < 1e-6, "image %d channel %d (%d, %d), shift (%d, %d)/256: "
+                              "%.9f, expected %.9f", indices[i], c, y, x, shift_y, shift_x, got, want);
+                }
+        }
+    }
+    cr_expect_gt(fractional, COUNT / 2, "sub-pixel shifts drawn");
+    free(out);
+    dataset_free(&d);
+}
+
+/* Up to 20 % of the side on each axis, both ways, a new draw each epoch. */
+Test(augment, shifts_span_twenty_percent_each_way) {
+    int lowest = 0, highest = 0, changed = 0;
+    for (int index = 0; index < 2000; index++) {
+        int y, x, y_next, x_next;
+        augment_shift_of(8, 1, index, &y, &x);
+        augment_shift_of(8, 2, index, &y_next, &x_next);
+        cr_assert(abs(y) <= AUGMENT_SHIFT_MAX && abs(x) <= AUGMENT_SHIFT_MAX, "%d, %d", y, x);
+        lowest = y < lowest ? y : x < lowest ? x : lowest;
+        highest = y > highest ? y : x > highest ? x : highest;
+        changed += y != y_next || x != x_next;
+    }
+    cr_expect_eq(AUGMENT_SHIFT_MAX, (int)(0.2 * 32 * 256));
+    cr_expect_lt(lowest, -1600);
+    cr_expect_gt(highest, 1600);
+    cr_expect_gt(changed, 1990);
+}
 
 TestSuite(shuffle);
 

@@ -1152,9 +1152,11 @@ Test(gpu_ops, dataset_batch_matches_augment_batch_bit_for_bit) {
         cr_assert_not_null(order);
         for (int epoch = 0; epoch < 3; epoch++) {
             shuffle_indices(order, 500, 77, epoch);
-            check_batch(g, &d, order, 128, 77, epoch, 1);      /* a training batch */
-            check_batch(g, &d, order + 128, 37, 77, epoch, 1); /* an odd tail */
-            check_batch(g, &d, order, 100, 77, epoch, 0);      /* evaluation: no augmentation */
+            check_batch(g, &d, order, 128, 77, epoch, AUGMENT_CROP_FLIP); /* a training batch */
+            check_batch(g, &d, order + 128, 37, 77, epoch, AUGMENT_CROP_FLIP); /* an odd tail */
+            check_batch(g, &d, order, 128, 77, epoch, AUGMENT_SHIFT);  /* the Keras shifts */
+            check_batch(g, &d, order + 128, 37, 77, epoch, AUGMENT_SHIFT);
+            check_batch(g, &d, order, 100, 77, epoch, AUGMENT_NONE);   /* evaluation */
         }
         /* many batches in a row through the pinned index slots, then checked together */
         const int steps = 5, batch = 64;

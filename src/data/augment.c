@@ -14,7 +14,53 @@ static const uint64_t SHUFFLE_TAG = 0x73687566666c65ULL; /* "shuffle" */
 static const uint64_t AUGMENT_TAG = 0x6175676d656e74ULL; /* "augment" */
 
 /* Counters of the draws made from one image's key. */
-enum { DRAW_CROP_Y = 0, DRAW_CROP_X = 1, DRAW_FLIP = 2 };
+enum { DRAW_CROP_Y = 0, DRAW_CROP_X = 1, DRAW_FLIP = 2, DRAW_SHIFT_Y = 3, DRAW_SHIFT_X = 4 };
+
+static uint64_t epoch_key_of(uint64_t seed, int epoch) {
+    return rng_key(rng_key(seed, (uint64_t)epoch), AUGMENT_TAG);
+}
+
+static void draw_shift(uint64_t epoch_key, int index, int *shift_y, int *shift_x) {
+    const uint64_t image_key = rng_key(epoch_key, (uint64_t)index);
+    *shift_y = (int)rng_below(image_key, DRAW_SHIFT_Y, 2 * AUGMENT_SHIFT_MAX + 1) - AUGMENT_SHIFT_MAX;
+    *shift_x = (int)rng_below(image_key, DRAW_SHIFT_X, 2 * AUGMENT_SHIFT_MAX + 1) - AUGMENT_SHIFT_MAX;
+}
+
+void augment_shift_of(uint64_t seed, int epoch, int index, int *shift_y, int *shift_x) {
+    draw_shift(epoch_key_of(seed, epoch), index, shift_y, shift_x);
+}
+
+/* Where output row or column `position` samples the image, in 1/256 pixel, clamped to the
+ * image (Keras's "nearest" fill: past the edge, the edge pixel): the pixel before it and
+ * the weight of the pixel after it, 0..255. */
+static void shift_sample(int position, int shift, int *before, int *after, int *weight) {
+    int at = position * AUGMENT_SHIFT_UNITS + shift;
+    const int last = (DATASET_SIDE - 1) * AUGMENT_SHIFT_UNITS;
+    at = at < 0 ? 0 : at > last ? last : at;
+    *before = at / AUGMENT_SHIFT_UNITS;
+    *weight = at % AUGMENT_SHIFT_UNITS;
+    *after = *before + 1 < DATASET_SIDE ? *before + 1 : *before;
+}
+
+/* One plane shifted by (shift_y, shift_x): bilinear in integers (at most 255 * 256 * 256,
+ * exact in a float), then one correctly rounded division, as the GPU twin does. */
+static void shift_plane(float *target, const uint8_t *source, int shift_y, int shift_x) {
+    const float scale = 255.0f * AUGMENT_SHIFT_UNITS * AUGMENT_SHIFT_UNITS;
+    for (int y = 0; y < DATASET_SIDE; y++) {
+        int y0, y1, wy;
+        shift_sample(y, shift_y, &y0, &y1, &wy);
+        for (int x = 0; x < DATASET_SIDE; x++) {
+            int x0, x1, wx;
+            shift_sample(x, shift_x, &x0, &x1, &wx);
+            const int top = source[y0 * DATASET_SIDE + x0] * (AUGMENT_SHIFT_UNITS - wx) +
+                            source[y0 * DATASET_SIDE + x1] * wx;
+            const int bottom = source[y1 * DATASET_SIDE + x0] * (AUGMENT_SHIFT_UNITS - wx) +
+                               source[y1 * DATASET_SIDE + x1] * wx;
+            const int sum = top * (AUGMENT_SHIFT_UNITS - wy) + bottom * wy;
+            target[y * DATASET_SIDE + x] = (float)sum / scale;
+        }
+    }
+}
 
 void augment_batch(float *out, uint8_t *labels_out, const dataset *d, const int *indices,
                    int batch, uint64_t seed, int epoch, int augment) {
@@ -31,7 +77,9 @@ void augment_batch(float *out, uint8_t *labels_out, const dataset *d, const int 
 
     const int channels = d->channels;
     const size_t plane = (size_t)batch * IMAGE_PIXELS;
-    const uint64_t epoch_key = rng_key(rng_key(seed, (uint64_t)epoch), AUGMENT_TAG);
+    const uint64_t epoch_key = epoch_key_of(seed, epoch);
+    if (augment != AUGMENT_NONE && augment != AUGMENT_CROP_FLIP && augment != AUGMENT_SHIFT)
+        BNECK_FAIL("augment_batch: unknown augmentation %d", augment);
 
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < batch; i++) {
@@ -39,14 +87,22 @@ void augment_batch(float *out, uint8_t *labels_out, const dataset *d, const int 
         if (labels_out) labels_out[i] = d->labels[index];
         /* Keyed on the dataset index, not the batch position: the same image gets the same
          * crop and flip whichever rank or batch it lands in. */
+        const uint8_t *image = d->pixels + (size_t)index * (size_t)channels * IMAGE_PIXELS;
+        if (augment == AUGMENT_SHIFT) {
+            int shift_y, shift_x;
+            draw_shift(epoch_key, index, &shift_y, &shift_x);
+            for (int c = 0; c < channels; c++)
+                shift_plane(out + (size_t)c * plane + (size_t)i * IMAGE_PIXELS,
+                            image + (size_t)c * IMAGE_PIXELS, shift_y, shift_x);
+            continue;
+        }
         int shift_y = 0, shift_x = 0, flip = 0;
-        if (augment) {
+        if (augment == AUGMENT_CROP_FLIP) {
             const uint64_t image_key = rng_key(epoch_key, (uint64_t)index);
             shift_y = (int)rng_below(image_key, DRAW_CROP_Y, CROP_OFFSETS) - CROP_PAD;
             shift_x = (int)rng_below(image_key, DRAW_CROP_X, CROP_OFFSETS) - CROP_PAD;
             flip = (int)rng_below(image_key, DRAW_FLIP, 2);
         }
-        const uint8_t *image = d->pixels + (size_t)index * (size_t)channels * IMAGE_PIXELS;
         for (int c = 0; c < channels; c++) {
             const uint8_t *source = image + (size_t)c * IMAGE_PIXELS;
             float *target = out + (size_t)c * plane + (size_t)i * IMAGE_PIXELS;

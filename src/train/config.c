@@ -19,10 +19,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <ini.h>
 
+#include "data/augment.h"
 #include "model/model.h"
 
 /* A config file is a few hundred bytes; anything this large is the wrong file. */
@@ -39,6 +41,7 @@ typedef enum value_kind {
     VALUE_SEED,     /* uint64_t field */
     VALUE_DOUBLE,   /* double field within min..max, each end open or closed */
     VALUE_BOOL,     /* int field, 0 or 1 */
+    VALUE_AUGMENT,  /* int field, an augment_kind: a boolean (false, true = crop + flip) or shift */
     VALUE_NAME,     /* char array: a file-name-safe word (it becomes a directory name) */
     VALUE_PATH,     /* char array: any non-empty text */
     VALUE_WORD,     /* char array holding one of `choices` */
@@ -102,7 +105,7 @@ static const key_spec key_table[] = {
     {.section = "data", .key = "dir", .kind = VALUE_PATH, FIELD(data_dir)},
     {.section = "data", .key = "train_limit", .kind = VALUE_INT, FIELD(train_limit), COUNT_FROM(0)},
     {.section = "data", .key = "val_limit", .kind = VALUE_INT, FIELD(val_limit), COUNT_FROM(0)},
-    {.section = "data", .key = "augment", .kind = VALUE_BOOL, FIELD(augment)},
+    {.section = "data", .key = "augment", .kind = VALUE_AUGMENT, FIELD(augment)},
 
     {.section = "model", .key = "mode", .kind = VALUE_INT, FIELD(mode), .min = 1, .max = 3},
     {.section = "model", .key = "alpha", .kind = VALUE_INT, FIELD(alpha), .min = 1, .max = 1024},
@@ -184,12 +187,14 @@ static void apply_recipe_preset(config *cfg, recipe_kind recipe) {
         cfg->adam_eps = 1e-8;
         cfg->l2_form = L2_FORM_ALL;
         cfg->init = INIT_PYTORCH;
+        cfg->augment = AUGMENT_CROP_FLIP;
     } else {
         cfg->bn_eps = 1e-3;
         cfg->bn_momentum = 0.99;
         cfg->adam_eps = 1e-7;
         cfg->l2_form = L2_FORM_KERNELS;
         cfg->init = INIT_GLOROT;
+        cfg->augment = AUGMENT_SHIFT;
     }
 }
 
@@ -212,7 +217,6 @@ void config_defaults(config *cfg) {
     snprintf(cfg->data_dir, sizeof cfg->data_dir, "%s", default_data_dir(cfg->dataset));
     cfg->train_limit = 0;
     cfg->val_limit = 0;
-    cfg->augment = 1;
 
     cfg->mode = 1;
     cfg->alpha = 1;
@@ -403,6 +407,10 @@ static void describe_expected(const key_spec *spec, char *out, size_t capacity) 
         break;
     case VALUE_BOOL:
         builder_append(&builder, "true/false, yes/no, on/off or 1/0");
+        break;
+    case VALUE_AUGMENT:
+        builder_append(&builder, "shift (the Keras script's shifts of up to 20 %%), crop-flip or "
+                                 "true (the PyTorch script's crop and flip), or none/false");
         break;
     case VALUE_NAME:
         builder_append(&builder, "a name of 1 to %zu letters, digits, '.', '_' or '-', not starting with '.'",
@@ -921,6 +929,14 @@ static int apply_entry(config *cfg, const config_entry *entry, bneck_error *err)
     case VALUE_BOOL:
         if (!parse_bool(value, int_field(cfg, spec))) return expected_value_error(err, entry);
         return 0;
+    case VALUE_AUGMENT: {
+        int *field = int_field(cfg, spec);
+        if (!strcasecmp(value, "shift")) *field = AUGMENT_SHIFT;
+        else if (!strcasecmp(value, "crop-flip")) *field = AUGMENT_CROP_FLIP;
+        else if (!strcasecmp(value, "none")) *field = AUGMENT_NONE;
+        else if (!parse_bool(value, field)) return expected_value_error(err, entry);
+        return 0;
+    }
     case VALUE_NAME:
         if (!is_safe_name(value, strlen(value), spec->size)) return expected_value_error(err, entry);
         snprintf(string_field(cfg, spec), spec->size, "%s", value);
@@ -1114,6 +1130,12 @@ static void write_value(const config *cfg, const key_spec *spec, text_builder *b
     case VALUE_BOOL:
         builder_append(builder, "%s", *const_int_field(cfg, spec) ? "true" : "false");
         return;
+    case VALUE_AUGMENT: {
+        /* "true" and "false" as always (run files compare their settings as text) */
+        const int kind = *const_int_field(cfg, spec);
+        builder_append(builder, "%s", kind == AUGMENT_SHIFT ? "shift" : kind ? "true" : "false");
+        return;
+    }
     case VALUE_NAME:
     case VALUE_PATH:
     case VALUE_WORD:

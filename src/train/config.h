@@ -47,7 +47,7 @@ typedef struct config {
     char data_dir[512];     /* default /usr/share/datasets/fashion-mnist (or data/cifar-10-batches-bin) */
     int train_limit;        /* use only the first N training images; 0 = all */
     int val_limit;          /* use only the first N validation images; 0 = all */
-    int augment;            /* crop + flip, default 1 */
+    int augment;            /* an augment_kind (data/augment.h); the recipe's by default */
 
     /* [model] (a single run; a sweep lists patterns instead) */
     int mode;               /* default 1 */

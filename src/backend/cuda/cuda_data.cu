@@ -18,6 +18,7 @@ extern "C" {
  * (after cuda_check.h, which spells the attribute itself). */
 #define noreturn __attribute__((noreturn))
 #include "backend/cuda/cuda_data.h"
+#include "data/augment.h"
 #undef noreturn
 }
 
@@ -52,6 +53,8 @@ enum {
     DRAW_CROP_Y = 0,
     DRAW_CROP_X = 1,
     DRAW_FLIP = 2,
+    DRAW_SHIFT_Y = 3,
+    DRAW_SHIFT_X = 4,
 };
 static const uint64_t AUGMENT_TAG = 0x6175676d656e74ULL; /* "augment" */
 
@@ -133,16 +136,47 @@ extern "C" size_t cuda_dataset_device_bytes(const cuda_dataset *g) {
 
 static const int batch_threads = 256;
 
+/* augment.c's shift_sample and shift_plane for one pixel: the same integers, then the same
+ * correctly rounded division. */
+static __device__ __forceinline__ void shift_sample(int position, int shift, int *before,
+                                                    int *after, int *weight) {
+    int at = position * AUGMENT_SHIFT_UNITS + shift;
+    const int last = (DATASET_SIDE - 1) * AUGMENT_SHIFT_UNITS;
+    at = at < 0 ? 0 : at > last ? last : at;
+    *before = at / AUGMENT_SHIFT_UNITS;
+    *weight = at % AUGMENT_SHIFT_UNITS;
+    *after = *before + 1 < DATASET_SIDE ? *before + 1 : *before;
+}
+
+static __device__ __forceinline__ float shifted_pixel(const uint8_t *source, int y, int x,
+                                                      int shift_y, int shift_x) {
+    int y0, y1, wy, x0, x1, wx;
+    shift_sample(y, shift_y, &y0, &y1, &wy);
+    shift_sample(x, shift_x, &x0, &x1, &wx);
+    const int top = source[y0 * DATASET_SIDE + x0] * (AUGMENT_SHIFT_UNITS - wx) +
+                    source[y0 * DATASET_SIDE + x1] * wx;
+    const int bottom = source[y1 * DATASET_SIDE + x0] * (AUGMENT_SHIFT_UNITS - wx) +
+                       source[y1 * DATASET_SIDE + x1] * wx;
+    const int sum = top * (AUGMENT_SHIFT_UNITS - wy) + bottom * wy;
+    return __fdiv_rn((float)sum, 255.0f * AUGMENT_SHIFT_UNITS * AUGMENT_SHIFT_UNITS);
+}
+
 __global__ void assemble_batch_kernel(float *out, uint8_t *labels_out, const uint8_t *pixels,
                                       const uint8_t *labels, const int *indices, int count,
                                       int channels, int batch, uint64_t epoch_key, int augment) {
-    __shared__ int draws[3]; /* shift_y, shift_x, flip */
+    __shared__ int draws[3]; /* shift_y, shift_x (crop pixels, or 1/256 pixels), flip */
     const int i = blockIdx.x;
     const int index = indices[i];
     const bool valid = index >= 0 && index < count;
     if (threadIdx.x == 0) {
         int shift_y = 0, shift_x = 0, flip = 0;
-        if (augment && valid) {
+        if (augment == AUGMENT_SHIFT && valid) {
+            const uint64_t image_key = rng_key_port(epoch_key, (uint64_t)index);
+            shift_y = (int)rng_below_port(image_key, DRAW_SHIFT_Y, 2 * AUGMENT_SHIFT_MAX + 1) -
+                      AUGMENT_SHIFT_MAX;
+            shift_x = (int)rng_below_port(image_key, DRAW_SHIFT_X, 2 * AUGMENT_SHIFT_MAX + 1) -
+                      AUGMENT_SHIFT_MAX;
+        } else if (augment == AUGMENT_CROP_FLIP && valid) {
             const uint64_t image_key = rng_key_port(epoch_key, (uint64_t)index);
             shift_y = (int)rng_below_port(image_key, DRAW_CROP_Y, CROP_OFFSETS) - CROP_PAD;
             shift_x = (int)rng_below_port(image_key, DRAW_CROP_X, CROP_OFFSETS) - CROP_PAD;
@@ -168,6 +202,8 @@ __global__ void assemble_batch_kernel(float *out, uint8_t *labels_out, const uin
         float value = 0.0f;
         if (!valid)
             value = __int_as_float(0x7fc00000); /* quiet NaN */
+        else if (augment == AUGMENT_SHIFT)
+            value = shifted_pixel(image + (size_t)c * IMAGE_PIXELS, y, x, shift_y, shift_x);
         else if (source_y >= 0 && source_y < DATASET_SIDE && source_x >= 0 &&
                  source_x < DATASET_SIDE)
             value = __fdiv_rn((float)image[(size_t)c * IMAGE_PIXELS + source_y * DATASET_SIDE +
