@@ -5,8 +5,9 @@
  *
  * The trainer runs a step op by op where a graph cannot serve it: the first full batch
  * (the warm-up that picks convolution algorithms and grows the scratch buffers), a batch
- * of another size (an epoch's last, smaller one), and every step once a capture failed
- * (said once on stderr). A graph whose scratch buffers were reallocated since its capture
+ * of another size (an epoch's last, smaller one), and every step once a recording could
+ * not be ended or instantiated (said once on stderr). A call that fails while it is being
+ * recorded is not caught here: its own error check ends the run, as anywhere else. A graph whose scratch buffers were reallocated since its capture
  * (an evaluation with larger batches) is captured again. */
 #ifndef BNECK_TRAIN_STEP_GRAPH_H
 #define BNECK_TRAIN_STEP_GRAPH_H
