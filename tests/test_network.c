@@ -313,6 +313,44 @@ Test(training, train_loss_is_the_cross_entropy_without_the_l2_penalty, .timeout 
     dataset_free(&val_set);
 }
 
+/* A backend whose convolutions take fewer elements than a batch needs (the GPU's int
+ * sizes, here scaled down): refused by trainer_create, naming the key and the most images
+ * that fit, before anything is allocated. */
+Test(training, a_batch_too_large_for_the_backend_is_refused_by_name) {
+    static config cfg;
+    small_config(&cfg); /* batch 32, val_batch 50 */
+    dataset train_set = make_bands(64, 1), val_set = make_bands(64, 2);
+    const model_spec spec = {3, 4, 1, POOL_BRANCH_KERAS, MODEL_LAYERS_GROUPED};
+    model m;
+    bneck_error err = {{0}};
+    cr_assert_eq(model_build(&m, &spec, &err), 0, "%s", err.message);
+    size_t per_image = 0; /* the widest convolution, as trainer_create measures it */
+    for (int i = 0; i < m.layer_count; i++) {
+        const layer *l = &m.layers[i];
+        if (l->kind != LAYER_CONV || l->group_member) continue;
+        const int out = l->group_out_channels ? l->group_out_channels : l->out.channels;
+        const size_t elements = (size_t)l->in.side * l->in.side *
+                                (size_t)(l->in.channels > out ? l->in.channels : out) * l->kernel * l->kernel;
+        if (elements > per_image) per_image = elements;
+    }
+    backend_ops narrow = cpu_backend;
+    narrow.conv_elements_max = 40 * per_image; /* batch 32 fits, val_batch 50 does not */
+    static trainer run;
+    cr_assert_neq(trainer_create(&run, &cfg, &spec, &train_set, &val_set, &narrow, NULL, &err), 0);
+    cr_expect(strstr(err.message, "[train] val_batch: 50 images in one batch are too many for "
+                                  "the cpu backend") && strstr(err.message, "at most 40 images"),
+              "%s", err.message);
+    cfg.val_batch = 40;
+    cr_assert_eq(trainer_create(&run, &cfg, &spec, &train_set, &val_set, &narrow, NULL, &err), 0,
+                 "%s", err.message);
+    trainer_destroy(&run);
+    cfg.batch = 48;
+    cr_assert_neq(trainer_create(&run, &cfg, &spec, &train_set, &val_set, &narrow, NULL, &err), 0);
+    cr_expect(strstr(err.message, "[train] batch: 48 images") != NULL, "%s", err.message);
+    dataset_free(&train_set);
+    dataset_free(&val_set);
+}
+
 /* A fake group of two ranks seen from rank 0: records the gradient parts the trainer
  * queues for summing during the backward pass (the other rank contributes nothing). */
 enum { LOGGED_PARTS = 2 * MODEL_MAX_LAYERS };

@@ -13,6 +13,10 @@
 
 typedef struct backend_ops {
     const char *name;
+    /* The most one convolution may hold, batch * height * width * max(in, out) * k * k (its
+     * im2col; the GPU libraries take int sizes); 0 for no limit. trainer_create refuses a
+     * batch above it before any work, naming the key, rather than failing mid-epoch. */
+    size_t conv_elements_max;
 
     void *(*alloc)(size_t bytes); /* zero-filled; never returns NULL */
     void (*release)(void *pointer);

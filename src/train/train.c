@@ -65,6 +65,34 @@ void trainer_plan_gradient_parts(trainer *t, size_t part_floats) {
     t->net.layer_hook_context = t;
 }
 
+/* The largest convolution of m per image, against the backend's limit at both batch sizes
+ * (a rank's share of the training batch, the validation batch). */
+static int check_convolution_sizes(const model *m, const backend_ops *backend, int train_batch,
+                                   int val_batch, bneck_error *err) {
+    if (!backend->conv_elements_max) return 0;
+    size_t largest = 0;
+    const layer *widest = NULL;
+    for (int i = 0; i < m->layer_count; i++) {
+        const layer *l = &m->layers[i];
+        if (l->kind != LAYER_CONV || l->group_member) continue;
+        const int out = l->group_out_channels ? l->group_out_channels : l->out.channels;
+        const int channels = l->in.channels > out ? l->in.channels : out;
+        const size_t elements =
+            (size_t)l->in.side * l->in.side * (size_t)channels * l->kernel * l->kernel;
+        if (elements > largest) largest = elements, widest = l;
+    }
+    if (!widest) return 0;
+    const size_t most = backend->conv_elements_max / largest;
+    const char *key = train_batch > val_batch ? "batch" : "val_batch";
+    const int batch = train_batch > val_batch ? train_batch : val_batch;
+    if ((size_t)batch <= most) return 0;
+    return bneck_error_set(err, "train: [train] %s: %d images in one batch are too many for the "
+                           "%s backend: its convolutions take at most %zu elements, and %s "
+                           "(%dx%d, kernel %d) needs %zu per image; at most %zu images",
+                           key, batch, backend->name, backend->conv_elements_max, widest->name,
+                           widest->in.side, widest->in.side, widest->kernel, largest, most);
+}
+
 int trainer_create(trainer *t, const config *cfg, const model_spec *spec, const dataset *train_set,
                    const dataset *val_set, const backend_ops *backend, const train_comm *comm,
                    bneck_error *err) {
@@ -91,6 +119,7 @@ int trainer_create(trainer *t, const config *cfg, const model_spec *spec, const 
     const int train_batch = cfg->batch < train_set->count ? cfg->batch : train_set->count;
     const int val_batch = cfg->val_batch < val_set->count ? cfg->val_batch : val_set->count;
     t->max_local_batch = (train_batch + ranks - 1) / ranks;
+    if (check_convolution_sizes(&m, backend, t->max_local_batch, val_batch, err)) return -1;
     const int max_batch = t->max_local_batch > val_batch ? t->max_local_batch : val_batch;
     if (network_create(&t->net, &m, backend, max_batch, err)) return -1;
     network_init_params(&t->net, cfg->seed, cfg->init);

@@ -3,6 +3,7 @@
 #include <cuda_runtime_api.h>
 #include <nccl.h>
 
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -178,6 +179,7 @@ int cuda_conv_engine_from_name(const char *name) {
 
 const backend_ops cuda_backend = {
     .name = "cuda",
+    .conv_elements_max = INT_MAX, /* cuda_conv.c's check_dims */
     .alloc = cuda_alloc,
     .release = cuda_release,
     .upload = cuda_upload,
