@@ -11,3 +11,12 @@ checks_done() {
   echo "$1: $passed passed, $failed failed"
   [ "$failed" -eq 0 ]
 }
+# status_is WANT LOG PATTERN WHAT COMMAND...: COMMAND exits with WANT and LOG matches PATTERN
+status_is() {
+  local want=$1 log=$2 pattern=$3 what=$4
+  shift 4
+  "$@" > "$log" 2>&1
+  local got=$?
+  if [ "$got" -eq "$want" ] && grep -qE -- "$pattern" "$log"; then ok "$what"
+  else cat "$log"; bad "$what (exit $got, wanted $want and /$pattern/)"; fi
+}

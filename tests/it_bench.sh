@@ -10,16 +10,6 @@ trap 'rm -rf "$work"' EXIT
 # shellcheck source=tests/check_helpers.sh
 source "$(dirname "${BASH_SOURCE[0]}")/check_helpers.sh"
 
-# status_is WANT LOG PATTERN WHAT COMMAND...: COMMAND exits with WANT and LOG matches PATTERN
-status_is() {
-  local want=$1 log=$2 pattern=$3 what=$4
-  shift 4
-  "$@" > "$log" 2>&1
-  local got=$?
-  if [ "$got" -eq "$want" ] && grep -qE -- "$pattern" "$log"; then ok "$what"
-  else cat "$log"; bad "$what (exit $got, wanted $want and /$pattern/)"; fi
-}
-
 if "$bench" --help > "$work/help.out" 2> "$work/help.err" && grep -q "^usage: bneck-bench" "$work/help.out" &&
   [ ! -s "$work/help.err" ]; then ok "--help prints the usage on stdout and exits 0"
 else cat "$work/help.out" "$work/help.err"; bad "--help"; fi

@@ -23,6 +23,14 @@ export SLURM_CONF
 # shellcheck source=tests/check_helpers.sh
 source "$(dirname "${BASH_SOURCE[0]}")/check_helpers.sh"
 
+# Wait (up to 300 s) until some run of the sweep in OUTPUT has committed an epoch.
+wait_for_run_file() {
+  for _ in $(seq 1 300); do
+    if ls "$1/runs/"*.h5 >/dev/null 2>&1; then return 0; fi
+    sleep 1
+  done
+}
+
 # Wait for a job to leave the queue for good (a requeued job comes back to PENDING).
 wait_job_done() {
   local job=$1 limit=$2 state=""
@@ -87,11 +95,7 @@ PY
 # --- 2. signalled mid-run, requeued, resumed ----------------------------------------------
 job=$(submit "$work/preempted" train.epochs=6)
 echo "sbatch: submitted job $job"
-for _ in $(seq 1 300); do
-  # Signal once some run has committed an epoch: mid-sweep, mid-run.
-  if ls "$work/preempted/runs/"*.h5 >/dev/null 2>&1; then break; fi
-  sleep 1
-done
+wait_for_run_file "$work/preempted" # signalled mid-sweep, mid-run
 sleep 2
 squeue
 scancel --signal=USR2 --batch "$job"
@@ -147,10 +151,7 @@ cd "$work/preempted" && "$build/bin/bneck-report" sweep.h5 --no-plots || bad "bn
 cd "$source_dir"
 job=$(submit "$work/cancelled" train.epochs=6)
 echo "sbatch: submitted job $job"
-for _ in $(seq 1 300); do
-  if ls "$work/cancelled/runs/"*.h5 >/dev/null 2>&1; then break; fi
-  sleep 1
-done
+wait_for_run_file "$work/cancelled"
 scancel "$job"
 echo "scancel $job"
 log=$work/slurm-$job.out

@@ -32,16 +32,6 @@ batch = 64
 val_batch = 50
 INI
 
-# status_is WANT LOG PATTERN WHAT COMMAND...: COMMAND exits with WANT and LOG matches PATTERN
-status_is() {
-  local want=$1 log=$2 pattern=$3 what=$4
-  shift 4
-  "$@" > "$log" 2>&1
-  local got=$?
-  if [ "$got" -eq "$want" ] && grep -qE -- "$pattern" "$log"; then ok "$what"
-  else cat "$log"; bad "$what (exit $got, wanted $want and /$pattern/)"; fi
-}
-
 # --- two identical runs -------------------------------------------------------------------
 # The epoch lines without the timing columns (s, img/s): everything else is deterministic.
 epochs_of() { awk '$1 ~ /^[0-9]+$/ && NF == 8 { print $1, $2, $3, $4, $5, $6 }' "$1"; }
