@@ -26,12 +26,13 @@ for i in range(10000):
     records += bytes([label]) + bytes([25 * label]) * 3072
 open(sys.argv[1], "wb").write(records)
 PY
+# hard links, here and so in the archives and what they unpack to: 31 MB on disk, not 180
 for name in data_batch_2.bin data_batch_3.bin data_batch_4.bin data_batch_5.bin test_batch.bin; do
-  cp "$work/src/cifar-10-batches-bin/data_batch_1.bin" "$work/src/cifar-10-batches-bin/$name"
+  ln "$work/src/cifar-10-batches-bin/data_batch_1.bin" "$work/src/cifar-10-batches-bin/$name"
 done
 tar -czf "$work/good.tar.gz" -C "$work/src" cifar-10-batches-bin
-cp "$work/src/cifar-10-batches-bin/data_batch_"[1-4].bin "$work/short/cifar-10-batches-bin/"
-cp "$work/src/cifar-10-batches-bin/test_batch.bin" "$work/short/cifar-10-batches-bin/"
+ln "$work/src/cifar-10-batches-bin/data_batch_"[1-4].bin "$work/short/cifar-10-batches-bin/"
+ln "$work/src/cifar-10-batches-bin/test_batch.bin" "$work/short/cifar-10-batches-bin/"
 tar -czf "$work/short.tar.gz" -C "$work/short" cifar-10-batches-bin
 good_md5=$(md5sum < "$work/good.tar.gz" | cut -d' ' -f1)
 short_md5=$(md5sum < "$work/short.tar.gz" | cut -d' ' -f1)
