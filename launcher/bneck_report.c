@@ -332,11 +332,8 @@ static const char *attribute_or(const report_sweep *sweep, int which, const char
 
 static void write_header(FILE *out, output_format format, const char *path,
                          const report_sweep *sweep) {
-    int complete = 0, diverged = 0;
-    for (int i = 0; i < sweep->run_count; i++) {
-        complete += report_run_is_complete(&sweep->runs[i]);
-        diverged += !strcmp(sweep->runs[i].status, "diverged");
-    }
+    const int complete = report_runs_with_status(sweep, "complete");
+    const int diverged = report_runs_with_status(sweep, "diverged");
     const int unfinished = sweep->run_count - complete - diverged;
     const char *job = attribute_or(sweep, REPORT_ATTR_SLURM_JOB_ID, NULL);
     const char *bullet = format == FORMAT_MARKDOWN ? "- " : "  ";

@@ -47,14 +47,15 @@ static int load_config(config *cfg, int argc, char **argv) {
         }
         const int device = config_device_option(argc, argv, &i, device_override,
                                                 sizeof device_override, &err);
+        const config_argument kind = config_argument_kind(argv[i]);
         if (device < 0) {
             fprintf(stderr, "bneck-train: %s\n", err.message);
             status = 2;
         } else if (device) {
             overrides[override_count++] = device_override;
-        } else if (config_argument_kind(argv[i]) == CONFIG_ARGUMENT_OVERRIDE) {
+        } else if (kind == CONFIG_ARGUMENT_OVERRIDE) {
             overrides[override_count++] = argv[i];
-        } else if (config_argument_kind(argv[i]) == CONFIG_ARGUMENT_OPTION) {
+        } else if (kind == CONFIG_ARGUMENT_OPTION) {
             fprintf(stderr, "bneck-train: unknown option '%s' (see --help)\n", argv[i]);
             status = 2;
         } else if (!config_path) {

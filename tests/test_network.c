@@ -324,15 +324,17 @@ Test(training, a_batch_too_large_for_the_backend_is_refused_by_name) {
     model m;
     bneck_error err = {{0}};
     cr_assert_eq(model_build(&m, &spec, &err), 0, "%s", err.message);
-    size_t per_image = 0; /* the widest convolution, as trainer_create measures it */
-    for (int i = 0; i < m.layer_count; i++) {
-        const layer *l = &m.layers[i];
-        if (l->kind != LAYER_CONV || l->group_member) continue;
-        const int out = l->group_out_channels ? l->group_out_channels : l->out.channels;
-        const size_t elements = (size_t)l->in.side * l->in.side *
-                                (size_t)(l->in.channels > out ? l->in.channels : out) * l->kernel * l->kernel;
-        if (elements > per_image) per_image = elements;
-    }
+    const layer *widest;
+    const size_t per_image = model_widest_convolution(&m, &widest);
+    cr_assert_not_null(widest);
+    /* pattern A on CIFAR-10: the 8x8 stage's 5x5 conv over 384 channels, 64 * 384 * 25;
+     * on the GPU at most 2^31-1 / 614,400 = 3,495 images in one batch */
+    static model a;
+    const model_spec spec_a = {1, 1, 3, POOL_BRANCH_KERAS, MODEL_LAYERS_GROUPED};
+    cr_assert_eq(model_build(&a, &spec_a, &err), 0, "%s", err.message);
+    const layer *widest_a;
+    cr_expect_eq(model_widest_convolution(&a, &widest_a), (size_t)614400);
+    cr_expect_str_eq(widest_a->name, "inception2/5x5/conv");
     backend_ops narrow = cpu_backend;
     narrow.conv_elements_max = 40 * per_image; /* batch 32 fits, val_batch 50 does not */
     static trainer run;

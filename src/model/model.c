@@ -377,6 +377,21 @@ void model_convert_state(float *to_state, const model *to, const float *from_sta
     }
 }
 
+size_t model_widest_convolution(const model *m, const layer **widest) {
+    size_t largest = 0;
+    *widest = NULL;
+    for (int i = 0; i < m->layer_count; i++) {
+        const layer *l = &m->layers[i];
+        if (l->kind != LAYER_CONV || l->group_member) continue;
+        const int out = l->group_out_channels ? l->group_out_channels : l->out.channels;
+        const int channels = l->in.channels > out ? l->in.channels : out;
+        const size_t elements =
+            (size_t)l->in.side * l->in.side * (size_t)channels * l->kernel * l->kernel;
+        if (elements > largest) largest = elements, *widest = l;
+    }
+    return largest;
+}
+
 int model_alpha_check(int alpha, bneck_error *err) {
     for (int i = 0; i < 5; i++) {
         /* Every branch width (out/8 at the smallest) must split into alpha parts (divided,

@@ -100,6 +100,11 @@ typedef struct model {
  * channels >= 1) and builds the layer list and counts. Returns 0 or -1 with err set. */
 int model_build(model *m, const model_spec *spec, bneck_error *err);
 
+/* The convolution of m that holds the most elements per image in its widest form,
+ * height * width * max(in, out) * k * k (an im2col; a layer group counts once, at its
+ * group's width): that number, and the layer in *widest (NULL when m has no convolution). */
+size_t model_widest_convolution(const model *m, const layer **widest);
+
 /* 0 when alpha (>= 1) splits every Inception module's branches, else -1 with err saying
  * which module and why; the configuration checks it where the value was given. */
 int model_alpha_check(int alpha, bneck_error *err);

@@ -302,9 +302,9 @@ int report_plot_val_acc(const report_sweep *sweep, const char *path, bneck_error
     }
     int status = -1;
     if (drawn == 0) {
-        int running = 0; /* "yet" only where a run may still finish */
-        for (int i = 0; i < sweep->run_count; i++) running += !strcmp(sweep->runs[i].status, "running");
-        bneck_error_set(err, running ? "no complete run yet" : "no complete run");
+        /* "yet" only where a run may still finish */
+        bneck_error_set(err, report_runs_with_status(sweep, "running") ? "no complete run yet"
+                                                                        : "no complete run");
         status = REPORT_PLOT_NOTHING;
         goto done;
     }

@@ -331,6 +331,12 @@ void report_history_name(const report_run *run, char *buffer, int size) {
 
 int report_run_is_complete(const report_run *run) { return strcmp(run->status, "complete") == 0; }
 
+int report_runs_with_status(const report_sweep *sweep, const char *status) {
+    int count = 0;
+    for (int i = 0; i < sweep->run_count; i++) count += strcmp(sweep->runs[i].status, status) == 0;
+    return count;
+}
+
 void report_sweep_free(report_sweep *sweep) {
     if (sweep->histories)
         for (int i = 0; i < sweep->run_count; i++) free(sweep->histories[i].epochs);
@@ -425,8 +431,7 @@ static int read_sweep_contents(hid_t file, const char *path, report_sweep *sweep
         return -1;
     sweep->patterns = rows;
     if (sweep->pattern_count == 0) {
-        int complete = 0;
-        for (int i = 0; i < sweep->run_count; i++) complete += report_run_is_complete(&sweep->runs[i]);
+        const int complete = report_runs_with_status(sweep, "complete");
         return bneck_error_set(err, "%s: /summary is empty: no complete runs to report (/runs has "
                                     "%d run%s, %d complete)",
                                path, sweep->run_count, sweep->run_count == 1 ? "" : "s", complete);

@@ -95,4 +95,7 @@ void report_history_name(const report_run *run, char *buffer, int size);
 /* Whether a run finished all its epochs (the only runs /summary counts). */
 int report_run_is_complete(const report_run *run);
 
+/* How many runs of the sweep have this status ("complete", "running", "diverged"). */
+int report_runs_with_status(const report_sweep *sweep, const char *status);
+
 #endif

@@ -181,6 +181,7 @@ static int parse_options(sweep_options *o, int argc, char **argv, bneck_error *e
     o->overrides = bneck_calloc((size_t)argc, sizeof *o->overrides);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        const config_argument kind = config_argument_kind(a);
         const int device = config_device_option(argc, argv, &i, o->device_override,
                                                 sizeof o->device_override, err);
         if (device < 0) return -1;
@@ -193,9 +194,9 @@ static int parse_options(sweep_options *o, int argc, char **argv, bneck_error *e
                                             "TERM, INT, HUP, QUIT, XCPU, ALRM), got '%s'",
                                        i + 1 < argc ? argv[i + 1] : "");
             i++;
-        } else if (config_argument_kind(a) == CONFIG_ARGUMENT_OVERRIDE)
+        } else if (kind == CONFIG_ARGUMENT_OVERRIDE)
             o->overrides[o->override_count++] = a;
-        else if (config_argument_kind(a) == CONFIG_ARGUMENT_OPTION)
+        else if (kind == CONFIG_ARGUMENT_OPTION)
             return bneck_error_set(err, "unknown option '%s' (see --help)", a);
         else if (!o->config_path) o->config_path = a;
         else return bneck_error_set(err, "unexpected argument '%s': one config file, then "

@@ -65,22 +65,13 @@ void trainer_plan_gradient_parts(trainer *t, size_t part_floats) {
     t->net.layer_hook_context = t;
 }
 
-/* The largest convolution of m per image, against the backend's limit at both batch sizes
- * (a rank's share of the training batch, the validation batch). */
+/* The widest convolution of m, against the backend's limit at the larger batch size (a
+ * rank's share of the training batch, or the validation batch). */
 static int check_convolution_sizes(const model *m, const backend_ops *backend, int train_batch,
                                    int val_batch, bneck_error *err) {
     if (!backend->conv_elements_max) return 0;
-    size_t largest = 0;
-    const layer *widest = NULL;
-    for (int i = 0; i < m->layer_count; i++) {
-        const layer *l = &m->layers[i];
-        if (l->kind != LAYER_CONV || l->group_member) continue;
-        const int out = l->group_out_channels ? l->group_out_channels : l->out.channels;
-        const int channels = l->in.channels > out ? l->in.channels : out;
-        const size_t elements =
-            (size_t)l->in.side * l->in.side * (size_t)channels * l->kernel * l->kernel;
-        if (elements > largest) largest = elements, widest = l;
-    }
+    const layer *widest;
+    const size_t largest = model_widest_convolution(m, &widest);
     if (!widest) return 0;
     const size_t most = backend->conv_elements_max / largest;
     const char *key = train_batch > val_batch ? "batch" : "val_batch";
@@ -192,7 +183,6 @@ static void add_l2_gradient(trainer *t) {
                                  (float)(2.0 * cfg->l2), l->weight_count);
     }
 }
-
 
 /* Every rank computes BatchNorm statistics on its own share of the batch, so running
  * statistics drift apart; averaging them before evaluation keeps all ranks identical. */
