@@ -174,6 +174,16 @@ else
   else cat "$work/dev-cuda.log"; bad "--device=cuda message"; fi
 fi
 
+# --- a single-process sweep that fails ends on its own error line -------------------------
+# (not under Open MPI's eight-line MPI_ABORT banner: alone in the job, nobody else is stopped)
+if "$sweep" "$work/tiny.ini" data.dir="$work/no-data-here" run.output="$work/no-data" \
+  > "$work/no-data.log" 2>&1; then
+  bad "a sweep without its dataset was accepted"
+elif tail -n 1 "$work/no-data.log" | grep -q "error .*$work/no-data-here/.*cannot open" &&
+  ! grep -q "MPI_ABORT" "$work/no-data.log"; then
+  ok "a single-process sweep without its dataset exits 1 on the error naming the file"
+else cat "$work/no-data.log"; bad "single-process failure message"; fi
+
 # --- a rank count that does not fit ranks_per_run ----------------------------------------
 if mpirun_n 3 "$sweep" "$work/tiny.ini" sweep.ranks_per_run=2 run.output="$work/odd" > "$work/odd.log" 2>&1; then
   bad "-n 3 with ranks_per_run 2 was accepted"

@@ -88,9 +88,14 @@ void sweep_world_finalize(sweep_world *w) {
 }
 
 void sweep_world_abort(sweep_world *w, int status) {
-    (void)w;
     fflush(stdout);
     fflush(stderr);
+    /* Alone in the job there is nobody to stop: finish cleanly, so the error line is the
+       last thing printed (MPI_Abort adds Open MPI's eight-line banner under it). */
+    if (w->size == 1) {
+        sweep_world_finalize(w);
+        exit(status);
+    }
     MPI_Abort(MPI_COMM_WORLD, status);
     exit(status);
 }
