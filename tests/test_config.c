@@ -930,6 +930,40 @@ Test(config, write_round_trips_every_field) {
     free(cfg);
 }
 
+/* Paths longer than a config line (libinih stops at 197 characters) are written over
+ * indented lines and come back whole, whatever sits where a line would be cut: white
+ * space (libinih strips it at both ends of a line), ';' and '#' (comment lines). */
+Test(config, write_round_trips_paths_longer_than_a_line) {
+    config *cfg = new_config();
+    config_defaults(cfg);
+    const size_t longest = sizeof cfg->output - 1;
+    for (size_t i = 0; i < longest; i++) cfg->output[i] = (char)('a' + i % 26);
+    cfg->output[0] = '/';
+    cfg->output[longest] = '\0';
+    expect_round_trip(cfg);
+
+    static const char *const awkward[] = {" ", ";", "#", "  ", " #", "#;", ";;;;"};
+    for (size_t a = 0; a < COUNT(awkward); a++) {
+        for (int at = 115; at <= 125; at++) { /* around the writer's cut at 120 */
+            snprintf(cfg->data_dir, sizeof cfg->data_dir, "/data/%0*d%s%0250d", at - 6, 0, awkward[a], 7);
+            expect_round_trip(cfg);
+            remove_temp_files(); /* one per round trip; the suite keeps only a few */
+        }
+    }
+    free(cfg);
+}
+
+Test(config, a_path_continues_on_indented_lines_joined_as_it_is) {
+    config *cfg = new_config();
+    bneck_error err = {{0}};
+    cr_assert_eq(load_text(cfg, "[run]\noutput = /scratch/a long\n    /way/off ; a comment\n\tdown\n[data]\ndir = x\n",
+                           0, NULL, &err),
+                 0, "%s", err.message);
+    cr_expect_str_eq(cfg->output, "/scratch/a long/way/offdown");
+    cr_expect_str_eq(cfg->data_dir, "x");
+    free(cfg);
+}
+
 Test(config, write_writes_every_key_and_reports_overflow) {
     config *cfg = new_config();
     config_defaults(cfg);

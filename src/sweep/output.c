@@ -73,7 +73,10 @@ static void config_text(const config *cfg, int keep_output, char *out, int capac
     snprintf(copy.device, sizeof copy.device, "auto");
     copy.progress_every = 0;
     if (!keep_output) copy.output[0] = '\0';
-    if (config_write(&copy, out, capacity) < 0) out[0] = '\0';
+    /* sweep.ini must read back; the settings compare with those of older run files */
+    const int length = keep_output ? config_write(&copy, out, capacity)
+                                   : config_write_unwrapped(&copy, out, capacity);
+    if (length < 0) out[0] = '\0';
 }
 
 static void results_defining_config(const config *cfg, char *out, int capacity) {

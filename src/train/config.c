@@ -32,6 +32,9 @@ enum { MAX_CONFIG_FILE_BYTES = 1 << 20 };
 /* config_write splits long pattern lists over indented lines so that each line stays
  * well inside libinih's line limit (about 200 characters). */
 enum { PATTERNS_PER_WRITTEN_LINE = 4 };
+/* config_write splits a longer path over indented lines: each line then stays within
+ * libinih's line limit (197 characters in Debian's build), so sweep.ini reads back. */
+enum { PATH_CHARACTERS_PER_WRITTEN_LINE = 120 };
 
 /* ------------------------------------------------------------------------------------ */
 /* The keys: one table drives parsing, messages and config_write.                       */
@@ -589,16 +592,18 @@ static int collect_file_entry(void *user, const char *section, const char *name,
     config_entry *previous = entries->count > parse->first_entry ? &entries->items[entries->count - 1] : NULL;
 
     if (parse->line_continues && previous && strcmp(previous->spec->key, name) == 0) {
-        if (previous->spec->kind != VALUE_PATTERNS) {
+        const value_kind kind = previous->spec->kind;
+        if (kind != VALUE_PATTERNS && kind != VALUE_PATH) {
             record_parse_error(parse,
                                "%s:%d: [%s] %s: this indented line continues the value of %s from line %d; "
-                               "only [sweep] patterns may span lines (remove the indentation)",
+                               "only [sweep] patterns and paths may span lines (remove the indentation)",
                                parse->path, parse->line, previous->spec->section, name, name, previous->line);
             return 1;
         }
         /* libinih 55 leaves inline comments on continuation lines; drop them the way it
-         * does on key lines (a ';' after white space). Joined with a newline, which the
-         * patterns parser accepts only after a comma. */
+         * does on key lines (a ';' after white space). A list is joined with a newline,
+         * which the patterns parser accepts only after a comma; a path's pieces are joined
+         * as they are (a long path written by config_write). */
         size_t added = strlen(value);
         for (size_t i = 1; i < added; i++) {
             if (value[i] == ';' && isspace((unsigned char)value[i - 1])) {
@@ -608,11 +613,12 @@ static int collect_file_entry(void *user, const char *section, const char *name,
         }
         while (added > 0 && isspace((unsigned char)value[added - 1])) added--;
         size_t old_length = strlen(previous->value);
-        char *joined = bneck_malloc(old_length + 1 + added + 1);
+        const size_t separator = kind == VALUE_PATTERNS ? 1 : 0;
+        char *joined = bneck_malloc(old_length + separator + added + 1);
         memcpy(joined, previous->value, old_length);
-        joined[old_length] = '\n';
-        memcpy(joined + old_length + 1, value, added);
-        joined[old_length + 1 + added] = '\0';
+        if (separator) joined[old_length] = '\n';
+        memcpy(joined + old_length + separator, value, added);
+        joined[old_length + separator + added] = '\0';
         free(previous->value);
         previous->value = joined;
         return 1;
@@ -717,9 +723,8 @@ static int collect_file_entries(const char *path, const char *text, entry_list *
     if (parse.too_long_line)
         return bneck_error_set(err,
                                "%s:%d: line is longer than %d characters (libinih's limit); shorten it "
-                               "(a [sweep] patterns list may continue on indented lines; a "
-                               "longer path can be given on the command line, e.g. "
-                               "data.dir=PATH)",
+                               "(a [sweep] patterns list or a path may continue on indented "
+                               "lines; a path's pieces are joined as they are)",
                                path, parse.too_long_line, parse.longest_line);
     return 0;
 }
@@ -1113,7 +1118,25 @@ int config_device_option(int argc, char **argv, int *i, char *out, size_t capaci
     return 1;
 }
 
-static void write_value(const config *cfg, const key_spec *spec, text_builder *builder) {
+/* A long path goes out in pieces on indented lines, which the reader joins as they are.
+ * A piece may neither begin nor end with white space (libinih strips it) nor begin with
+ * ';' or '#' (a comment line), so a cut moves back to a place where neither holds. */
+static void write_path(const char *path, bool wrap, text_builder *builder) {
+    size_t length = strlen(path), start = 0;
+    while (wrap && length - start > PATH_CHARACTERS_PER_WRITTEN_LINE) {
+        size_t cut = start + PATH_CHARACTERS_PER_WRITTEN_LINE;
+        while (cut > start + 1 &&
+               (isspace((unsigned char)path[cut - 1]) || isspace((unsigned char)path[cut]) ||
+                path[cut] == ';' || path[cut] == '#'))
+            cut--;
+        if (cut == start + 1) break; /* nowhere to cut: one long line, refused on reading */
+        builder_append(builder, "%.*s\n    ", (int)(cut - start), path + start);
+        start = cut;
+    }
+    builder_append(builder, "%s", path + start);
+}
+
+static void write_value(const config *cfg, const key_spec *spec, bool wrap_paths, text_builder *builder) {
     switch (spec->kind) {
     case VALUE_INT:
         builder_append(builder, "%d", *const_int_field(cfg, spec));
@@ -1136,8 +1159,10 @@ static void write_value(const config *cfg, const key_spec *spec, text_builder *b
         builder_append(builder, "%s", kind == AUGMENT_SHIFT ? "shift" : kind ? "true" : "false");
         return;
     }
-    case VALUE_NAME:
     case VALUE_PATH:
+        write_path(const_string_field(cfg, spec), wrap_paths, builder);
+        return;
+    case VALUE_NAME:
     case VALUE_WORD:
         builder_append(builder, "%s", const_string_field(cfg, spec));
         return;
@@ -1161,7 +1186,7 @@ static void write_value(const config *cfg, const key_spec *spec, text_builder *b
     }
 }
 
-int config_write(const config *cfg, char *out, int capacity) {
+static int write_config(const config *cfg, bool wrap_paths, char *out, int capacity) {
     if (!out || capacity <= 0) return -1;
     text_builder builder = {out, (size_t)capacity, 0, false};
     out[0] = '\0';
@@ -1173,8 +1198,14 @@ int config_write(const config *cfg, char *out, int capacity) {
             section = spec->section;
         }
         builder_append(&builder, "%s = ", spec->key);
-        write_value(cfg, spec, &builder);
+        write_value(cfg, spec, wrap_paths, &builder);
         builder_append(&builder, "\n");
     }
     return builder.overflow ? -1 : (int)builder.length;
+}
+
+int config_write(const config *cfg, char *out, int capacity) { return write_config(cfg, true, out, capacity); }
+
+int config_write_unwrapped(const config *cfg, char *out, int capacity) {
+    return write_config(cfg, false, out, capacity);
 }

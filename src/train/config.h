@@ -114,7 +114,12 @@ int config_load_text(config *cfg, const char *name, const char *text, bneck_erro
 int config_device_option(int argc, char **argv, int *i, char *out, size_t capacity,
                          bneck_error *err);
 
-/* Writes the effective configuration as INI text (every key), for logs and results. */
+/* Writes the effective configuration as INI text (every key), for logs and results; it
+ * reads back through config_load (a path longer than a line goes over indented lines).
+ * Returns the length, or -1 when it does not fit capacity. */
 int config_write(const config *cfg, char *out, int capacity);
+/* The same text with every path on one line however long: for comparing settings, not
+ * for reading back (run files made before paths were split hold this form). */
+int config_write_unwrapped(const config *cfg, char *out, int capacity);
 
 #endif
