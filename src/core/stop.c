@@ -1,29 +1,92 @@
 #include "core/stop.h"
 
+#include "core/log.h"
+
+#include <pthread.h>
+#include <stdbool.h>
 #include <signal.h>
-#include <stddef.h>
-#include <time.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
 
 static sigset_t stop_signals;
-static volatile sig_atomic_t stop_received_signal = 0;
+static atomic_int stop_received_signal; /* 0, the first stop signal, or -1 (stop_request) */
+static bool watcher_running;
+
+/* One write per line, as log.c does: under mpirun a line must not be split by another's. */
+static void say(const char *text) {
+    ssize_t ignored = write(STDERR_FILENO, text, strlen(text));
+    (void)ignored;
+}
+
+static const char *signal_name(int signal_number) {
+    switch (signal_number) {
+    case SIGINT: return "SIGINT";
+    case SIGTERM: return "SIGTERM";
+    case SIGUSR1: return "SIGUSR1";
+    case SIGUSR2: return "SIGUSR2";
+    default: return strsignal(signal_number);
+    }
+}
+
+/* The one thread that takes the stop signals: the first asks for a clean stop; a second
+ * interrupt (Ctrl-C pressed again) quits at once, losing only the epoch in progress, since
+ * every commit is a rename. A repeated TERM does not: a scheduler may send it to every
+ * process of a job as well as to the script that passes it on. */
+static void *watch_stop_signals(void *unused) {
+    (void)unused;
+    for (;;) {
+        int signal_number = 0;
+        if (sigwait(&stop_signals, &signal_number) != 0) continue;
+        int none = 0;
+        if (atomic_compare_exchange_strong(&stop_received_signal, &none, signal_number)) {
+            char note[200];
+            snprintf(note, sizeof note,
+                     "bneck (rank %d): %s received: stopping at the next step, keeping the work "
+                     "done%s\n",
+                     log_rank(), signal_name(signal_number),
+                     signal_number == SIGINT ? " (interrupt again to quit at once)" : "");
+            say(note);
+        } else if (signal_number == SIGINT) {
+            say("bneck: interrupted again: quitting now (committed epochs are kept; the one in "
+                "progress is lost)\n");
+            _exit(128 + SIGINT);
+        }
+    }
+    return NULL;
+}
 
 void stop_catch_signals(int extra_signal) {
     sigemptyset(&stop_signals);
     sigaddset(&stop_signals, SIGTERM);
     sigaddset(&stop_signals, SIGINT);
     if (extra_signal > 0) sigaddset(&stop_signals, extra_signal);
-    /* threads started from here on (MPI, OpenMP, CUDA) inherit the mask */
+    /* threads started from here on (MPI, OpenMP, CUDA, the watcher) inherit the mask */
     pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+    pthread_t watcher;
+    pthread_attr_t detached;
+    pthread_attr_init(&detached);
+    pthread_attr_setdetachstate(&detached, PTHREAD_CREATE_DETACHED);
+    watcher_running = pthread_create(&watcher, &detached, watch_stop_signals, NULL) == 0;
+    if (!watcher_running)
+        say("bneck: warning: cannot start the thread that takes stop signals: they will be "
+            "taken at step boundaries only, and a second interrupt will not quit at once\n");
+    pthread_attr_destroy(&detached);
 }
 
 int stop_requested(void) {
-    if (!stop_received_signal) {
+    if (!watcher_running && !atomic_load(&stop_received_signal)) {
+        /* without the watcher thread (it could not start), collect them here */
         const struct timespec now = {0, 0};
         const int pending = sigtimedwait(&stop_signals, NULL, &now); /* -1: none pending */
-        if (pending > 0) stop_received_signal = pending;
+        if (pending > 0) {
+            int none = 0;
+            atomic_compare_exchange_strong(&stop_received_signal, &none, pending);
+        }
     }
-    return stop_received_signal != 0;
+    return atomic_load(&stop_received_signal) != 0;
 }
 
-int stop_signal(void) { return (int)stop_received_signal; }
-void stop_request(void) { stop_received_signal = -1; }
+int stop_signal(void) { return atomic_load(&stop_received_signal); }
+void stop_request(void) { atomic_store(&stop_received_signal, -1); }

@@ -2,9 +2,10 @@
  * a run agree on it) and the sweep checkpoints, commits what is finished and exits with
  * BNECK_EXIT_STOPPED.
  *
- * The stop signals are blocked in every thread and collected by stop_requested
- * (sigtimedwait), never delivered asynchronously: no thread is interrupted inside a
- * library. With a handler instead, a USR2 arriving at rank 0 of an mpirun corrupted its
+ * The stop signals are blocked in every thread and taken by one thread of stop.c
+ * (sigwait), never delivered asynchronously: no thread is interrupted inside a library.
+ * That thread says at once that the stop is on its way, and quits the process on a second
+ * SIGINT (Ctrl-C twice), for a user who will not wait for the next step. With a handler instead, a USR2 arriving at rank 0 of an mpirun corrupted its
  * heap in about one try of three here (Open MPI 4.1 with UCX, oneDNN GEMMs running:
  * "corrupted size vs. prev_size" in free; signalling only the other rank never did). */
 #ifndef BNECK_CORE_STOP_H
