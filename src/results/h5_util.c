@@ -1,5 +1,7 @@
 #include "results/h5_util.h"
 
+#include "core/durable.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -803,16 +805,6 @@ void h5_abandon(hid_t *file, const char *temporary_path) {
     unlink(temporary_path);
 }
 
-static int fsync_path(const char *path, int flags) {
-    int fd = open(path, flags);
-    if (fd < 0) return -1;
-    int rc = fsync(fd);
-    int saved = errno;
-    close(fd);
-    errno = saved;
-    return rc;
-}
-
 int h5_commit(const h5_site *site, hid_t *file, const char *temporary_path) {
     BNECK_H5_CHECK(site, H5Fflush(*file, H5F_SCOPE_GLOBAL), "cannot flush %s", temporary_path);
     herr_t closed = H5Fclose(*file);
@@ -820,7 +812,7 @@ int h5_commit(const h5_site *site, hid_t *file, const char *temporary_path) {
     BNECK_H5_CHECK(site, closed, "cannot close %s", temporary_path);
     /* On disk before the rename makes it visible, so a crash cannot leave a renamed but
      * empty file. */
-    if (fsync_path(temporary_path, O_RDONLY)) {
+    if (durable_sync_file(temporary_path)) {
         bneck_error_set(site->err, "%s: cannot sync %s: %s", site->path, temporary_path,
                         strerror(errno));
         goto fail;
@@ -832,11 +824,7 @@ int h5_commit(const h5_site *site, hid_t *file, const char *temporary_path) {
     }
     /* The rename itself lives in the directory. */
     char directory[4096];
-    const char *slash = strrchr(site->path, '/');
-    if (!slash) snprintf(directory, sizeof directory, ".");
-    else if (slash == site->path) snprintf(directory, sizeof directory, "/");
-    else snprintf(directory, sizeof directory, "%.*s", (int)(slash - site->path), site->path);
-    if (fsync_path(directory, O_RDONLY | O_DIRECTORY) && errno != EINVAL)
+    if (durable_sync_directory_of(site->path, directory, sizeof directory))
         return bneck_error_set(site->err, "%s: written, but cannot sync its directory %s: %s",
                                site->path, directory, strerror(errno));
     return 0;
