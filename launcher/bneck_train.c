@@ -29,7 +29,7 @@ static void usage(FILE *out) {
  * Returns 0, 1 after printing the help, or 2 after printing the error. */
 static int load_config(config *cfg, int argc, char **argv) {
     const char *config_path = NULL;
-    const char **overrides = calloc((size_t)argc, sizeof *overrides);
+    const char **overrides = bneck_calloc((size_t)argc, sizeof *overrides);
     int override_count = 0, status = 0;
     static char device_override[64];
     bneck_error err;

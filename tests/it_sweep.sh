@@ -4,6 +4,7 @@
 #  - a sweep killed with SIGKILL mid-run, and one whose second rank got SIGTERM (which stops
 #    the other group too), resume and end with every run once, with the same numbers as the
 #    uninterrupted sweep;
+#  - Ctrl-C once (a clean stop is announced) and twice (quits at once);
 #  - --dry-run, a rank count that does not fit ranks_per_run, a failing rank, truncated
 #    and foreign files in the output directory, a run file held open by a viewer, a second
 #    sweep on the same output, a changed configuration, a changed run list (patterns,
@@ -174,6 +175,27 @@ else
   else cat "$work/dev-cuda.log"; bad "--device=cuda message"; fi
 fi
 
+# --- Ctrl-C: the first says a stop is coming; a second quits at once --------------------
+# (one step of 512 images of A on one thread takes seconds: both interrupts land inside it)
+"$sweep" "$work/tiny.ini" run.output="$work/interrupted" sweep.patterns=A:1:1 sweep.repeats=1 \
+  data.train_limit=512 train.batch=512 train.epochs=1 > "$work/interrupted.log" 2>&1 &
+interrupted=$!
+for _ in $(seq 1 600); do grep -q "^sweep: 1 runs on" "$work/interrupted.log" 2>/dev/null && break; sleep 0.2; done
+sleep 1
+kill -INT "$interrupted"
+sleep 0.5
+kill -INT "$interrupted"
+interrupted_at=$SECONDS
+interrupted_rc=0
+wait "$interrupted" || interrupted_rc=$?
+if [ "$interrupted_rc" -eq 130 ] && [ $((SECONDS - interrupted_at)) -le 2 ] &&
+  grep -q "SIGINT received: stopping at the next step.*interrupt again to quit at once" "$work/interrupted.log" &&
+  grep -q "interrupted again: quitting now" "$work/interrupted.log" &&
+  "$sweep" "$work/tiny.ini" run.output="$work/interrupted" sweep.patterns=A:1:1 sweep.repeats=1 \
+    data.train_limit=512 train.batch=512 train.epochs=1 --dry-run 2>&1 | grep -qE "^A-r0 .* new "; then
+  ok "Ctrl-C says the stop is coming; a second one quits at once (exit 130), leaving a sweep that resumes"
+else cat "$work/interrupted.log"; bad "Ctrl-C twice: exit $interrupted_rc after $((SECONDS - interrupted_at)) s"; fi
+
 # --- a single-process sweep that fails ends on its own error line -------------------------
 # (not under Open MPI's eight-line MPI_ABORT banner: alone in the job, nobody else is stopped)
 if "$sweep" "$work/tiny.ini" data.dir="$work/no-data-here" run.output="$work/no-data" \
@@ -183,6 +205,17 @@ elif tail -n 1 "$work/no-data.log" | grep -q "error .*$work/no-data-here/.*canno
   ! grep -q "MPI_ABORT" "$work/no-data.log"; then
   ok "a single-process sweep without its dataset exits 1 on the error naming the file"
 else cat "$work/no-data.log"; bad "single-process failure message"; fi
+
+# --- an OUTPUT the sweep would refuse is refused before the dataset is read ---------------
+# (a big dataset can take minutes to load; the missing one here would fail at once)
+echo "not a directory" > "$work/plain-file"
+output_rc=0
+"$sweep" "$work/tiny.ini" data.dir="$work/no-data-here" run.output="$work/plain-file" \
+  > "$work/output-first.log" 2>&1 || output_rc=$?
+if [ "$output_rc" -eq 2 ] && grep -q "$work/plain-file exists and is not a directory" "$work/output-first.log" &&
+  ! grep -q "no-data-here" "$work/output-first.log"; then
+  ok "an OUTPUT that is a file is refused (exit 2) before the dataset is read"
+else cat "$work/output-first.log"; bad "OUTPUT checked after the dataset: exit $output_rc"; fi
 
 # --- a rank count that does not fit ranks_per_run ----------------------------------------
 if mpirun_n 3 "$sweep" "$work/tiny.ini" sweep.ranks_per_run=2 run.output="$work/odd" > "$work/odd.log" 2>&1; then

@@ -38,6 +38,12 @@ void *bneck_calloc_at(size_t count, size_t size, const char *file, int line) {
     return p;
 }
 
+void *bneck_realloc_at(void *p, size_t bytes, const char *file, int line) {
+    void *grown = realloc(p, bytes ? bytes : 1);
+    if (!grown) bneck_fail_at(file, line, "out of memory growing a block to %zu bytes", bytes);
+    return grown;
+}
+
 void *bneck_alloc_aligned_at(size_t bytes, const char *file, int line) {
     size_t rounded = (bytes + 63) / 64 * 64;
     void *p = aligned_alloc(64, rounded ? rounded : 64);

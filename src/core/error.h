@@ -23,11 +23,13 @@ noreturn void bneck_fail_at(const char *file, int line, const char *format, ...)
     __attribute__((format(printf, 3, 4)));
 #define BNECK_FAIL(...) bneck_fail_at(__FILE__, __LINE__, __VA_ARGS__)
 
-/* malloc/calloc that never return NULL (they fail with file:line instead). */
+/* malloc/calloc/realloc that never return NULL (they fail with file:line instead). */
 void *bneck_malloc_at(size_t bytes, const char *file, int line);
 void *bneck_calloc_at(size_t count, size_t size, const char *file, int line);
+void *bneck_realloc_at(void *p, size_t bytes, const char *file, int line);
 #define bneck_malloc(bytes) bneck_malloc_at((bytes), __FILE__, __LINE__)
 #define bneck_calloc(count, size) bneck_calloc_at((count), (size), __FILE__, __LINE__)
+#define bneck_realloc(p, bytes) bneck_realloc_at((p), (bytes), __FILE__, __LINE__)
 
 /* 64-byte aligned, zero-filled allocation for large float arrays; free with free(). */
 void *bneck_alloc_aligned_at(size_t bytes, const char *file, int line);

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/durable.h"
 #include "core/log.h"
 
 enum { PATH_TEXT = 1024 }; /* [run] output is at most 511 characters */
@@ -171,7 +172,8 @@ void sweep_output_settings(const config *cfg, char *out, size_t capacity) {
 }
 
 /* Writes text to path through path.tmp and a rename: a crash leaves the old file or the
- * new one, never part of one. */
+ * new one, never part of one; the directory is synced too, since a directory whose run
+ * files survived a power loss without its sweep.ini would be taken for a new sweep. */
 static int write_file_atomically(const char *path, const char *text, bneck_error *err) {
     char temporary[PATH_TEXT + 32];
     snprintf(temporary, sizeof temporary, "%s.tmp", path);
@@ -184,6 +186,10 @@ static int write_file_atomically(const char *path, const char *text, bneck_error
         remove(temporary);
         return bneck_error_set(err, "cannot write %s: %s", path, strerror(why));
     }
+    char directory[PATH_TEXT + 16];
+    if (durable_sync_directory_of(path, directory, sizeof directory))
+        return bneck_error_set(err, "%s: written, but cannot sync its directory %s: %s", path,
+                               directory, strerror(errno));
     return 0;
 }
 
@@ -367,7 +373,7 @@ int sweep_output_check(const config *cfg, const sweep_plan *plan, int restart, b
     snprintf(stored_path, sizeof stored_path, "%s/sweep.ini", cfg->output);
     const int tie = compare_configuration(cfg, cfg->output, stored_path, file_text,
                                           sizeof file_text, err);
-    if (tie > SWEEP_OUTPUT_NEW) report_foreign_files(plan, runs); /* as the sweep would */
+    if (plan && tie > SWEEP_OUTPUT_NEW) report_foreign_files(plan, runs); /* as the sweep would */
     return tie;
 }
 

@@ -29,7 +29,7 @@ int sweep_output_prepare(const config *cfg, const sweep_plan *plan, const char *
  * same configuration (as written, or the same settings written otherwise), the same but
  * for the run list, or (restart set) there and to be moved aside; -1 with err when the
  * sweep there would be refused. Files in OUTPUT/runs that the plan does not name are
- * reported, as the sweep reports them. */
+ * reported, as the sweep reports them (not with plan NULL: a check ahead of that one). */
 enum {
     SWEEP_OUTPUT_NEW = 0,
     SWEEP_OUTPUT_SAME = 1,

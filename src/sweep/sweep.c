@@ -546,7 +546,7 @@ static int run_one(sweep_state *s, int index) {
         checkpoint_alloc(&checkpoint, &built);
         epochs = 0;
     }
-    if (leader) history = realloc(history, (size_t)s->cfg.epochs * sizeof *history);
+    if (leader) history = bneck_realloc(history, (size_t)s->cfg.epochs * sizeof *history);
 
     int stopped = 0, diverged = 0;
     while (t.epochs_done < s->cfg.epochs && !diverged) {
@@ -899,21 +899,33 @@ int sweep_main(int argc, char **argv) {
     backend_device_names(s.backend, s.device_model, sizeof s.device_model, s.device_name,
                          sizeof s.device_name);
 
-    /* A plan needs only the input channels, so --dry-run works before the data is fetched. */
+    /* A plan needs only the input channels, so --dry-run works before the data is fetched,
+     * and a plan or OUTPUT the sweep would refuse is refused before the data is loaded. */
     s.in_channels = strcmp(s.cfg.dataset, "cifar10") == 0 ? 3 : 1;
+    if (sweep_plan_build(&s.plan, &s.cfg, s.in_channels, &err)) {
+        if (w->rank == 0) fprintf(stderr, "bneck-sweep: %s: %s\n", s.options.config_path, err.message);
+        sweep_world_finalize(w);
+        return 2;
+    }
     if (!s.options.dry_run) {
+        int refused = 0;
+        if (w->rank == 0 && sweep_output_check(&s.cfg, NULL, s.options.restart, &err) < 0) {
+            fprintf(stderr, "bneck-sweep: %s\n", err.message);
+            refused = 1;
+        }
+        if (sweep_world_any(w, refused)) {
+            sweep_world_finalize(w);
+            return 2;
+        }
         if (dataset_load(&s.train_set, &s.val_set, s.cfg.dataset, s.cfg.data_dir, &err)) {
             log_error("%s", err.message);
             sweep_world_abort(w, 1);
         }
         dataset_truncate(&s.train_set, s.cfg.train_limit);
         dataset_truncate(&s.val_set, s.cfg.val_limit);
-        s.in_channels = s.train_set.channels;
-    }
-    if (sweep_plan_build(&s.plan, &s.cfg, s.in_channels, &err)) {
-        if (w->rank == 0) fprintf(stderr, "bneck-sweep: %s: %s\n", s.options.config_path, err.message);
-        sweep_world_finalize(w);
-        return 2;
+        if (s.train_set.channels != s.in_channels)
+            BNECK_FAIL("dataset %s has %d channels; the plan was built for %d", s.cfg.dataset,
+                       s.train_set.channels, s.in_channels);
     }
     sweep_output_settings(&s.cfg, s.settings, sizeof s.settings);
     sweep_world_split(w, s.cfg.ranks_per_run, s.plan.count);
