@@ -359,9 +359,12 @@ static void write_header(FILE *out, output_format format, const char *path,
 
 /* The value of `key = value` in the sweep's config attribute, or "" (an older file, or a
  * key it does not hold). */
+/* A key's value as the sweep used it: from the settings attribute (every key, overrides
+ * applied), or in a sweep written before it, from the config file's text. */
 static void config_setting(const report_sweep *sweep, const char *key, char *out, size_t size) {
     out[0] = '\0';
-    const char *text = sweep->attributes[REPORT_ATTR_CONFIG].text;
+    const char *text = sweep->attributes[REPORT_ATTR_SETTINGS].text;
+    if (!text || !text[0]) text = sweep->attributes[REPORT_ATTR_CONFIG].text;
     const size_t key_length = strlen(key);
     for (const char *line = text; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
         if (strncmp(line, key, key_length) != 0 || strncmp(line + key_length, " = ", 3) != 0)
@@ -380,9 +383,11 @@ static void write_notes(FILE *out, output_format format, const report_sweep *swe
                  "validation accuracy; sd with ddof %s.\n", bullet, ddof);
     fprintf(out, "%ss/epoch: median (sd) over every epoch after each run's first (its only "
                  "one in a run of one epoch). GFLOP/s: "
-                 "training arithmetic achieved, 6 x MACs x images / epoch second.\n", bullet);
+                 "training arithmetic achieved, 6 x MACs x training images/s, where images/s is "
+                 "the median over complete runs of each run's median over the same epochs.\n", bullet);
     fprintf(out, "%sstudy: the published PyTorch numbers (SPEC section 5; Google Colab GPU, "
-                 "2018); speed-up = our training images/s over the study's (50,000 images per study epoch).\n", bullet);
+                 "2018); speed-up = our training images/s (as for GFLOP/s) over the study's "
+                 "(50,000 images per study epoch).\n", bullet);
     char dataset[64];
     config_setting(sweep, "dataset", dataset, sizeof dataset);
     if (dataset[0] && strcmp(dataset, "cifar10") != 0)

@@ -280,6 +280,22 @@ if [[ $status -eq 0 && "$text" == *"the study trained on CIFAR-10 and this sweep
 else
     echo "$text"; fail "the dataset caveat: exit $status"
 fi
+# The settings attribute (every key as used) wins over the config file's text, whose
+# overrides are only comments: a config naming fashion-mnist run with data.dataset=cifar10.
+"$python" - "$work/overridden.h5" "$work/fmnist.h5" <<'PY'
+import shutil, sys, h5py
+shutil.copy(sys.argv[2], sys.argv[1])
+with h5py.File(sys.argv[1], "a") as f:
+    f.attrs["config"] = "[data]\ndataset = fashion-mnist\n; overrides:\n; data.dataset=cifar10\n"
+    f.attrs["settings"] = "[data]\ndataset = cifar10\n"
+PY
+status=0
+text=$("$program" "$work/overridden.h5" --no-plots 2>"$work/stderr") || status=$?
+if [[ $status -eq 0 && "$text" != *"the study trained on CIFAR-10"* ]]; then
+    pass "the dataset is read from the settings attribute, overrides applied"
+else
+    echo "$text"; fail "the dataset from settings: exit $status"
+fi
 
 # --- a sweep's output directory stands for its sweep.h5 ------------------------------------
 status=0

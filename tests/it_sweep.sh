@@ -62,6 +62,24 @@ for row in summary:
     assert s == "%.2f" % row["median_epoch_s"] and s_sd == "%.2f" % row["sd_epoch_s"], (s, s_sd, row)
 PY
 
+# The file explains itself: "settings" holds every key as the sweep used it (the command
+# line's overrides applied), each table's "columns" attribute describes every field.
+/usr/bin/python3 - "$work/one/sweep.h5" "$work/one/runs/A-r0.h5" <<'PY' && ok "sweep.h5's settings attribute is the configuration used; every table describes its columns" || bad "settings or columns attributes"
+import sys, h5py, configparser
+f = h5py.File(sys.argv[1], "r")
+def text(v): return v.decode() if isinstance(v, bytes) else str(v)
+settings = configparser.ConfigParser()
+settings.read_string(text(f.attrs["settings"]))
+assert settings["train"]["epochs"] == "3" and settings["data"]["train_limit"] == "256", dict(settings["train"])
+assert settings["run"]["output"].endswith("/one"), settings["run"]["output"]   # the override
+assert settings["train"]["lr_decay_factor"] and settings["train"]["bn_eps"]      # keys the file did not name
+tables = [f["runs"], f["summary"]] + [f["history"][name] for name in f["history"]]
+tables.append(h5py.File(sys.argv[2], "r")["history"])
+for table in tables:
+    described = [line.split(":")[0] for line in text(table.attrs["columns"]).splitlines()]
+    assert described == list(table.dtype.names), (table.name, described, table.dtype.names)
+PY
+
 # --- four ranks ---------------------------------------------------------------------
 mpirun_n 4 "$sweep" "$work/tiny.ini" run.output="$work/four" > "$work/four.log" 2>&1 || { cat "$work/four.log"; bad "4-rank sweep"; }
 [ -f "$work/four/sweep.h5" ] && ok "4-rank sweep wrote sweep.h5" || bad "no sweep.h5 from the 4-rank sweep"

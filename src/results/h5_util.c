@@ -94,62 +94,72 @@ static void object_name(hid_t object, char *name, size_t capacity) {
 /* ---------------------------------------------------------------------------------- */
 /* Table descriptions                                                                  */
 
-#define TEXT_FIELD(type, member) \
-    { #member, FIELD_TEXT, HOFFSET(type, member), sizeof(((type *)0)->member) }
-#define NUMBER_FIELD(type, member, kind) \
-    { #member, kind, HOFFSET(type, member), sizeof(((type *)0)->member) }
+#define TEXT_FIELD(type, member, description) \
+    { #member, FIELD_TEXT, HOFFSET(type, member), sizeof(((type *)0)->member), description }
+#define NUMBER_FIELD(type, member, kind, description) \
+    { #member, kind, HOFFSET(type, member), sizeof(((type *)0)->member), description }
+
+/* The descriptions go into each table's "columns" attribute, so that a file read without
+ * this README (MATLAB, Julia, HDFView) says what each column is and in which unit. */
+#define PATTERN_TEXT "network pattern name (A to E in the study)"
+#define MODE_TEXT "1: k x k convolutions alone; 2: a 1x1 bottleneck before them (BC); 3: " \
+                  "bottlenecks before and after (BCB)"
+#define ALPHA_TEXT "bottleneck factor: a bottleneck keeps 1/alpha of the filters (1 in mode 1)"
+#define PARAMS_TEXT "parameters of the network (trainable and BatchNorm statistics)"
+#define PSEUDO_FLOPS_TEXT "pseudo-FLOPs per image of the forward pass (SPEC section 3's counter)"
+#define MACS_TEXT "multiply-accumulates per image of the forward pass"
 
 static const h5_field run_row_fields[] = {
-    TEXT_FIELD(run_row, pattern),
-    NUMBER_FIELD(run_row, mode, FIELD_INT32),
-    NUMBER_FIELD(run_row, alpha, FIELD_INT32),
-    NUMBER_FIELD(run_row, repeat, FIELD_INT32),
-    NUMBER_FIELD(run_row, seed, FIELD_UINT64),
-    NUMBER_FIELD(run_row, ranks, FIELD_INT32),
-    TEXT_FIELD(run_row, devices),
-    TEXT_FIELD(run_row, hosts),
-    NUMBER_FIELD(run_row, params, FIELD_INT64),
-    NUMBER_FIELD(run_row, pseudo_flops, FIELD_INT64),
-    NUMBER_FIELD(run_row, macs, FIELD_INT64),
-    NUMBER_FIELD(run_row, epochs, FIELD_INT32),
-    NUMBER_FIELD(run_row, best_val_acc, FIELD_DOUBLE),
-    NUMBER_FIELD(run_row, best_epoch, FIELD_INT32),
-    NUMBER_FIELD(run_row, final_val_acc, FIELD_DOUBLE),
-    NUMBER_FIELD(run_row, median_epoch_s, FIELD_DOUBLE),
-    NUMBER_FIELD(run_row, sd_epoch_s, FIELD_DOUBLE),
-    NUMBER_FIELD(run_row, images_per_s, FIELD_DOUBLE),
-    NUMBER_FIELD(run_row, total_s, FIELD_DOUBLE),
-    TEXT_FIELD(run_row, status),
+    TEXT_FIELD(run_row, pattern, PATTERN_TEXT),
+    NUMBER_FIELD(run_row, mode, FIELD_INT32, MODE_TEXT),
+    NUMBER_FIELD(run_row, alpha, FIELD_INT32, ALPHA_TEXT),
+    NUMBER_FIELD(run_row, repeat, FIELD_INT32, "repeat of the pattern, from 0"),
+    NUMBER_FIELD(run_row, seed, FIELD_UINT64, "the run's seed, from the sweep's seed, the pattern name and the repeat"),
+    NUMBER_FIELD(run_row, ranks, FIELD_INT32, "MPI ranks that trained the run, data parallel"),
+    TEXT_FIELD(run_row, devices, "device model x ranks, e.g. 'NVIDIA H200 x4' or 'cpu x2'"),
+    TEXT_FIELD(run_row, hosts, "hosts of the run's ranks, comma-separated"),
+    NUMBER_FIELD(run_row, params, FIELD_INT64, PARAMS_TEXT),
+    NUMBER_FIELD(run_row, pseudo_flops, FIELD_INT64, PSEUDO_FLOPS_TEXT),
+    NUMBER_FIELD(run_row, macs, FIELD_INT64, MACS_TEXT),
+    NUMBER_FIELD(run_row, epochs, FIELD_INT32, "epochs done (the planned number: [train] epochs in the settings attribute)"),
+    NUMBER_FIELD(run_row, best_val_acc, FIELD_DOUBLE, "best validation accuracy over the epochs done (fraction, 0 to 1)"),
+    NUMBER_FIELD(run_row, best_epoch, FIELD_INT32, "epoch of best_val_acc, from 1"),
+    NUMBER_FIELD(run_row, final_val_acc, FIELD_DOUBLE, "validation accuracy after the last epoch done (fraction)"),
+    NUMBER_FIELD(run_row, median_epoch_s, FIELD_DOUBLE, "median seconds of a training pass (validation excluded) over the epochs after the first (the first alone in a run of one epoch)"),
+    NUMBER_FIELD(run_row, sd_epoch_s, FIELD_DOUBLE, "sample standard deviation (ddof 1) of the same seconds; NaN with fewer than two"),
+    NUMBER_FIELD(run_row, images_per_s, FIELD_DOUBLE, "median training images per second over the same epochs, all ranks together"),
+    NUMBER_FIELD(run_row, total_s, FIELD_DOUBLE, "seconds of training and validation passes summed over the epochs done"),
+    TEXT_FIELD(run_row, status, "complete, running (stopped or still training: a sweep run again resumes it) or diverged"),
 };
 
 static const h5_field epoch_record_fields[] = {
-    NUMBER_FIELD(epoch_record, epoch, FIELD_INT32),
-    NUMBER_FIELD(epoch_record, lr, FIELD_DOUBLE),
-    NUMBER_FIELD(epoch_record, train_loss, FIELD_DOUBLE),
-    NUMBER_FIELD(epoch_record, train_acc, FIELD_DOUBLE),
-    NUMBER_FIELD(epoch_record, val_loss, FIELD_DOUBLE),
-    NUMBER_FIELD(epoch_record, val_acc, FIELD_DOUBLE),
-    NUMBER_FIELD(epoch_record, epoch_s, FIELD_DOUBLE),
-    NUMBER_FIELD(epoch_record, images_per_s, FIELD_DOUBLE),
-    NUMBER_FIELD(epoch_record, compute_s, FIELD_DOUBLE),
-    NUMBER_FIELD(epoch_record, allreduce_s, FIELD_DOUBLE),
-    NUMBER_FIELD(epoch_record, data_s, FIELD_DOUBLE),
-    NUMBER_FIELD(epoch_record, eval_s, FIELD_DOUBLE),
+    NUMBER_FIELD(epoch_record, epoch, FIELD_INT32, "epoch, from 1"),
+    NUMBER_FIELD(epoch_record, lr, FIELD_DOUBLE, "learning rate of the epoch"),
+    NUMBER_FIELD(epoch_record, train_loss, FIELD_DOUBLE, "mean cross-entropy over the epoch's training images (no L2 penalty)"),
+    NUMBER_FIELD(epoch_record, train_acc, FIELD_DOUBLE, "fraction of the epoch's (augmented) training images classified right while training"),
+    NUMBER_FIELD(epoch_record, val_loss, FIELD_DOUBLE, "mean cross-entropy on the validation set after the epoch"),
+    NUMBER_FIELD(epoch_record, val_acc, FIELD_DOUBLE, "validation accuracy after the epoch (fraction, 0 to 1)"),
+    NUMBER_FIELD(epoch_record, epoch_s, FIELD_DOUBLE, "seconds of the training pass (validation excluded)"),
+    NUMBER_FIELD(epoch_record, images_per_s, FIELD_DOUBLE, "training images per second of the epoch, all ranks together"),
+    NUMBER_FIELD(epoch_record, compute_s, FIELD_DOUBLE, "seconds of forward, backward and optimizer work in the training pass"),
+    NUMBER_FIELD(epoch_record, allreduce_s, FIELD_DOUBLE, "seconds waiting for the gradient sums after the backward pass (what overlapped with it is not counted; 0 on one rank)"),
+    NUMBER_FIELD(epoch_record, data_s, FIELD_DOUBLE, "seconds making batches (augmentation, copies) in the training pass"),
+    NUMBER_FIELD(epoch_record, eval_s, FIELD_DOUBLE, "seconds of the validation pass after the epoch"),
 };
 
 static const h5_field summary_row_fields[] = {
-    TEXT_FIELD(summary_row, pattern),
-    NUMBER_FIELD(summary_row, mode, FIELD_INT32),
-    NUMBER_FIELD(summary_row, alpha, FIELD_INT32),
-    NUMBER_FIELD(summary_row, n, FIELD_INT32),
-    NUMBER_FIELD(summary_row, median_best_val_acc, FIELD_DOUBLE),
-    NUMBER_FIELD(summary_row, sd_best_val_acc, FIELD_DOUBLE),
-    NUMBER_FIELD(summary_row, median_epoch_s, FIELD_DOUBLE),
-    NUMBER_FIELD(summary_row, sd_epoch_s, FIELD_DOUBLE),
-    NUMBER_FIELD(summary_row, params, FIELD_INT64),
-    NUMBER_FIELD(summary_row, pseudo_flops, FIELD_INT64),
-    NUMBER_FIELD(summary_row, macs, FIELD_INT64),
-    NUMBER_FIELD(summary_row, achieved_flops, FIELD_DOUBLE),
+    TEXT_FIELD(summary_row, pattern, PATTERN_TEXT),
+    NUMBER_FIELD(summary_row, mode, FIELD_INT32, MODE_TEXT),
+    NUMBER_FIELD(summary_row, alpha, FIELD_INT32, ALPHA_TEXT),
+    NUMBER_FIELD(summary_row, n, FIELD_INT32, "complete runs of the pattern, which the statistics are over"),
+    NUMBER_FIELD(summary_row, median_best_val_acc, FIELD_DOUBLE, "median of the runs' best_val_acc (fraction, 0 to 1)"),
+    NUMBER_FIELD(summary_row, sd_best_val_acc, FIELD_DOUBLE, "sample standard deviation (ddof 1) of the same; NaN with fewer than two runs"),
+    NUMBER_FIELD(summary_row, median_epoch_s, FIELD_DOUBLE, "median seconds of a training pass, pooled over every epoch after each run's first"),
+    NUMBER_FIELD(summary_row, sd_epoch_s, FIELD_DOUBLE, "sample standard deviation (ddof 1) of the same seconds"),
+    NUMBER_FIELD(summary_row, params, FIELD_INT64, PARAMS_TEXT),
+    NUMBER_FIELD(summary_row, pseudo_flops, FIELD_INT64, PSEUDO_FLOPS_TEXT),
+    NUMBER_FIELD(summary_row, macs, FIELD_INT64, MACS_TEXT),
+    NUMBER_FIELD(summary_row, achieved_flops, FIELD_DOUBLE, "training FLOP/s: 6 x macs x the median of the runs' images_per_s"),
 };
 
 #define TABLE(type, fields) \
@@ -245,6 +255,19 @@ static hid_t checksummed_plist(int rank, const hsize_t *dims) {
     return plist;
 }
 
+/* The "columns" attribute: one line "name: description" per field. */
+static int write_column_descriptions(const h5_site *site, hid_t dataset, const h5_table *table) {
+    size_t bytes = 1;
+    for (int i = 0; i < table->field_count; i++)
+        bytes += strlen(table->fields[i].name) + strlen(table->fields[i].description) + 3;
+    char *text = bneck_malloc(bytes), *end = text;
+    for (int i = 0; i < table->field_count; i++)
+        end += sprintf(end, "%s: %s\n", table->fields[i].name, table->fields[i].description);
+    const int status = h5_write_text_attribute(site, dataset, "columns", text);
+    free(text);
+    return status;
+}
+
 int h5_write_table(const h5_site *site, hid_t location, const char *name, const h5_table *table,
                    const void *rows, int count) {
     hid_t memory_type = H5I_INVALID_HID, file_type = H5I_INVALID_HID, space = H5I_INVALID_HID;
@@ -276,6 +299,7 @@ int h5_write_table(const h5_site *site, hid_t location, const char *name, const 
     if (count > 0)
         BNECK_H5_CHECK(site, H5Dwrite(dataset, memory_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, clean),
                        "%s: cannot write the table", name);
+    if (write_column_descriptions(site, dataset, table)) goto fail;
     BNECK_H5_CHECK(site, H5Dclose(dataset), "%s: cannot close the table", name);
     dataset = H5I_INVALID_HID;
     free(clean);

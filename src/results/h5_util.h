@@ -52,6 +52,7 @@ typedef struct h5_field {
     h5_field_kind kind;
     size_t offset;
     size_t size;        /* bytes; for FIELD_TEXT the fixed string length including the NUL */
+    const char *description; /* meaning and unit, for the table's "columns" attribute */
 } h5_field;
 
 typedef struct h5_table {
@@ -62,8 +63,9 @@ typedef struct h5_table {
 
 extern const h5_table h5_run_row_table, h5_epoch_record_table, h5_summary_row_table;
 
-/* Writes rows as a 1-D compound dataset `name` (packed in the file: no struct padding).
- * Text fields are cleared after their first NUL, so no stray bytes reach readers. */
+/* Writes rows as a 1-D compound dataset `name` (packed in the file: no struct padding),
+ * with a "columns" attribute describing each field. Text fields are cleared after their
+ * first NUL, so no stray bytes reach readers. */
 int h5_write_table(const h5_site *site, hid_t location, const char *name, const h5_table *table,
                    const void *rows, int count);
 

@@ -121,7 +121,8 @@ void run_checkpoint_free(run_checkpoint *checkpoint);
 
 /* Attributes of the sweep file. */
 typedef struct sweep_attributes {
-    const char *config_text;
+    const char *config_text;   /* as given: the config file's text, then the overrides */
+    const char *settings_text; /* every key as the sweep used it (INI text) */
     const char *versions;      /* libraries: CUDA, cuDNN, NCCL, MPI, HDF5, BLAS */
     const char *hosts;
     const char *devices;

@@ -136,6 +136,7 @@ int sweep_file_write(const char *path, const run_row *runs, epoch_record *const 
     h5_timestamp(created, sizeof created);
     if (h5_write_text_attribute(&site, file, "format", sweep_format) ||
         h5_write_text_attribute(&site, file, "config", attributes->config_text) ||
+        h5_write_text_attribute(&site, file, "settings", attributes->settings_text) ||
         h5_write_text_attribute(&site, file, "git_commit", BNECK_GIT_COMMIT) ||
         h5_write_text_attribute(&site, file, "versions", attributes->versions) ||
         h5_write_text_attribute(&site, file, "hosts", attributes->hosts) ||

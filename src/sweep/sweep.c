@@ -794,8 +794,11 @@ static int merge_results(sweep_state *s, int *complete_runs, int *diverged_runs)
                                      map_used ? "," : "", r, h, d);
     }
     const char *job = getenv("SLURM_JOB_ID"), *nodes = getenv("SLURM_JOB_NODELIST");
+    static char settings[CONFIG_MAX_TEXT];
+    if (config_write(&s->cfg, settings, (int)sizeof settings) < 0) settings[0] = '\0';
     sweep_attributes attributes = {
         .config_text = s->cfg.text,
+        .settings_text = settings,
         .versions = versions,
         .hosts = hosts,
         .devices = devices,
