@@ -624,7 +624,11 @@ static void gather_group_hosts(sweep_state *s) {
         if (seen) continue;
         int n = snprintf(s->group_hosts + used, sizeof s->group_hosts - used, "%s%s",
                          used ? "," : "", h);
-        if (n < 0 || used + (size_t)n >= sizeof s->group_hosts) break;
+        /* room is kept for ",...": a name that does not fit is left out whole, and said so */
+        if (n < 0 || used + (size_t)n + sizeof ",..." > sizeof s->group_hosts) {
+            snprintf(s->group_hosts + used, sizeof s->group_hosts - used, "%s", used ? ",..." : "...");
+            break;
+        }
         used += (size_t)n;
     }
     free(hosts);
