@@ -235,6 +235,15 @@ if [ "$output_rc" -eq 2 ] && grep -q "$work/plain-file exists and is not a direc
   ok "an OUTPUT that is a file is refused (exit 2) before the dataset is read"
 else cat "$work/output-first.log"; bad "OUTPUT checked after the dataset: exit $output_rc"; fi
 
+# --- ranks that do not run the same sweep (a config differing between nodes) -------------
+if timeout 600 mpirun --oversubscribe -n 1 "$sweep" "$work/tiny.ini" run.output="$work/mixed" : \
+  -n 1 "$sweep" "$work/tiny.ini" train.lr=0.01 run.output="$work/mixed" > "$work/mixed.log" 2>&1; then
+  bad "ranks with different settings were accepted"
+elif grep -q "rank 1 (on .*) does not run the sweep rank 0 (on .*) runs: its settings differ" "$work/mixed.log" &&
+  [ ! -e "$work/mixed" ]; then
+  ok "ranks with different settings are refused before any work, naming the rank"
+else cat "$work/mixed.log"; bad "ranks with different settings"; fi
+
 # --- a rank count that does not fit ranks_per_run ----------------------------------------
 if mpirun_n 3 "$sweep" "$work/tiny.ini" sweep.ranks_per_run=2 run.output="$work/odd" > "$work/odd.log" 2>&1; then
   bad "-n 3 with ranks_per_run 2 was accepted"

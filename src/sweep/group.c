@@ -74,12 +74,19 @@ void sweep_world_split(sweep_world *w, int ranks_per_run, int run_count) {
         MPI_Win_unlock(0, p->board_window);
     }
     MPI_Barrier(MPI_COMM_WORLD);
+    /* One access epoch for the whole sweep, each operation completed by a flush: where the
+     * transport moves one-sided operations only when rank 0 calls MPI (between its steps),
+     * an operation then waits for one such call, not one per lock, operation and unlock. */
+    MPI_Win_lock_all(MPI_MODE_NOCHECK, p->board_window);
 }
 
 void sweep_world_finalize(sweep_world *w) {
     mpi_parts *p = parts_of(w);
     if (p) {
-        if (p->board_length) MPI_Win_free(&p->board_window); /* collective: every rank */
+        if (p->board_length) {
+            MPI_Win_unlock_all(p->board_window);
+            MPI_Win_free(&p->board_window); /* collective: every rank */
+        }
         if (p->group_comm != MPI_COMM_NULL && p->group_comm) MPI_Comm_free(&p->group_comm);
         free(p);
         w->impl = NULL;
@@ -103,10 +110,9 @@ void sweep_world_abort(sweep_world *w, int status) {
 static int64_t board_fetch_add(sweep_world *w, int slot, int64_t amount) {
     mpi_parts *p = parts_of(w);
     int64_t previous = 0;
-    MPI_Win_lock(MPI_LOCK_SHARED, 0, 0, p->board_window);
     check_mpi(MPI_Fetch_and_op(&amount, &previous, MPI_INT64_T, 0, slot, MPI_SUM, p->board_window),
               "MPI_Fetch_and_op");
-    MPI_Win_unlock(0, p->board_window);
+    check_mpi(MPI_Win_flush(0, p->board_window), "MPI_Win_flush");
     return previous;
 }
 
@@ -143,21 +149,19 @@ int sweep_board_stop_posted(sweep_world *w) { return board_fetch_add(w, BOARD_ST
 void sweep_board_post(sweep_world *w, int run_index, int epoch) {
     mpi_parts *p = parts_of(w);
     int64_t values[2] = {run_index + 1, epoch};
-    MPI_Win_lock(MPI_LOCK_SHARED, 0, 0, p->board_window);
     check_mpi(MPI_Accumulate(values, 2, MPI_INT64_T, 0, BOARD_GROUPS + 2 * w->group, 2,
                              MPI_INT64_T, MPI_REPLACE, p->board_window),
               "MPI_Accumulate");
-    MPI_Win_unlock(0, p->board_window);
+    check_mpi(MPI_Win_flush(0, p->board_window), "MPI_Win_flush");
 }
 
 void sweep_board_read(sweep_world *w, int *run_index, int *epoch, long *done, long *next_ticket) {
     mpi_parts *p = parts_of(w);
     int64_t *copy = bneck_malloc((size_t)p->board_length * sizeof(int64_t));
-    MPI_Win_lock(MPI_LOCK_SHARED, 0, 0, p->board_window);
     check_mpi(MPI_Get_accumulate(NULL, 0, MPI_INT64_T, copy, p->board_length, MPI_INT64_T, 0, 0,
                                  p->board_length, MPI_INT64_T, MPI_NO_OP, p->board_window),
               "MPI_Get_accumulate");
-    MPI_Win_unlock(0, p->board_window);
+    check_mpi(MPI_Win_flush(0, p->board_window), "MPI_Win_flush");
     *done = (long)copy[BOARD_DONE];
     *next_ticket = (long)copy[BOARD_TICKET];
     for (int g = 0; g < w->groups; g++) {

@@ -56,7 +56,8 @@ void sweep_world_allgather_text(sweep_world *w, const char *mine, char *all, siz
 void sweep_group_allgather_text(sweep_world *w, const char *mine, char *all, size_t each);
 /* Minimum and maximum of a value over the group (weight-identity checks). */
 void sweep_group_min_max(sweep_world *w, uint64_t value, uint64_t *min, uint64_t *max);
-/* Lets one-sided operations progress on this rank (called at every step). */
+/* Lets one-sided operations aimed at this rank progress (rank 0 calls it at every step:
+ * it holds the board). */
 void sweep_poll(sweep_world *w);
 
 /* train_comm hooks for the group. */

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -213,8 +214,11 @@ static void log_summary(const run_row *rows, epoch_record *const *histories,
     summary_row *summaries = bneck_calloc((size_t)count, sizeof *summaries);
     const int patterns = results_summarise_patterns(rows, histories, epoch_counts, count,
                                                     summaries);
-    log_info("%-8s %4s %5s %3s %18s %20s", "pattern", "mode", "alpha", "n", "val acc % (sd)",
-             "s/epoch (sd)");
+    int complete = 0;
+    for (int p = 0; p < patterns; p++) complete += summaries[p].n;
+    if (complete) /* a stopped sweep may have no complete run: no table then */
+        log_info("%-8s %4s %5s %3s %18s %20s", "pattern", "mode", "alpha", "n",
+                 "val acc % (sd)", "s/epoch (sd)");
     for (int p = 0; p < patterns; p++) {
         const summary_row *row = &summaries[p];
         if (!row->n) continue;
@@ -243,11 +247,33 @@ static void run_path(const sweep_state *s, const planned_run *run, char *out, si
     snprintf(out, capacity, "%s/runs/%s.h5", s->cfg.output, run->name);
 }
 
-static uint64_t hash_floats(const float *values, size_t count) {
-    uint64_t hash = 1469598103934665603ULL;
-    const unsigned char *bytes = (const unsigned char *)values;
-    for (size_t i = 0; i < count * sizeof(float); i++) hash = (hash ^ bytes[i]) * 1099511628211ULL;
+/* FNV-1a: for comparing what ranks hold (weights, settings, data), not for security. */
+enum { FNV_START = 0 };
+static uint64_t hash_bytes(uint64_t hash, const void *data, size_t bytes) {
+    if (hash == FNV_START) hash = 1469598103934665603ULL;
+    const unsigned char *byte = data;
+    for (size_t i = 0; i < bytes; i++) hash = (hash ^ byte[i]) * 1099511628211ULL;
     return hash;
+}
+
+/* Data parallelism must leave every rank of a run with the same weights, bit for bit.
+ * Checked before each epoch is committed, so that a run failing it is never recorded
+ * (diverged weights hold NaNs, whose bits need not agree: not checked then). Collective
+ * in the group. */
+static void check_group_weights_agree(sweep_state *s, const trainer *t, const planned_run *run) {
+    if (s->world.group_size < 2) return;
+    const size_t count = t->net.model.param_count;
+    float *params = bneck_malloc(count * sizeof(float));
+    s->backend->download(params, t->net.params, count * sizeof(float));
+    uint64_t lowest, highest;
+    sweep_group_min_max(&s->world, hash_bytes(FNV_START, params, count * sizeof(float)), &lowest,
+                        &highest);
+    free(params);
+    if (lowest != highest) {
+        log_error("%s: the ranks of the run hold different weights after epoch %d: the epoch is "
+                  "not committed, and the sweep stops", run->name, t->epochs_done);
+        sweep_world_abort(&s->world, 1);
+    }
 }
 
 static void checkpoint_alloc(run_checkpoint *c, const model *m) {
@@ -471,6 +497,16 @@ static void fill_row_identity(const sweep_state *s, const planned_run *run, run_
     snprintf(row->hosts, sizeof row->hosts, "%s", s->group_hosts);
 }
 
+/* The run hand-out and progress board live in rank 0's memory (group.c). Some MPI
+ * transports move one-sided operations only when the target rank calls MPI, and rank 0
+ * may train a run of its own without one: it lets them progress at every step, so the
+ * other groups never wait for its run to end to get their next one. */
+static sweep_world *board_world;
+static int stop_requested_with_progress(void) {
+    if (board_world && board_world->rank == 0) sweep_poll(board_world);
+    return stop_requested();
+}
+
 /* Trains (or resumes, or skips) one run on this group. Returns 1 when stopped. */
 static int run_one(sweep_state *s, int index) {
     const planned_run *run = &s->plan.runs[index];
@@ -525,7 +561,8 @@ static int run_one(sweep_state *s, int index) {
         sweep_world_abort(w, 1);
     }
     step_graph *graphs = step_graph_attach(&t, (step_graph_mode)step_graph_mode_from_name(s->cfg.graph));
-    t.stop_requested = stop_requested;
+    t.stop_requested = stop_requested_with_progress;
+    t.label = run->name;
     if (start == RUN_RESUME) {
         if (!leader) checkpoint_alloc(&checkpoint, &built);
         sweep_group_broadcast(w, checkpoint.params, built.param_count * sizeof(float));
@@ -557,6 +594,7 @@ static int run_one(sweep_state *s, int index) {
             break;
         }
         diverged = sweep_group_any(w, epoch_record_diverged(&record));
+        if (!diverged) check_group_weights_agree(s, &t, run);
         /* another group took a stop signal: stop after this epoch, once it is committed */
         const int others_stopped = sweep_group_any(w, leader && sweep_board_stop_posted(w));
         const int stop_now = others_stopped && !diverged && t.epochs_done < s->cfg.epochs;
@@ -589,25 +627,58 @@ static int run_one(sweep_state *s, int index) {
         if (w->rank == 0 && t.epochs_done < s->cfg.epochs) print_sweep_progress(s);
         if (stop_now) break;
     }
-    /* Data parallelism must leave every rank of the run with the same weights, bit for bit
-     * (diverged weights hold NaNs, whose bits need not agree). */
-    if (!stopped && !diverged && w->group_size > 1) {
-        float *params = bneck_malloc(built.param_count * sizeof(float));
-        s->backend->download(params, t.net.params, built.param_count * sizeof(float));
-        uint64_t lowest, highest;
-        sweep_group_min_max(w, hash_floats(params, built.param_count), &lowest, &highest);
-        free(params);
-        if (lowest != highest) {
-            log_error("%s: the ranks of the run ended with different weights", run->name);
-            sweep_world_abort(w, 1);
-        }
-    }
     step_graph_release(graphs);
     device_data_release(gpu_data);
     trainer_destroy(&t);
     run_checkpoint_free(&checkpoint);
     free(history);
     return stopped;
+}
+
+static uint64_t hash_dataset(uint64_t hash, const dataset *d) {
+    hash = hash_bytes(hash, &d->count, sizeof d->count);
+    hash = hash_bytes(hash, &d->channels, sizeof d->channels);
+    if (d->count <= 0) return hash;
+    hash = hash_bytes(hash, d->labels, (size_t)d->count);
+    return hash_bytes(hash, d->pixels, (size_t)d->count * (size_t)d->channels * DATASET_SIDE * DATASET_SIDE);
+}
+
+/* Every rank must run the same sweep: the same settings, run list and output, and (unless
+ * this is a dry run) the same data. A config or dataset copy that differs on one node
+ * would otherwise mix runs or end in a bare MPI error naming nobody. Collective; returns
+ * 0, or 2 once rank 0 has named the first rank that differs and in what. */
+static int check_ranks_agree(sweep_state *s) {
+    sweep_world *w = &s->world;
+    uint64_t parts[3] = {hash_bytes(FNV_START, s->settings, strlen(s->settings)),
+                         hash_bytes(FNV_START, s->cfg.output, strlen(s->cfg.output)), 0};
+    for (int i = 0; i < s->plan.count; i++)
+        parts[1] = hash_bytes(parts[1], s->plan.runs[i].name, strlen(s->plan.runs[i].name));
+    if (!s->options.dry_run)
+        parts[2] = hash_dataset(hash_dataset(FNV_START, &s->train_set), &s->val_set);
+    char mine[HOST_TEXT] = {0};
+    snprintf(mine, sizeof mine, "%016" PRIx64 " %016" PRIx64 " %016" PRIx64, parts[0], parts[1],
+             parts[2]);
+    char *all = bneck_calloc((size_t)w->size, HOST_TEXT);
+    sweep_world_allgather_text(w, mine, all, HOST_TEXT);
+    static const char *const what[3] = {"settings", "run list or output", "dataset"};
+    int differs = 0;
+    for (int r = 1; r < w->size && !differs && w->rank == 0; r++) {
+        const char *theirs = all + (size_t)r * HOST_TEXT;
+        if (strcmp(theirs, mine) == 0) continue;
+        char parts_differing[80] = "";
+        for (int p = 0; p < 3; p++)
+            if (strncmp(theirs + 17 * p, mine + 17 * p, 16) != 0)
+                snprintf(parts_differing + strlen(parts_differing),
+                         sizeof parts_differing - strlen(parts_differing), "%s%s",
+                         parts_differing[0] ? ", " : "", what[p]);
+        fprintf(stderr, "bneck-sweep: rank %d (on %s) does not run the sweep rank 0 (on %s) runs: "
+                        "its %s differ; give every rank the same config file, overrides and "
+                        "dataset files\n",
+                r, s->all_hosts + (size_t)r * HOST_TEXT, s->all_hosts, parts_differing);
+        differs = 1;
+    }
+    free(all);
+    return sweep_world_any(w, differs) ? 2 : 0;
 }
 
 /* Every rank: the distinct hosts of its group, comma-separated (collective in the group). */
@@ -947,6 +1018,12 @@ int sweep_main(int argc, char **argv) {
         sweep_world_allgather_text(w, host, s.all_hosts, HOST_TEXT);
         sweep_world_allgather_text(w, device, s.all_devices, DEVICE_TEXT);
     }
+    if (check_ranks_agree(&s)) {
+        nccl_teardown();
+        sweep_world_finalize(w);
+        return 2;
+    }
+    board_world = w;
 
     if (s.options.dry_run) {
         const int status = w->rank == 0 ? print_plan(&s) : 0;

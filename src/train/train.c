@@ -230,8 +230,9 @@ static void print_progress(const trainer *t, int epoch, int step, int steps, dou
     }
     last_progress_print = now;
     const double elapsed = now - started;
-    fprintf(stdout, "%s  epoch %d: step %d/%d  loss %.4f  acc %.2f%%  %.0f img/s%s",
-            on_terminal ? "\r\033[K" : "", epoch, step, steps, loss_sum / seen,
+    fprintf(stdout, "%s%s%s%s  epoch %d: step %d/%d  loss %.4f  acc %.2f%%  %.0f img/s%s",
+            on_terminal ? "\r\033[K" : "", t->label ? "[" : "", t->label ? t->label : "",
+            t->label ? "]" : "", epoch, step, steps, loss_sum / seen,
             100.0 * correct / seen, seen * ranks_of(t) / (elapsed > 0 ? elapsed : 1e-9),
             on_terminal ? "" : "\n");
     fflush(stdout);

@@ -87,6 +87,8 @@ typedef struct trainer {
     step_recorder recorded_steps;
     /* Asked at every step boundary; non-zero ends the epoch early (NULL: never). */
     int (*stop_requested)(void);
+    /* Names the run in progress lines ("[E-r2] epoch 1: step ..."); NULL: no name. */
+    const char *label;
     /* Gradient parts summed during the backward pass (comm's queue/join), in order. */
     gradient_bucket buckets[MODEL_MAX_LAYERS];
     int bucket_count; /* 0: one allreduce after the backward pass */
