@@ -456,6 +456,18 @@ if "$sweep" "$work/tiny.ini" run.output="$work/foreign_settings" > "$work/foreig
   ok "a run file made with other settings is moved aside and the run redone"
 else cat "$work/foreign_settings.log"; bad "a run file of other settings was trusted"; fi
 
+# --- an edited sweep.ini no longer stands for the runs it records: refused, nothing moved ----
+cp -r "$work/one" "$work/edited"
+sed -i 's/^epochs = 3$/epochs = 4/' "$work/edited/sweep.ini"
+ls -l --full-time "$work/edited/runs" > "$work/edited_before.ls"
+edited_rc=0
+"$sweep" "$work/edited/sweep.ini" > "$work/edited.log" 2>&1 || edited_rc=$?
+ls -l --full-time "$work/edited/runs" > "$work/edited_after.ls"
+if [ "$edited_rc" -eq 2 ] && grep -q "holds runs made with other settings (.*stored 'epochs = 3', this sweep 'epochs = 4', and every other run file there): if .*sweep.ini was edited, undo the edit" "$work/edited.log" &&
+  cmp -s "$work/edited_before.ls" "$work/edited_after.ls"; then
+  ok "a sweep.ini edited after its runs were made is refused (exit 2), every run file left as it was"
+else cat "$work/edited.log"; bad "edited sweep.ini: exit $edited_rc"; fi
+
 # --- the README's analysis snippets -----------------------------------------------------------
 for name in h5py xarray; do
   snippet=$(awk -v tag="<!-- snippet:$name -->" '$0 == tag {grab=1; next} grab && /^```python/ {next} grab && /^```/ {exit} grab {print}' "$source_dir/README.md")

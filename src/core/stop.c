@@ -24,6 +24,7 @@ static const char *signal_name(int signal_number) {
     switch (signal_number) {
     case SIGINT: return "SIGINT";
     case SIGTERM: return "SIGTERM";
+    case SIGHUP: return "SIGHUP";
     case SIGUSR1: return "SIGUSR1";
     case SIGUSR2: return "SIGUSR2";
     default: return strsignal(signal_number);
@@ -61,6 +62,11 @@ void stop_catch_signals(int extra_signal) {
     sigemptyset(&stop_signals);
     sigaddset(&stop_signals, SIGTERM);
     sigaddset(&stop_signals, SIGINT);
+    /* a closed terminal or ssh session; not under nohup, which ignores it (a blocked signal
+     * is queued even when ignored, so sigwait would take it all the same) */
+    struct sigaction hangup;
+    if (sigaction(SIGHUP, NULL, &hangup) == 0 && hangup.sa_handler != SIG_IGN)
+        sigaddset(&stop_signals, SIGHUP);
     if (extra_signal > 0) sigaddset(&stop_signals, extra_signal);
     /* threads started from here on (MPI, OpenMP, CUDA, the watcher) inherit the mask */
     pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);

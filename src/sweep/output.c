@@ -16,6 +16,7 @@
 
 #include "core/durable.h"
 #include "core/log.h"
+#include "results/results.h"
 
 enum { PATH_TEXT = 1024 }; /* [run] output is at most 511 characters */
 
@@ -351,7 +352,41 @@ static int restart_target(const char *output, char *target, size_t capacity, bne
     return 0;
 }
 
-int sweep_output_check(const config *cfg, const sweep_plan *plan, int restart, bneck_error *err) {
+/* Run files that all record other settings than cfg's (and at least one of them): the
+ * directory holds another configuration's sweep, whatever its sweep.ini says (edited by
+ * hand, or removed). Refused like a sweep.ini that differs, rather than every run moved
+ * aside and trained again. A single stray file among agreeing ones is the sweep's to move
+ * aside (as one copied in from elsewhere). */
+static int check_run_files_settings(const config *cfg, const sweep_plan *plan, bneck_error *err) {
+    static char wanted[CONFIG_MAX_TEXT], stored[CONFIG_MAX_TEXT];
+    sweep_output_settings(cfg, wanted, sizeof wanted);
+    int agree = 0, differ = 0;
+    char first_path[PATH_TEXT + 64] = "", difference[256] = "";
+    for (int i = 0; i < plan->count; i++) {
+        char path[PATH_TEXT + 64];
+        snprintf(path, sizeof path, "%s/runs/%s.h5", cfg->output, plan->runs[i].name);
+        struct stat info;
+        if (stat(path, &info) != 0 || !S_ISREG(info.st_mode)) continue;
+        bneck_error unreadable; /* the sweep reports such a file on its own */
+        if (run_file_settings(path, stored, sizeof stored, &unreadable) != 1) continue;
+        if (strcmp(stored, wanted) == 0) {
+            agree++;
+        } else if (differ++ == 0) {
+            snprintf(first_path, sizeof first_path, "%s", path);
+            sweep_output_first_difference(stored, wanted, difference, sizeof difference);
+        }
+    }
+    if (differ == 0 || agree > 0) return 0;
+    return bneck_error_set(err,
+                           "%s holds runs made with other settings (%s, %s%s): if %s/sweep.ini "
+                           "was edited, undo the edit; or resume them with their configuration, "
+                           "choose another [run] output, or pass --restart to move it aside",
+                           cfg->output, first_path, difference,
+                           differ > 1 ? ", and every other run file there" : "", cfg->output);
+}
+
+int sweep_output_check(const config *cfg, const sweep_plan *plan, int restart,
+                       int report_foreign, bneck_error *err) {
     static char file_text[CONFIG_MAX_TEXT];
     char stored_path[PATH_TEXT + 16], runs[PATH_TEXT + 16];
     snprintf(runs, sizeof runs, "%s/runs", cfg->output);
@@ -373,7 +408,8 @@ int sweep_output_check(const config *cfg, const sweep_plan *plan, int restart, b
     snprintf(stored_path, sizeof stored_path, "%s/sweep.ini", cfg->output);
     const int tie = compare_configuration(cfg, cfg->output, stored_path, file_text,
                                           sizeof file_text, err);
-    if (plan && tie > SWEEP_OUTPUT_NEW) report_foreign_files(plan, runs); /* as the sweep would */
+    if (tie < 0 || check_run_files_settings(cfg, plan, err)) return -1;
+    if (report_foreign && tie > SWEEP_OUTPUT_NEW) report_foreign_files(plan, runs); /* as the sweep would */
     return tie;
 }
 

@@ -28,8 +28,9 @@ int sweep_output_prepare(const config *cfg, const sweep_plan *plan, const char *
 /* How cfg->output stands to cfg, read only (what --dry-run says): no sweep.ini yet, the
  * same configuration (as written, or the same settings written otherwise), the same but
  * for the run list, or (restart set) there and to be moved aside; -1 with err when the
- * sweep there would be refused. Files in OUTPUT/runs that the plan does not name are
- * reported, as the sweep reports them (not with plan NULL: a check ahead of that one). */
+ * sweep there would be refused (also when the plan's run files there all record other
+ * settings). With report_foreign, files in OUTPUT/runs that the plan does not name are
+ * reported, as the sweep reports them. */
 enum {
     SWEEP_OUTPUT_NEW = 0,
     SWEEP_OUTPUT_SAME = 1,
@@ -37,7 +38,8 @@ enum {
     SWEEP_OUTPUT_RUN_LIST_CHANGED = 3,
     SWEEP_OUTPUT_MOVED_ASIDE = 4,
 };
-int sweep_output_check(const config *cfg, const sweep_plan *plan, int restart, bneck_error *err);
+int sweep_output_check(const config *cfg, const sweep_plan *plan, int restart,
+                       int report_foreign, bneck_error *err);
 
 /* The settings that decide a run's numbers: the configuration without where and how fast
  * it runs, and without the run list. Run files record them; a run file made with others

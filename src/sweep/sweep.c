@@ -751,7 +751,7 @@ static dry_run_state dry_run_inspect(const sweep_state *s, const planned_run *ru
 static int print_plan(const sweep_state *s) {
     const int groups = s->world.groups, per_group = s->world.size / groups;
     bneck_error err;
-    const int tie = sweep_output_check(&s->cfg, &s->plan, s->options.restart, &err);
+    const int tie = sweep_output_check(&s->cfg, &s->plan, s->options.restart, 1, &err);
     const int moved_aside = tie == SWEEP_OUTPUT_MOVED_ASIDE; /* all runs start anew */
     if (tie < 0) {
         fprintf(stderr, "bneck-sweep: %s\n", err.message);
@@ -987,7 +987,7 @@ int sweep_main(int argc, char **argv) {
     }
     if (!s.options.dry_run) {
         int refused = 0;
-        if (w->rank == 0 && sweep_output_check(&s.cfg, NULL, s.options.restart, &err) < 0) {
+        if (w->rank == 0 && sweep_output_check(&s.cfg, &s.plan, s.options.restart, 0, &err) < 0) {
             fprintf(stderr, "bneck-sweep: %s\n", err.message);
             refused = 1;
         }
