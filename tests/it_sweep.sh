@@ -456,6 +456,21 @@ if "$sweep" "$work/tiny.ini" run.output="$work/foreign_settings" > "$work/foreig
   ok "a run file made with other settings is moved aside and the run redone"
 else cat "$work/foreign_settings.log"; bad "a run file of other settings was trusted"; fi
 
+# --- a full disk: one line naming the file and the cause, no crash, no half-written file ---
+full_disk="$work/full-disk"
+mkdir -p "$full_disk"
+if mount -t tmpfs -o size=2M tmpfs "$full_disk" 2> "$work/mount.err"; then
+  full_rc=0
+  "$sweep" "$work/tiny.ini" run.output="$full_disk/s" sweep.patterns=E:3:4 sweep.repeats=1 \
+    train.epochs=1 > "$work/full.log" 2>&1 || full_rc=$?
+  leftovers=$(ls -A "$full_disk/s/runs" 2>&1 || true)
+  umount "$full_disk"
+  if [ "$full_rc" -eq 1 ] && grep -q "E-r0: cannot commit the run: .*E-r0.h5: .*: No space left on device; HDF5" "$work/full.log" &&
+    [ -z "$leftovers" ] && ! grep -qi "segmentation\|infinite loop" "$work/full.log"; then
+    ok "a full disk: exit 1 on one line naming the file and 'No space left on device', nothing left behind"
+  else cat "$work/full.log"; bad "full disk: exit $full_rc, left: $leftovers"; fi
+else echo "skip: the full-disk check (a 2 MB tmpfs cannot be mounted here: $(cat "$work/mount.err"))"; fi
+
 # --- an edited sweep.ini no longer stands for the runs it records: refused, nothing moved ----
 cp -r "$work/one" "$work/edited"
 sed -i 's/^epochs = 3$/epochs = 4/' "$work/edited/sweep.ini"

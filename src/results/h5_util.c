@@ -63,8 +63,19 @@ int h5_fail_at(const h5_site *site, const char *file, int line, const char *form
     va_start(args, format);
     vsnprintf(what, sizeof what, format, args);
     va_end(args);
+    /* one line: HDF5's descriptions may hold a newline (the ctime in a failed write's) */
+    for (char *c = stack.text; *c; c++)
+        if (*c == '\n' || *c == '\r') *c = ' ';
+    /* a failed system call (a full disk, say) is what a user can act on: said first */
+    char reason[160] = "";
+    const char *system_message = strstr(stack.text, "error message = '");
+    if (system_message) {
+        system_message += strlen("error message = '");
+        snprintf(reason, sizeof reason, "%.*s; ", (int)strcspn(system_message, "'"),
+                 system_message);
+    }
     const char *slash = strrchr(file, '/');
-    return bneck_error_set(site->err, "%s: %s: HDF5: %s [%s:%d]", site->path, what,
+    return bneck_error_set(site->err, "%s: %s: %sHDF5: %s [%s:%d]", site->path, what, reason,
                            stack.entries ? stack.text : "no error stack", slash ? slash + 1 : file,
                            line);
 }
@@ -808,6 +819,8 @@ hid_t h5_create_temporary(const h5_site *site, char *temporary_path, size_t capa
         bneck_error_set(site->err, "%s: path too long", site->path);
         return H5I_INVALID_HID;
     }
+    struct stat before;
+    const int existed = lstat(temporary_path, &before) == 0;
     BNECK_H5_CHECK(site, plist = file_access_plist(), "no file access property list");
     /* The HDF5 1.8 file format, no newer: MATLAB, Julia and older h5py open it, and unlike
      * the oldest format its object headers carry checksums, so damaged metadata fails to
@@ -820,6 +833,9 @@ hid_t h5_create_temporary(const h5_site *site, char *temporary_path, size_t capa
     return file;
 fail:
     h5_close(&plist);
+    /* a file this call made before failing (a full disk) is ours to remove; something that
+     * was already at the name (a directory, say) is left alone */
+    if (!existed) unlink(temporary_path);
     return H5I_INVALID_HID;
 }
 

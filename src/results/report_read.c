@@ -21,6 +21,8 @@ static herr_t take_innermost(unsigned index, const H5E_error2_t *entry, void *co
     hdf5_detail *detail = context;
     if (!detail->taken && entry->desc && entry->desc[0]) {
         snprintf(detail->text, sizeof detail->text, "%s", entry->desc);
+        for (char *c = detail->text; *c; c++) /* one line: a description may hold a newline */
+            if (*c == '\n' || *c == '\r') *c = ' ';
         detail->taken = 1;
     }
     return 0;

@@ -97,11 +97,13 @@ void sweep_world_finalize(sweep_world *w) {
 void sweep_world_abort(sweep_world *w, int status) {
     fflush(stdout);
     fflush(stderr);
-    /* Alone in the job there is nobody to stop: finish cleanly, so the error line is the
-       last thing printed (MPI_Abort adds Open MPI's eight-line banner under it). */
+    /* Alone in the job there is nobody to stop: finish MPI, so the error line is the last
+       thing printed (MPI_Abort adds Open MPI's eight-line banner under it). _exit, as
+       MPI_Abort would: after a failed write (a full disk) HDF5's own exit handler tries to
+       close the file again and crashes. */
     if (w->size == 1) {
         sweep_world_finalize(w);
-        exit(status);
+        _exit(status);
     }
     MPI_Abort(MPI_COMM_WORLD, status);
     exit(status);
