@@ -1,5 +1,7 @@
 #include "core/error.h"
 
+#include "core/log.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,13 +18,14 @@ int bneck_error_set(bneck_error *err, const char *format, ...) {
 }
 
 void bneck_fail_at(const char *file, int line, const char *format, ...) {
-    fflush(stdout);
-    fprintf(stderr, "bneck: fatal: %s:%d: ", file, line);
+    char message[2048];
     va_list args;
     va_start(args, format);
-    vfprintf(stderr, format, args);
+    vsnprintf(message, sizeof message, format, args);
     va_end(args);
-    fputc('\n', stderr);
+    /* the source file from src/ on: the build machine's checkout path says nothing */
+    const char *source = strstr(file, "/src/");
+    log_fatal("%s:%d: %s", source ? source + 1 : file, line, message);
     exit(1);
 }
 

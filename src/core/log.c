@@ -60,3 +60,10 @@ void log_error(const char *format, ...) {
     log_to_stderr("error", format, args);
     va_end(args);
 }
+
+void log_fatal(const char *format, ...) {
+    va_list args;
+    va_start(args, format);
+    log_to_stderr("fatal", format, args);
+    va_end(args);
+}

@@ -8,5 +8,7 @@ int log_rank(void);
 void log_info(const char *format, ...) __attribute__((format(printf, 1, 2)));
 void log_warn(const char *format, ...) __attribute__((format(printf, 1, 2)));
 void log_error(const char *format, ...) __attribute__((format(printf, 1, 2)));
+/* An internal failure (BNECK_FAIL), said the same way: one line, the rank and host. */
+void log_fatal(const char *format, ...) __attribute__((format(printf, 1, 2)));
 
 #endif
