@@ -1,4 +1,5 @@
 #include "sweep/sweep.h"
+#include "sweep/sweep_state.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -28,33 +29,6 @@
 #include "backend/cuda/cuda_nccl.h"
 #endif
 
-enum { HOST_TEXT = 64, DEVICE_TEXT = 64, MODEL_TEXT = 48, PATH_TEXT = 1024 };
-
-typedef struct sweep_options {
-    const char *config_path;
-    const char **overrides;
-    int override_count;
-    int dry_run, restart;
-    int stop_signal;
-    char device_override[64]; /* "run.device=NAME" for --device NAME */
-} sweep_options;
-
-typedef struct sweep_state {
-    sweep_options options;
-    config cfg;
-    sweep_world world;
-    sweep_plan plan;
-    const backend_ops *backend;
-    dataset train_set, val_set;
-    int in_channels;                 /* of the images (known before the data is read) */
-    char device_name[DEVICE_TEXT]; /* this rank's: "cpu", "cuda:0 NVIDIA H200" */
-    char device_model[MODEL_TEXT]; /* what /runs names: "cpu", "NVIDIA H200" */
-    char *all_hosts;    /* world.size x HOST_TEXT */
-    char *all_devices;  /* world.size x DEVICE_TEXT */
-    char group_hosts[RESULTS_HOSTS]; /* the distinct hosts of this rank's group */
-    char settings[CONFIG_MAX_TEXT];  /* what decides a run's numbers (sweep_output_settings) */
-    double started;
-} sweep_state;
 
 /* ---------------------------------------------------------------------------------- */
 /* NCCL for the groups of a GPU sweep: gradients live in device memory, so the group's    */
@@ -207,31 +181,6 @@ static int parse_options(sweep_options *o, int argc, char **argv, bneck_error *e
     return 0;
 }
 
-/* The sweep file's /summary as a table on the console (SPEC section 5: best validation
- * accuracy over the repeats, seconds over every epoch after each run's first). */
-static void log_summary(const run_row *rows, epoch_record *const *histories,
-                        const int *epoch_counts, int count) {
-    summary_row *summaries = bneck_calloc((size_t)count, sizeof *summaries);
-    const int patterns = results_summarise_patterns(rows, histories, epoch_counts, count,
-                                                    summaries);
-    int complete = 0;
-    for (int p = 0; p < patterns; p++) complete += summaries[p].n;
-    if (complete) /* a stopped sweep may have no complete run: no table then */
-        log_info("%-8s %4s %5s %3s %18s %20s", "pattern", "mode", "alpha", "n",
-                 "val acc % (sd)", "s/epoch (sd)");
-    for (int p = 0; p < patterns; p++) {
-        const summary_row *row = &summaries[p];
-        if (!row->n) continue;
-        char acc_sd[16] = "    -", seconds_sd[16] = "    -"; /* no sd of a single value */
-        if (!isnan(row->sd_best_val_acc))
-            snprintf(acc_sd, sizeof acc_sd, "%5.2f", 100 * row->sd_best_val_acc);
-        if (!isnan(row->sd_epoch_s)) snprintf(seconds_sd, sizeof seconds_sd, "%5.2f", row->sd_epoch_s);
-        log_info("%-8s %4d %5d %3d %10.2f (%s) %12.2f (%s)", row->pattern, row->mode, row->alpha,
-                 row->n, 100 * row->median_best_val_acc, acc_sd, row->median_epoch_s, seconds_sd);
-    }
-    free(summaries);
-}
-
 static void format_duration(double seconds, char *out, size_t capacity) {
     const long s = (long)(seconds + 0.5);
     if (s >= 3600) snprintf(out, capacity, "%ldh%02ldm", s / 3600, s / 60 % 60);
@@ -242,10 +191,6 @@ static void format_duration(double seconds, char *out, size_t capacity) {
 /* ---------------------------------------------------------------------------------- */
 /* One run.                                                                            */
 
-static void run_path(const sweep_state *s, const planned_run *run, char *out, size_t capacity) {
-    /* [run] output is at most 511 characters and run names 31, so this never truncates. */
-    snprintf(out, capacity, "%s/runs/%s.h5", s->cfg.output, run->name);
-}
 
 /* FNV-1a: for comparing what ranks hold (weights, settings, data), not for security. */
 enum { FNV_START = 0 };
@@ -304,143 +249,6 @@ static void checkpoint_import(trainer *t, const run_checkpoint *c) {
     be->upload(t->net.state, c->state, c->state_count * sizeof(float));
     t->step = c->step;
     t->epochs_done = c->epochs_done;
-}
-
-/* The leader's view of what a run file says: start fresh, resume, or already done. */
-typedef enum { RUN_FRESH = 0, RUN_RESUME = 1, RUN_COMPLETE = 2, RUN_DIVERGED = 3 } run_start;
-
-/* Whether a run file that reads belongs to this run (its identity and its pattern's
- * mode and alpha); err says why not. */
-static int is_this_run(const sweep_state *s, const planned_run *run, const char *path,
-                       const run_row *row, bneck_error *err) {
-    if (strncmp(row->pattern, run->pattern.name, sizeof row->pattern) ||
-        row->repeat != run->repeat || row->seed != run->seed) {
-        /* a file copied or renamed from another run: its numbers are not this run's */
-        bneck_error_set(err, "%s holds run %.*s-r%d (seed %llu), not %s (seed %llu)", path,
-                        (int)sizeof row->pattern, row->pattern, row->repeat,
-                        (unsigned long long)row->seed, run->name, (unsigned long long)run->seed);
-        return 0;
-    }
-    if (row->mode != run->pattern.mode || row->alpha != run->pattern.alpha) {
-        bneck_error_set(err, "%s was trained as %s:%d:%d, and this sweep's %s is %s:%d:%d", path,
-                        run->pattern.name, row->mode, row->alpha, run->pattern.name,
-                        run->pattern.name, run->pattern.mode, run->pattern.alpha);
-        return 0;
-    }
-    /* made with other settings (copied from another sweep, or sweep.ini removed): files
-     * from before the attribute have none, and are trusted as before */
-    static char stored[CONFIG_MAX_TEXT];
-    const int has_settings = run_file_settings(path, stored, sizeof stored, err);
-    if (has_settings < 0) return 0;
-    if (has_settings && strcmp(stored, s->settings) != 0) {
-        char difference[256];
-        sweep_output_first_difference(stored, s->settings, difference, sizeof difference);
-        bneck_error_set(err, "%s was made with other settings (%s)", path, difference);
-        return 0;
-    }
-    return 1;
-}
-
-/* What a run's file says, before anything is done about it: no file (start fresh), a run
- * to continue, a kept run (complete or diverged), a file not to be trusted (to move aside:
- * not a regular file, unreadable or another run's, or a bad checkpoint), or one that
- * cannot even be looked at (the sweep stops). The sweep and --dry-run both go by it. */
-typedef enum {
-    FILE_NONE,
-    FILE_RESUME,
-    FILE_COMPLETE,
-    FILE_DIVERGED,
-    FILE_NOT_REGULAR,
-    FILE_UNREADABLE,
-    FILE_BAD_CHECKPOINT,
-    FILE_UNREACHABLE,
-} run_file_state;
-
-/* Reads what a decision needs: row and history (malloc'ed in *history when the run is
- * kept or continued), and the checkpoint (for m) of a run to continue. err says why a file
- * is not trusted; for FILE_UNREACHABLE, errno is set and *what says what failed. */
-static run_file_state classify_run_file(const sweep_state *s, const planned_run *run,
-                                        const char *path, const model *m, run_row *row,
-                                        epoch_record **history, int *epochs,
-                                        run_checkpoint *checkpoint, const char **what,
-                                        bneck_error *err) {
-    struct stat info;
-    *history = NULL;
-    if (lstat(path, &info) != 0) {
-        if (errno == ENOENT) return FILE_NONE;
-        *what = "cannot look at it";
-        return FILE_UNREACHABLE;
-    }
-    if (stat(path, &info) != 0) {
-        *what = "cannot follow the link";
-        return FILE_UNREACHABLE;
-    }
-    if (!S_ISREG(info.st_mode)) {
-        /* a directory, a FIFO (whose open would wait for a writer forever), ... */
-        bneck_error_set(err, "%s is not a regular file", path);
-        return FILE_NOT_REGULAR;
-    }
-    const int fd = open(path, O_RDONLY | O_NONBLOCK);
-    if (fd < 0) {
-        *what = "cannot open";
-        return FILE_UNREACHABLE;
-    }
-    close(fd);
-    /* A complete or diverged run needs only its row and history: damage in weights or
-     * checkpoint, which a kept run never reads, does not make it train again. */
-    if (run_file_read(path, row, history, epochs, NULL, NULL, err) != 0 ||
-        !is_this_run(s, run, path, row, err)) {
-        free(*history);
-        *history = NULL;
-        return FILE_UNREADABLE;
-    }
-    if (!strcmp(row->status, RUN_STATUS_COMPLETE) && *epochs >= s->cfg.epochs) return FILE_COMPLETE;
-    if (!strcmp(row->status, RUN_STATUS_DIVERGED)) return FILE_DIVERGED;
-    free(*history);
-    *history = NULL;
-    /* a run to continue: now with its weights and checkpoint */
-    if (run_file_read(path, row, history, epochs, m, checkpoint, err) != 0)
-        return FILE_BAD_CHECKPOINT;
-    if (checkpoint->epochs_done == *epochs && *epochs < s->cfg.epochs) return FILE_RESUME;
-    bneck_error_set(err, "%s: its checkpoint (%d epochs) and history (%d epochs) disagree", path,
-                    checkpoint->epochs_done, *epochs);
-    run_checkpoint_free(checkpoint);
-    free(*history);
-    *history = NULL;
-    return FILE_BAD_CHECKPOINT;
-}
-
-/* The leader's decision on a run's file. A file that cannot be looked at (permissions,
- * I/O, a link to nothing) is not known to be damaged, so nothing is moved or retrained on
- * a guess: the whole sweep stops. One not to be trusted is moved aside, never deleted. */
-static run_start inspect_run_file(const sweep_state *s, const planned_run *run, const char *path,
-                                  const model *m, run_row *row, epoch_record **history,
-                                  int *epochs, run_checkpoint *checkpoint) {
-    bneck_error err = {{0}};
-    const char *what = "";
-    switch (classify_run_file(s, run, path, m, row, history, epochs, checkpoint, &what, &err)) {
-    case FILE_NONE: return RUN_FRESH;
-    case FILE_RESUME: return RUN_RESUME;
-    case FILE_COMPLETE: return RUN_COMPLETE;
-    case FILE_DIVERGED: return RUN_DIVERGED;
-    case FILE_UNREACHABLE:
-        log_error("%s: %s: %s (left as it is; the sweep stops so that no finished work is "
-                  "redone)", path, what, strerror(errno));
-        sweep_world_abort((sweep_world *)&s->world, 1);
-    case FILE_NOT_REGULAR:
-    case FILE_UNREADABLE:
-    case FILE_BAD_CHECKPOINT:
-        break;
-    }
-    char stamp[32], aside[PATH_TEXT + 64];
-    sweep_output_timestamp(stamp, sizeof stamp);
-    snprintf(aside, sizeof aside, "%s.unreadable-%s", path, stamp);
-    if (rename(path, aside) == 0)
-        log_warn("%s; moved it to %s and the run starts over", err.message, aside);
-    else
-        log_warn("%s; could not move it aside (%s): the run starts over and will replace it",
-                 err.message, strerror(errno));
-    return RUN_FRESH;
 }
 
 static void print_epoch(const planned_run *run, int epochs, const epoch_record *r) {
@@ -513,7 +321,7 @@ static int run_one(sweep_state *s, int index) {
     sweep_world *w = &s->world;
     const int leader = w->group_rank == 0;
     char path[PATH_TEXT];
-    run_path(s, run, path, sizeof path);
+    sweep_run_path(s, run, path, sizeof path);
 
     static config run_cfg;
     run_cfg = s->cfg;
@@ -535,7 +343,7 @@ static int run_one(sweep_state *s, int index) {
     run_checkpoint checkpoint = {0};
     int start = RUN_FRESH;
     if (leader)
-        start = (int)inspect_run_file(s, run, path, &built, &row, &history, &epochs, &checkpoint);
+        start = (int)sweep_inspect_run_file(s, run, path, &built, &row, &history, &epochs, &checkpoint);
     sweep_group_broadcast(w, &start, sizeof start);
     if (start == RUN_COMPLETE || start == RUN_DIVERGED) {
         if (leader && start == RUN_COMPLETE)
@@ -706,206 +514,6 @@ static void gather_group_hosts(sweep_state *s) {
 }
 
 /* ---------------------------------------------------------------------------------- */
-/* The plan, for --dry-run: what the sweep would do with each run's file (read only), and */
-/* the groups predicted by handing each run still to train, most expensive first, to the  */
-/* group that frees up first (what the dynamic hand-out does when run time follows        */
-/* pseudo-FLOPs).                                                                         */
-
-typedef enum { STATE_TO_TRAIN, STATE_TO_RESUME, STATE_KEPT, STATE_STOPS, STATE_COUNT } dry_run_state;
-
-/* What the sweep would do with a run's file (classify_run_file), in words in why. */
-static dry_run_state dry_run_inspect(const sweep_state *s, const planned_run *run, char *why,
-                                     size_t capacity) {
-    char path[PATH_TEXT];
-    run_path(s, run, path, sizeof path);
-    model_spec spec = {run->pattern.mode, run->pattern.alpha, s->in_channels, s->cfg.pool_branch,
-                       MODEL_LAYERS_GROUPED};
-    static model built;
-    bneck_error err;
-    if (model_build(&built, &spec, &err)) BNECK_FAIL("%s: %s", run->name, err.message); /* planned */
-    run_row row;
-    epoch_record *history = NULL;
-    int epochs = 0;
-    run_checkpoint checkpoint = {0};
-    const char *what = "";
-    const run_file_state state =
-        classify_run_file(s, run, path, &built, &row, &history, &epochs, &checkpoint, &what, &err);
-    free(history);
-    if (state == FILE_RESUME) run_checkpoint_free(&checkpoint);
-    switch (state) {
-    case FILE_NONE: snprintf(why, capacity, "new"); return STATE_TO_TRAIN;
-    case FILE_RESUME:
-        snprintf(why, capacity, "resumes after %d/%d", epochs, s->cfg.epochs);
-        return STATE_TO_RESUME;
-    case FILE_COMPLETE: snprintf(why, capacity, "complete"); return STATE_KEPT;
-    case FILE_DIVERGED: snprintf(why, capacity, "diverged at epoch %d", epochs); return STATE_KEPT;
-    case FILE_NOT_REGULAR: snprintf(why, capacity, "redo: not a file (moved aside)"); break;
-    case FILE_UNREADABLE: snprintf(why, capacity, "redo: unreadable (moved aside)"); break;
-    case FILE_BAD_CHECKPOINT: snprintf(why, capacity, "redo: bad checkpoint (moved aside)"); break;
-    case FILE_UNREACHABLE: snprintf(why, capacity, "stops: %s", what); return STATE_STOPS;
-    }
-    return STATE_TO_TRAIN;
-}
-
-/* 0, or 2 when the sweep itself would refuse the output (its message printed). */
-static int print_plan(const sweep_state *s) {
-    const int groups = s->world.groups, per_group = s->world.size / groups;
-    bneck_error err;
-    const int tie = sweep_output_check(&s->cfg, &s->plan, s->options.restart, 1, &err);
-    const int moved_aside = tie == SWEEP_OUTPUT_MOVED_ASIDE; /* all runs start anew */
-    if (tie < 0) {
-        fprintf(stderr, "bneck-sweep: %s\n", err.message);
-        return 2;
-    }
-    double *busy_until = bneck_calloc((size_t)groups, sizeof(double));
-    int counts[STATE_COUNT] = {0};
-    printf("sweep plan: %d runs (%d patterns x %d repeats), %d epochs each, on %d ranks in %d "
-           "group(s) of %d; output %s%s\n",
-           s->plan.count, s->cfg.pattern_count, s->cfg.repeats, s->cfg.epochs, s->world.size,
-           groups, per_group, s->cfg.output,
-           moved_aside ? " (--restart: moved aside first)"
-           : tie == SWEEP_OUTPUT_NEW ? " (new)"
-           : tie == SWEEP_OUTPUT_RUN_LIST_CHANGED ? " (this sweep's, with another run list)"
-                                                  : " (this sweep's)");
-    printf("%-10s %-7s %4s %5s %6s %20s %14s %-34s %5s  %s\n", "run", "pattern", "mode", "alpha",
-           "repeat", "seed", "pseudo-FLOPs", "state", "group", "ranks (host:device)");
-    for (int i = 0; i < s->plan.count; i++) {
-        const planned_run *run = &s->plan.runs[i];
-        char why[64];
-        dry_run_state state = STATE_TO_TRAIN;
-        if (moved_aside) snprintf(why, sizeof why, "new");
-        else state = dry_run_inspect(s, run, why, sizeof why);
-        counts[state]++;
-        char ranks[512] = "-", group[16] = "-";
-        if (state == STATE_TO_TRAIN || state == STATE_TO_RESUME) {
-            int g = 0;
-            for (int q = 1; q < groups; q++)
-                if (busy_until[q] < busy_until[g]) g = q;
-            busy_until[g] += (double)run->pseudo_flops;
-            snprintf(group, sizeof group, "%d", g);
-            size_t used = 0;
-            for (int r = g * per_group; r < (g + 1) * per_group && used < sizeof ranks - 1; r++) {
-                int n = snprintf(ranks + used, sizeof ranks - used, "%s%d (%s:%s)", used ? ", " : "",
-                                 r, s->all_hosts + (size_t)r * HOST_TEXT,
-                                 s->all_devices + (size_t)r * DEVICE_TEXT);
-                if (n < 0) break;
-                used += (size_t)n;
-            }
-        }
-        printf("%-10s %-7s %4d %5d %6d %20llu %14lld %-34s %5s  %s\n", run->name,
-               run->pattern.name, run->pattern.mode, run->pattern.alpha, run->repeat,
-               (unsigned long long)run->seed, (long long)run->pseudo_flops, why, group, ranks);
-    }
-    printf("%d to train, %d to resume, %d kept (complete or diverged)", counts[STATE_TO_TRAIN],
-           counts[STATE_TO_RESUME], counts[STATE_KEPT]);
-    if (counts[STATE_STOPS])
-        printf("; %d file(s) the sweep cannot look at: it would stop there", counts[STATE_STOPS]);
-    printf("\n");
-    free(busy_until);
-    return 0;
-}
-
-/* ---------------------------------------------------------------------------------- */
-/* The merge: rank 0 reads every run file back (never the in-memory results: the files    */
-/* are the record) and writes sweep.h5.                                                   */
-
-static int pattern_order(const config *cfg, const char *name) {
-    for (int p = 0; p < cfg->pattern_count; p++)
-        if (!strcmp(cfg->patterns[p].name, name)) return p;
-    return cfg->pattern_count;
-}
-
-static int merge_results(sweep_state *s, int *complete_runs, int *diverged_runs) {
-    const int count = s->plan.count;
-    run_row *rows = bneck_calloc((size_t)count, sizeof *rows);
-    epoch_record **histories = bneck_calloc((size_t)count, sizeof *histories);
-    int *epoch_counts = bneck_calloc((size_t)count, sizeof *epoch_counts);
-    int found = 0, unreadable = 0;
-    *complete_runs = *diverged_runs = 0;
-    /* Table order: the config's pattern order, then repeat. */
-    for (int p = 0; p <= s->cfg.pattern_count; p++) {
-        for (int r = 0; r < s->cfg.repeats; r++) {
-            for (int i = 0; i < count; i++) {
-                const planned_run *run = &s->plan.runs[i];
-                if (pattern_order(&s->cfg, run->pattern.name) != p || run->repeat != r) continue;
-                char path[PATH_TEXT];
-                run_path(s, run, path, sizeof path);
-                if (access(path, F_OK) != 0) continue;
-                bneck_error err;
-                if (run_file_read(path, &rows[found], &histories[found], &epoch_counts[found], NULL,
-                                  NULL, &err)) {
-                    log_warn("merge: %s (left out of sweep.h5)", err.message);
-                    unreadable++;
-                    continue;
-                }
-                if (!strcmp(rows[found].status, RUN_STATUS_COMPLETE)) (*complete_runs)++;
-                if (!strcmp(rows[found].status, RUN_STATUS_DIVERGED)) (*diverged_runs)++;
-                found++;
-            }
-        }
-    }
-
-    char versions[1024];
-    snprintf(versions, sizeof versions, "bneck %s %s; backend %s: %s; MPI: %s; HDF5 %s",
-             BNECK_VERSION, BNECK_GIT_COMMIT, s->backend->name, backend_versions(s->backend),
-             sweep_mpi_version()[0] ? sweep_mpi_version() : "none (single process build)",
-             results_hdf5_version());
-    /* Sized for every rank's entry: nothing is cut off, however many ranks. */
-    const size_t capacity = (size_t)s->world.size * (HOST_TEXT + DEVICE_TEXT + 16);
-    char *hosts = bneck_calloc(capacity, 1), *devices = bneck_calloc(capacity, 1);
-    char *rank_map = bneck_calloc(capacity, 1);
-    size_t hosts_used = 0, devices_used = 0, map_used = 0;
-    for (int r = 0; r < s->world.size; r++) {
-        const char *h = s->all_hosts + (size_t)r * HOST_TEXT;
-        const char *d = s->all_devices + (size_t)r * DEVICE_TEXT;
-        int seen = 0;
-        for (int q = 0; q < r; q++) seen |= !strcmp(h, s->all_hosts + (size_t)q * HOST_TEXT);
-        if (!seen)
-            hosts_used += (size_t)snprintf(hosts + hosts_used, capacity - hosts_used, "%s%s",
-                                           hosts_used ? "," : "", h);
-        devices_used += (size_t)snprintf(devices + devices_used, capacity - devices_used, "%s%s",
-                                         devices_used ? "," : "", d);
-        map_used += (size_t)snprintf(rank_map + map_used, capacity - map_used, "%s%d:%s:%s",
-                                     map_used ? "," : "", r, h, d);
-    }
-    const char *job = getenv("SLURM_JOB_ID"), *nodes = getenv("SLURM_JOB_NODELIST");
-    static char settings[CONFIG_MAX_TEXT];
-    if (config_write(&s->cfg, settings, (int)sizeof settings) < 0) settings[0] = '\0';
-    sweep_attributes attributes = {
-        .config_text = s->cfg.text,
-        .settings_text = settings,
-        .versions = versions,
-        .hosts = hosts,
-        .devices = devices,
-        .mpi_size = s->world.size,
-        .slurm_job_id = job ? job : "",
-        .slurm_nodelist = nodes ? nodes : "",
-        .rank_gpu_map = rank_map,
-    };
-    char path[PATH_TEXT];
-    snprintf(path, sizeof path, "%s/sweep.h5", s->cfg.output);
-    bneck_error err;
-    int rc = sweep_file_write(path, rows, histories, epoch_counts, found, &attributes, &err);
-    if (rc) log_error("merge: %s", err.message);
-    else log_info("sweep: wrote %s (%d runs, %d complete)", path, found, *complete_runs);
-
-    if (rc == 0 && found > 0) log_summary(rows, histories, epoch_counts, found);
-    if (unreadable) {
-        log_error("merge: %d run file(s) could not be read and are missing from %s (see the "
-                  "warnings above)", unreadable, path);
-        rc = 1;
-    }
-    free(hosts);
-    free(devices);
-    free(rank_map);
-    for (int i = 0; i < found; i++) free(histories[i]);
-    free(histories);
-    free(rows);
-    free(epoch_counts);
-    return rc;
-}
-
-/* ---------------------------------------------------------------------------------- */
 
 /* The --stop-signal of the command line (USR2 when absent or not a signal name: the option
  * parser reports the latter), needed before the options are parsed: see stop.h. */
@@ -1026,7 +634,7 @@ int sweep_main(int argc, char **argv) {
     board_world = w;
 
     if (s.options.dry_run) {
-        const int status = w->rank == 0 ? print_plan(&s) : 0;
+        const int status = w->rank == 0 ? sweep_print_plan(&s) : 0;
         nccl_teardown();
         sweep_world_finalize(w);
         return status;
@@ -1077,7 +685,7 @@ int sweep_main(int argc, char **argv) {
     int status = 0;
     if (w->rank == 0) {
         int complete = 0, diverged = 0;
-        if (merge_results(&s, &complete, &diverged)) status = 1;
+        if (sweep_merge_results(&s, &complete, &diverged)) status = 1;
         if (diverged) {
             log_error("sweep: %d of %d run(s) diverged (status '%s' in sweep.h5, left out of "
                       "/summary)", diverged, s.plan.count, RUN_STATUS_DIVERGED);

@@ -1,0 +1,134 @@
+/* The merge: rank 0 reads every run file back (never the in-memory results: the files are
+ * the record) and writes sweep.h5, then prints its summary. */
+#include "sweep/sweep_state.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backend/backend_select.h"
+#include "core/log.h"
+#include "sweep/output.h"
+
+/* The sweep file's /summary as a table on the console (SPEC section 5: best validation
+ * accuracy over the repeats, seconds over every epoch after each run's first). */
+static void log_summary(const run_row *rows, epoch_record *const *histories,
+                        const int *epoch_counts, int count) {
+    summary_row *summaries = bneck_calloc((size_t)count, sizeof *summaries);
+    const int patterns = results_summarise_patterns(rows, histories, epoch_counts, count,
+                                                    summaries);
+    int complete = 0;
+    for (int p = 0; p < patterns; p++) complete += summaries[p].n;
+    if (complete) /* a stopped sweep may have no complete run: no table then */
+        log_info("%-8s %4s %5s %3s %18s %20s", "pattern", "mode", "alpha", "n",
+                 "val acc % (sd)", "s/epoch (sd)");
+    for (int p = 0; p < patterns; p++) {
+        const summary_row *row = &summaries[p];
+        if (!row->n) continue;
+        char acc_sd[16] = "    -", seconds_sd[16] = "    -"; /* no sd of a single value */
+        if (!isnan(row->sd_best_val_acc))
+            snprintf(acc_sd, sizeof acc_sd, "%5.2f", 100 * row->sd_best_val_acc);
+        if (!isnan(row->sd_epoch_s)) snprintf(seconds_sd, sizeof seconds_sd, "%5.2f", row->sd_epoch_s);
+        log_info("%-8s %4d %5d %3d %10.2f (%s) %12.2f (%s)", row->pattern, row->mode, row->alpha,
+                 row->n, 100 * row->median_best_val_acc, acc_sd, row->median_epoch_s, seconds_sd);
+    }
+    free(summaries);
+}
+
+static int pattern_order(const config *cfg, const char *name) {
+    for (int p = 0; p < cfg->pattern_count; p++)
+        if (!strcmp(cfg->patterns[p].name, name)) return p;
+    return cfg->pattern_count;
+}
+
+int sweep_merge_results(sweep_state *s, int *complete_runs, int *diverged_runs) {
+    const int count = s->plan.count;
+    run_row *rows = bneck_calloc((size_t)count, sizeof *rows);
+    epoch_record **histories = bneck_calloc((size_t)count, sizeof *histories);
+    int *epoch_counts = bneck_calloc((size_t)count, sizeof *epoch_counts);
+    int found = 0, unreadable = 0;
+    *complete_runs = *diverged_runs = 0;
+    /* Table order: the config's pattern order, then repeat. */
+    for (int p = 0; p <= s->cfg.pattern_count; p++) {
+        for (int r = 0; r < s->cfg.repeats; r++) {
+            for (int i = 0; i < count; i++) {
+                const planned_run *run = &s->plan.runs[i];
+                if (pattern_order(&s->cfg, run->pattern.name) != p || run->repeat != r) continue;
+                char path[PATH_TEXT];
+                sweep_run_path(s, run, path, sizeof path);
+                if (access(path, F_OK) != 0) continue;
+                bneck_error err;
+                if (run_file_read(path, &rows[found], &histories[found], &epoch_counts[found], NULL,
+                                  NULL, &err)) {
+                    log_warn("merge: %s (left out of sweep.h5)", err.message);
+                    unreadable++;
+                    continue;
+                }
+                if (!strcmp(rows[found].status, RUN_STATUS_COMPLETE)) (*complete_runs)++;
+                if (!strcmp(rows[found].status, RUN_STATUS_DIVERGED)) (*diverged_runs)++;
+                found++;
+            }
+        }
+    }
+
+    char versions[1024];
+    snprintf(versions, sizeof versions, "bneck %s %s; backend %s: %s; MPI: %s; HDF5 %s",
+             BNECK_VERSION, BNECK_GIT_COMMIT, s->backend->name, backend_versions(s->backend),
+             sweep_mpi_version()[0] ? sweep_mpi_version() : "none (single process build)",
+             results_hdf5_version());
+    /* Sized for every rank's entry: nothing is cut off, however many ranks. */
+    const size_t capacity = (size_t)s->world.size * (HOST_TEXT + DEVICE_TEXT + 16);
+    char *hosts = bneck_calloc(capacity, 1), *devices = bneck_calloc(capacity, 1);
+    char *rank_map = bneck_calloc(capacity, 1);
+    size_t hosts_used = 0, devices_used = 0, map_used = 0;
+    for (int r = 0; r < s->world.size; r++) {
+        const char *h = s->all_hosts + (size_t)r * HOST_TEXT;
+        const char *d = s->all_devices + (size_t)r * DEVICE_TEXT;
+        int seen = 0;
+        for (int q = 0; q < r; q++) seen |= !strcmp(h, s->all_hosts + (size_t)q * HOST_TEXT);
+        if (!seen)
+            hosts_used += (size_t)snprintf(hosts + hosts_used, capacity - hosts_used, "%s%s",
+                                           hosts_used ? "," : "", h);
+        devices_used += (size_t)snprintf(devices + devices_used, capacity - devices_used, "%s%s",
+                                         devices_used ? "," : "", d);
+        map_used += (size_t)snprintf(rank_map + map_used, capacity - map_used, "%s%d:%s:%s",
+                                     map_used ? "," : "", r, h, d);
+    }
+    const char *job = getenv("SLURM_JOB_ID"), *nodes = getenv("SLURM_JOB_NODELIST");
+    static char settings[CONFIG_MAX_TEXT];
+    if (config_write(&s->cfg, settings, (int)sizeof settings) < 0) settings[0] = '\0';
+    sweep_attributes attributes = {
+        .config_text = s->cfg.text,
+        .settings_text = settings,
+        .versions = versions,
+        .hosts = hosts,
+        .devices = devices,
+        .mpi_size = s->world.size,
+        .slurm_job_id = job ? job : "",
+        .slurm_nodelist = nodes ? nodes : "",
+        .rank_gpu_map = rank_map,
+    };
+    char path[PATH_TEXT];
+    snprintf(path, sizeof path, "%s/sweep.h5", s->cfg.output);
+    bneck_error err;
+    int rc = sweep_file_write(path, rows, histories, epoch_counts, found, &attributes, &err);
+    if (rc) log_error("merge: %s", err.message);
+    else log_info("sweep: wrote %s (%d runs, %d complete)", path, found, *complete_runs);
+
+    if (rc == 0 && found > 0) log_summary(rows, histories, epoch_counts, found);
+    if (unreadable) {
+        log_error("merge: %d run file(s) could not be read and are missing from %s (see the "
+                  "warnings above)", unreadable, path);
+        rc = 1;
+    }
+    free(hosts);
+    free(devices);
+    free(rank_map);
+    for (int i = 0; i < found; i++) free(histories[i]);
+    free(histories);
+    free(rows);
+    free(epoch_counts);
+    return rc;
+}

@@ -1,0 +1,138 @@
+/* A run's file, read before anything is done about it: whose run it holds, how far it got,
+ * whether it can be trusted; and what the leader of a run's group does about it. */
+#include "sweep/sweep_state.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "sweep/output.h"
+
+void sweep_run_path(const sweep_state *s, const planned_run *run, char *out, size_t capacity) {
+    /* [run] output is at most 511 characters and run names 31, so this never truncates. */
+    snprintf(out, capacity, "%s/runs/%s.h5", s->cfg.output, run->name);
+}
+
+/* Whether a run file that reads belongs to this run (its identity and its pattern's
+ * mode and alpha); err says why not. */
+static int is_this_run(const sweep_state *s, const planned_run *run, const char *path,
+                       const run_row *row, bneck_error *err) {
+    if (strncmp(row->pattern, run->pattern.name, sizeof row->pattern) ||
+        row->repeat != run->repeat || row->seed != run->seed) {
+        /* a file copied or renamed from another run: its numbers are not this run's */
+        bneck_error_set(err, "%s holds run %.*s-r%d (seed %llu), not %s (seed %llu)", path,
+                        (int)sizeof row->pattern, row->pattern, row->repeat,
+                        (unsigned long long)row->seed, run->name, (unsigned long long)run->seed);
+        return 0;
+    }
+    if (row->mode != run->pattern.mode || row->alpha != run->pattern.alpha) {
+        bneck_error_set(err, "%s was trained as %s:%d:%d, and this sweep's %s is %s:%d:%d", path,
+                        run->pattern.name, row->mode, row->alpha, run->pattern.name,
+                        run->pattern.name, run->pattern.mode, run->pattern.alpha);
+        return 0;
+    }
+    /* made with other settings (copied from another sweep, or sweep.ini removed): files
+     * from before the attribute have none, and are trusted as before */
+    static char stored[CONFIG_MAX_TEXT];
+    const int has_settings = run_file_settings(path, stored, sizeof stored, err);
+    if (has_settings < 0) return 0;
+    if (has_settings && strcmp(stored, s->settings) != 0) {
+        char difference[256];
+        sweep_output_first_difference(stored, s->settings, difference, sizeof difference);
+        bneck_error_set(err, "%s was made with other settings (%s)", path, difference);
+        return 0;
+    }
+    return 1;
+}
+
+/* Reads what a decision needs: row and history (malloc'ed in *history when the run is
+ * kept or continued), and the checkpoint (for m) of a run to continue. err says why a file
+ * is not trusted; for FILE_UNREACHABLE, errno is set and *what says what failed. */
+run_file_state sweep_classify_run_file(const sweep_state *s, const planned_run *run,
+                                        const char *path, const model *m, run_row *row,
+                                        epoch_record **history, int *epochs,
+                                        run_checkpoint *checkpoint, const char **what,
+                                        bneck_error *err) {
+    struct stat info;
+    *history = NULL;
+    if (lstat(path, &info) != 0) {
+        if (errno == ENOENT) return FILE_NONE;
+        *what = "cannot look at it";
+        return FILE_UNREACHABLE;
+    }
+    if (stat(path, &info) != 0) {
+        *what = "cannot follow the link";
+        return FILE_UNREACHABLE;
+    }
+    if (!S_ISREG(info.st_mode)) {
+        /* a directory, a FIFO (whose open would wait for a writer forever), ... */
+        bneck_error_set(err, "%s is not a regular file", path);
+        return FILE_NOT_REGULAR;
+    }
+    const int fd = open(path, O_RDONLY | O_NONBLOCK);
+    if (fd < 0) {
+        *what = "cannot open";
+        return FILE_UNREACHABLE;
+    }
+    close(fd);
+    /* A complete or diverged run needs only its row and history: damage in weights or
+     * checkpoint, which a kept run never reads, does not make it train again. */
+    if (run_file_read(path, row, history, epochs, NULL, NULL, err) != 0 ||
+        !is_this_run(s, run, path, row, err)) {
+        free(*history);
+        *history = NULL;
+        return FILE_UNREADABLE;
+    }
+    if (!strcmp(row->status, RUN_STATUS_COMPLETE) && *epochs >= s->cfg.epochs) return FILE_COMPLETE;
+    if (!strcmp(row->status, RUN_STATUS_DIVERGED)) return FILE_DIVERGED;
+    free(*history);
+    *history = NULL;
+    /* a run to continue: now with its weights and checkpoint */
+    if (run_file_read(path, row, history, epochs, m, checkpoint, err) != 0)
+        return FILE_BAD_CHECKPOINT;
+    if (checkpoint->epochs_done == *epochs && *epochs < s->cfg.epochs) return FILE_RESUME;
+    bneck_error_set(err, "%s: its checkpoint (%d epochs) and history (%d epochs) disagree", path,
+                    checkpoint->epochs_done, *epochs);
+    run_checkpoint_free(checkpoint);
+    free(*history);
+    *history = NULL;
+    return FILE_BAD_CHECKPOINT;
+}
+
+/* The leader's decision on a run's file. A file that cannot be looked at (permissions,
+ * I/O, a link to nothing) is not known to be damaged, so nothing is moved or retrained on
+ * a guess: the whole sweep stops. One not to be trusted is moved aside, never deleted. */
+run_start sweep_inspect_run_file(const sweep_state *s, const planned_run *run, const char *path,
+                                  const model *m, run_row *row, epoch_record **history,
+                                  int *epochs, run_checkpoint *checkpoint) {
+    bneck_error err = {{0}};
+    const char *what = "";
+    switch (sweep_classify_run_file(s, run, path, m, row, history, epochs, checkpoint, &what, &err)) {
+    case FILE_NONE: return RUN_FRESH;
+    case FILE_RESUME: return RUN_RESUME;
+    case FILE_COMPLETE: return RUN_COMPLETE;
+    case FILE_DIVERGED: return RUN_DIVERGED;
+    case FILE_UNREACHABLE:
+        log_error("%s: %s: %s (left as it is; the sweep stops so that no finished work is "
+                  "redone)", path, what, strerror(errno));
+        sweep_world_abort((sweep_world *)&s->world, 1);
+    case FILE_NOT_REGULAR:
+    case FILE_UNREADABLE:
+    case FILE_BAD_CHECKPOINT:
+        break;
+    }
+    char stamp[32], aside[PATH_TEXT + 64];
+    sweep_output_timestamp(stamp, sizeof stamp);
+    snprintf(aside, sizeof aside, "%s.unreadable-%s", path, stamp);
+    if (rename(path, aside) == 0)
+        log_warn("%s; moved it to %s and the run starts over", err.message, aside);
+    else
+        log_warn("%s; could not move it aside (%s): the run starts over and will replace it",
+                 err.message, strerror(errno));
+    return RUN_FRESH;
+}

@@ -1,0 +1,86 @@
+/* What the parts of bneck-sweep share (private to src/sweep): the program's state, and
+ * the decisions on a run's file that the sweep, its dry run and its merge all go by. */
+#ifndef BNECK_SWEEP_SWEEP_STATE_H
+#define BNECK_SWEEP_SWEEP_STATE_H
+
+#include <stddef.h>
+
+#include "backend/backend.h"
+#include "data/dataset.h"
+#include "model/model.h"
+#include "results/results.h"
+#include "sweep/group.h"
+#include "sweep/plan.h"
+#include "train/config.h"
+
+enum { HOST_TEXT = 64, DEVICE_TEXT = 64, MODEL_TEXT = 48, PATH_TEXT = 1024 };
+
+typedef struct sweep_options {
+    const char *config_path;
+    const char **overrides;
+    int override_count;
+    int dry_run, restart;
+    int stop_signal;
+    char device_override[64]; /* "run.device=NAME" for --device NAME */
+} sweep_options;
+
+typedef struct sweep_state {
+    sweep_options options;
+    config cfg;
+    sweep_world world;
+    sweep_plan plan;
+    const backend_ops *backend;
+    dataset train_set, val_set;
+    int in_channels;                 /* of the images (known before the data is read) */
+    char device_name[DEVICE_TEXT]; /* this rank's: "cpu", "cuda:0 NVIDIA H200" */
+    char device_model[MODEL_TEXT]; /* what /runs names: "cpu", "NVIDIA H200" */
+    char *all_hosts;    /* world.size x HOST_TEXT */
+    char *all_devices;  /* world.size x DEVICE_TEXT */
+    char group_hosts[RESULTS_HOSTS]; /* the distinct hosts of this rank's group */
+    char settings[CONFIG_MAX_TEXT];  /* what decides a run's numbers (sweep_output_settings) */
+    double started;
+} sweep_state;
+
+/* The leader's view of what a run file says: start fresh, resume, or already done. */
+typedef enum { RUN_FRESH = 0, RUN_RESUME = 1, RUN_COMPLETE = 2, RUN_DIVERGED = 3 } run_start;
+
+/* What a run's file says, before anything is done about it: no file (start fresh), a run
+ * to continue, a kept run (complete or diverged), a file not to be trusted (to move aside:
+ * not a regular file, unreadable or another run's, or a bad checkpoint), or one that
+ * cannot even be looked at (the sweep stops). The sweep and --dry-run both go by it. */
+typedef enum {
+    FILE_NONE,
+    FILE_RESUME,
+    FILE_COMPLETE,
+    FILE_DIVERGED,
+    FILE_NOT_REGULAR,
+    FILE_UNREADABLE,
+    FILE_BAD_CHECKPOINT,
+    FILE_UNREACHABLE,
+} run_file_state;
+
+/* OUTPUT/runs/<run>.h5 */
+void sweep_run_path(const sweep_state *s, const planned_run *run, char *out, size_t capacity);
+/* Reads what a decision needs: row and history (malloc'ed in *history when the run is
+ * kept or continued), and the checkpoint (for m) of a run to continue. err says why a file
+ * is not trusted; for FILE_UNREACHABLE, errno is set and *what says what failed. */
+run_file_state sweep_classify_run_file(const sweep_state *s, const planned_run *run,
+                                       const char *path, const model *m, run_row *row,
+                                       epoch_record **history, int *epochs,
+                                       run_checkpoint *checkpoint, const char **what,
+                                       bneck_error *err);
+/* The leader's decision on a run's file (run_files.c); a file not to be trusted is moved
+ * aside, one that cannot be looked at stops the whole sweep. */
+run_start sweep_inspect_run_file(const sweep_state *s, const planned_run *run, const char *path,
+                                 const model *m, run_row *row, epoch_record **history,
+                                 int *epochs, run_checkpoint *checkpoint);
+
+/* --dry-run on rank 0 (dry_run.c): the plan and what OUTPUT holds of each run. 0, or 2
+ * when the sweep itself would refuse the output (its message printed). */
+int sweep_print_plan(const sweep_state *s);
+
+/* Rank 0 (merge.c): every run file read back into OUTPUT/sweep.h5, and the summary table
+ * printed. Returns 0 or 1; counts the complete and diverged runs. */
+int sweep_merge_results(sweep_state *s, int *complete_runs, int *diverged_runs);
+
+#endif
