@@ -231,6 +231,9 @@ static int in_use_error(int lock_fd, const char *output, bneck_error *err) {
 static int check_not_in_use(const char *output, bneck_error *err) {
     char path[PATH_TEXT + 16];
     snprintf(path, sizeof path, "%s/.lock", output);
+    struct stat info;
+    if (lstat(path, &info) == 0 && !S_ISREG(info.st_mode)) /* the sweep could not lock it */
+        return bneck_error_set(err, "cannot open %s: it is not a regular file (remove it)", path);
     const int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return 0; /* no sweep has locked it (or it cannot be read: the sweep will say) */
     int status = 0;
