@@ -469,6 +469,22 @@ if mount -t tmpfs -o size=2M tmpfs "$full_disk" 2> "$work/mount.err"; then
     [ -z "$leftovers" ] && ! grep -qi "segmentation\|infinite loop" "$work/full.log"; then
     ok "a full disk: exit 1 on one line naming the file and 'No space left on device', nothing left behind"
   else cat "$work/full.log"; bad "full disk: exit $full_rc, left: $leftovers"; fi
+  # the merge into sweep.h5 on a disk that filled up after the runs: the old sweep.h5 stays
+  mount -t tmpfs -o size=12M tmpfs "$full_disk"
+  "$sweep" "$work/tiny.ini" run.output="$full_disk/s" sweep.patterns=E:3:4 sweep.repeats=1 \
+    train.epochs=1 > "$work/merged.log" 2>&1 || { cat "$work/merged.log"; bad "a sweep on a 12 MB tmpfs"; }
+  cp "$full_disk/s/sweep.h5" "$work/merged-before.h5"
+  dd if=/dev/zero of="$full_disk/filler" bs=1k 2>/dev/null || true
+  merge_rc=0
+  "$sweep" "$work/tiny.ini" run.output="$full_disk/s" sweep.patterns=E:3:4 sweep.repeats=1 \
+    train.epochs=1 > "$work/merge-full.log" 2>&1 || merge_rc=$?
+  merge_left=$(ls "$full_disk/s" | grep -c "\.tmp" || true)
+  cmp -s "$work/merged-before.h5" "$full_disk/s/sweep.h5" && merge_kept=1 || merge_kept=0
+  umount "$full_disk"
+  if [ "$merge_rc" -eq 1 ] && grep -q "merge: .*sweep.h5: .*No space left on device; HDF5" "$work/merge-full.log" &&
+    [ "$merge_left" -eq 0 ] && [ "$merge_kept" -eq 1 ] && ! grep -qi "segmentation\|infinite loop" "$work/merge-full.log"; then
+    ok "a full disk at the merge: exit 1 naming the cause, the previous sweep.h5 kept, no HDF5 noise at exit"
+  else cat "$work/merge-full.log"; bad "full disk at the merge: exit $merge_rc, .tmp left $merge_left, kept $merge_kept"; fi
 else echo "skip: the full-disk check (a 2 MB tmpfs cannot be mounted here: $(cat "$work/mount.err"))"; fi
 
 # --- an edited sweep.ini no longer stands for the runs it records: refused, nothing moved ----

@@ -683,9 +683,11 @@ int sweep_main(int argc, char **argv) {
     sweep_world_wait_all(w, stop_requested, &stopped);
     stopped = sweep_world_any(w, stopped);
     int status = 0;
+    int merge_failed = 0;
     if (w->rank == 0) {
         int complete = 0, diverged = 0;
-        if (sweep_merge_results(&s, &complete, &diverged)) status = 1;
+        merge_failed = sweep_merge_results(&s, &complete, &diverged) != 0;
+        if (merge_failed) status = 1;
         if (diverged) {
             log_error("sweep: %d of %d run(s) diverged (status '%s' in sweep.h5, left out of "
                       "/summary)", diverged, s.plan.count, RUN_STATUS_DIVERGED);
@@ -714,5 +716,12 @@ int sweep_main(int argc, char **argv) {
     if (sweep_world_any(w, status == BNECK_EXIT_STOPPED)) broadcast_status = BNECK_EXIT_STOPPED;
     else if (sweep_world_any(w, status != 0)) broadcast_status = 1;
     sweep_world_finalize(w);
+    if (merge_failed) {
+        /* HDF5's exit handler would try again to close the sweep.h5 it could not write (a
+         * full disk), and loop there: leave without it (everything is closed or written) */
+        fflush(stdout);
+        fflush(stderr);
+        _exit(broadcast_status);
+    }
     return broadcast_status;
 }
