@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "core/log.h"
 #include "sweep/output.h"
@@ -58,12 +59,15 @@ int sweep_print_plan(const sweep_state *s) {
     }
     double *busy_until = bneck_calloc((size_t)groups, sizeof(double));
     int counts[STATE_COUNT] = {0};
+    struct stat info;
+    const int exists = stat(s->cfg.output, &info) == 0;
     printf("sweep plan: %d runs (%d patterns x %d repeats), %d epochs each, on %d ranks in %d "
            "group(s) of %d; output %s%s\n",
            s->plan.count, s->cfg.pattern_count, s->cfg.repeats, s->cfg.epochs, s->world.size,
            groups, per_group, s->cfg.output,
            moved_aside ? " (--restart: moved aside first)"
-           : tie == SWEEP_OUTPUT_NEW ? " (new)"
+           : tie == SWEEP_OUTPUT_NEW && !exists ? " (new)"
+           : tie == SWEEP_OUTPUT_NEW ? " (there, without a sweep.ini: the sweep writes one)"
            : tie == SWEEP_OUTPUT_RUN_LIST_CHANGED ? " (this sweep's, with another run list)"
                                                   : " (this sweep's)");
     printf("%-10s %-7s %4s %5s %6s %20s %14s %-34s %5s  %s\n", "run", "pattern", "mode", "alpha",
