@@ -239,7 +239,7 @@ else cat "$work/output-first.log"; bad "OUTPUT checked after the dataset: exit $
 if timeout 600 mpirun --oversubscribe -n 1 "$sweep" "$work/tiny.ini" run.output="$work/mixed" : \
   -n 1 "$sweep" "$work/tiny.ini" train.lr=0.01 run.output="$work/mixed" > "$work/mixed.log" 2>&1; then
   bad "ranks with different settings were accepted"
-elif grep -q "rank 1 (on .*) does not run the sweep rank 0 (on .*) runs: its settings differ" "$work/mixed.log" &&
+elif grep -q "rank 1 (on .*) does not run the sweep rank 0 (on .*) runs: they differ in: settings;" "$work/mixed.log" &&
   [ ! -e "$work/mixed" ]; then
   ok "ranks with different settings are refused before any work, naming the rank"
 else cat "$work/mixed.log"; bad "ranks with different settings"; fi

@@ -759,6 +759,9 @@ Test(config, long_lines_and_stray_indentation) {
     const bad_file_case cases[] = {
         {long_line, 3, "line is longer than", "libinih"},
         {"[train]\nepochs = 3\n  batch = 4\n", 3, "epochs", "indented line"},
+        /* an indented section after a path: its keys are not part of the path */
+        {"[run]\n  output = /tmp/out\n  threads = 1\n", 3, "output", "lines that begin with '/'"},
+        {"[data]\ndir = /data\n  train_limit = 512\n", 3, "dir", "indented line"},
     };
     expect_file_errors(cases, COUNT(cases));
 
@@ -931,24 +934,27 @@ Test(config, write_round_trips_every_field) {
 }
 
 /* Paths longer than a config line (libinih stops at 197 characters) are written over
- * indented lines and come back whole, whatever sits where a line would be cut: white
- * space (libinih strips it at both ends of a line), ';' and '#' (comment lines). */
+ * indented lines, cut before a '/', and come back whole, whatever the directory names
+ * hold: white space (libinih strips it at both ends of a line), ';' and '#' (comments),
+ * '=' and ':' (key separators), bytes of a multibyte UTF-8 character. */
 Test(config, write_round_trips_paths_longer_than_a_line) {
     config *cfg = new_config();
     config_defaults(cfg);
-    const size_t longest = sizeof cfg->output - 1;
-    for (size_t i = 0; i < longest; i++) cfg->output[i] = (char)('a' + i % 26);
-    cfg->output[0] = '/';
-    cfg->output[longest] = '\0';
-    expect_round_trip(cfg);
-
-    static const char *const awkward[] = {" ", ";", "#", "  ", " #", "#;", ";;;;"};
-    for (size_t a = 0; a < COUNT(awkward); a++) {
-        for (int at = 115; at <= 125; at++) { /* around the writer's cut at 120 */
-            snprintf(cfg->data_dir, sizeof cfg->data_dir, "/data/%0*d%s%0250d", at - 6, 0, awkward[a], 7);
-            expect_round_trip(cfg);
-            remove_temp_files(); /* one per round trip; the suite keeps only a few */
+    static const char *const names[] = {"plain", "with space", "trailing space ", "#hash", ";semi",
+                                        "key = value", "a:b", "caf\xc3\xa9", " lead"};
+    for (int width = 3; width <= 60; width += 3) {
+        char path[sizeof cfg->output] = "";
+        for (size_t i = 0; strlen(path) + width + 2 < sizeof path; i++) {
+            char component[80];
+            snprintf(component, sizeof component, "/%s%0*d", names[i % COUNT(names)], width, (int)i);
+            if (strlen(path) + strlen(component) >= sizeof path) break;
+            strcat(path, component);
         }
+        snprintf(cfg->output, sizeof cfg->output, "%s", path);
+        snprintf(cfg->data_dir, sizeof cfg->data_dir, "%s/", path + 1); /* relative */
+        cfg->data_dir[strlen(cfg->data_dir) - 1] = '\0';
+        expect_round_trip(cfg);
+        remove_temp_files(); /* one per round trip; the suite keeps only a few */
     }
     free(cfg);
 }
@@ -956,10 +962,10 @@ Test(config, write_round_trips_paths_longer_than_a_line) {
 Test(config, a_path_continues_on_indented_lines_joined_as_it_is) {
     config *cfg = new_config();
     bneck_error err = {{0}};
-    cr_assert_eq(load_text(cfg, "[run]\noutput = /scratch/a long\n    /way/off ; a comment\n\tdown\n[data]\ndir = x\n",
+    cr_assert_eq(load_text(cfg, "[run]\noutput = /scratch/a long\n    /way/off ; a comment\n\t/down\n[data]\ndir = x\n",
                            0, NULL, &err),
                  0, "%s", err.message);
-    cr_expect_str_eq(cfg->output, "/scratch/a long/way/offdown");
+    cr_expect_str_eq(cfg->output, "/scratch/a long/way/off/down");
     cr_expect_str_eq(cfg->data_dir, "x");
     free(cfg);
 }

@@ -13,6 +13,7 @@ void log_set_rank(int rank, const char *host) {
 }
 
 int log_rank(void) { return log_current_rank; }
+int log_rank_is_set(void) { return log_host[0] != '\0'; }
 
 void log_info(const char *format, ...) {
     if (log_current_rank != 0) return;

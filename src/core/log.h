@@ -5,6 +5,8 @@
 
 void log_set_rank(int rank, const char *host);
 int log_rank(void);
+/* Whether log_set_rank has been called (before it, every process says rank 0). */
+int log_rank_is_set(void);
 void log_info(const char *format, ...) __attribute__((format(printf, 1, 2)));
 void log_warn(const char *format, ...) __attribute__((format(printf, 1, 2)));
 void log_error(const char *format, ...) __attribute__((format(printf, 1, 2)));

@@ -37,23 +37,25 @@ static const char *signal_name(int signal_number) {
  * process of a job as well as to the script that passes it on. */
 static void *watch_stop_signals(void *unused) {
     (void)unused;
+    int interrupts = 0;
     for (;;) {
         int signal_number = 0;
         if (sigwait(&stop_signals, &signal_number) != 0) continue;
-        int none = 0;
-        if (atomic_compare_exchange_strong(&stop_received_signal, &none, signal_number)) {
-            char note[200];
-            snprintf(note, sizeof note,
-                     "bneck (rank %d): %s received: stopping at the next step, keeping the work "
-                     "done%s\n",
-                     log_rank(), signal_name(signal_number),
-                     signal_number == SIGINT ? " (interrupt again to quit at once)" : "");
-            say(note);
-        } else if (signal_number == SIGINT) {
+        if (signal_number == SIGINT && ++interrupts >= 2) {
             say("bneck: interrupted again: quitting now (committed epochs are kept; the one in "
                 "progress is lost)\n");
             _exit(128 + SIGINT);
         }
+        int none = 0;
+        const int first = atomic_compare_exchange_strong(&stop_received_signal, &none, signal_number);
+        if (!first && signal_number != SIGINT) continue; /* a repeated TERM, say: on its way */
+        char rank[32] = "";
+        if (log_rank_is_set()) snprintf(rank, sizeof rank, " (rank %d)", log_rank());
+        char note[240];
+        snprintf(note, sizeof note, "bneck%s: %s received: %s at the next step, keeping the work "
+                 "done%s\n", rank, signal_name(signal_number), first ? "stopping" : "already stopping",
+                 signal_number == SIGINT ? " (interrupt again to quit at once)" : "");
+        say(note);
     }
     return NULL;
 }
@@ -70,6 +72,9 @@ void stop_catch_signals(int extra_signal) {
     if (extra_signal > 0) sigaddset(&stop_signals, extra_signal);
     /* threads started from here on (MPI, OpenMP, CUDA, the watcher) inherit the mask */
     pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+    /* output into a pipe whose reader is gone (`| tee log` when the terminal closes) is
+     * lost, not a reason to die before the stop is made */
+    signal(SIGPIPE, SIG_IGN);
     pthread_t watcher;
     pthread_attr_t detached;
     pthread_attr_init(&detached);

@@ -179,6 +179,12 @@ int sweep_group_any(sweep_world *w, int flag) {
     return any;
 }
 
+int sweep_world_first(sweep_world *w, int flag) {
+    int mine = flag ? w->rank : w->size, first = w->size;
+    check_mpi(MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD), "MPI_Allreduce");
+    return first < w->size ? first : -1;
+}
+
 int sweep_world_any(sweep_world *w, int flag) {
     (void)w;
     int any = 0;
@@ -319,6 +325,7 @@ void sweep_world_wait_all(sweep_world *w, int (*stop_requested)(void), int *stop
 int sweep_board_stop_posted(sweep_world *w) { return (void)w, 0; }
 int sweep_group_any(sweep_world *w, int flag) { (void)w; return flag; }
 int sweep_world_any(sweep_world *w, int flag) { (void)w; return flag; }
+int sweep_world_first(sweep_world *w, int flag) { (void)w; return flag ? 0 : -1; }
 void sweep_world_barrier(sweep_world *w) { (void)w; }
 void sweep_group_broadcast(sweep_world *w, void *buffer, size_t bytes) {
     (void)w;

@@ -48,6 +48,8 @@ void sweep_board_read(sweep_world *w, int *run_index, int *epoch, long *done, lo
 /* Collectives over the group or the world. */
 int sweep_group_any(sweep_world *w, int flag);
 int sweep_world_any(sweep_world *w, int flag);
+/* The lowest rank of the job whose flag is set, or -1 (collective). */
+int sweep_world_first(sweep_world *w, int flag);
 void sweep_world_barrier(sweep_world *w);
 void sweep_group_broadcast(sweep_world *w, void *buffer, size_t bytes);
 /* Gathers a fixed-size string from every rank of the world onto all ranks. */

@@ -98,7 +98,9 @@ int sweep_merge_results(sweep_state *s, int *complete_runs, int *diverged_runs) 
     }
     const char *job = getenv("SLURM_JOB_ID"), *nodes = getenv("SLURM_JOB_NODELIST");
     static char settings[CONFIG_MAX_TEXT];
-    if (config_write(&s->cfg, settings, (int)sizeof settings) < 0) settings[0] = '\0';
+    /* one line per key however long (config readers other than bneck's would keep the
+     * newlines of a wrapped path) */
+    if (config_write_unwrapped(&s->cfg, settings, (int)sizeof settings) < 0) settings[0] = '\0';
     sweep_attributes attributes = {
         .config_text = s->cfg.text,
         .settings_text = settings,

@@ -65,24 +65,26 @@ void sweep_output_timestamp(char *out, size_t capacity) {
 }
 
 /* The configuration without how fast it runs (threads, device, progress lines): what
- * sweep.ini holds, so that `bneck-sweep OUTPUT/sweep.ini` resumes the sweep. With
- * keep_output 0, also without where it is (a sweep may be moved or copied): what decides
- * the results. */
-static void config_text(const config *cfg, int keep_output, char *out, int capacity) {
+ * sweep.ini holds (TEXT_RECORD), so that `bneck-sweep OUTPUT/sweep.ini` resumes the sweep;
+ * the same as sweeps wrote it before long paths were wrapped (TEXT_RECORD_UNWRAPPED); and
+ * without where it is (a sweep may be moved or copied), what decides the results
+ * (TEXT_SETTINGS, unwrapped: it compares with the settings of older run files). */
+typedef enum { TEXT_RECORD, TEXT_RECORD_UNWRAPPED, TEXT_SETTINGS } config_text_form;
+
+static void config_text(const config *cfg, config_text_form form, char *out, int capacity) {
     static config copy;
     copy = *cfg;
     copy.threads = 0;
     snprintf(copy.device, sizeof copy.device, "auto");
     copy.progress_every = 0;
-    if (!keep_output) copy.output[0] = '\0';
-    /* sweep.ini must read back; the settings compare with those of older run files */
-    const int length = keep_output ? config_write(&copy, out, capacity)
-                                   : config_write_unwrapped(&copy, out, capacity);
+    if (form == TEXT_SETTINGS) copy.output[0] = '\0';
+    const int length = form == TEXT_RECORD ? config_write(&copy, out, capacity)
+                                           : config_write_unwrapped(&copy, out, capacity);
     if (length < 0) out[0] = '\0';
 }
 
 static void results_defining_config(const config *cfg, char *out, int capacity) {
-    config_text(cfg, 0, out, capacity);
+    config_text(cfg, TEXT_SETTINGS, out, capacity);
 }
 
 /* The results-defining part of a stored sweep.ini, read back through the configuration
@@ -285,7 +287,7 @@ static int compare_configuration(const config *cfg, const char *output, const ch
     struct stat info;
     static char wanted[CONFIG_MAX_TEXT], stored[CONFIG_MAX_TEXT];
     results_defining_config(cfg, wanted, sizeof wanted);
-    config_text(cfg, 1, file_text, capacity);
+    config_text(cfg, TEXT_RECORD, file_text, capacity);
     if (lstat(stored_path, &info) == 0) {
         if (stat(stored_path, &info) != 0)
             return bneck_error_set(err, "%s: cannot follow the link: %s (it ties %s to its "
@@ -301,6 +303,11 @@ static int compare_configuration(const config *cfg, const char *output, const ch
                                stored_path, strerror(errno), output);
     }
     if (strcmp(stored, file_text) == 0) return SWEEP_OUTPUT_SAME;
+    /* as a sweep wrote it before long paths were wrapped (perhaps too long to read back):
+     * the same sweep, whose record is now rewritten */
+    static char unwrapped[CONFIG_MAX_TEXT];
+    config_text(cfg, TEXT_RECORD_UNWRAPPED, unwrapped, sizeof unwrapped);
+    if (strcmp(stored, unwrapped) == 0) return SWEEP_OUTPUT_SAME_SETTINGS;
     if (!stored[0])
         return bneck_error_set(err,
                                "%s, which ties %s to its configuration, is empty; if the "
@@ -371,8 +378,9 @@ static int check_run_files_settings(const config *cfg, const sweep_plan *plan, b
         struct stat info;
         if (stat(path, &info) != 0 || !S_ISREG(info.st_mode)) continue;
         bneck_error unreadable; /* the sweep reports such a file on its own */
-        if (run_file_settings(path, stored, sizeof stored, &unreadable) != 1) continue;
-        if (strcmp(stored, wanted) == 0) {
+        const int has_settings = run_file_settings(path, stored, sizeof stored, &unreadable);
+        if (has_settings < 0) continue;
+        if (has_settings == 0 || strcmp(stored, wanted) == 0) { /* none: from before them, trusted */
             agree++;
         } else if (differ++ == 0) {
             snprintf(first_path, sizeof first_path, "%s", path);
@@ -450,8 +458,11 @@ int sweep_output_from_record(config *cfg, const char *config_path) {
     if (read_whole_file(config_path, text, sizeof text) != 0 ||
         config_load_text(&recorded, config_path, text, &ignored) != 0)
         return 0;
-    config_text(&recorded, 1, written, sizeof written);
-    if (strcmp(text, written) != 0) return 0;
+    config_text(&recorded, TEXT_RECORD, written, sizeof written);
+    if (strcmp(text, written) != 0) {
+        config_text(&recorded, TEXT_RECORD_UNWRAPPED, written, sizeof written); /* older sweeps' */
+        if (strcmp(text, written) != 0) return 0;
+    }
     /* absolute, so that the record it is rewritten into names the place from anywhere */
     char absolute[PATH_MAX];
     if (!realpath(directory, absolute) || strlen(absolute) >= sizeof cfg->output) return 0;

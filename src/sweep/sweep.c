@@ -480,7 +480,7 @@ static int check_ranks_agree(sweep_state *s) {
                          sizeof parts_differing - strlen(parts_differing), "%s%s",
                          parts_differing[0] ? ", " : "", what[p]);
         fprintf(stderr, "bneck-sweep: rank %d (on %s) does not run the sweep rank 0 (on %s) runs: "
-                        "its %s differ; give every rank the same config file, overrides and "
+                        "they differ in: %s; give every rank the same config file, overrides and "
                         "dataset files\n",
                 r, s->all_hosts + (size_t)r * HOST_TEXT, s->all_hosts, parts_differing);
         differs = 1;
@@ -524,6 +524,19 @@ static int stop_signal_option(int argc, char **argv) {
     return SIGUSR2;
 }
 
+/* A refusal before the ranks have checked that they run the same sweep (check_ranks_agree):
+ * a config that fails on one rank only (a file that differs between nodes) must not leave
+ * the others waiting in a collective. The lowest rank that refused says why, and every
+ * rank ends. Collective; message NULL: this rank has nothing to refuse. */
+static int any_rank_refused(sweep_world *w, const char *message) {
+    const int first = sweep_world_first(w, message != NULL);
+    if (first >= 0 && first == w->rank) {
+        if (w->rank == 0) fprintf(stderr, "bneck-sweep: %s\n", message);
+        else fprintf(stderr, "bneck-sweep (rank %d on %s): %s\n", w->rank, w->host, message);
+    }
+    return first >= 0;
+}
+
 int sweep_main(int argc, char **argv) {
     static sweep_state s;
     memset(&s, 0, sizeof s);
@@ -539,30 +552,28 @@ int sweep_main(int argc, char **argv) {
         }
     }
     bneck_error err;
-    if (parse_options(&s.options, argc, argv, &err) ||
-        config_load(&s.cfg, s.options.config_path, s.options.override_count, s.options.overrides, &err)) {
-        if (w->rank == 0) fprintf(stderr, "bneck-sweep: %s\n", err.message);
+    const int unloaded =
+        parse_options(&s.options, argc, argv, &err) ||
+        config_load(&s.cfg, s.options.config_path, s.options.override_count, s.options.overrides, &err);
+    if (any_rank_refused(w, unloaded ? err.message : NULL)) {
         sweep_world_finalize(w);
         return 2;
     }
     if (!output_given(&s.options)) sweep_output_from_record(&s.cfg, s.options.config_path);
+    char refusal[sizeof err.message + 600] = "";
     if (w->size % s.cfg.ranks_per_run != 0) {
         int overridden = 0;
         for (int i = 0; i < s.options.override_count; i++)
             overridden |= config_override_sets(s.options.overrides[i], "sweep", "ranks_per_run");
-        if (w->rank == 0)
-            fprintf(stderr, "bneck-sweep: %d ranks cannot be split into run groups of [sweep] "
-                            "ranks_per_run = %d (%s): launch a multiple of %d ranks\n",
-                    w->size, s.cfg.ranks_per_run,
-                    overridden ? "from the command line" : s.options.config_path,
-                    s.cfg.ranks_per_run);
-        sweep_world_finalize(w);
-        return 2;
+        snprintf(refusal, sizeof refusal, "%d ranks cannot be split into run groups of [sweep] "
+                 "ranks_per_run = %d (%s): launch a multiple of %d ranks", w->size,
+                 s.cfg.ranks_per_run, overridden ? "from the command line" : s.options.config_path,
+                 s.cfg.ranks_per_run);
+    } else if (s.cfg.ranks_per_run > s.cfg.batch) {
+        snprintf(refusal, sizeof refusal, "[sweep] ranks_per_run = %d exceeds [train] batch = %d",
+                 s.cfg.ranks_per_run, s.cfg.batch);
     }
-    if (s.cfg.ranks_per_run > s.cfg.batch) {
-        if (w->rank == 0)
-            fprintf(stderr, "bneck-sweep: [sweep] ranks_per_run = %d exceeds [train] batch = %d\n",
-                    s.cfg.ranks_per_run, s.cfg.batch);
+    if (any_rank_refused(w, refusal[0] ? refusal : NULL)) {
         sweep_world_finalize(w);
         return 2;
     }
@@ -588,8 +599,9 @@ int sweep_main(int argc, char **argv) {
     /* A plan needs only the input channels, so --dry-run works before the data is fetched,
      * and a plan or OUTPUT the sweep would refuse is refused before the data is loaded. */
     s.in_channels = strcmp(s.cfg.dataset, "cifar10") == 0 ? 3 : 1;
-    if (sweep_plan_build(&s.plan, &s.cfg, s.in_channels, &err)) {
-        if (w->rank == 0) fprintf(stderr, "bneck-sweep: %s: %s\n", s.options.config_path, err.message);
+    if (sweep_plan_build(&s.plan, &s.cfg, s.in_channels, &err))
+        snprintf(refusal, sizeof refusal, "%s: %s", s.options.config_path, err.message);
+    if (any_rank_refused(w, refusal[0] ? refusal : NULL)) {
         sweep_world_finalize(w);
         return 2;
     }

@@ -32,8 +32,9 @@ enum { MAX_CONFIG_FILE_BYTES = 1 << 20 };
 /* config_write splits long pattern lists over indented lines so that each line stays
  * well inside libinih's line limit (about 200 characters). */
 enum { PATTERNS_PER_WRITTEN_LINE = 4 };
-/* config_write splits a longer path over indented lines: each line then stays within
- * libinih's line limit (197 characters in Debian's build), so sweep.ini reads back. */
+/* config_write splits a longer path over indented lines (before a '/'): each line then
+ * stays within libinih's line limit (197 characters in Debian's build), so sweep.ini reads
+ * back. */
 enum { PATH_CHARACTERS_PER_WRITTEN_LINE = 120 };
 
 /* ------------------------------------------------------------------------------------ */
@@ -593,10 +594,13 @@ static int collect_file_entry(void *user, const char *section, const char *name,
 
     if (parse->line_continues && previous && strcmp(previous->spec->key, name) == 0) {
         const value_kind kind = previous->spec->kind;
-        if (kind != VALUE_PATTERNS && kind != VALUE_PATH) {
+        /* a path goes on only with a piece that starts a directory name ('/'): an indented
+         * key after a path (an indented section) must not be read as part of it */
+        if (kind != VALUE_PATTERNS && !(kind == VALUE_PATH && value[0] == '/')) {
             record_parse_error(parse,
                                "%s:%d: [%s] %s: this indented line continues the value of %s from line %d; "
-                               "only [sweep] patterns and paths may span lines (remove the indentation)",
+                               "only [sweep] patterns, and paths on lines that begin with '/', may span "
+                               "lines (remove the indentation)",
                                parse->path, parse->line, previous->spec->section, name, name, previous->line);
             return 1;
         }
@@ -1119,17 +1123,22 @@ int config_device_option(int argc, char **argv, int *i, char *out, size_t capaci
 }
 
 /* A long path goes out in pieces on indented lines, which the reader joins as they are.
- * A piece may neither begin nor end with white space (libinih strips it) nor begin with
- * ';' or '#' (a comment line), so a cut moves back to a place where neither holds. */
+ * Each piece after the first starts with a '/' (the reader takes no other, so an indented
+ * key is never read as part of a path): the cut is before the last '/' that keeps the line
+ * short, or else the first one after. A piece before a '/' never ends in white space (it
+ * would be stripped) unless a directory name does, which the cut then avoids. */
 static void write_path(const char *path, bool wrap, text_builder *builder) {
-    size_t length = strlen(path), start = 0;
+    const size_t length = strlen(path);
+    size_t start = 0;
     while (wrap && length - start > PATH_CHARACTERS_PER_WRITTEN_LINE) {
-        size_t cut = start + PATH_CHARACTERS_PER_WRITTEN_LINE;
-        while (cut > start + 1 &&
-               (isspace((unsigned char)path[cut - 1]) || isspace((unsigned char)path[cut]) ||
-                path[cut] == ';' || path[cut] == '#'))
-            cut--;
-        if (cut == start + 1) break; /* nowhere to cut: one long line, refused on reading */
+        size_t cut = 0;
+        for (size_t at = start + 1; at < length; at++) {
+            if (path[at] != '/' || isspace((unsigned char)path[at - 1])) continue;
+            if (at - start > PATH_CHARACTERS_PER_WRITTEN_LINE && cut) break;
+            cut = at;
+            if (at - start > PATH_CHARACTERS_PER_WRITTEN_LINE) break;
+        }
+        if (!cut) break; /* no '/' to cut before: the rest on one line */
         builder_append(builder, "%.*s\n    ", (int)(cut - start), path + start);
         start = cut;
     }
