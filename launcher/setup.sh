@@ -14,6 +14,7 @@ packages=(
   libplplot-dev plplot-driver-cairo    # bneck-report plots
   dataset-fashion-mnist                # the embedded default dataset
   python3 python3-h5py python3-pandas python3-xarray  # results-file checks, analysis
+  python3-netcdf4 python3-h5netcdf     # xarray.open_dataset on the /columns groups
   slurm-wlm munge                      # sbatch slurm/sweep.sh, and its tests
   curl ca-certificates                 # launcher/fetch_cifar10.sh
 )

@@ -3,7 +3,8 @@
 # test_results (test results/write_sample) are read with Debian's h5py, pandas and xarray,
 # without any of our code: the compound tables load into DataFrames with the documented
 # columns and values, histories index by epoch, attributes are plain strings and numbers,
-# and the weights have their layer names and OIHW shapes.
+# and the weights have their layer names and OIHW shapes; the /columns groups open with
+# xarray.open_dataset through both netCDF engines.
 # Usage: bash tests/it_results_python.sh BUILD_DIR SOURCE_DIR
 set -euo pipefail
 
@@ -11,8 +12,8 @@ build_dir=${1:?usage: it_results_python.sh BUILD_DIR SOURCE_DIR}
 program="$build_dir/tests/test_results"
 python=/usr/bin/python3
 [[ -x "$program" ]] || { echo "FAIL: $program is not an executable"; exit 1; }
-"$python" -c 'import h5py, pandas, xarray' \
-    || { echo "FAIL: $python lacks h5py, pandas or xarray (python3-h5py python3-pandas python3-xarray)"; exit 1; }
+"$python" -c 'import h5py, pandas, xarray, netCDF4, h5netcdf' \
+    || { echo "FAIL: $python lacks h5py, pandas, xarray, netCDF4 or h5netcdf (python3-h5py python3-pandas python3-xarray python3-netcdf4 python3-h5netcdf: launcher/setup.sh)"; exit 1; }
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/bneck-it-results-XXXXXX")
 trap 'rm -rf "$work"' EXIT
@@ -157,6 +158,59 @@ with h5py.File(run_path, "r") as g:
           f"checkpoint params 1-D float32 {checkpoint['params'].shape}")
     check(checkpoint.attrs["step"] == 12345 and checkpoint.attrs["epochs_done"] == 4,
           "checkpoint step and epochs_done")
+
+print(f"{failures} failure(s)")
+sys.exit(1 if failures else 0)
+PYTHON
+
+# The /columns groups open with xarray.open_dataset itself, through netCDF-C (netCDF4, the
+# default engine where it is installed) and through h5netcdf, and hold the same numbers and
+# texts as the compound tables; a history is NaN after its run's last epoch.
+"$python" - "$work/sweep.h5" <<'PYTHON'
+import sys
+import h5py
+import numpy as np
+import xarray as xr
+
+path = sys.argv[1]
+failures = 0
+def check(condition, what):
+    global failures
+    failures += not condition
+    print(("ok:   " if condition else "FAIL: ") + what)
+
+f = h5py.File(path, "r")
+runs, summary = f["runs"][()], f["summary"][()]
+names = [f"{r['pattern'].decode()}-r{r['repeat']}" for r in runs]
+def same(column, table_column):
+    column = np.asarray(column)
+    if table_column.dtype.kind == "S":
+        return list(column) == [t.decode() for t in table_column]
+    return np.array_equal(column, table_column, equal_nan=True)
+for engine in ("netcdf4", "h5netcdf"):
+    view = xr.open_dataset(path, group="columns/runs", engine=engine)
+    check(list(view["run"].values) == names, f"{engine}: columns/runs is over the run names {names}")
+    check(all(same(view[name].values, runs[name]) for name in runs.dtype.names),
+          f"{engine}: every /runs column equal in columns/runs")
+    check("description" in view["best_val_acc"].attrs, f"{engine}: columns carry their description")
+    view = xr.open_dataset(path, group="columns/summary", engine=engine)
+    check(same(view["pattern"].values, summary["pattern"])
+          and all(same(view[name].values, summary[name]) for name in summary.dtype.names if name != "pattern"),
+          f"{engine}: every /summary column equal in columns/summary, over pattern")
+    history = xr.open_dataset(path, group="columns/history", engine=engine)
+    longest = max(len(f["history"][n]) for n in names)
+    check(dict(history.sizes) == {"run": len(names), "epoch": longest}
+          and list(history["epoch"].values) == list(range(1, longest + 1)),
+          f"{engine}: columns/history is over (run, epoch) {dict(history.sizes)}")
+    exact = True
+    for name in names:
+        table = f["history"][name][()]
+        for field in table.dtype.names:
+            if field == "epoch":
+                continue
+            row = history[field].sel(run=name).values
+            exact &= np.array_equal(row[:len(table)], table[field]) and bool(np.isnan(row[len(table):]).all())
+    check(exact, f"{engine}: every history value equal, NaN after each run's last epoch")
 
 print(f"{failures} failure(s)")
 sys.exit(1 if failures else 0)

@@ -692,32 +692,44 @@ static size_t element_count(int rank, const hsize_t *dims) {
     return count;
 }
 
-int h5_write_floats(const h5_site *site, hid_t location, const char *name, const float *values,
-                    int rank, const hsize_t *dims) {
+hid_t h5_write_dataset(const h5_site *site, hid_t location, const char *name, hid_t file_type,
+                       hid_t memory_type, const void *values, int rank, const hsize_t *dims) {
     hid_t space = H5I_INVALID_HID, plist = H5I_INVALID_HID, dataset = H5I_INVALID_HID;
     hid_t create = H5I_INVALID_HID;
     BNECK_H5_CHECK(site, space = H5Screate_simple(rank, dims, NULL), "%s: cannot make a space",
                    name);
     BNECK_H5_CHECK(site, plist = intermediate_groups_plist(), "%s: no property list", name);
-    BNECK_H5_CHECK(site, create = checksummed_plist(rank, dims), "%s: no property list", name);
-    BNECK_H5_CHECK(site, dataset = H5Dcreate2(location, name, H5T_IEEE_F32LE, space, plist,
-                                              create, H5P_DEFAULT),
+    /* HDF5 checksums no variable-length data (their bytes live in the global heap) */
+    BNECK_H5_CHECK(site,
+                   create = H5Tis_variable_str(file_type) > 0 ? H5Pcreate(H5P_DATASET_CREATE)
+                                                               : checksummed_plist(rank, dims),
+                   "%s: no property list", name);
+    BNECK_H5_CHECK(site, dataset = H5Dcreate2(location, name, file_type, space, plist, create,
+                                              H5P_DEFAULT),
                    "%s: cannot create the dataset", name);
     if (element_count(rank, dims) > 0)
-        BNECK_H5_CHECK(site,
-                       H5Dwrite(dataset, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, values),
+        BNECK_H5_CHECK(site, H5Dwrite(dataset, memory_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, values),
                        "%s: cannot write the dataset", name);
-    BNECK_H5_CHECK(site, H5Dclose(dataset), "%s: cannot close the dataset", name);
-    dataset = H5I_INVALID_HID;
     h5_close(&create);
     h5_close(&plist);
     h5_close(&space);
-    return 0;
+    return dataset;
 fail:
     h5_close(&dataset);
     h5_close(&create);
     h5_close(&plist);
     h5_close(&space);
+    return H5I_INVALID_HID;
+}
+
+int h5_write_floats(const h5_site *site, hid_t location, const char *name, const float *values,
+                    int rank, const hsize_t *dims) {
+    hid_t dataset = h5_write_dataset(site, location, name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT,
+                                     values, rank, dims);
+    if (dataset < 0) return -1;
+    BNECK_H5_CHECK(site, H5Dclose(dataset), "%s: cannot close the dataset", name);
+    return 0;
+fail:
     return -1;
 }
 

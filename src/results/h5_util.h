@@ -97,6 +97,11 @@ int h5_read_fields_from_attributes(const h5_site *site, hid_t object, const h5_t
                                    void *row);
 
 /* A float32 dataset of the given shape; intermediate groups of `name` are created. */
+/* Creates dataset `name` (checksummed; intermediate groups made) of file_type and rank
+ * dims, writes values (memory_type) into it, and returns it open; H5I_INVALID_HID with
+ * site's error on failure. */
+hid_t h5_write_dataset(const h5_site *site, hid_t location, const char *name, hid_t file_type,
+                       hid_t memory_type, const void *values, int rank, const hsize_t *dims);
 int h5_write_floats(const h5_site *site, hid_t location, const char *name, const float *values,
                     int rank, const hsize_t *dims);
 

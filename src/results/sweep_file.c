@@ -5,6 +5,7 @@
 
 #include "results/h5_util.h"
 #include "results/results.h"
+#include "results/sweep_columns.h"
 
 #ifndef BNECK_GIT_COMMIT
 #define BNECK_GIT_COMMIT "unknown"
@@ -131,6 +132,9 @@ int sweep_file_write(const char *path, const run_row *runs, epoch_record *const 
     }
     h5_close(&group);
     if (h5_write_table(&site, file, "/summary", &h5_summary_row_table, summaries, summary_count))
+        goto fail;
+    if (sweep_columns_write(&site, file, runs, histories, epoch_counts, run_count, summaries,
+                            summary_count))
         goto fail;
 
     h5_timestamp(created, sizeof created);
