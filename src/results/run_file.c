@@ -5,12 +5,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/version.h"
 #include "results/h5_util.h"
 #include "results/results.h"
 
-#ifndef BNECK_GIT_COMMIT
-#define BNECK_GIT_COMMIT "unknown"
-#endif
 
 static const char run_format[] = "bneck-run-1";
 
@@ -183,7 +181,7 @@ int run_file_write(const char *path, const run_row *row, const epoch_record *his
         h5_write_fields_as_attributes(&site, file, &h5_run_row_table, row) ||
         h5_write_text_attribute(&site, file, "config", config_text) ||
         (settings_text && h5_write_text_attribute(&site, file, "settings", settings_text)) ||
-        h5_write_text_attribute(&site, file, "git_commit", BNECK_GIT_COMMIT) ||
+        h5_write_text_attribute(&site, file, "git_commit", bneck_git_commit) ||
         h5_write_text_attribute(&site, file, "created", created) ||
         h5_write_text_attribute(&site, file, "hdf5_version", results_hdf5_version()) ||
         h5_write_table(&site, file, "/history", &h5_epoch_record_table, history, epochs) ||

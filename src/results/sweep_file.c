@@ -3,13 +3,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/version.h"
 #include "results/h5_util.h"
 #include "results/results.h"
 #include "results/sweep_columns.h"
 
-#ifndef BNECK_GIT_COMMIT
-#define BNECK_GIT_COMMIT "unknown"
-#endif
 
 static const char sweep_format[] = "bneck-sweep-1";
 
@@ -141,7 +139,7 @@ int sweep_file_write(const char *path, const run_row *runs, epoch_record *const 
     if (h5_write_text_attribute(&site, file, "format", sweep_format) ||
         h5_write_text_attribute(&site, file, "config", attributes->config_text) ||
         h5_write_text_attribute(&site, file, "settings", attributes->settings_text) ||
-        h5_write_text_attribute(&site, file, "git_commit", BNECK_GIT_COMMIT) ||
+        h5_write_text_attribute(&site, file, "git_commit", bneck_git_commit) ||
         h5_write_text_attribute(&site, file, "versions", attributes->versions) ||
         h5_write_text_attribute(&site, file, "hosts", attributes->hosts) ||
         h5_write_text_attribute(&site, file, "devices", attributes->devices) ||

@@ -10,6 +10,7 @@
 
 #include "backend/backend_select.h"
 #include "core/log.h"
+#include "core/version.h"
 #include "sweep/output.h"
 
 /* The sweep file's /summary as a table on the console (SPEC section 5: best validation
@@ -75,7 +76,7 @@ int sweep_merge_results(sweep_state *s, int *complete_runs, int *diverged_runs) 
 
     char versions[1024];
     snprintf(versions, sizeof versions, "bneck %s %s; backend %s: %s; MPI: %s; HDF5 %s",
-             BNECK_VERSION, BNECK_GIT_COMMIT, s->backend->name, backend_versions(s->backend),
+             BNECK_VERSION, bneck_git_commit, s->backend->name, backend_versions(s->backend),
              sweep_mpi_version()[0] ? sweep_mpi_version() : "none (single process build)",
              results_hdf5_version());
     /* Sized for every rank's entry: nothing is cut off, however many ranks. */

@@ -31,6 +31,7 @@
 #include "backend/cpu/cpu_gemm.h"
 #include "core/rng.h"
 #include "core/timer.h"
+#include "core/version.h"
 #include "model/network.h"
 #include "train/step_graph.h"
 #ifdef BNECK_HAVE_CUDA
@@ -321,7 +322,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bneck-bench: --graph needs the CUDA backend (got %s)\n", backend->name);
         return 2;
     }
-    printf("# bneck %s, backend %s (%s), threads %d, batch %d", BNECK_GIT_COMMIT, backend->name,
+    printf("# bneck %s, backend %s (%s), threads %d, batch %d", bneck_git_commit, backend->name,
            backend_versions(backend), cpu_threads(), batch);
     printf(", math %s, layers %s", math_name,
            grouping == MODEL_LAYERS_GROUPED ? "grouped" : "separate");
