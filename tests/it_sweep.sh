@@ -499,6 +499,19 @@ if [ "$edited_rc" -eq 2 ] && grep -q "holds runs made with other settings (.*sto
   ok "a sweep.ini edited after its runs were made is refused (exit 2), every run file left as it was"
 else cat "$work/edited.log"; bad "edited sweep.ini: exit $edited_rc"; fi
 
+# --- the dry run refuses what the sweep refuses of OUTPUT/.lock; says what OUTPUT holds ------
+cp -r "$work/one" "$work/lockdir"
+rm -f "$work/lockdir/.lock" && mkdir "$work/lockdir/.lock"
+lockdir_rc=0
+"$sweep" "$work/tiny.ini" run.output="$work/lockdir" --dry-run > "$work/lockdir.log" 2>&1 || lockdir_rc=$?
+cp -r "$work/one" "$work/no-record" && rm "$work/no-record/sweep.ini"
+"$sweep" "$work/tiny.ini" run.output="$work/no-record" --dry-run > "$work/no-record.log" 2>&1 || true
+if [ "$lockdir_rc" -eq 2 ] && grep -q "lockdir/.lock: it is not a regular file" "$work/lockdir.log" &&
+  grep -q "output $work/no-record (there, without a sweep.ini: the sweep writes one)" "$work/no-record.log" &&
+  grep -qE "^A-r0 .* complete " "$work/no-record.log"; then
+  ok "dry run: an OUTPUT/.lock that is a directory refused; an OUTPUT without sweep.ini not called new"
+else cat "$work/lockdir.log" "$work/no-record.log"; bad "dry run of a .lock directory or of an OUTPUT without sweep.ini"; fi
+
 # --- the README's analysis snippets -----------------------------------------------------------
 for name in h5py xarray; do
   snippet=$(awk -v tag="<!-- snippet:$name -->" '$0 == tag {grab=1; next} grab && /^```python/ {next} grab && /^```/ {exit} grab {print}' "$source_dir/README.md")
