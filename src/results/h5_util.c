@@ -188,7 +188,7 @@ static size_t kind_size(h5_field_kind kind) {
     return 0;
 }
 
-static hid_t kind_memory_type(h5_field_kind kind) {
+hid_t h5_field_memory_type(h5_field_kind kind) {
     switch (kind) {
     case FIELD_INT32: return H5T_NATIVE_INT32;
     case FIELD_INT64: return H5T_NATIVE_INT64;
@@ -229,7 +229,7 @@ static hid_t table_memory_type(const h5_site *site, const h5_table *table) {
             if (kind_size(f->kind) != f->size)
                 BNECK_FAIL("field %s is %zu bytes, its kind needs %zu", f->name, f->size,
                            kind_size(f->kind));
-            BNECK_H5_CHECK(site, H5Tinsert(compound, f->name, f->offset, kind_memory_type(f->kind)),
+            BNECK_H5_CHECK(site, H5Tinsert(compound, f->name, f->offset, h5_field_memory_type(f->kind)),
                            "cannot add field %s", f->name);
         }
     }

@@ -55,6 +55,10 @@ typedef struct h5_field {
     const char *description; /* meaning and unit, for the table's "columns" attribute */
 } h5_field;
 
+/* The native HDF5 type of a number field (H5I_INVALID_HID for text); numbers are stored
+ * in the files as they are in memory. */
+hid_t h5_field_memory_type(h5_field_kind kind);
+
 typedef struct h5_table {
     const h5_field *fields;
     int field_count;

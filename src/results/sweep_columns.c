@@ -17,28 +17,6 @@ static hid_t text_type(void) {
     return type;
 }
 
-static hid_t file_type_of(h5_field_kind kind) {
-    switch (kind) {
-    case FIELD_INT32: return H5T_STD_I32LE;
-    case FIELD_INT64: return H5T_STD_I64LE;
-    case FIELD_UINT64: return H5T_STD_U64LE;
-    case FIELD_DOUBLE: return H5T_IEEE_F64LE;
-    case FIELD_TEXT: break;
-    }
-    return H5I_INVALID_HID;
-}
-
-static hid_t memory_type_of(h5_field_kind kind) {
-    switch (kind) {
-    case FIELD_INT32: return H5T_NATIVE_INT32;
-    case FIELD_INT64: return H5T_NATIVE_INT64;
-    case FIELD_UINT64: return H5T_NATIVE_UINT64;
-    case FIELD_DOUBLE: return H5T_NATIVE_DOUBLE;
-    case FIELD_TEXT: break;
-    }
-    return H5I_INVALID_HID;
-}
-
 /* The texts of one fixed-size field of rows as C strings (a full field has no NUL). */
 static char **texts_of(const void *rows, size_t row_size, size_t offset, size_t size, int count) {
     char **texts = bneck_calloc((size_t)(count > 0 ? count : 1), sizeof *texts);
@@ -110,8 +88,9 @@ static int write_table_columns(const h5_site *site, hid_t group, const h5_table 
                 memcpy(values + (size_t)r * field->size,
                        (const unsigned char *)rows + (size_t)r * table->row_size + field->offset,
                        field->size);
-            dataset = h5_write_dataset(site, group, field->name, file_type_of(field->kind),
-                                       memory_type_of(field->kind), values, 1, dims);
+            /* stored as in memory, as the compound tables store their numbers */
+            const hid_t type = h5_field_memory_type(field->kind);
+            dataset = h5_write_dataset(site, group, field->name, type, type, values, 1, dims);
             free(values);
         }
         if (dataset < 0 ||
