@@ -194,8 +194,9 @@ else
 fi
 
 # --- Ctrl-C: the first says a stop is coming; a second quits at once --------------------
-# (one step of 512 images of A on one thread takes seconds: both interrupts land inside it)
-"$sweep" "$work/tiny.ini" run.output="$work/interrupted" sweep.patterns=A:1:1 sweep.repeats=1 \
+# (one step of 512 images of A on one thread takes seconds: both interrupts land inside it;
+# started with SIGINT at its default, as from a terminal: a script's `&` ignores it)
+env --default-signal=INT "$sweep" "$work/tiny.ini" run.output="$work/interrupted" sweep.patterns=A:1:1 sweep.repeats=1 \
   data.train_limit=512 train.batch=512 train.epochs=1 > "$work/interrupted.log" 2>&1 &
 interrupted=$!
 for _ in $(seq 1 600); do grep -q "^sweep: 1 runs on" "$work/interrupted.log" 2>/dev/null && break; sleep 0.2; done
@@ -213,6 +214,19 @@ if [ "$interrupted_rc" -eq 130 ] && [ $((SECONDS - interrupted_at)) -le 2 ] &&
     data.train_limit=512 train.batch=512 train.epochs=1 --dry-run 2>&1 | grep -qE "^A-r0 .* new "; then
   ok "Ctrl-C says the stop is coming; a second one quits at once (exit 130), leaving a sweep that resumes"
 else cat "$work/interrupted.log"; bad "Ctrl-C twice: exit $interrupted_rc after $((SECONDS - interrupted_at)) s"; fi
+
+# --- a SIGINT ignored at start (a script's `cmd &`, as here) stays ignored -----------------
+"$sweep" "$work/tiny.ini" run.output="$work/int-ignored" sweep.patterns=E:3:4 sweep.repeats=1 \
+  data.train_limit=256 train.batch=128 train.epochs=1 > "$work/int-ignored.log" 2>&1 &
+int_ignored=$!
+for _ in $(seq 1 600); do grep -q "^sweep: 1 runs on" "$work/int-ignored.log" 2>/dev/null && break; sleep 0.1; done
+kill -INT "$int_ignored"
+int_ignored_rc=0
+wait "$int_ignored" || int_ignored_rc=$?
+if [ "$int_ignored_rc" -eq 0 ] && ! grep -q "SIGINT" "$work/int-ignored.log" &&
+  grep -q "1 complete" "$work/int-ignored.log"; then
+  ok "a SIGINT the sweep was started ignoring (a script's background job) leaves it running to the end"
+else cat "$work/int-ignored.log"; bad "ignored SIGINT: exit $int_ignored_rc"; fi
 
 # --- a single-process sweep that fails ends on its own error line -------------------------
 # (not under Open MPI's eight-line MPI_ABORT banner: alone in the job, nobody else is stopped)

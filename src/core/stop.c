@@ -60,15 +60,20 @@ static void *watch_stop_signals(void *unused) {
     return NULL;
 }
 
+static bool signal_ignored(int signal_number) {
+    struct sigaction action;
+    return sigaction(signal_number, NULL, &action) == 0 && action.sa_handler == SIG_IGN;
+}
+
 void stop_catch_signals(int extra_signal) {
     sigemptyset(&stop_signals);
     sigaddset(&stop_signals, SIGTERM);
-    sigaddset(&stop_signals, SIGINT);
-    /* a closed terminal or ssh session; not under nohup, which ignores it (a blocked signal
-     * is queued even when ignored, so sigwait would take it all the same) */
-    struct sigaction hangup;
-    if (sigaction(SIGHUP, NULL, &hangup) == 0 && hangup.sa_handler != SIG_IGN)
-        sigaddset(&stop_signals, SIGHUP);
+    /* Ctrl-C, and a closed terminal or ssh session; each only where it is not ignored
+     * already: a script's `cmd &` ignores SIGINT so that Ctrl-C spares its background
+     * jobs, nohup ignores SIGHUP (a blocked signal is queued even when ignored, so sigwait
+     * would take it all the same) */
+    if (!signal_ignored(SIGINT)) sigaddset(&stop_signals, SIGINT);
+    if (!signal_ignored(SIGHUP)) sigaddset(&stop_signals, SIGHUP);
     if (extra_signal > 0) sigaddset(&stop_signals, extra_signal);
     /* threads started from here on (MPI, OpenMP, CUDA, the watcher) inherit the mask */
     pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);

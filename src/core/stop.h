@@ -14,8 +14,9 @@
 /* Exit status of a sweep stopped by a signal, resumable by running it again. */
 enum { BNECK_EXIT_STOPPED = 3 };
 
-/* Blocks SIGTERM, SIGINT, SIGHUP and the extra signal (e.g. SIGUSR2, what slurm/sweep.sh asks
- * Slurm to send before the time limit; 0 for none) for collection by stop_requested. Call
+/* Blocks SIGTERM, SIGINT and SIGHUP (these two unless ignored at start: a script's
+ * `cmd &`, nohup) and the extra signal (e.g. SIGUSR2, what slurm/sweep.sh asks Slurm to
+ * send before the time limit; 0 for none) for collection by stop_requested. Call
  * it first in main, before any thread starts (MPI_Init, OpenMP, CUDA): a thread started
  * earlier would keep the signals unblocked, and one sent to it would end the process. */
 void stop_catch_signals(int extra_signal);
