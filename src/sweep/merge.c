@@ -98,10 +98,10 @@ int sweep_merge_results(sweep_state *s, int *complete_runs, int *diverged_runs) 
                                      map_used ? "," : "", r, h, d);
     }
     const char *job = getenv("SLURM_JOB_ID"), *nodes = getenv("SLURM_JOB_NODELIST");
-    static char settings[CONFIG_MAX_TEXT];
+    char *settings = bneck_malloc(CONFIG_MAX_TEXT);
     /* one line per key however long (config readers other than bneck's would keep the
      * newlines of a wrapped path) */
-    if (config_write_unwrapped(&s->cfg, settings, (int)sizeof settings) < 0) settings[0] = '\0';
+    if (config_write_unwrapped(&s->cfg, settings, CONFIG_MAX_TEXT) < 0) settings[0] = '\0';
     sweep_attributes attributes = {
         .config_text = s->cfg.text,
         .settings_text = settings,
@@ -117,6 +117,7 @@ int sweep_merge_results(sweep_state *s, int *complete_runs, int *diverged_runs) 
     snprintf(path, sizeof path, "%s/sweep.h5", s->cfg.output);
     bneck_error err;
     int rc = sweep_file_write(path, rows, histories, epoch_counts, found, &attributes, &err);
+    free(settings);
     if (rc) log_error("merge: %s", err.message);
     else log_info("sweep: wrote %s (%d runs, %d complete)", path, found, *complete_runs);
 

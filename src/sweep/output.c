@@ -72,15 +72,16 @@ void sweep_output_timestamp(char *out, size_t capacity) {
 typedef enum { TEXT_RECORD, TEXT_RECORD_UNWRAPPED, TEXT_SETTINGS } config_text_form;
 
 static void config_text(const config *cfg, config_text_form form, char *out, int capacity) {
-    static config copy;
-    copy = *cfg;
-    copy.threads = 0;
-    snprintf(copy.device, sizeof copy.device, "auto");
-    copy.progress_every = 0;
-    if (form == TEXT_SETTINGS) copy.output[0] = '\0';
-    const int length = form == TEXT_RECORD ? config_write(&copy, out, capacity)
-                                           : config_write_unwrapped(&copy, out, capacity);
+    config *copy = bneck_malloc(sizeof *copy); /* holds a config file's text: not for the stack */
+    *copy = *cfg;
+    copy->threads = 0;
+    snprintf(copy->device, sizeof copy->device, "auto");
+    copy->progress_every = 0;
+    if (form == TEXT_SETTINGS) copy->output[0] = '\0';
+    const int length = form == TEXT_RECORD ? config_write(copy, out, capacity)
+                                           : config_write_unwrapped(copy, out, capacity);
     if (length < 0) out[0] = '\0';
+    free(copy);
 }
 
 static void results_defining_config(const config *cfg, char *out, int capacity) {
@@ -93,21 +94,24 @@ static void results_defining_config(const config *cfg, char *out, int capacity) 
  * by hand) compares as its text, and parse_err says why it was refused. */
 static void stored_results_defining_config(const char *path, const char *text, char *out,
                                            int capacity, bneck_error *parse_err) {
-    static config stored;
-    static char readable[CONFIG_MAX_TEXT + 16];
+    config *stored = bneck_malloc(sizeof *stored);
+    const size_t readable_capacity = CONFIG_MAX_TEXT + 16;
+    char *readable = bneck_malloc(readable_capacity);
     /* sweep.ini from before it recorded its output has an empty output line, which the
      * parser refuses; where it is makes no difference here */
     const char *empty_output = strstr(text, "\noutput = \n");
     if (empty_output)
-        snprintf(readable, sizeof readable, "%.*s\noutput = .%s", (int)(empty_output - text),
+        snprintf(readable, readable_capacity, "%.*s\noutput = .%s", (int)(empty_output - text),
                  text, empty_output + strlen("\noutput = "));
     else
-        snprintf(readable, sizeof readable, "%s", text);
+        snprintf(readable, readable_capacity, "%s", text);
     parse_err->message[0] = '\0';
-    if (config_load_text(&stored, path, readable, parse_err) == 0)
-        results_defining_config(&stored, out, capacity);
+    if (config_load_text(stored, path, readable, parse_err) == 0)
+        results_defining_config(stored, out, capacity);
     else
         snprintf(out, (size_t)capacity, "%s", text);
+    free(readable);
+    free(stored);
 }
 
 /* 0, or -1 with errno set. */
@@ -169,9 +173,10 @@ static void without_run_list(const char *text, char *out, size_t capacity) {
 }
 
 void sweep_output_settings(const config *cfg, char *out, size_t capacity) {
-    static char full[CONFIG_MAX_TEXT];
-    results_defining_config(cfg, full, sizeof full);
+    char *full = bneck_malloc(CONFIG_MAX_TEXT);
+    results_defining_config(cfg, full, CONFIG_MAX_TEXT);
     without_run_list(full, out, capacity);
+    free(full);
 }
 
 /* Writes text to path through path.tmp and a rename: a crash leaves the old file or the
@@ -280,13 +285,22 @@ static int lock_output(const char *output, const char *host, bneck_error *err) {
     return fd;
 }
 
+/* The texts a comparison of configurations needs: a config's whole text each, too large
+ * for the stack. */
+typedef struct configuration_texts {
+    char wanted[CONFIG_MAX_TEXT], stored[CONFIG_MAX_TEXT], unwrapped[CONFIG_MAX_TEXT];
+    char stored_defining[CONFIG_MAX_TEXT], stored_settings[CONFIG_MAX_TEXT];
+    char wanted_settings[CONFIG_MAX_TEXT];
+} configuration_texts;
+
 /* How OUTPUT/sweep.ini (at stored_path) compares with cfg; nothing is written. file_text
  * gets what sweep.ini should hold for cfg. */
-static int compare_configuration(const config *cfg, const char *output, const char *stored_path,
-                                 char *file_text, int capacity, bneck_error *err) {
+static int compare_configuration_texts(const config *cfg, const char *output,
+                                       const char *stored_path, char *file_text, int capacity,
+                                       configuration_texts *x, bneck_error *err) {
     struct stat info;
-    static char wanted[CONFIG_MAX_TEXT], stored[CONFIG_MAX_TEXT];
-    results_defining_config(cfg, wanted, sizeof wanted);
+    char *wanted = x->wanted, *stored = x->stored;
+    results_defining_config(cfg, wanted, sizeof x->wanted);
     config_text(cfg, TEXT_RECORD, file_text, capacity);
     if (lstat(stored_path, &info) == 0) {
         if (stat(stored_path, &info) != 0)
@@ -295,7 +309,7 @@ static int compare_configuration(const config *cfg, const char *output, const ch
         if (!S_ISREG(info.st_mode))
             return bneck_error_set(err, "%s is not a regular file", stored_path);
     }
-    if (read_whole_file(stored_path, stored, sizeof stored) != 0) {
+    if (read_whole_file(stored_path, stored, sizeof x->stored) != 0) {
         if (errno == ENOENT) return SWEEP_OUTPUT_NEW;
         /* not "no sweep.ini": taken for new, the directory's finished runs would look like
          * another configuration's and be moved aside */
@@ -305,24 +319,23 @@ static int compare_configuration(const config *cfg, const char *output, const ch
     if (strcmp(stored, file_text) == 0) return SWEEP_OUTPUT_SAME;
     /* as a sweep wrote it before long paths were wrapped (perhaps too long to read back):
      * the same sweep, whose record is now rewritten */
-    static char unwrapped[CONFIG_MAX_TEXT];
-    config_text(cfg, TEXT_RECORD_UNWRAPPED, unwrapped, sizeof unwrapped);
-    if (strcmp(stored, unwrapped) == 0) return SWEEP_OUTPUT_SAME_SETTINGS;
+    config_text(cfg, TEXT_RECORD_UNWRAPPED, x->unwrapped, sizeof x->unwrapped);
+    if (strcmp(stored, x->unwrapped) == 0) return SWEEP_OUTPUT_SAME_SETTINGS;
     if (!stored[0])
         return bneck_error_set(err,
                                "%s, which ties %s to its configuration, is empty; if the "
                                "directory holds this sweep, remove that file and run again "
                                "(the run files keep their own record)",
                                stored_path, output);
-    static char stored_defining[CONFIG_MAX_TEXT];
+    char *stored_defining = x->stored_defining;
     bneck_error parse_err;
-    stored_results_defining_config(stored_path, stored, stored_defining, sizeof stored_defining,
-                                   &parse_err);
+    stored_results_defining_config(stored_path, stored, stored_defining,
+                                   sizeof x->stored_defining, &parse_err);
     if (strcmp(stored_defining, wanted) == 0) /* the same sweep, moved, or from before */
         return SWEEP_OUTPUT_SAME_SETTINGS;
-    static char stored_settings[CONFIG_MAX_TEXT], wanted_settings[CONFIG_MAX_TEXT];
-    without_run_list(stored_defining, stored_settings, sizeof stored_settings);
-    without_run_list(wanted, wanted_settings, sizeof wanted_settings);
+    char *stored_settings = x->stored_settings, *wanted_settings = x->wanted_settings;
+    without_run_list(stored_defining, stored_settings, sizeof x->stored_settings);
+    without_run_list(wanted, wanted_settings, sizeof x->wanted_settings);
     if (strcmp(stored_settings, wanted_settings) == 0) return SWEEP_OUTPUT_RUN_LIST_CHANGED;
     char difference[256];
     sweep_output_first_difference(stored_settings, wanted_settings, difference,
@@ -339,6 +352,15 @@ static int compare_configuration(const config *cfg, const char *output, const ch
                            "resume it with that configuration, choose another [run] output, "
                            "or pass --restart to move it aside",
                            output, stored_path, difference);
+}
+
+static int compare_configuration(const config *cfg, const char *output, const char *stored_path,
+                                 char *file_text, int capacity, bneck_error *err) {
+    configuration_texts *texts = bneck_malloc(sizeof *texts);
+    const int result = compare_configuration_texts(cfg, output, stored_path, file_text,
+                                                   capacity, texts, err);
+    free(texts);
+    return result;
 }
 
 /* What --restart moves: the directory OUTPUT names, followed through symlinks, so that a
@@ -368,8 +390,8 @@ static int restart_target(const char *output, char *target, size_t capacity, bne
  * aside and trained again. A single stray file among agreeing ones is the sweep's to move
  * aside (as one copied in from elsewhere). */
 static int check_run_files_settings(const config *cfg, const sweep_plan *plan, bneck_error *err) {
-    static char wanted[CONFIG_MAX_TEXT], stored[CONFIG_MAX_TEXT];
-    sweep_output_settings(cfg, wanted, sizeof wanted);
+    char *wanted = bneck_malloc(CONFIG_MAX_TEXT), *stored = bneck_malloc(CONFIG_MAX_TEXT);
+    sweep_output_settings(cfg, wanted, CONFIG_MAX_TEXT);
     int agree = 0, differ = 0;
     char first_path[PATH_TEXT + 64] = "", difference[256] = "";
     for (int i = 0; i < plan->count; i++) {
@@ -378,7 +400,7 @@ static int check_run_files_settings(const config *cfg, const sweep_plan *plan, b
         struct stat info;
         if (stat(path, &info) != 0 || !S_ISREG(info.st_mode)) continue;
         bneck_error unreadable; /* the sweep reports such a file on its own */
-        const int has_settings = run_file_settings(path, stored, sizeof stored, &unreadable);
+        const int has_settings = run_file_settings(path, stored, CONFIG_MAX_TEXT, &unreadable);
         if (has_settings < 0) continue;
         if (has_settings == 0 || strcmp(stored, wanted) == 0) { /* none: from before them, trusted */
             agree++;
@@ -387,6 +409,8 @@ static int check_run_files_settings(const config *cfg, const sweep_plan *plan, b
             sweep_output_first_difference(stored, wanted, difference, sizeof difference);
         }
     }
+    free(wanted);
+    free(stored);
     if (differ == 0 || agree > 0) return 0;
     return bneck_error_set(err,
                            "%s holds runs made with other settings (%s, %s%s): if %s/sweep.ini "
@@ -398,7 +422,6 @@ static int check_run_files_settings(const config *cfg, const sweep_plan *plan, b
 
 int sweep_output_check(const config *cfg, const sweep_plan *plan, int restart,
                        int report_foreign, bneck_error *err) {
-    static char file_text[CONFIG_MAX_TEXT];
     char stored_path[PATH_TEXT + 16], runs[PATH_TEXT + 16];
     snprintf(runs, sizeof runs, "%s/runs", cfg->output);
     struct stat info;
@@ -417,8 +440,10 @@ int sweep_output_check(const config *cfg, const sweep_plan *plan, int restart,
         return bneck_error_set(err, "%s exists and is not a directory", runs);
     if (check_not_in_use(cfg->output, err)) return -1;
     snprintf(stored_path, sizeof stored_path, "%s/sweep.ini", cfg->output);
+    char *file_text = bneck_malloc(CONFIG_MAX_TEXT);
     const int tie = compare_configuration(cfg, cfg->output, stored_path, file_text,
-                                          sizeof file_text, err);
+                                          CONFIG_MAX_TEXT, err);
+    free(file_text);
     if (tie < 0 || check_run_files_settings(cfg, plan, err)) return -1;
     if (report_foreign && tie > SWEEP_OUTPUT_NEW) report_foreign_files(plan, runs); /* as the sweep would */
     return tie;
@@ -428,15 +453,34 @@ int sweep_output_check(const config *cfg, const sweep_plan *plan, int restart,
  * changed run list (or an older sweep.ini, or a moved output) is recorded. */
 static int tie_to_configuration(const config *cfg, const char *output, const char *stored_path,
                                 bneck_error *err) {
-    static char file_text[CONFIG_MAX_TEXT];
-    const int tie = compare_configuration(cfg, output, stored_path, file_text, sizeof file_text,
-                                          err);
-    if (tie < 0) return -1;
-    if (tie == SWEEP_OUTPUT_SAME) return 0;
+    char *file_text = bneck_malloc(CONFIG_MAX_TEXT);
+    int tie = compare_configuration(cfg, output, stored_path, file_text, CONFIG_MAX_TEXT, err);
     if (tie == SWEEP_OUTPUT_RUN_LIST_CHANGED)
         log_info("sweep: %s: [sweep] patterns or repeats changed; the runs already there "
                  "are kept, and %s now records this sweep's run list", output, stored_path);
-    return write_file_atomically(stored_path, file_text, err);
+    if (tie >= 0 && tie != SWEEP_OUTPUT_SAME) tie = write_file_atomically(stored_path, file_text, err);
+    free(file_text);
+    return tie < 0 ? -1 : 0;
+}
+
+/* Whether the file at path is a config in the form a sweep writes its record in (this
+ * bneck's, or an older one's with long paths unwrapped). */
+static int file_is_a_record(const char *path) {
+    config *recorded = bneck_malloc(sizeof *recorded);
+    char *text = bneck_malloc(CONFIG_MAX_TEXT), *written = bneck_malloc(CONFIG_MAX_TEXT);
+    bneck_error ignored;
+    int record = read_whole_file(path, text, CONFIG_MAX_TEXT) == 0 &&
+                 config_load_text(recorded, path, text, &ignored) == 0;
+    if (record) {
+        config_text(recorded, TEXT_RECORD, written, CONFIG_MAX_TEXT);
+        if (strcmp(text, written) != 0) /* older sweeps' */
+            config_text(recorded, TEXT_RECORD_UNWRAPPED, written, CONFIG_MAX_TEXT);
+        record = strcmp(text, written) == 0;
+    }
+    free(written);
+    free(text);
+    free(recorded);
+    return record;
 }
 
 int sweep_output_from_record(config *cfg, const char *config_path) {
@@ -452,17 +496,7 @@ int sweep_output_from_record(config *cfg, const char *config_path) {
     if (stat(runs, &info) != 0 || !S_ISDIR(info.st_mode)) return 0;
     /* only a file in the form a sweep writes: a config of the user's that happens to be
      * called sweep.ini (comments, its own threads or device) keeps its output */
-    static config recorded;
-    static char text[CONFIG_MAX_TEXT], written[CONFIG_MAX_TEXT];
-    bneck_error ignored;
-    if (read_whole_file(config_path, text, sizeof text) != 0 ||
-        config_load_text(&recorded, config_path, text, &ignored) != 0)
-        return 0;
-    config_text(&recorded, TEXT_RECORD, written, sizeof written);
-    if (strcmp(text, written) != 0) {
-        config_text(&recorded, TEXT_RECORD_UNWRAPPED, written, sizeof written); /* older sweeps' */
-        if (strcmp(text, written) != 0) return 0;
-    }
+    if (!file_is_a_record(config_path)) return 0;
     /* absolute, so that the record it is rewritten into names the place from anywhere */
     char absolute[PATH_MAX];
     if (!realpath(directory, absolute) || strlen(absolute) >= sizeof cfg->output) return 0;

@@ -38,16 +38,16 @@ static int is_this_run(const sweep_state *s, const planned_run *run, const char 
     }
     /* made with other settings (copied from another sweep, or sweep.ini removed): files
      * from before the attribute have none, and are trusted as before */
-    static char stored[CONFIG_MAX_TEXT];
-    const int has_settings = run_file_settings(path, stored, sizeof stored, err);
-    if (has_settings < 0) return 0;
-    if (has_settings && strcmp(stored, s->settings) != 0) {
+    char *stored = bneck_malloc(CONFIG_MAX_TEXT);
+    const int has_settings = run_file_settings(path, stored, CONFIG_MAX_TEXT, err);
+    const int differs = has_settings > 0 && strcmp(stored, s->settings) != 0;
+    if (differs) {
         char difference[256];
         sweep_output_first_difference(stored, s->settings, difference, sizeof difference);
         bneck_error_set(err, "%s was made with other settings (%s)", path, difference);
-        return 0;
     }
-    return 1;
+    free(stored);
+    return has_settings >= 0 && !differs;
 }
 
 /* Reads what a decision needs: row and history (malloc'ed in *history when the run is
