@@ -14,6 +14,7 @@
 #include <mpi.h>
 
 #include "backend/cpu/cpu_gemm.h"
+#include "core/hash.h"
 #include "core/rng.h"
 #include "model/network.h"
 #include "sweep/group.h"
@@ -52,10 +53,7 @@ static void gradients_of_half(network *net, int half) {
 }
 
 static uint64_t hash_floats(const float *values, size_t count) {
-    uint64_t hash = 1469598103934665603ULL;
-    const unsigned char *bytes = (const unsigned char *)values;
-    for (size_t i = 0; i < count * sizeof(float); i++) hash = (hash ^ bytes[i]) * 1099511628211ULL;
-    return hash;
+    return hash_bytes(HASH_START, values, count * sizeof(float));
 }
 
 static dataset make_dataset(int count, uint64_t seed) {

@@ -4,12 +4,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/hash.h"
 #include "core/rng.h"
 #include "model/model.h"
 
 uint64_t sweep_run_seed(uint64_t sweep_seed, const char *pattern, int repeat) {
-    uint64_t name_hash = 1469598103934665603ULL; /* FNV-1a of the pattern name */
-    for (const char *c = pattern; *c; c++) name_hash = (name_hash ^ (uint8_t)*c) * 1099511628211ULL;
+    const uint64_t name_hash = hash_bytes(HASH_START, pattern, strlen(pattern));
     /* Keep seeds below 2^53 so every tool (Python, MATLAB doubles) reads them exactly. */
     return rng_key(rng_key(sweep_seed, name_hash), (uint64_t)repeat) >> 11;
 }

@@ -79,6 +79,21 @@ run_start sweep_inspect_run_file(const sweep_state *s, const planned_run *run, c
  * when the sweep itself would refuse the output (its message printed). */
 int sweep_print_plan(const sweep_state *s);
 
+/* A run group's gradient sums (sweep_comm.c): NCCL where the group trains on GPUs, MPI
+ * otherwise. setup is collective over the group and ends the job, naming the rank, when
+ * NCCL cannot start or the group mixes GPUs and CPUs. */
+void sweep_comm_setup(sweep_state *s);
+train_comm sweep_comm_of_group(sweep_world *w);
+void sweep_comm_teardown(void);
+
+/* Trains (or resumes, or keeps) the plan's run index on this rank's group (run_train.c).
+ * Collective in the group; returns 1 when a stop signal ended it early. */
+int sweep_train_run(sweep_state *s, int index);
+
+/* Rank 0: one line of the whole sweep's progress (runs done, each group's epoch, time
+ * left); other ranks: nothing. */
+void sweep_print_progress(sweep_state *s);
+
 /* Rank 0 (merge.c): every run file read back into OUTPUT/sweep.h5, and the summary table
  * printed. Returns 0 or 1; counts the complete and diverged runs. */
 int sweep_merge_results(sweep_state *s, int *complete_runs, int *diverged_runs);

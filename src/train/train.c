@@ -248,109 +248,140 @@ int epoch_record_diverged(const epoch_record *record) {
     return !isfinite(record->train_loss) || !isfinite(record->val_loss);
 }
 
-int trainer_run_epoch(trainer *t, epoch_record *record) {
-    const config *cfg = t->cfg;
+/* The running sums of an epoch's training steps on this rank. */
+typedef struct epoch_totals {
+    double loss_sum, correct;
+    int seen;
+} epoch_totals;
+
+/* Whether the run stops at this step: asked of the stop hook, agreed by every rank. */
+static int stop_agreed(trainer *t) {
+    if (!t->stop_requested) return 0;
+    int stop = t->stop_requested();
+    if (ranks_of(t) > 1) stop = t->comm.any_rank(t->comm.context, stop);
+    if (stop) {
+        /* the abandoned epoch's device totals must not open the next one */
+        epoch_totals abandoned = {0};
+        take_recorded_totals(t, &abandoned.loss_sum, &abandoned.correct);
+    }
+    return stop;
+}
+
+/* Forward, loss and backward of this rank's local images (replayed as a recorded step
+ * where the backend has one); a rank without images this step contributes zeros. */
+static void compute_gradients(trainer *t, int local, int global, epoch_totals *totals) {
     network *net = &t->net;
     const backend_ops *be = net->backend;
+    t->next_bucket = 0;
+    t->overlap_this_step = t->full_step_done && local == t->max_local_batch;
+    if (local > 0) {
+        const uint8_t *labels = batch_labels(t);
+        const float grad_scale = 1.0f / (float)global;
+        const float bn_eps = (float)t->cfg->bn_eps, bn_momentum = (float)t->cfg->bn_momentum;
+        int recorded = 0;
+        if (t->recorded_steps.run) {
+            if (labels) be->upload(net->labels, labels, (size_t)local);
+            recorded = t->recorded_steps.run(t->recorded_steps.context, net, local, grad_scale,
+                                             bn_eps, bn_momentum);
+        }
+        if (!recorded) {
+            int correct = 0;
+            network_forward(net, local, 1, bn_eps, bn_momentum);
+            const float loss = network_loss(net, labels, grad_scale, local, &correct);
+            network_backward(net, local);
+            totals->loss_sum += (double)loss * local;
+            totals->correct += correct;
+        }
+        totals->seen += local;
+    } else {
+        be->zero(net->grads, net->model.param_count * sizeof(float));
+    }
+    if (local == t->max_local_batch) t->full_step_done = 1;
+}
+
+/* The gradients summed over the ranks: the parts the backward pass has not queued yet, or
+ * the whole buffer at once. */
+static void sum_gradients(trainer *t) {
+    if (ranks_of(t) == 1) return;
+    if (t->bucket_count) {
+        /* every rank queues every part, in the same order (a rank without images in this
+         * step queues them all here) */
+        while (t->next_bucket < t->bucket_count) queue_bucket(t, t->next_bucket++);
+        t->comm.allreduce_join(t->comm.context);
+    } else {
+        t->net.backend->synchronize();
+        t->comm.allreduce_sum_float(t->comm.context, t->net.grads, t->net.model.param_count);
+    }
+}
+
+static void update_weights(trainer *t, double lr) {
+    const config *cfg = t->cfg;
+    network *net = &t->net;
+    add_l2_gradient(t);
+    t->step++;
+    net->backend->adam_step(net->params, t->adam_m, t->adam_v, net->grads, (float)lr,
+                            (float)cfg->adam_beta1, (float)cfg->adam_beta2, (float)cfg->adam_eps,
+                            cfg->recipe == RECIPE_PYTORCH ? ADAM_EPS_PYTORCH : ADAM_EPS_KERAS,
+                            t->step, net->model.param_count);
+}
+
+/* One training step on this rank's contiguous share of global batch `step`; the time of
+ * each part goes to the record. */
+static void train_step(trainer *t, int step, double lr, epoch_record *record,
+                       epoch_totals *totals) {
+    const dataset *d = t->train_set;
+    const int batch = t->cfg->batch, ranks = ranks_of(t), rank = t->comm.rank;
+    const int begin = step * batch;
+    const int global = d->count - begin < batch ? d->count - begin : batch;
+    const int first = begin + (int)((long)global * rank / ranks);
+    const int local = begin + (int)((long)global * (rank + 1) / ranks) - first;
+
+    const double t0 = timer_now();
+    if (local > 0) load_batch(t, d, t->order + first, local, t->epochs_done, t->cfg->augment);
+    const double t1 = timer_now();
+    compute_gradients(t, local, global, totals);
+    const double t2 = timer_now();
+    sum_gradients(t);
+    const double t3 = timer_now();
+    update_weights(t, lr);
+    t->net.backend->synchronize();
+    record->data_s += t1 - t0;
+    record->compute_s += (t2 - t1) + (timer_now() - t3);
+    record->allreduce_s += t3 - t2;
+}
+
+int trainer_run_epoch(trainer *t, epoch_record *record) {
     const dataset *d = t->train_set;
     const int epoch = t->epochs_done; /* 0-based */
-    const int ranks = ranks_of(t), rank = t->comm.rank;
-    const double lr = trainer_learning_rate(cfg, epoch);
-    const int steps = (d->count + cfg->batch - 1) / cfg->batch;
+    const double lr = trainer_learning_rate(t->cfg, epoch);
+    const int steps = (d->count + t->cfg->batch - 1) / t->cfg->batch;
 
     memset(record, 0, sizeof *record);
     record->epoch = epoch + 1;
     record->lr = lr;
-    shuffle_indices(t->order, d->count, cfg->seed, epoch);
+    shuffle_indices(t->order, d->count, t->cfg->seed, epoch);
 
-    double loss_sum = 0.0, correct_sum = 0.0;
-    int seen = 0;
+    epoch_totals totals = {0};
     const double started = timer_now();
     for (int step = 0; step < steps; step++) {
-        if (t->stop_requested) {
-            int stop = t->stop_requested();
-            if (ranks > 1) stop = t->comm.any_rank(t->comm.context, stop);
-            if (stop) {
-                /* the abandoned epoch's device totals must not open the next one */
-                double abandoned_loss = 0.0, abandoned_hits = 0.0;
-                take_recorded_totals(t, &abandoned_loss, &abandoned_hits);
-                return 1;
-            }
-        }
-        const int begin = step * cfg->batch;
-        const int global = d->count - begin < cfg->batch ? d->count - begin : cfg->batch;
-        /* This rank's contiguous share of the global batch. */
-        const int first = begin + (int)((long)global * rank / ranks);
-        const int local = begin + (int)((long)global * (rank + 1) / ranks) - first;
-
-        double t0 = timer_now();
-        if (local > 0) load_batch(t, d, t->order + first, local, epoch, cfg->augment);
-        double t1 = timer_now();
-        record->data_s += t1 - t0;
-
-        t->next_bucket = 0;
-        t->overlap_this_step = t->full_step_done && local == t->max_local_batch;
-        if (local > 0) {
-            const uint8_t *labels = batch_labels(t);
-            const float grad_scale = 1.0f / (float)global;
-            const float bn_eps = (float)cfg->bn_eps, bn_momentum = (float)cfg->bn_momentum;
-            int recorded = 0;
-            if (t->recorded_steps.run) {
-                if (labels) be->upload(net->labels, labels, (size_t)local);
-                recorded = t->recorded_steps.run(t->recorded_steps.context, net, local,
-                                                 grad_scale, bn_eps, bn_momentum);
-            }
-            if (!recorded) {
-                int correct = 0;
-                network_forward(net, local, 1, bn_eps, bn_momentum);
-                const float loss = network_loss(net, labels, grad_scale, local, &correct);
-                network_backward(net, local);
-                loss_sum += (double)loss * local;
-                correct_sum += correct;
-            }
-            seen += local;
-        } else {
-            be->zero(net->grads, net->model.param_count * sizeof(float));
-        }
-        if (local == t->max_local_batch) t->full_step_done = 1;
-        double t2 = timer_now();
-        record->compute_s += t2 - t1;
-        if (ranks > 1 && t->bucket_count) {
-            /* every rank queues every part, in the same order (a rank without images in
-             * this step queues them all here) */
-            while (t->next_bucket < t->bucket_count) queue_bucket(t, t->next_bucket++);
-            t->comm.allreduce_join(t->comm.context);
-        } else if (ranks > 1) {
-            be->synchronize();
-            t->comm.allreduce_sum_float(t->comm.context, net->grads, net->model.param_count);
-        }
-        double t3 = timer_now();
-        record->allreduce_s += t3 - t2;
-
-        add_l2_gradient(t);
-        t->step++;
-        be->adam_step(net->params, t->adam_m, t->adam_v, net->grads, (float)lr,
-                      (float)cfg->adam_beta1, (float)cfg->adam_beta2, (float)cfg->adam_eps,
-                      cfg->recipe == RECIPE_PYTORCH ? ADAM_EPS_PYTORCH : ADAM_EPS_KERAS, t->step,
-                      net->model.param_count);
-        be->synchronize();
-        record->compute_s += timer_now() - t3;
+        if (stop_agreed(t)) return 1;
+        train_step(t, step, lr, record, &totals);
         if (progress_due(t, step + 1, steps)) {
-            take_recorded_totals(t, &loss_sum, &correct_sum);
-            print_progress(t, epoch + 1, step + 1, steps, loss_sum, correct_sum,
-                           seen > 0 ? seen : 1, started);
+            take_recorded_totals(t, &totals.loss_sum, &totals.correct);
+            print_progress(t, epoch + 1, step + 1, steps, totals.loss_sum, totals.correct,
+                           totals.seen > 0 ? totals.seen : 1, started);
         }
     }
     record->epoch_s = timer_now() - started;
-    take_recorded_totals(t, &loss_sum, &correct_sum);
+    take_recorded_totals(t, &totals.loss_sum, &totals.correct);
 
-    double totals[3] = {loss_sum, correct_sum, (double)seen};
-    if (ranks > 1) t->comm.allreduce_sum_double(t->comm.context, totals, 3);
+    double sums[3] = {totals.loss_sum, totals.correct, (double)totals.seen};
+    if (ranks_of(t) > 1) t->comm.allreduce_sum_double(t->comm.context, sums, 3);
     /* the cross-entropy alone, like val_loss and the progress lines (Keras would add its
      * L2 penalty to both losses; PyTorch's weight decay is in neither) */
-    record->train_loss = totals[0] / totals[2];
-    record->train_acc = totals[1] / totals[2];
-    record->images_per_s = totals[2] / record->epoch_s;
+    record->train_loss = sums[0] / sums[2];
+    record->train_acc = sums[1] / sums[2];
+    record->images_per_s = sums[2] / record->epoch_s;
 
     const double eval_started = timer_now();
     average_running_statistics(t);

@@ -1,0 +1,276 @@
+/* One run of a sweep on this rank's group: its file inspected (start, resume or keep),
+ * its epochs trained, each committed by the group's leader before it is printed. */
+#include "sweep/sweep_state.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cpu/cpu_gemm.h"
+#include "core/hash.h"
+#include "core/log.h"
+#include "core/stop.h"
+#include "sweep/group.h"
+#include "train/device_data.h"
+#include "train/step_graph.h"
+#include "train/train.h"
+
+/* What the steps of a run share, from its file's inspection to its last commit. On the
+ * heap: the model and the trainer are large. */
+typedef struct run_session {
+    const planned_run *run;
+    int index;  /* in the plan: what the board shows */
+    int leader; /* rank 0 of the group: inspects and commits the run file */
+    char path[PATH_TEXT];
+    config cfg; /* the sweep's, with the run's seed and pattern */
+    model_spec spec;
+    model built; /* what the run file is checked against and written from */
+    run_row row;
+    epoch_record *history; /* the leader's: every epoch so far, room for all */
+    int epochs;            /* in history */
+    run_checkpoint checkpoint;
+    trainer trainer;
+    int trainer_created;
+    device_data *gpu_data;
+    step_graph *graphs;
+} run_session;
+
+/* The run hand-out and progress board live in rank 0's memory (group.c). Some MPI
+ * transports move one-sided operations only when the target rank calls MPI, and rank 0
+ * may train a run of its own without one: it lets them progress at every step, so the
+ * other groups never wait for its run to end to get their next one. The trainer's stop
+ * hook takes no argument, hence the file's pointer. */
+static sweep_world *board_world;
+static int stop_requested_with_progress(void) {
+    if (board_world && board_world->rank == 0) sweep_poll(board_world);
+    return stop_requested();
+}
+
+/* Data parallelism must leave every rank of a run with the same weights, bit for bit.
+ * Checked before each epoch is committed, so that a run failing it is never recorded
+ * (diverged weights hold NaNs, whose bits need not agree: not checked then). Collective
+ * in the group. */
+static void check_group_weights_agree(sweep_state *s, const run_session *r) {
+    if (s->world.group_size < 2) return;
+    const trainer *t = &r->trainer;
+    const size_t bytes = t->net.model.param_count * sizeof(float);
+    float *params = bneck_malloc(bytes);
+    s->backend->download(params, t->net.params, bytes);
+    uint64_t lowest, highest;
+    sweep_group_min_max(&s->world, hash_bytes(HASH_START, params, bytes), &lowest, &highest);
+    free(params);
+    if (lowest != highest) {
+        log_error("%s: the ranks of the run hold different weights after epoch %d: the epoch is "
+                  "not committed, and the sweep stops", r->run->name, t->epochs_done);
+        sweep_world_abort(&s->world, 1);
+    }
+}
+
+static void checkpoint_alloc(run_checkpoint *c, const model *m) {
+    c->param_count = m->param_count;
+    c->state_count = m->state_count;
+    c->params = bneck_malloc(m->param_count * sizeof(float));
+    c->adam_m = bneck_malloc(m->param_count * sizeof(float));
+    c->adam_v = bneck_malloc(m->param_count * sizeof(float));
+    c->state = bneck_malloc((m->state_count ? m->state_count : 1) * sizeof(float));
+}
+
+static void checkpoint_export(run_checkpoint *c, const trainer *t) {
+    const backend_ops *be = t->net.backend;
+    be->download(c->params, t->net.params, c->param_count * sizeof(float));
+    be->download(c->adam_m, t->adam_m, c->param_count * sizeof(float));
+    be->download(c->adam_v, t->adam_v, c->param_count * sizeof(float));
+    be->download(c->state, t->net.state, c->state_count * sizeof(float));
+    c->step = t->step;
+    c->epochs_done = t->epochs_done;
+    c->cpu_threads = be == &cpu_backend ? cpu_threads() : 0;
+}
+
+static void checkpoint_import(trainer *t, const run_checkpoint *c) {
+    const backend_ops *be = t->net.backend;
+    be->upload(t->net.params, c->params, c->param_count * sizeof(float));
+    be->upload(t->adam_m, c->adam_m, c->param_count * sizeof(float));
+    be->upload(t->adam_v, c->adam_v, c->param_count * sizeof(float));
+    be->upload(t->net.state, c->state, c->state_count * sizeof(float));
+    t->step = c->step;
+    t->epochs_done = c->epochs_done;
+}
+
+static void print_epoch(const planned_run *run, int epochs, const epoch_record *r) {
+    printf("[%s] epoch %3d/%d  lr %.0e  train %.4f %6.2f%%  val %.4f %6.2f%%  %7.2f s  %7.1f img/s\n",
+           run->name, r->epoch, epochs, r->lr, r->train_loss, 100 * r->train_acc, r->val_loss,
+           100 * r->val_acc, r->epoch_s, r->images_per_s);
+    fflush(stdout);
+}
+
+static void fill_row_identity(const sweep_state *s, const planned_run *run, run_row *row) {
+    memset(row, 0, sizeof *row);
+    snprintf(row->pattern, sizeof row->pattern, "%s", run->pattern.name);
+    row->mode = run->pattern.mode;
+    row->alpha = run->pattern.alpha;
+    row->repeat = run->repeat;
+    row->seed = run->seed;
+    row->ranks = s->world.group_size;
+    row->params = run->params;
+    row->pseudo_flops = run->pseudo_flops;
+    row->macs = run->macs;
+    snprintf(row->devices, sizeof row->devices, "%s x%d", s->device_model, s->world.group_size);
+    snprintf(row->hosts, sizeof row->hosts, "%s", s->group_hosts);
+}
+
+/* The run's model built, and what its file says, as the leader decided and told the group. */
+static run_start run_session_open(run_session *r, sweep_state *s, int index) {
+    r->run = &s->plan.runs[index];
+    r->index = index;
+    r->leader = s->world.group_rank == 0;
+    sweep_run_path(s, r->run, r->path, sizeof r->path);
+    r->cfg = s->cfg;
+    r->cfg.seed = r->run->seed;
+    r->cfg.mode = r->run->pattern.mode;
+    r->cfg.alpha = r->run->pattern.alpha;
+    r->spec = (model_spec){r->run->pattern.mode, r->run->pattern.alpha, s->train_set.channels,
+                           s->cfg.pool_branch, MODEL_LAYERS_GROUPED};
+    bneck_error err;
+    if (model_build(&r->built, &r->spec, &err)) {
+        log_error("%s: %s", r->run->name, err.message);
+        sweep_world_abort(&s->world, 1);
+    }
+    int start = RUN_FRESH;
+    if (r->leader)
+        start = (int)sweep_inspect_run_file(s, r->run, r->path, &r->built, &r->row, &r->history,
+                                            &r->epochs, &r->checkpoint);
+    sweep_group_broadcast(&s->world, &start, sizeof start);
+    return (run_start)start;
+}
+
+static void run_session_report_kept(const run_session *r, run_start start) {
+    if (!r->leader) return;
+    if (start == RUN_COMPLETE)
+        printf("[%s] already complete in %s: kept\n", r->run->name, r->path);
+    else
+        printf("[%s] diverged after %d epochs in an earlier session (%s): kept, not trained "
+               "again (move the file away to retrain it)\n", r->run->name, r->epochs, r->path);
+}
+
+/* The trainer, with the data in GPU memory and the step graphs where the backend has them. */
+static void run_session_start_trainer(run_session *r, sweep_state *s) {
+    bneck_error err;
+    train_comm comm = sweep_comm_of_group(&s->world);
+    if (trainer_create(&r->trainer, &r->cfg, &r->spec, &s->train_set, &s->val_set, s->backend,
+                       &comm, &err)) {
+        log_error("%s: %s", r->run->name, err.message);
+        sweep_world_abort(&s->world, 1);
+    }
+    r->trainer_created = 1;
+    char data_message[512];
+    r->gpu_data = device_data_attach(&r->trainer, data_message, sizeof data_message);
+    if (!r->gpu_data && data_message[0]) {
+        log_error("%s: %s", r->run->name, data_message);
+        sweep_world_abort(&s->world, 1);
+    }
+    r->graphs = step_graph_attach(&r->trainer, (step_graph_mode)step_graph_mode_from_name(s->cfg.graph));
+    board_world = &s->world;
+    r->trainer.stop_requested = stop_requested_with_progress;
+    r->trainer.label = r->run->name;
+}
+
+/* The leader's checkpoint sent to the group and loaded into every rank's trainer. */
+static void run_session_resume(run_session *r, sweep_state *s) {
+    sweep_world *w = &s->world;
+    run_checkpoint *c = &r->checkpoint;
+    if (!r->leader) checkpoint_alloc(c, &r->built);
+    sweep_group_broadcast(w, c->params, r->built.param_count * sizeof(float));
+    sweep_group_broadcast(w, c->adam_m, r->built.param_count * sizeof(float));
+    sweep_group_broadcast(w, c->adam_v, r->built.param_count * sizeof(float));
+    sweep_group_broadcast(w, c->state, r->built.state_count * sizeof(float));
+    sweep_group_broadcast(w, &c->step, sizeof c->step);
+    sweep_group_broadcast(w, &c->epochs_done, sizeof c->epochs_done);
+    checkpoint_import(&r->trainer, c);
+    if (!r->leader) return;
+    printf("[%s] resuming after epoch %d from %s\n", r->run->name, r->trainer.epochs_done, r->path);
+    if (c->cpu_threads && s->backend == &cpu_backend && c->cpu_threads != cpu_threads())
+        log_warn("%s continues on %d CPU thread(s) per rank where its epochs so far used %d: "
+                 "its sums now run in another order, so its numbers will differ slightly "
+                 "from an uninterrupted run's (set [run] threads to keep them bit for bit)",
+                 r->run->name, cpu_threads(), c->cpu_threads);
+}
+
+/* The leader's commit of an epoch: the run file rewritten whole (weights, optimizer state,
+ * history) under a temporary name and renamed, then the epoch printed, so that a printed
+ * epoch is always kept. */
+static void run_session_commit(run_session *r, sweep_state *s, const epoch_record *record,
+                               int diverged) {
+    r->history[r->epochs++] = *record;
+    fill_row_identity(s, r->run, &r->row);
+    run_row_summarise(&r->row, r->history, r->epochs);
+    snprintf(r->row.status, sizeof r->row.status, "%s",
+             diverged                     ? RUN_STATUS_DIVERGED
+             : r->epochs == s->cfg.epochs ? RUN_STATUS_COMPLETE
+                                          : RUN_STATUS_RUNNING);
+    checkpoint_export(&r->checkpoint, &r->trainer);
+    bneck_error err;
+    if (run_file_write(r->path, &r->row, r->history, r->epochs, &r->built, &r->checkpoint,
+                       s->cfg.text, s->settings, &err)) {
+        log_error("%s: cannot commit the run: %s", r->run->name, err.message);
+        sweep_world_abort(&s->world, 1);
+    }
+    print_epoch(r->run, s->cfg.epochs, record);
+    if (diverged)
+        log_error("%s diverged in epoch %d (training loss %g, validation loss %g): it stops "
+                  "there and is kept with status '%s'; a lower learning rate ([train] lr) "
+                  "usually helps", r->run->name, record->epoch, record->train_loss,
+                  record->val_loss, RUN_STATUS_DIVERGED);
+    sweep_board_post(&s->world, r->index, r->trainer.epochs_done);
+    /* After a run's last epoch the sweep loop reports, with the new run count. */
+    if (s->world.rank == 0 && r->trainer.epochs_done < s->cfg.epochs) sweep_print_progress(s);
+}
+
+/* Epochs until the run is done or diverges, or a stop: this rank's signal (within the
+ * epoch) or another group's (after this epoch, once committed). Returns 1 when stopped. */
+static int run_session_train(run_session *r, sweep_state *s) {
+    sweep_world *w = &s->world;
+    trainer *t = &r->trainer;
+    int diverged = 0;
+    while (t->epochs_done < s->cfg.epochs && !diverged) {
+        if (r->leader) sweep_board_post(w, r->index, t->epochs_done);
+        epoch_record record;
+        if (trainer_run_epoch(t, &record)) return 1;
+        diverged = sweep_group_any(w, epoch_record_diverged(&record));
+        if (!diverged) check_group_weights_agree(s, r);
+        const int others_stopped = sweep_group_any(w, r->leader && sweep_board_stop_posted(w));
+        if (r->leader) run_session_commit(r, s, &record, diverged);
+        if (others_stopped && !diverged && t->epochs_done < s->cfg.epochs) return 1;
+    }
+    return 0;
+}
+
+static void run_session_close(run_session *r) {
+    if (r->trainer_created) {
+        step_graph_release(r->graphs);
+        device_data_release(r->gpu_data);
+        trainer_destroy(&r->trainer);
+    }
+    run_checkpoint_free(&r->checkpoint);
+    free(r->history);
+}
+
+int sweep_train_run(sweep_state *s, int index) {
+    run_session *r = bneck_calloc(1, sizeof *r);
+    const run_start start = run_session_open(r, s, index);
+    int stopped = 0;
+    if (start == RUN_COMPLETE || start == RUN_DIVERGED) {
+        run_session_report_kept(r, start);
+    } else {
+        run_session_start_trainer(r, s);
+        if (start == RUN_RESUME) run_session_resume(r, s);
+        else checkpoint_alloc(&r->checkpoint, &r->built);
+        if (r->leader) {
+            if (start != RUN_RESUME) r->epochs = 0;
+            r->history = bneck_realloc(r->history, (size_t)s->cfg.epochs * sizeof *r->history);
+        }
+        stopped = run_session_train(r, s);
+    }
+    run_session_close(r);
+    free(r);
+    return stopped;
+}

@@ -1,0 +1,89 @@
+/* A run group's gradient sums: NCCL between GPUs (gradients live in device memory; one
+ * communicator per group, its id sent over MPI), MPI otherwise (group.c). */
+#include "sweep/sweep_state.h"
+
+#include "core/log.h"
+#include "sweep/group.h"
+#ifdef BNECK_HAVE_CUDA
+#include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/cuda_nccl.h"
+#endif
+
+#ifdef BNECK_HAVE_CUDA
+static cuda_nccl_comm *group_nccl;
+static sweep_world *nccl_world;
+
+static void nccl_allreduce_sum_float(void *context, float *buffer, size_t count) {
+    (void)context;
+    if (cuda_nccl_allreduce_sum(group_nccl, buffer, count)) {
+        log_error("%s", cuda_nccl_last_error(group_nccl));
+        sweep_world_abort(nccl_world, 1);
+    }
+}
+
+/* Gradient parts summed while the backward pass goes on (train_comm's queue/join). */
+static void nccl_allreduce_queue_float(void *context, float *buffer, size_t count) {
+    (void)context;
+    if (cuda_nccl_allreduce_queue(group_nccl, buffer, count, CUDA_NCCL_SUM)) {
+        log_error("%s", cuda_nccl_last_error(group_nccl));
+        sweep_world_abort(nccl_world, 1);
+    }
+}
+
+static void nccl_allreduce_join(void *context) {
+    (void)context;
+    if (cuda_nccl_wait(group_nccl)) {
+        log_error("%s", cuda_nccl_last_error(group_nccl));
+        sweep_world_abort(nccl_world, 1);
+    }
+}
+
+/* Collective over the group; aborts the job naming the rank when NCCL cannot start. A
+ * group trains on one kind of device, since its gradient sums are NCCL's or MPI's: with
+ * device = auto, a rank that found no usable GPU where the others did would otherwise leave
+ * them waiting in collectives it never joins. */
+void sweep_comm_setup(sweep_state *s) {
+    sweep_world *w = &s->world;
+    if (w->group_size < 2) return;
+    const int on_gpu = s->backend == &cuda_backend;
+    uint64_t fewest_on_gpu, most_on_gpu;
+    sweep_group_min_max(w, (uint64_t)on_gpu, &fewest_on_gpu, &most_on_gpu);
+    if (fewest_on_gpu != most_on_gpu) {
+        log_error("run group %d has ranks on GPUs and ranks on CPUs (this one: %s); a group "
+                  "trains on one kind of device: give every rank of a group a usable GPU, or "
+                  "set run.device = cpu", w->group, on_gpu ? "a GPU" : "the CPU");
+        sweep_world_abort(w, 1);
+    }
+    if (!on_gpu) return;
+    unsigned char id[CUDA_NCCL_UNIQUE_ID_BYTES] = {0};
+    char message[512] = "";
+    int failed = w->group_rank == 0 && cuda_nccl_unique_id(id, message, sizeof message);
+    if (failed) log_error("NCCL: %s", message);
+    if (sweep_group_any(w, failed)) sweep_world_abort(w, 1);
+    sweep_group_broadcast(w, id, sizeof id);
+    if (cuda_nccl_comm_create(&group_nccl, w->group_rank, w->group_size, id, message, sizeof message)) {
+        log_error("NCCL: %s", message);
+        sweep_world_abort(w, 1);
+    }
+    nccl_world = w;
+}
+
+void sweep_comm_teardown(void) {
+    if (group_nccl) cuda_nccl_comm_destroy(group_nccl);
+    group_nccl = NULL;
+}
+
+train_comm sweep_comm_of_group(sweep_world *w) {
+    train_comm comm = sweep_group_comm(w);
+    if (group_nccl) {
+        comm.allreduce_sum_float = nccl_allreduce_sum_float;
+        comm.allreduce_queue_float = nccl_allreduce_queue_float;
+        comm.allreduce_join = nccl_allreduce_join;
+    }
+    return comm;
+}
+#else
+void sweep_comm_setup(sweep_state *s) { (void)s; }
+void sweep_comm_teardown(void) {}
+train_comm sweep_comm_of_group(sweep_world *w) { return sweep_group_comm(w); }
+#endif
