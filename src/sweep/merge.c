@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "backend/backend_select.h"
+#include "core/format.h"
 #include "core/log.h"
 #include "core/version.h"
 #include "sweep/output.h"
@@ -83,15 +84,11 @@ int sweep_merge_results(sweep_state *s, int *complete_runs, int *diverged_runs) 
     const size_t capacity = (size_t)s->world.size * (HOST_TEXT + DEVICE_TEXT + 16);
     char *hosts = bneck_calloc(capacity, 1), *devices = bneck_calloc(capacity, 1);
     char *rank_map = bneck_calloc(capacity, 1);
-    size_t hosts_used = 0, devices_used = 0, map_used = 0;
+    format_distinct_list(hosts, capacity, s->all_hosts, s->world.size, HOST_TEXT);
+    size_t devices_used = 0, map_used = 0;
     for (int r = 0; r < s->world.size; r++) {
         const char *h = s->all_hosts + (size_t)r * HOST_TEXT;
         const char *d = s->all_devices + (size_t)r * DEVICE_TEXT;
-        int seen = 0;
-        for (int q = 0; q < r; q++) seen |= !strcmp(h, s->all_hosts + (size_t)q * HOST_TEXT);
-        if (!seen)
-            hosts_used += (size_t)snprintf(hosts + hosts_used, capacity - hosts_used, "%s%s",
-                                           hosts_used ? "," : "", h);
         devices_used += (size_t)snprintf(devices + devices_used, capacity - devices_used, "%s%s",
                                          devices_used ? "," : "", d);
         map_used += (size_t)snprintf(rank_map + map_used, capacity - map_used, "%s%d:%s:%s",

@@ -10,6 +10,7 @@
 
 #include "backend/backend_select.h"
 #include "backend/cpu/cpu_gemm.h"
+#include "core/format.h"
 #include "core/hash.h"
 #include "core/log.h"
 #include "core/stop.h"
@@ -179,21 +180,8 @@ static void gather_group_hosts(sweep_state *s) {
     char mine[HOST_TEXT] = {0};
     snprintf(mine, sizeof mine, "%s", s->world.host);
     sweep_group_allgather_text(&s->world, mine, hosts, HOST_TEXT);
-    size_t used = 0;
-    for (int r = 0; r < s->world.group_size; r++) {
-        const char *h = hosts + (size_t)r * HOST_TEXT;
-        int seen = 0;
-        for (int q = 0; q < r; q++) seen |= !strcmp(h, hosts + (size_t)q * HOST_TEXT);
-        if (seen) continue;
-        int n = snprintf(s->group_hosts + used, sizeof s->group_hosts - used, "%s%s",
-                         used ? "," : "", h);
-        /* room is kept for ",...": a name that does not fit is left out whole, and said so */
-        if (n < 0 || used + (size_t)n + sizeof ",..." > sizeof s->group_hosts) {
-            snprintf(s->group_hosts + used, sizeof s->group_hosts - used, "%s", used ? ",..." : "...");
-            break;
-        }
-        used += (size_t)n;
-    }
+    format_distinct_list(s->group_hosts, sizeof s->group_hosts, hosts, s->world.group_size,
+                         HOST_TEXT);
     free(hosts);
 }
 
