@@ -258,6 +258,15 @@ elif grep -q "rank 1 (on .*) does not run the sweep rank 0 (on .*) runs: they di
   ok "ranks with different settings are refused before any work, naming the rank"
 else cat "$work/mixed.log"; bad "ranks with different settings"; fi
 
+# --- --dry-run given to one rank of two (an MPMD launch): refused, not a hang -----------------
+if timeout 120 mpirun --oversubscribe -n 1 "$sweep" "$work/tiny.ini" run.output="$work/half-dry" : \
+  -n 1 "$sweep" "$work/tiny.ini" run.output="$work/half-dry" --dry-run > "$work/half-dry.log" 2>&1; then
+  bad "--dry-run on one rank of two was accepted"
+elif grep -q "^bneck-sweep: --dry-run was given to some ranks and not to others" "$work/half-dry.log" &&
+  [ ! -e "$work/half-dry" ]; then
+  ok "--dry-run given to some ranks only is refused before any work"
+else cat "$work/half-dry.log"; bad "--dry-run on one rank of two"; fi
+
 # --- a rank count that does not fit ranks_per_run ----------------------------------------
 if mpirun_n 3 "$sweep" "$work/tiny.ini" sweep.ranks_per_run=2 run.output="$work/odd" > "$work/odd.log" 2>&1; then
   bad "-n 3 with ranks_per_run 2 was accepted"

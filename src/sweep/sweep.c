@@ -209,6 +209,26 @@ static int any_rank_refused(sweep_world *w, const char *message) {
     return first >= 0;
 }
 
+/* --dry-run and --restart decide which collectives a rank joins: an MPMD launch giving
+ * them to some ranks only would leave the others waiting. Collective; 1 (every rank) when
+ * they differ, rank 0 having said so. */
+static int options_differ_between_ranks(sweep_state *s) {
+    const struct { const char *name; int given; } options[] = {
+        {"--dry-run", s->options.dry_run}, {"--restart", s->options.restart}};
+    int differ = 0;
+    for (size_t i = 0; i < sizeof options / sizeof options[0]; i++) {
+        const int some = sweep_world_any(&s->world, options[i].given);
+        const int all = !sweep_world_any(&s->world, !options[i].given);
+        if (some && !all) {
+            if (s->world.rank == 0)
+                fprintf(stderr, "bneck-sweep: %s was given to some ranks and not to others: "
+                                "give every rank the same options\n", options[i].name);
+            differ = 1;
+        }
+    }
+    return differ;
+}
+
 /* The options and the config read, the rank count checked, the backend chosen and the plan
  * built. 0, or the exit status of a refusal every rank agreed on (its reason printed). */
 static int sweep_configure(sweep_state *s, int argc, char **argv) {
@@ -218,6 +238,7 @@ static int sweep_configure(sweep_state *s, int argc, char **argv) {
         parse_options(&s->options, argc, argv, &err) ||
         config_load(&s->cfg, s->options.config_path, s->options.override_count, s->options.overrides, &err);
     if (any_rank_refused(w, unloaded ? err.message : NULL)) return 2;
+    if (options_differ_between_ranks(s)) return 2;
     if (!output_given(&s->options)) sweep_output_from_record(&s->cfg, s->options.config_path);
     char refusal[sizeof err.message + 600] = "";
     if (w->size % s->cfg.ranks_per_run != 0) {
