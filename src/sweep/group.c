@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "core/hash.h"
 
 #ifdef BNECK_HAVE_MPI
 #include <mpi.h>
@@ -351,3 +352,9 @@ train_comm sweep_group_comm(sweep_world *w) {
 }
 const char *sweep_mpi_version(void) { return ""; }
 #endif
+
+int sweep_group_holds_same(sweep_world *w, const void *data, size_t bytes) {
+    uint64_t lowest, highest;
+    sweep_group_min_max(w, hash_bytes(HASH_START, data, bytes), &lowest, &highest);
+    return lowest == highest;
+}

@@ -58,6 +58,9 @@ void sweep_world_allgather_text(sweep_world *w, const char *mine, char *all, siz
 void sweep_group_allgather_text(sweep_world *w, const char *mine, char *all, size_t each);
 /* Minimum and maximum of a value over the group (weight-identity checks). */
 void sweep_group_min_max(sweep_world *w, uint64_t value, uint64_t *min, uint64_t *max);
+/* Whether every rank of the group holds the same bytes, compared by their FNV-1a hashes
+ * (collective in the group). */
+int sweep_group_holds_same(sweep_world *w, const void *data, size_t bytes);
 /* Lets one-sided operations aimed at this rank progress (rank 0 calls it at every step:
  * it holds the board). */
 void sweep_poll(sweep_world *w);

@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include "backend/cpu/cpu_gemm.h"
-#include "core/hash.h"
 #include "core/log.h"
 #include "core/stop.h"
 #include "sweep/group.h"
@@ -56,10 +55,9 @@ static void check_group_weights_agree(sweep_state *s, const run_session *r) {
     const size_t bytes = t->net.model.param_count * sizeof(float);
     float *params = bneck_malloc(bytes);
     s->backend->download(params, t->net.params, bytes);
-    uint64_t lowest, highest;
-    sweep_group_min_max(&s->world, hash_bytes(HASH_START, params, bytes), &lowest, &highest);
+    const int same = sweep_group_holds_same(&s->world, params, bytes);
     free(params);
-    if (lowest != highest) {
+    if (!same) {
         log_error("%s: the ranks of the run hold different weights after epoch %d: the epoch is "
                   "not committed, and the sweep stops", r->run->name, t->epochs_done);
         sweep_world_abort(&s->world, 1);
