@@ -267,6 +267,12 @@ elif grep -q "^bneck-sweep: --dry-run was given to some ranks and not to others"
   ok "--dry-run given to some ranks only is refused before any work"
 else cat "$work/half-dry.log"; bad "--dry-run on one rank of two"; fi
 
+if timeout 120 mpirun --oversubscribe -n 1 "$sweep" --help : -n 1 "$sweep" "$work/tiny.ini" \
+  run.output="$work/half-help" > "$work/half-help.log" 2>&1 &&
+  grep -q "^usage: bneck-sweep" "$work/half-help.log" && [ ! -e "$work/half-help" ]; then
+  ok "--help given to one rank of two ends both (the usage, exit 0)"
+else cat "$work/half-help.log"; bad "--help on one rank of two"; fi
+
 # --- a rank count that does not fit ranks_per_run ----------------------------------------
 if mpirun_n 3 "$sweep" "$work/tiny.ini" sweep.ranks_per_run=2 run.output="$work/odd" > "$work/odd.log" 2>&1; then
   bad "-n 3 with ranks_per_run 2 was accepted"

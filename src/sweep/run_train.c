@@ -243,6 +243,7 @@ static int run_session_train(run_session *r, sweep_state *s) {
 }
 
 static void run_session_close(run_session *r) {
+    board_world = NULL;
     if (r->trainer_created) {
         step_graph_release(r->graphs);
         device_data_release(r->gpu_data);

@@ -412,31 +412,32 @@ static int help_asked(int argc, char **argv) {
     return 0;
 }
 
+/* The end of a sweep that trained nothing (help, a refusal, a dry run): MPI finalized and
+ * the state freed; returns status. */
+static int sweep_end_early(sweep_state *s, int status) {
+    sweep_comm_teardown();
+    sweep_world_finalize(&s->world);
+    sweep_state_free(s);
+    return status;
+}
+
 int sweep_main(int argc, char **argv) {
     sweep_state *s = bneck_calloc(1, sizeof *s);
     stop_catch_signals(stop_signal_option(argc, argv));
     sweep_world_init(&s->world, &argc, &argv);
     sweep_world *w = &s->world;
     log_set_rank(w->rank, w->host);
-    if (help_asked(argc, argv)) {
+    /* agreed, so that --help given to some ranks of an MPMD launch ends them all */
+    if (sweep_world_any(w, help_asked(argc, argv))) {
         if (w->rank == 0) usage(stdout);
-        sweep_world_finalize(w);
-        return 0;
+        return sweep_end_early(s, 0);
     }
     int status = sweep_configure(s, argc, argv);
     if (!status) status = sweep_load_data(s);
-    if (status) {
-        sweep_world_finalize(w);
-        return status;
-    }
-    status = sweep_form_groups(s);
+    if (!status) status = sweep_form_groups(s);
     if (!status && s->options.dry_run) status = w->rank == 0 ? sweep_print_plan(s) : 0;
     else if (!status) status = sweep_take_output(s);
-    if (status || s->options.dry_run) {
-        sweep_comm_teardown();
-        sweep_world_finalize(w);
-        return status;
-    }
+    if (status || s->options.dry_run) return sweep_end_early(s, status);
 
     const int stopped = sweep_train_all(s);
     int merge_failed;

@@ -71,6 +71,7 @@ void sweep_comm_setup(sweep_state *s) {
 void sweep_comm_teardown(void) {
     if (group_nccl) cuda_nccl_comm_destroy(group_nccl);
     group_nccl = NULL;
+    nccl_world = NULL;
 }
 
 train_comm sweep_comm_of_group(sweep_world *w) {
