@@ -55,6 +55,27 @@ static herr_t append_stack_entry(unsigned index, const H5E_error2_t *entry, void
     return 0;
 }
 
+/* Walking upward, the first entry is the innermost (most specific) failure. */
+static herr_t take_innermost(unsigned index, const H5E_error2_t *entry, void *context) {
+    (void)index;
+    h5_detail *detail = context;
+    if (!detail->taken && entry->desc && entry->desc[0]) {
+        snprintf(detail->text, sizeof detail->text, "%s", entry->desc);
+        for (char *c = detail->text; *c; c++) /* one line: a description may hold a newline */
+            if (*c == '\n' || *c == '\r') *c = ' ';
+        detail->taken = 1;
+    }
+    return 0;
+}
+
+const char *h5_failure_detail(h5_detail *detail) {
+    detail->text[0] = '\0';
+    detail->taken = 0;
+    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, take_innermost, detail);
+    if (!detail->taken) snprintf(detail->text, sizeof detail->text, "no detail from HDF5");
+    return detail->text;
+}
+
 int h5_fail_at(const h5_site *site, const char *file, int line, const char *format, ...) {
     stack_text stack = {.text = "", .used = 0, .entries = 0};
     H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, append_stack_entry, &stack);

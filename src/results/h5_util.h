@@ -30,6 +30,15 @@ void h5_site_close(h5_site *site);
 int h5_fail_at(const h5_site *site, const char *file, int line, const char *format, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* HDF5's innermost description of the call that just failed, on one line ("no detail from
+ * HDF5" when it gave none): for messages that say in their own words what failed, such as
+ * the report's about a file a user gave it. */
+typedef struct h5_detail {
+    char text[256];
+    int taken;
+} h5_detail;
+const char *h5_failure_detail(h5_detail *detail);
+
 /* Runs an HDF5 call (anything returning herr_t, htri_t or hid_t); a negative result is
  * recorded with the printf-style description and jumps to `fail`. The name is not
  * H5CHECK: HDF5's headers define that. */

@@ -1,4 +1,5 @@
 #include "results/report_read.h"
+#include "results/h5_util.h"
 
 #include <errno.h>
 #include <hdf5.h>
@@ -7,35 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-
-/* --- HDF5's own words ------------------------------------------------------------------ */
-
-typedef struct hdf5_detail {
-    char text[256];
-    int taken;
-} hdf5_detail;
-
-/* Walking upward, the first entry is the innermost (most specific) failure. */
-static herr_t take_innermost(unsigned index, const H5E_error2_t *entry, void *context) {
-    (void)index;
-    hdf5_detail *detail = context;
-    if (!detail->taken && entry->desc && entry->desc[0]) {
-        snprintf(detail->text, sizeof detail->text, "%s", entry->desc);
-        for (char *c = detail->text; *c; c++) /* one line: a description may hold a newline */
-            if (*c == '\n' || *c == '\r') *c = ' ';
-        detail->taken = 1;
-    }
-    return 0;
-}
-
-/* HDF5's description of the call that just failed, for the end of an error message. */
-static const char *hdf5_failure(hdf5_detail *detail) {
-    detail->text[0] = '\0';
-    detail->taken = 0;
-    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, take_innermost, detail);
-    if (!detail->taken) snprintf(detail->text, sizeof detail->text, "no detail from HDF5");
-    return detail->text;
-}
 
 static void close_type(hid_t id) { if (id >= 0) H5Tclose(id); }
 static void close_space(hid_t id) { if (id >= 0) H5Sclose(id); }
@@ -154,7 +126,7 @@ static hid_t memory_type_for(hid_t file_type, const report_table_spec *table, co
  * array of report structs. Returns 0, or -1 with err naming path and object. */
 static int read_table(hid_t file, const char *path, const char *object, const report_table_spec *table,
                       void **rows_out, int *count_out, bneck_error *err) {
-    hdf5_detail detail;
+    h5_detail detail;
     hid_t dataset = -1, file_type = -1, space = -1, memory_type = -1;
     void *rows = NULL;
     int status = -1;
@@ -163,7 +135,7 @@ static int read_table(hid_t file, const char *path, const char *object, const re
 
     dataset = H5Dopen2(file, object, H5P_DEFAULT);
     if (dataset < 0) {
-        bneck_error_set(err, "%s: cannot open %s: %s", path, object, hdf5_failure(&detail));
+        bneck_error_set(err, "%s: cannot open %s: %s", path, object, h5_failure_detail(&detail));
         goto done;
     }
     file_type = H5Dget_type(dataset);
@@ -189,7 +161,7 @@ static int read_table(hid_t file, const char *path, const char *object, const re
 
     rows = bneck_calloc(extent ? (size_t)extent : 1, table->row_size);
     if (extent > 0 && H5Dread(dataset, memory_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, rows) < 0) {
-        bneck_error_set(err, "%s: cannot read %s: %s", path, object, hdf5_failure(&detail));
+        bneck_error_set(err, "%s: cannot read %s: %s", path, object, h5_failure_detail(&detail));
         goto done;
     }
     *rows_out = rows;
@@ -207,11 +179,11 @@ done:
 
 /* 1 when the link exists, 0 when not, -1 (err set) when HDF5 cannot tell. */
 static int link_exists(hid_t file, const char *path, const char *object, bneck_error *err) {
-    hdf5_detail detail;
+    h5_detail detail;
     const htri_t exists = H5Lexists(file, object, H5P_DEFAULT);
     if (exists < 0)
         return bneck_error_set(err, "%s: cannot look up %s: %s", path, object,
-                               hdf5_failure(&detail));
+                               h5_failure_detail(&detail));
     return exists > 0;
 }
 
@@ -227,7 +199,7 @@ static char *copy_text(const char *text) {
  * Strings (fixed or variable length) come as they are, numbers as decimals. */
 static int read_attribute_text(hid_t file, const char *path, const char *name, char **text_out,
                                bneck_error *err) {
-    hdf5_detail detail;
+    h5_detail detail;
     hid_t attribute = -1, file_type = -1, space = -1, memory_type = -1;
     int status = -1;
     *text_out = NULL;
@@ -235,20 +207,20 @@ static int read_attribute_text(hid_t file, const char *path, const char *name, c
     const htri_t exists = H5Aexists(file, name);
     if (exists < 0)
         return bneck_error_set(err, "%s: cannot look up attribute '%s': %s", path, name,
-                               hdf5_failure(&detail));
+                               h5_failure_detail(&detail));
     if (exists == 0) return 0;
 
     attribute = H5Aopen(file, name, H5P_DEFAULT);
     if (attribute < 0) {
         bneck_error_set(err, "%s: cannot open attribute '%s': %s", path, name,
-                        hdf5_failure(&detail));
+                        h5_failure_detail(&detail));
         goto done;
     }
     file_type = H5Aget_type(attribute);
     space = H5Aget_space(attribute);
     if (file_type < 0 || space < 0) {
         bneck_error_set(err, "%s: cannot inspect attribute '%s': %s", path, name,
-                        hdf5_failure(&detail));
+                        h5_failure_detail(&detail));
         goto done;
     }
     const hssize_t points = H5Sget_simple_extent_npoints(space);
@@ -305,7 +277,7 @@ static int read_attribute_text(hid_t file, const char *path, const char *name, c
     }
     if (read_status < 0) {
         bneck_error_set(err, "%s: cannot read attribute '%s': %s", path, name,
-                        hdf5_failure(&detail));
+                        h5_failure_detail(&detail));
         goto done;
     }
     status = 0;
@@ -446,12 +418,10 @@ static int read_sweep_contents(hid_t file, const char *path, report_sweep *sweep
     return read_histories(file, path, sweep, err);
 }
 
-int report_sweep_read(const char *path, report_sweep *sweep, bneck_error *err) {
-    hdf5_detail detail;
-    memset(sweep, 0, sizeof *sweep);
-    /* Errors go into messages that name the file; HDF5's own stack dump would bury them. */
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-
+/* The sweep file checked and read, with HDF5's automatic error printing off: errors go
+ * into messages that name the file; HDF5's own stack dump would bury them. */
+static int read_sweep_file(const char *path, report_sweep *sweep, bneck_error *err) {
+    h5_detail detail;
     struct stat info;
     if (stat(path, &info) != 0)
         return bneck_error_set(err, "%s: cannot read the sweep file: %s", path, strerror(errno));
@@ -460,16 +430,25 @@ int report_sweep_read(const char *path, report_sweep *sweep, bneck_error *err) {
     const htri_t is_hdf5 = H5Fis_hdf5(path);
     if (is_hdf5 < 0)
         return bneck_error_set(err, "%s: cannot check whether it is HDF5: %s", path,
-                               hdf5_failure(&detail));
+                               h5_failure_detail(&detail));
     if (is_hdf5 == 0)
         return bneck_error_set(err, "%s: not an HDF5 file (a bneck sweep file is one)", path);
 
     const hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (file < 0)
         return bneck_error_set(err, "%s: cannot open the HDF5 file: %s", path,
-                               hdf5_failure(&detail));
+                               h5_failure_detail(&detail));
     const int status = read_sweep_contents(file, path, sweep, err);
     H5Fclose(file);
+    return status;
+}
+
+int report_sweep_read(const char *path, report_sweep *sweep, bneck_error *err) {
+    memset(sweep, 0, sizeof *sweep);
+    h5_site site;
+    h5_site_open(&site, path, err);
+    const int status = read_sweep_file(path, sweep, err);
+    h5_site_close(&site);
     if (status != 0) report_sweep_free(sweep);
     return status;
 }
