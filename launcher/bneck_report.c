@@ -530,8 +530,8 @@ static int sweep_file_of(const char *given, char *path, size_t size) {
         snprintf(record, sizeof record, "%.*s/sweep.ini", (int)length, given);
         if (access(record, F_OK) == 0)
             fprintf(stderr,
-                    "bneck-report: %s holds no sweep.h5 yet: a sweep writes it once its last run "
-                    "is done ('bneck-sweep %s --dry-run' shows how far it is)\n", given, record);
+                    "bneck-report: %s holds no sweep.h5 yet: a sweep writes it once its first "
+                    "run is done ('bneck-sweep %s --dry-run' shows how far it is)\n", given, record);
         else
             fprintf(stderr, "bneck-report: %s is a directory without a sweep.h5 (nor a sweep.ini: "
                             "it is not a sweep's output)\n", given);

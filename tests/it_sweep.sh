@@ -45,6 +45,12 @@ INI
 # --- one process --------------------------------------------------------------------
 "$sweep" "$work/tiny.ini" run.output="$work/one" > "$work/one.log" 2>&1 || { cat "$work/one.log"; bad "single-process sweep"; }
 [ -f "$work/one/sweep.h5" ] && ok "single-process sweep wrote sweep.h5" || bad "no sweep.h5 from the single-process sweep"
+# sweep.h5 is written as soon as the first run is done, not only at the end
+updated_at=$(grep -n "^sweep: updated $work/one/sweep.h5: 1 of 6 runs complete so far" "$work/one.log" | head -n 1 | cut -d: -f1)
+second_run_at=$(grep -n "^\[A-r1\] epoch   1/3" "$work/one.log" | head -n 1 | cut -d: -f1)
+if [ -n "$updated_at" ] && [ -n "$second_run_at" ] && [ "$updated_at" -lt "$second_run_at" ]; then
+  ok "sweep.h5 is updated once the first run is done, before the second trains"
+else grep -E "updated|epoch   1/3" "$work/one.log"; bad "no interim sweep.h5 after the first run"; fi
 # The table the sweep prints at the end is the file's /summary (SPEC section 5 statistics).
 /usr/bin/python3 - "$work/one/sweep.h5" "$work/one.log" <<'PY' && ok "the printed summary is /summary" || bad "printed summary differs from /summary"
 import sys, h5py, re

@@ -11,6 +11,7 @@
 #include "backend/backend_select.h"
 #include "core/format.h"
 #include "core/log.h"
+#include "core/timer.h"
 #include "core/version.h"
 #include "sweep/output.h"
 
@@ -45,7 +46,10 @@ static int pattern_order(const config *cfg, const char *name) {
     return cfg->pattern_count;
 }
 
-int sweep_merge_results(sweep_state *s, int *complete_runs, int *diverged_runs) {
+/* Every run file there read back into sweep.h5. The final merge says what it wrote, with
+ * the summary table, and fails on what it could not do; an interim one says one line, and
+ * only warns. Returns 0 or 1. */
+static int merge(sweep_state *s, int interim, int *complete_runs, int *diverged_runs) {
     const int count = s->plan.count;
     run_row *rows = bneck_calloc((size_t)count, sizeof *rows);
     epoch_record **histories = bneck_calloc((size_t)count, sizeof *histories);
@@ -115,11 +119,23 @@ int sweep_merge_results(sweep_state *s, int *complete_runs, int *diverged_runs) 
     bneck_error err;
     int rc = sweep_file_write(path, rows, histories, epoch_counts, found, &attributes, &err);
     free(settings);
-    if (rc) log_error("merge: %s", err.message);
-    else log_info("sweep: wrote %s (%d runs, %d complete)", path, found, *complete_runs);
-
-    if (rc == 0 && found > 0) log_summary(rows, histories, epoch_counts, found);
-    if (unreadable) {
+    if (interim) {
+        if (rc) {
+            log_warn("sweep: cannot update %s now: %s; the run files hold every result, and "
+                     "the sweep writes it again at its end", path, err.message);
+            s->interim_merge_failed = 1;
+        } else {
+            log_info("sweep: updated %s: %d of %d runs complete so far", path, *complete_runs,
+                     count);
+        }
+        rc = 0;
+    } else if (rc) {
+        log_error("merge: %s", err.message);
+    } else {
+        log_info("sweep: wrote %s (%d runs, %d complete)", path, found, *complete_runs);
+        if (found > 0) log_summary(rows, histories, epoch_counts, found);
+    }
+    if (unreadable && !interim) {
         log_error("merge: %d run file(s) could not be read and are missing from %s (see the "
                   "warnings above)", unreadable, path);
         rc = 1;
@@ -132,4 +148,28 @@ int sweep_merge_results(sweep_state *s, int *complete_runs, int *diverged_runs) 
     free(rows);
     free(epoch_counts);
     return rc;
+}
+
+int sweep_merge_results(sweep_state *s, int *complete_runs, int *diverged_runs) {
+    return merge(s, 0, complete_runs, diverged_runs);
+}
+
+enum { INTERIM_MERGE_SECONDS = 60 };
+
+void sweep_merge_if_runs_finished(sweep_state *s) {
+    if (s->world.rank != 0) return;
+    const double now = timer_now();
+    /* the first at once, the others at most once a minute */
+    if (s->merged_runs_done > 0 && now - s->merged_at < INTERIM_MERGE_SECONDS) return;
+    int *run_index = bneck_malloc((size_t)s->world.groups * sizeof(int));
+    int *epoch = bneck_malloc((size_t)s->world.groups * sizeof(int));
+    long done = 0, next_ticket = 0;
+    sweep_board_read(&s->world, run_index, epoch, &done, &next_ticket);
+    free(run_index);
+    free(epoch);
+    if (done <= s->merged_runs_done) return;
+    int complete, diverged;
+    merge(s, 1, &complete, &diverged);
+    s->merged_runs_done = done;
+    s->merged_at = now;
 }

@@ -220,7 +220,10 @@ static void run_session_commit(run_session *r, sweep_state *s, const epoch_recor
                   record->val_loss, RUN_STATUS_DIVERGED);
     sweep_board_post(&s->world, r->index, r->trainer.epochs_done);
     /* After a run's last epoch the sweep loop reports, with the new run count. */
-    if (s->world.rank == 0 && r->trainer.epochs_done < s->cfg.epochs) sweep_print_progress(s);
+    if (s->world.rank == 0 && r->trainer.epochs_done < s->cfg.epochs) {
+        sweep_print_progress(s);
+        sweep_merge_if_runs_finished(s); /* other groups' runs */
+    }
 }
 
 /* Epochs until the run is done or diverges, or a stop: this rank's signal (within the

@@ -27,7 +27,8 @@ static void usage(FILE *out) {
             "                   [--dry-run] [--restart] [--stop-signal NAME]\n"
             "Runs every (pattern, repeat) of the config's [sweep] over the MPI ranks, in groups\n"
             "of [sweep] ranks_per_run (data parallel inside a group), committing each run to\n"
-            "OUTPUT/runs/<pattern>-r<repeat>.h5 and merging OUTPUT/sweep.h5 at the end.\n"
+            "OUTPUT/runs/<pattern>-r<repeat>.h5 and merging them into OUTPUT/sweep.h5 as\n"
+            "runs finish (at most once a minute) and at the end.\n"
             "Running the same command again resumes: finished runs are kept, unfinished ones\n"
             "continue from their last epoch.\n"
             "  --device D      run.device=D: auto (a GPU when one is usable, else the CPU,\n"
@@ -336,6 +337,14 @@ static int sweep_take_output(sweep_state *s) {
     return sweep_world_any(&s->world, failed) ? 2 : 0;
 }
 
+/* While rank 0 waits for the groups still training, it keeps sweep.h5 up to date (the
+ * wait's poll takes no argument, hence the file's pointer). */
+static sweep_state *waiting_state;
+static int stop_requested_while_waiting(void) {
+    if (waiting_state) sweep_merge_if_runs_finished(waiting_state);
+    return stop_requested();
+}
+
 /* Each group takes runs from the board until none is left or a stop signal comes, then
  * every rank waits for the others. Returns 1 (every rank) when the sweep was stopped. */
 static int sweep_train_all(sweep_state *s) {
@@ -364,11 +373,16 @@ static int sweep_train_all(sweep_state *s) {
             sweep_count_done(w);
             sweep_board_post(w, -1, 0);
         }
-        if (w->rank == 0) sweep_print_progress(s);
+        if (w->rank == 0) {
+            sweep_print_progress(s);
+            sweep_merge_if_runs_finished(s);
+        }
     }
     /* tell the groups still training, which read the board after every epoch */
     if (stopped && w->group_rank == 0) sweep_board_post_stop(w);
-    sweep_world_wait_all(w, stop_requested, &stopped);
+    waiting_state = s;
+    sweep_world_wait_all(w, stop_requested_while_waiting, &stopped);
+    waiting_state = NULL;
     return sweep_world_any(w, stopped);
 }
 
@@ -448,9 +462,10 @@ int sweep_main(int argc, char **argv) {
     /* Every rank returns the same status. */
     if (sweep_world_any(w, status == BNECK_EXIT_STOPPED)) status = BNECK_EXIT_STOPPED;
     else if (sweep_world_any(w, status != 0)) status = 1;
+    const int hdf5_may_loop_at_exit = merge_failed || s->interim_merge_failed;
     sweep_world_finalize(w);
     sweep_state_free(s);
-    if (merge_failed) {
+    if (hdf5_may_loop_at_exit) {
         /* HDF5's exit handler would try again to close the sweep.h5 it could not write (a
          * full disk), and loop there: leave without it (everything is closed or written) */
         fflush(stdout);

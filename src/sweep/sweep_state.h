@@ -39,6 +39,10 @@ typedef struct sweep_state {
     char group_hosts[RESULTS_HOSTS]; /* the distinct hosts of this rank's group */
     char settings[CONFIG_MAX_TEXT];  /* what decides a run's numbers (sweep_output_settings) */
     double started;
+    /* rank 0's updates of sweep.h5 while the sweep goes on (merge.c) */
+    long merged_runs_done;    /* the board's count of finished runs at the last one (0: none) */
+    double merged_at;         /* when */
+    int interim_merge_failed; /* HDF5 may keep the failed file open: leave with _exit */
 } sweep_state;
 
 /* The leader's view of what a run file says: start fresh, resume, or already done. */
@@ -97,5 +101,10 @@ void sweep_print_progress(sweep_state *s);
 /* Rank 0 (merge.c): every run file read back into OUTPUT/sweep.h5, and the summary table
  * printed. Returns 0 or 1; counts the complete and diverged runs. */
 int sweep_merge_results(sweep_state *s, int *complete_runs, int *diverged_runs);
+/* Rank 0, while the sweep goes on: sweep.h5 rewritten when runs have finished since it was
+ * last written (at most once a minute), so that bneck-report, pandas and the rest see the
+ * results so far; one line said. A failure is a warning: the run files hold every result,
+ * and the final merge writes sweep.h5 again. Other ranks: nothing. */
+void sweep_merge_if_runs_finished(sweep_state *s);
 
 #endif
