@@ -1,4 +1,5 @@
 /* The CPU backend table: host memory and the reference ops of cpu_ops.h. */
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,8 +11,24 @@ static void cpu_release(void *pointer) { free(pointer); }
 static void cpu_copy(void *dst, const void *src, size_t bytes) {
     if (bytes) memcpy(dst, src, bytes);
 }
+/* Clearing the activation-gradient arena every step (hundreds of MB at batch 128) is
+ * bound by memory bandwidth, which one core does not saturate: the threads each clear a
+ * share (2 threads here: 7.8 against 15.2 ms for 150 MiB). */
 static void cpu_zero(void *dst, size_t bytes) {
-    if (bytes) memset(dst, 0, bytes);
+    enum { PARALLEL_FROM = 1 << 20, ALIGN = 4096 };
+    if (bytes < PARALLEL_FROM) {
+        if (bytes) memset(dst, 0, bytes);
+        return;
+    }
+    char *base = dst;
+#pragma omp parallel
+    {
+        const size_t threads = (size_t)omp_get_num_threads(), me = (size_t)omp_get_thread_num();
+        const size_t share = (bytes / threads + ALIGN - 1) / ALIGN * ALIGN;
+        const size_t begin = me * share < bytes ? me * share : bytes;
+        const size_t end = begin + share < bytes ? begin + share : bytes;
+        if (end > begin) memset(base + begin, 0, end - begin);
+    }
 }
 static void cpu_synchronize(void) {}
 
