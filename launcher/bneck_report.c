@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/cli.h"
 #include "core/error.h"
 #include "core/format.h"
 #include "results/report_plot.h"
@@ -439,65 +440,41 @@ static void parse_options(int argc, char **argv, options *opts) {
     char message[512];
     int plots_given = 0, no_plots_given = 0;
     *opts = (options){NULL, FORMAT_TEXT, NULL, 1};
+    static const char *const flags[] = {"--no-plots", NULL};
+    static const char *const valued[] = {"--format", "--plots", NULL};
+    static const char *const formats[] = {"text", "markdown", "csv", NULL};
+    static const output_format chosen[] = {FORMAT_TEXT, FORMAT_MARKDOWN, FORMAT_CSV};
     for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i];
-        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             usage(stdout);
             exit(0);
         }
-        if (arg[0] != '-' || strcmp(arg, "-") == 0) {
+        cli_option o;
+        const int kind = cli_next(&o, argc, argv, &i, flags, valued, message, sizeof message);
+        if (kind < 0) usage_error(message);
+        if (kind == CLI_ARGUMENT) {
             if (opts->sweep_path) {
                 snprintf(message, sizeof message,
-                         "one sweep file at a time: got '%.200s' after '%.200s'", arg,
+                         "one sweep file at a time: got '%.200s' after '%.200s'", o.value,
                          opts->sweep_path);
                 usage_error(message);
             }
-            opts->sweep_path = arg;
-            continue;
-        }
-        /* "--name value" or "--name=value". */
-        char name[32];
-        const char *value = NULL;
-        const char *equals = strchr(arg, '=');
-        const size_t name_length = equals ? (size_t)(equals - arg) : strlen(arg);
-        if (name_length >= sizeof name) {
-            snprintf(message, sizeof message, "unknown option '%.200s'", arg);
-            usage_error(message);
-        }
-        memcpy(name, arg, name_length);
-        name[name_length] = '\0';
-        if (equals) value = equals + 1;
-
-        if (strcmp(name, "--no-plots") == 0) {
-            if (value) usage_error("--no-plots takes no value");
+            opts->sweep_path = o.value;
+        } else if (!strcmp(o.name, "--no-plots")) {
             no_plots_given = 1;
             opts->plots = 0;
-            continue;
-        }
-        if (strcmp(name, "--format") != 0 && strcmp(name, "--plots") != 0) {
-            snprintf(message, sizeof message, "unknown option '%.200s'", name);
-            usage_error(message);
-        }
-        if (!value) {
-            if (i + 1 >= argc || strncmp(argv[i + 1], "--", 2) == 0) {
-                snprintf(message, sizeof message, "%s needs a value", name);
-                usage_error(message);
-            }
-            value = argv[++i];
-        }
-        if (strcmp(name, "--format") == 0) {
-            if (strcmp(value, "text") == 0) opts->format = FORMAT_TEXT;
-            else if (strcmp(value, "markdown") == 0) opts->format = FORMAT_MARKDOWN;
-            else if (strcmp(value, "csv") == 0) opts->format = FORMAT_CSV;
-            else {
+        } else if (!strcmp(o.name, "--format")) {
+            const int format = cli_choice(o.value, formats);
+            if (format < 0) {
                 snprintf(message, sizeof message,
-                         "--format: bad value '%.200s': expected text, markdown or csv", value);
+                         "--format: bad value '%.200s': expected text, markdown or csv", o.value);
                 usage_error(message);
             }
-        } else {
-            if (!value[0]) usage_error("--plots needs a directory");
+            opts->format = chosen[format];
+        } else { /* --plots DIR */
+            if (!o.value[0]) usage_error("--plots needs a directory");
             plots_given = 1;
-            opts->plot_directory = value;
+            opts->plot_directory = o.value;
         }
     }
     if (!opts->sweep_path) usage_error("missing the sweep file (SWEEP.h5)");

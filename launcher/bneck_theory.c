@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/cli.h"
 #include "core/error.h"
 #include "core/format.h"
 #include "model/model.h"
@@ -281,95 +282,65 @@ static int parse_input_channels(const char *text) {
     return (int)value;
 }
 
+/* The index of value among words; a usage error naming them otherwise. */
+static int choice_or_exit(const char *option, const char *value, const char *const words[]) {
+    const int index = cli_choice(value, words);
+    if (index < 0) {
+        char expected[128], message[400];
+        cli_choices_text(words, expected, sizeof expected);
+        snprintf(message, sizeof message, "%s: bad value '%.200s': expected %s", option, value,
+                 expected);
+        usage_error(message);
+    }
+    return index;
+}
+
 static void parse_options(int argc, char **argv, options *opts) {
     const char *k_text = NULL, *alpha_text = NULL, *beta_text = NULL;
     int format_given = 0;
     char message[512];
     *opts = (options){0, 0, FORMAT_TABLE, 3, POOL_BRANCH_KERAS};
 
+    static const char *const flags[] = {"--ratios", "--patterns", NULL};
+    static const char *const valued[] = {"--k", "--alpha", "--beta", "--format",
+                                         "--input-channels", "--pool-branch", NULL};
+    static const char *const formats[] = {"table", "csv", "markdown", NULL};
+    static const char *const pool_branches[] = {"keras", "pytorch", NULL};
     for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i];
-        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             usage(stdout);
             exit(0);
         }
-        /* "--name value" or "--name=value". */
-        char name[40];
-        const char *value = NULL;
-        const char *equals = strchr(arg, '=');
-        if (arg[0] != '-') {
-            snprintf(message, sizeof message, "unexpected argument '%.200s'", arg);
+        cli_option o;
+        const int kind = cli_next(&o, argc, argv, &i, flags, valued, message, sizeof message);
+        if (kind < 0) usage_error(message);
+        if (kind == CLI_ARGUMENT) {
+            snprintf(message, sizeof message, "unexpected argument '%.200s'", o.value);
             usage_error(message);
         }
-        if (strncmp(arg, "--", 2) != 0 || (equals && equals - arg >= (long)sizeof name)) {
-            snprintf(message, sizeof message, "unknown option '%.200s'", arg);
-            usage_error(message);
-        }
-        if (equals) {
-            memcpy(name, arg, (size_t)(equals - arg));
-            name[equals - arg] = '\0';
-            value = equals + 1;
-        } else {
-            snprintf(name, sizeof name, "%s", arg);
-        }
-
-        const int is_flag = strcmp(name, "--ratios") == 0 || strcmp(name, "--patterns") == 0;
-        const int takes_value = strcmp(name, "--k") == 0 || strcmp(name, "--alpha") == 0 ||
-                                strcmp(name, "--beta") == 0 || strcmp(name, "--format") == 0 ||
-                                strcmp(name, "--input-channels") == 0 ||
-                                strcmp(name, "--pool-branch") == 0;
-        if (!is_flag && !takes_value) {
-            snprintf(message, sizeof message, "unknown option '%.200s'", name);
-            usage_error(message);
-        }
-        if (is_flag) {
-            if (value) {
-                snprintf(message, sizeof message, "%s takes no value", name);
-                usage_error(message);
-            }
-            if (strcmp(name, "--ratios") == 0) opts->want_ratios = 1;
-            else opts->want_patterns = 1;
-            continue;
-        }
-        if (!value) {
-            /* A following option is almost surely a forgotten value, not a value. */
-            if (i + 1 >= argc || strncmp(argv[i + 1], "--", 2) == 0) {
-                snprintf(message, sizeof message, "%s needs a value", name);
-                usage_error(message);
-            }
-            value = argv[++i];
-        }
-
-        if (strcmp(name, "--k") == 0) {
-            k_text = value;
+        if (!strcmp(o.name, "--ratios")) {
             opts->want_ratios = 1;
-        } else if (strcmp(name, "--alpha") == 0) {
-            alpha_text = value;
+        } else if (!strcmp(o.name, "--patterns")) {
+            opts->want_patterns = 1;
+        } else if (!strcmp(o.name, "--k")) {
+            k_text = o.value;
             opts->want_ratios = 1;
-        } else if (strcmp(name, "--beta") == 0) {
-            beta_text = value;
+        } else if (!strcmp(o.name, "--alpha")) {
+            alpha_text = o.value;
             opts->want_ratios = 1;
-        } else if (strcmp(name, "--format") == 0) {
+        } else if (!strcmp(o.name, "--beta")) {
+            beta_text = o.value;
+            opts->want_ratios = 1;
+        } else if (!strcmp(o.name, "--format")) {
+            static const output_format chosen[] = {FORMAT_TABLE, FORMAT_CSV, FORMAT_MARKDOWN};
             format_given = 1;
-            if (strcmp(value, "table") == 0) opts->format = FORMAT_TABLE;
-            else if (strcmp(value, "csv") == 0) opts->format = FORMAT_CSV;
-            else if (strcmp(value, "markdown") == 0) opts->format = FORMAT_MARKDOWN;
-            else {
-                snprintf(message, sizeof message,
-                         "--format: bad value '%.200s': expected table, csv or markdown", value);
-                usage_error(message);
-            }
-        } else if (strcmp(name, "--input-channels") == 0) {
-            opts->input_channels = parse_input_channels(value);
+            opts->format = chosen[choice_or_exit(o.name, o.value, formats)];
+        } else if (!strcmp(o.name, "--input-channels")) {
+            opts->input_channels = parse_input_channels(o.value);
             opts->want_patterns = 1;
         } else { /* --pool-branch */
-            if (strcmp(value, "keras") == 0) opts->pool_branch = POOL_BRANCH_KERAS;
-            else if (strcmp(value, "pytorch") == 0) opts->pool_branch = POOL_BRANCH_PYTORCH;
-            else {
-                snprintf(message, sizeof message,
-                         "--pool-branch: bad value '%.200s': expected keras or pytorch", value);
-                usage_error(message);
-            }
+            static const pool_branch_form chosen[] = {POOL_BRANCH_KERAS, POOL_BRANCH_PYTORCH};
+            opts->pool_branch = chosen[choice_or_exit(o.name, o.value, pool_branches)];
             opts->want_patterns = 1;
         }
     }

@@ -29,7 +29,7 @@ status_is 2 "$work/conv.log" "--conv expects auto, cudnn or gemm, got 'x'" "--co
   "$bench" --conv x
 status_is 2 "$work/threads.log" "--threads expects an integer from 1 to 4096, got '100000'" \
   "--threads far above any machine" "$bench" --threads 100000
-status_is 2 "$work/missing.log" "--steps expects a value" "an option without its value" "$bench" --steps
+status_is 2 "$work/missing.log" "--steps needs a value" "an option without its value" "$bench" --steps
 status_is 2 "$work/bogus.log" "unknown option '--bogus'" "an unknown option" "$bench" --bogus
 
 checks_done it_bench

@@ -1,8 +1,9 @@
-/* The core helpers the sweep's records depend on: the hash behind run seeds and rank
- * checks, and the lists and numbers written into results files. */
+/* The core helpers: the hash behind run seeds and rank checks, the lists and numbers
+ * written into results files, and the programs' command-line options. */
 #include <criterion/criterion.h>
 #include <string.h>
 
+#include "core/cli.h"
 #include "core/format.h"
 #include "core/hash.h"
 #include "sweep/plan.h"
@@ -70,4 +71,79 @@ Test(format, thousands) {
     cr_assert_str_eq(out, "-1,000");
     format_thousands(999, out, sizeof out);
     cr_assert_str_eq(out, "999");
+}
+
+static const char *const flags[] = {"--ratios", NULL};
+static const char *const valued[] = {"--format", "--k", NULL};
+
+/* Reads every option of argv as a program would; the kinds read, or -1 at the first error. */
+static int read_all(int argc, char **argv, cli_option *last, char *message, size_t capacity) {
+    int kind = CLI_ARGUMENT;
+    for (int i = 1; i < argc; i++) {
+        kind = cli_next(last, argc, argv, &i, flags, valued, message, capacity);
+        if (kind < 0) return -1;
+    }
+    return kind;
+}
+
+Test(cli, options_values_and_arguments) {
+    char message[128] = "";
+    cli_option o;
+    char *equals[] = {"p", "--format=csv"};
+    cr_assert_eq(read_all(2, equals, &o, message, sizeof message), CLI_VALUED);
+    cr_assert_str_eq(o.name, "--format");
+    cr_assert_str_eq(o.value, "csv");
+    char *separate[] = {"p", "--k", "1:3"};
+    cr_assert_eq(read_all(3, separate, &o, message, sizeof message), CLI_VALUED);
+    cr_assert_str_eq(o.value, "1:3");
+    char *empty[] = {"p", "--format="}; /* an empty value is the program's to judge */
+    cr_assert_eq(read_all(2, empty, &o, message, sizeof message), CLI_VALUED);
+    cr_assert_str_eq(o.value, "");
+    char *flag[] = {"p", "--ratios"};
+    cr_assert_eq(read_all(2, flag, &o, message, sizeof message), CLI_FLAG);
+    cr_assert_null(o.value);
+    char *argument[] = {"p", "sweep.h5"};
+    cr_assert_eq(read_all(2, argument, &o, message, sizeof message), CLI_ARGUMENT);
+    cr_assert_str_eq(o.value, "sweep.h5");
+    char *dash[] = {"p", "-"};
+    cr_assert_eq(read_all(2, dash, &o, message, sizeof message), CLI_ARGUMENT);
+}
+
+Test(cli, errors_name_the_option) {
+    char message[128];
+    cli_option o;
+    char *unknown[] = {"p", "--bogus=1"};
+    cr_assert_eq(read_all(2, unknown, &o, message, sizeof message), -1);
+    cr_assert_str_eq(message, "unknown option '--bogus'");
+    char *single[] = {"p", "-x"};
+    cr_assert_eq(read_all(2, single, &o, message, sizeof message), -1);
+    cr_assert_str_eq(message, "unknown option '-x'");
+    char *flag_value[] = {"p", "--ratios=yes"};
+    cr_assert_eq(read_all(2, flag_value, &o, message, sizeof message), -1);
+    cr_assert_str_eq(message, "--ratios takes no value");
+    char *missing[] = {"p", "--k"};
+    cr_assert_eq(read_all(2, missing, &o, message, sizeof message), -1);
+    cr_assert_str_eq(message, "--k needs a value");
+    char *forgotten[] = {"p", "--k", "--ratios"}; /* a forgotten value, not "--ratios" */
+    cr_assert_eq(read_all(3, forgotten, &o, message, sizeof message), -1);
+    cr_assert_str_eq(message, "--k needs a value");
+    char long_name[80];
+    memset(long_name, 'x', sizeof long_name - 1);
+    long_name[0] = long_name[1] = '-';
+    long_name[sizeof long_name - 1] = '\0';
+    char *too_long[] = {"p", long_name};
+    cr_assert_eq(read_all(2, too_long, &o, message, sizeof message), -1);
+    cr_assert(strstr(message, "unknown option '--xxx") == message, "%s", message);
+}
+
+Test(cli, choices) {
+    static const char *const words[] = {"table", "csv", "markdown", NULL};
+    cr_assert_eq(cli_choice("csv", words), 1);
+    cr_assert_eq(cli_choice("CSV", words), -1);
+    char text[64];
+    cli_choices_text(words, text, sizeof text);
+    cr_assert_str_eq(text, "table, csv or markdown");
+    static const char *const two[] = {"keras", "pytorch", NULL};
+    cli_choices_text(two, text, sizeof text);
+    cr_assert_str_eq(text, "keras or pytorch");
 }

@@ -29,6 +29,7 @@
 
 #include "backend/backend_select.h"
 #include "backend/cpu/cpu_gemm.h"
+#include "core/cli.h"
 #include "core/rng.h"
 #include "core/timer.h"
 #include "core/version.h"
@@ -192,12 +193,10 @@ static void usage(FILE *out) {
 
 /* value must be one of the words of choices (NULL-terminated); exits 2 naming them. */
 static const char *parse_choice(const char *option, const char *value, const char *const *choices) {
-    for (int i = 0; choices[i]; i++)
-        if (!strcmp(value, choices[i])) return value;
-    fprintf(stderr, "bneck-bench: %s expects", option);
-    for (int i = 0; choices[i]; i++)
-        fprintf(stderr, "%s%s", i == 0 ? " " : choices[i + 1] ? ", " : " or ", choices[i]);
-    fprintf(stderr, ", got '%s'\n", value);
+    if (cli_choice(value, choices) >= 0) return value;
+    char expected[128];
+    cli_choices_text(choices, expected, sizeof expected);
+    fprintf(stderr, "bneck-bench: %s expects %s, got '%s'\n", option, expected, value);
     exit(2);
 }
 
@@ -224,34 +223,20 @@ int main(int argc, char **argv) {
             usage(stdout);
             return 0;
         }
-        /* "--name value" or "--name=value" */
-        char name[64];
-        const char *equals = strchr(argv[i], '=');
-        snprintf(name, sizeof name, "%.*s", equals ? (int)(equals - argv[i]) : 63, argv[i]);
         static const char *const flags[] = {"--graph", "--separate-layers", NULL};
         static const char *const valued[] = {"--threads", "--steps", "--warmup", "--batch",
                                              "--channels", "--patterns", "--device", "--math",
                                              "--conv", "--profile", NULL};
-        int is_flag = 0, is_valued = 0;
-        for (int k = 0; flags[k]; k++) is_flag |= !strcmp(name, flags[k]);
-        for (int k = 0; valued[k]; k++) is_valued |= !strcmp(name, valued[k]);
-        if (!is_flag && !is_valued) {
-            fprintf(stderr, "bneck-bench: unknown option '%s'\n", argv[i]);
-            usage(stderr);
+        cli_option o;
+        char message[300];
+        const int kind = cli_next(&o, argc, argv, &i, flags, valued, message, sizeof message);
+        if (kind == CLI_ARGUMENT)
+            snprintf(message, sizeof message, "unexpected argument '%.200s'", o.value);
+        if (kind < 0 || kind == CLI_ARGUMENT) {
+            fprintf(stderr, "bneck-bench: %s (see --help)\n", message);
             return 2;
         }
-        const char *value = equals ? equals + 1 : NULL;
-        if (is_flag && value) {
-            fprintf(stderr, "bneck-bench: %s takes no value\n", name);
-            return 2;
-        }
-        if (is_valued && !value) {
-            if (i + 1 >= argc) {
-                fprintf(stderr, "bneck-bench: %s expects a value (see --help)\n", name);
-                return 2;
-            }
-            value = argv[++i];
-        }
+        const char *name = o.name, *value = o.value;
         if (!strcmp(name, "--threads")) threads = parse_int(name, value, 1, 4096);
         else if (!strcmp(name, "--steps")) steps = parse_int(name, value, 1, 1 << 20);
         else if (!strcmp(name, "--warmup")) warmup = parse_int(name, value, 0, 1 << 20);
