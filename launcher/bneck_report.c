@@ -344,6 +344,10 @@ static void write_header(FILE *out, output_format format, const char *path,
             sweep->run_count == 1 ? "" : "s", complete);
     if (diverged) fprintf(out, ", %d diverged", diverged);
     if (unfinished) fprintf(out, ", %d unfinished", unfinished);
+    /* a sweep still going on (sweep.h5 is rewritten as its runs finish) */
+    const char *planned = attribute_or(sweep, REPORT_ATTR_RUNS_PLANNED, NULL);
+    const long not_begun = planned ? strtol(planned, NULL, 10) - sweep->run_count : 0;
+    if (not_begun > 0) fprintf(out, ", %ld not begun", not_begun);
     fprintf(out, "; %d pattern%s in /summary\n", sweep->pattern_count,
             sweep->pattern_count == 1 ? "" : "s");
     fprintf(out, "%screated %s, git %s, format %s\n", bullet,

@@ -113,6 +113,8 @@ with h5py.File(path, "w") as f:
     f.attrs["mpi_size"] = np.int64(1)
     f.attrs["sd_ddof"] = np.int64(1)
     f.attrs["created"] = "2024-01-01T00:00:00Z"
+    if kind == "in-progress":  # a sweep still going on: one more run planned than begun
+        f.attrs["runs_planned"] = np.int64(len(runs) + 1)
 PYTHON
 
 mkdir -p "$work/sweep" "$work/bad"
@@ -244,7 +246,7 @@ echo "running: $program $work/in_progress/sweep.h5"
 status=0
 text=$("$program" "$work/in_progress/sweep.h5" 2>"$work/stderr") || status=$?
 echo "$text"
-if [[ $status -eq 0 && "$text" == *"11 runs in /runs, 0 complete, 11 unfinished;"* \
+if [[ $status -eq 0 && "$text" == *"11 runs in /runs, 0 complete, 11 unfinished, 1 not begun;"* \
       && "$text" == *"skipped $work/in_progress/plots/val_acc_per_epoch.png: no complete run yet"* \
       && "$text" == *"skipped $work/in_progress/plots/epoch_s_vs_pseudo_flops.png: no pattern has a complete run"* \
       && -s "$work/in_progress/plots/theory_ratios.png" \

@@ -963,6 +963,7 @@ static const sweep_attributes sample_attributes = {
     .hosts = "node1,node2",
     .devices = "cpu,cpu",
     .mpi_size = 2,
+    .runs_planned = 7,
     .slurm_job_id = "4242",
     .slurm_nodelist = "",
     .rank_gpu_map = NULL,
@@ -1100,6 +1101,7 @@ Test(sweep_file, tables_and_summary_read_back_with_hand_values) {
     cr_expect_eq(H5Aexists(file, "rank_gpu_map"), 0);
     cr_expect_eq(read_int_attribute(file, "sd_ddof"), 1);
     cr_expect_eq(read_int_attribute(file, "mpi_size"), 2);
+    cr_expect_eq(read_int_attribute(file, "runs_planned"), 7);
     const char *text_attributes[] = {"git_commit", "versions", "hosts", "devices", "created"};
     for (size_t i = 0; i < COUNT(text_attributes); i++)
         cr_expect_gt(H5Aexists(file, text_attributes[i]), 0, "%s", text_attributes[i]);

@@ -295,7 +295,7 @@ static const char *const attribute_names[REPORT_ATTR_COUNT] = {
     [REPORT_ATTR_HOSTS] = "hosts",           [REPORT_ATTR_MPI_SIZE] = "mpi_size",
     [REPORT_ATTR_SD_DDOF] = "sd_ddof",       [REPORT_ATTR_VERSIONS] = "versions",
     [REPORT_ATTR_SLURM_JOB_ID] = "slurm_job_id", [REPORT_ATTR_CONFIG] = "config",
-    [REPORT_ATTR_SETTINGS] = "settings",
+    [REPORT_ATTR_SETTINGS] = "settings",    [REPORT_ATTR_RUNS_PLANNED] = "runs_planned",
 };
 
 /* --- the sweep ----------------------------------------------------------------------- */

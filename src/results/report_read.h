@@ -70,6 +70,7 @@ enum {
     REPORT_ATTR_SLURM_JOB_ID,
     REPORT_ATTR_CONFIG,
     REPORT_ATTR_SETTINGS, /* absent from sweeps written before it was recorded */
+    REPORT_ATTR_RUNS_PLANNED, /* the same */
     REPORT_ATTR_COUNT
 };
 

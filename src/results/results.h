@@ -22,7 +22,7 @@
  *   /history/<pattern>-r<repeat>   compound table of epoch_row (as in the run file)
  *   /summary     compound table, one row per pattern (summary_row)
  *   attributes   format = "bneck-sweep-1", config, git_commit, versions, hosts, devices,
- *                mpi_size, sd_ddof (1: the sample standard deviation), created, and
+ *                mpi_size, runs_planned, sd_ddof (1: the sample standard deviation), created, and
  *                slurm_job_id / slurm_nodelist / rank_gpu_map when known
  */
 #ifndef BNECK_RESULTS_RESULTS_H
@@ -127,6 +127,7 @@ typedef struct sweep_attributes {
     const char *hosts;
     const char *devices;
     int mpi_size;
+    int runs_planned;          /* the sweep's runs, begun or not */
     const char *slurm_job_id;  /* NULL or "" when not under Slurm */
     const char *slurm_nodelist;
     const char *rank_gpu_map;  /* e.g. "0:host1:cuda:0 NVIDIA H200,1:host1:cuda:1 NVIDIA H200" */

@@ -144,6 +144,7 @@ int sweep_file_write(const char *path, const run_row *runs, epoch_record *const 
         h5_write_text_attribute(&site, file, "hosts", attributes->hosts) ||
         h5_write_text_attribute(&site, file, "devices", attributes->devices) ||
         h5_write_int64_attribute(&site, file, "mpi_size", attributes->mpi_size) ||
+        h5_write_int64_attribute(&site, file, "runs_planned", attributes->runs_planned) ||
         h5_write_int64_attribute(&site, file, "sd_ddof", 1) ||
         h5_write_text_attribute(&site, file, "created", created) ||
         h5_write_text_attribute(&site, file, "hdf5_version", results_hdf5_version()) ||

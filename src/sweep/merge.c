@@ -110,6 +110,7 @@ static int merge(sweep_state *s, int interim, int *complete_runs, int *diverged_
         .hosts = hosts,
         .devices = devices,
         .mpi_size = s->world.size,
+        .runs_planned = count,
         .slurm_job_id = job ? job : "",
         .slurm_nodelist = nodes ? nodes : "",
         .rank_gpu_map = rank_map,
