@@ -468,12 +468,8 @@ static void parse_options(int argc, char **argv, options *opts) {
             no_plots_given = 1;
             opts->plots = 0;
         } else if (!strcmp(o.name, "--format")) {
-            const int format = cli_choice(o.value, formats);
-            if (format < 0) {
-                snprintf(message, sizeof message,
-                         "--format: bad value '%.200s': expected text, markdown or csv", o.value);
-                usage_error(message);
-            }
+            const int format = cli_pick(o.name, o.value, formats, message, sizeof message);
+            if (format < 0) usage_error(message);
             opts->format = chosen[format];
         } else { /* --plots DIR */
             if (!o.value[0]) usage_error("--plots needs a directory");

@@ -282,19 +282,6 @@ static int parse_input_channels(const char *text) {
     return (int)value;
 }
 
-/* The index of value among words; a usage error naming them otherwise. */
-static int choice_or_exit(const char *option, const char *value, const char *const words[]) {
-    const int index = cli_choice(value, words);
-    if (index < 0) {
-        char expected[128], message[400];
-        cli_choices_text(words, expected, sizeof expected);
-        snprintf(message, sizeof message, "%s: bad value '%.200s': expected %s", option, value,
-                 expected);
-        usage_error(message);
-    }
-    return index;
-}
-
 static void parse_options(int argc, char **argv, options *opts) {
     const char *k_text = NULL, *alpha_text = NULL, *beta_text = NULL;
     int format_given = 0;
@@ -333,14 +320,18 @@ static void parse_options(int argc, char **argv, options *opts) {
             opts->want_ratios = 1;
         } else if (!strcmp(o.name, "--format")) {
             static const output_format chosen[] = {FORMAT_TABLE, FORMAT_CSV, FORMAT_MARKDOWN};
+            const int format = cli_pick(o.name, o.value, formats, message, sizeof message);
+            if (format < 0) usage_error(message);
             format_given = 1;
-            opts->format = chosen[choice_or_exit(o.name, o.value, formats)];
+            opts->format = chosen[format];
         } else if (!strcmp(o.name, "--input-channels")) {
             opts->input_channels = parse_input_channels(o.value);
             opts->want_patterns = 1;
         } else { /* --pool-branch */
             static const pool_branch_form chosen[] = {POOL_BRANCH_KERAS, POOL_BRANCH_PYTORCH};
-            opts->pool_branch = chosen[choice_or_exit(o.name, o.value, pool_branches)];
+            const int branch = cli_pick(o.name, o.value, pool_branches, message, sizeof message);
+            if (branch < 0) usage_error(message);
+            opts->pool_branch = chosen[branch];
             opts->want_patterns = 1;
         }
     }

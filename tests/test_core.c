@@ -110,30 +110,30 @@ Test(cli, options_values_and_arguments) {
 }
 
 Test(cli, errors_name_the_option) {
-    char message[128];
-    cli_option o;
-    char *unknown[] = {"p", "--bogus=1"};
-    cr_assert_eq(read_all(2, unknown, &o, message, sizeof message), -1);
-    cr_assert_str_eq(message, "unknown option '--bogus'");
-    char *single[] = {"p", "-x"};
-    cr_assert_eq(read_all(2, single, &o, message, sizeof message), -1);
-    cr_assert_str_eq(message, "unknown option '-x'");
-    char *flag_value[] = {"p", "--ratios=yes"};
-    cr_assert_eq(read_all(2, flag_value, &o, message, sizeof message), -1);
-    cr_assert_str_eq(message, "--ratios takes no value");
-    char *missing[] = {"p", "--k"};
-    cr_assert_eq(read_all(2, missing, &o, message, sizeof message), -1);
-    cr_assert_str_eq(message, "--k needs a value");
-    char *forgotten[] = {"p", "--k", "--ratios"}; /* a forgotten value, not "--ratios" */
-    cr_assert_eq(read_all(3, forgotten, &o, message, sizeof message), -1);
-    cr_assert_str_eq(message, "--k needs a value");
     char long_name[80];
     memset(long_name, 'x', sizeof long_name - 1);
     long_name[0] = long_name[1] = '-';
     long_name[sizeof long_name - 1] = '\0';
-    char *too_long[] = {"p", long_name};
-    cr_assert_eq(read_all(2, too_long, &o, message, sizeof message), -1);
-    cr_assert(strstr(message, "unknown option '--xxx") == message, "%s", message);
+    static const struct { const char *first, *second, *message; } cases[] = {
+        {"--bogus=1", NULL, "unknown option '--bogus'"},
+        {"-x", NULL, "unknown option '-x'"},
+        {"--ratios=yes", NULL, "--ratios takes no value"},
+        {"--k", NULL, "--k needs a value"},
+        {"--k", "--ratios", "--k needs a value"}, /* a forgotten value, not "--ratios" */
+        {NULL, NULL, "unknown option '--xxx"},    /* the over-long name, cut */
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        char *argv[] = {"p", (char *)(cases[c].first ? cases[c].first : long_name),
+                        (char *)cases[c].second};
+        char message[128] = "";
+        cli_option o;
+        cr_assert_eq(read_all(cases[c].second ? 3 : 2, argv, &o, message, sizeof message), -1,
+                     "case %zu", c);
+        /* whole, but for the over-long name: only its start is quoted */
+        const size_t compared = cases[c].first ? sizeof message : strlen(cases[c].message);
+        cr_assert(strncmp(message, cases[c].message, compared) == 0, "case %zu: '%s'", c,
+                  message);
+    }
 }
 
 Test(cli, choices) {
@@ -146,4 +146,8 @@ Test(cli, choices) {
     static const char *const two[] = {"keras", "pytorch", NULL};
     cli_choices_text(two, text, sizeof text);
     cr_assert_str_eq(text, "keras or pytorch");
+    char message[128];
+    cr_assert_eq(cli_pick("--pool-branch", "pytorch", two, message, sizeof message), 1);
+    cr_assert_eq(cli_pick("--format", "json", words, message, sizeof message), -1);
+    cr_assert_str_eq(message, "--format: bad value 'json': expected table, csv or markdown");
 }

@@ -56,6 +56,18 @@ int cli_choice(const char *value, const char *const words[]) {
     return -1;
 }
 
+int cli_pick(const char *option, const char *value, const char *const words[], char *message,
+             size_t capacity) {
+    const int index = cli_choice(value, words);
+    if (index < 0) {
+        char expected[160];
+        cli_choices_text(words, expected, sizeof expected);
+        snprintf(message, capacity, "%s: bad value '%.200s': expected %s", option, value,
+                 expected);
+    }
+    return index;
+}
+
 void cli_choices_text(const char *const words[], char *out, size_t capacity) {
     size_t used = 0;
     out[0] = '\0';

@@ -27,4 +27,9 @@ int cli_choice(const char *value, const char *const words[]);
 /* "a, b or c": the words, for messages that say what was expected. */
 void cli_choices_text(const char *const words[], char *out, size_t capacity);
 
+/* The index of an option's value among the words, or -1 with message set:
+ * "--format: bad value 'x': expected table, csv or markdown". */
+int cli_pick(const char *option, const char *value, const char *const words[], char *message,
+             size_t capacity);
+
 #endif

@@ -127,17 +127,19 @@ int sweep_next_ticket(sweep_world *w) {
 }
 
 long sweep_count_done(sweep_world *w) { return (long)board_fetch_add(w, BOARD_DONE, 1) + 1; }
+long sweep_runs_done(sweep_world *w) { return (long)board_fetch_add(w, BOARD_DONE, 0); }
 
 void sweep_board_post_stop(sweep_world *w) { board_fetch_add(w, BOARD_STOP, 1); }
 
-void sweep_world_wait_all(sweep_world *w, int (*stop_requested)(void), int *stopped) {
+void sweep_world_wait_all(sweep_world *w, int (*poll)(void *context), void *context,
+                          int *stopped) {
     MPI_Request all_here;
     check_mpi(MPI_Ibarrier(MPI_COMM_WORLD, &all_here), "MPI_Ibarrier");
     for (;;) {
         int done = 0;
         check_mpi(MPI_Test(&all_here, &done, MPI_STATUS_IGNORE), "MPI_Test");
         if (done) return;
-        if (!*stopped && stop_requested()) {
+        if (poll(context) && !*stopped) {
             *stopped = 1;
             sweep_board_post_stop(w);
         }
@@ -307,6 +309,7 @@ void sweep_world_abort(sweep_world *w, int status) {
 
 int sweep_next_ticket(sweep_world *w) { return (int)((single_parts *)w->impl)->ticket++; }
 long sweep_count_done(sweep_world *w) { return ++((single_parts *)w->impl)->done; }
+long sweep_runs_done(sweep_world *w) { return ((single_parts *)w->impl)->done; }
 void sweep_board_post(sweep_world *w, int run_index, int epoch) {
     single_parts *p = w->impl;
     p->run_index = run_index;
@@ -320,8 +323,9 @@ void sweep_board_read(sweep_world *w, int *run_index, int *epoch, long *done, lo
     *next_ticket = p->ticket;
 }
 void sweep_board_post_stop(sweep_world *w) { (void)w; } /* one process: nobody else to tell */
-void sweep_world_wait_all(sweep_world *w, int (*stop_requested)(void), int *stopped) {
-    (void)w, (void)stop_requested, (void)stopped; /* nobody else to wait for */
+void sweep_world_wait_all(sweep_world *w, int (*poll)(void *context), void *context,
+                          int *stopped) {
+    (void)w, (void)poll, (void)context, (void)stopped; /* nobody else to wait for */
 }
 int sweep_board_stop_posted(sweep_world *w) { return (void)w, 0; }
 int sweep_group_any(sweep_world *w, int flag) { (void)w; return flag; }

@@ -33,15 +33,19 @@ noreturn void sweep_world_abort(sweep_world *w, int status);
 int sweep_next_ticket(sweep_world *w);
 /* Board on rank 0: runs finished so far (returns the new count), and what each group does. */
 long sweep_count_done(sweep_world *w);
+/* The board's count of finished runs (meaningful on rank 0), without changing it. */
+long sweep_runs_done(sweep_world *w);
 void sweep_board_post(sweep_world *w, int run_index, int epoch);
 /* A stop signal reaches the ranks it is sent to; the group that got it stops at once and
  * posts the stop on the board, and every other group stops after its epoch in progress
  * when it reads it there. */
 void sweep_board_post_stop(sweep_world *w);
 int sweep_board_stop_posted(sweep_world *w);
-/* Every rank, once it has no run left: waits for all the others, still taking stop signals
- * (one sent to an idle rank is posted for the groups still training; *stopped is set). */
-void sweep_world_wait_all(sweep_world *w, int (*stop_requested)(void), int *stopped);
+/* Every rank, once it has no run left: waits for all the others, calling poll(context)
+ * meanwhile; a stop it reports (a signal sent to an idle rank) is posted for the groups
+ * still training and sets *stopped. */
+void sweep_world_wait_all(sweep_world *w, int (*poll)(void *context), void *context,
+                          int *stopped);
 /* Reads the board (meaningful on rank 0): per group run index (-1 idle) and epoch. */
 void sweep_board_read(sweep_world *w, int *run_index, int *epoch, long *done, long *next_ticket);
 

@@ -162,12 +162,7 @@ void sweep_merge_if_runs_finished(sweep_state *s) {
     const double now = timer_now();
     /* the first at once, the others at most once a minute */
     if (s->merged_runs_done > 0 && now - s->merged_at < INTERIM_MERGE_SECONDS) return;
-    int *run_index = bneck_malloc((size_t)s->world.groups * sizeof(int));
-    int *epoch = bneck_malloc((size_t)s->world.groups * sizeof(int));
-    long done = 0, next_ticket = 0;
-    sweep_board_read(&s->world, run_index, epoch, &done, &next_ticket);
-    free(run_index);
-    free(epoch);
+    const long done = sweep_runs_done(&s->world);
     if (done <= s->merged_runs_done) return;
     int complete, diverged;
     merge(s, 1, &complete, &diverged);

@@ -337,11 +337,9 @@ static int sweep_take_output(sweep_state *s) {
     return sweep_world_any(&s->world, failed) ? 2 : 0;
 }
 
-/* While rank 0 waits for the groups still training, it keeps sweep.h5 up to date (the
- * wait's poll takes no argument, hence the file's pointer). */
-static sweep_state *waiting_state;
-static int stop_requested_while_waiting(void) {
-    if (waiting_state) sweep_merge_if_runs_finished(waiting_state);
+/* While rank 0 waits for the groups still training, it keeps sweep.h5 up to date. */
+static int poll_while_waiting(void *state) {
+    sweep_merge_if_runs_finished(state);
     return stop_requested();
 }
 
@@ -380,9 +378,7 @@ static int sweep_train_all(sweep_state *s) {
     }
     /* tell the groups still training, which read the board after every epoch */
     if (stopped && w->group_rank == 0) sweep_board_post_stop(w);
-    waiting_state = s;
-    sweep_world_wait_all(w, stop_requested_while_waiting, &stopped);
-    waiting_state = NULL;
+    sweep_world_wait_all(w, poll_while_waiting, s, &stopped);
     return sweep_world_any(w, stopped);
 }
 
