@@ -4,6 +4,8 @@
 #  - a sweep killed with SIGKILL mid-run, and one whose second rank got SIGTERM (which stops
 #    the other group too), resume and end with every run once, with the same numbers as the
 #    uninterrupted sweep;
+#  - a stop part-way through an epoch (1 process; a group of two ranks) commits the steps
+#    taken, and the resumed run matches one never stopped, bit for bit;
 #  - Ctrl-C once (a clean stop is announced) and twice (quits at once);
 #  - --dry-run, a rank count that does not fit ranks_per_run, a failing rank, truncated
 #    and foreign files in the output directory, a run file held open by a viewer, a second
@@ -171,6 +173,61 @@ for other in ("four", "killed", "signalled"):
         for field in ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc"):
             assert np.array_equal(a[field], b[field]), (other, name, field, a[field], b[field])
 print("histories equal across 1 rank, 4 ranks, a kill/resume and a one-rank stop/resume")
+PY
+
+# --- a stop part-way through an epoch: its steps are committed, and the run goes on from there ---
+# E alone, 16 steps per epoch, a progress line after every step. A stop signal once step 3
+# of epoch 2 (1 process) or of epoch 1 (a group of two ranks) is printed: the run file
+# keeps the steps taken, --dry-run says so, and the resumed run ends with the same history
+# and weights, bit for bit, as one never stopped.
+part_options=(data.train_limit=1024 train.epochs=2 sweep.patterns=E:3:4 sweep.repeats=1 train.progress_every=1)
+# usage: stop_part_way LOG WHEN LAUNCH... : runs LAUNCH in the background, sends USR2 to its
+# last rank once LOG has a line with WHEN, and returns the launch's exit status.
+stop_part_way() {
+  local log=$1 when=$2 launcher rc=0
+  shift 2
+  "$@" > "$log" 2>&1 &
+  launcher=$!
+  for _ in $(seq 1 900); do grep -q "$when" "$log" 2>/dev/null && break; sleep 0.1; done
+  kill -USR2 "$(pgrep -f "^$sweep $work/tiny.ini .*part" | sort -n | tail -n 1)"
+  wait "$launcher" || rc=$?
+  return "$rc"
+}
+"$sweep" "$work/tiny.ini" "${part_options[@]}" run.output="$work/part_whole" > "$work/part_whole.log" 2>&1 || { cat "$work/part_whole.log"; bad "uninterrupted run for the part-way stop"; }
+part_rc=0
+stop_part_way "$work/part1.log" "epoch 2: step 3/16" "$sweep" "$work/tiny.ini" "${part_options[@]}" run.output="$work/part_stopped" || part_rc=$?
+part_steps=$(sed -n 's|^\[E-r0\] stopped at step \([0-9]*\)/16 of epoch 2: committed to .*/part_stopped/runs/E-r0.h5, where it resumes$|\1|p' "$work/part1.log")
+"$sweep" "$work/tiny.ini" "${part_options[@]}" run.output="$work/part_stopped" --dry-run > "$work/part_dry.log" 2>&1 || true
+"$sweep" "$work/tiny.ini" "${part_options[@]}" run.output="$work/part_stopped" > "$work/part2.log" 2>&1 || { cat "$work/part2.log"; bad "resume part-way through an epoch"; }
+if [ "$part_rc" -eq 3 ] && [ -n "$part_steps" ] && [ "$part_steps" -ge 3 ] && [ "$part_steps" -lt 16 ] &&
+  grep -qE "^E-r0 .* resumes after 1/2 \+ $part_steps steps " "$work/part_dry.log" &&
+  grep -q "^\[E-r0\] resuming after epoch 1, at step $part_steps/16 of epoch 2, from " "$work/part2.log" &&
+  ! grep -q "epoch 2: step [1-$((part_steps < 10 ? part_steps : 9))]/16 " "$work/part2.log"; then
+  ok "a stop at step $part_steps/16 of epoch 2 commits the steps; --dry-run and the resume go on from there"
+else cat "$work/part1.log" "$work/part_dry.log" "$work/part2.log"; bad "stop part-way through an epoch (exit $part_rc, step '${part_steps}')"; fi
+
+mpirun_n 2 "$sweep" "$work/tiny.ini" "${part_options[@]}" sweep.ranks_per_run=2 run.output="$work/part_pair_whole" > "$work/part_pair_whole.log" 2>&1 || { cat "$work/part_pair_whole.log"; bad "uninterrupted group of two"; }
+part_rc=0
+stop_part_way "$work/part_pair1.log" "epoch 1: step 3/16" mpirun_n 2 "$sweep" "$work/tiny.ini" "${part_options[@]}" sweep.ranks_per_run=2 run.output="$work/part_pair_stopped" || part_rc=$?
+mpirun_n 2 "$sweep" "$work/tiny.ini" "${part_options[@]}" sweep.ranks_per_run=2 run.output="$work/part_pair_stopped" > "$work/part_pair2.log" 2>&1 || { cat "$work/part_pair2.log"; bad "resume of a group of two part-way through an epoch"; }
+if [ "$part_rc" -eq 3 ] && grep -q "^\[E-r0\] stopped at step [0-9]*/16 of epoch 1: committed" "$work/part_pair1.log" &&
+  grep -q "^\[E-r0\] resuming after epoch 0, at step [0-9]*/16 of epoch 1, from " "$work/part_pair2.log"; then
+  ok "a group of two ranks stopped part-way through epoch 1 resumes there"
+else cat "$work/part_pair1.log" "$work/part_pair2.log"; bad "group of two stopped part-way (exit $part_rc)"; fi
+
+/usr/bin/python3 - "$work" <<'PY' && ok "stopped part-way and resumed: the same history and weights, bit for bit, as never stopped (1 process; a group of two)" || bad "a run stopped part-way through an epoch differs from one never stopped"
+import sys, h5py, numpy as np
+work = sys.argv[1]
+for whole, stopped in (("part_whole", "part_stopped"), ("part_pair_whole", "part_pair_stopped")):
+    a = h5py.File(f"{work}/{whole}/runs/E-r0.h5", "r")
+    b = h5py.File(f"{work}/{stopped}/runs/E-r0.h5", "r")
+    assert a.attrs["status"] == b.attrs["status"] and b.attrs["epochs"] == 2, dict(b.attrs)
+    for field in ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc"):
+        assert np.array_equal(a["history"][field], b["history"][field]), (stopped, field, a["history"][field], b["history"][field])
+    for name in ("params", "state", "adam_m", "adam_v"):
+        assert np.array_equal(a["checkpoint"][name][()], b["checkpoint"][name][()]), (stopped, name)
+    assert b["checkpoint"].attrs["epoch_steps"] == 0 and "epoch_sums" not in b["checkpoint"], stopped
+print("part-way stops resume bit for bit")
 PY
 
 # --- --dry-run ------------------------------------------------------------------------

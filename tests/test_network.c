@@ -285,6 +285,95 @@ Test(training, same_seed_same_numbers_and_it_learns, .timeout = 600) {
     dataset_free(&val_set);
 }
 
+/* The trainer's stop hook: asks to stop at its stop_at_call-th question (the trainer asks
+ * before every step), so that many steps minus one are trained first. */
+static int stop_calls, stop_at_call;
+static int stop_at_chosen_call(void) { return ++stop_calls == stop_at_call; }
+
+/* What a checkpoint carries, copied from one trainer into another of the same run. */
+static void copy_trainer_state(trainer *to, const trainer *from) {
+    const size_t params = from->net.model.param_count * sizeof(float);
+    memcpy(to->net.params, from->net.params, params); /* CPU backend: host memory */
+    memcpy(to->adam_m, from->adam_m, params);
+    memcpy(to->adam_v, from->adam_v, params);
+    memcpy(to->net.state, from->net.state, from->net.model.state_count * sizeof(float));
+    to->step = from->step;
+    to->epochs_done = from->epochs_done;
+    to->progress = from->progress;
+}
+
+static void expect_same_epoch(const epoch_record *a, const epoch_record *b, const char *what) {
+    cr_expect_eq(a->epoch, b->epoch, "%s", what);
+    cr_expect_eq(a->train_loss, b->train_loss, "%s: train_loss %.17g vs %.17g", what,
+                 a->train_loss, b->train_loss);
+    cr_expect_eq(a->train_acc, b->train_acc, "%s: train_acc", what);
+    cr_expect_eq(a->val_loss, b->val_loss, "%s: val_loss", what);
+    cr_expect_eq(a->val_acc, b->val_acc, "%s: val_acc", what);
+    cr_expect_gt(a->epoch_s, 0.0, "%s", what);
+    cr_expect_gt(a->images_per_s, 0.0, "%s", what);
+}
+
+/* An epoch stopped part-way, then finished by the same trainer or by a fresh one given
+ * the stopped one's state (what the sweep's checkpoint carries), trains the same weights
+ * and records the same numbers, bit for bit, as an epoch never stopped: the order and the
+ * augmentation of its remaining steps are the same, and its sums go on from where they
+ * were. */
+Test(training, an_epoch_stopped_part_way_continues_as_if_never_stopped, .timeout = 600) {
+    cpu_set_threads(1);
+    static config cfg;
+    small_config(&cfg);
+    cfg.augment = 1;
+    dataset train_set = make_bands(144, 1), val_set = make_bands(50, 2); /* 5 steps, the last of 16 */
+    const model_spec spec = {3, 4, 1, POOL_BRANCH_KERAS, MODEL_LAYERS_GROUPED};
+    static trainer whole, stopped, fresh;
+    epoch_record whole_records[2], first, none, finished_by_stopped, finished_by_fresh;
+    cr_assert_eq(trainer_create(&whole, &cfg, &spec, &train_set, &val_set, &cpu_backend, NULL, NULL), 0);
+    for (int e = 0; e < 2; e++) cr_assert_eq(trainer_run_epoch(&whole, &whole_records[e]), 0);
+
+    cr_assert_eq(trainer_create(&stopped, &cfg, &spec, &train_set, &val_set, &cpu_backend, NULL, NULL), 0);
+    cr_assert_eq(trainer_run_epoch(&stopped, &first), 0);
+    expect_same_epoch(&first, &whole_records[0], "epoch 1");
+    cr_expect_eq(trainer_steps_per_epoch(&stopped), 5);
+    stopped.stop_requested = stop_at_chosen_call;
+    stop_calls = 0;
+    stop_at_call = 3;
+    cr_assert_eq(trainer_run_epoch(&stopped, &none), 1, "stopped");
+    cr_expect_eq(stopped.epochs_done, 1, "the stopped epoch is not counted");
+    cr_expect_eq(stopped.progress.steps, 2);
+    cr_expect_eq(stopped.progress.seen, 64);
+    cr_expect(stopped.progress.loss_sum > 0 && stopped.progress.correct >= 0 &&
+              stopped.progress.correct <= 64);
+    cr_expect_gt(stopped.progress.train_s, 0.0);
+    cr_expect_eq(stopped.step, 5 + 2, "Adam steps");
+
+    /* a stop at once, before any further step, changes nothing */
+    stop_calls = 0;
+    stop_at_call = 1;
+    cr_assert_eq(trainer_run_epoch(&stopped, &none), 1);
+    cr_expect_eq(stopped.progress.steps, 2);
+    cr_expect_eq(stopped.progress.seen, 64);
+
+    cr_assert_eq(trainer_create(&fresh, &cfg, &spec, &train_set, &val_set, &cpu_backend, NULL, NULL), 0);
+    copy_trainer_state(&fresh, &stopped);
+    cr_assert_eq(trainer_run_epoch(&fresh, &finished_by_fresh), 0);
+    stopped.stop_requested = NULL;
+    cr_assert_eq(trainer_run_epoch(&stopped, &finished_by_stopped), 0);
+    expect_same_epoch(&finished_by_stopped, &whole_records[1], "finished by the stopped trainer");
+    expect_same_epoch(&finished_by_fresh, &whole_records[1], "finished by a fresh trainer");
+    cr_expect_eq(fresh.progress.steps, 0, "an epoch's end leaves no progress");
+    const size_t params = whole.net.model.param_count * sizeof(float);
+    cr_expect_eq(memcmp(stopped.net.params, whole.net.params, params), 0, "same weights");
+    cr_expect_eq(memcmp(fresh.net.params, whole.net.params, params), 0, "same weights");
+    cr_expect_eq(memcmp(fresh.adam_v, whole.adam_v, params), 0, "same Adam moments");
+    cr_expect_eq(memcmp(fresh.net.state, whole.net.state,
+                        whole.net.model.state_count * sizeof(float)), 0, "same running statistics");
+    trainer_destroy(&whole);
+    trainer_destroy(&stopped);
+    trainer_destroy(&fresh);
+    dataset_free(&train_set);
+    dataset_free(&val_set);
+}
+
 /* The recorded training loss is the cross-entropy alone, as val_loss is: with the
  * learning rate at 0 the weights never move, so the Keras L2 penalty (0.5 |w|^2 here,
  * far above the loss) may change the gradients but not the number. */

@@ -881,6 +881,188 @@ Test(run_file, non_finite_checkpoints_are_refused_only_for_runs_to_continue) {
     free(read_history);
 }
 
+/* --- a checkpoint part-way through an epoch ------------------------------------------ */
+
+/* make_checkpoint's, stopped at step 37 of the next epoch by a group of two ranks. */
+static void make_epoch_progress(run_checkpoint *c) {
+    c->state_count = built.state_count;
+    c->epoch_states = malloc(2 * built.state_count * sizeof(float));
+    fill_floats(c->epoch_states, 2 * built.state_count, 21);
+    static const double sums[2 * EPOCH_SUMS] = {40.25, 30, 1184, 41.5, 31, 1184};
+    static const double seconds[EPOCH_SECONDS] = {12.5, 10.0, 1.5, 0.75};
+    c->epoch_steps = 37;
+    c->epoch_ranks = 2;
+    c->epoch_sums = malloc(sizeof sums);
+    memcpy(c->epoch_sums, sums, sizeof sums);
+    memcpy(c->epoch_seconds, seconds, sizeof seconds);
+}
+
+static void write_run_with_progress(const char *path) {
+    epoch_record history[SAMPLE_EPOCHS];
+    fill_history(history, SAMPLE_EPOCHS, 0.0);
+    run_row row;
+    make_row(&row, "A", 0, RUN_STATUS_RUNNING, history, SAMPLE_EPOCHS);
+    run_checkpoint c = {0};
+    make_checkpoint(&c, &built, 7);
+    make_epoch_progress(&c);
+    bneck_error err = {{0}};
+    cr_assert_eq(run_file_write(path, &row, history, SAMPLE_EPOCHS, &built, &c, "", NULL, &err), 0,
+                 "%s", err.message);
+    run_checkpoint_free(&c);
+}
+
+/* Overwrites /checkpoint/<name> (float64) of a good file with values. */
+static void overwrite_doubles(const char *path, const char *name, const double *values) {
+    hid_t file = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    cr_assert_geq(file, 0);
+    hid_t dataset = H5Dopen2(file, name, H5P_DEFAULT);
+    cr_assert_geq(dataset, 0, "%s", name);
+    cr_assert_geq(H5Dwrite(dataset, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, values), 0);
+    H5Dclose(dataset);
+    H5Fclose(file);
+}
+
+/* Sets (keep 1) or deletes (keep 0) an int64 attribute of /checkpoint. */
+static void set_checkpoint_attribute(const char *path, const char *name, int64_t value, int keep) {
+    hid_t file = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    cr_assert_geq(file, 0);
+    hid_t group = H5Gopen2(file, "/checkpoint", H5P_DEFAULT);
+    cr_assert_geq(group, 0);
+    if (H5Aexists(group, name) > 0) cr_assert_geq(H5Adelete(group, name), 0);
+    if (keep) {
+        hid_t space = H5Screate(H5S_SCALAR);
+        hid_t attribute = H5Acreate2(group, name, H5T_STD_I64LE, space, H5P_DEFAULT, H5P_DEFAULT);
+        cr_assert_geq(H5Awrite(attribute, H5T_NATIVE_INT64, &value), 0);
+        H5Aclose(attribute);
+        H5Sclose(space);
+    }
+    H5Gclose(group);
+    H5Fclose(file);
+}
+
+/* The steps, every rank's sums and the times of an epoch stopped part-way come back
+ * exactly, as a (ranks, 3) float64 dataset a reader can see; a checkpoint at an epoch's
+ * end (and a file from before the attribute) has none. */
+Test(run_file, a_checkpoint_part_way_through_an_epoch_round_trips) {
+    const char *path = temp_path("A-r0.h5");
+    write_run_with_progress(path);
+    run_row row;
+    epoch_record *history = NULL;
+    int epochs = 0;
+    run_checkpoint read = {0}, expected = {0};
+    make_epoch_progress(&expected);
+    bneck_error err = {{0}};
+    cr_assert_eq(run_file_read(path, &row, &history, &epochs, &built, &read, &err), 0, "%s",
+                 err.message);
+    cr_expect_eq(read.epochs_done, 4);
+    cr_expect_eq(read.epoch_steps, 37);
+    cr_expect_eq(read.epoch_ranks, 2);
+    cr_assert_not_null(read.epoch_sums);
+    cr_expect_eq(memcmp(read.epoch_sums, expected.epoch_sums, 2 * EPOCH_SUMS * sizeof(double)), 0);
+    cr_expect_eq(memcmp(read.epoch_seconds, expected.epoch_seconds, sizeof read.epoch_seconds), 0);
+    cr_assert_not_null(read.epoch_states);
+    cr_expect_eq(memcmp(read.epoch_states, expected.epoch_states,
+                        2 * built.state_count * sizeof(float)), 0, "each rank's running statistics");
+    run_checkpoint_free(&read);
+    free(history);
+    hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    cr_assert_geq(file, 0);
+    hsize_t dims[4];
+    cr_expect_eq(dataset_shape(file, "/checkpoint/epoch_sums", dims), 2);
+    cr_expect(dims[0] == 2 && dims[1] == 3, "one row of three sums per rank");
+    cr_expect_eq(dataset_shape(file, "/checkpoint/epoch_seconds", dims), 1);
+    cr_expect_eq(dims[0], 4);
+    cr_expect_eq(dataset_shape(file, "/checkpoint/epoch_states", dims), 2);
+    cr_expect(dims[0] == 2 && dims[1] == built.state_count, "one row of statistics per rank");
+    hid_t group = H5Gopen2(file, "/checkpoint", H5P_DEFAULT);
+    cr_expect_eq(read_int_attribute(group, "epoch_steps"), 37);
+    H5Gclose(group);
+    H5Fclose(file);
+
+    /* at an epoch's end: epoch_steps 0, no sums */
+    const char *at_end = temp_path("A-r1.h5");
+    write_sample_run(at_end, RUN_STATUS_RUNNING, 1);
+    for (int keep = 1; keep >= 0; keep--) {
+        if (!keep) set_checkpoint_attribute(at_end, "epoch_steps", 0, 0); /* an older file */
+        cr_assert_eq(run_file_read(at_end, &row, &history, &epochs, &built, &read, &err), 0, "%s",
+                     err.message);
+        cr_expect_eq(read.epoch_steps, 0);
+        cr_expect_eq(read.epoch_ranks, 0);
+        cr_expect_null(read.epoch_sums);
+        cr_expect_null(read.epoch_states);
+        run_checkpoint_free(&read);
+        free(history);
+    }
+    file = H5Fopen(at_end, H5F_ACC_RDONLY, H5P_DEFAULT);
+    cr_expect_eq(H5Lexists(file, "/checkpoint/epoch_sums", H5P_DEFAULT), 0);
+    H5Fclose(file);
+    run_checkpoint_free(&expected);
+}
+
+/* Damaged progress is refused with the field named: a negative or non-finite sum, more
+ * hits than images, a rank count out of range, a missing dataset, a negative step, the
+ * old parameter layout. */
+Test(run_file, a_damaged_epoch_in_progress_is_refused_by_name) {
+    const char *path = temp_path("A-r0.h5");
+    const double negative_loss[2 * EPOCH_SUMS] = {40.25, 30, 1184, -1.0, 31, 1184};
+    write_run_with_progress(path);
+    overwrite_doubles(path, "/checkpoint/epoch_sums", negative_loss);
+    expect_read_fails(path, &built, "/checkpoint/epoch_sums[1] is -1", "finite sum");
+
+    const double too_many_hits[2 * EPOCH_SUMS] = {40.25, 1185, 1184, 41.5, 31, 1184};
+    write_run_with_progress(path);
+    overwrite_doubles(path, "/checkpoint/epoch_sums", too_many_hits);
+    expect_read_fails(path, &built, "epoch_sums[0]: 1185 correct of 1184", NULL);
+
+    const double nan_seconds[EPOCH_SECONDS] = {12.5, NAN, 1.5, 0.75};
+    write_run_with_progress(path);
+    overwrite_doubles(path, "/checkpoint/epoch_seconds", nan_seconds);
+    expect_read_fails(path, &built, "/checkpoint/epoch_seconds[1] is nan", NULL);
+
+    write_run_with_progress(path);
+    set_checkpoint_attribute(path, "epoch_ranks", 0, 1);
+    expect_read_fails(path, &built, "epoch_ranks 0 out of range", NULL);
+
+    write_run_with_progress(path);
+    set_checkpoint_attribute(path, "epoch_ranks", 3, 1);
+    expect_read_fails(path, &built, "/checkpoint/epoch_sums: shape 2 x 3, expected 3 x 3", "epoch_ranks rows");
+
+    write_run_with_progress(path);
+    set_checkpoint_attribute(path, "epoch_steps", -2, 1);
+    expect_read_fails(path, &built, "epoch_steps -2 out of range", NULL);
+
+    write_run_with_progress(path);
+    hid_t file = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    cr_assert_geq(H5Ldelete(file, "/checkpoint/epoch_seconds", H5P_DEFAULT), 0);
+    H5Fclose(file);
+    expect_read_fails(path, &built, "/checkpoint/epoch_seconds", NULL);
+
+    /* the separate layout is older than checkpoints part-way through an epoch */
+    write_run_with_progress(path);
+    set_param_layout(path, 1);
+    expect_read_fails(path, &built, "an epoch in progress in param_layout 1", NULL);
+
+    /* and the writer refuses progress without its sums, leaving the file alone */
+    write_run_with_progress(path);
+    size_t size;
+    unsigned char *before = file_bytes(path, &size);
+    epoch_record history[SAMPLE_EPOCHS];
+    fill_history(history, SAMPLE_EPOCHS, 0.0);
+    run_row row;
+    make_row(&row, "A", 0, RUN_STATUS_RUNNING, history, SAMPLE_EPOCHS);
+    run_checkpoint c = {0};
+    make_checkpoint(&c, &built, 8);
+    c.epoch_steps = 5;
+    c.epoch_ranks = 1;
+    bneck_error err = {{0}};
+    cr_expect_neq(run_file_write(path, &row, history, SAMPLE_EPOCHS, &built, &c, "", NULL, &err), 0);
+    cr_expect(strstr(err.message, "epoch in progress (5 steps, sums of 1 ranks) is incomplete") != NULL,
+              "%s", err.message);
+    expect_unchanged(path, before, size);
+    free(before);
+    run_checkpoint_free(&c);
+}
+
 /* The settings a run was made with read back; files written without them say so. */
 Test(run_file, settings_read_back_and_are_optional) {
     epoch_record history[SAMPLE_EPOCHS];

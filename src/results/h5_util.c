@@ -743,15 +743,26 @@ fail:
     return H5I_INVALID_HID;
 }
 
-int h5_write_floats(const h5_site *site, hid_t location, const char *name, const float *values,
-                    int rank, const hsize_t *dims) {
-    hid_t dataset = h5_write_dataset(site, location, name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT,
-                                     values, rank, dims);
+static int write_closed(const h5_site *site, hid_t location, const char *name, hid_t file_type,
+                        hid_t memory_type, const void *values, int rank, const hsize_t *dims) {
+    hid_t dataset = h5_write_dataset(site, location, name, file_type, memory_type, values, rank,
+                                     dims);
     if (dataset < 0) return -1;
     BNECK_H5_CHECK(site, H5Dclose(dataset), "%s: cannot close the dataset", name);
     return 0;
 fail:
     return -1;
+}
+
+int h5_write_floats(const h5_site *site, hid_t location, const char *name, const float *values,
+                    int rank, const hsize_t *dims) {
+    return write_closed(site, location, name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, values, rank, dims);
+}
+
+int h5_write_doubles(const h5_site *site, hid_t location, const char *name, const double *values,
+                     int rank, const hsize_t *dims) {
+    return write_closed(site, location, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, values, rank,
+                        dims);
 }
 
 static void shape_text(char *text, size_t capacity, int rank, const hsize_t *dims) {
@@ -766,8 +777,11 @@ static void shape_text(char *text, size_t capacity, int rank, const hsize_t *dim
     if (rank == 0) snprintf(text, capacity, "scalar");
 }
 
-int h5_read_floats(const h5_site *site, hid_t location, const char *name, float *values, int rank,
-                   const hsize_t *dims) {
+/* Checks that dataset `name` is a float dataset of exactly this shape (`expected_for`
+ * says what sets it); when values is non-NULL reads it there as memory_type. */
+static int read_float_dataset(const h5_site *site, hid_t location, const char *name,
+                              hid_t memory_type, void *values, int rank, const hsize_t *dims,
+                              const char *expected_for) {
     hid_t dataset = H5I_INVALID_HID, type = H5I_INVALID_HID, space = H5I_INVALID_HID;
     if ((dataset = open_dataset(site, location, name)) < 0) goto fail;
     BNECK_H5_CHECK(site, type = H5Dget_type(dataset), "%s: cannot get its type", name);
@@ -786,13 +800,12 @@ int h5_read_floats(const h5_site *site, hid_t location, const char *name, float 
         char expected_text[96], found_text[96];
         shape_text(expected_text, sizeof expected_text, rank, dims);
         shape_text(found_text, sizeof found_text, found_rank, found);
-        bneck_error_set(site->err, "%s: %s: shape %s, expected %s for this model", site->path,
-                        name, found_text, expected_text);
+        bneck_error_set(site->err, "%s: %s: shape %s, expected %s %s", site->path, name,
+                        found_text, expected_text, expected_for);
         goto fail;
     }
     if (values && element_count(rank, dims) > 0)
-        BNECK_H5_CHECK(site,
-                       H5Dread(dataset, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, values),
+        BNECK_H5_CHECK(site, H5Dread(dataset, memory_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, values),
                        "%s: cannot read", name);
     h5_close(&space);
     h5_close(&type);
@@ -803,6 +816,18 @@ fail:
     h5_close(&type);
     h5_close(&dataset);
     return -1;
+}
+
+int h5_read_floats(const h5_site *site, hid_t location, const char *name, float *values, int rank,
+                   const hsize_t *dims) {
+    return read_float_dataset(site, location, name, H5T_NATIVE_FLOAT, values, rank, dims,
+                              "for this model");
+}
+
+int h5_read_doubles(const h5_site *site, hid_t location, const char *name, double *values,
+                    int rank, const hsize_t *dims, const char *expected_for) {
+    return read_float_dataset(site, location, name, H5T_NATIVE_DOUBLE, values, rank, dims,
+                              expected_for);
 }
 
 int h5_exists(const h5_site *site, hid_t location, const char *name) {

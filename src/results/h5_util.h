@@ -109,19 +109,24 @@ int h5_write_fields_as_attributes(const h5_site *site, hid_t object, const h5_ta
 int h5_read_fields_from_attributes(const h5_site *site, hid_t object, const h5_table *table,
                                    void *row);
 
-/* A float32 dataset of the given shape; intermediate groups of `name` are created. */
 /* Creates dataset `name` (checksummed; intermediate groups made) of file_type and rank
  * dims, writes values (memory_type) into it, and returns it open; H5I_INVALID_HID with
  * site's error on failure. */
 hid_t h5_write_dataset(const h5_site *site, hid_t location, const char *name, hid_t file_type,
                        hid_t memory_type, const void *values, int rank, const hsize_t *dims);
+/* h5_write_dataset of float32 / float64 values, closed again. */
 int h5_write_floats(const h5_site *site, hid_t location, const char *name, const float *values,
                     int rank, const hsize_t *dims);
+int h5_write_doubles(const h5_site *site, hid_t location, const char *name, const double *values,
+                     int rank, const hsize_t *dims);
 
 /* Checks that dataset `name` is a float dataset of exactly this shape; when values is
  * non-NULL reads it there. */
 int h5_read_floats(const h5_site *site, hid_t location, const char *name, float *values, int rank,
                    const hsize_t *dims);
+/* The same read as doubles; a wrong shape is "expected <dims> <expected_for>". */
+int h5_read_doubles(const h5_site *site, hid_t location, const char *name, double *values,
+                    int rank, const hsize_t *dims, const char *expected_for);
 
 /* 1 if a link at `name` (each component checked in turn) exists, 0 if not, -1 on error. */
 int h5_exists(const h5_site *site, hid_t location, const char *name);

@@ -12,7 +12,11 @@
  *   /weights/<layer name>/kernel (OIHW for convs, [out][in] for dense), bias,
  *                gamma, beta, moving_mean, moving_variance   (final or latest weights)
  *   /checkpoint  params, state, adam_m, adam_v (1-D float32), attributes step, epochs_done,
- *                param_layout, cpu_threads
+ *                param_layout, cpu_threads, epoch_steps (0 or absent: at an epoch's end);
+ *                after a stop part-way through an epoch also the attribute epoch_ranks and
+ *                epoch_sums (float64, one row per rank: loss sum, correct, seen),
+ *                epoch_seconds (float64: train, compute, allreduce, data) and
+ *                epoch_states (float32, one row of running statistics per rank)
  *                (what a resume needs; the run continues bit-identically on the CPU)
  * Written to "<path>.tmp" and renamed over <path>, so a reader sees the old file or the
  * new one, never half of one. status "complete" is set only in the final write.
@@ -87,6 +91,11 @@ double stats_sd(const double *values, int count);
  * images/s, total_s) from a history. */
 void run_row_summarise(run_row *row, const epoch_record *history, int epochs);
 
+/* The columns of a checkpoint's epoch_sums (one row per rank) and epoch_seconds. */
+enum { EPOCH_SUM_LOSS, EPOCH_SUM_CORRECT, EPOCH_SUM_SEEN, EPOCH_SUMS };
+enum { EPOCH_SECONDS_TRAIN, EPOCH_SECONDS_COMPUTE, EPOCH_SECONDS_ALLREDUCE, EPOCH_SECONDS_DATA,
+       EPOCH_SECONDS };
+
 /* A run's checkpoint: what a resume needs. Arrays are host memory, sized by the model. */
 typedef struct run_checkpoint {
     float *params, *state, *adam_m, *adam_v;
@@ -97,6 +106,17 @@ typedef struct run_checkpoint {
      * run continued on another count is no longer bit-identical); 0: not on the CPU, or a
      * file from before the attribute */
     int cpu_threads;
+    /* Part-way through epoch epochs_done + 1 (epoch_steps 0: at its start): the global
+     * batches trained, every rank's training sums over them and the epoch's times so far
+     * (the leader's), so that the epoch continues as if it had never stopped. */
+    int epoch_steps;
+    int epoch_ranks;    /* of epoch_sums; 0 when epoch_steps is 0 */
+    double *epoch_sums; /* epoch_ranks rows of EPOCH_SUMS: malloc'ed, NULL when no steps */
+    double epoch_seconds[EPOCH_SECONDS];
+    /* epoch_ranks rows of state_count: every rank's running statistics, which differ
+     * within an epoch (each rank's follow its share of the batches; they are averaged at
+     * the epoch's end); state holds the first rank's. malloc'ed, NULL when no steps. */
+    float *epoch_states;
 } run_checkpoint;
 
 /* Writes the run file atomically (path.tmp, then rename). */

@@ -26,7 +26,11 @@ void run_checkpoint_free(run_checkpoint *checkpoint) {
     free(checkpoint->state);
     free(checkpoint->adam_m);
     free(checkpoint->adam_v);
+    free(checkpoint->epoch_sums);
+    free(checkpoint->epoch_states);
     checkpoint->params = checkpoint->state = checkpoint->adam_m = checkpoint->adam_v = NULL;
+    checkpoint->epoch_sums = NULL;
+    checkpoint->epoch_states = NULL;
 }
 
 /* ---------------------------------------------------------------------------------- */
@@ -126,6 +130,24 @@ static int64_t param_layout_of(const model *m) {
                                                        : PARAM_LAYOUT_GROUPED;
 }
 
+/* The ranks whose sums a checkpoint may hold: far beyond any group, small enough that a
+ * damaged attribute cannot ask for a huge allocation. */
+enum { EPOCH_RANKS_MAX = 1 << 20 };
+
+/* How far the epoch after the checkpoint's got: nothing to write at an epoch's end. */
+static int write_epoch_progress(const h5_site *site, hid_t group, const run_checkpoint *c) {
+    const hsize_t sums[2] = {(hsize_t)c->epoch_ranks, EPOCH_SUMS}, seconds[1] = {EPOCH_SECONDS};
+    const hsize_t states[2] = {(hsize_t)c->epoch_ranks, c->state_count};
+    if (h5_write_int64_attribute(site, group, "epoch_steps", c->epoch_steps)) return -1;
+    if (c->epoch_steps == 0) return 0;
+    return h5_write_int64_attribute(site, group, "epoch_ranks", c->epoch_ranks) ||
+                   h5_write_doubles(site, group, "epoch_sums", c->epoch_sums, 2, sums) ||
+                   h5_write_doubles(site, group, "epoch_seconds", c->epoch_seconds, 1, seconds) ||
+                   h5_write_floats(site, group, "epoch_states", c->epoch_states, 2, states)
+               ? -1
+               : 0;
+}
+
 static int write_checkpoint(const h5_site *site, hid_t file, const model *m,
                             const run_checkpoint *c) {
     hid_t group = H5I_INVALID_HID;
@@ -140,7 +162,8 @@ static int write_checkpoint(const h5_site *site, hid_t file, const model *m,
         h5_write_int64_attribute(site, group, "step", c->step) ||
         h5_write_int64_attribute(site, group, "epochs_done", c->epochs_done) ||
         h5_write_int64_attribute(site, group, "param_layout", param_layout_of(m)) ||
-        h5_write_int64_attribute(site, group, "cpu_threads", c->cpu_threads))
+        h5_write_int64_attribute(site, group, "cpu_threads", c->cpu_threads) ||
+        write_epoch_progress(site, group, c))
         goto fail;
     h5_close(&group);
     return 0;
@@ -162,6 +185,13 @@ int run_file_write(const char *path, const run_row *row, const epoch_record *his
         return bneck_error_set(err, "%s: the checkpoint (%zu parameters, %zu state) does not fit "
                                "the model (%zu, %zu)", path, checkpoint->param_count,
                                checkpoint->state_count, m->param_count, m->state_count);
+    if (checkpoint->epoch_steps < 0 ||
+        (checkpoint->epoch_steps > 0 &&
+         (checkpoint->epoch_ranks < 1 || checkpoint->epoch_ranks > EPOCH_RANKS_MAX ||
+          !checkpoint->epoch_sums || (m->state_count && !checkpoint->epoch_states))))
+        return bneck_error_set(err, "%s: the checkpoint's epoch in progress (%d steps, sums of "
+                               "%d ranks) is incomplete", path, checkpoint->epoch_steps,
+                               checkpoint->epoch_ranks);
     char status[RESULTS_STATUS + 1];
     snprintf(status, sizeof status, "%.*s", RESULTS_STATUS, row->status);
     if (!status_is_known(status))
@@ -278,6 +308,9 @@ static int read_param_layout(const h5_site *site, hid_t group, const model *m,
     if (layout != PARAM_LAYOUT_SEPARATE && layout != PARAM_LAYOUT_GROUPED)
         return bneck_error_set(site->err, "%s: /checkpoint: param_layout %lld is not one this "
                                "build reads (1 or 2)", site->path, (long long)layout);
+    if (layout == PARAM_LAYOUT_SEPARATE && c->epoch_steps > 0)
+        return bneck_error_set(site->err, "%s: /checkpoint: an epoch in progress in param_layout "
+                               "1, which no build that saves one wrote", site->path);
     if (!c->params || layout == param_layout_of(m)) return 0;
     model_spec spec = m->spec;
     spec.grouping = layout == PARAM_LAYOUT_SEPARATE ? MODEL_LAYERS_SEPARATE
@@ -292,6 +325,65 @@ static int read_param_layout(const h5_site *site, hid_t group, const model *m,
     }
     free(written);
     return built;
+fail:
+    return -1;
+}
+
+/* A count that must be finite and at least 0; its name goes in the error. */
+static int check_sum(const h5_site *site, const char *name, int row, double value) {
+    if (isfinite(value) && value >= 0) return 0;
+    return bneck_error_set(site->err, "%s: /checkpoint/%s[%d] is %g: expected a finite sum, at "
+                           "least 0", site->path, name, row, value);
+}
+
+/* How far the epoch after the checkpoint's got (files from before epoch_steps were all
+ * written at an epoch's end). c's sums are read when c has its buffers. */
+static int read_epoch_progress(const h5_site *site, hid_t group, run_checkpoint *c,
+                               int read_values) {
+    int64_t steps = 0, ranks = 0;
+    const htri_t present = H5Aexists(group, "epoch_steps");
+    BNECK_H5_CHECK(site, present, "/checkpoint: cannot look for the epoch_steps attribute");
+    if (present && h5_read_int64_attribute(site, group, "epoch_steps", &steps)) return -1;
+    if (steps < 0 || steps > INT32_MAX)
+        return bneck_error_set(site->err, "%s: /checkpoint: epoch_steps %lld out of range",
+                               site->path, (long long)steps);
+    c->epoch_steps = (int)steps;
+    if (steps == 0) return 0;
+    if (h5_read_int64_attribute(site, group, "epoch_ranks", &ranks)) return -1;
+    if (ranks < 1 || ranks > EPOCH_RANKS_MAX)
+        return bneck_error_set(site->err, "%s: /checkpoint: epoch_ranks %lld out of range (1 to "
+                               "%d)", site->path, (long long)ranks, EPOCH_RANKS_MAX);
+    c->epoch_ranks = (int)ranks;
+    const hsize_t sums[2] = {(hsize_t)ranks, EPOCH_SUMS}, seconds[1] = {EPOCH_SECONDS};
+    const hsize_t states[2] = {(hsize_t)ranks, c->state_count};
+    if (read_values) {
+        c->epoch_sums = bneck_malloc((size_t)ranks * EPOCH_SUMS * sizeof(double));
+        c->epoch_states = bneck_malloc(((size_t)ranks * c->state_count + 1) * sizeof(float));
+    }
+    if (h5_read_doubles(site, group, "/checkpoint/epoch_sums", c->epoch_sums, 2, sums,
+                        "(epoch_ranks rows of loss sum, correct, seen)") ||
+        h5_read_doubles(site, group, "/checkpoint/epoch_seconds",
+                        read_values ? c->epoch_seconds : NULL, 1, seconds,
+                        "(train, compute, allreduce, data)") ||
+        h5_read_floats(site, group, "/checkpoint/epoch_states", c->epoch_states, 2, states))
+        return -1;
+    if (!read_values) return 0;
+    for (int r = 0; r < c->epoch_ranks; r++) {
+        const double *row = c->epoch_sums + (size_t)r * EPOCH_SUMS;
+        if (check_sum(site, "epoch_sums", r, row[EPOCH_SUM_LOSS]) ||
+            check_sum(site, "epoch_sums", r, row[EPOCH_SUM_CORRECT]) ||
+            check_sum(site, "epoch_sums", r, row[EPOCH_SUM_SEEN]))
+            return -1;
+        if (row[EPOCH_SUM_CORRECT] > row[EPOCH_SUM_SEEN] || row[EPOCH_SUM_SEEN] > INT32_MAX ||
+            row[EPOCH_SUM_SEEN] != floor(row[EPOCH_SUM_SEEN]))
+            return bneck_error_set(site->err, "%s: /checkpoint/epoch_sums[%d]: %g correct of %g "
+                                   "images seen: expected a whole number of images, at least "
+                                   "the correct ones", site->path, r, row[EPOCH_SUM_CORRECT],
+                                   row[EPOCH_SUM_SEEN]);
+    }
+    for (int i = 0; i < EPOCH_SECONDS; i++)
+        if (check_sum(site, "epoch_seconds", i, c->epoch_seconds[i])) return -1;
+    return 0;
 fail:
     return -1;
 }
@@ -321,7 +413,8 @@ static int read_checkpoint(const h5_site *site, hid_t file, const model *m, run_
                         site->path, (long long)step, (long long)epochs_done);
         goto fail;
     }
-    if (read_param_layout(site, group, m, &c)) goto fail;
+    if (read_epoch_progress(site, group, &c, out != NULL) || read_param_layout(site, group, m, &c))
+        goto fail;
     int64_t cpu_threads = 0; /* optional: files from before it stay readable */
     const htri_t has_threads = H5Aexists(group, "cpu_threads");
     BNECK_H5_CHECK(site, has_threads, "/checkpoint: cannot look for the cpu_threads attribute");

@@ -31,11 +31,16 @@ static dry_run_state dry_run_inspect(const sweep_state *s, const planned_run *ru
     const run_file_state state =
         sweep_classify_run_file(s, run, path, &built, &row, &history, &epochs, &checkpoint, &what, &err);
     free(history);
+    const int epoch_steps = state == FILE_RESUME ? checkpoint.epoch_steps : 0;
     if (state == FILE_RESUME) run_checkpoint_free(&checkpoint);
     switch (state) {
     case FILE_NONE: snprintf(why, capacity, "new"); return STATE_TO_TRAIN;
     case FILE_RESUME:
-        snprintf(why, capacity, "resumes after %d/%d", epochs, s->cfg.epochs);
+        if (epoch_steps > 0)
+            snprintf(why, capacity, "resumes after %d/%d + %d steps", epochs, s->cfg.epochs,
+                     epoch_steps);
+        else
+            snprintf(why, capacity, "resumes after %d/%d", epochs, s->cfg.epochs);
         return STATE_TO_RESUME;
     case FILE_COMPLETE: snprintf(why, capacity, "complete"); return STATE_KEPT;
     case FILE_DIVERGED: snprintf(why, capacity, "diverged at epoch %d", epochs); return STATE_KEPT;

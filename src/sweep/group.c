@@ -216,6 +216,12 @@ void sweep_world_allgather_text(sweep_world *w, const char *mine, char *all, siz
               "MPI_Allgather");
 }
 
+void sweep_group_gather(sweep_world *w, const void *mine, void *all, size_t each) {
+    check_mpi(MPI_Gather(mine, (int)each, MPI_BYTE, all, (int)each, MPI_BYTE, 0,
+                         parts_of(w)->group_comm),
+              "MPI_Gather");
+}
+
 void sweep_group_allgather_text(sweep_world *w, const char *mine, char *all, size_t each) {
     check_mpi(MPI_Allgather(mine, (int)each, MPI_CHAR, all, (int)each, MPI_CHAR, parts_of(w)->group_comm),
               "MPI_Allgather");
@@ -342,6 +348,10 @@ void sweep_world_allgather_text(sweep_world *w, const char *mine, char *all, siz
     memcpy(all, mine, each);
 }
 void sweep_group_allgather_text(sweep_world *w, const char *mine, char *all, size_t each) {
+    (void)w;
+    memcpy(all, mine, each);
+}
+void sweep_group_gather(sweep_world *w, const void *mine, void *all, size_t each) {
     (void)w;
     memcpy(all, mine, each);
 }

@@ -95,9 +95,18 @@ run_file_state sweep_classify_run_file(const sweep_state *s, const planned_run *
     /* a run to continue: now with its weights and checkpoint */
     if (run_file_read(path, row, history, epochs, m, checkpoint, err) != 0)
         return FILE_BAD_CHECKPOINT;
-    if (checkpoint->epochs_done == *epochs && *epochs < s->cfg.epochs) return FILE_RESUME;
-    bneck_error_set(err, "%s: its checkpoint (%d epochs) and history (%d epochs) disagree", path,
-                    checkpoint->epochs_done, *epochs);
+    /* the steps per epoch are known once the data is loaded (not in a dry run) */
+    const int steps = s->train_set.count > 0 ? (s->train_set.count + s->cfg.batch - 1) / s->cfg.batch
+                                             : 0;
+    if (checkpoint->epochs_done == *epochs && *epochs < s->cfg.epochs &&
+        (steps == 0 || checkpoint->epoch_steps < steps))
+        return FILE_RESUME;
+    if (checkpoint->epochs_done != *epochs || *epochs >= s->cfg.epochs)
+        bneck_error_set(err, "%s: its checkpoint (%d epochs) and history (%d epochs) disagree",
+                        path, checkpoint->epochs_done, *epochs);
+    else
+        bneck_error_set(err, "%s: its checkpoint is at step %d of epoch %d, which has %d steps",
+                        path, checkpoint->epoch_steps, *epochs + 1, steps);
     run_checkpoint_free(checkpoint);
     free(*history);
     *history = NULL;

@@ -2,6 +2,7 @@
  * its epochs trained, each committed by the group's leader before it is printed. */
 #include "sweep/sweep_state.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,7 @@ typedef struct run_session {
     epoch_record *history; /* the leader's: every epoch so far, room for all */
     int epochs;            /* in history */
     run_checkpoint checkpoint;
+    int steps_in_file; /* of the epoch in progress, as the run file holds them */
     trainer trainer;
     int trainer_created;
     device_data *gpu_data;
@@ -46,10 +48,10 @@ static int stop_requested_with_progress(void) {
 }
 
 /* Data parallelism must leave every rank of a run with the same weights, bit for bit.
- * Checked before each epoch is committed, so that a run failing it is never recorded
- * (diverged weights hold NaNs, whose bits need not agree: not checked then). Collective
- * in the group. */
-static void check_group_weights_agree(sweep_state *s, const run_session *r) {
+ * Checked before each commit, so that a run failing it is never recorded (diverged weights
+ * hold NaNs, whose bits need not agree: not checked then). `moment` says when, for the
+ * message ("after epoch 3"). Collective in the group. */
+static void check_group_weights_agree(sweep_state *s, const run_session *r, const char *moment) {
     if (s->world.group_size < 2) return;
     const trainer *t = &r->trainer;
     const size_t bytes = t->net.model.param_count * sizeof(float);
@@ -58,8 +60,8 @@ static void check_group_weights_agree(sweep_state *s, const run_session *r) {
     const int same = sweep_group_holds_same(&s->world, params, bytes);
     free(params);
     if (!same) {
-        log_error("%s: the ranks of the run hold different weights after epoch %d: the epoch is "
-                  "not committed, and the sweep stops", r->run->name, t->epochs_done);
+        log_error("%s: the ranks of the run hold different weights %s: nothing is committed, "
+                  "and the sweep stops", r->run->name, moment);
         sweep_world_abort(&s->world, 1);
     }
 }
@@ -82,16 +84,51 @@ static void checkpoint_export(run_checkpoint *c, const trainer *t) {
     c->step = t->step;
     c->epochs_done = t->epochs_done;
     c->cpu_threads = be == &cpu_backend ? cpu_threads() : 0;
+    /* at the epoch's start: run_session_save_progress adds a part-way epoch's progress */
+    free(c->epoch_sums);
+    free(c->epoch_states);
+    c->epoch_sums = NULL;
+    c->epoch_states = NULL;
+    c->epoch_steps = c->epoch_ranks = 0;
+    memset(c->epoch_seconds, 0, sizeof c->epoch_seconds);
 }
 
+/* The epoch in progress as the checkpoint holds it: each rank its own sums, or, on another
+ * rank count than the one that stopped, the first rank all of them (the weights are the
+ * same either way; only the recorded training loss could differ in its last bits). The
+ * running statistics: see checkpoint_import. */
+static void epoch_progress_import(epoch_progress *p, const run_checkpoint *c, int rank, int ranks) {
+    memset(p, 0, sizeof *p);
+    if (c->epoch_steps == 0) return;
+    p->steps = c->epoch_steps;
+    for (int r = 0; r < c->epoch_ranks; r++) {
+        if (c->epoch_ranks == ranks ? r != rank : rank != 0) continue;
+        const double *row = c->epoch_sums + (size_t)r * EPOCH_SUMS;
+        p->loss_sum += row[EPOCH_SUM_LOSS];
+        p->correct += row[EPOCH_SUM_CORRECT];
+        p->seen += (int)row[EPOCH_SUM_SEEN];
+    }
+    p->train_s = c->epoch_seconds[EPOCH_SECONDS_TRAIN];
+    p->compute_s = c->epoch_seconds[EPOCH_SECONDS_COMPUTE];
+    p->allreduce_s = c->epoch_seconds[EPOCH_SECONDS_ALLREDUCE];
+    p->data_s = c->epoch_seconds[EPOCH_SECONDS_DATA];
+}
+
+/* The checkpoint into a rank's trainer. Part-way through an epoch each rank takes its own
+ * running statistics, as it had them; on another rank count, the first rank's. */
 static void checkpoint_import(trainer *t, const run_checkpoint *c) {
     const backend_ops *be = t->net.backend;
+    const int rank = t->comm.rank, ranks = t->comm.ranks > 1 ? t->comm.ranks : 1;
+    const float *state = c->epoch_steps > 0 && c->epoch_ranks == ranks
+                             ? c->epoch_states + (size_t)rank * c->state_count
+                             : c->state;
     be->upload(t->net.params, c->params, c->param_count * sizeof(float));
     be->upload(t->adam_m, c->adam_m, c->param_count * sizeof(float));
     be->upload(t->adam_v, c->adam_v, c->param_count * sizeof(float));
-    be->upload(t->net.state, c->state, c->state_count * sizeof(float));
+    be->upload(t->net.state, state, c->state_count * sizeof(float));
     t->step = c->step;
     t->epochs_done = c->epochs_done;
+    epoch_progress_import(&t->progress, c, rank, ranks);
 }
 
 static void print_epoch(const planned_run *run, int epochs, const epoch_record *r) {
@@ -183,9 +220,29 @@ static void run_session_resume(run_session *r, sweep_state *s) {
     sweep_group_broadcast(w, c->state, r->built.state_count * sizeof(float));
     sweep_group_broadcast(w, &c->step, sizeof c->step);
     sweep_group_broadcast(w, &c->epochs_done, sizeof c->epochs_done);
+    sweep_group_broadcast(w, &c->epoch_steps, sizeof c->epoch_steps);
+    sweep_group_broadcast(w, &c->epoch_ranks, sizeof c->epoch_ranks);
+    sweep_group_broadcast(w, c->epoch_seconds, sizeof c->epoch_seconds);
+    if (c->epoch_steps > 0) {
+        const size_t sum_bytes = (size_t)c->epoch_ranks * EPOCH_SUMS * sizeof(double);
+        const size_t state_bytes = (size_t)c->epoch_ranks * c->state_count * sizeof(float);
+        if (!r->leader) {
+            c->epoch_sums = bneck_malloc(sum_bytes);
+            c->epoch_states = bneck_malloc(state_bytes + 1);
+        }
+        sweep_group_broadcast(w, c->epoch_sums, sum_bytes);
+        sweep_group_broadcast(w, c->epoch_states, state_bytes);
+    }
     checkpoint_import(&r->trainer, c);
+    r->steps_in_file = c->epoch_steps;
     if (!r->leader) return;
-    printf("[%s] resuming after epoch %d from %s\n", r->run->name, r->trainer.epochs_done, r->path);
+    if (c->epoch_steps > 0)
+        printf("[%s] resuming after epoch %d, at step %d/%d of epoch %d, from %s\n", r->run->name,
+               r->trainer.epochs_done, c->epoch_steps, trainer_steps_per_epoch(&r->trainer),
+               r->trainer.epochs_done + 1, r->path);
+    else
+        printf("[%s] resuming after epoch %d from %s\n", r->run->name, r->trainer.epochs_done,
+               r->path);
     if (c->cpu_threads && s->backend == &cpu_backend && c->cpu_threads != cpu_threads())
         log_warn("%s continues on %d CPU thread(s) per rank where its epochs so far used %d: "
                  "its sums now run in another order, so its numbers will differ slightly "
@@ -193,25 +250,30 @@ static void run_session_resume(run_session *r, sweep_state *s) {
                  r->run->name, cpu_threads(), c->cpu_threads);
 }
 
-/* The leader's commit of an epoch: the run file rewritten whole (weights, optimizer state,
- * history) under a temporary name and renamed, then the epoch printed, so that a printed
- * epoch is always kept. */
-static void run_session_commit(run_session *r, sweep_state *s, const epoch_record *record,
-                               int diverged) {
-    r->history[r->epochs++] = *record;
+/* The leader's write of the run file, whole (weights, optimizer state, history), under a
+ * temporary name and renamed; the checkpoint already exported. */
+static void run_session_write(run_session *r, sweep_state *s, const char *status) {
     fill_row_identity(s, r->run, &r->row);
     run_row_summarise(&r->row, r->history, r->epochs);
-    snprintf(r->row.status, sizeof r->row.status, "%s",
-             diverged                     ? RUN_STATUS_DIVERGED
-             : r->epochs == s->cfg.epochs ? RUN_STATUS_COMPLETE
-                                          : RUN_STATUS_RUNNING);
-    checkpoint_export(&r->checkpoint, &r->trainer);
+    snprintf(r->row.status, sizeof r->row.status, "%s", status);
     bneck_error err;
     if (run_file_write(r->path, &r->row, r->history, r->epochs, &r->built, &r->checkpoint,
                        s->cfg.text, s->settings, &err)) {
         log_error("%s: cannot commit the run: %s", r->run->name, err.message);
         sweep_world_abort(&s->world, 1);
     }
+}
+
+/* The leader's commit of an epoch: the run file written, then the epoch printed, so that
+ * a printed epoch is always kept. */
+static void run_session_commit(run_session *r, sweep_state *s, const epoch_record *record,
+                               int diverged) {
+    r->history[r->epochs++] = *record;
+    checkpoint_export(&r->checkpoint, &r->trainer);
+    run_session_write(r, s,
+                      diverged                     ? RUN_STATUS_DIVERGED
+                      : r->epochs == s->cfg.epochs ? RUN_STATUS_COMPLETE
+                                                   : RUN_STATUS_RUNNING);
     print_epoch(r->run, s->cfg.epochs, record);
     if (diverged)
         log_error("%s diverged in epoch %d (training loss %g, validation loss %g): it stops "
@@ -226,8 +288,76 @@ static void run_session_commit(run_session *r, sweep_state *s, const epoch_recor
     }
 }
 
+static int first_not_finite(const float *values, size_t count) {
+    for (size_t i = 0; i < count; i++)
+        if (!isfinite(values[i])) return 1;
+    return 0;
+}
+
+/* The leader's checkpoint of the epoch so far: exported there, with every rank's sums and
+ * running statistics gathered into it. Collective in the group. */
+static void checkpoint_export_progress(run_session *r, sweep_state *s) {
+    trainer *t = &r->trainer;
+    const epoch_progress *p = &t->progress;
+    const int ranks = s->world.group_size;
+    const size_t state_count = t->net.model.state_count;
+    const double sums[EPOCH_SUMS] = {p->loss_sum, p->correct, p->seen};
+    float *state = bneck_malloc((state_count + 1) * sizeof(float));
+    t->net.backend->download(state, t->net.state, state_count * sizeof(float));
+    run_checkpoint *c = &r->checkpoint;
+    if (r->leader) {
+        checkpoint_export(c, t);
+        c->epoch_steps = p->steps;
+        c->epoch_ranks = ranks;
+        c->epoch_sums = bneck_malloc((size_t)ranks * sizeof sums);
+        c->epoch_states = bneck_malloc(((size_t)ranks * state_count + 1) * sizeof(float));
+        c->epoch_seconds[EPOCH_SECONDS_TRAIN] = p->train_s;
+        c->epoch_seconds[EPOCH_SECONDS_COMPUTE] = p->compute_s;
+        c->epoch_seconds[EPOCH_SECONDS_ALLREDUCE] = p->allreduce_s;
+        c->epoch_seconds[EPOCH_SECONDS_DATA] = p->data_s;
+    }
+    sweep_group_gather(&s->world, sums, c->epoch_sums, sizeof sums);
+    sweep_group_gather(&s->world, state, c->epoch_states, state_count * sizeof(float));
+    free(state);
+}
+
+/* A stop part-way through an epoch: its steps so far committed with the weights they made,
+ * so that the resumed run goes on from there instead of training them again (an epoch of
+ * pattern A on a CPU takes minutes). Nothing is written when no step was taken since the
+ * file was written, or when the numbers are no longer finite (the epoch is then trained
+ * again, and diverges on its own). Collective in the group; the session ends after it. */
+static void run_session_save_progress(run_session *r, sweep_state *s) {
+    const trainer *t = &r->trainer;
+    const epoch_progress *p = &t->progress;
+    const int epoch = t->epochs_done + 1;
+    if (p->steps == r->steps_in_file) return;
+    if (sweep_group_any(&s->world, !isfinite(p->loss_sum))) {
+        if (r->leader)
+            log_warn("%s: the %d steps of epoch %d so far are not committed: their training loss "
+                     "is no longer finite; the epoch is trained again on resume", r->run->name,
+                     p->steps, epoch);
+        return;
+    }
+    char moment[64];
+    snprintf(moment, sizeof moment, "at step %d of epoch %d", p->steps, epoch);
+    check_group_weights_agree(s, r, moment);
+    checkpoint_export_progress(r, s);
+    if (!r->leader) return;
+    if (first_not_finite(r->checkpoint.params, r->checkpoint.param_count)) {
+        log_warn("%s: the %d steps of epoch %d so far are not committed: some weights are no "
+                 "longer finite; the epoch is trained again on resume", r->run->name, p->steps,
+                 epoch);
+        return;
+    }
+    run_session_write(r, s, RUN_STATUS_RUNNING);
+    printf("[%s] stopped at step %d/%d of epoch %d: committed to %s, where it resumes\n",
+           r->run->name, p->steps, trainer_steps_per_epoch(t), epoch, r->path);
+    fflush(stdout);
+}
+
 /* Epochs until the run is done or diverges, or a stop: this rank's signal (within the
- * epoch) or another group's (after this epoch, once committed). Returns 1 when stopped. */
+ * epoch: its steps so far are committed) or another group's (after this epoch, once
+ * committed). Returns 1 when stopped. */
 static int run_session_train(run_session *r, sweep_state *s) {
     sweep_world *w = &s->world;
     trainer *t = &r->trainer;
@@ -235,9 +365,15 @@ static int run_session_train(run_session *r, sweep_state *s) {
     while (t->epochs_done < s->cfg.epochs && !diverged) {
         if (r->leader) sweep_board_post(w, r->index, t->epochs_done);
         epoch_record record;
-        if (trainer_run_epoch(t, &record)) return 1;
+        if (trainer_run_epoch(t, &record)) {
+            run_session_save_progress(r, s);
+            return 1;
+        }
+        r->steps_in_file = 0; /* once committed below */
         diverged = sweep_group_any(w, epoch_record_diverged(&record));
-        if (!diverged) check_group_weights_agree(s, r);
+        char moment[32];
+        snprintf(moment, sizeof moment, "after epoch %d", t->epochs_done);
+        if (!diverged) check_group_weights_agree(s, r, moment);
         const int others_stopped = sweep_group_any(w, r->leader && sweep_board_stop_posted(w));
         if (r->leader) run_session_commit(r, s, &record, diverged);
         if (others_stopped && !diverged && t->epochs_done < s->cfg.epochs) return 1;

@@ -398,8 +398,9 @@ static int sweep_conclude(sweep_state *s, int stopped, int *merge_failed) {
     if (stopped && complete + diverged == s->plan.count) {
         log_info("sweep: the stop signal came after the last run: nothing is left to resume");
     } else if (stopped) {
-        log_info("sweep: stopped by a signal after committing every finished epoch; run the "
-                 "same command again%s to resume (exit status %d)",
+        log_info("sweep: stopped by a signal after committing every finished epoch and the "
+                 "steps of each epoch in progress; run the same command again%s to resume (exit "
+                 "status %d)",
                  s->options.restart ? " without --restart" : "", BNECK_EXIT_STOPPED);
         status = BNECK_EXIT_STOPPED;
     }

@@ -248,28 +248,20 @@ int epoch_record_diverged(const epoch_record *record) {
     return !isfinite(record->train_loss) || !isfinite(record->val_loss);
 }
 
-/* The running sums of an epoch's training steps on this rank. */
-typedef struct epoch_totals {
-    double loss_sum, correct;
-    int seen;
-} epoch_totals;
-
-/* Whether the run stops at this step: asked of the stop hook, agreed by every rank. */
-static int stop_agreed(trainer *t) {
+/* Whether the run stops at this step: asked of the stop hook, agreed by every rank. The
+ * device's totals of the recorded steps are taken then, since the epoch's progress must
+ * hold every step so far. */
+static int stop_agreed(trainer *t, epoch_progress *progress) {
     if (!t->stop_requested) return 0;
     int stop = t->stop_requested();
     if (ranks_of(t) > 1) stop = t->comm.any_rank(t->comm.context, stop);
-    if (stop) {
-        /* the abandoned epoch's device totals must not open the next one */
-        epoch_totals abandoned = {0};
-        take_recorded_totals(t, &abandoned.loss_sum, &abandoned.correct);
-    }
+    if (stop) take_recorded_totals(t, &progress->loss_sum, &progress->correct);
     return stop;
 }
 
 /* Forward, loss and backward of this rank's local images (replayed as a recorded step
  * where the backend has one); a rank without images this step contributes zeros. */
-static void compute_gradients(trainer *t, int local, int global, epoch_totals *totals) {
+static void compute_gradients(trainer *t, int local, int global, epoch_progress *progress) {
     network *net = &t->net;
     const backend_ops *be = net->backend;
     t->next_bucket = 0;
@@ -289,10 +281,10 @@ static void compute_gradients(trainer *t, int local, int global, epoch_totals *t
             network_forward(net, local, 1, bn_eps, bn_momentum);
             const float loss = network_loss(net, labels, grad_scale, local, &correct);
             network_backward(net, local);
-            totals->loss_sum += (double)loss * local;
-            totals->correct += correct;
+            progress->loss_sum += (double)loss * local;
+            progress->correct += correct;
         }
-        totals->seen += local;
+        progress->seen += local;
     } else {
         be->zero(net->grads, net->model.param_count * sizeof(float));
     }
@@ -326,9 +318,8 @@ static void update_weights(trainer *t, double lr) {
 }
 
 /* One training step on this rank's contiguous share of global batch `step`; the time of
- * each part goes to the record. */
-static void train_step(trainer *t, int step, double lr, epoch_record *record,
-                       epoch_totals *totals) {
+ * each part goes to the progress. */
+static void train_step(trainer *t, int step, double lr, epoch_progress *progress) {
     const dataset *d = t->train_set;
     const int batch = t->cfg->batch, ranks = ranks_of(t), rank = t->comm.rank;
     const int begin = step * batch;
@@ -339,49 +330,62 @@ static void train_step(trainer *t, int step, double lr, epoch_record *record,
     const double t0 = timer_now();
     if (local > 0) load_batch(t, d, t->order + first, local, t->epochs_done, t->cfg->augment);
     const double t1 = timer_now();
-    compute_gradients(t, local, global, totals);
+    compute_gradients(t, local, global, progress);
     const double t2 = timer_now();
     sum_gradients(t);
     const double t3 = timer_now();
     update_weights(t, lr);
     t->net.backend->synchronize();
-    record->data_s += t1 - t0;
-    record->compute_s += (t2 - t1) + (timer_now() - t3);
-    record->allreduce_s += t3 - t2;
+    progress->data_s += t1 - t0;
+    progress->compute_s += (t2 - t1) + (timer_now() - t3);
+    progress->allreduce_s += t3 - t2;
+}
+
+int trainer_steps_per_epoch(const trainer *t) {
+    return (t->train_set->count + t->cfg->batch - 1) / t->cfg->batch;
 }
 
 int trainer_run_epoch(trainer *t, epoch_record *record) {
     const dataset *d = t->train_set;
     const int epoch = t->epochs_done; /* 0-based */
     const double lr = trainer_learning_rate(t->cfg, epoch);
-    const int steps = (d->count + t->cfg->batch - 1) / t->cfg->batch;
+    const int steps = trainer_steps_per_epoch(t);
 
     memset(record, 0, sizeof *record);
     record->epoch = epoch + 1;
     record->lr = lr;
     shuffle_indices(t->order, d->count, t->cfg->seed, epoch);
 
-    epoch_totals totals = {0};
-    const double started = timer_now();
-    for (int step = 0; step < steps; step++) {
-        if (stop_agreed(t)) return 1;
-        train_step(t, step, lr, record, &totals);
-        if (progress_due(t, step + 1, steps)) {
-            take_recorded_totals(t, &totals.loss_sum, &totals.correct);
-            print_progress(t, epoch + 1, step + 1, steps, totals.loss_sum, totals.correct,
-                           totals.seen > 0 ? totals.seen : 1, started);
+    /* from where a stop left the epoch (nothing at its start) */
+    epoch_progress *progress = &t->progress;
+    const double started = timer_now() - progress->train_s;
+    while (progress->steps < steps) {
+        if (stop_agreed(t, progress)) {
+            progress->train_s = timer_now() - started;
+            return 1;
+        }
+        train_step(t, progress->steps, lr, progress);
+        progress->steps++;
+        if (progress_due(t, progress->steps, steps)) {
+            take_recorded_totals(t, &progress->loss_sum, &progress->correct);
+            print_progress(t, epoch + 1, progress->steps, steps, progress->loss_sum,
+                           progress->correct, progress->seen > 0 ? progress->seen : 1, started);
         }
     }
     record->epoch_s = timer_now() - started;
-    take_recorded_totals(t, &totals.loss_sum, &totals.correct);
+    take_recorded_totals(t, &progress->loss_sum, &progress->correct);
+    record->data_s = progress->data_s;
+    record->compute_s = progress->compute_s;
+    record->allreduce_s = progress->allreduce_s;
 
-    double sums[3] = {totals.loss_sum, totals.correct, (double)totals.seen};
+    double sums[3] = {progress->loss_sum, progress->correct, (double)progress->seen};
     if (ranks_of(t) > 1) t->comm.allreduce_sum_double(t->comm.context, sums, 3);
     /* the cross-entropy alone, like val_loss and the progress lines (Keras would add its
      * L2 penalty to both losses; PyTorch's weight decay is in neither) */
     record->train_loss = sums[0] / sums[2];
     record->train_acc = sums[1] / sums[2];
     record->images_per_s = sums[2] / record->epoch_s;
+    memset(progress, 0, sizeof *progress);
 
     const double eval_started = timer_now();
     average_running_statistics(t);

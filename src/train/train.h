@@ -3,7 +3,8 @@
  * A run may be data parallel over the ranks of a group: each rank takes its share of the
  * global batch and the gradients are summed through the comm hooks, so every rank keeps
  * identical weights. Everything the run needs to continue is in the trainer (parameters,
- * running statistics, Adam moments, step and epoch counts), so a checkpoint is a copy. */
+ * running statistics, Adam moments, step and epoch counts, how far the epoch in progress
+ * got), so a checkpoint is a copy. */
 #ifndef BNECK_TRAIN_TRAIN_H
 #define BNECK_TRAIN_TRAIN_H
 
@@ -23,6 +24,18 @@ typedef struct epoch_record {
     double images_per_s;   /* training images per second over the whole group */
     double compute_s, allreduce_s, data_s, eval_s; /* where the time went (this rank) */
 } epoch_record;
+
+/* How far this rank got in the epoch in progress: nothing at an epoch's start; after a
+ * stop part-way (trainer_run_epoch returned 1), the global batches already trained and
+ * this rank's sums and times over them. The next trainer_run_epoch goes on from there, so
+ * an epoch stopped and continued (after a checkpoint, even in another process) trains
+ * the same weights and records the same numbers as one never stopped. */
+typedef struct epoch_progress {
+    int steps;                /* of the epoch's global batches, taken in order */
+    double loss_sum, correct; /* this rank's training cross-entropy sum and hits */
+    int seen;                 /* this rank's images among them */
+    double train_s, compute_s, allreduce_s, data_s; /* as in epoch_record, so far */
+} epoch_progress;
 
 /* How the ranks of one run talk. With ranks == 1 the functions are never called. */
 typedef struct train_comm {
@@ -77,6 +90,7 @@ typedef struct trainer {
     float *adam_m, *adam_v; /* backend memory, param_count each */
     long step;              /* Adam steps taken */
     int epochs_done;
+    epoch_progress progress; /* within epoch epochs_done + 1 */
     int max_local_batch;
     int *order;             /* this epoch's permutation of the training images */
     float *host_batch;      /* the assembled batch before it is uploaded */
@@ -115,11 +129,14 @@ void trainer_plan_gradient_parts(trainer *t, size_t part_floats);
 /* The learning rate of 0-based epoch `epoch` of cfg->epochs. */
 double trainer_learning_rate(const config *cfg, int epoch);
 
-/* Trains epoch t->epochs_done + 1, evaluates, fills the record, and counts the epoch.
- * Returns 0, or 1 when every rank agreed to stop at a step boundary: the epoch is then
- * abandoned (not counted) and the trainer must not be used further, since its weights
- * are part-way through the epoch; the last checkpoint stands. */
+/* Trains epoch t->epochs_done + 1 (from t->progress on), evaluates, fills the record,
+ * and counts the epoch. Returns 0, or 1 when every rank agreed to stop at a step boundary:
+ * the epoch is then not counted, t->progress says how far it got, and the trainer can be
+ * checkpointed there or asked again to finish the epoch. */
 int trainer_run_epoch(trainer *t, epoch_record *record);
+
+/* The number of global batches in one epoch. */
+int trainer_steps_per_epoch(const trainer *t);
 
 /* Whether the epoch's training or validation loss is not finite: the weights have
  * diverged (a learning rate too high for the model, say), and more epochs cannot mend
