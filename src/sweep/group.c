@@ -12,9 +12,9 @@
 #ifdef BNECK_HAVE_MPI
 #include <mpi.h>
 
-/* Board layout in rank 0's window: [0] next ticket, [1] runs done, then per group
- * (run index + 1, epoch). */
-enum { BOARD_TICKET = 0, BOARD_DONE = 1, BOARD_STOP = 2, BOARD_GROUPS = 3 };
+/* Board layout in rank 0's window: [0] next ticket, [1] runs done, [2] stop posted, [3]
+ * work trained in this session, then per group (run index + 1, epoch). */
+enum { BOARD_TICKET = 0, BOARD_DONE = 1, BOARD_STOP = 2, BOARD_TRAINED = 3, BOARD_GROUPS = 4 };
 
 typedef struct mpi_parts {
     MPI_Comm group_comm;
@@ -130,6 +130,8 @@ long sweep_count_done(sweep_world *w) { return (long)board_fetch_add(w, BOARD_DO
 long sweep_runs_done(sweep_world *w) { return (long)board_fetch_add(w, BOARD_DONE, 0); }
 
 void sweep_board_post_stop(sweep_world *w) { board_fetch_add(w, BOARD_STOP, 1); }
+void sweep_board_add_trained(sweep_world *w, int64_t work) { board_fetch_add(w, BOARD_TRAINED, work); }
+int64_t sweep_board_trained(sweep_world *w) { return board_fetch_add(w, BOARD_TRAINED, 0); }
 
 void sweep_world_wait_all(sweep_world *w, int (*poll)(void *context), void *context,
                           int *stopped) {
@@ -286,6 +288,7 @@ const char *sweep_mpi_version(void) {
 typedef struct single_parts {
     long ticket, done;
     int run_index, epoch;
+    int64_t trained;
 } single_parts;
 
 void sweep_world_init(sweep_world *w, int *argc, char ***argv) {
@@ -329,6 +332,8 @@ void sweep_board_read(sweep_world *w, int *run_index, int *epoch, long *done, lo
     *next_ticket = p->ticket;
 }
 void sweep_board_post_stop(sweep_world *w) { (void)w; } /* one process: nobody else to tell */
+void sweep_board_add_trained(sweep_world *w, int64_t work) { ((single_parts *)w->impl)->trained += work; }
+int64_t sweep_board_trained(sweep_world *w) { return ((single_parts *)w->impl)->trained; }
 void sweep_world_wait_all(sweep_world *w, int (*poll)(void *context), void *context,
                           int *stopped) {
     (void)w, (void)poll, (void)context, (void)stopped; /* nobody else to wait for */

@@ -36,6 +36,11 @@ long sweep_count_done(sweep_world *w);
 /* The board's count of finished runs (meaningful on rank 0), without changing it. */
 long sweep_runs_done(sweep_world *w);
 void sweep_board_post(sweep_world *w, int run_index, int epoch);
+/* The work trained in this session over every group (pseudo-FLOPs per image x epochs,
+ * the part of an epoch a session trained counted as its share of the steps): added to
+ * by each group's leader after each epoch, read by rank 0 for the time left. */
+void sweep_board_add_trained(sweep_world *w, int64_t work);
+int64_t sweep_board_trained(sweep_world *w);
 /* A stop signal reaches the ranks it is sent to; the group that got it stops at once and
  * posts the stop on the board, and every other group stops after its epoch in progress
  * when it reads it there. */

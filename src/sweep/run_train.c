@@ -361,6 +361,7 @@ static void run_session_save_progress(run_session *r, sweep_state *s) {
 static int run_session_train(run_session *r, sweep_state *s) {
     sweep_world *w = &s->world;
     trainer *t = &r->trainer;
+    const int64_t steps = trainer_steps_per_epoch(t);
     int diverged = 0;
     while (t->epochs_done < s->cfg.epochs && !diverged) {
         if (r->leader) sweep_board_post(w, r->index, t->epochs_done);
@@ -369,6 +370,9 @@ static int run_session_train(run_session *r, sweep_state *s) {
             run_session_save_progress(r, s);
             return 1;
         }
+        /* this session's share of the epoch, for the sweep's time left */
+        if (r->leader)
+            sweep_board_add_trained(w, r->run->pseudo_flops * (steps - r->steps_in_file) / steps);
         r->steps_in_file = 0; /* once committed below */
         diverged = sweep_group_any(w, epoch_record_diverged(&record));
         char moment[32];

@@ -104,14 +104,15 @@ void sweep_print_progress(sweep_state *s) {
     int *epoch = bneck_malloc((size_t)groups * sizeof(int));
     long done = 0, next_ticket = 0;
     sweep_board_read(&s->world, run_index, epoch, &done, &next_ticket);
-    /* Work left, in epoch-FLOPs: runs not handed out yet plus the unfinished epochs of
-     * those in progress; the rate comes from this session's elapsed time. */
+    /* Work left, in epoch-FLOPs: runs not handed out yet (some may be kept whole from an
+     * earlier session) plus the unfinished epochs of those in progress; the rate is the
+     * work trained in this session over its elapsed time (a resumed sweep's earlier work
+     * took none of it). */
     const double per_run = (double)s->cfg.epochs;
-    double left = 0.0, total = 0.0;
-    for (int i = 0; i < s->plan.count; i++) {
-        total += per_run * (double)s->plan.runs[i].pseudo_flops;
-        if (i >= next_ticket) left += per_run * (double)s->plan.runs[i].pseudo_flops;
-    }
+    double left = 0.0;
+    for (int i = next_ticket; i < s->plan.count; i++)
+        left += per_run * (double)s->plan.runs[i].pseudo_flops;
+    const double trained = (double)sweep_board_trained(&s->world);
     char line[2048];
     int used = snprintf(line, sizeof line, "sweep: %ld/%d runs done", done, s->plan.count);
     for (int g = 0; g < groups && used < (int)sizeof line - 64; g++) {
@@ -123,7 +124,7 @@ void sweep_print_progress(sweep_state *s) {
     const double elapsed = timer_now() - s->started;
     char elapsed_text[32], left_text[32] = "?";
     format_duration(elapsed, elapsed_text, sizeof elapsed_text);
-    if (total > left && left >= 0) format_duration(elapsed * left / (total - left), left_text, sizeof left_text);
+    if (trained > 0 && left >= 0) format_duration(elapsed * left / trained, left_text, sizeof left_text);
     log_info("%s; elapsed %s, about %s left", line, elapsed_text, left_text);
     free(run_index);
     free(epoch);
