@@ -7,8 +7,8 @@
  * Also here: the GPU batch assembly against augment_batch (bit for bit), the device-side
  * loss, TF32 and bf16 reaching both cuDNN and cuBLAS, every convolution path in every
  * precision, a whole training step of patterns A and E against the CPU in fp32, TF32 and
- * bf16, CUDA graphs of backend ops and of a whole training step, and a one-rank NCCL
- * group.
+ * bf16, CUDA graphs of backend ops and of a whole training step, an epoch stopped part-way
+ * and finished by a fresh trainer, and a one-rank NCCL group.
  *
  * Without a usable GPU every test that needs one is skipped with the CUDA runtime's own
  * message (never a vacuous pass); the probe, versions, math-name and NCCL argument tests
@@ -1467,6 +1467,109 @@ Test(gpu_ops, trainer_with_step_graphs_trains_like_op_by_op, .timeout = 300) {
     cuda_backend_set_deterministic(0);
     cuda_backend_set_conv_engine(CUDA_CONV_AUTO);
     free(plain), free(graphed);
+}
+
+/* A GPU trainer of pattern E as the sweep runs one: data in GPU memory, steps replayed as
+ * CUDA graphs (whose loss and hits stay on the device until taken). */
+typedef struct gpu_run {
+    trainer t;
+    device_data *data;
+    step_graph *graphs;
+} gpu_run;
+
+static void gpu_run_start(gpu_run *r, const config *cfg, const dataset *train_set,
+                          const dataset *val_set) {
+    const model_spec spec = {3, 4, 1, POOL_BRANCH_KERAS, MODEL_LAYERS_GROUPED};
+    cr_assert_eq(trainer_create(&r->t, cfg, &spec, train_set, val_set, &cuda_backend, NULL, NULL), 0);
+    char message[512];
+    r->data = device_data_attach(&r->t, message, sizeof message);
+    cr_assert_not_null(r->data, "device_data_attach: %s", message);
+    r->graphs = step_graph_attach(&r->t, STEP_GRAPH_ON);
+    cr_assert_not_null(r->graphs);
+}
+
+static void gpu_run_end(gpu_run *r) {
+    step_graph_release(r->graphs);
+    device_data_release(r->data);
+    trainer_destroy(&r->t);
+}
+
+static int stop_calls, stop_at_call;
+static int stop_at_chosen_call(void) { return ++stop_calls == stop_at_call; }
+
+/* An epoch stopped part-way on the GPU (some of its steps replayed from graphs), its state
+ * carried to a fresh trainer through host memory as a checkpoint carries it, and finished
+ * there: the same weights, bit for bit, and the same record as an epoch never stopped
+ * (deterministic GEMM convolutions; the loss sum, kept in double on the device, may differ
+ * in its last bits: it is taken in two parts). */
+Test(gpu_ops, an_epoch_stopped_part_way_finishes_in_a_fresh_trainer_as_if_never_stopped,
+     .timeout = 300) {
+    use_gpu();
+    cuda_backend_set_deterministic(1);
+    cuda_backend_set_conv_engine(CUDA_CONV_GEMM);
+    static config cfg;
+    config_defaults(&cfg);
+    cfg.epochs = 2;
+    cfg.batch = 32;
+    cfg.val_batch = 32;
+    cfg.augment = 1;
+    cfg.seed = 9;
+    dataset train_set = banded_images(250, 3), val_set = banded_images(64, 4); /* 8 steps */
+    static gpu_run whole, stopped, fresh;
+    epoch_record whole_records[2], first, none, finished;
+    gpu_run_start(&whole, &cfg, &train_set, &val_set);
+    for (int e = 0; e < 2; e++) cr_assert_eq(trainer_run_epoch(&whole.t, &whole_records[e]), 0);
+    const size_t params = whole.t.net.model.param_count, states = whole.t.net.model.state_count;
+    float *after_whole = host_floats(params), *after_fresh = host_floats(params);
+    cuda_backend.download(after_whole, whole.t.net.params, params * sizeof(float));
+    const long whole_steps = whole.t.step;
+    gpu_run_end(&whole); /* one trainer at a time, as in the sweep */
+
+    gpu_run_start(&stopped, &cfg, &train_set, &val_set);
+    cr_assert_eq(trainer_run_epoch(&stopped.t, &first), 0);
+    stopped.t.stop_requested = stop_at_chosen_call;
+    stop_calls = 0;
+    stop_at_call = 6; /* 5 steps, most of them replays */
+    cr_assert_eq(trainer_run_epoch(&stopped.t, &none), 1);
+    cr_expect_eq(stopped.t.progress.steps, 5);
+    cr_expect_eq(stopped.t.progress.seen, 160);
+    cr_expect(stopped.t.progress.loss_sum > 0.0, "the replayed steps' loss is taken at the stop");
+    float *host[4] = {host_floats(params), host_floats(params), host_floats(params),
+                      host_floats(states)};
+    float *const devices[4] = {stopped.t.net.params, stopped.t.adam_m, stopped.t.adam_v,
+                               stopped.t.net.state};
+    const size_t counts[4] = {params, params, params, states};
+    for (int b = 0; b < 4; b++) cuda_backend.download(host[b], devices[b], counts[b] * sizeof(float));
+    const long step = stopped.t.step;
+    const epoch_progress progress = stopped.t.progress;
+    gpu_run_end(&stopped);
+
+    gpu_run_start(&fresh, &cfg, &train_set, &val_set);
+    float *const fresh_devices[4] = {fresh.t.net.params, fresh.t.adam_m, fresh.t.adam_v,
+                                     fresh.t.net.state};
+    for (int b = 0; b < 4; b++) cuda_backend.upload(fresh_devices[b], host[b], counts[b] * sizeof(float));
+    fresh.t.step = step;
+    fresh.t.epochs_done = 1;
+    fresh.t.progress = progress;
+    cr_assert_eq(trainer_run_epoch(&fresh.t, &finished), 0);
+    cr_expect_eq(fresh.t.step, whole_steps, "Adam steps");
+    cuda_backend.download(after_fresh, fresh.t.net.params, params * sizeof(float));
+    size_t differing = 0;
+    for (size_t i = 0; i < params; i++) differing += after_whole[i] != after_fresh[i];
+    cr_expect_eq(differing, 0, "%zu of %zu weights differ", differing, params);
+    const epoch_record *want = &whole_records[1];
+    cr_expect_float_eq(finished.train_loss, want->train_loss, 1e-12 * want->train_loss,
+                       "train_loss %.17g, never stopped %.17g", finished.train_loss, want->train_loss);
+    cr_expect_eq(finished.train_acc, want->train_acc);
+    cr_expect_eq(finished.val_loss, want->val_loss);
+    cr_expect_eq(finished.val_acc, want->val_acc);
+    gpu_run_end(&fresh);
+    for (int b = 0; b < 4; b++) free(host[b]);
+    free(after_whole), free(after_fresh);
+    dataset_free(&train_set);
+    dataset_free(&val_set);
+    cuda_backend_set_deterministic(0);
+    cuda_backend_set_conv_engine(CUDA_CONV_AUTO);
 }
 
 #else /* built without the CUDA backend */
