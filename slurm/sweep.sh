@@ -13,10 +13,11 @@
 #SBATCH --open-mode=append
 # Before the time limit, Slurm signals the batch shell (USR2), which forwards the signal
 # to the ranks: they stop at a step boundary, commit every finished epoch and the steps
-# of the one in progress, exit with status 3, and this script requeues the job; the requeued job resumes the sweep. On TERM
-# (scancel, or preemption) the ranks stop the same way but the job is not requeued: a
-# cancelled job stays cancelled (a cluster that requeues preempted jobs does so itself),
-# and sbatch with the same arguments resumes the sweep later.
+# of the one in progress, exit with status 3, and this script requeues the job; the
+# requeued job resumes the sweep. On TERM (scancel, or preemption) the ranks stop the same
+# way but the job is not requeued: a cancelled job stays cancelled (a cluster that
+# requeues preempted jobs does so itself), and sbatch with the same arguments resumes the
+# sweep later.
 # USR2 because older NCCL versions used USR1 for themselves.
 #SBATCH --signal=B:USR2@600
 #SBATCH --requeue

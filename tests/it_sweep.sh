@@ -198,6 +198,7 @@ part_rc=0
 stop_part_way "$work/part1.log" "epoch 2: step 3/16" "$sweep" "$work/tiny.ini" "${part_options[@]}" run.output="$work/part_stopped" || part_rc=$?
 part_steps=$(sed -n 's|^\[E-r0\] stopped at step \([0-9]*\)/16 of epoch 2: committed to .*/part_stopped/runs/E-r0.h5, where it resumes$|\1|p' "$work/part1.log")
 "$sweep" "$work/tiny.ini" "${part_options[@]}" run.output="$work/part_stopped" --dry-run > "$work/part_dry.log" 2>&1 || true
+cp "$work/part_stopped/runs/E-r0.h5" "$work/part_stopped_copy.h5"
 "$sweep" "$work/tiny.ini" "${part_options[@]}" run.output="$work/part_stopped" > "$work/part2.log" 2>&1 || { cat "$work/part2.log"; bad "resume part-way through an epoch"; }
 if [ "$part_rc" -eq 3 ] && [ -n "$part_steps" ] && [ "$part_steps" -ge 3 ] && [ "$part_steps" -lt 16 ] &&
   grep -qE "^E-r0 .* resumes after 1/2 \+ $part_steps steps " "$work/part_dry.log" &&
@@ -205,6 +206,28 @@ if [ "$part_rc" -eq 3 ] && [ -n "$part_steps" ] && [ "$part_steps" -ge 3 ] && [ 
   ! grep -q "epoch 2: step [1-$((part_steps < 10 ? part_steps : 9))]/16 " "$work/part2.log"; then
   ok "a stop at step $part_steps/16 of epoch 2 commits the steps; --dry-run and the resume go on from there"
 else cat "$work/part1.log" "$work/part_dry.log" "$work/part2.log"; bad "stop part-way through an epoch (exit $part_rc, step '${part_steps}')"; fi
+
+# A part-way checkpoint that does not fit the epoch (a step past its end, sums that count
+# other images than its steps hold: damage) is moved aside, and the run starts over.
+cp -r "$work/part_stopped" "$work/part_bad_step" # (already resumed: made part-way again below)
+cp "$work/part_stopped_copy.h5" "$work/part_bad_step/runs/E-r0.h5"
+cp -r "$work/part_bad_step" "$work/part_bad_sums"
+/usr/bin/python3 - "$work" <<'PY'
+import sys, h5py, numpy as np
+work = sys.argv[1]
+with h5py.File(f"{work}/part_bad_step/runs/E-r0.h5", "r+") as f:
+    f["checkpoint"].attrs.modify("epoch_steps", np.int64(16))
+with h5py.File(f"{work}/part_bad_sums/runs/E-r0.h5", "r+") as f:
+    sums = f["checkpoint/epoch_sums"][()]
+    sums[0, 2] += 64
+    f["checkpoint/epoch_sums"][...] = sums
+PY
+stop_part_way "$work/part_bad_step.log" "moved it to" "$sweep" "$work/tiny.ini" "${part_options[@]}" run.output="$work/part_bad_step" || true
+stop_part_way "$work/part_bad_sums.log" "moved it to" "$sweep" "$work/tiny.ini" "${part_options[@]}" run.output="$work/part_bad_sums" || true
+if grep -q "E-r0.h5: its checkpoint is at step 16 of epoch 2, which has 16 steps; moved it to .*E-r0.h5.unreadable-" "$work/part_bad_step.log" &&
+  grep -q "E-r0.h5: its checkpoint's sums count $((part_steps * 64 + 64)) images in the $part_steps steps of epoch 2 taken, which hold $((part_steps * 64)); moved it to" "$work/part_bad_sums.log"; then
+  ok "a part-way checkpoint past its epoch's end, or counting other images, is moved aside"
+else cat "$work/part_bad_step.log" "$work/part_bad_sums.log"; bad "a damaged part-way checkpoint"; fi
 
 mpirun_n 2 "$sweep" "$work/tiny.ini" "${part_options[@]}" sweep.ranks_per_run=2 run.output="$work/part_pair_whole" > "$work/part_pair_whole.log" 2>&1 || { cat "$work/part_pair_whole.log"; bad "uninterrupted group of two"; }
 part_rc=0

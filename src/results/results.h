@@ -5,7 +5,9 @@
  * variable-length UTF-8 strings.
  *
  * Run file  (OUTPUT/runs/<pattern>-r<repeat>.h5):
- *   attributes   format = "bneck-run-1", status = "running" | "complete" | "diverged",
+ *   attributes   format = "bneck-run-1" ("bneck-run-2" while its checkpoint is part-way
+ *                through an epoch: builds that cannot resume one refuse it), status =
+ *                "running" | "complete" | "diverged",
  *                config (text), settings (the results-defining part, run_file_settings),
  *                git_commit, created, and every run_info field
  *   /history     compound table, one row per finished epoch (epoch_row)

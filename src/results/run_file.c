@@ -10,7 +10,10 @@
 #include "results/results.h"
 
 
-static const char run_format[] = "bneck-run-1";
+/* A run file's format: 1 with a checkpoint at an epoch's end; 2 with one part-way through
+ * an epoch, which builds from before epoch_steps (readers of format 1 only) must refuse
+ * rather than take for an epoch's end and train the epoch's first steps twice. */
+static const char run_format[] = "bneck-run-1", run_format_part_way[] = "bneck-run-2";
 
 const char *results_hdf5_version(void) {
     static char text[32];
@@ -130,8 +133,8 @@ static int64_t param_layout_of(const model *m) {
                                                        : PARAM_LAYOUT_GROUPED;
 }
 
-/* The ranks whose sums a checkpoint may hold: far beyond any group, small enough that a
- * damaged attribute cannot ask for a huge allocation. */
+/* The ranks whose sums a checkpoint may hold: far beyond any group. (The datasets' shapes
+ * are checked against it before anything is allocated.) */
 enum { EPOCH_RANKS_MAX = 1 << 20 };
 
 /* How far the epoch after the checkpoint's got: nothing to write at an epoch's end. */
@@ -207,7 +210,8 @@ int run_file_write(const char *path, const run_row *row, const epoch_record *his
     hid_t file = h5_create_temporary(&site, temporary, sizeof temporary);
     if (file < 0) goto fail;
     h5_timestamp(created, sizeof created);
-    if (h5_write_text_attribute(&site, file, "format", run_format) ||
+    if (h5_write_text_attribute(&site, file, "format",
+                                checkpoint->epoch_steps > 0 ? run_format_part_way : run_format) ||
         h5_write_fields_as_attributes(&site, file, &h5_run_row_table, row) ||
         h5_write_text_attribute(&site, file, "config", config_text) ||
         (settings_text && h5_write_text_attribute(&site, file, "settings", settings_text)) ||
@@ -249,15 +253,18 @@ static hid_t open_results_file(const h5_site *site) {
     return h5_open_readonly(site);
 }
 
-static int check_format(const h5_site *site, hid_t file, const char *expected, const char *what) {
+/* The file's format attribute must be `expected` or, when not NULL, `also`. */
+static int check_format(const h5_site *site, hid_t file, const char *expected, const char *also,
+                        const char *what) {
     htri_t has_format = H5Aexists(file, "format");
     if (has_format <= 0)
         return bneck_error_set(site->err, "%s: not a %s (no 'format' attribute)", site->path, what);
     char format[64];
     if (h5_read_text_attribute(site, file, "format", format, sizeof format)) return -1;
-    if (strcmp(format, expected))
-        return bneck_error_set(site->err, "%s: not a %s (format \"%s\", expected \"%s\")",
-                               site->path, what, format, expected);
+    if (strcmp(format, expected) && (!also || strcmp(format, also)))
+        return bneck_error_set(site->err, "%s: not a %s (format \"%s\", expected \"%s\"%s%s%s)",
+                               site->path, what, format, expected, also ? " or \"" : "",
+                               also ? also : "", also ? "\"" : "");
     return 0;
 }
 
@@ -330,14 +337,15 @@ fail:
 }
 
 /* A count that must be finite and at least 0; its name goes in the error. */
-static int check_sum(const h5_site *site, const char *name, int row, double value) {
+static int check_not_negative(const h5_site *site, const char *name, int row, double value) {
     if (isfinite(value) && value >= 0) return 0;
-    return bneck_error_set(site->err, "%s: /checkpoint/%s[%d] is %g: expected a finite sum, at "
+    return bneck_error_set(site->err, "%s: /checkpoint/%s[%d] is %g: expected a finite number, at "
                            "least 0", site->path, name, row, value);
 }
 
 /* How far the epoch after the checkpoint's got (files from before epoch_steps were all
- * written at an epoch's end). c's sums are read when c has its buffers. */
+ * written at an epoch's end); its sums, times and statistics read into c (allocated here)
+ * with read_values, only checked for their shapes without. */
 static int read_epoch_progress(const h5_site *site, hid_t group, run_checkpoint *c,
                                int read_values) {
     int64_t steps = 0, ranks = 0;
@@ -356,23 +364,25 @@ static int read_epoch_progress(const h5_site *site, hid_t group, run_checkpoint 
     c->epoch_ranks = (int)ranks;
     const hsize_t sums[2] = {(hsize_t)ranks, EPOCH_SUMS}, seconds[1] = {EPOCH_SECONDS};
     const hsize_t states[2] = {(hsize_t)ranks, c->state_count};
-    if (read_values) {
-        c->epoch_sums = bneck_malloc((size_t)ranks * EPOCH_SUMS * sizeof(double));
-        c->epoch_states = bneck_malloc(((size_t)ranks * c->state_count + 1) * sizeof(float));
-    }
-    if (h5_read_doubles(site, group, "/checkpoint/epoch_sums", c->epoch_sums, 2, sums,
+    /* the shapes first, so that a damaged epoch_ranks is refused before any allocation */
+    if (h5_read_doubles(site, group, "/checkpoint/epoch_sums", NULL, 2, sums,
                         "(epoch_ranks rows of loss sum, correct, seen)") ||
-        h5_read_doubles(site, group, "/checkpoint/epoch_seconds",
-                        read_values ? c->epoch_seconds : NULL, 1, seconds,
+        h5_read_doubles(site, group, "/checkpoint/epoch_seconds", NULL, 1, seconds,
                         "(train, compute, allreduce, data)") ||
-        h5_read_floats(site, group, "/checkpoint/epoch_states", c->epoch_states, 2, states))
+        h5_read_floats(site, group, "/checkpoint/epoch_states", NULL, 2, states))
         return -1;
     if (!read_values) return 0;
+    c->epoch_sums = bneck_malloc((size_t)ranks * EPOCH_SUMS * sizeof(double));
+    c->epoch_states = bneck_malloc(((size_t)ranks * c->state_count + 1) * sizeof(float));
+    if (h5_read_doubles(site, group, "/checkpoint/epoch_sums", c->epoch_sums, 2, sums, "") ||
+        h5_read_doubles(site, group, "/checkpoint/epoch_seconds", c->epoch_seconds, 1, seconds, "") ||
+        h5_read_floats(site, group, "/checkpoint/epoch_states", c->epoch_states, 2, states))
+        return -1;
     for (int r = 0; r < c->epoch_ranks; r++) {
         const double *row = c->epoch_sums + (size_t)r * EPOCH_SUMS;
-        if (check_sum(site, "epoch_sums", r, row[EPOCH_SUM_LOSS]) ||
-            check_sum(site, "epoch_sums", r, row[EPOCH_SUM_CORRECT]) ||
-            check_sum(site, "epoch_sums", r, row[EPOCH_SUM_SEEN]))
+        if (check_not_negative(site, "epoch_sums", r, row[EPOCH_SUM_LOSS]) ||
+            check_not_negative(site, "epoch_sums", r, row[EPOCH_SUM_CORRECT]) ||
+            check_not_negative(site, "epoch_sums", r, row[EPOCH_SUM_SEEN]))
             return -1;
         if (row[EPOCH_SUM_CORRECT] > row[EPOCH_SUM_SEEN] || row[EPOCH_SUM_SEEN] > INT32_MAX ||
             row[EPOCH_SUM_SEEN] != floor(row[EPOCH_SUM_SEEN]))
@@ -382,7 +392,7 @@ static int read_epoch_progress(const h5_site *site, hid_t group, run_checkpoint 
                                    row[EPOCH_SUM_SEEN]);
     }
     for (int i = 0; i < EPOCH_SECONDS; i++)
-        if (check_sum(site, "epoch_seconds", i, c->epoch_seconds[i])) return -1;
+        if (check_not_negative(site, "epoch_seconds", i, c->epoch_seconds[i])) return -1;
     return 0;
 fail:
     return -1;
@@ -489,7 +499,7 @@ int run_file_read(const char *path, run_row *row, epoch_record **history, int *e
     h5_site_open(&site, path, err);
     hid_t file = open_results_file(&site);
     if (file < 0) goto fail;
-    if (check_format(&site, file, run_format, "bneck run file") ||
+    if (check_format(&site, file, run_format, run_format_part_way, "bneck run file") ||
         h5_read_fields_from_attributes(&site, file, &h5_run_row_table, &found))
         goto fail;
     if (!status_is_known(found.status)) {

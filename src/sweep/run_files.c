@@ -50,6 +50,28 @@ static int is_this_run(const sweep_state *s, const planned_run *run, const char 
     return has_settings >= 0 && !differs;
 }
 
+/* Whether the checkpoint's epoch in progress fits this sweep's epochs: fewer steps than an
+ * epoch has, and every image of those steps counted once in the ranks' sums. Known once the
+ * data is loaded: a dry run (which does not load it) takes it on trust. err says why not. */
+static int epoch_in_progress_fits(const sweep_state *s, const char *path,
+                                  const run_checkpoint *c, bneck_error *err) {
+    const long count = s->train_set.count, batch = s->cfg.batch;
+    if (c->epoch_steps == 0 || count <= 0) return 1;
+    const long steps = (count + batch - 1) / batch;
+    if (c->epoch_steps >= steps) {
+        bneck_error_set(err, "%s: its checkpoint is at step %d of epoch %d, which has %ld steps",
+                        path, c->epoch_steps, c->epochs_done + 1, steps);
+        return 0;
+    }
+    double seen = 0.0;
+    for (int r = 0; r < c->epoch_ranks; r++) seen += c->epoch_sums[(size_t)r * EPOCH_SUMS + EPOCH_SUM_SEEN];
+    const long images = (long)c->epoch_steps * batch < count ? (long)c->epoch_steps * batch : count;
+    if (seen == (double)images) return 1;
+    bneck_error_set(err, "%s: its checkpoint's sums count %.0f images in the %d steps of epoch %d "
+                    "taken, which hold %ld", path, seen, c->epoch_steps, c->epochs_done + 1, images);
+    return 0;
+}
+
 /* Reads what a decision needs: row and history (malloc'ed in *history when the run is
  * kept or continued), and the checkpoint (for m) of a run to continue. err says why a file
  * is not trusted; for FILE_UNREACHABLE, errno is set and *what says what failed. */
@@ -95,18 +117,11 @@ run_file_state sweep_classify_run_file(const sweep_state *s, const planned_run *
     /* a run to continue: now with its weights and checkpoint */
     if (run_file_read(path, row, history, epochs, m, checkpoint, err) != 0)
         return FILE_BAD_CHECKPOINT;
-    /* the steps per epoch are known once the data is loaded (not in a dry run) */
-    const int steps = s->train_set.count > 0 ? (s->train_set.count + s->cfg.batch - 1) / s->cfg.batch
-                                             : 0;
-    if (checkpoint->epochs_done == *epochs && *epochs < s->cfg.epochs &&
-        (steps == 0 || checkpoint->epoch_steps < steps))
-        return FILE_RESUME;
     if (checkpoint->epochs_done != *epochs || *epochs >= s->cfg.epochs)
         bneck_error_set(err, "%s: its checkpoint (%d epochs) and history (%d epochs) disagree",
                         path, checkpoint->epochs_done, *epochs);
-    else
-        bneck_error_set(err, "%s: its checkpoint is at step %d of epoch %d, which has %d steps",
-                        path, checkpoint->epoch_steps, *epochs + 1, steps);
+    else if (epoch_in_progress_fits(s, path, checkpoint, err))
+        return FILE_RESUME;
     run_checkpoint_free(checkpoint);
     free(*history);
     *history = NULL;

@@ -84,7 +84,7 @@ static void checkpoint_export(run_checkpoint *c, const trainer *t) {
     c->step = t->step;
     c->epochs_done = t->epochs_done;
     c->cpu_threads = be == &cpu_backend ? cpu_threads() : 0;
-    /* at the epoch's start: run_session_save_progress adds a part-way epoch's progress */
+    /* at the epoch's start: checkpoint_export_progress adds a part-way epoch's progress */
     free(c->epoch_sums);
     free(c->epoch_states);
     c->epoch_sums = NULL;
@@ -93,21 +93,23 @@ static void checkpoint_export(run_checkpoint *c, const trainer *t) {
     memset(c->epoch_seconds, 0, sizeof c->epoch_seconds);
 }
 
-/* The epoch in progress as the checkpoint holds it: each rank its own sums, or, on another
- * rank count than the one that stopped, the first rank all of them (the weights are the
- * same either way; only the recorded training loss could differ in its last bits). The
- * running statistics: see checkpoint_import. */
+/* The epoch in progress as the checkpoint holds it: each rank its own sums. On another
+ * rank count than the one that stopped (not a resume the sweep makes: ranks_per_run is
+ * among the settings a run file must match) the first rank takes all of them. The running
+ * statistics: see checkpoint_import. */
 static void epoch_progress_import(epoch_progress *p, const run_checkpoint *c, int rank, int ranks) {
     memset(p, 0, sizeof *p);
     if (c->epoch_steps == 0) return;
     p->steps = c->epoch_steps;
+    double seen = 0.0; /* the reader checked the rows' total against the epoch's images */
     for (int r = 0; r < c->epoch_ranks; r++) {
         if (c->epoch_ranks == ranks ? r != rank : rank != 0) continue;
         const double *row = c->epoch_sums + (size_t)r * EPOCH_SUMS;
         p->loss_sum += row[EPOCH_SUM_LOSS];
         p->correct += row[EPOCH_SUM_CORRECT];
-        p->seen += (int)row[EPOCH_SUM_SEEN];
+        seen += row[EPOCH_SUM_SEEN];
     }
+    p->seen = (int)seen;
     p->train_s = c->epoch_seconds[EPOCH_SECONDS_TRAIN];
     p->compute_s = c->epoch_seconds[EPOCH_SECONDS_COMPUTE];
     p->allreduce_s = c->epoch_seconds[EPOCH_SECONDS_ALLREDUCE];
@@ -288,12 +290,6 @@ static void run_session_commit(run_session *r, sweep_state *s, const epoch_recor
     }
 }
 
-static int first_not_finite(const float *values, size_t count) {
-    for (size_t i = 0; i < count; i++)
-        if (!isfinite(values[i])) return 1;
-    return 0;
-}
-
 /* The leader's checkpoint of the epoch so far: exported there, with every rank's sums and
  * running statistics gathered into it. Collective in the group. */
 static void checkpoint_export_progress(run_session *r, sweep_state *s) {
@@ -321,21 +317,35 @@ static void checkpoint_export_progress(run_session *r, sweep_state *s) {
     free(state);
 }
 
+/* Whether this rank's weights or its epoch's loss so far are no longer finite. */
+static int progress_not_finite(const trainer *t) {
+    if (!isfinite(t->progress.loss_sum)) return 1;
+    const size_t count = t->net.model.param_count;
+    float *params = bneck_malloc(count * sizeof(float));
+    t->net.backend->download(params, t->net.params, count * sizeof(float));
+    int bad = 0;
+    for (size_t i = 0; i < count && !bad; i++) bad = !isfinite(params[i]);
+    free(params);
+    return bad;
+}
+
 /* A stop part-way through an epoch: its steps so far committed with the weights they made,
  * so that the resumed run goes on from there instead of training them again (an epoch of
  * pattern A on a CPU takes minutes). Nothing is written when no step was taken since the
- * file was written, or when the numbers are no longer finite (the epoch is then trained
- * again, and diverges on its own). Collective in the group; the session ends after it. */
+ * file was written, or when the numbers are no longer finite (the run then resumes from
+ * its last commit, and diverges on its own). Collective in the group; the session ends
+ * after it. */
 static void run_session_save_progress(run_session *r, sweep_state *s) {
     const trainer *t = &r->trainer;
     const epoch_progress *p = &t->progress;
     const int epoch = t->epochs_done + 1;
     if (p->steps == r->steps_in_file) return;
-    if (sweep_group_any(&s->world, !isfinite(p->loss_sum))) {
+    /* every rank asks, before the weight comparison: NaN bits need not agree */
+    if (sweep_group_any(&s->world, progress_not_finite(t))) {
         if (r->leader)
-            log_warn("%s: the %d steps of epoch %d so far are not committed: their training loss "
-                     "is no longer finite; the epoch is trained again on resume", r->run->name,
-                     p->steps, epoch);
+            log_warn("%s: the %d steps of epoch %d so far are not committed: the loss or the "
+                     "weights are no longer finite; the run resumes from its last commit",
+                     r->run->name, p->steps, epoch);
         return;
     }
     char moment[64];
@@ -343,12 +353,6 @@ static void run_session_save_progress(run_session *r, sweep_state *s) {
     check_group_weights_agree(s, r, moment);
     checkpoint_export_progress(r, s);
     if (!r->leader) return;
-    if (first_not_finite(r->checkpoint.params, r->checkpoint.param_count)) {
-        log_warn("%s: the %d steps of epoch %d so far are not committed: some weights are no "
-                 "longer finite; the epoch is trained again on resume", r->run->name, p->steps,
-                 epoch);
-        return;
-    }
     run_session_write(r, s, RUN_STATUS_RUNNING);
     printf("[%s] stopped at step %d/%d of epoch %d: committed to %s, where it resumes\n",
            r->run->name, p->steps, trainer_steps_per_epoch(t), epoch, r->path);
