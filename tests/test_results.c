@@ -897,17 +897,21 @@ static void make_epoch_progress(run_checkpoint *c) {
     memcpy(c->epoch_seconds, seconds, sizeof seconds);
 }
 
-static void write_run_with_progress(const char *path) {
+/* run_file_write of a running run of 4 epochs with checkpoint c. */
+static int write_running_run(const char *path, const run_checkpoint *c, bneck_error *err) {
     epoch_record history[SAMPLE_EPOCHS];
     fill_history(history, SAMPLE_EPOCHS, 0.0);
     run_row row;
     make_row(&row, "A", 0, RUN_STATUS_RUNNING, history, SAMPLE_EPOCHS);
+    return run_file_write(path, &row, history, SAMPLE_EPOCHS, &built, c, "", NULL, err);
+}
+
+static void write_run_with_progress(const char *path) {
     run_checkpoint c = {0};
     make_checkpoint(&c, &built, 7);
     make_epoch_progress(&c);
     bneck_error err = {{0}};
-    cr_assert_eq(run_file_write(path, &row, history, SAMPLE_EPOCHS, &built, &c, "", NULL, &err), 0,
-                 "%s", err.message);
+    cr_assert_eq(write_running_run(path, &c, &err), 0, "%s", err.message);
     run_checkpoint_free(&c);
 }
 
@@ -1056,16 +1060,12 @@ Test(run_file, a_damaged_epoch_in_progress_is_refused_by_name) {
     write_run_with_progress(path);
     size_t size;
     unsigned char *before = file_bytes(path, &size);
-    epoch_record history[SAMPLE_EPOCHS];
-    fill_history(history, SAMPLE_EPOCHS, 0.0);
-    run_row row;
-    make_row(&row, "A", 0, RUN_STATUS_RUNNING, history, SAMPLE_EPOCHS);
     run_checkpoint c = {0};
     make_checkpoint(&c, &built, 8);
     c.epoch_steps = 5;
     c.epoch_ranks = 1;
     bneck_error err = {{0}};
-    cr_expect_neq(run_file_write(path, &row, history, SAMPLE_EPOCHS, &built, &c, "", NULL, &err), 0);
+    cr_expect_neq(write_running_run(path, &c, &err), 0);
     cr_expect(strstr(err.message, "epoch in progress (5 steps, sums of 1 ranks) is incomplete") != NULL,
               "%s", err.message);
     expect_unchanged(path, before, size);
