@@ -5,7 +5,8 @@
 #    the other group too), resume and end with every run once, with the same numbers as the
 #    uninterrupted sweep;
 #  - a stop part-way through an epoch (1 process; a group of two ranks) commits the steps
-#    taken, and the resumed run matches one never stopped, bit for bit;
+#    taken, as do commits every [run] commit_minutes (then a KILL), and the resumed run
+#    matches one never stopped, bit for bit;
 #  - Ctrl-C once (a clean stop is announced) and twice (quits at once);
 #  - --dry-run, a rank count that does not fit ranks_per_run, a failing rank, truncated
 #    and foreign files in the output directory, a run file held open by a viewer, a second
@@ -207,6 +208,20 @@ if [ "$part_rc" -eq 3 ] && [ -n "$part_steps" ] && [ "$part_steps" -ge 3 ] && [ 
   ok "a stop at step $part_steps/16 of epoch 2 commits the steps; --dry-run and the resume go on from there"
 else cat "$work/part1.log" "$work/part_dry.log" "$work/part2.log"; bad "stop part-way through an epoch (exit $part_rc, step '${part_steps}')"; fi
 
+# [run] commit_minutes: a long epoch's steps are committed on the way (here every 0.3 s,
+# about every step), so a KILL during epoch 2 loses only the steps since the last commit.
+"$sweep" "$work/tiny.ini" "${part_options[@]}" run.commit_minutes=0.005 run.output="$work/part_killed" > "$work/part_killed1.log" 2>&1 &
+part_victim=$!
+for _ in $(seq 1 900); do grep -q "epoch 2: step 8/16" "$work/part_killed1.log" 2>/dev/null && break; sleep 0.1; done
+kill -KILL "$part_victim"
+wait "$part_victim" 2>/dev/null || true
+"$sweep" "$work/tiny.ini" "${part_options[@]}" run.output="$work/part_killed" > "$work/part_killed2.log" 2>&1 || { cat "$work/part_killed2.log"; bad "resume after a KILL with commits within the epoch"; }
+killed_at=$(sed -n 's|^\[E-r0\] resuming after epoch 1, at step \([0-9]*\)/16 of epoch 2, from .*|\1|p' "$work/part_killed2.log")
+if grep -q "^\[E-r0\] step [0-9]*/16 of epoch 1 committed to .*part_killed/runs/E-r0.h5 (\[run\] commit_minutes = 0.005)$" "$work/part_killed1.log" &&
+  [ -n "$killed_at" ] && [ "$killed_at" -ge 4 ]; then
+  ok "commits every [run] commit_minutes: killed in epoch 2, the run resumes at step $killed_at/16"
+else cat "$work/part_killed1.log" "$work/part_killed2.log"; bad "commits within an epoch (resumed at '${killed_at}')"; fi
+
 # A part-way checkpoint that does not fit the epoch (a step past its end, sums that count
 # other images than its steps hold: damage) is moved aside, and the run starts over.
 cp -r "$work/part_stopped" "$work/part_bad_step" # (already resumed: made part-way again below)
@@ -238,10 +253,10 @@ if [ "$part_rc" -eq 3 ] && grep -q "^\[E-r0\] stopped at step [0-9]*/16 of epoch
   ok "a group of two ranks stopped part-way through epoch 1 resumes there"
 else cat "$work/part_pair1.log" "$work/part_pair2.log"; bad "group of two stopped part-way (exit $part_rc)"; fi
 
-/usr/bin/python3 - "$work" <<'PY' && ok "stopped part-way and resumed: the same history and weights, bit for bit, as never stopped (1 process; a group of two)" || bad "a run stopped part-way through an epoch differs from one never stopped"
+/usr/bin/python3 - "$work" <<'PY' && ok "stopped part-way and resumed: the same history and weights, bit for bit, as never stopped (1 process, stopped or killed; a group of two)" || bad "a run stopped part-way through an epoch differs from one never stopped"
 import sys, h5py, numpy as np
 work = sys.argv[1]
-for whole, stopped in (("part_whole", "part_stopped"), ("part_pair_whole", "part_pair_stopped")):
+for whole, stopped in (("part_whole", "part_stopped"), ("part_whole", "part_killed"), ("part_pair_whole", "part_pair_stopped")):
     a = h5py.File(f"{work}/{whole}/runs/E-r0.h5", "r")
     b = h5py.File(f"{work}/{stopped}/runs/E-r0.h5", "r")
     assert a.attrs["status"] == b.attrs["status"] and b.attrs["epochs"] == 2, dict(b.attrs)

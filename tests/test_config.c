@@ -127,6 +127,7 @@ static void expect_default_values(const config *cfg) {
     cr_expect_eq(cfg->adam_beta2, 0.999);
     cr_expect_eq(cfg->adam_eps, 1e-7);
     cr_expect_eq(cfg->progress_every, 0);
+    cr_expect_eq(cfg->commit_minutes, 10.0);
     cr_expect_eq(cfg->repeats, 1);
     cr_expect_eq(cfg->ranks_per_run, 1);
 
@@ -179,6 +180,7 @@ Test(config, reads_every_key) {
                        "deterministic = yes\n"
                        "graph = off\n"
                        "threads = 8\n"
+                       "commit_minutes = 2.5\n"
                        "output = /scratch/out   ; inline comment\n"
                        "[data]\n"
                        "dataset = cifar10\n"
@@ -221,6 +223,7 @@ Test(config, reads_every_key) {
     cr_expect_eq(cfg->deterministic, 1);
     cr_expect_str_eq(cfg->graph, "off");
     cr_expect_eq(cfg->threads, 8);
+    cr_expect_eq(cfg->commit_minutes, 2.5);
     cr_expect_str_eq(cfg->output, "/scratch/out");
     cr_expect_str_eq(cfg->dataset, "cifar10");
     cr_expect_str_eq(cfg->data_dir, "/data/cifar");
@@ -612,6 +615,7 @@ Test(config, bad_choices) {
 Test(config, out_of_range_values) {
     const bad_file_case cases[] = {
         {"[run]\nthreads = -1\n", 2, "threads", "from 0 to 4096"},
+        {"[run]\ncommit_minutes = -1\n", 2, "commit_minutes", ">= 0"},
         {"[data]\ntrain_limit = -5\n", 2, "train_limit", ">= 0"},
         {"[data]\nval_limit = -5\n", 2, "val_limit", ">= 0"},
         {"[train]\nepochs = 0\n", 2, "epochs", "from 1 to 100000"},
@@ -852,6 +856,7 @@ static void expect_same_config(const config *a, const config *b) {
     cr_expect_eq(a->adam_beta2, b->adam_beta2);
     cr_expect_eq(a->adam_eps, b->adam_eps);
     cr_expect_eq(a->progress_every, b->progress_every);
+    cr_expect_eq(a->commit_minutes, b->commit_minutes);
     cr_assert_eq(a->pattern_count, b->pattern_count);
     for (int i = 0; i < a->pattern_count; i++) {
         cr_expect_str_eq(a->patterns[i].name, b->patterns[i].name);
@@ -893,6 +898,7 @@ Test(config, write_round_trips_every_field) {
     cfg->deterministic = 1;
     snprintf(cfg->graph, sizeof cfg->graph, "on");
     cfg->threads = 3;
+    cfg->commit_minutes = 0.25;
     snprintf(cfg->output, sizeof cfg->output, "/tmp/some out/dir");
     snprintf(cfg->dataset, sizeof cfg->dataset, "cifar10");
     snprintf(cfg->data_dir, sizeof cfg->data_dir, "../cifar");

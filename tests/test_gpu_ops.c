@@ -1496,10 +1496,11 @@ static void gpu_run_end(gpu_run *r) {
 
 static int stop_calls, stop_at_call;
 static int stop_at_chosen_call(void) { return ++stop_calls == stop_at_call; }
+static int commit_at_second_call(void *calls) { return ++*(int *)calls == 2; }
 
 /* An epoch stopped part-way on the GPU (some of its steps replayed from graphs), its state
- * carried to a fresh trainer through host memory as a checkpoint carries it, and finished
- * there: the same weights, bit for bit, and the same record as an epoch never stopped
+ * carried to a fresh trainer through host memory as a checkpoint carries it, paused there
+ * once more for a commit and finished: the same weights, bit for bit, and the same record as an epoch never stopped
  * (deterministic GEMM convolutions; the loss sum, kept in double on the device, may differ
  * in its last bits: it is taken in two parts). */
 Test(gpu_ops, an_epoch_stopped_part_way_finishes_in_a_fresh_trainer_as_if_never_stopped,
@@ -1518,7 +1519,8 @@ Test(gpu_ops, an_epoch_stopped_part_way_finishes_in_a_fresh_trainer_as_if_never_
     static gpu_run whole, stopped, fresh;
     epoch_record whole_records[2], first, none, finished;
     gpu_run_start(&whole, &cfg, &train_set, &val_set);
-    for (int e = 0; e < 2; e++) cr_assert_eq(trainer_run_epoch(&whole.t, &whole_records[e]), 0);
+    for (int e = 0; e < 2; e++)
+        cr_assert_eq(trainer_run_epoch(&whole.t, &whole_records[e]), EPOCH_GO_ON);
     const size_t params = whole.t.net.model.param_count, states = whole.t.net.model.state_count;
     float *after_whole = host_floats(params), *after_fresh = host_floats(params);
     cuda_backend.download(after_whole, whole.t.net.params, params * sizeof(float));
@@ -1526,11 +1528,11 @@ Test(gpu_ops, an_epoch_stopped_part_way_finishes_in_a_fresh_trainer_as_if_never_
     gpu_run_end(&whole); /* one trainer at a time, as in the sweep */
 
     gpu_run_start(&stopped, &cfg, &train_set, &val_set);
-    cr_assert_eq(trainer_run_epoch(&stopped.t, &first), 0);
+    cr_assert_eq(trainer_run_epoch(&stopped.t, &first), EPOCH_GO_ON);
     stopped.t.stop_requested = stop_at_chosen_call;
     stop_calls = 0;
     stop_at_call = 6; /* 5 steps, most of them replays */
-    cr_assert_eq(trainer_run_epoch(&stopped.t, &none), 1);
+    cr_assert_eq(trainer_run_epoch(&stopped.t, &none), EPOCH_STOP);
     cr_expect_eq(stopped.t.progress.steps, 5);
     cr_expect_eq(stopped.t.progress.seen, 160);
     cr_expect(stopped.t.progress.loss_sum > 0.0, "the replayed steps' loss is taken at the stop");
@@ -1551,7 +1553,13 @@ Test(gpu_ops, an_epoch_stopped_part_way_finishes_in_a_fresh_trainer_as_if_never_
     fresh.t.step = step;
     fresh.t.epochs_done = 1;
     fresh.t.progress = progress;
-    cr_assert_eq(trainer_run_epoch(&fresh.t, &finished), 0);
+    int commit_questions = 0; /* and a pause for a commit after one more step */
+    fresh.t.commit_due = commit_at_second_call;
+    fresh.t.commit_context = &commit_questions;
+    cr_assert_eq(trainer_run_epoch(&fresh.t, &none), EPOCH_PAUSE_TO_COMMIT);
+    cr_expect_eq(fresh.t.progress.steps, 6);
+    fresh.t.commit_due = NULL;
+    cr_assert_eq(trainer_run_epoch(&fresh.t, &finished), EPOCH_GO_ON);
     cr_expect_eq(fresh.t.step, whole_steps, "Adam steps");
     cuda_backend.download(after_fresh, fresh.t.net.params, params * sizeof(float));
     size_t differing = 0;

@@ -289,6 +289,9 @@ Test(training, same_seed_same_numbers_and_it_learns, .timeout = 600) {
  * before every step), so that many steps minus one are trained first. */
 static int stop_calls, stop_at_call;
 static int stop_at_chosen_call(void) { return ++stop_calls == stop_at_call; }
+/* The commit hook, likewise (the context is the question counter). */
+static int commit_at_chosen_call(void *calls) { return ++*(int *)calls == 2; }
+static int commit_always(void *unused) { return (void)unused, 1; }
 
 /* What a checkpoint carries, copied from one trainer into another of the same run. */
 static void copy_trainer_state(trainer *to, const trainer *from) {
@@ -314,10 +317,10 @@ static void expect_same_epoch(const epoch_record *a, const epoch_record *b, cons
 }
 
 /* An epoch stopped part-way, then finished by the same trainer or by a fresh one given
- * the stopped one's state (what the sweep's checkpoint carries), trains the same weights
- * and records the same numbers, bit for bit, as an epoch never stopped: the order and the
- * augmentation of its remaining steps are the same, and its sums go on from where they
- * were. */
+ * the stopped one's state (what the sweep's checkpoint carries) and paused once more for
+ * a commit, trains the same weights and records the same numbers, bit for bit, as an epoch
+ * never stopped: the order and the augmentation of its remaining steps are the same, and
+ * its sums go on from where they were. */
 Test(training, an_epoch_stopped_part_way_continues_as_if_never_stopped, .timeout = 600) {
     cpu_set_threads(1);
     static config cfg;
@@ -337,7 +340,7 @@ Test(training, an_epoch_stopped_part_way_continues_as_if_never_stopped, .timeout
     stopped.stop_requested = stop_at_chosen_call;
     stop_calls = 0;
     stop_at_call = 3;
-    cr_assert_eq(trainer_run_epoch(&stopped, &none), 1, "stopped");
+    cr_assert_eq(trainer_run_epoch(&stopped, &none), EPOCH_STOP, "stopped");
     cr_expect_eq(stopped.epochs_done, 1, "the stopped epoch is not counted");
     cr_expect_eq(stopped.progress.steps, 2);
     cr_expect_eq(stopped.progress.seen, 64);
@@ -346,16 +349,25 @@ Test(training, an_epoch_stopped_part_way_continues_as_if_never_stopped, .timeout
     cr_expect_gt(stopped.progress.train_s, 0.0);
     cr_expect_eq(stopped.step, 5 + 2, "Adam steps");
 
-    /* a stop at once, before any further step, changes nothing */
+    /* a stop at once, before any further step, changes nothing; it wins over a commit */
     stop_calls = 0;
     stop_at_call = 1;
-    cr_assert_eq(trainer_run_epoch(&stopped, &none), 1);
+    stopped.commit_due = commit_always;
+    cr_assert_eq(trainer_run_epoch(&stopped, &none), EPOCH_STOP);
+    stopped.commit_due = NULL;
     cr_expect_eq(stopped.progress.steps, 2);
     cr_expect_eq(stopped.progress.seen, 64);
 
     cr_assert_eq(trainer_create(&fresh, &cfg, &spec, &train_set, &val_set, &cpu_backend, NULL, NULL), 0);
     copy_trainer_state(&fresh, &stopped);
-    cr_assert_eq(trainer_run_epoch(&fresh, &finished_by_fresh), 0);
+    int commit_questions = 0;
+    fresh.commit_due = commit_at_chosen_call;
+    fresh.commit_context = &commit_questions;
+    cr_assert_eq(trainer_run_epoch(&fresh, &none), EPOCH_PAUSE_TO_COMMIT);
+    cr_expect_eq(fresh.progress.steps, 3, "one more step, then the pause");
+    cr_expect_eq(fresh.progress.seen, 96);
+    fresh.commit_due = NULL;
+    cr_assert_eq(trainer_run_epoch(&fresh, &finished_by_fresh), EPOCH_GO_ON);
     stopped.stop_requested = NULL;
     cr_assert_eq(trainer_run_epoch(&stopped, &finished_by_stopped), 0);
     expect_same_epoch(&finished_by_stopped, &whole_records[1], "finished by the stopped trainer");
@@ -497,7 +509,7 @@ static void no_sum_float(void *context, float *buffer, size_t count) {
 static void no_sum_double(void *context, double *buffer, size_t count) {
     (void)context, (void)buffer, (void)count;
 }
-static int own_flag(void *context, int flag) { return (void)context, flag; }
+static int own_value(void *context, int value) { return (void)context, value; }
 
 static void check_gradient_parts(const model_spec *spec, size_t part_floats, int min_parts) {
     cpu_set_threads(2);
@@ -509,7 +521,7 @@ static void check_gradient_parts(const model_spec *spec, size_t part_floats, int
     static part_log log;
     const train_comm comm = {.context = &log, .rank = 0, .ranks = 2,
                              .allreduce_sum_float = no_sum_float,
-                             .allreduce_sum_double = no_sum_double, .any_rank = own_flag,
+                             .allreduce_sum_double = no_sum_double, .max_over_ranks = own_value,
                              .allreduce_queue_float = log_queue, .allreduce_join = log_join};
     cr_assert_eq(trainer_create(&run, &cfg, spec, &train_set, &val_set, &cpu_backend, &comm, NULL), 0);
     log.t = &run;

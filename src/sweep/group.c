@@ -257,7 +257,13 @@ static void group_allreduce_double(void *context, double *buffer, size_t count) 
               "MPI_Allreduce");
 }
 
-static int group_any(void *context, int flag) { return sweep_group_any(context, flag); }
+static int group_max(void *context, int value) {
+    int largest = value;
+    check_mpi(MPI_Allreduce(&value, &largest, 1, MPI_INT, MPI_MAX,
+                            parts_of((sweep_world *)context)->group_comm),
+              "MPI_Allreduce");
+    return largest;
+}
 
 /* MPI on host memory: each part is summed at once (the CPU backend's backward op has
  * finished when the trainer queues it); nothing is left to join. */
@@ -269,7 +275,7 @@ train_comm sweep_group_comm(sweep_world *w) {
                         .ranks = w->group_size,
                         .allreduce_sum_float = group_allreduce_float,
                         .allreduce_sum_double = group_allreduce_double,
-                        .any_rank = group_any,
+                        .max_over_ranks = group_max,
                         .allreduce_queue_float = group_allreduce_float,
                         .allreduce_join = group_join};
 }

@@ -64,7 +64,8 @@ void sweep_output_timestamp(char *out, size_t capacity) {
     strftime(out, capacity, "%Y%m%d-%H%M%S", &local);
 }
 
-/* The configuration without how fast it runs (threads, device, progress lines): what
+/* The configuration without how fast it runs (threads, device, progress lines, how often
+ * an epoch's progress is committed): what
  * sweep.ini holds (TEXT_RECORD), so that `bneck-sweep OUTPUT/sweep.ini` resumes the sweep;
  * the same as sweeps wrote it before long paths were wrapped (TEXT_RECORD_UNWRAPPED); and
  * without where it is (a sweep may be moved or copied), what decides the results
@@ -77,6 +78,7 @@ static void config_text(const config *cfg, config_text_form form, char *out, int
     copy->threads = 0;
     snprintf(copy->device, sizeof copy->device, "auto");
     copy->progress_every = 0;
+    copy->commit_minutes = CONFIG_DEFAULT_COMMIT_MINUTES;
     if (form == TEXT_SETTINGS) copy->output[0] = '\0';
     const int length = form == TEXT_RECORD ? config_write(copy, out, capacity)
                                            : config_write_unwrapped(copy, out, capacity);

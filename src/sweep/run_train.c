@@ -10,6 +10,7 @@
 #include "backend/cpu/cpu_gemm.h"
 #include "core/log.h"
 #include "core/stop.h"
+#include "core/timer.h"
 #include "sweep/group.h"
 #include "train/device_data.h"
 #include "train/step_graph.h"
@@ -29,7 +30,9 @@ typedef struct run_session {
     epoch_record *history; /* the leader's: every epoch so far, room for all */
     int epochs;            /* in history */
     run_checkpoint checkpoint;
-    int steps_in_file; /* of the epoch in progress, as the run file holds them */
+    int steps_in_file;   /* of the epoch in progress, as the run file holds them */
+    int steps_before;    /* of the epoch in progress, trained before this session */
+    double committed_at; /* the leader's last commit (timer_now) */
     trainer trainer;
     int trainer_created;
     device_data *gpu_data;
@@ -45,6 +48,14 @@ static sweep_world *board_world;
 static int stop_requested_with_progress(void) {
     if (board_world && board_world->rank == 0) sweep_poll(board_world);
     return stop_requested();
+}
+
+/* The leader's clock for commits within an epoch ([run] commit_minutes): the other ranks
+ * follow its decision (the trainer takes the largest over the group). */
+static int run_session_commit_due(void *context) {
+    const run_session *r = context;
+    const double minutes = r->cfg.commit_minutes;
+    return r->leader && minutes > 0 && timer_now() - r->committed_at >= 60.0 * minutes;
 }
 
 /* Data parallelism must leave every rank of a run with the same weights, bit for bit.
@@ -208,6 +219,9 @@ static void run_session_start_trainer(run_session *r, sweep_state *s) {
     r->graphs = step_graph_attach(&r->trainer, (step_graph_mode)step_graph_mode_from_name(s->cfg.graph));
     board_world = &s->world;
     r->trainer.stop_requested = stop_requested_with_progress;
+    r->trainer.commit_due = run_session_commit_due;
+    r->trainer.commit_context = r;
+    r->committed_at = timer_now();
     r->trainer.label = r->run->name;
 }
 
@@ -236,7 +250,7 @@ static void run_session_resume(run_session *r, sweep_state *s) {
         sweep_group_broadcast(w, c->epoch_states, state_bytes);
     }
     checkpoint_import(&r->trainer, c);
-    r->steps_in_file = c->epoch_steps;
+    r->steps_in_file = r->steps_before = c->epoch_steps;
     if (!r->leader) return;
     if (c->epoch_steps > 0)
         printf("[%s] resuming after epoch %d, at step %d/%d of epoch %d, from %s\n", r->run->name,
@@ -271,6 +285,7 @@ static void run_session_write(run_session *r, sweep_state *s, const char *status
 static void run_session_commit(run_session *r, sweep_state *s, const epoch_record *record,
                                int diverged) {
     r->history[r->epochs++] = *record;
+    r->committed_at = timer_now();
     checkpoint_export(&r->checkpoint, &r->trainer);
     run_session_write(r, s,
                       diverged                     ? RUN_STATUS_DIVERGED
@@ -329,16 +344,17 @@ static int progress_not_finite(const trainer *t) {
     return bad;
 }
 
-/* A stop part-way through an epoch: its steps so far committed with the weights they made,
- * so that the resumed run goes on from there instead of training them again (an epoch of
- * pattern A on a CPU takes minutes). Nothing is written when no step was taken since the
- * file was written, or when the numbers are no longer finite (the run then resumes from
- * its last commit, and diverges on its own). Collective in the group; the session ends
- * after it. */
-static void run_session_save_progress(run_session *r, sweep_state *s) {
+/* An epoch paused part-way, by a stop or because a commit is due: its steps so far
+ * committed with the weights they made, so that a resumed run goes on from there instead
+ * of training them again (an epoch of pattern A on a CPU takes minutes). Nothing is
+ * written when no step was taken since the file was written, or when the numbers are no
+ * longer finite (the run then resumes from its last commit, and diverges on its own).
+ * Collective in the group. */
+static void run_session_save_progress(run_session *r, sweep_state *s, epoch_pause pause) {
     const trainer *t = &r->trainer;
     const epoch_progress *p = &t->progress;
     const int epoch = t->epochs_done + 1;
+    r->committed_at = timer_now(); /* tried: not again at the next step */
     if (p->steps == r->steps_in_file) return;
     /* every rank asks, before the weight comparison: NaN bits need not agree */
     if (sweep_group_any(&s->world, progress_not_finite(t))) {
@@ -352,16 +368,23 @@ static void run_session_save_progress(run_session *r, sweep_state *s) {
     snprintf(moment, sizeof moment, "at step %d of epoch %d", p->steps, epoch);
     check_group_weights_agree(s, r, moment);
     checkpoint_export_progress(r, s);
+    r->steps_in_file = p->steps;
     if (!r->leader) return;
     run_session_write(r, s, RUN_STATUS_RUNNING);
-    printf("[%s] stopped at step %d/%d of epoch %d: committed to %s, where it resumes\n",
-           r->run->name, p->steps, trainer_steps_per_epoch(t), epoch, r->path);
+    if (pause == EPOCH_STOP)
+        printf("[%s] stopped at step %d/%d of epoch %d: committed to %s, where it resumes\n",
+               r->run->name, p->steps, trainer_steps_per_epoch(t), epoch, r->path);
+    else
+        printf("[%s] step %d/%d of epoch %d committed to %s ([run] commit_minutes = %g)\n",
+               r->run->name, p->steps, trainer_steps_per_epoch(t), epoch, r->path,
+               r->cfg.commit_minutes);
     fflush(stdout);
 }
 
 /* Epochs until the run is done or diverges, or a stop: this rank's signal (within the
  * epoch: its steps so far are committed) or another group's (after this epoch, once
- * committed). Returns 1 when stopped. */
+ * committed). A long epoch pauses for a commit every [run] commit_minutes. Returns 1 when
+ * stopped. */
 static int run_session_train(run_session *r, sweep_state *s) {
     sweep_world *w = &s->world;
     trainer *t = &r->trainer;
@@ -370,14 +393,16 @@ static int run_session_train(run_session *r, sweep_state *s) {
     while (t->epochs_done < s->cfg.epochs && !diverged) {
         if (r->leader) sweep_board_post(w, r->index, t->epochs_done);
         epoch_record record;
-        if (trainer_run_epoch(t, &record)) {
-            run_session_save_progress(r, s);
-            return 1;
+        const epoch_pause pause = trainer_run_epoch(t, &record);
+        if (pause != EPOCH_GO_ON) {
+            run_session_save_progress(r, s, pause);
+            if (pause == EPOCH_STOP) return 1;
+            continue; /* the same epoch, on from its committed step */
         }
         /* this session's share of the epoch, for the sweep's time left */
         if (r->leader)
-            sweep_board_add_trained(w, r->run->pseudo_flops * (steps - r->steps_in_file) / steps);
-        r->steps_in_file = 0; /* once committed below */
+            sweep_board_add_trained(w, r->run->pseudo_flops * (steps - r->steps_before) / steps);
+        r->steps_in_file = r->steps_before = 0; /* once committed below */
         diverged = sweep_group_any(w, epoch_record_diverged(&record));
         char moment[32];
         snprintf(moment, sizeof moment, "after epoch %d", t->epochs_done);

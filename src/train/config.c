@@ -103,6 +103,8 @@ static const key_spec key_table[] = {
     {.section = "run", .key = "graph", .kind = VALUE_WORD, FIELD(graph), .choices = graph_choices},
     /* far above any node's cores: OpenMP runtimes crash or stall on hundreds of thousands */
     {.section = "run", .key = "threads", .kind = VALUE_INT, FIELD(threads), .min = 0, .max = 4096},
+    {.section = "run", .key = "commit_minutes", .kind = VALUE_DOUBLE, FIELD(commit_minutes), .min = 0,
+     .max = 1e6},
     {.section = "run", .key = "output", .kind = VALUE_PATH, FIELD(output)},
 
     {.section = "data", .key = "dataset", .kind = VALUE_WORD, FIELD(dataset), .choices = dataset_choices},
@@ -215,6 +217,7 @@ void config_defaults(config *cfg) {
     snprintf(cfg->conv_engine, sizeof cfg->conv_engine, "auto");
     snprintf(cfg->graph, sizeof cfg->graph, "auto");
     cfg->threads = 0;
+    cfg->commit_minutes = CONFIG_DEFAULT_COMMIT_MINUTES;
     snprintf(cfg->output, sizeof cfg->output, "results/%s", cfg->name);
 
     snprintf(cfg->dataset, sizeof cfg->dataset, "fashion-mnist");

@@ -30,6 +30,9 @@ typedef struct pattern_spec {
     int alpha;     /* bottleneck factor (1 for mode 1) */
 } pattern_spec;
 
+/* How often a sweep commits a long epoch's progress unless told otherwise. */
+#define CONFIG_DEFAULT_COMMIT_MINUTES 10.0
+
 typedef struct config {
     /* [run] */
     char name[64];          /* run/sweep name, default "run" */
@@ -40,6 +43,8 @@ typedef struct config {
     int deterministic;      /* GPU: reproducible algorithms only, default 0 */
     char graph[8];          /* GPU: training steps as CUDA graphs: auto | on | off, default auto */
     int threads;            /* CPU threads, 0 = all cores; default 0 */
+    double commit_minutes;  /* a sweep commits an epoch's steps so far at least this often
+                               (against a hard kill); 0: at epoch ends and stops only */
     char output[512];       /* output directory, default "results/<name>" */
 
     /* [data] */

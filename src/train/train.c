@@ -248,15 +248,17 @@ int epoch_record_diverged(const epoch_record *record) {
     return !isfinite(record->train_loss) || !isfinite(record->val_loss);
 }
 
-/* Whether the run stops at this step: asked of the stop hook, agreed by every rank. The
- * device's totals of the recorded steps are taken then, since the epoch's progress must
- * hold every step so far. */
-static int stop_agreed(trainer *t, epoch_progress *progress) {
-    if (!t->stop_requested) return 0;
-    int stop = t->stop_requested();
-    if (ranks_of(t) > 1) stop = t->comm.any_rank(t->comm.context, stop);
-    if (stop) take_recorded_totals(t, &progress->loss_sum, &progress->correct);
-    return stop;
+/* Whether the epoch pauses at this step, and why: asked of the stop and commit hooks,
+ * agreed by every rank (the stop wins). The device's totals of the recorded steps are
+ * taken then, since the epoch's progress must hold every step so far. */
+static epoch_pause pause_agreed(trainer *t, epoch_progress *progress) {
+    int pause = t->stop_requested && t->stop_requested()                ? EPOCH_STOP
+                : t->commit_due && t->commit_due(t->commit_context) ? EPOCH_PAUSE_TO_COMMIT
+                                                                        : EPOCH_GO_ON;
+    if (ranks_of(t) > 1 && (t->stop_requested || t->commit_due))
+        pause = t->comm.max_over_ranks(t->comm.context, pause);
+    if (pause != EPOCH_GO_ON) take_recorded_totals(t, &progress->loss_sum, &progress->correct);
+    return (epoch_pause)pause;
 }
 
 /* Forward, loss and backward of this rank's local images (replayed as a recorded step
@@ -360,9 +362,10 @@ int trainer_run_epoch(trainer *t, epoch_record *record) {
     epoch_progress *progress = &t->progress;
     const double started = timer_now() - progress->train_s;
     while (progress->steps < steps) {
-        if (stop_agreed(t, progress)) {
+        const epoch_pause pause = pause_agreed(t, progress);
+        if (pause != EPOCH_GO_ON) {
             progress->train_s = timer_now() - started;
-            return 1;
+            return pause;
         }
         train_step(t, progress->steps, lr, progress);
         progress->steps++;
@@ -392,7 +395,7 @@ int trainer_run_epoch(trainer *t, epoch_record *record) {
     trainer_evaluate(t, &record->val_loss, &record->val_acc);
     record->eval_s = timer_now() - eval_started;
     t->epochs_done++;
-    return 0;
+    return EPOCH_GO_ON;
 }
 
 void trainer_evaluate(trainer *t, double *loss, double *accuracy) {

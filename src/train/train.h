@@ -37,14 +37,18 @@ typedef struct epoch_progress {
     double train_s, compute_s, allreduce_s, data_s; /* as in epoch_record, so far */
 } epoch_progress;
 
+/* What the ranks of a run agree on at a step boundary; the largest any rank asks for wins. */
+typedef enum { EPOCH_GO_ON = 0, EPOCH_PAUSE_TO_COMMIT = 1, EPOCH_STOP = 2 } epoch_pause;
+
 /* How the ranks of one run talk. With ranks == 1 the functions are never called. */
 typedef struct train_comm {
     void *context;
     int rank, ranks;
     void (*allreduce_sum_float)(void *context, float *buffer, size_t count);
     void (*allreduce_sum_double)(void *context, double *buffer, size_t count);
-    /* Logical OR of flag over the ranks of the run (agreeing to stop at a step). */
-    int (*any_rank)(void *context, int flag);
+    /* The largest value over the ranks of the run (agreeing at a step boundary on an
+     * epoch_pause). */
+    int (*max_over_ranks)(void *context, int value);
     /* Optional, to overlap the gradient sum with the backward pass: queue starts the sum
      * of one part of the gradients as soon as the backward pass has produced it (it may
      * return before the sum is done), join waits for all the parts queued. Without them
@@ -101,6 +105,10 @@ typedef struct trainer {
     step_recorder recorded_steps;
     /* Asked at every step boundary; non-zero ends the epoch early (NULL: never). */
     int (*stop_requested)(void);
+    /* Asked at every step boundary after stop_requested; non-zero pauses the epoch there
+     * for a commit of its progress (NULL: never). */
+    int (*commit_due)(void *context);
+    void *commit_context;
     /* Names the run in progress lines ("[E-r2] epoch 1: step ..."); NULL: no name. */
     const char *label;
     /* Gradient parts summed during the backward pass (comm's queue/join), in order. */
@@ -130,9 +138,10 @@ void trainer_plan_gradient_parts(trainer *t, size_t part_floats);
 double trainer_learning_rate(const config *cfg, int epoch);
 
 /* Trains epoch t->epochs_done + 1 (from t->progress on), evaluates, fills the record,
- * and counts the epoch. Returns 0, or 1 when every rank agreed to stop at a step boundary:
- * the epoch is then not counted, t->progress says how far it got, and the trainer can be
- * checkpointed there or asked again to finish the epoch. */
+ * and counts the epoch: returns EPOCH_GO_ON. Returns EPOCH_STOP or EPOCH_PAUSE_TO_COMMIT
+ * when the ranks agreed on one at a step boundary: the epoch is then not counted,
+ * t->progress says how far it got, and the trainer can be checkpointed there and asked
+ * again to go on with the epoch. */
 int trainer_run_epoch(trainer *t, epoch_record *record);
 
 /* The number of global batches in one epoch. */
