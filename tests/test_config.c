@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "data/augment.h"
+#include "sweep/output.h"
 #include "train/config.h"
 
 #define COUNT(array) (sizeof(array) / sizeof((array)[0]))
@@ -1034,5 +1035,41 @@ Test(config, device_option_is_the_run_device_override) {
     const char *overrides[] = {out};
     cr_expect_eq(config_load(cfg, NULL, 1, overrides, &err), -1);
     cr_expect(strstr(err.message, "device") && strstr(err.message, "tpu"), "%s", err.message);
+    free(cfg);
+}
+
+/* Every run file records the settings it was made with, and a sweep trusts a run file
+ * only when they are the text it would write: a key added later must not change that text,
+ * or every sweep begun before it would be refused. Pinned to what the run files of
+ * configs/quick.ini have said since commit 00a844a; the keys of how a sweep runs (threads,
+ * device, progress lines, commits within an epoch) leave it as it is. */
+Test(config, run_files_record_the_settings_older_builds_wrote) {
+    static const char quick[] = "[run]\nname = quick\nseed = 1\ndevice = auto\nthreads = 0\n"
+                                "[data]\ndataset = fashion-mnist\n"
+                                "dir = /usr/share/datasets/fashion-mnist\ntrain_limit = 19200\n"
+                                "val_limit = 2000\n[model]\nmode = 3\nalpha = 4\n"
+                                "[train]\nrecipe = keras\nepochs = 4\nbatch = 128\n"
+                                "bn_momentum = 0.9\n[sweep]\npatterns = E:3:4\nrepeats = 1\n";
+    static const char written[] =
+        "[run]\nname = quick\nseed = 1\ndevice = auto\nprecision = fp32\nconv = auto\n"
+        "deterministic = false\ngraph = auto\nthreads = 0\noutput = \n\n"
+        "[data]\ndataset = fashion-mnist\ndir = /usr/share/datasets/fashion-mnist\n"
+        "train_limit = 19200\nval_limit = 2000\naugment = shift\n\n"
+        "[model]\nmode = 3\nalpha = 4\npool_branch = keras\n\n"
+        "[train]\nrecipe = keras\nepochs = 4\nbatch = 128\nval_batch = 100\nlr = 0.001\n"
+        "lr_decay_at = 0.5, 0.85\nlr_decay_factor = 0.1\nl2 = 0.001\nl2_form = kernels\n"
+        "init = glorot\nbn_eps = 0.001\nbn_momentum = 0.9\nadam_beta1 = 0.9\n"
+        "adam_beta2 = 0.999\nadam_eps = 1e-07\nprogress_every = 0\n\n"
+        "[sweep]\nranks_per_run = 1\n";
+    static const char *const how_it_runs[] = {"run.threads=2", "run.device=cpu",
+                                              "train.progress_every=7", "run.commit_minutes=2.5"};
+    config *cfg = new_config();
+    bneck_error err = {{0}};
+    for (int overrides = 0; overrides <= 4; overrides += 4) {
+        cr_assert_eq(load_text(cfg, quick, overrides, how_it_runs, &err), 0, "%s", err.message);
+        static char settings[CONFIG_MAX_TEXT];
+        sweep_output_settings(cfg, settings, sizeof settings);
+        cr_expect_str_eq(settings, written, "with %d overrides", overrides);
+    }
     free(cfg);
 }

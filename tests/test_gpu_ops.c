@@ -1500,9 +1500,9 @@ static int commit_at_second_call(void *calls) { return ++*(int *)calls == 2; }
 
 /* An epoch stopped part-way on the GPU (some of its steps replayed from graphs), its state
  * carried to a fresh trainer through host memory as a checkpoint carries it, paused there
- * once more for a commit and finished: the same weights, bit for bit, and the same record as an epoch never stopped
- * (deterministic GEMM convolutions; the loss sum, kept in double on the device, may differ
- * in its last bits: it is taken in two parts). */
+ * once more for a commit and finished: the same weights, bit for bit, and the same record
+ * as an epoch never stopped (deterministic GEMM convolutions; the loss sum, kept in double
+ * on the device, may differ in its last bits: it is taken in three parts). */
 Test(gpu_ops, an_epoch_stopped_part_way_finishes_in_a_fresh_trainer_as_if_never_stopped,
      .timeout = 300) {
     use_gpu();

@@ -331,10 +331,11 @@ Test(training, an_epoch_stopped_part_way_continues_as_if_never_stopped, .timeout
     static trainer whole, stopped, fresh;
     epoch_record whole_records[2], first, none, finished_by_stopped, finished_by_fresh;
     cr_assert_eq(trainer_create(&whole, &cfg, &spec, &train_set, &val_set, &cpu_backend, NULL, NULL), 0);
-    for (int e = 0; e < 2; e++) cr_assert_eq(trainer_run_epoch(&whole, &whole_records[e]), 0);
+    for (int e = 0; e < 2; e++)
+        cr_assert_eq(trainer_run_epoch(&whole, &whole_records[e]), EPOCH_GO_ON);
 
     cr_assert_eq(trainer_create(&stopped, &cfg, &spec, &train_set, &val_set, &cpu_backend, NULL, NULL), 0);
-    cr_assert_eq(trainer_run_epoch(&stopped, &first), 0);
+    cr_assert_eq(trainer_run_epoch(&stopped, &first), EPOCH_GO_ON);
     expect_same_epoch(&first, &whole_records[0], "epoch 1");
     cr_expect_eq(trainer_steps_per_epoch(&stopped), 5);
     stopped.stop_requested = stop_at_chosen_call;
@@ -369,7 +370,7 @@ Test(training, an_epoch_stopped_part_way_continues_as_if_never_stopped, .timeout
     fresh.commit_due = NULL;
     cr_assert_eq(trainer_run_epoch(&fresh, &finished_by_fresh), EPOCH_GO_ON);
     stopped.stop_requested = NULL;
-    cr_assert_eq(trainer_run_epoch(&stopped, &finished_by_stopped), 0);
+    cr_assert_eq(trainer_run_epoch(&stopped, &finished_by_stopped), EPOCH_GO_ON);
     expect_same_epoch(&finished_by_stopped, &whole_records[1], "finished by the stopped trainer");
     expect_same_epoch(&finished_by_fresh, &whole_records[1], "finished by a fresh trainer");
     cr_expect_eq(fresh.progress.steps, 0, "an epoch's end leaves no progress");

@@ -64,12 +64,26 @@ void sweep_output_timestamp(char *out, size_t capacity) {
     strftime(out, capacity, "%Y%m%d-%H%M%S", &local);
 }
 
-/* The configuration without how fast it runs (threads, device, progress lines, how often
- * an epoch's progress is committed): what
- * sweep.ini holds (TEXT_RECORD), so that `bneck-sweep OUTPUT/sweep.ini` resumes the sweep;
- * the same as sweeps wrote it before long paths were wrapped (TEXT_RECORD_UNWRAPPED); and
- * without where it is (a sweep may be moved or copied), what decides the results
- * (TEXT_SETTINGS, unwrapped: it compares with the settings of older run files). */
+/* Removes the line `key = ...` from text (keys are never wrapped over lines). */
+static void without_key_line(char *text, const char *key) {
+    const size_t key_length = strlen(key);
+    for (char *line = text; *line;) {
+        const size_t length = strcspn(line, "\n") + (line[strcspn(line, "\n")] ? 1 : 0);
+        if (!strncmp(line, key, key_length) && !strncmp(line + key_length, " = ", 3)) {
+            memmove(line, line + length, strlen(line + length) + 1);
+            continue;
+        }
+        line += length;
+    }
+}
+
+/* The configuration without how fast it runs (threads, device and progress lines at their
+ * defaults; how often a long epoch is committed left out, a key younger than the files that
+ * compare with this text): what sweep.ini holds (TEXT_RECORD), so that `bneck-sweep
+ * OUTPUT/sweep.ini` resumes the sweep; the same as sweeps wrote it before long paths were
+ * wrapped (TEXT_RECORD_UNWRAPPED); and without where it is (a sweep may be moved or
+ * copied), what decides the results (TEXT_SETTINGS, unwrapped: it compares with the
+ * settings of older run files). */
 typedef enum { TEXT_RECORD, TEXT_RECORD_UNWRAPPED, TEXT_SETTINGS } config_text_form;
 
 static void config_text(const config *cfg, config_text_form form, char *out, int capacity) {
@@ -78,11 +92,11 @@ static void config_text(const config *cfg, config_text_form form, char *out, int
     copy->threads = 0;
     snprintf(copy->device, sizeof copy->device, "auto");
     copy->progress_every = 0;
-    copy->commit_minutes = CONFIG_DEFAULT_COMMIT_MINUTES;
     if (form == TEXT_SETTINGS) copy->output[0] = '\0';
     const int length = form == TEXT_RECORD ? config_write(copy, out, capacity)
                                            : config_write_unwrapped(copy, out, capacity);
     if (length < 0) out[0] = '\0';
+    without_key_line(out, "commit_minutes");
     free(copy);
 }
 

@@ -50,12 +50,14 @@ static int stop_requested_with_progress(void) {
     return stop_requested();
 }
 
-/* The leader's clock for commits within an epoch ([run] commit_minutes): the other ranks
- * follow its decision (the trainer takes the largest over the group). */
+/* The leader's clock for commits within an epoch ([run] commit_minutes), once a step was
+ * trained since the file was written: the other ranks follow its decision (the trainer
+ * takes the largest over the group). */
 static int run_session_commit_due(void *context) {
     const run_session *r = context;
     const double minutes = r->cfg.commit_minutes;
-    return r->leader && minutes > 0 && timer_now() - r->committed_at >= 60.0 * minutes;
+    return r->leader && minutes > 0 && r->trainer.progress.steps > r->steps_in_file &&
+           timer_now() - r->committed_at >= 60.0 * minutes;
 }
 
 /* Data parallelism must leave every rank of a run with the same weights, bit for bit.
@@ -355,10 +357,16 @@ static void run_session_save_progress(run_session *r, sweep_state *s, epoch_paus
     const epoch_progress *p = &t->progress;
     const int epoch = t->epochs_done + 1;
     r->committed_at = timer_now(); /* tried: not again at the next step */
-    if (p->steps == r->steps_in_file) return;
-    /* every rank asks, before the weight comparison: NaN bits need not agree */
+    if (p->steps == r->steps_in_file) {
+        if (r->leader && pause == EPOCH_STOP && p->steps > 0)
+            printf("[%s] stopped at step %d/%d of epoch %d, committed to %s already\n",
+                   r->run->name, p->steps, trainer_steps_per_epoch(t), epoch, r->path);
+        return;
+    }
+    /* every rank asks, before the weight comparison: NaN bits need not agree (a run going
+     * on after a commit's pause then ends the epoch as diverged) */
     if (sweep_group_any(&s->world, progress_not_finite(t))) {
-        if (r->leader)
+        if (r->leader && pause == EPOCH_STOP)
             log_warn("%s: the %d steps of epoch %d so far are not committed: the loss or the "
                      "weights are no longer finite; the run resumes from its last commit",
                      r->run->name, p->steps, epoch);

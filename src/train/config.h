@@ -43,7 +43,7 @@ typedef struct config {
     int deterministic;      /* GPU: reproducible algorithms only, default 0 */
     char graph[8];          /* GPU: training steps as CUDA graphs: auto | on | off, default auto */
     int threads;            /* CPU threads, 0 = all cores; default 0 */
-    double commit_minutes;  /* a sweep commits an epoch's steps so far at least this often
+    double commit_minutes;  /* a sweep commits an epoch's steps so far about this often
                                (against a hard kill); 0: at epoch ends and stops only */
     char output[512];       /* output directory, default "results/<name>" */
 

@@ -347,7 +347,7 @@ int trainer_steps_per_epoch(const trainer *t) {
     return (t->train_set->count + t->cfg->batch - 1) / t->cfg->batch;
 }
 
-int trainer_run_epoch(trainer *t, epoch_record *record) {
+epoch_pause trainer_run_epoch(trainer *t, epoch_record *record) {
     const dataset *d = t->train_set;
     const int epoch = t->epochs_done; /* 0-based */
     const double lr = trainer_learning_rate(t->cfg, epoch);

@@ -105,8 +105,8 @@ typedef struct trainer {
     step_recorder recorded_steps;
     /* Asked at every step boundary; non-zero ends the epoch early (NULL: never). */
     int (*stop_requested)(void);
-    /* Asked at every step boundary after stop_requested; non-zero pauses the epoch there
-     * for a commit of its progress (NULL: never). */
+    /* Asked at every step boundary where no stop was asked; non-zero pauses the epoch
+     * there for a commit of its progress (NULL: never). */
     int (*commit_due)(void *context);
     void *commit_context;
     /* Names the run in progress lines ("[E-r2] epoch 1: step ..."); NULL: no name. */
@@ -142,7 +142,7 @@ double trainer_learning_rate(const config *cfg, int epoch);
  * when the ranks agreed on one at a step boundary: the epoch is then not counted,
  * t->progress says how far it got, and the trainer can be checkpointed there and asked
  * again to go on with the epoch. */
-int trainer_run_epoch(trainer *t, epoch_record *record);
+epoch_pause trainer_run_epoch(trainer *t, epoch_record *record);
 
 /* The number of global batches in one epoch. */
 int trainer_steps_per_epoch(const trainer *t);
