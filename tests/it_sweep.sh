@@ -255,10 +255,20 @@ if [ "$part_rc" -eq 3 ] && grep -q "^\[E-r0\] step 2/16 of epoch 1 committed to 
   ok "a group of two ranks stopped part-way through epoch 1 resumes there"
 else cat "$work/part_pair1.log" "$work/part_pair2.log"; bad "group of two stopped part-way (exit $part_rc)"; fi
 
+# Two groups of one rank: a stop signal to one stops the other too, a step or two after it
+# reads the stop on the board, part-way through its epoch as well.
+part_rc=0
+stop_part_way "$work/part_two1.log" "epoch 1: step 3/16" mpirun_n 2 "$sweep" "$work/tiny.ini" "${part_options[@]}" sweep.repeats=2 run.output="$work/part_two" || part_rc=$?
+mpirun_n 2 "$sweep" "$work/tiny.ini" "${part_options[@]}" sweep.repeats=2 run.output="$work/part_two" > "$work/part_two2.log" 2>&1 || { cat "$work/part_two2.log"; bad "resume of two groups stopped part-way"; }
+if [ "$part_rc" -eq 3 ] && [ "$(grep -c "^\[E-r[01]\] stopped at step [0-9]*/16 of epoch 1: committed" "$work/part_two1.log")" -eq 2 ] &&
+  [ "$(grep -c "^\[E-r[01]\] resuming after epoch 0, at step [0-9]*/16 of epoch 1" "$work/part_two2.log")" -eq 2 ]; then
+  ok "a stop signal to one of two groups stops both part-way through their epochs; both resume there"
+else cat "$work/part_two1.log" "$work/part_two2.log"; bad "two groups, one signalled (exit $part_rc)"; fi
+
 /usr/bin/python3 - "$work" <<'PY' && ok "stopped part-way and resumed: the same history and weights, bit for bit, as never stopped (1 process, stopped or killed; a group of two)" || bad "a run stopped part-way through an epoch differs from one never stopped"
 import sys, h5py, numpy as np
 work = sys.argv[1]
-for whole, stopped in (("part_whole", "part_stopped"), ("part_whole", "part_killed"), ("part_pair_whole", "part_pair_stopped")):
+for whole, stopped in (("part_whole", "part_stopped"), ("part_whole", "part_killed"), ("part_whole", "part_two"), ("part_pair_whole", "part_pair_stopped")):
     a = h5py.File(f"{work}/{whole}/runs/E-r0.h5", "r")
     b = h5py.File(f"{work}/{stopped}/runs/E-r0.h5", "r")
     assert a.attrs["status"] == b.attrs["status"] and b.attrs["epochs"] == 2, dict(b.attrs)

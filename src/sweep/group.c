@@ -21,6 +21,10 @@ typedef struct mpi_parts {
     MPI_Win board_window;
     int64_t *board;
     int board_length;
+    /* the read of the board's stop slot in flight (sweep_board_stop_seen) */
+    MPI_Request stop_read;
+    int stop_read_active;
+    int64_t stop_read_value;
 } mpi_parts;
 
 static mpi_parts *parts_of(sweep_world *w) { return (mpi_parts *)w->impl; }
@@ -84,6 +88,7 @@ void sweep_world_split(sweep_world *w, int ranks_per_run, int run_count) {
 void sweep_world_finalize(sweep_world *w) {
     mpi_parts *p = parts_of(w);
     if (p) {
+        if (p->stop_read_active) MPI_Wait(&p->stop_read, MPI_STATUS_IGNORE);
         if (p->board_length) {
             MPI_Win_unlock_all(p->board_window);
             MPI_Win_free(&p->board_window); /* collective: every rank */
@@ -152,6 +157,23 @@ void sweep_world_wait_all(sweep_world *w, int (*poll)(void *context), void *cont
 }
 
 int sweep_board_stop_posted(sweep_world *w) { return board_fetch_add(w, BOARD_STOP, 0) > 0; }
+
+int sweep_board_stop_seen(sweep_world *w) {
+    mpi_parts *p = parts_of(w);
+    if (p->stop_read_active) {
+        int done = 0;
+        check_mpi(MPI_Test(&p->stop_read, &done, MPI_STATUS_IGNORE), "MPI_Test");
+        if (!done) return 0;
+        p->stop_read_active = 0;
+        if (p->stop_read_value > 0) return 1;
+    }
+    check_mpi(MPI_Rget_accumulate(NULL, 0, MPI_INT64_T, &p->stop_read_value, 1, MPI_INT64_T, 0,
+                                  BOARD_STOP, 1, MPI_INT64_T, MPI_NO_OP, p->board_window,
+                                  &p->stop_read),
+              "MPI_Rget_accumulate");
+    p->stop_read_active = 1;
+    return 0;
+}
 
 void sweep_board_post(sweep_world *w, int run_index, int epoch) {
     mpi_parts *p = parts_of(w);
@@ -345,6 +367,7 @@ void sweep_world_wait_all(sweep_world *w, int (*poll)(void *context), void *cont
     (void)w, (void)poll, (void)context, (void)stopped; /* nobody else to wait for */
 }
 int sweep_board_stop_posted(sweep_world *w) { return (void)w, 0; }
+int sweep_board_stop_seen(sweep_world *w) { return (void)w, 0; }
 int sweep_group_any(sweep_world *w, int flag) { (void)w; return flag; }
 int sweep_world_any(sweep_world *w, int flag) { (void)w; return flag; }
 int sweep_world_first(sweep_world *w, int flag) { (void)w; return flag ? 0 : -1; }

@@ -42,10 +42,15 @@ void sweep_board_post(sweep_world *w, int run_index, int epoch);
 void sweep_board_add_trained(sweep_world *w, int64_t work);
 int64_t sweep_board_trained(sweep_world *w);
 /* A stop signal reaches the ranks it is sent to; the group that got it stops at once and
- * posts the stop on the board, and every other group stops after its epoch in progress
- * when it reads it there. */
+ * posts the stop on the board, and every other group stops when it reads it there (at a
+ * step, sweep_board_stop_seen, or after an epoch). */
 void sweep_board_post_stop(sweep_world *w);
 int sweep_board_stop_posted(sweep_world *w);
+/* The same question without waiting, for the group leaders' every step: each call looks at
+ * the answer of a read started by an earlier one (0 while it is in flight) and starts the
+ * next, so a transport that moves one-sided operations only when rank 0 calls MPI delays
+ * the answer by a step or two, never the step. */
+int sweep_board_stop_seen(sweep_world *w);
 /* Every rank, once it has no run left: waits for all the others, calling poll(context)
  * meanwhile; a stop it reports (a signal sent to an idle rank) is posted for the groups
  * still training and sets *stopped. */

@@ -42,12 +42,16 @@ typedef struct run_session {
 /* The run hand-out and progress board live in rank 0's memory (group.c). Some MPI
  * transports move one-sided operations only when the target rank calls MPI, and rank 0
  * may train a run of its own without one: it lets them progress at every step, so the
- * other groups never wait for its run to end to get their next one. The trainer's stop
- * hook takes no argument, hence the file's pointer. */
+ * other groups never wait for its run to end to get their next one. A stop another group
+ * posted there stops this one within a step or two (each leader looks at every step; the
+ * trainer spreads it over the group). The trainer's stop hook takes no argument, hence the
+ * file's pointer. */
 static sweep_world *board_world;
 static int stop_requested_with_progress(void) {
     if (board_world && board_world->rank == 0) sweep_poll(board_world);
-    return stop_requested();
+    if (stop_requested()) return 1;
+    return board_world && board_world->groups > 1 && board_world->group_rank == 0 &&
+           sweep_board_stop_seen(board_world);
 }
 
 /* The leader's clock for commits within an epoch ([run] commit_minutes), once a step was
@@ -350,8 +354,8 @@ static int progress_not_finite(const trainer *t) {
  * committed with the weights they made, so that a resumed run goes on from there instead
  * of training them again (an epoch of pattern A on a CPU takes minutes). Nothing is
  * written when no step was taken since the file was written, or when the numbers are no
- * longer finite (the run then resumes from its last commit, and diverges on its own).
- * Collective in the group. */
+ * longer finite (a stopped run then resumes from its last commit; a paused one goes on,
+ * and its epoch ends as diverged). Collective in the group. */
 static void run_session_save_progress(run_session *r, sweep_state *s, epoch_pause pause) {
     const trainer *t = &r->trainer;
     const epoch_progress *p = &t->progress;
@@ -363,8 +367,7 @@ static void run_session_save_progress(run_session *r, sweep_state *s, epoch_paus
                    r->run->name, p->steps, trainer_steps_per_epoch(t), epoch, r->path);
         return;
     }
-    /* every rank asks, before the weight comparison: NaN bits need not agree (a run going
-     * on after a commit's pause then ends the epoch as diverged) */
+    /* every rank asks, before the weight comparison: NaN bits need not agree */
     if (sweep_group_any(&s->world, progress_not_finite(t))) {
         if (r->leader && pause == EPOCH_STOP)
             log_warn("%s: the %d steps of epoch %d so far are not committed: the loss or the "
@@ -389,10 +392,10 @@ static void run_session_save_progress(run_session *r, sweep_state *s, epoch_paus
     fflush(stdout);
 }
 
-/* Epochs until the run is done or diverges, or a stop: this rank's signal (within the
- * epoch: its steps so far are committed) or another group's (after this epoch, once
- * committed). A long epoch pauses for a commit every [run] commit_minutes. Returns 1 when
- * stopped. */
+/* Epochs until the run is done or diverges, or a stop: this rank's signal or another
+ * group's, read on the board (at a step: the epoch's steps so far are committed; or after
+ * an epoch, once it is committed). A long epoch pauses for a commit every [run]
+ * commit_minutes. Returns 1 when stopped. */
 static int run_session_train(run_session *r, sweep_state *s) {
     sweep_world *w = &s->world;
     trainer *t = &r->trainer;
