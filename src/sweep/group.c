@@ -73,6 +73,7 @@ void sweep_world_split(sweep_world *w, int ranks_per_run, int run_count) {
     check_mpi(MPI_Win_allocate(bytes, sizeof(int64_t), MPI_INFO_NULL, MPI_COMM_WORLD, &p->board,
                                &p->board_window),
               "MPI_Win_allocate");
+    MPI_Win_set_errhandler(p->board_window, MPI_ERRORS_RETURN); /* errors named by check_mpi */
     if (w->rank == 0) {
         MPI_Win_lock(MPI_LOCK_EXCLUSIVE, 0, 0, p->board_window);
         memset(p->board, 0, (size_t)bytes);
@@ -88,7 +89,7 @@ void sweep_world_split(sweep_world *w, int ranks_per_run, int run_count) {
 void sweep_world_finalize(sweep_world *w) {
     mpi_parts *p = parts_of(w);
     if (p) {
-        if (p->stop_read_active) MPI_Wait(&p->stop_read, MPI_STATUS_IGNORE);
+        if (p->stop_read_active) check_mpi(MPI_Wait(&p->stop_read, MPI_STATUS_IGNORE), "MPI_Wait");
         if (p->board_length) {
             MPI_Win_unlock_all(p->board_window);
             MPI_Win_free(&p->board_window); /* collective: every rank */

@@ -46,10 +46,11 @@ int64_t sweep_board_trained(sweep_world *w);
  * step, sweep_board_stop_seen, or after an epoch). */
 void sweep_board_post_stop(sweep_world *w);
 int sweep_board_stop_posted(sweep_world *w);
-/* The same question without waiting, for the group leaders' every step: each call looks at
- * the answer of a read started by an earlier one (0 while it is in flight) and starts the
- * next, so a transport that moves one-sided operations only when rank 0 calls MPI delays
- * the answer by a step or two, never the step. */
+/* The same question without waiting for rank 0, for the group leaders' every step: each
+ * call looks at the answer of a read started by an earlier one (0 while it is in flight)
+ * and starts the next, so where the transport moves one-sided operations only when rank 0
+ * calls MPI (osc/pt2pt) the answer comes a step or two later, and the step does not wait
+ * for it (on RDMA transports a read costs microseconds). */
 int sweep_board_stop_seen(sweep_world *w);
 /* Every rank, once it has no run left: waits for all the others, calling poll(context)
  * meanwhile; a stop it reports (a signal sent to an idle rank) is posted for the groups
