@@ -358,7 +358,7 @@ epoch_pause trainer_run_epoch(trainer *t, epoch_record *record) {
     record->lr = lr;
     shuffle_indices(t->order, d->count, t->cfg->seed, epoch);
 
-    /* from where a stop left the epoch (nothing at its start) */
+    /* from where a stop or a pause to commit left the epoch (nothing at its start) */
     epoch_progress *progress = &t->progress;
     const double started = timer_now() - progress->train_s;
     while (progress->steps < steps) {
