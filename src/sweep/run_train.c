@@ -64,19 +64,23 @@ static int run_session_commit_due(void *context) {
            timer_now() - r->committed_at >= 60.0 * minutes;
 }
 
-/* Data parallelism must leave every rank of a run with the same weights, bit for bit.
- * Checked before each commit, so that a run failing it is never recorded (diverged weights
- * hold NaNs, whose bits need not agree: not checked then). `moment` says when, for the
- * message ("after epoch 3"). Collective in the group. */
-static void check_group_weights_agree(sweep_state *s, const run_session *r, const char *moment) {
-    if (s->world.group_size < 2) return;
-    const trainer *t = &r->trainer;
+/* The trainer's weights in host memory (malloc'ed). */
+static float *download_params(const trainer *t) {
     const size_t bytes = t->net.model.param_count * sizeof(float);
-    float *params = bneck_malloc(bytes);
-    s->backend->download(params, t->net.params, bytes);
-    const int same = sweep_group_holds_same(&s->world, params, bytes);
-    free(params);
-    if (!same) {
+    float *params = bneck_malloc(bytes + 1);
+    t->net.backend->download(params, t->net.params, bytes);
+    return params;
+}
+
+/* Data parallelism must leave every rank of a run with the same weights, bit for bit.
+ * Checked on the weights in host memory before each commit, so that a run failing it is
+ * never recorded (diverged weights hold NaNs, whose bits need not agree: not checked then).
+ * `moment` says when, for the message ("after epoch 3"). Collective in the group. */
+static void check_group_weights_agree(sweep_state *s, const run_session *r, const float *params,
+                                      const char *moment) {
+    if (s->world.group_size < 2) return;
+    const size_t bytes = r->trainer.net.model.param_count * sizeof(float);
+    if (!sweep_group_holds_same(&s->world, params, bytes)) {
         log_error("%s: the ranks of the run hold different weights %s: nothing is committed, "
                   "and the sweep stops", r->run->name, moment);
         sweep_world_abort(&s->world, 1);
@@ -338,16 +342,13 @@ static void checkpoint_export_progress(run_session *r, sweep_state *s) {
     free(state);
 }
 
-/* Whether this rank's weights or its epoch's loss so far are no longer finite. */
-static int progress_not_finite(const trainer *t) {
+/* Whether this rank's weights (params, in host memory) or its epoch's loss so far are no
+ * longer finite. */
+static int progress_not_finite(const trainer *t, const float *params) {
     if (!isfinite(t->progress.loss_sum)) return 1;
-    const size_t count = t->net.model.param_count;
-    float *params = bneck_malloc(count * sizeof(float));
-    t->net.backend->download(params, t->net.params, count * sizeof(float));
-    int bad = 0;
-    for (size_t i = 0; i < count && !bad; i++) bad = !isfinite(params[i]);
-    free(params);
-    return bad;
+    for (size_t i = 0; i < t->net.model.param_count; i++)
+        if (!isfinite(params[i])) return 1;
+    return 0;
 }
 
 /* An epoch paused part-way, by a stop or because a commit is due: its steps so far
@@ -368,16 +369,19 @@ static void run_session_save_progress(run_session *r, sweep_state *s, epoch_paus
         return;
     }
     /* every rank asks, before the weight comparison: NaN bits need not agree */
-    if (sweep_group_any(&s->world, progress_not_finite(t))) {
+    float *params = download_params(t);
+    if (sweep_group_any(&s->world, progress_not_finite(t, params))) {
         if (r->leader && pause == EPOCH_STOP)
             log_warn("%s: the %d steps of epoch %d so far are not committed: the loss or the "
                      "weights are no longer finite; the run resumes from its last commit",
                      r->run->name, p->steps, epoch);
+        free(params);
         return;
     }
     char moment[64];
     snprintf(moment, sizeof moment, "at step %d of epoch %d", p->steps, epoch);
-    check_group_weights_agree(s, r, moment);
+    check_group_weights_agree(s, r, params, moment);
+    free(params);
     checkpoint_export_progress(r, s);
     r->steps_in_file = p->steps;
     if (!r->leader) return;
@@ -415,9 +419,13 @@ static int run_session_train(run_session *r, sweep_state *s) {
             sweep_board_add_trained(w, r->run->pseudo_flops * (steps - r->steps_before) / steps);
         r->steps_in_file = r->steps_before = 0; /* once committed below */
         diverged = sweep_group_any(w, epoch_record_diverged(&record));
-        char moment[32];
-        snprintf(moment, sizeof moment, "after epoch %d", t->epochs_done);
-        if (!diverged) check_group_weights_agree(s, r, moment);
+        if (!diverged && w->group_size > 1) {
+            char moment[32];
+            snprintf(moment, sizeof moment, "after epoch %d", t->epochs_done);
+            float *params = download_params(t);
+            check_group_weights_agree(s, r, params, moment);
+            free(params);
+        }
         const int others_stopped = sweep_group_any(w, r->leader && sweep_board_stop_posted(w));
         if (r->leader) run_session_commit(r, s, &record, diverged);
         if (others_stopped && !diverged && t->epochs_done < s->cfg.epochs) return 1;
