@@ -565,6 +565,15 @@ int h5_read_int64_attribute(const h5_site *site, hid_t object, const char *name,
     return read_number_attribute(site, object, name, H5T_INTEGER, H5T_NATIVE_INT64, value);
 }
 
+int h5_read_optional_int64_attribute(const h5_site *site, hid_t object, const char *name,
+                                     int64_t *value) {
+    const htri_t present = H5Aexists(object, name);
+    BNECK_H5_CHECK(site, present, "cannot look for the %s attribute", name);
+    return present ? h5_read_int64_attribute(site, object, name, value) : 0;
+fail:
+    return -1;
+}
+
 int h5_read_uint64_attribute(const h5_site *site, hid_t object, const char *name, uint64_t *value) {
     return read_number_attribute(site, object, name, H5T_INTEGER, H5T_NATIVE_UINT64, value);
 }

@@ -97,6 +97,9 @@ int h5_write_text_attribute(const h5_site *site, hid_t object, const char *name,
  * it. Text of either string kind (variable or fixed) is accepted; it must fit capacity
  * including the NUL. */
 int h5_read_int64_attribute(const h5_site *site, hid_t object, const char *name, int64_t *value);
+/* The same for an attribute files from before it lack: *value is left as it is then. */
+int h5_read_optional_int64_attribute(const h5_site *site, hid_t object, const char *name,
+                                     int64_t *value);
 int h5_read_uint64_attribute(const h5_site *site, hid_t object, const char *name, uint64_t *value);
 int h5_read_double_attribute(const h5_site *site, hid_t object, const char *name, double *value);
 int h5_read_text_attribute(const h5_site *site, hid_t object, const char *name, char *value,

@@ -308,10 +308,8 @@ static void convert_buffer(float **buffer, size_t count, buffer_conversion conve
  * read) from that layout into m's. */
 static int read_param_layout(const h5_site *site, hid_t group, const model *m,
                              run_checkpoint *c) {
-    int64_t layout = PARAM_LAYOUT_SEPARATE;
-    const htri_t present = H5Aexists(group, "param_layout");
-    BNECK_H5_CHECK(site, present, "/checkpoint: cannot look for the param_layout attribute");
-    if (present && h5_read_int64_attribute(site, group, "param_layout", &layout)) return -1;
+    int64_t layout = PARAM_LAYOUT_SEPARATE; /* files from before the attribute */
+    if (h5_read_optional_int64_attribute(site, group, "param_layout", &layout)) return -1;
     if (layout != PARAM_LAYOUT_SEPARATE && layout != PARAM_LAYOUT_GROUPED)
         return bneck_error_set(site->err, "%s: /checkpoint: param_layout %lld is not one this "
                                "build reads (1 or 2)", site->path, (long long)layout);
@@ -332,8 +330,6 @@ static int read_param_layout(const h5_site *site, hid_t group, const model *m,
     }
     free(written);
     return built;
-fail:
-    return -1;
 }
 
 /* A count that must be finite and at least 0; its name goes in the error. */
@@ -349,9 +345,7 @@ static int check_not_negative(const h5_site *site, const char *name, int row, do
 static int read_epoch_progress(const h5_site *site, hid_t group, run_checkpoint *c,
                                int read_values) {
     int64_t steps = 0, ranks = 0;
-    const htri_t present = H5Aexists(group, "epoch_steps");
-    BNECK_H5_CHECK(site, present, "/checkpoint: cannot look for the epoch_steps attribute");
-    if (present && h5_read_int64_attribute(site, group, "epoch_steps", &steps)) return -1;
+    if (h5_read_optional_int64_attribute(site, group, "epoch_steps", &steps)) return -1;
     if (steps < 0 || steps > INT32_MAX)
         return bneck_error_set(site->err, "%s: /checkpoint: epoch_steps %lld out of range",
                                site->path, (long long)steps);
@@ -394,8 +388,6 @@ static int read_epoch_progress(const h5_site *site, hid_t group, run_checkpoint 
     for (int i = 0; i < EPOCH_SECONDS; i++)
         if (check_not_negative(site, "epoch_seconds", i, c->epoch_seconds[i])) return -1;
     return 0;
-fail:
-    return -1;
 }
 
 static int read_checkpoint(const h5_site *site, hid_t file, const model *m, run_checkpoint *out) {
@@ -426,9 +418,7 @@ static int read_checkpoint(const h5_site *site, hid_t file, const model *m, run_
     if (read_epoch_progress(site, group, &c, out != NULL) || read_param_layout(site, group, m, &c))
         goto fail;
     int64_t cpu_threads = 0; /* optional: files from before it stay readable */
-    const htri_t has_threads = H5Aexists(group, "cpu_threads");
-    BNECK_H5_CHECK(site, has_threads, "/checkpoint: cannot look for the cpu_threads attribute");
-    if (has_threads && h5_read_int64_attribute(site, group, "cpu_threads", &cpu_threads)) goto fail;
+    if (h5_read_optional_int64_attribute(site, group, "cpu_threads", &cpu_threads)) goto fail;
     c.cpu_threads = cpu_threads > 0 && cpu_threads <= INT32_MAX ? (int)cpu_threads : 0;
     c.step = (long)step;
     c.epochs_done = (int)epochs_done;
