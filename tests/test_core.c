@@ -25,6 +25,24 @@ Test(hash, run_seeds_unchanged) {
     cr_assert_eq(sweep_run_seed(7, "C", 2), 4535184271761282ULL);
 }
 
+/* The sweep's time left counts only the epochs still to train: of a resumed sweep's runs
+ * not handed out yet, those their files hold (whole, for a complete run) are not left. */
+Test(sweep_plan, work_left_counts_only_epochs_still_to_train) {
+    planned_run runs[4] = {{.pseudo_flops = 1000, .epochs_held = 0},
+                           {.pseudo_flops = 300, .epochs_held = 10},
+                           {.pseudo_flops = 200, .epochs_held = 4},
+                           {.pseudo_flops = 50, .epochs_held = 0}};
+    const sweep_plan plan = {4, runs};
+    const int run_index[2] = {0, -1}, epoch[2] = {3, 0};
+    /* run 0 in group 0 with 7 of 10 epochs left; runs 1-3 not handed out: run 1 complete
+     * in its file, run 2 at epoch 4, run 3 new */
+    cr_assert_float_eq(sweep_plan_work_left(&plan, 10, 1, run_index, epoch, 2),
+                       7 * 1000.0 + 6 * 200.0 + 10 * 50.0, 1e-9);
+    /* once every run is handed out and group 0 is at its last epoch's end: nothing */
+    const int last_epoch[2] = {10, 0};
+    cr_assert_float_eq(sweep_plan_work_left(&plan, 10, 4, run_index, last_epoch, 2), 0.0, 1e-9);
+}
+
 enum { SLOT = 16 };
 
 /* count texts laid out in slots of SLOT bytes, as the ranks' host names are */

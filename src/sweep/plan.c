@@ -53,3 +53,16 @@ void sweep_plan_free(sweep_plan *plan) {
     free(plan->runs);
     memset(plan, 0, sizeof *plan);
 }
+
+double sweep_plan_work_left(const sweep_plan *plan, int epochs, int next_ticket,
+                            const int *run_index, const int *epoch, int groups) {
+    double left = 0.0;
+    for (int i = next_ticket < 0 ? 0 : next_ticket; i < plan->count; i++) {
+        const int held = plan->runs[i].epochs_held;
+        if (held < epochs) left += (double)(epochs - held) * (double)plan->runs[i].pseudo_flops;
+    }
+    for (int g = 0; g < groups; g++)
+        if (run_index[g] >= 0 && run_index[g] < plan->count && epoch[g] < epochs)
+            left += (double)(epochs - epoch[g]) * (double)plan->runs[run_index[g]].pseudo_flops;
+    return left;
+}

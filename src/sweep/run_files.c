@@ -128,6 +128,24 @@ run_file_state sweep_classify_run_file(const sweep_state *s, const planned_run *
     return FILE_BAD_CHECKPOINT;
 }
 
+/* How many of the sweep's epochs a run's file holds: all of them for a kept run (complete
+ * or diverged), its history's for one to continue, none where there is no file or one not
+ * to be trusted (it would be moved aside). Reads no weights: for the sweep's time left. */
+int sweep_run_file_epochs_held(const sweep_state *s, const planned_run *run) {
+    char path[PATH_TEXT];
+    sweep_run_path(s, run, path, sizeof path);
+    struct stat info;
+    if (stat(path, &info) != 0 || !S_ISREG(info.st_mode)) return 0; /* a FIFO's open would wait */
+    run_row row;
+    int epochs = 0;
+    bneck_error err;
+    if (run_file_read(path, &row, NULL, &epochs, NULL, NULL, &err) != 0 ||
+        !is_this_run(s, run, path, &row, &err))
+        return 0;
+    if (!strcmp(row.status, RUN_STATUS_DIVERGED)) return s->cfg.epochs;
+    return epochs < s->cfg.epochs ? epochs : s->cfg.epochs;
+}
+
 /* The leader's decision on a run's file. A file that cannot be looked at (permissions,
  * I/O, a link to nothing) is not known to be damaged, so nothing is moved or retrained on
  * a guess: the whole sweep stops. One not to be trusted is moved aside, never deleted. */

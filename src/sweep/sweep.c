@@ -104,20 +104,16 @@ void sweep_print_progress(sweep_state *s) {
     int *epoch = bneck_malloc((size_t)groups * sizeof(int));
     long done = 0, next_ticket = 0;
     sweep_board_read(&s->world, run_index, epoch, &done, &next_ticket);
-    /* Work left, in epoch-FLOPs: runs not handed out yet (some may be kept whole from an
-     * earlier session) plus the unfinished epochs of those in progress; the rate is the
-     * work trained in this session over its elapsed time (a resumed sweep's earlier work
-     * took none of it). */
-    const double per_run = (double)s->cfg.epochs;
-    double left = 0.0;
-    for (int i = next_ticket; i < s->plan.count; i++)
-        left += per_run * (double)s->plan.runs[i].pseudo_flops;
+    /* The rate is the work trained in this session over its elapsed time: a resumed
+     * sweep's earlier work took none of it, and the runs its files hold whole are none of
+     * the work left. */
+    const double left = sweep_plan_work_left(&s->plan, s->cfg.epochs, (int)next_ticket,
+                                             run_index, epoch, groups);
     const double trained = (double)sweep_board_trained(&s->world);
     char line[2048];
     int used = snprintf(line, sizeof line, "sweep: %ld/%d runs done", done, s->plan.count);
     for (int g = 0; g < groups && used < (int)sizeof line - 64; g++) {
         if (run_index[g] < 0 || run_index[g] >= s->plan.count) continue;
-        left += (per_run - epoch[g]) * (double)s->plan.runs[run_index[g]].pseudo_flops;
         used += snprintf(line + used, sizeof line - (size_t)used, "; group %d: %s epoch %d/%d", g,
                          s->plan.runs[run_index[g]].name, epoch[g], s->cfg.epochs);
     }
@@ -353,6 +349,9 @@ static int sweep_train_all(sweep_state *s) {
              "%s: %d training / %d validation images, output %s",
              s->plan.count, w->size, w->groups, w->group_size, s->backend->name, cpu_threads(),
              s->cfg.dataset, s->train_set.count, s->val_set.count, s->cfg.output);
+    if (w->rank == 0) /* before any run is handed out: what earlier sessions left */
+        for (int i = 0; i < s->plan.count; i++)
+            s->plan.runs[i].epochs_held = sweep_run_file_epochs_held(s, &s->plan.runs[i]);
     int stopped = 0;
     for (;;) {
         /* The group agrees before taking a run, so a stop never strands a teammate; a stop

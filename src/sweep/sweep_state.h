@@ -73,6 +73,8 @@ run_file_state sweep_classify_run_file(const sweep_state *s, const planned_run *
                                        epoch_record **history, int *epochs,
                                        run_checkpoint *checkpoint, const char **what,
                                        bneck_error *err);
+/* The epochs of the sweep a run's file already holds (run_files.c), reading no weights. */
+int sweep_run_file_epochs_held(const sweep_state *s, const planned_run *run);
 /* The leader's decision on a run's file (run_files.c); a file not to be trusted is moved
  * aside, one that cannot be looked at stops the whole sweep. */
 run_start sweep_inspect_run_file(const sweep_state *s, const planned_run *run, const char *path,
