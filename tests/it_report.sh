@@ -32,7 +32,7 @@ cat >"$work/make_sweep.py" <<'PYTHON'
 """Writes a bneck sweep file the way results.h documents it: compound tables with
 fixed-length NUL-padded ASCII strings and int32/int64/uint64/float64 numbers, scalar
 attributes as variable-length UTF-8 strings and int64s.
-kind: sweep | no-runs | empty | missing-history"""
+kind: sweep | no-runs | empty | missing-history | huge-epoch"""
 import math
 import sys
 
@@ -86,6 +86,8 @@ with h5py.File(path, "w") as f:
                 row["train_acc"] = row["val_acc"]
                 row["epoch_s"] = secs * (1.3 if e == 0 else 1.0)
                 row["images_per_s"] = images / row["epoch_s"]
+            if kind == "huge-epoch" and name == "B" and r == 0:  # the plot once looped to it
+                history["epoch"][0] = 2**31 - 1
             if not (kind == "missing-history" and name == "C" and r == 1):
                 f.create_dataset(f"history/{name}-r{r}", data=history)
             runs.append((name.encode(), mode, alpha, r, 1000 + 10 * p + r, 1, b"cpu x1", b"host1",
@@ -127,6 +129,7 @@ mkdir -p "$work/in_progress"
 mkdir -p "$work/all_diverged"
 "$python" "$work/make_sweep.py" "$work/all_diverged/sweep.h5" all-diverged
 "$python" "$work/make_sweep.py" "$work/bad/missing_history.h5" missing-history
+"$python" "$work/make_sweep.py" "$work/bad/huge_epoch.h5" huge-epoch
 echo "this is not HDF5" >"$work/bad/not_hdf5.h5"
 
 # --- the text table ----------------------------------------------------------------------
@@ -331,6 +334,7 @@ check_error "$work/bad/not_hdf5.h5" "not an HDF5 file"
 check_error "$work/bad/no_runs.h5" "/runs"
 check_error "$work/bad/empty.h5" "empty sweep"
 check_error "$work/bad/missing_history.h5" "/history/C-r1"
+check_error "$work/bad/huge_epoch.h5" "/history/B-r0 row 1 has epoch 2147483647, expected 1"
 
 status=0
 message=$("$program" "$sweep" --format json 2>&1 >/dev/null) || status=$?

@@ -253,9 +253,8 @@ static void accuracy_curve_build(const report_sweep *sweep, const report_pattern
         const report_run *run = &sweep->runs[r];
         if (!report_run_is_complete(run) || strcmp(run->pattern, pattern->pattern) != 0) continue;
         runs++;
-        for (int e = 0; e < sweep->histories[r].count; e++)
-            if (sweep->histories[r].epochs[e].epoch > last_epoch)
-                last_epoch = sweep->histories[r].epochs[e].epoch;
+        /* row e is epoch e + 1 (report_read checks it) */
+        if (sweep->histories[r].count > last_epoch) last_epoch = sweep->histories[r].count;
     }
     if (last_epoch == 0) return;
     curve->epoch = bneck_calloc((size_t)last_epoch, sizeof(double));
@@ -270,11 +269,8 @@ static void accuracy_curve_build(const report_sweep *sweep, const report_pattern
             if (!report_run_is_complete(run) || strcmp(run->pattern, pattern->pattern) != 0)
                 continue;
             const report_history *history = &sweep->histories[r];
-            for (int e = 0; e < history->count; e++)
-                if (history->epochs[e].epoch == epoch && isfinite(history->epochs[e].val_acc)) {
-                    values[found++] = 100.0 * history->epochs[e].val_acc;
-                    break;
-                }
+            if (epoch <= history->count && isfinite(history->epochs[epoch - 1].val_acc))
+                values[found++] = 100.0 * history->epochs[epoch - 1].val_acc;
         }
         if (found == 0) continue;
         const int i = curve->count++;

@@ -348,10 +348,13 @@ static int read_histories(hid_t file, const char *path, report_sweep *sweep, bne
         int count = 0;
         if (read_table(file, path, object, &epoch_table, &rows, &count, err) != 0) return -1;
         report_epoch *epochs = rows;
+        /* One row per finished epoch, in order (as the run files hold them): the plot
+         * indexes the rows by epoch, so an epoch of 2^31 cannot make it loop for hours. */
         for (int e = 0; e < count; e++)
-            if (epochs[e].epoch < 1) {
-                bneck_error_set(err, "%s: %s row %d has epoch %d; epochs are 1-based", path,
-                                object, e + 1, epochs[e].epoch);
+            if (epochs[e].epoch != e + 1) {
+                bneck_error_set(err, "%s: %s row %d has epoch %d, expected %d (one row per "
+                                "finished epoch, in order)", path, object, e + 1,
+                                epochs[e].epoch, e + 1);
                 free(rows);
                 return -1;
             }
