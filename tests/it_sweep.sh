@@ -299,6 +299,12 @@ mpirun_n 2 "$sweep" "$work/tiny.ini" run.output="$work/dry" data.dir="$work/not-
 if grep -q "sweep plan: 6 runs" "$work/dry.log" && grep -q "A-r0" "$work/dry.log" && [ ! -e "$work/dry" ]; then
   ok "--dry-run prints the plan and trains nothing"
 else cat "$work/dry.log"; bad "--dry-run"; fi
+# a plan that cannot be written (a full disk) is a failure, not a silent exit 0
+dry_status=0
+"$sweep" "$work/tiny.ini" run.output="$work/dry" --dry-run > /dev/full 2> "$work/dry_full.log" || dry_status=$?
+if [ "$dry_status" -eq 1 ] && grep -q "writing the plan: No space left on device" "$work/dry_full.log"; then
+  ok "--dry-run into a full disk exits 1, saying so"
+else cat "$work/dry_full.log"; bad "--dry-run into a full disk: exit $dry_status"; fi
 
 # --- --device without a GPU: auto falls back and says why, cuda fails with the reason ---------
 if nvidia-smi -L >/dev/null 2>&1; then

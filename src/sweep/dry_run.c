@@ -3,6 +3,7 @@
  * frees up first (what the dynamic hand-out does when run time follows pseudo-FLOPs). */
 #include "sweep/sweep_state.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,7 +53,8 @@ static dry_run_state dry_run_inspect(const sweep_state *s, const planned_run *ru
     return STATE_TO_TRAIN;
 }
 
-/* 0, or 2 when the sweep itself would refuse the output (its message printed). */
+/* 0, 2 when the sweep itself would refuse the output, 1 when the plan cannot be written
+ * (its message printed). */
 int sweep_print_plan(const sweep_state *s) {
     const int groups = s->world.groups, per_group = s->world.size / groups;
     bneck_error err;
@@ -110,5 +112,11 @@ int sweep_print_plan(const sweep_state *s) {
         printf("; %d file(s) the sweep cannot look at: it would stop there", counts[STATE_STOPS]);
     printf("\n");
     free(busy_until);
+    /* the plan is all a dry run gives: one lost on its way out (a full disk, a closed pipe)
+     * is a failure, exit status 1, not a silent success */
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "bneck-sweep: writing the plan: %s\n", strerror(errno));
+        return 1;
+    }
     return 0;
 }
