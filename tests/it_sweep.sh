@@ -454,6 +454,12 @@ if "$sweep" "$work/tiny.ini" run.output="$work/empty_ini" > "$work/empty_ini.log
 elif grep -q "sweep.ini, which ties .* to its configuration, is empty; if the directory holds this sweep, remove that file" "$work/empty_ini.log"; then
   ok "an empty sweep.ini is named as such, with the way out"
 else cat "$work/empty_ini.log"; bad "empty sweep.ini message"; fi
+# zeros where the text was (what a crash can leave): damage named as such, not "is empty"
+cp -r "$work/one" "$work/zero_ini" && head -c 600 /dev/zero > "$work/zero_ini/sweep.ini"
+if "$sweep" "$work/tiny.ini" run.output="$work/zero_ini" > "$work/zero_ini.log" 2>&1; then bad "a sweep.ini of zeros was accepted"
+elif grep -q "sweep.ini, which ties .* to its configuration, holds a NUL byte (at byte 0 of 600): it is not the text a sweep writes" "$work/zero_ini.log"; then
+  ok "a sweep.ini of zero bytes is named as damage, with the way out"
+else cat "$work/zero_ini.log"; bad "sweep.ini of zeros message"; fi
 
 # --- odd things in a run file's place, and files of a changed pattern -------------------------
 cp -r "$work/one" "$work/odd"

@@ -130,12 +130,14 @@ static void stored_results_defining_config(const char *path, const char *text, c
     free(stored);
 }
 
-/* 0, or -1 with errno set. */
-static int read_whole_file(const char *path, char *out, size_t capacity) {
+/* 0, or -1 with errno set. *length (when not NULL) gets the bytes read, which tells a
+ * NUL byte in the file from the end of its text. */
+static int read_whole_file(const char *path, char *out, size_t capacity, size_t *length) {
     FILE *f = fopen(path, "r");
     if (!f) return -1;
     size_t n = fread(out, 1, capacity - 1, f);
     out[n] = '\0';
+    if (length) *length = n;
     const int failed = ferror(f);
     fclose(f);
     if (failed) {
@@ -325,13 +327,24 @@ static int compare_configuration_texts(const config *cfg, const char *output,
         if (!S_ISREG(info.st_mode))
             return bneck_error_set(err, "%s is not a regular file", stored_path);
     }
-    if (read_whole_file(stored_path, stored, sizeof x->stored) != 0) {
+    size_t stored_length = 0;
+    if (read_whole_file(stored_path, stored, sizeof x->stored, &stored_length) != 0) {
         if (errno == ENOENT) return SWEEP_OUTPUT_NEW;
         /* not "no sweep.ini": taken for new, the directory's finished runs would look like
          * another configuration's and be moved aside */
         return bneck_error_set(err, "cannot read %s: %s (it ties %s to its configuration)",
                                stored_path, strerror(errno), output);
     }
+    /* damage (a crash can leave a file of zeros), not text: say so rather than read the
+     * text before the NUL (nothing, when it comes first: "is empty") */
+    const char *nul = memchr(stored, '\0', stored_length);
+    if (nul)
+        return bneck_error_set(err,
+                               "%s, which ties %s to its configuration, holds a NUL byte (at "
+                               "byte %zu of %zu): it is not the text a sweep writes; if the "
+                               "directory holds this sweep, remove that file and run again (the "
+                               "run files keep their own record)",
+                               stored_path, output, (size_t)(nul - stored), stored_length);
     if (strcmp(stored, file_text) == 0) return SWEEP_OUTPUT_SAME;
     /* as a sweep wrote it before long paths were wrapped (perhaps too long to read back):
      * the same sweep, whose record is now rewritten */
@@ -485,7 +498,7 @@ static int file_is_a_record(const char *path) {
     config *recorded = bneck_malloc(sizeof *recorded);
     char *text = bneck_malloc(CONFIG_MAX_TEXT), *written = bneck_malloc(CONFIG_MAX_TEXT);
     bneck_error ignored;
-    int record = read_whole_file(path, text, CONFIG_MAX_TEXT) == 0 &&
+    int record = read_whole_file(path, text, CONFIG_MAX_TEXT, NULL) == 0 &&
                  config_load_text(recorded, path, text, &ignored) == 0;
     if (record) {
         config_text(recorded, TEXT_RECORD, written, CONFIG_MAX_TEXT);
