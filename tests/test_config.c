@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "data/augment.h"
@@ -742,6 +743,26 @@ Test(config, missing_file_names_it_and_the_reason) {
 
     cr_assert_eq(config_load(cfg, "/tmp", 0, NULL, &err), -1);
     expect_contains(err.message, "/tmp", "a directory");
+    free(cfg);
+}
+
+/* A FIFO once hung config_load in open() (bneck-sweep even ignored TERM there); a device
+ * such as /dev/null read as an empty config, the defaults: a 100-epoch run. */
+Test(config, a_fifo_or_device_is_refused_at_once, .timeout = 20) {
+    config *cfg = new_config();
+    bneck_error err = {{0}};
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/bneck_test_config_fifo_%d.ini", (int)getpid());
+    unlink(path);
+    cr_assert_eq(mkfifo(path, 0600), 0, "mkfifo: %s", strerror(errno));
+    const int status = config_load(cfg, path, 0, NULL, &err);
+    unlink(path);
+    cr_assert_eq(status, -1);
+    expect_contains(err.message, path, "a FIFO");
+    expect_contains(err.message, "not a regular file (a FIFO)", "a FIFO");
+
+    cr_assert_eq(config_load(cfg, "/dev/null", 0, NULL, &err), -1);
+    expect_contains(err.message, "/dev/null: not a regular file (a device or socket)", "/dev/null");
     free(cfg);
 }
 

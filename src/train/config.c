@@ -10,6 +10,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
@@ -20,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <ini.h>
@@ -671,8 +673,30 @@ static void find_line(const char *text, int number, const char **start, int *len
 }
 
 static int read_config_file(const char *path, char **text_out, bneck_error *err) {
-    FILE *file = fopen(path, "rb");
-    if (!file) return bneck_error_set(err, "%s: cannot open config file: %s", path, strerror(errno));
+    /* O_NONBLOCK: a FIFO in the config's place must reach the regular-file check, not hang
+     * in open() waiting for a writer (a sweep's ranks each read the file, as only a regular
+     * file allows; a device such as /dev/null would read as an empty config: the defaults) */
+    const int descriptor = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (descriptor < 0) return bneck_error_set(err, "%s: cannot open config file: %s", path, strerror(errno));
+    struct stat info;
+    if (fstat(descriptor, &info) != 0) {
+        const int why = errno;
+        close(descriptor);
+        return bneck_error_set(err, "%s: cannot read config file: %s", path, strerror(why));
+    }
+    if (!S_ISREG(info.st_mode)) {
+        close(descriptor);
+        return bneck_error_set(err, "%s: not a regular file (%s); expected a config file", path,
+                               S_ISDIR(info.st_mode)    ? "a directory"
+                               : S_ISFIFO(info.st_mode) ? "a FIFO"
+                                                        : "a device or socket");
+    }
+    FILE *file = fdopen(descriptor, "rb");
+    if (!file) {
+        const int why = errno;
+        close(descriptor);
+        return bneck_error_set(err, "%s: cannot open config file: %s", path, strerror(why));
+    }
     size_t capacity = 4096, length = 0;
     char *text = bneck_malloc(capacity);
     for (;;) {
