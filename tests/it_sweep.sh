@@ -230,10 +230,12 @@ if grep -q "^\[E-r0\] step 15/16 of epoch 1 committed to .*part_killed/runs/E-r0
 else cat "$work/part_killed1.log" "$work/part_killed2.log"; bad "commits within an epoch (resumed at '${killed_at}')"; fi
 
 # A part-way checkpoint that does not fit the epoch (a step past its end, sums that count
-# other images than its steps hold: damage) is moved aside, and the run starts over.
+# other images than its steps hold, a step counter that is not the steps taken: damage) is
+# moved aside, and the run starts over.
 cp -r "$work/part_stopped" "$work/part_bad_step" # (already resumed: made part-way again below)
 cp "$work/part_stopped_copy.h5" "$work/part_bad_step/runs/E-r0.h5"
 cp -r "$work/part_bad_step" "$work/part_bad_sums"
+cp -r "$work/part_bad_step" "$work/part_bad_counter"
 /usr/bin/python3 - "$work" <<'PY'
 import sys, h5py, numpy as np
 work = sys.argv[1]
@@ -243,13 +245,17 @@ with h5py.File(f"{work}/part_bad_sums/runs/E-r0.h5", "r+") as f:
     sums = f["checkpoint/epoch_sums"][()]
     sums[0, 2] += 64
     f["checkpoint/epoch_sums"][...] = sums
+with h5py.File(f"{work}/part_bad_counter/runs/E-r0.h5", "r+") as f:
+    f["checkpoint"].attrs.modify("step", np.int64(2**40))
 PY
 stop_part_way "$work/part_bad_step.log" "moved it to" "$sweep" "$work/tiny.ini" "${part_options[@]}" run.output="$work/part_bad_step" || true
 stop_part_way "$work/part_bad_sums.log" "moved it to" "$sweep" "$work/tiny.ini" "${part_options[@]}" run.output="$work/part_bad_sums" || true
+stop_part_way "$work/part_bad_counter.log" "moved it to" "$sweep" "$work/tiny.ini" "${part_options[@]}" run.output="$work/part_bad_counter" || true
 if grep -q "E-r0.h5: its checkpoint is at step 16 of epoch 2, which has 16 steps; moved it to .*E-r0.h5.unreadable-" "$work/part_bad_step.log" &&
-  grep -q "E-r0.h5: its checkpoint's sums count $((part_steps * 64 + 64)) images in the $part_steps steps of epoch 2 taken, which hold $((part_steps * 64)); moved it to" "$work/part_bad_sums.log"; then
-  ok "a part-way checkpoint past its epoch's end, or counting other images, is moved aside"
-else cat "$work/part_bad_step.log" "$work/part_bad_sums.log"; bad "a damaged part-way checkpoint"; fi
+  grep -q "E-r0.h5: its checkpoint's sums count $((part_steps * 64 + 64)) images in the $part_steps steps of epoch 2 taken, which hold $((part_steps * 64)); moved it to" "$work/part_bad_sums.log" &&
+  grep -q "E-r0.h5: its checkpoint's step counter is 1099511627776, expected $((16 + part_steps)) (1 epochs of 16 steps, then $part_steps steps); moved it to" "$work/part_bad_counter.log"; then
+  ok "a part-way checkpoint past its epoch's end, counting other images, or with another step count, is moved aside"
+else cat "$work/part_bad_step.log" "$work/part_bad_sums.log" "$work/part_bad_counter.log"; bad "a damaged part-way checkpoint"; fi
 
 mpirun_n 2 "$sweep" "$work/tiny.ini" "${part_options[@]}" sweep.ranks_per_run=2 run.output="$work/part_pair_whole" > "$work/part_pair_whole.log" 2>&1 || { cat "$work/part_pair_whole.log"; bad "uninterrupted group of two"; }
 part_rc=0

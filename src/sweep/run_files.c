@@ -51,25 +51,39 @@ static int is_this_run(const sweep_state *s, const planned_run *run, const char 
 }
 
 /* Whether the checkpoint's epoch in progress fits this sweep's epochs: fewer steps than an
- * epoch has, and every image of those steps counted once in the ranks' sums. Known once the
- * data is loaded: a dry run (which does not load it) takes it on trust. err says why not. */
+ * epoch has, every image of those steps counted once in the ranks' sums, and the step
+ * counter (Adam's bias correction follows it) the steps of the epochs done and of the epoch
+ * in progress, so that a damaged one cannot silently change the resumed numbers. Known once
+ * the data is loaded: a dry run (which does not load it) takes it on trust. err says why not. */
 static int epoch_in_progress_fits(const sweep_state *s, const char *path,
                                   const run_checkpoint *c, bneck_error *err) {
     const long count = s->train_set.count, batch = s->cfg.batch;
-    if (c->epoch_steps == 0 || count <= 0) return 1;
+    if (count <= 0) return 1;
     const long steps = (count + batch - 1) / batch;
     if (c->epoch_steps >= steps) {
         bneck_error_set(err, "%s: its checkpoint is at step %d of epoch %d, which has %ld steps",
                         path, c->epoch_steps, c->epochs_done + 1, steps);
         return 0;
     }
-    double seen = 0.0;
-    for (int r = 0; r < c->epoch_ranks; r++) seen += c->epoch_sums[(size_t)r * EPOCH_SUMS + EPOCH_SUM_SEEN];
-    const long images = (long)c->epoch_steps * batch < count ? (long)c->epoch_steps * batch : count;
-    if (seen == (double)images) return 1;
-    bneck_error_set(err, "%s: its checkpoint's sums count %.0f images in the %d steps of epoch %d "
-                    "taken, which hold %ld", path, seen, c->epoch_steps, c->epochs_done + 1, images);
-    return 0;
+    if (c->epoch_steps > 0) {
+        double seen = 0.0;
+        for (int r = 0; r < c->epoch_ranks; r++)
+            seen += c->epoch_sums[(size_t)r * EPOCH_SUMS + EPOCH_SUM_SEEN];
+        const long images = (long)c->epoch_steps * batch < count ? (long)c->epoch_steps * batch : count;
+        if (seen != (double)images) {
+            bneck_error_set(err, "%s: its checkpoint's sums count %.0f images in the %d steps of epoch %d "
+                            "taken, which hold %ld", path, seen, c->epoch_steps, c->epochs_done + 1, images);
+            return 0;
+        }
+    }
+    const long expected_step = (long)c->epochs_done * steps + c->epoch_steps;
+    if (c->step != expected_step) {
+        bneck_error_set(err, "%s: its checkpoint's step counter is %ld, expected %ld (%d epochs of "
+                        "%ld steps, then %d steps)", path, c->step, expected_step, c->epochs_done,
+                        steps, c->epoch_steps);
+        return 0;
+    }
+    return 1;
 }
 
 /* Reads what a decision needs: row and history (malloc'ed in *history when the run is
