@@ -32,7 +32,7 @@ cat >"$work/make_sweep.py" <<'PYTHON'
 """Writes a bneck sweep file the way results.h documents it: compound tables with
 fixed-length NUL-padded ASCII strings and int32/int64/uint64/float64 numbers, scalar
 attributes as variable-length UTF-8 strings and int64s.
-kind: sweep | no-runs | empty | missing-history | huge-epoch"""
+kind: sweep | no-runs | empty | missing-history | huge-epoch | history-not-group"""
 import math
 import sys
 
@@ -70,6 +70,8 @@ epochs, repeats, images = 6, 2, 50000
 
 with h5py.File(path, "w") as f:
     f.attrs["format"] = "bneck-sweep-1"
+    if kind == "history-not-group":  # a table where the group of histories belongs
+        f["history"] = np.zeros(3)
     if kind == "no-runs":
         f.create_group("history")
         sys.exit(0)
@@ -88,7 +90,7 @@ with h5py.File(path, "w") as f:
                 row["images_per_s"] = images / row["epoch_s"]
             if kind == "huge-epoch" and name == "B" and r == 0:  # the plot once looped to it
                 history["epoch"][0] = 2**31 - 1
-            if not (kind == "missing-history" and name == "C" and r == 1):
+            if kind != "history-not-group" and not (kind == "missing-history" and name == "C" and r == 1):
                 f.create_dataset(f"history/{name}-r{r}", data=history)
             runs.append((name.encode(), mode, alpha, r, 1000 + 10 * p + r, 1, b"cpu x1", b"host1",
                          params, pflops, macs, epochs, best, epochs, best, secs, sd,
@@ -130,6 +132,7 @@ mkdir -p "$work/all_diverged"
 "$python" "$work/make_sweep.py" "$work/all_diverged/sweep.h5" all-diverged
 "$python" "$work/make_sweep.py" "$work/bad/missing_history.h5" missing-history
 "$python" "$work/make_sweep.py" "$work/bad/huge_epoch.h5" huge-epoch
+"$python" "$work/make_sweep.py" "$work/bad/history_not_group.h5" history-not-group
 echo "this is not HDF5" >"$work/bad/not_hdf5.h5"
 
 # --- the text table ----------------------------------------------------------------------
@@ -335,6 +338,7 @@ check_error "$work/bad/no_runs.h5" "/runs"
 check_error "$work/bad/empty.h5" "empty sweep"
 check_error "$work/bad/missing_history.h5" "/history/C-r1"
 check_error "$work/bad/huge_epoch.h5" "/history/B-r0 row 1 has epoch 2147483647, expected 1"
+check_error "$work/bad/history_not_group.h5" "/history is not a group"
 
 status=0
 message=$("$program" "$sweep" --format json 2>&1 >/dev/null) || status=$?
