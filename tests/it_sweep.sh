@@ -311,6 +311,15 @@ dry_status=0
 if [ "$dry_status" -eq 1 ] && grep -q "writing the plan: No space left on device" "$work/dry_full.log"; then
   ok "--dry-run into a full disk exits 1, saying so"
 else cat "$work/dry_full.log"; bad "--dry-run into a full disk: exit $dry_status"; fi
+# --stop-signal=NAME is the same option; a second one (a signal that would then kill
+# instead of stopping) is refused
+"$sweep" "$work/tiny.ini" run.output="$work/dry" data.dir="$work/not-fetched-yet" --stop-signal=USR1 --dry-run > "$work/signal_eq.log" 2>&1 && signal_eq=0 || signal_eq=$?
+twice=0
+"$sweep" "$work/tiny.ini" run.output="$work/dry" --stop-signal USR1 --stop-signal=TERM --dry-run > "$work/signal_twice.log" 2>&1 || twice=$?
+if [ "$signal_eq" -eq 0 ] && grep -q "sweep plan: 6 runs" "$work/signal_eq.log" && [ "$twice" -eq 2 ] &&
+  grep -q -- "--stop-signal given twice: give it once" "$work/signal_twice.log"; then
+  ok "--stop-signal=NAME is taken; --stop-signal given twice is refused (exit 2)"
+else cat "$work/signal_eq.log" "$work/signal_twice.log"; bad "--stop-signal forms: exit $signal_eq / $twice"; fi
 
 # --- --device without a GPU: auto falls back and says why, cuda fails with the reason ---------
 if nvidia-smi -L >/dev/null 2>&1; then

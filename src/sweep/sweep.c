@@ -30,14 +30,15 @@ static void usage(FILE *out) {
             "OUTPUT/runs/<pattern>-r<repeat>.h5 and merging them into OUTPUT/sweep.h5 as\n"
             "runs finish (at most once a minute) and at the end.\n"
             "Running the same command again resumes: finished runs are kept, unfinished ones\n"
-            "continue from their last epoch.\n"
+            "continue from their last commit (an epoch's end, or a step within one).\n"
             "  --device D      run.device=D: auto (a GPU when one is usable, else the CPU,\n"
             "                  saying why), cpu, or cuda (fails when no GPU is usable)\n"
             "  --dry-run       print the plan (runs, seeds, what the output holds of each, groups,\n"
             "                  hosts, devices) and stop\n"
             "  --restart       move an existing OUTPUT aside (never deleted) and start over\n"
-            "  --stop-signal S extra signal that stops the sweep cleanly (default USR2;\n"
-            "                  TERM and INT always do); exit status %d means stopped, resumable\n",
+            "  --stop-signal S extra signal that stops the sweep cleanly (default USR2; TERM\n"
+            "                  always does, and INT and HUP unless ignored when it started);\n"
+            "                  exit status %d means stopped, resumable\n",
             BNECK_EXIT_STOPPED);
 }
 
@@ -52,6 +53,18 @@ static int signal_from_name(const char *name) {
     return -1;
 }
 
+/* Whether argv[*i] is --stop-signal (its name the next argument, *i moved past it) or
+ * --stop-signal=NAME; *name is then the name given, or NULL when there is none. */
+static int stop_signal_argument(int argc, char **argv, int *i, const char **name) {
+    const char *a = argv[*i];
+    static const char option[] = "--stop-signal";
+    if (strncmp(a, option, sizeof option - 1)) return 0;
+    if (a[sizeof option - 1] == '=') *name = a + sizeof option;
+    else if (a[sizeof option - 1] == '\0') *name = *i + 1 < argc ? argv[++*i] : NULL;
+    else return 0;
+    return 1;
+}
+
 /* Whether an override sets [run] output. */
 static int output_given(const sweep_options *o) {
     for (int i = 0; i < o->override_count; i++)
@@ -63,6 +76,8 @@ static int parse_options(sweep_options *o, int argc, char **argv, bneck_error *e
     memset(o, 0, sizeof *o);
     o->stop_signal = SIGUSR2;
     o->overrides = bneck_calloc((size_t)argc, sizeof *o->overrides);
+    int stop_signal_given = 0;
+    const char *signal_name = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const config_argument kind = config_argument_kind(a);
@@ -72,12 +87,15 @@ static int parse_options(sweep_options *o, int argc, char **argv, bneck_error *e
         if (device) o->overrides[o->override_count++] = o->device_override;
         else if (!strcmp(a, "--dry-run")) o->dry_run = 1;
         else if (!strcmp(a, "--restart")) o->restart = 1;
-        else if (!strcmp(a, "--stop-signal")) {
-            if (i + 1 >= argc || (o->stop_signal = signal_from_name(argv[i + 1])) < 0)
+        else if (stop_signal_argument(argc, argv, &i, &signal_name)) {
+            /* the signals were set up from the first one (stop_signal_option): a second
+             * would be a signal that kills instead of stopping */
+            if (stop_signal_given++)
+                return bneck_error_set(err, "--stop-signal given twice: give it once");
+            if (!signal_name || (o->stop_signal = signal_from_name(signal_name)) < 0)
                 return bneck_error_set(err, "--stop-signal expects a signal name (USR1, USR2, "
                                             "TERM, INT, HUP, QUIT, XCPU, ALRM), got '%s'",
-                                       i + 1 < argc ? argv[i + 1] : "");
-            i++;
+                                       signal_name ? signal_name : "");
         } else if (kind == CONFIG_ARGUMENT_OVERRIDE)
             o->overrides[o->override_count++] = a;
         else if (kind == CONFIG_ARGUMENT_OPTION)
@@ -188,9 +206,11 @@ static void gather_group_hosts(sweep_state *s) {
 /* The --stop-signal of the command line (USR2 when absent or not a signal name: the option
  * parser reports the latter), needed before the options are parsed: see stop.h. */
 static int stop_signal_option(int argc, char **argv) {
-    for (int i = 1; i + 1 < argc; i++)
-        if (!strcmp(argv[i], "--stop-signal") && signal_from_name(argv[i + 1]) > 0)
-            return signal_from_name(argv[i + 1]);
+    for (int i = 1; i < argc; i++) {
+        const char *name = NULL;
+        if (stop_signal_argument(argc, argv, &i, &name))
+            return name && signal_from_name(name) > 0 ? signal_from_name(name) : SIGUSR2;
+    }
     return SIGUSR2;
 }
 

@@ -81,8 +81,9 @@ run_start sweep_inspect_run_file(const sweep_state *s, const planned_run *run, c
                                  const model *m, run_row *row, epoch_record **history,
                                  int *epochs, run_checkpoint *checkpoint);
 
-/* --dry-run on rank 0 (dry_run.c): the plan and what OUTPUT holds of each run. 0, or 2
- * when the sweep itself would refuse the output (its message printed). */
+/* --dry-run on rank 0 (dry_run.c): the plan and what OUTPUT holds of each run. 0, 2 when
+ * the sweep itself would refuse the output, 1 when the plan cannot be written (its message
+ * printed). */
 int sweep_print_plan(const sweep_state *s);
 
 /* A run group's gradient sums (sweep_comm.c): NCCL where the group trains on GPUs, MPI
