@@ -1566,7 +1566,10 @@ Test(gpu_ops, an_epoch_stopped_part_way_finishes_in_a_fresh_trainer_as_if_never_
     for (size_t i = 0; i < params; i++) differing += after_whole[i] != after_fresh[i];
     cr_expect_eq(differing, 0, "%zu of %zu weights differ", differing, params);
     const epoch_record *want = &whole_records[1];
-    cr_expect_float_eq(finished.train_loss, want->train_loss, 1e-12 * want->train_loss,
+    /* the fresh trainer's first full step is its graph's warm-up, run op by op: its mean
+     * loss passes through a float, where the never-stopped run's replay summed it in double
+     * on the device (as in the graph-against-plain test); the weights are the same bits */
+    cr_expect_float_eq(finished.train_loss, want->train_loss, 1e-6 * want->train_loss,
                        "train_loss %.17g, never stopped %.17g", finished.train_loss, want->train_loss);
     cr_expect_eq(finished.train_acc, want->train_acc);
     cr_expect_eq(finished.val_loss, want->val_loss);
