@@ -839,6 +839,14 @@ int h5_read_doubles(const h5_site *site, hid_t location, const char *name, doubl
                               expected_for);
 }
 
+int h5_is_group(hid_t location, const char *name) {
+    /* H5Oopen + H5Iget_type rather than H5Oget_info, whose signature changed in 1.12. */
+    hid_t object = H5Oopen(location, name, H5P_DEFAULT);
+    const int group = object >= 0 && H5Iget_type(object) == H5I_GROUP;
+    h5_close(&object);
+    return group;
+}
+
 int h5_exists(const h5_site *site, hid_t location, const char *name) {
     /* H5Lexists needs every intermediate component to exist, so check them in turn. */
     char prefix[512];

@@ -133,6 +133,8 @@ int h5_read_doubles(const h5_site *site, hid_t location, const char *name, doubl
 
 /* 1 if a link at `name` (each component checked in turn) exists, 0 if not, -1 on error. */
 int h5_exists(const h5_site *site, hid_t location, const char *name);
+/* 1 if the object at `name` is a group; 0 if it is something else or cannot be opened. */
+int h5_is_group(hid_t location, const char *name);
 
 /* Atomic commit. h5_create_temporary truncates or creates "<path>.tmp" (its name goes in
  * temporary_path) and returns the file; h5_commit flushes and closes it, fsyncs it,

@@ -330,15 +330,10 @@ static int read_histories(hid_t file, const char *path, report_sweep *sweep, bne
     sweep->histories = bneck_calloc((size_t)sweep->run_count, sizeof(report_history));
     const int have_group = link_exists(file, path, "/history", err);
     if (have_group < 0) return -1;
-    if (have_group) {
-        /* else the first run's lookup fails with HDF5's "message type not found" */
-        const hid_t object = H5Oopen(file, "/history", H5P_DEFAULT);
-        const int group = object >= 0 && H5Iget_type(object) == H5I_GROUP;
-        if (object >= 0) H5Oclose(object);
-        if (!group)
-            return bneck_error_set(err, "%s: /history is not a group (a bneck sweep file holds "
-                                        "each run's history table in it)", path);
-    }
+    /* else the first run's lookup fails with HDF5's "message type not found" */
+    if (have_group && !h5_is_group(file, "/history"))
+        return bneck_error_set(err, "%s: /history is not a group (a bneck sweep file holds "
+                                    "each run's history table in it)", path);
 
     for (int i = 0; i < sweep->run_count; i++) {
         const report_run *run = &sweep->runs[i];

@@ -283,11 +283,7 @@ static int check_history(const h5_site *site, const epoch_record *history, int r
 static int is_group(const h5_site *site, hid_t file, const char *name) {
     int exists = h5_exists(site, file, name);
     if (exists < 0) return -1;
-    /* H5Oopen + H5Iget_type rather than H5Oget_info, whose signature changed in 1.12. */
-    hid_t object = exists ? H5Oopen(file, name, H5P_DEFAULT) : H5I_INVALID_HID;
-    const int group = object >= 0 && H5Iget_type(object) == H5I_GROUP;
-    h5_close(&object);
-    if (!group)
+    if (!exists || !h5_is_group(file, name))
         return bneck_error_set(site->err, "%s: %s: missing or not a group", site->path, name);
     return 0;
 }

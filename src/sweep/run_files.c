@@ -50,13 +50,14 @@ static int is_this_run(const sweep_state *s, const planned_run *run, const char 
     return has_settings >= 0 && !differs;
 }
 
-/* Whether the checkpoint's epoch in progress fits this sweep's epochs: fewer steps than an
- * epoch has, every image of those steps counted once in the ranks' sums, and the step
- * counter (Adam's bias correction follows it) the steps of the epochs done and of the epoch
- * in progress, so that a damaged one cannot silently change the resumed numbers. Known once
- * the data is loaded: a dry run (which does not load it) takes it on trust. err says why not. */
-static int epoch_in_progress_fits(const sweep_state *s, const char *path,
-                                  const run_checkpoint *c, bneck_error *err) {
+/* Whether the checkpoint's position fits this sweep's epochs: an epoch in progress of fewer
+ * steps than an epoch has, every image of those steps counted once in the ranks' sums, and
+ * the step counter (Adam's bias correction follows it) the steps of the epochs done and of
+ * the epoch in progress, so that a damaged one cannot silently change the resumed numbers.
+ * Known once the data is loaded: a dry run (which does not load it) takes it on trust. err
+ * says why not. */
+static int checkpoint_position_fits(const sweep_state *s, const char *path,
+                                    const run_checkpoint *c, bneck_error *err) {
     const long count = s->train_set.count, batch = s->cfg.batch;
     if (count <= 0) return 1;
     const long steps = (count + batch - 1) / batch;
@@ -86,14 +87,13 @@ static int epoch_in_progress_fits(const sweep_state *s, const char *path,
     return 1;
 }
 
-/* Reads what a decision needs: row and history (malloc'ed in *history when the run is
- * kept or continued), and the checkpoint (for m) of a run to continue. err says why a file
- * is not trusted; for FILE_UNREACHABLE, errno is set and *what says what failed. */
-run_file_state sweep_classify_run_file(const sweep_state *s, const planned_run *run,
-                                        const char *path, const model *m, run_row *row,
-                                        epoch_record **history, int *epochs,
-                                        run_checkpoint *checkpoint, const char **what,
-                                        bneck_error *err) {
+/* What a run's file says without its checkpoint (weights are not read): FILE_RESUME here
+ * means a run to continue whose checkpoint is still to be read. Row and history as for
+ * sweep_classify_run_file; *history is malloc'ed only for a file that reads. */
+static run_file_state classify_without_checkpoint(const sweep_state *s, const planned_run *run,
+                                                  const char *path, run_row *row,
+                                                  epoch_record **history, int *epochs,
+                                                  const char **what, bneck_error *err) {
     struct stat info;
     *history = NULL;
     if (lstat(path, &info) != 0) {
@@ -126,6 +126,20 @@ run_file_state sweep_classify_run_file(const sweep_state *s, const planned_run *
     }
     if (!strcmp(row->status, RUN_STATUS_COMPLETE) && *epochs >= s->cfg.epochs) return FILE_COMPLETE;
     if (!strcmp(row->status, RUN_STATUS_DIVERGED)) return FILE_DIVERGED;
+    return FILE_RESUME;
+}
+
+/* Reads what a decision needs: row and history (malloc'ed in *history when the run is
+ * kept or continued), and the checkpoint (for m) of a run to continue. err says why a file
+ * is not trusted; for FILE_UNREACHABLE, errno is set and *what says what failed. */
+run_file_state sweep_classify_run_file(const sweep_state *s, const planned_run *run,
+                                        const char *path, const model *m, run_row *row,
+                                        epoch_record **history, int *epochs,
+                                        run_checkpoint *checkpoint, const char **what,
+                                        bneck_error *err) {
+    const run_file_state state =
+        classify_without_checkpoint(s, run, path, row, history, epochs, what, err);
+    if (state != FILE_RESUME) return state;
     free(*history);
     *history = NULL;
     /* a run to continue: now with its weights and checkpoint */
@@ -134,7 +148,7 @@ run_file_state sweep_classify_run_file(const sweep_state *s, const planned_run *
     if (checkpoint->epochs_done != *epochs || *epochs >= s->cfg.epochs)
         bneck_error_set(err, "%s: its checkpoint (%d epochs) and history (%d epochs) disagree",
                         path, checkpoint->epochs_done, *epochs);
-    else if (epoch_in_progress_fits(s, path, checkpoint, err))
+    else if (checkpoint_position_fits(s, path, checkpoint, err))
         return FILE_RESUME;
     run_checkpoint_free(checkpoint);
     free(*history);
@@ -148,16 +162,20 @@ run_file_state sweep_classify_run_file(const sweep_state *s, const planned_run *
 int sweep_run_file_epochs_held(const sweep_state *s, const planned_run *run) {
     char path[PATH_TEXT];
     sweep_run_path(s, run, path, sizeof path);
-    struct stat info;
-    if (stat(path, &info) != 0 || !S_ISREG(info.st_mode)) return 0; /* a FIFO's open would wait */
     run_row row;
+    epoch_record *history = NULL;
     int epochs = 0;
+    const char *what = "";
     bneck_error err;
-    if (run_file_read(path, &row, NULL, &epochs, NULL, NULL, &err) != 0 ||
-        !is_this_run(s, run, path, &row, &err))
-        return 0;
-    if (!strcmp(row.status, RUN_STATUS_DIVERGED)) return s->cfg.epochs;
-    return epochs < s->cfg.epochs ? epochs : s->cfg.epochs;
+    const run_file_state state =
+        classify_without_checkpoint(s, run, path, &row, &history, &epochs, &what, &err);
+    free(history);
+    switch (state) {
+    case FILE_COMPLETE:
+    case FILE_DIVERGED: return s->cfg.epochs;
+    case FILE_RESUME: return epochs < s->cfg.epochs ? epochs : s->cfg.epochs;
+    default: return 0;
+    }
 }
 
 /* The leader's decision on a run's file. A file that cannot be looked at (permissions,
