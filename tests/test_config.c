@@ -746,6 +746,31 @@ Test(config, missing_file_names_it_and_the_reason) {
     free(cfg);
 }
 
+/* The size limit is 1 MiB exactly: the check once refused only past 2 MiB, while its
+ * message named the smaller limit. */
+Test(config, a_file_of_1_mib_is_read_and_one_byte_more_is_refused) {
+    enum { LIMIT = 1 << 20 };
+    const char *head = "[train]\nepochs = 3\n";
+    char *content = malloc(LIMIT + 2);
+    cr_assert_not_null(content);
+    strcpy(content, head);
+    memset(content + strlen(head), '\n', LIMIT - strlen(head));
+    content[LIMIT] = '\0';
+    config *cfg = new_config();
+    bneck_error err = {{0}};
+    cr_expect_eq(load_text(cfg, content, 0, NULL, &err), 0, "%s", err.message);
+    cr_expect_eq(cfg->epochs, 3);
+
+    content[LIMIT] = '\n';
+    content[LIMIT + 1] = '\0';
+    const char *path = write_temp_config(content);
+    cr_expect_eq(config_load(cfg, path, 0, NULL, &err), -1, "a file of 1 MiB + 1 byte was accepted");
+    expect_contains(err.message, path, "1 MiB + 1 byte");
+    expect_contains(err.message, "larger than 1 MiB (1048576 bytes)", "1 MiB + 1 byte");
+    free(content);
+    free(cfg);
+}
+
 /* A FIFO once hung config_load in open() (bneck-sweep even ignored TERM there); a device
  * such as /dev/null read as an empty config, the defaults: a 100-epoch run. */
 Test(config, a_fifo_or_device_is_refused_at_once, .timeout = 20) {

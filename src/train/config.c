@@ -29,7 +29,7 @@
 #include "data/augment.h"
 #include "model/model.h"
 
-/* A config file is a few hundred bytes; anything this large is the wrong file. */
+/* A config file is a few hundred bytes; anything larger than 1 MiB is the wrong file. */
 enum { MAX_CONFIG_FILE_BYTES = 1 << 20 };
 /* config_write splits long pattern lists over indented lines so that each line stays
  * well inside libinih's line limit (about 200 characters). */
@@ -697,17 +697,20 @@ static int read_config_file(const char *path, char **text_out, bneck_error *err)
         close(descriptor);
         return bneck_error_set(err, "%s: cannot open config file: %s", path, strerror(why));
     }
+    /* The buffer grows to at most the limit plus one byte plus the terminator: reading one
+     * byte past the limit is how a file of exactly the limit is told from a larger one. */
+    const size_t most_capacity = (size_t)MAX_CONFIG_FILE_BYTES + 2;
     size_t capacity = 4096, length = 0;
     char *text = bneck_malloc(capacity);
     for (;;) {
+        if (length > MAX_CONFIG_FILE_BYTES) {
+            fclose(file);
+            free(text);
+            return bneck_error_set(err, "%s: config file is larger than 1 MiB (%d bytes); is it the right file?",
+                                   path, MAX_CONFIG_FILE_BYTES);
+        }
         if (length + 1 == capacity) {
-            if (capacity > MAX_CONFIG_FILE_BYTES) {
-                fclose(file);
-                free(text);
-                return bneck_error_set(err, "%s: config file is larger than %d bytes; is it the right file?",
-                                       path, MAX_CONFIG_FILE_BYTES);
-            }
-            capacity *= 2;
+            capacity = capacity * 2 < most_capacity ? capacity * 2 : most_capacity;
             char *grown = realloc(text, capacity);
             if (!grown) BNECK_FAIL("out of memory reading %s", path);
             text = grown;
