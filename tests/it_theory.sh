@@ -117,6 +117,17 @@ check_usage_error "--alpha" --alpha 2,x
 check_usage_error "'x'" --alpha 2,x
 check_usage_error "--format" --format json
 check_usage_error "--input-channels" --patterns --input-channels 0
+# A subnormal is > 0: it once was refused as "must be > 0"; the message gives the range.
+check_usage_error "'1e-320' must be a number from 0.000001 to 1000000" --k 1e-320
+check_usage_error "'0.0000001' must be a number from 0.000001 to 1000000" --k 0.0000001
+check_usage_error "'1000001' must be a number from 0.000001 to 1000000" --beta 1000001
+check_usage_error "range step '-1' must be a number from 0.000001 to 1000000" --alpha 1:9:-1
+for value in 0.000001 1000000; do
+    status=0
+    "$program" --k "$value" >/dev/null 2>&1 || status=$?
+    [[ $status -eq 0 ]] && pass "--k $value (an end of the range) is accepted" \
+        || fail "--k $value (an end of the range): exit $status"
+done
 
 status=0
 "$program" --help >/dev/null || status=$?

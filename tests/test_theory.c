@@ -148,7 +148,7 @@ Test(theory_list, rejects_bad_lists_naming_option_and_item) {
     expect_rejected("0x10", "'0x10'");
     expect_rejected("nan", "'nan'");
     expect_rejected("inf", "'inf'");
-    expect_rejected("-1", "'-1' must be a number > 0 and at most 1000000");
+    expect_rejected("-1", "'-1' must be a number from 0.000001 to 1000000");
     expect_rejected("+1", "'+1'");
     expect_rejected("0", "'0'");
     expect_rejected("1e400", "'1e400'");
@@ -160,9 +160,11 @@ Test(theory_list, rejects_bad_lists_naming_option_and_item) {
     expect_rejected("1:2:3:4", "at most two");
     expect_rejected("5:1", "after its end");
     expect_rejected("1:9:0", "range step '0'");
-    expect_rejected("1:9:-1", "range step '-1' must be a number > 0");
-    expect_rejected("1e308", "at most 1000000"); /* ratios of it would overflow to inf */
-    expect_rejected("1:1000001", "at most 1000000");
+    expect_rejected("1:9:-1", "range step '-1' must be a number from 0.000001 to 1000000");
+    expect_rejected("1e-320", "'1e-320' must be a number from 0.000001"); /* a subnormal */
+    expect_rejected("0.0000009", "'0.0000009' must be a number from 0.000001");
+    expect_rejected("1e308", "to 1000000"); /* ratios of it would overflow to inf */
+    expect_rejected("1:1000001", "to 1000000");
     expect_rejected("2,1:x", "'1:x'");
     expect_rejected("1:100000", "more than");
     expect_rejected("1,2 3", "'2 3'");

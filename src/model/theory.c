@@ -58,7 +58,11 @@ static int is_decimal(const char *s) {
     return *s == '\0';
 }
 
+/* Far beyond any network at both ends: no product of three overflows, and the smallest
+ * is a normal double (a subnormal such as 1e-320 once read as "must be > 0"). */
+static const double theory_value_min = 1e-6;
 enum { THEORY_VALUE_MAX = 1000000 };
+static const char theory_value_range[] = "a number from 0.000001 to 1000000";
 
 /* Parses one positive number; `what` says which part of the item it is, for the error. */
 static int parse_positive(const char *option, const char *item, const char *part,
@@ -72,10 +76,9 @@ static int parse_positive(const char *option, const char *item, const char *part
     }
     errno = 0;
     double v = strtod(part, NULL);
-    /* far beyond any network, and small enough that no product of three overflows */
-    if (negative || errno == ERANGE || !isfinite(v) || v <= 0 || v > THEORY_VALUE_MAX)
-        return bneck_error_set(err, "%s: bad item '%s': %s'%s' must be a number > 0 and at most "
-                               "%d", option, item, what, part, (int)THEORY_VALUE_MAX);
+    if (negative || errno == ERANGE || !isfinite(v) || v < theory_value_min || v > THEORY_VALUE_MAX)
+        return bneck_error_set(err, "%s: bad item '%s': %s'%s' must be %s", option, item, what,
+                               part, theory_value_range);
     *value = v;
     return 0;
 }
