@@ -137,6 +137,23 @@ else cat "$work/killed_dry.log"; bad "--dry-run on a stopped sweep"; fi
 "$sweep" "$work/tiny.ini" run.output="$work/killed" > "$work/killed2.log" 2>&1 || { cat "$work/killed2.log"; bad "resumed sweep"; }
 grep -q "resuming after epoch\|already complete" "$work/killed2.log" && ok "restart resumed or kept earlier work" || bad "restart did not reuse earlier work"
 
+# --- a resume that keeps runs: the progress line counts them, as sweep.h5's update does ----------
+# Five of six runs complete from an earlier session: the progress lines say 5/6 while C-r1
+# trains, then 6/6, and the update of sweep.h5 says the same (they once read "1/6 runs
+# done" next to "5 of 6 runs complete so far").
+cp -r "$work/one" "$work/kept"
+rm "$work/kept/runs/C-r1.h5"
+"$sweep" "$work/tiny.ini" run.output="$work/kept" > "$work/kept.log" 2>&1 || { cat "$work/kept.log"; bad "resume keeping 5 of 6 runs"; }
+kept_progress=$(sed -n 's|^sweep: \([0-9]*\)/6 runs done.*|\1|p' "$work/kept.log" | tr '\n' ' ')
+if [ "$kept_progress" = "5 5 6 " ] &&
+  awk '/^sweep: [0-9]+\/6 runs done/ { split($2, n, "/"); done = n[1] }
+       /^sweep: updated .*runs complete so far/ { k = $0; sub(/ of .*/, "", k); sub(/.* /, "", k)
+                                                   updates++; if (k != done) bad = 1 }
+       END { exit bad || updates != 1 }' "$work/kept.log" &&
+  grep -q "^sweep: updated $work/kept/sweep.h5: 6 of 6 runs complete so far$" "$work/kept.log"; then
+  ok "a resume keeping 5 of 6 runs: progress 5/6, 5/6, 6/6, and sweep.h5 updated with 6 of 6"
+else grep "^sweep: " "$work/kept.log"; bad "progress and sweep.h5 updates of a resume that keeps runs (progress '$kept_progress')"; fi
+
 # --- a stop signal to one rank of two groups: both groups stop, and the sweep resumes ----------
 mpirun_n 2 "$sweep" "$work/tiny.ini" run.output="$work/signalled" > "$work/signalled1.log" 2>&1 &
 launcher=$!

@@ -12,8 +12,9 @@
 #ifdef BNECK_HAVE_MPI
 #include <mpi.h>
 
-/* Board layout in rank 0's window: [0] next ticket, [1] runs done, [2] stop posted, [3]
- * work trained in this session, then per group (run index + 1, epoch). */
+/* Board layout in rank 0's window: [0] next ticket, [1] runs finished in this session
+ * (kept ones not counted), [2] stop posted, [3] work trained in this session, then per
+ * group (run index + 1, epoch). */
 enum { BOARD_TICKET = 0, BOARD_DONE = 1, BOARD_STOP = 2, BOARD_TRAINED = 3, BOARD_GROUPS = 4 };
 
 typedef struct mpi_parts {

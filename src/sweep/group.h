@@ -31,7 +31,8 @@ noreturn void sweep_world_abort(sweep_world *w, int status);
 
 /* The next run index for this group (the same on all its ranks), or -1 when none left. */
 int sweep_next_ticket(sweep_world *w);
-/* Board on rank 0: runs finished so far (returns the new count), and what each group does. */
+/* Board on rank 0: runs finished in this session (trained to their end; returns the new
+ * count), and what each group does. */
 long sweep_count_done(sweep_world *w);
 /* The board's count of finished runs (meaningful on rank 0), without changing it. */
 long sweep_runs_done(sweep_world *w);

@@ -125,6 +125,9 @@ static int merge(sweep_state *s, int interim, int *complete_runs, int *diverged_
             log_warn("sweep: cannot update %s now: %s; the run files hold every result, and "
                      "the sweep writes it again at its end", path, err.message);
             s->interim_merge_failed = 1;
+        } else if (*diverged_runs) { /* "runs done" in the progress line counts them too */
+            log_info("sweep: updated %s: %d of %d runs complete, %d diverged, so far", path,
+                     *complete_runs, count, *diverged_runs);
         } else {
             log_info("sweep: updated %s: %d of %d runs complete so far", path, *complete_runs,
                      count);

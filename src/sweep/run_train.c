@@ -444,11 +444,12 @@ static void run_session_close(run_session *r) {
     free(r->history);
 }
 
-int sweep_train_run(sweep_state *s, int index) {
+run_end sweep_train_run(sweep_state *s, int index) {
     run_session *r = bneck_calloc(1, sizeof *r);
     const run_start start = run_session_open(r, s, index);
     int stopped = 0;
-    if (start == RUN_COMPLETE || start == RUN_DIVERGED) {
+    const int kept = start == RUN_COMPLETE || start == RUN_DIVERGED;
+    if (kept) {
         run_session_report_kept(r, start);
     } else {
         run_session_start_trainer(r, s);
@@ -462,5 +463,5 @@ int sweep_train_run(sweep_state *s, int index) {
     }
     run_session_close(r);
     free(r);
-    return stopped;
+    return stopped ? RUN_ENDED_STOPPED : kept ? RUN_ENDED_KEPT : RUN_ENDED_FINISHED;
 }

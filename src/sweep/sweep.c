@@ -128,6 +128,10 @@ void sweep_print_progress(sweep_state *s) {
     const double left = sweep_plan_work_left(&s->plan, s->cfg.epochs, (int)next_ticket,
                                              run_index, epoch, groups);
     const double trained = (double)sweep_board_trained(&s->world);
+    /* Runs done: those this session finished and those its files held whole at its start,
+     * the count the interim sweep.h5 update reads from the files. */
+    for (int i = 0; i < s->plan.count; i++) done += s->plan.runs[i].epochs_held >= s->cfg.epochs;
+    if (done > s->plan.count) done = s->plan.count; /* a kept file removed, its run retrained */
     char line[2048];
     int used = snprintf(line, sizeof line, "sweep: %ld/%d runs done", done, s->plan.count);
     for (int g = 0; g < groups && used < (int)sizeof line - 64; g++) {
@@ -383,15 +387,17 @@ static int sweep_train_all(sweep_state *s) {
         }
         const int index = sweep_next_ticket(w);
         if (index < 0 || index >= s->plan.count) break;
-        if (sweep_train_run(s, index)) {
+        const run_end end = sweep_train_run(s, index);
+        if (end == RUN_ENDED_STOPPED) {
             stopped = 1;
             break;
         }
+        /* a kept run is counted already, from its file at the start (sweep_print_progress) */
         if (w->group_rank == 0) {
-            sweep_count_done(w);
+            if (end == RUN_ENDED_FINISHED) sweep_count_done(w);
             sweep_board_post(w, -1, 0);
         }
-        if (w->rank == 0) {
+        if (w->rank == 0 && end == RUN_ENDED_FINISHED) {
             sweep_print_progress(s);
             sweep_merge_if_runs_finished(s);
         }

@@ -40,7 +40,7 @@ typedef struct sweep_state {
     char settings[CONFIG_MAX_TEXT];  /* what decides a run's numbers (sweep_output_settings) */
     double started;
     /* rank 0's updates of sweep.h5 while the sweep goes on (merge.c) */
-    long merged_runs_done;    /* the board's count of finished runs at the last one (0: none) */
+    long merged_runs_done;    /* the board's count of runs finished at the last one (0: none) */
     double merged_at;         /* when */
     int interim_merge_failed; /* HDF5 may keep the failed file open: leave with _exit */
 } sweep_state;
@@ -93,12 +93,16 @@ void sweep_comm_setup(sweep_state *s);
 train_comm sweep_comm_of_group(sweep_world *w);
 void sweep_comm_teardown(void);
 
-/* Trains (or resumes, or keeps) the plan's run index on this rank's group (run_train.c).
- * Collective in the group; returns 1 when a stop signal ended it early. */
-int sweep_train_run(sweep_state *s, int index);
+/* How sweep_train_run ended: the run kept as an earlier session left it (complete or
+ * diverged), trained to its end in this session (complete or diverged), or stopped. */
+typedef enum { RUN_ENDED_KEPT, RUN_ENDED_FINISHED, RUN_ENDED_STOPPED } run_end;
 
-/* Rank 0: one line of the whole sweep's progress (runs done, each group's epoch, time
- * left); other ranks: nothing. */
+/* Trains (or resumes, or keeps) the plan's run index on this rank's group (run_train.c).
+ * Collective in the group. */
+run_end sweep_train_run(sweep_state *s, int index);
+
+/* Rank 0: one line of the whole sweep's progress (runs done, those earlier sessions left
+ * done included, each group's epoch, time left); other ranks: nothing. */
 void sweep_print_progress(sweep_state *s);
 
 /* Rank 0 (merge.c): every run file read back into OUTPUT/sweep.h5, and the summary table
