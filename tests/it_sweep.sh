@@ -201,7 +201,8 @@ PY
 part_options=(data.train_limit=1024 train.epochs=2 sweep.patterns=E:3:4 sweep.repeats=1 train.progress_every=1)
 # usage: stop_part_way LOG WHEN LAUNCH... : runs LAUNCH in the background, sends USR2 to its
 # last process (or, with STOP_RANK set, to the MPI rank of that number) once LOG has a line
-# with WHEN (STOP_AFTER lines, when set), and returns the launch's exit status.
+# with WHEN (STOP_AFTER lines, when set; then STOP_DELAY seconds more, when set), and
+# returns the launch's exit status.
 stop_part_way() {
   local log=$1 when=$2 launcher rc=0 target="" pid
   shift 2
@@ -211,6 +212,7 @@ stop_part_way() {
     [ "$(grep -c "$when" "$log" 2>/dev/null)" -ge "${STOP_AFTER:-1}" ] && break
     sleep 0.1
   done
+  sleep "${STOP_DELAY:-0}"
   for pid in $(pgrep -f "^$sweep $work/tiny.ini .*part" | sort -n); do
     if [ -z "${STOP_RANK:-}" ] || tr '\0' '\n' < "/proc/$pid/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$STOP_RANK"; then target=$pid; fi
   done
@@ -231,6 +233,18 @@ if [ "$part_rc" -eq 3 ] && [ -n "$part_steps" ] && [ "$part_steps" -ge 3 ] && [ 
   ! grep -q "epoch 2: step [1-$((part_steps < 10 ? part_steps : 9))]/16 " "$work/part2.log"; then
   ok "a stop at step $part_steps/16 of epoch 2 commits the steps; --dry-run and the resume go on from there"
 else cat "$work/part1.log" "$work/part_dry.log" "$work/part2.log"; bad "stop part-way through an epoch (exit $part_rc, step '${part_steps}')"; fi
+
+# A stop during an epoch's validation stops the run at the next epoch's start, which says
+# so and where it resumes (it once said nothing of the run). Validating 10000 images takes
+# seconds: the signal, a second after step 15/16 of epoch 1, comes during step 16 or then.
+part_rc=0
+STOP_DELAY=1 stop_part_way "$work/part_between1.log" "epoch 1: step 15/16" "$sweep" "$work/tiny.ini" "${part_options[@]}" data.val_limit=10000 run.output="$work/part_between" || part_rc=$?
+"$sweep" "$work/tiny.ini" "${part_options[@]}" data.val_limit=10000 run.output="$work/part_between" --dry-run > "$work/part_between_dry.log" 2>&1 || true
+if [ "$part_rc" -eq 3 ] &&
+  grep -q "^\[E-r0\] stopped after epoch 1/2: committed to $work/part_between/runs/E-r0.h5, where it resumes at epoch 2$" "$work/part_between1.log" &&
+  grep -qE "^E-r0 .* resumes after 1/2 " "$work/part_between_dry.log"; then
+  ok "a stop during the validation of epoch 1: the run says it stopped after epoch 1/2 and resumes at epoch 2"
+else cat "$work/part_between1.log" "$work/part_between_dry.log"; bad "a stop between epochs (exit $part_rc)"; fi
 
 # [run] commit_minutes: a long epoch's steps are committed on the way (here after every
 # step), so a KILL during epoch 2 loses only the steps since the last commit.

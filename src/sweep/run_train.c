@@ -351,6 +351,20 @@ static int progress_not_finite(const trainer *t, const float *params) {
     return 0;
 }
 
+/* The leader's line for a run stopped at an epoch's start (a stop during the last epoch's
+ * validation, or read on the board after it): where the run goes on from. */
+static void report_stop_between_epochs(const run_session *r, const sweep_state *s) {
+    if (!r->leader) return;
+    const int done = r->trainer.epochs_done;
+    if (done == 0)
+        printf("[%s] stopped before its first step: nothing to commit; it starts at epoch 1 "
+               "when the sweep resumes\n", r->run->name);
+    else
+        printf("[%s] stopped after epoch %d/%d: committed to %s, where it resumes at epoch %d\n",
+               r->run->name, done, s->cfg.epochs, r->path, done + 1);
+    fflush(stdout);
+}
+
 /* An epoch paused part-way, by a stop or because a commit is due: its steps so far
  * committed with the weights they made, so that a resumed run goes on from there instead
  * of training them again (an epoch of pattern A on a CPU takes minutes). Nothing is
@@ -363,7 +377,8 @@ static void run_session_save_progress(run_session *r, sweep_state *s, epoch_paus
     const int epoch = t->epochs_done + 1;
     r->committed_at = timer_now(); /* tried: not again at the next step */
     if (p->steps == r->steps_in_file) {
-        if (r->leader && pause == EPOCH_STOP && p->steps > 0)
+        if (pause == EPOCH_STOP && p->steps == 0) report_stop_between_epochs(r, s);
+        else if (r->leader && pause == EPOCH_STOP)
             printf("[%s] stopped at step %d/%d of epoch %d, committed to %s already\n",
                    r->run->name, p->steps, trainer_steps_per_epoch(t), epoch, r->path);
         return;
@@ -428,7 +443,10 @@ static int run_session_train(run_session *r, sweep_state *s) {
         }
         const int others_stopped = sweep_group_any(w, r->leader && sweep_board_stop_posted(w));
         if (r->leader) run_session_commit(r, s, &record, diverged);
-        if (others_stopped && !diverged && t->epochs_done < s->cfg.epochs) return 1;
+        if (others_stopped && !diverged && t->epochs_done < s->cfg.epochs) {
+            report_stop_between_epochs(r, s);
+            return 1;
+        }
     }
     return 0;
 }
