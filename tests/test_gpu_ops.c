@@ -7,8 +7,9 @@
  * Also here: the GPU batch assembly against augment_batch (bit for bit), the device-side
  * loss, TF32 and bf16 reaching both cuDNN and cuBLAS, every convolution path in every
  * precision, a whole training step of patterns A and E against the CPU in fp32, TF32 and
- * bf16, CUDA graphs of backend ops and of a whole training step, an epoch stopped part-way
- * and finished by a fresh trainer, and a one-rank NCCL group.
+ * bf16, BatchNorm down its one-kernel and three-kernel paths, CUDA graphs of backend ops and
+ * of a whole training step (every precision and engine), an epoch stopped part-way and
+ * finished by a fresh trainer, and a one-rank NCCL group.
  *
  * Without a usable GPU every test that needs one is skipped with the CUDA runtime's own
  * message (never a vacuous pass); the probe, versions, math-name and NCCL argument tests
@@ -449,6 +450,30 @@ static const bn_shape bn_shapes[] = {
     {5, 42}, {3, 8192}, {2, 3}, {40, 2 * 8 * 8}, {4, 128 * 32 * 32}, {6, 32768}, {3, 32769},
 };
 
+/* Where the one-kernel path ends: as set (the default, or BNECK_BN_FUSED_MAX_PLANE), never
+ * (every shape in three kernels) and always (every shape in one): each shape down both
+ * paths. Called with the index of the reach, 0 to 2; 3 (BN_REACHES) restores the first. */
+static void use_bn_reach(int index) {
+    static size_t as_set;
+    static int known;
+    if (!known) as_set = cuda_backend_batchnorm_fused_max_plane(), known = 1;
+    const size_t reaches[] = {as_set, 0, SIZE_MAX, as_set};
+    cuda_backend_set_batchnorm_fused_max_plane(reaches[index]);
+}
+#define BN_REACHES 3
+
+/* "one kernel up to N values" (or never, or always), for messages */
+static const char *bn_path(char *text, size_t capacity) {
+    const size_t reach = cuda_backend_batchnorm_fused_max_plane();
+    if (reach == 0)
+        snprintf(text, capacity, "three kernels");
+    else if (reach == SIZE_MAX)
+        snprintf(text, capacity, "one kernel");
+    else
+        snprintf(text, capacity, "one kernel up to %zu", reach);
+    return text;
+}
+
 typedef struct bn_case {
     int fuse_relu, with_stats, keras; /* keras: eps 1e-3, momentum 0.99; else 1e-5, 0.9 */
 } bn_case;
@@ -478,9 +503,10 @@ static void check_bn_train(const bn_shape *s, bn_case c, uint64_t key) {
                                 c.with_stats ? running_var : NULL, x, gamma, beta, eps, momentum,
                                 c.fuse_relu, s->channels, s->plane);
 
-    char what[160];
-    snprintf(what, sizeof what, "batchnorm train %d x %zu relu %d stats %d keras %d", s->channels,
-             s->plane, c.fuse_relu, c.with_stats, c.keras);
+    char what[200], path[48];
+    snprintf(what, sizeof what, "batchnorm train %d x %zu relu %d stats %d keras %d (%s)",
+             s->channels, s->plane, c.fuse_relu, c.with_stats, c.keras,
+             bn_path(path, sizeof path));
     expect_device_close(what, d_y, y, n, REDUCTION);
     if (c.with_stats) {
         expect_device_close("batch mean", d_mean, mean, nc, REDUCTION);
@@ -495,13 +521,17 @@ static void check_bn_train(const bn_shape *s, bn_case c, uint64_t key) {
     free(mean), free(invstd);
 }
 
-Test(gpu_ops, batchnorm_forward_train_matches_cpu) {
+Test(gpu_ops, batchnorm_forward_train_matches_cpu_down_both_paths) {
     use_gpu();
-    for (size_t i = 0; i < COUNT(bn_shapes); i++)
-        for (int variant = 0; variant < 4; variant++) {
-            const bn_case c = {variant & 1, variant != 2, (variant >> 1) == (int)(i & 1)};
-            check_bn_train(&bn_shapes[i], c, 500 + 10 * i + (uint64_t)variant);
-        }
+    for (int reach = 0; reach < BN_REACHES; reach++) {
+        use_bn_reach(reach);
+        for (size_t i = 0; i < COUNT(bn_shapes); i++)
+            for (int variant = 0; variant < 4; variant++) {
+                const bn_case c = {variant & 1, variant != 2, (variant >> 1) == (int)(i & 1)};
+                check_bn_train(&bn_shapes[i], c, 500 + 10 * i + (uint64_t)variant);
+            }
+    }
+    use_bn_reach(BN_REACHES);
 }
 
 Test(gpu_ops, batchnorm_forward_infer_matches_cpu) {
@@ -560,11 +590,16 @@ static void check_bn_backward(const bn_shape *s, int variant, uint64_t key) {
     cpu_batchnorm_backward(with_dx ? dx : NULL, dgamma, dbeta, dy, x, fuse_relu ? y : NULL, gamma,
                            mean, invstd, s->channels, s->plane);
 
-    char what[160];
-    snprintf(what, sizeof what, "batchnorm dx %d x %zu relu %d", s->channels, s->plane, fuse_relu);
+    char what[200], path[48];
+    snprintf(what, sizeof what, "batchnorm dx %d x %zu relu %d (%s)", s->channels, s->plane,
+             fuse_relu, bn_path(path, sizeof path));
     if (with_dx) expect_device_close(what, d_dx, dx, n, REDUCTION);
-    expect_device_close("batchnorm dgamma", d_dgamma, dgamma, nc, REDUCTION);
-    expect_device_close("batchnorm dbeta", d_dbeta, dbeta, nc, REDUCTION);
+    snprintf(what, sizeof what, "batchnorm dgamma %d x %zu relu %d (%s)", s->channels,
+             s->plane, fuse_relu, path);
+    expect_device_close(what, d_dgamma, dgamma, nc, REDUCTION);
+    snprintf(what, sizeof what, "batchnorm dbeta %d x %zu relu %d (%s)", s->channels, s->plane,
+             fuse_relu, path);
+    expect_device_close(what, d_dbeta, dbeta, nc, REDUCTION);
     cuda_backend.release(d_x), cuda_backend.release(d_y), cuda_backend.release(d_dy);
     cuda_backend.release(d_gamma), cuda_backend.release(d_mean), cuda_backend.release(d_invstd);
     cuda_backend.release(d_dx), cuda_backend.release(d_dgamma), cuda_backend.release(d_dbeta);
@@ -572,11 +607,15 @@ static void check_bn_backward(const bn_shape *s, int variant, uint64_t key) {
     free(dgamma), free(dbeta);
 }
 
-Test(gpu_ops, batchnorm_backward_accumulates_like_cpu) {
+Test(gpu_ops, batchnorm_backward_accumulates_like_cpu_down_both_paths) {
     use_gpu();
-    for (size_t i = 0; i < COUNT(bn_shapes); i++)
-        for (int variant = 0; variant < 3; variant++)
-            check_bn_backward(&bn_shapes[i], variant, 700 + 10 * i + (uint64_t)variant);
+    for (int reach = 0; reach < BN_REACHES; reach++) {
+        use_bn_reach(reach);
+        for (size_t i = 0; i < COUNT(bn_shapes); i++)
+            for (int variant = 0; variant < 3; variant++)
+                check_bn_backward(&bn_shapes[i], variant, 700 + 10 * i + (uint64_t)variant);
+    }
+    use_bn_reach(BN_REACHES);
 }
 
 /* ---- pools ---------------------------------------------------------------------------------- */
@@ -683,51 +722,69 @@ typedef struct dense_shape {
     int batch, in_features, out_features;
 } dense_shape;
 
-Test(gpu_ops, dense_matches_cpu_both_ways) {
+/* In every precision: fp32 sums in another order; TF32 and bf16 round the operands (bf16
+ * mode's backward shares one bf16 copy of dy between its two GEMMs, a path of its own). */
+Test(gpu_ops, dense_matches_cpu_both_ways_in_every_precision) {
     use_gpu();
     static const dense_shape shapes[] = {{7, 33, 10}, {128, 256, 10}, {1, 1, 1}, {100, 256, 10}};
-    for (size_t i = 0; i < COUNT(shapes); i++) {
-        const dense_shape *s = &shapes[i];
-        const size_t nx = (size_t)s->in_features * s->batch;
-        const size_t ny = (size_t)s->out_features * s->batch;
-        const size_t nw = (size_t)s->out_features * s->in_features, nb = (size_t)s->out_features;
-        const int with_bias = i != 2, with_dx = i != 1;
-        const uint64_t key = 1100 + i;
-        float *x = random_floats(rng_key(key, 1), nx, -1.0f, 1.0f);
-        float *weight = random_floats(rng_key(key, 2), nw, -0.5f, 0.5f);
-        float *bias = random_floats(rng_key(key, 3), nb, -1.0f, 1.0f);
-        float *dy = random_floats(rng_key(key, 4), ny, -1.0f, 1.0f);
-        float *dx = random_floats(rng_key(key, 5), nx, -1.0f, 1.0f);
-        float *dweight = random_floats(rng_key(key, 6), nw, -1.0f, 1.0f);
-        float *dbias = random_floats(rng_key(key, 7), nb, -1.0f, 1.0f);
-        float *y = host_floats(ny);
-        float *d_x = to_device(x, nx), *d_weight = to_device(weight, nw);
-        float *d_bias = to_device(bias, nb), *d_dy = to_device(dy, ny), *d_dx = to_device(dx, nx);
-        float *d_dweight = to_device(dweight, nw), *d_dbias = to_device(dbias, nb);
-        float *d_y = to_device(dy, ny); /* stale values: y is overwritten */
+    for (size_t mi = 0; mi < COUNT(math_modes); mi++)
+        for (size_t i = 0; i < COUNT(shapes); i++) {
+            set_math(math_modes[mi]);
+            const double tolerance =
+                math_modes[mi] == CUDA_MATH_FP32 ? REDUCTION : math_tolerance(math_modes[mi]);
+            const dense_shape *s = &shapes[i];
+            const size_t nx = (size_t)s->in_features * s->batch;
+            const size_t ny = (size_t)s->out_features * s->batch;
+            const size_t nw = (size_t)s->out_features * s->in_features;
+            const size_t nb = (size_t)s->out_features;
+            const int with_bias = i != 2, with_dx = i != 1;
+            const uint64_t key = 1100 + i;
+            float *x = random_floats(rng_key(key, 1), nx, -1.0f, 1.0f);
+            float *weight = random_floats(rng_key(key, 2), nw, -0.5f, 0.5f);
+            float *bias = random_floats(rng_key(key, 3), nb, -1.0f, 1.0f);
+            float *dy = random_floats(rng_key(key, 4), ny, -1.0f, 1.0f);
+            float *dx = random_floats(rng_key(key, 5), nx, -1.0f, 1.0f);
+            float *dweight = random_floats(rng_key(key, 6), nw, -1.0f, 1.0f);
+            float *dbias = random_floats(rng_key(key, 7), nb, -1.0f, 1.0f);
+            float *y = host_floats(ny);
+            float *d_x = to_device(x, nx), *d_weight = to_device(weight, nw);
+            float *d_bias = to_device(bias, nb), *d_dy = to_device(dy, ny);
+            float *d_dx = to_device(dx, nx), *d_dweight = to_device(dweight, nw);
+            float *d_dbias = to_device(dbias, nb);
+            float *d_y = to_device(dy, ny); /* stale values: y is overwritten */
 
-        cpu_dense_forward(y, x, weight, with_bias ? bias : NULL, s->batch, s->in_features,
-                          s->out_features);
-        cuda_backend.dense_forward(d_y, d_x, d_weight, with_bias ? d_bias : NULL, s->batch,
-                                   s->in_features, s->out_features);
-        char what[160];
-        snprintf(what, sizeof what, "dense y batch %d %d->%d bias %d", s->batch, s->in_features,
-                 s->out_features, with_bias);
-        expect_device_close(what, d_y, y, ny, REDUCTION);
-        cpu_dense_backward(with_dx ? dx : NULL, dweight, dbias, dy, x, weight, s->batch,
-                           s->in_features, s->out_features);
-        cuda_backend.dense_backward(with_dx ? d_dx : NULL, d_dweight, d_dbias, d_dy, d_x,
-                                    d_weight, s->batch, s->in_features, s->out_features);
-        if (with_dx) expect_device_close("dense dx", d_dx, dx, nx, REDUCTION);
-        expect_device_close("dense dweight", d_dweight, dweight, nw, REDUCTION);
-        expect_device_close("dense dbias", d_dbias, dbias, nb, REDUCTION);
+            cpu_dense_forward(y, x, weight, with_bias ? bias : NULL, s->batch, s->in_features,
+                              s->out_features);
+            cuda_backend.dense_forward(d_y, d_x, d_weight, with_bias ? d_bias : NULL, s->batch,
+                                       s->in_features, s->out_features);
+            char what[160];
+            const char *math = cuda_backend_math_name();
+            snprintf(what, sizeof what, "dense y batch %d %d->%d bias %d %s", s->batch,
+                     s->in_features, s->out_features, with_bias, math);
+            expect_device_close(what, d_y, y, ny, tolerance);
+            cpu_dense_backward(with_dx ? dx : NULL, dweight, dbias, dy, x, weight, s->batch,
+                               s->in_features, s->out_features);
+            cuda_backend.dense_backward(with_dx ? d_dx : NULL, d_dweight, d_dbias, d_dy, d_x,
+                                        d_weight, s->batch, s->in_features, s->out_features);
+            snprintf(what, sizeof what, "dense dx batch %d %d->%d %s", s->batch, s->in_features,
+                     s->out_features, math);
+            if (with_dx) expect_device_close(what, d_dx, dx, nx, tolerance);
+            snprintf(what, sizeof what, "dense dweight batch %d %d->%d %s", s->batch,
+                     s->in_features, s->out_features, math);
+            expect_device_close(what, d_dweight, dweight, nw, tolerance);
+            /* the bias gradient is a plain sum in every mode */
+            snprintf(what, sizeof what, "dense dbias batch %d %d->%d %s", s->batch,
+                     s->in_features, s->out_features, math);
+            expect_device_close(what, d_dbias, dbias, nb, REDUCTION);
 
-        cuda_backend.release(d_x), cuda_backend.release(d_weight), cuda_backend.release(d_bias);
-        cuda_backend.release(d_dy), cuda_backend.release(d_dx), cuda_backend.release(d_dweight);
-        cuda_backend.release(d_dbias), cuda_backend.release(d_y);
-        free(x), free(weight), free(bias), free(dy), free(dx), free(dweight), free(dbias);
-        free(y);
-    }
+            cuda_backend.release(d_x), cuda_backend.release(d_weight);
+            cuda_backend.release(d_bias), cuda_backend.release(d_dy), cuda_backend.release(d_dx);
+            cuda_backend.release(d_dweight), cuda_backend.release(d_dbias);
+            cuda_backend.release(d_y);
+            free(x), free(weight), free(bias), free(dy), free(dx), free(dweight), free(dbias);
+            free(y);
+        }
+    set_math(CUDA_MATH_FP32);
 }
 
 /* ---- loss and optimizer --------------------------------------------------------------------- */
@@ -1243,11 +1300,25 @@ Test(gpu_ops, graph_replays_backend_ops_on_refreshed_inputs) {
     cuda_backend.release(d_x), cuda_backend.release(d_y), cuda_backend.release(d_g);
 }
 
-/* A whole forward + loss + backward of pattern E captured after a warm-up step, replayed:
- * deterministic algorithms, so the replay must give the warm-up's gradients bit for bit. */
-Test(gpu_ops, graph_of_a_training_step_matches_the_plain_step, .timeout = 300) {
-    use_gpu();
-    cuda_backend_set_deterministic(1);
+/* A whole forward + loss + backward of pattern E captured after a warm-up step (which
+ * makes every choice a capture cannot: cuDNN plans, timed engines, scratch sizes), then
+ * replayed. With deterministic algorithms the replay must give the warm-up's gradients
+ * and mean loss bit for bit; without (cuDNN's fastest algorithms may add with atomics),
+ * within rounding. */
+typedef struct graph_case {
+    int math, engine, deterministic, bn_reach; /* bn_reach: an index of use_bn_reach */
+} graph_case;
+
+static void check_graph_of_a_training_step(const graph_case *c) {
+    cuda_backend_set_deterministic(c->deterministic);
+    cuda_backend_set_conv_engine(c->engine);
+    set_math(c->math);
+    use_bn_reach(c->bn_reach);
+    char what[160], path[48];
+    snprintf(what, sizeof what, "graph of a step: %s, %s, %s, batchnorm in %s",
+             engine_names[c->engine], cuda_backend_math_name(),
+             c->deterministic ? "deterministic" : "fastest algorithms",
+             bn_path(path, sizeof path));
     const int batch = 16;
     model m;
     bneck_error err;
@@ -1281,24 +1352,63 @@ Test(gpu_ops, graph_of_a_training_step_matches_the_plain_step, .timeout = 300) {
             network_backward(&net, batch);
             char message[512];
             cr_assert_eq(cuda_graph_end_capture_and_launch(graph, message, sizeof message), 0,
-                         "%s", message);
-            cr_log_info("training step of pattern E, batch %d: %zu graph nodes", batch,
+                         "%s: %s", what, message);
+            cr_log_info("%s: batch %d, %zu graph nodes", what, batch,
                         cuda_graph_node_count(graph));
         } else {
             cuda_graph_launch(graph);
         }
-        expect_device_close("gradients after a graph replay", net.grads, plain, m.param_count,
-                            EXACT);
+        if (c->deterministic) {
+            expect_device_close(what, net.grads, plain, m.param_count, EXACT);
+        } else {
+            float *grads = to_host(net.grads, m.param_count);
+            const double error = relative_error(grads, plain, m.param_count);
+            cr_expect_leq(error, REDUCTION, "%s: replay %d's gradients off by %.3g (norm)", what,
+                          replay, error);
+            free(grads);
+        }
     }
     double loss_sum = 0.0, correct = 0.0;
     cuda_loss_totals_read(d_totals, &loss_sum, &correct);
-    cr_expect_eq((float)(loss_sum / (2.0 * batch)), loss, "mean loss %.9g, want %.9g",
-                 loss_sum / (2.0 * batch), (double)loss);
+    const double graph_loss = loss_sum / (2.0 * batch);
+    if (c->deterministic)
+        cr_expect_eq((float)graph_loss, loss, "%s: mean loss %.9g, want %.9g", what, graph_loss,
+                     (double)loss);
+    else
+        cr_expect_leq(fabs(graph_loss - (double)loss), 1e-5 * fabs((double)loss),
+                      "%s: mean loss %.9g, want %.9g", what, graph_loss, (double)loss);
     cuda_graph_destroy(graph);
     cuda_backend.release(d_totals);
     network_destroy(&net);
     free(plain), free(input);
+    use_bn_reach(BN_REACHES);
+    set_math(CUDA_MATH_FP32);
+    cuda_backend_set_conv_engine(CUDA_CONV_AUTO);
     cuda_backend_set_deterministic(0);
+}
+
+/* Deterministic im2col + GEMM in fp32: the plainest step, BatchNorm as set. */
+Test(gpu_ops, graph_of_a_training_step_matches_the_plain_step, .timeout = 300) {
+    use_gpu();
+    const graph_case c = {CUDA_MATH_FP32, CUDA_CONV_AUTO, 1, 0};
+    check_graph_of_a_training_step(&c);
+}
+
+/* cuDNN (its NHWC copies in tf32 and bf16), TF32 and bf16 inside a capture, BatchNorm in
+ * three kernels (its reduction scratch) and in one, and the fastest algorithms that
+ * conv = auto timed before the capture. */
+Test(gpu_ops, graph_of_a_training_step_matches_in_every_precision_engine_and_batchnorm_path,
+     .timeout = 300) {
+    use_gpu();
+    for (size_t mi = 0; mi < COUNT(math_modes); mi++)
+        for (int engine = CUDA_CONV_CUDNN; engine <= CUDA_CONV_GEMM; engine++) {
+            const graph_case deterministic = {math_modes[mi], engine, 1, 1 + (int)mi % 2};
+            check_graph_of_a_training_step(&deterministic);
+        }
+    for (size_t mi = 0; mi < COUNT(math_modes); mi++) {
+        const graph_case fastest = {math_modes[mi], CUDA_CONV_AUTO, 0, 0};
+        check_graph_of_a_training_step(&fastest);
+    }
 }
 
 /* ---- NCCL ------------------------------------------------------------------------------------ */

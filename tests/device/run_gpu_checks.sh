@@ -181,7 +181,9 @@ if [ "$env_ok" -eq 0 ]; then
 fi
 
 # ---- (b) the GPU tests ----------------------------------------------------------------------
-part "test_gpu_ops (GPU vs CPU oracle)" 150 "$out/test_gpu_ops.log" \
+# (a cap of 210 s: three tests may take up to 300 s alone; four jobs at once share the GPU,
+# and a run cut short by the cap says so as TIMEOUT rather than passing)
+part "test_gpu_ops (GPU vs CPU oracle)" 210 "$out/test_gpu_ops.log" \
   test_gpu_ops --verbose --jobs 4
 say "         $(grep -a 'Synthesis' "$out/test_gpu_ops.log" | tail -n 1)"
 grep -aE '^\[(FAIL|----)\]|Assertion|CRASH|fatal' "$out/test_gpu_ops.log" | head -n 40 >"$out/test_gpu_ops.failures.txt"

@@ -86,6 +86,13 @@ void cuda_conv_engine_summary(char *text, size_t capacity);
  * every convolution: for measurements and as a workaround. */
 void cuda_backend_set_conv_transpose(int on);
 
+/* BatchNorm runs planes of up to this many values per channel as one kernel of one block
+ * per channel, larger ones in three kernels (cuda_batchnorm.cu). The default is 32768, or
+ * BNECK_BN_FUSED_MAX_PLANE from the environment; 0 never fuses, SIZE_MAX always does. Both
+ * paths give the same results within rounding: for tests and timings. */
+void cuda_backend_set_batchnorm_fused_max_plane(size_t plane);
+size_t cuda_backend_batchnorm_fused_max_plane(void);
+
 /* Standalone ReLU (the table has none yet: batchnorm fuses it). Same semantics as
  * cpu_relu_forward / cpu_relu_backward; dx is accumulated into. */
 void cuda_relu_forward(float *y, const float *x, size_t count);

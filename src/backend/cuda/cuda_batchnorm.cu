@@ -16,12 +16,14 @@
  * than three, which is what such small passes cost. */
 #include <cuda_runtime.h>
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "backend/cuda/cuda_device.cuh"
 
 extern "C" {
+#include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/cuda_internal.h"
 }
@@ -29,25 +31,34 @@ extern "C" {
 /* One block per channel does the whole op up to this plane (the 16x16 stage at batch
  * 128: 32 values per thread), then the three-kernel path spreads a channel over blocks.
  * BNECK_BN_FUSED_MAX_PLANE in the environment moves the line (0: never fused), so that
- * the GPU check can time both paths on the same shapes; it has not been tuned on a GPU. */
+ * the GPU check can time both paths on the same shapes; it has not been tuned on a GPU.
+ * cuda_backend_set_batchnorm_fused_max_plane moves it from code (the tests run every shape
+ * down both paths). */
 enum { FUSED_MAX_PLANE = 32768, FUSED_THREADS = 1024 };
 
+static long long fused_max_plane_set = -1; /* -1: not decided yet */
+
 static size_t fused_max_plane(void) {
-    static long long value = -1;
-    if (value >= 0) return (size_t)value;
-    value = FUSED_MAX_PLANE;
+    if (fused_max_plane_set >= 0) return (size_t)fused_max_plane_set;
+    fused_max_plane_set = FUSED_MAX_PLANE;
     const char *text = getenv("BNECK_BN_FUSED_MAX_PLANE");
     if (text && *text) {
         char *end = NULL;
         const long long parsed = strtoll(text, &end, 10);
         if (end && !*end && parsed >= 0)
-            value = parsed;
+            fused_max_plane_set = parsed;
         else
             fprintf(stderr, "bneck: warning: BNECK_BN_FUSED_MAX_PLANE='%s' is not a count of "
                             "values; using %d\n", text, (int)FUSED_MAX_PLANE);
     }
-    return (size_t)value;
+    return (size_t)fused_max_plane_set;
 }
+
+extern "C" void cuda_backend_set_batchnorm_fused_max_plane(size_t plane) {
+    fused_max_plane_set = plane > (size_t)LLONG_MAX ? LLONG_MAX : (long long)plane;
+}
+
+extern "C" size_t cuda_backend_batchnorm_fused_max_plane(void) { return fused_max_plane(); }
 
 /* Enough blocks to fill the GPU when there are few channels, but at least a few values
  * per thread so the blocks do real work. */
