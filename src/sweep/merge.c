@@ -13,6 +13,7 @@
 #include "core/log.h"
 #include "core/timer.h"
 #include "core/version.h"
+#include "results/report_read.h"
 #include "sweep/output.h"
 
 /* The sweep file's /summary as a table on the console (SPEC section 5: best validation
@@ -46,10 +47,33 @@ static int pattern_order(const config *cfg, const char *name) {
     return cfg->pattern_count;
 }
 
+/* Whether the sweep file at path was written by this build from these run files: the same
+ * runs in the same order, with the same status, epochs and best accuracy. A sweep run again
+ * after it finished trains nothing, and such a file is then left as it was (with the hosts,
+ * devices and time of the sessions that trained it) instead of being rewritten under this
+ * one's. A file another build wrote is rewritten: its layout may be older. */
+static int sweep_file_holds(const char *path, const run_row *rows, int count) {
+    if (access(path, F_OK) != 0) return 0;
+    report_sweep sweep;
+    bneck_error err;
+    if (report_sweep_read(path, &sweep, &err)) return 0;
+    const char *commit = sweep.attributes[REPORT_ATTR_GIT_COMMIT].text;
+    int same = sweep.run_count == count && commit && !strcmp(commit, bneck_git_commit);
+    for (int i = 0; same && i < count; i++) {
+        const report_run *r = &sweep.runs[i];
+        same = !strcmp(r->pattern, rows[i].pattern) && r->repeat == rows[i].repeat &&
+               !strcmp(r->status, rows[i].status) && r->epochs == rows[i].epochs &&
+               r->best_val_acc == rows[i].best_val_acc;
+    }
+    report_sweep_free(&sweep);
+    return same;
+}
+
 /* Every run file there read back into sweep.h5. The final merge says what it wrote, with
  * the summary table, and fails on what it could not do; an interim one says one line, and
  * only warns. Returns 0 or 1. */
-static int merge(sweep_state *s, int interim, int *complete_runs, int *diverged_runs) {
+static int merge(sweep_state *s, int interim, int trained_nothing, int *complete_runs,
+                 int *diverged_runs) {
     const int count = s->plan.count;
     run_row *rows = bneck_calloc((size_t)count, sizeof *rows);
     epoch_record **histories = bneck_calloc((size_t)count, sizeof *histories);
@@ -77,6 +101,19 @@ static int merge(sweep_state *s, int interim, int *complete_runs, int *diverged_
                 found++;
             }
         }
+    }
+
+    char path[PATH_TEXT];
+    snprintf(path, sizeof path, "%s/sweep.h5", s->cfg.output);
+    if (!interim && trained_nothing && !unreadable && sweep_file_holds(path, rows, found)) {
+        log_info("sweep: every run was finished already and %s holds them all: left as it was",
+                 path);
+        if (found > 0) log_summary(rows, histories, epoch_counts, found);
+        for (int i = 0; i < found; i++) free(histories[i]);
+        free(histories);
+        free(rows);
+        free(epoch_counts);
+        return 0;
     }
 
     char versions[1024];
@@ -115,8 +152,6 @@ static int merge(sweep_state *s, int interim, int *complete_runs, int *diverged_
         .slurm_nodelist = nodes ? nodes : "",
         .rank_gpu_map = rank_map,
     };
-    char path[PATH_TEXT];
-    snprintf(path, sizeof path, "%s/sweep.h5", s->cfg.output);
     bneck_error err;
     int rc = sweep_file_write(path, rows, histories, epoch_counts, found, &attributes, &err);
     free(settings);
@@ -154,8 +189,9 @@ static int merge(sweep_state *s, int interim, int *complete_runs, int *diverged_
     return rc;
 }
 
-int sweep_merge_results(sweep_state *s, int *complete_runs, int *diverged_runs) {
-    return merge(s, 0, complete_runs, diverged_runs);
+int sweep_merge_results(sweep_state *s, int trained_nothing, int *complete_runs,
+                        int *diverged_runs) {
+    return merge(s, 0, trained_nothing, complete_runs, diverged_runs);
 }
 
 enum { INTERIM_MERGE_SECONDS = 60 };
@@ -168,7 +204,7 @@ void sweep_merge_if_runs_finished(sweep_state *s) {
     const long done = sweep_runs_done(&s->world);
     if (done <= s->merged_runs_done) return;
     int complete, diverged;
-    merge(s, 1, &complete, &diverged);
+    merge(s, 1, 0, &complete, &diverged);
     s->merged_runs_done = done;
     s->merged_at = now;
 }

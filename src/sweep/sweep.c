@@ -414,7 +414,10 @@ static int sweep_conclude(sweep_state *s, int stopped, int *merge_failed) {
     *merge_failed = 0;
     if (s->world.rank != 0) return 0;
     int status = 0, complete = 0, diverged = 0;
-    *merge_failed = sweep_merge_results(s, &complete, &diverged) != 0;
+    /* no run finished and no step trained in this session, by any group */
+    const int trained_nothing = !stopped && sweep_runs_done(&s->world) == 0 &&
+                                sweep_board_trained(&s->world) == 0;
+    *merge_failed = sweep_merge_results(s, trained_nothing, &complete, &diverged) != 0;
     if (*merge_failed) status = 1;
     if (diverged) {
         log_error("sweep: %d of %d run(s) diverged (status '%s' in sweep.h5, left out of "

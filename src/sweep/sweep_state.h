@@ -106,8 +106,11 @@ run_end sweep_train_run(sweep_state *s, int index);
 void sweep_print_progress(sweep_state *s);
 
 /* Rank 0 (merge.c): every run file read back into OUTPUT/sweep.h5, and the summary table
- * printed. Returns 0 or 1; counts the complete and diverged runs. */
-int sweep_merge_results(sweep_state *s, int *complete_runs, int *diverged_runs);
+ * printed. When this session trained nothing (every run was finished already) and sweep.h5
+ * already holds these runs as this build wrote them, it is left as it was. Returns 0 or 1;
+ * counts the complete and diverged runs. */
+int sweep_merge_results(sweep_state *s, int trained_nothing, int *complete_runs,
+                        int *diverged_runs);
 /* Rank 0, while the sweep goes on: sweep.h5 rewritten when runs have finished since it was
  * last written (at most once a minute), so that bneck-report, pandas and the rest see the
  * results so far; one line said. A failure is a warning: the run files hold every result,
