@@ -1319,6 +1319,9 @@ static void check_graph_of_a_training_step(const graph_case *c) {
              engine_names[c->engine], cuda_backend_math_name(),
              c->deterministic ? "deterministic" : "fastest algorithms",
              bn_path(path, sizeof path));
+    /* Without deterministic algorithms, cuDNN may add with atomics: sums in another order,
+     * and in bf16 results rounded to bf16 after them (one bf16 step is 4e-3 relative). */
+    const double fastest_tolerance = c->math == CUDA_MATH_FP32 ? REDUCTION : 1e-3;
     const int batch = 16;
     model m;
     bneck_error err;
@@ -1363,8 +1366,10 @@ static void check_graph_of_a_training_step(const graph_case *c) {
         } else {
             float *grads = to_host(net.grads, m.param_count);
             const double error = relative_error(grads, plain, m.param_count);
-            cr_expect_leq(error, REDUCTION, "%s: replay %d's gradients off by %.3g (norm)", what,
-                          replay, error);
+            char engines[256];
+            cuda_conv_engine_summary(engines, sizeof engines);
+            cr_expect_leq(error, fastest_tolerance, "%s: replay %d's gradients off by %.3g "
+                          "(norm; engines: %s)", what, replay, error, engines);
             free(grads);
         }
     }
@@ -1375,7 +1380,7 @@ static void check_graph_of_a_training_step(const graph_case *c) {
         cr_expect_eq((float)graph_loss, loss, "%s: mean loss %.9g, want %.9g", what, graph_loss,
                      (double)loss);
     else
-        cr_expect_leq(fabs(graph_loss - (double)loss), 1e-5 * fabs((double)loss),
+        cr_expect_leq(fabs(graph_loss - (double)loss), 0.1 * fastest_tolerance * fabs((double)loss),
                       "%s: mean loss %.9g, want %.9g", what, graph_loss, (double)loss);
     cuda_graph_destroy(graph);
     cuda_backend.release(d_totals);
@@ -1395,14 +1400,15 @@ Test(gpu_ops, graph_of_a_training_step_matches_the_plain_step, .timeout = 300) {
 }
 
 /* cuDNN (its NHWC copies in tf32 and bf16), TF32 and bf16 inside a capture, BatchNorm in
- * three kernels (its reduction scratch) and in one, and the fastest algorithms that
+ * three kernels (its reduction scratch; at batch 16 every plane is at most 16384 values, so
+ * BatchNorm as set runs in one, as in the other cases), and the fastest algorithms that
  * conv = auto timed before the capture. */
 Test(gpu_ops, graph_of_a_training_step_matches_in_every_precision_engine_and_batchnorm_path,
      .timeout = 300) {
     use_gpu();
     for (size_t mi = 0; mi < COUNT(math_modes); mi++)
         for (int engine = CUDA_CONV_CUDNN; engine <= CUDA_CONV_GEMM; engine++) {
-            const graph_case deterministic = {math_modes[mi], engine, 1, 1 + (int)mi % 2};
+            const graph_case deterministic = {math_modes[mi], engine, 1, 1};
             check_graph_of_a_training_step(&deterministic);
         }
     for (size_t mi = 0; mi < COUNT(math_modes); mi++) {

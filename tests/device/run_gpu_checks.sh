@@ -346,7 +346,8 @@ sanitize_kernels() {
 if [ -n "$sanitizer_bin" ]; then
   export sanitizer_bin
   export -f sanitize_kernels # `timeout` runs programs, not functions
-  part "compute-sanitizer on the own kernels" 90 "$out/compute_sanitizer.log" \
+  # (150 s: the BatchNorm tests run every shape down both of its paths)
+  part "compute-sanitizer on the own kernels" 150 "$out/compute_sanitizer.log" \
     bash -c sanitize_kernels
   grep -aE "^== |ERROR SUMMARY|Invalid|Race" "$out/compute_sanitizer.log" | head -n 40 |
     sed 's/^/# [sanitizer] /' >>"$out/results.txt"

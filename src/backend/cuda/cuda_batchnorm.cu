@@ -17,6 +17,7 @@
 #include <cuda_runtime.h>
 
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -58,7 +59,10 @@ extern "C" void cuda_backend_set_batchnorm_fused_max_plane(size_t plane) {
     fused_max_plane_set = plane > (size_t)LLONG_MAX ? LLONG_MAX : (long long)plane;
 }
 
-extern "C" size_t cuda_backend_batchnorm_fused_max_plane(void) { return fused_max_plane(); }
+extern "C" size_t cuda_backend_batchnorm_fused_max_plane(void) {
+    const size_t reach = fused_max_plane();
+    return reach >= (size_t)LLONG_MAX ? SIZE_MAX : reach; /* "always", as it was set */
+}
 
 /* Enough blocks to fill the GPU when there are few channels, but at least a few values
  * per thread so the blocks do real work. */
