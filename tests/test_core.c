@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "core/cli.h"
+#include "core/error.h"
 #include "core/format.h"
 #include "core/hash.h"
 #include "sweep/plan.h"
@@ -168,4 +169,23 @@ Test(cli, choices) {
     cr_assert_eq(cli_pick("--pool-branch", "pytorch", two, message, sizeof message), 1);
     cr_assert_eq(cli_pick("--format", "json", words, message, sizeof message), -1);
     cr_assert_str_eq(message, "--format: bad value 'json': expected table, csv or markdown");
+}
+
+/* A message names its file first: a path as long as the system allows must not push out
+ * the reason after it; a message too long for the room says it was cut. */
+Test(error, a_long_path_keeps_the_reason_and_a_cut_message_says_so) {
+    char path[4096];
+    memset(path, 'd', sizeof path - 1);
+    path[0] = '/';
+    path[sizeof path - 1] = '\0';
+    bneck_error err;
+    const char *reason = ": cannot open config file: No such file or directory";
+    cr_assert_eq(bneck_error_set(&err, "%s%s", path, reason), -1);
+    const size_t length_whole = sizeof path - 1 + strlen(reason);
+    cr_expect_eq(strlen(err.message), length_whole, "the message was cut");
+    cr_expect_str_eq(err.message + sizeof path - 1, reason);
+    bneck_error_set(&err, "%s -> %s -> %s", path, path, path);
+    const size_t length = strlen(err.message);
+    cr_expect_eq(length, sizeof err.message - 1);
+    cr_expect_str_eq(err.message + length - 4, " ...");
 }

@@ -11,14 +11,16 @@ int bneck_error_set(bneck_error *err, const char *format, ...) {
     if (err) {
         va_list args;
         va_start(args, format);
-        vsnprintf(err->message, sizeof err->message, format, args);
+        const int length = vsnprintf(err->message, sizeof err->message, format, args);
         va_end(args);
+        if (length >= (int)sizeof err->message)
+            memcpy(err->message + sizeof err->message - 5, " ...", 5);
     }
     return -1;
 }
 
 void bneck_fail_at(const char *file, int line, const char *format, ...) {
-    char message[2048];
+    char message[BNECK_ERROR_TEXT];
     va_list args;
     va_start(args, format);
     vsnprintf(message, sizeof message, format, args);

@@ -10,12 +10,17 @@
 #include <stddef.h>
 #include <stdnoreturn.h>
 
+/* Room for two paths of PATH_MAX (4096) and the reason after them: a message names its
+ * file first, and a long path must not push the reason out. */
+enum { BNECK_ERROR_TEXT = 10240 };
+
 typedef struct bneck_error {
-    char message[1024];
+    char message[BNECK_ERROR_TEXT];
 } bneck_error;
 
 /* Formats the message into err (if non-NULL) and returns -1, so callers can write
- * `return bneck_error_set(err, "%s: line %d: ...", path, line);`. */
+ * `return bneck_error_set(err, "%s: line %d: ...", path, line);`. A message longer than
+ * the room is cut and ends in " ...". */
 int bneck_error_set(bneck_error *err, const char *format, ...)
     __attribute__((format(printf, 2, 3)));
 

@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/error.h"
+
 static int log_current_rank = 0;
 static char log_host[64] = "";
 
@@ -29,7 +31,7 @@ void log_info(const char *format, ...) {
  * the pieces it was written in, so a prefix written apart from its message could be split
  * by another rank's line. */
 static void log_to_stderr(const char *level, const char *format, va_list args) {
-    char line[4096];
+    char line[BNECK_ERROR_TEXT + 256]; /* a bneck_error's message and the prefix */
     int prefix = log_host[0]
         ? snprintf(line, sizeof line, "bneck: %s (rank %d on %s): ", level, log_current_rank,
                    log_host)
