@@ -24,6 +24,8 @@ work=$(mktemp -d /tmp/bneck-it-sweep.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 mpirun_n() { local n=$1; shift; timeout 600 mpirun --oversubscribe -n "$n" "$@"; }
+# the rows of OUTPUT/sweep.h5's /runs
+runs_in() { /usr/bin/python3 -c "import h5py, sys; print(len(h5py.File(sys.argv[1])['runs']))" "$1/sweep.h5"; }
 # shellcheck source=tests/check_helpers.sh
 source "$(dirname "${BASH_SOURCE[0]}")/check_helpers.sh"
 
@@ -488,6 +490,16 @@ if grep -q "C-r0.h5 holds run C-r1 (seed [0-9]*), not C-r0" "$work/damaged.log" 
   ls "$work/damaged/runs/C-r0.h5".unreadable-* >/dev/null 2>&1 && grep -q "\[C-r0\] epoch   3/3" "$work/damaged.log"; then
   ok "another run's file under a run's name is moved aside and the run redone"
 else cat "$work/damaged.log"; bad "a run file of another run was trusted"; fi
+# a complete run is kept on its row and history: its weights or checkpoint removed (by a
+# user making room, say) do not make it train again
+cp -r "$work/one" "$work/no_weights"
+/usr/bin/python3 -c "import h5py, sys; del h5py.File(sys.argv[1], 'a')['weights']; del h5py.File(sys.argv[2], 'a')['checkpoint']" \
+  "$work/no_weights/runs/E-r0.h5" "$work/no_weights/runs/A-r1.h5"
+if "$sweep" "$work/tiny.ini" run.output="$work/no_weights" > "$work/no_weights.log" 2>&1 &&
+  [ "$(grep -c "already complete" "$work/no_weights.log")" -eq 6 ] && ! ls "$work/no_weights/runs/"*.unreadable-* >/dev/null 2>&1 &&
+  [ "$(runs_in "$work/no_weights")" = 6 ]; then
+  ok "a complete run whose weights or checkpoint were deleted is kept, not trained again"
+else cat "$work/no_weights.log"; bad "a complete run without weights or checkpoint"; fi
 # the output's own files: caught before any training, with what was expected
 mkdir -p "$work/runs_file" && echo x > "$work/runs_file/runs"
 if "$sweep" "$work/tiny.ini" run.output="$work/runs_file" > "$work/runs_file.log" 2>&1; then bad "a file named runs was accepted"
@@ -608,7 +620,6 @@ elif grep -q "different configuration" "$work/changed_dry.log" && "$sweep" "$wor
   [ -f "$work/one/sweep.h5" ] && ! ls -d "$work/one.previous-"* > /dev/null 2>&1; then
   ok "--dry-run refuses what the sweep would refuse, finds a finished sweep finished, and with --restart plans it anew, moving nothing"
 else cat "$work/changed_dry.log" "$work/one_dry.log" "$work/restart_dry.log"; bad "--dry-run on a finished or foreign sweep"; fi
-runs_in() { /usr/bin/python3 -c "import h5py, sys; print(len(h5py.File(sys.argv[1])['runs']))" "$1/sweep.h5"; }
 cp -r "$work/one" "$work/restarted"
 if "$sweep" "$work/tiny.ini" run.output="$work/restarted" train.lr=0.01 sweep.patterns=E:3:4 sweep.repeats=1 \
     --restart > "$work/restarted.log" 2>&1 && grep -q "moved the previous $work/restarted to $work/restarted.previous-" "$work/restarted.log" &&

@@ -800,6 +800,30 @@ Test(run_file, missing_objects_are_named) {
     expect_read_fails(path, NULL, "best_val_acc", "missing");
 }
 
+/* A complete run is kept on its row and history: without the model (as the sweep reads a
+ * kept run, and the merge every run) a file missing its weights or checkpoint still reads;
+ * with the model (a run to continue) it is refused, naming what is missing. */
+Test(run_file, a_kept_run_reads_without_weights_or_checkpoint) {
+    static const char *const groups[] = {"/weights", "/checkpoint"};
+    for (size_t i = 0; i < COUNT(groups); i++) {
+        const char *path = temp_path("A-r0.h5");
+        write_sample_run(path, "complete", 1);
+        delete_object(path, groups[i]);
+        run_row row;
+        epoch_record *history = NULL;
+        int epochs = 0;
+        bneck_error err = {{0}};
+        cr_expect_eq(run_file_read(path, &row, &history, &epochs, NULL, NULL, &err), 0,
+                     "without %s: %s", groups[i], err.message);
+        cr_expect_eq(epochs, SAMPLE_EPOCHS);
+        cr_expect_str_eq(row.status, "complete");
+        free(history);
+        char expected[64];
+        snprintf(expected, sizeof expected, "%s: missing", groups[i]);
+        expect_read_fails(path, &built, expected, NULL);
+    }
+}
+
 Test(run_file, a_history_that_disagrees_with_the_row_is_refused) {
     const char *path = temp_path("A-r0.h5");
     write_sample_run(path, "complete", 1);

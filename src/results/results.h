@@ -135,8 +135,8 @@ int run_file_settings(const char *path, char *settings, size_t capacity, bneck_e
 /* Reads a run file. Anything that is not a complete, well-formed bneck run file (missing,
  * truncated, foreign, wrong sizes for m) is reported in err and returns -1; nothing is
  * trusted half-way. history is malloc'ed (free it); checkpoint arrays are malloc'ed when
- * checkpoint is non-NULL (free with run_checkpoint_free). m may be NULL to skip reading
- * the checkpoint. */
+ * checkpoint is non-NULL (free with run_checkpoint_free). m may be NULL to read only the
+ * row and history (the record of a kept run), without looking at /weights or /checkpoint. */
 int run_file_read(const char *path, run_row *row, epoch_record **history, int *epochs,
                   const model *m, run_checkpoint *checkpoint, bneck_error *err);
 void run_checkpoint_free(run_checkpoint *checkpoint);

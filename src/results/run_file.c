@@ -496,10 +496,11 @@ int run_file_read(const char *path, run_row *row, epoch_record **history, int *e
     if (h5_read_table(&site, file, "/history", &h5_epoch_record_table, &table, &row_count))
         goto fail;
     rows = table;
-    if (check_history(&site, rows, row_count, &found) || is_group(&site, file, "/weights") ||
-        is_group(&site, file, "/checkpoint"))
-        goto fail;
-    if (m && (visit_weights(&site, file, m, NULL, NULL, 0) ||
+    if (check_history(&site, rows, row_count, &found)) goto fail;
+    /* the row and history are the record; weights and checkpoint only when asked for (a
+     * kept run never reads them: a file missing either is still its record) */
+    if (m && (is_group(&site, file, "/weights") || is_group(&site, file, "/checkpoint") ||
+              visit_weights(&site, file, m, NULL, NULL, 0) ||
               read_checkpoint(&site, file, m, checkpoint ? &loaded : NULL)))
         goto fail;
     /* A run to be continued must continue from numbers: a non-finite weight in its
