@@ -118,23 +118,28 @@ PY
 # --- killed and resumed ---------------------------------------------------------------
 setsid "$sweep" "$work/tiny.ini" run.output="$work/killed" > "$work/killed1.log" 2>&1 &
 victim=$!
+committed=0
 for _ in $(seq 1 600); do
-  # Wait until some run has committed an epoch but the sweep is far from done.
-  if ls "$work/killed/runs/"*.h5 >/dev/null 2>&1; then break; fi
+  # Wait until some run has committed an epoch (a run file is first written then) but the
+  # sweep is far from done.
+  if ls "$work/killed/runs/"*.h5 >/dev/null 2>&1; then committed=1; break; fi
   sleep 0.2
 done
+[ "$committed" = 1 ] || bad "no run file within 120 s: nothing was committed before the KILL"
 sleep 1
 kill -KILL -- "-$victim" 2>/dev/null || kill -KILL "$victim"
 wait "$victim" 2>/dev/null || true
 if [ -f "$work/killed/sweep.h5" ]; then bad "the sweep finished before it could be killed"; else ok "sweep killed mid-run"; fi
 # --dry-run on the stopped sweep says what is done and what is left, and changes nothing
 ls -l --full-time "$work/killed/runs" > "$work/killed_before.ls"
-"$sweep" "$work/tiny.ini" run.output="$work/killed" --dry-run > "$work/killed_dry.log" 2>&1 || true
+killed_dry_rc=0
+"$sweep" "$work/tiny.ini" run.output="$work/killed" --dry-run > "$work/killed_dry.log" 2>&1 || killed_dry_rc=$?
 ls -l --full-time "$work/killed/runs" > "$work/killed_after.ls"
-if grep -q "output $work/killed (this sweep's)" "$work/killed_dry.log" &&
+# A-r0 trains first: its file, the first written, holds at least one epoch
+if [ "$killed_dry_rc" -eq 0 ] && grep -q "output $work/killed (this sweep's)" "$work/killed_dry.log" &&
   awk '/ to train, .* to resume, .* kept/ { t = $1; r = $4; k = $7; sub(",", "", r) }
-       END { exit !(t + r + k == 6 && t + r >= 1) }' "$work/killed_dry.log" &&
-  grep -qE "^A-r0 .*(new|resumes after [12]/3|complete) " "$work/killed_dry.log" &&
+       END { exit !(t + r + k == 6 && t + r >= 1 && r + k >= 1) }' "$work/killed_dry.log" &&
+  grep -qE "^A-r0 .*(resumes after [12]/3|complete) " "$work/killed_dry.log" &&
   cmp -s "$work/killed_before.ls" "$work/killed_after.ls"; then
   ok "--dry-run on a stopped sweep: each run's state, what is left, nothing touched"
 else cat "$work/killed_dry.log"; bad "--dry-run on a stopped sweep"; fi
@@ -228,7 +233,7 @@ stop_part_way() {
 part_rc=0
 stop_part_way "$work/part1.log" "epoch 2: step 3/16" "$sweep" "$work/tiny.ini" "${part_options[@]}" run.output="$work/part_stopped" || part_rc=$?
 part_steps=$(sed -n 's|^\[E-r0\] stopped at step \([0-9]*\)/16 of epoch 2: committed to .*/part_stopped/runs/E-r0.h5, where it resumes$|\1|p' "$work/part1.log")
-"$sweep" "$work/tiny.ini" "${part_options[@]}" run.output="$work/part_stopped" --dry-run > "$work/part_dry.log" 2>&1 || true
+"$sweep" "$work/tiny.ini" "${part_options[@]}" run.output="$work/part_stopped" --dry-run > "$work/part_dry.log" 2>&1 || { rc=$?; cat "$work/part_dry.log"; bad "a dry run exited $rc (part_dry.log)"; }
 cp "$work/part_stopped/runs/E-r0.h5" "$work/part_stopped_copy.h5"
 "$sweep" "$work/tiny.ini" "${part_options[@]}" run.output="$work/part_stopped" > "$work/part2.log" 2>&1 || { cat "$work/part2.log"; bad "resume part-way through an epoch"; }
 if [ "$part_rc" -eq 3 ] && [ -n "$part_steps" ] && [ "$part_steps" -ge 3 ] && [ "$part_steps" -lt 16 ] &&
@@ -243,7 +248,7 @@ else cat "$work/part1.log" "$work/part_dry.log" "$work/part2.log"; bad "stop par
 # seconds: the signal, a second after step 15/16 of epoch 1, comes during step 16 or then.
 part_rc=0
 STOP_DELAY=1 stop_part_way "$work/part_between1.log" "epoch 1: step 15/16" "$sweep" "$work/tiny.ini" "${part_options[@]}" data.val_limit=10000 run.output="$work/part_between" || part_rc=$?
-"$sweep" "$work/tiny.ini" "${part_options[@]}" data.val_limit=10000 run.output="$work/part_between" --dry-run > "$work/part_between_dry.log" 2>&1 || true
+"$sweep" "$work/tiny.ini" "${part_options[@]}" data.val_limit=10000 run.output="$work/part_between" --dry-run > "$work/part_between_dry.log" 2>&1 || { rc=$?; cat "$work/part_between_dry.log"; bad "a dry run exited $rc (part_between_dry.log)"; }
 if [ "$part_rc" -eq 3 ] &&
   grep -q "^\[E-r0\] stopped after epoch 1/2: committed to $work/part_between/runs/E-r0.h5, where it resumes at epoch 2$" "$work/part_between1.log" &&
   grep -qE "^E-r0 .* resumes after 1/2 " "$work/part_between_dry.log"; then
@@ -336,7 +341,7 @@ PY
 
 # --- --dry-run ------------------------------------------------------------------------
 # (no data needed: the plan only needs the input channels)
-mpirun_n 2 "$sweep" "$work/tiny.ini" run.output="$work/dry" data.dir="$work/not-fetched-yet" --dry-run > "$work/dry.log" 2>&1 || true
+mpirun_n 2 "$sweep" "$work/tiny.ini" run.output="$work/dry" data.dir="$work/not-fetched-yet" --dry-run > "$work/dry.log" 2>&1 || { rc=$?; cat "$work/dry.log"; bad "a dry run exited $rc (dry.log)"; }
 if grep -q "sweep plan: 6 runs" "$work/dry.log" && grep -q "A-r0" "$work/dry.log" && [ ! -e "$work/dry" ]; then
   ok "--dry-run prints the plan and trains nothing"
 else cat "$work/dry.log"; bad "--dry-run"; fi
@@ -361,7 +366,7 @@ if nvidia-smi -L >/dev/null 2>&1; then
   echo "skip: --device auto/cuda fall-back checks (this machine has a GPU)"
 else
   "$sweep" "$work/tiny.ini" --device auto run.precision=bf16 run.output="$work/dev-auto" \
-    --dry-run > "$work/dev-auto.log" 2>&1 || true
+    --dry-run > "$work/dev-auto.log" 2>&1 || { rc=$?; cat "$work/dev-auto.log"; bad "a dry run exited $rc (dev-auto.log)"; }
   if grep -qE "(no usable GPU \(.*\)|built without the CUDA backend): running on the CPU" "$work/dev-auto.log" &&
     grep -q "left unused on the CPU .*: precision bf16" "$work/dev-auto.log"; then
     ok "--device auto without a GPU runs on the CPU and says why (and that bf16 is unused)"
@@ -473,7 +478,7 @@ victim_file=$(ls "$work/damaged/runs/"*.h5 | head -n 1)
 head -c 2000 "$victim_file" > "$victim_file.cut" && mv "$victim_file.cut" "$victim_file"
 echo "not hdf5" > "$work/damaged/runs/stranger.h5"
 cp "$work/damaged/runs/C-r1.h5" "$work/damaged/runs/C-r0.h5" # another run's file, under this name
-"$sweep" "$work/tiny.ini" run.output="$work/damaged" --dry-run > "$work/damaged_dry.log" 2>&1 || true
+"$sweep" "$work/tiny.ini" run.output="$work/damaged" --dry-run > "$work/damaged_dry.log" 2>&1 || { rc=$?; cat "$work/damaged_dry.log"; bad "a dry run exited $rc (damaged_dry.log)"; }
 victim_run=$(basename "$victim_file" .h5)
 if grep -q "stranger.h5 is not a run of this sweep" "$work/damaged_dry.log" &&
   grep -qE "^$victim_run .*redo: unreadable \(moved aside\)" "$work/damaged_dry.log" && grep -qE "^C-r0 .*redo: unreadable" "$work/damaged_dry.log"; then
@@ -745,7 +750,7 @@ rm -f "$work/lockdir/.lock" && mkdir "$work/lockdir/.lock"
 lockdir_rc=0
 "$sweep" "$work/tiny.ini" run.output="$work/lockdir" --dry-run > "$work/lockdir.log" 2>&1 || lockdir_rc=$?
 cp -r "$work/one" "$work/no-record" && rm "$work/no-record/sweep.ini"
-"$sweep" "$work/tiny.ini" run.output="$work/no-record" --dry-run > "$work/no-record.log" 2>&1 || true
+"$sweep" "$work/tiny.ini" run.output="$work/no-record" --dry-run > "$work/no-record.log" 2>&1 || { rc=$?; cat "$work/no-record.log"; bad "a dry run exited $rc (no-record.log)"; }
 if [ "$lockdir_rc" -eq 2 ] && grep -q "lockdir/.lock: it is not a regular file" "$work/lockdir.log" &&
   grep -q "output $work/no-record (there, without a sweep.ini: the sweep writes one)" "$work/no-record.log" &&
   grep -qE "^A-r0 .* complete " "$work/no-record.log"; then

@@ -876,6 +876,10 @@ static void expect_same_config(const config *a, const config *b) {
     cr_expect_str_eq(a->name, b->name);
     cr_expect_eq(a->seed, b->seed);
     cr_expect_str_eq(a->device, b->device);
+    cr_expect_str_eq(a->precision, b->precision);
+    cr_expect_str_eq(a->conv_engine, b->conv_engine);
+    cr_expect_eq(a->deterministic, b->deterministic);
+    cr_expect_str_eq(a->graph, b->graph);
     cr_expect_eq(a->threads, b->threads);
     cr_expect_str_eq(a->output, b->output);
     cr_expect_str_eq(a->dataset, b->dataset);
