@@ -76,7 +76,8 @@ static int parse_positive(const char *option, const char *item, const char *part
     }
     errno = 0;
     double v = strtod(part, NULL);
-    if (negative || errno == ERANGE || !isfinite(v) || v < theory_value_min || v > THEORY_VALUE_MAX)
+    if (negative || errno == ERANGE || !isfinite(v) || v < theory_value_min ||
+        v > THEORY_VALUE_MAX)
         return bneck_error_set(err, "%s: bad item '%s': %s'%s' must be %s", option, item, what,
                                part, theory_value_range);
     *value = v;

@@ -53,8 +53,7 @@ static int pattern_order(const config *cfg, const char *name) {
  * devices and time of the sessions that trained it) instead of being rewritten under this
  * one's. A file another build wrote is rewritten: its layout may be older. */
 static int sweep_file_holds(const char *path, const run_row *rows, int count) {
-    if (access(path, F_OK) != 0) return 0;
-    report_sweep sweep;
+    report_sweep sweep; /* a missing file, or one that is not a regular file, does not read */
     bneck_error err;
     if (report_sweep_read(path, &sweep, &err)) return 0;
     const char *commit = sweep.attributes[REPORT_ATTR_GIT_COMMIT].text;
@@ -69,9 +68,59 @@ static int sweep_file_holds(const char *path, const run_row *rows, int count) {
     return same;
 }
 
-/* Every run file there read back into sweep.h5. The final merge says what it wrote, with
- * the summary table, and fails on what it could not do; an interim one says one line, and
- * only warns. Returns 0 or 1. */
+/* sweep.h5 written from the rows read, with this session's attributes (hosts, devices,
+ * versions, settings, Slurm job). */
+static int write_sweep_file(const sweep_state *s, const char *path, const run_row *rows,
+                            epoch_record *const *histories, const int *epoch_counts, int found,
+                            bneck_error *err) {
+    char versions[1024];
+    snprintf(versions, sizeof versions, "bneck %s %s; backend %s: %s; MPI: %s; HDF5 %s",
+             BNECK_VERSION, bneck_git_commit, s->backend->name, backend_versions(s->backend),
+             sweep_mpi_version()[0] ? sweep_mpi_version() : "none (single process build)",
+             results_hdf5_version());
+    /* Sized for every rank's entry: nothing is cut off, however many ranks. */
+    const size_t capacity = (size_t)s->world.size * (HOST_TEXT + DEVICE_TEXT + 16);
+    char *hosts = bneck_calloc(capacity, 1), *devices = bneck_calloc(capacity, 1);
+    char *rank_map = bneck_calloc(capacity, 1);
+    format_distinct_list(hosts, capacity, s->all_hosts, s->world.size, HOST_TEXT);
+    size_t devices_used = 0, map_used = 0;
+    for (int r = 0; r < s->world.size; r++) {
+        const char *h = s->all_hosts + (size_t)r * HOST_TEXT;
+        const char *d = s->all_devices + (size_t)r * DEVICE_TEXT;
+        devices_used += (size_t)snprintf(devices + devices_used, capacity - devices_used, "%s%s",
+                                         devices_used ? "," : "", d);
+        map_used += (size_t)snprintf(rank_map + map_used, capacity - map_used, "%s%d:%s:%s",
+                                     map_used ? "," : "", r, h, d);
+    }
+    const char *job = getenv("SLURM_JOB_ID"), *nodes = getenv("SLURM_JOB_NODELIST");
+    char *settings = bneck_malloc(CONFIG_MAX_TEXT);
+    /* one line per key however long (config readers other than bneck's would keep the
+     * newlines of a wrapped path) */
+    if (config_write_unwrapped(&s->cfg, settings, CONFIG_MAX_TEXT) < 0) settings[0] = '\0';
+    sweep_attributes attributes = {
+        .config_text = s->cfg.text,
+        .settings_text = settings,
+        .versions = versions,
+        .hosts = hosts,
+        .devices = devices,
+        .mpi_size = s->world.size,
+        .runs_planned = s->plan.count,
+        .slurm_job_id = job ? job : "",
+        .slurm_nodelist = nodes ? nodes : "",
+        .rank_gpu_map = rank_map,
+    };
+    const int rc = sweep_file_write(path, rows, histories, epoch_counts, found, &attributes, err);
+    free(settings);
+    free(hosts);
+    free(devices);
+    free(rank_map);
+    return rc;
+}
+
+/* Every run file there read back into sweep.h5 (or, when this session trained nothing and
+ * sweep.h5 holds them already, that file left as it was). The final merge says what it
+ * wrote, with the summary table, and fails on what it could not do; an interim one says one
+ * line, and only warns. Returns 0 or 1. */
 static int merge(sweep_state *s, int interim, int trained_nothing, int *complete_runs,
                  int *diverged_runs) {
     const int count = s->plan.count;
@@ -105,56 +154,10 @@ static int merge(sweep_state *s, int interim, int trained_nothing, int *complete
 
     char path[PATH_TEXT];
     snprintf(path, sizeof path, "%s/sweep.h5", s->cfg.output);
-    if (!interim && trained_nothing && !unreadable && sweep_file_holds(path, rows, found)) {
-        log_info("sweep: every run was finished already and %s holds them all: left as it was",
-                 path);
-        if (found > 0) log_summary(rows, histories, epoch_counts, found);
-        for (int i = 0; i < found; i++) free(histories[i]);
-        free(histories);
-        free(rows);
-        free(epoch_counts);
-        return 0;
-    }
-
-    char versions[1024];
-    snprintf(versions, sizeof versions, "bneck %s %s; backend %s: %s; MPI: %s; HDF5 %s",
-             BNECK_VERSION, bneck_git_commit, s->backend->name, backend_versions(s->backend),
-             sweep_mpi_version()[0] ? sweep_mpi_version() : "none (single process build)",
-             results_hdf5_version());
-    /* Sized for every rank's entry: nothing is cut off, however many ranks. */
-    const size_t capacity = (size_t)s->world.size * (HOST_TEXT + DEVICE_TEXT + 16);
-    char *hosts = bneck_calloc(capacity, 1), *devices = bneck_calloc(capacity, 1);
-    char *rank_map = bneck_calloc(capacity, 1);
-    format_distinct_list(hosts, capacity, s->all_hosts, s->world.size, HOST_TEXT);
-    size_t devices_used = 0, map_used = 0;
-    for (int r = 0; r < s->world.size; r++) {
-        const char *h = s->all_hosts + (size_t)r * HOST_TEXT;
-        const char *d = s->all_devices + (size_t)r * DEVICE_TEXT;
-        devices_used += (size_t)snprintf(devices + devices_used, capacity - devices_used, "%s%s",
-                                         devices_used ? "," : "", d);
-        map_used += (size_t)snprintf(rank_map + map_used, capacity - map_used, "%s%d:%s:%s",
-                                     map_used ? "," : "", r, h, d);
-    }
-    const char *job = getenv("SLURM_JOB_ID"), *nodes = getenv("SLURM_JOB_NODELIST");
-    char *settings = bneck_malloc(CONFIG_MAX_TEXT);
-    /* one line per key however long (config readers other than bneck's would keep the
-     * newlines of a wrapped path) */
-    if (config_write_unwrapped(&s->cfg, settings, CONFIG_MAX_TEXT) < 0) settings[0] = '\0';
-    sweep_attributes attributes = {
-        .config_text = s->cfg.text,
-        .settings_text = settings,
-        .versions = versions,
-        .hosts = hosts,
-        .devices = devices,
-        .mpi_size = s->world.size,
-        .runs_planned = count,
-        .slurm_job_id = job ? job : "",
-        .slurm_nodelist = nodes ? nodes : "",
-        .rank_gpu_map = rank_map,
-    };
+    const int kept = !interim && trained_nothing && !unreadable &&
+                     sweep_file_holds(path, rows, found);
     bneck_error err;
-    int rc = sweep_file_write(path, rows, histories, epoch_counts, found, &attributes, &err);
-    free(settings);
+    int rc = kept ? 0 : write_sweep_file(s, path, rows, histories, epoch_counts, found, &err);
     if (interim) {
         if (rc) {
             log_warn("sweep: cannot update %s now: %s; the run files hold every result, and "
@@ -171,7 +174,11 @@ static int merge(sweep_state *s, int interim, int trained_nothing, int *complete
     } else if (rc) {
         log_error("merge: %s", err.message);
     } else {
-        log_info("sweep: wrote %s (%d runs, %d complete)", path, found, *complete_runs);
+        if (kept)
+            log_info("sweep: every run was finished already and %s holds them all: left as it "
+                     "was", path);
+        else
+            log_info("sweep: wrote %s (%d runs, %d complete)", path, found, *complete_runs);
         if (found > 0) log_summary(rows, histories, epoch_counts, found);
     }
     if (unreadable && !interim) {
@@ -179,9 +186,6 @@ static int merge(sweep_state *s, int interim, int trained_nothing, int *complete
                   "warnings above)", unreadable, path);
         rc = 1;
     }
-    free(hosts);
-    free(devices);
-    free(rank_map);
     for (int i = 0; i < found; i++) free(histories[i]);
     free(histories);
     free(rows);

@@ -706,8 +706,8 @@ static int read_config_file(const char *path, char **text_out, bneck_error *err)
         if (length > MAX_CONFIG_FILE_BYTES) {
             fclose(file);
             free(text);
-            return bneck_error_set(err, "%s: config file is larger than 1 MiB (%d bytes); is it the right file?",
-                                   path, MAX_CONFIG_FILE_BYTES);
+            return bneck_error_set(err, "%s: config file is larger than 1 MiB (%d bytes); is "
+                                   "it the right file?", path, MAX_CONFIG_FILE_BYTES);
         }
         if (length + 1 == capacity) {
             capacity = capacity * 2 < most_capacity ? capacity * 2 : most_capacity;

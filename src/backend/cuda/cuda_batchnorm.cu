@@ -16,8 +16,6 @@
  * than three, which is what such small passes cost. */
 #include <cuda_runtime.h>
 
-#include <limits.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -37,32 +35,32 @@ extern "C" {
  * down both paths). */
 enum { FUSED_MAX_PLANE = 32768, FUSED_THREADS = 1024 };
 
-static long long fused_max_plane_set = -1; /* -1: not decided yet */
+static size_t fused_max_plane_value;
+static bool fused_max_plane_known; /* set, or read from the environment */
 
 static size_t fused_max_plane(void) {
-    if (fused_max_plane_set >= 0) return (size_t)fused_max_plane_set;
-    fused_max_plane_set = FUSED_MAX_PLANE;
+    if (fused_max_plane_known) return fused_max_plane_value;
+    fused_max_plane_known = true;
+    fused_max_plane_value = FUSED_MAX_PLANE;
     const char *text = getenv("BNECK_BN_FUSED_MAX_PLANE");
     if (text && *text) {
         char *end = NULL;
         const long long parsed = strtoll(text, &end, 10);
         if (end && !*end && parsed >= 0)
-            fused_max_plane_set = parsed;
+            fused_max_plane_value = (size_t)parsed;
         else
             fprintf(stderr, "bneck: warning: BNECK_BN_FUSED_MAX_PLANE='%s' is not a count of "
                             "values; using %d\n", text, (int)FUSED_MAX_PLANE);
     }
-    return (size_t)fused_max_plane_set;
+    return fused_max_plane_value;
 }
 
 extern "C" void cuda_backend_set_batchnorm_fused_max_plane(size_t plane) {
-    fused_max_plane_set = plane > (size_t)LLONG_MAX ? LLONG_MAX : (long long)plane;
+    fused_max_plane_value = plane;
+    fused_max_plane_known = true;
 }
 
-extern "C" size_t cuda_backend_batchnorm_fused_max_plane(void) {
-    const size_t reach = fused_max_plane();
-    return reach >= (size_t)LLONG_MAX ? SIZE_MAX : reach; /* "always", as it was set */
-}
+extern "C" size_t cuda_backend_batchnorm_fused_max_plane(void) { return fused_max_plane(); }
 
 /* Enough blocks to fill the GPU when there are few channels, but at least a few values
  * per thread so the blocks do real work. */
