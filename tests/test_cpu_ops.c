@@ -8,6 +8,7 @@
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -273,7 +274,8 @@ static void conv_check(int k, int batch, int cin, int cout, int height, int widt
     float *dx = copy_floats(dx0, nx), *dw = copy_floats(dw0, nw),
           *db = copy_floats(db0, (size_t)cout);
     if (c.ws) fill(c.ws, wsn, NAN);
-    cpu_conv2d_backward(dx, dw, db, c.r, c.x, c.w, c.ws, batch, height, width, cin, cout, k);
+    cpu_conv2d_backward(dx, dw, db, GRAD_ACCUMULATE, c.r, c.x, c.w, c.ws, batch, height, width, cin,
+                        cout, k);
     double *gx = added(dx, dx0, nx), *gw = added(dw, dw0, nw), *gb = added(db, db0, (size_t)cout);
     check_fd("conv dx", c.x, gx, nx, conv_loss, &c, FD_ATOL, FD_RTOL);
     check_fd("conv dweight", c.w, gw, nw, conv_loss, &c, FD_ATOL, FD_RTOL);
@@ -284,7 +286,8 @@ static void conv_check(int k, int batch, int cin, int cout, int height, int widt
     fill(dw2, nw, 0);
     fill(db2, (size_t)cout, 0);
     if (c.ws) fill(c.ws, wsn, NAN);
-    cpu_conv2d_backward(NULL, dw2, db2, c.r, c.x, c.w, c.ws, batch, height, width, cin, cout, k);
+    cpu_conv2d_backward(NULL, dw2, db2, GRAD_ACCUMULATE, c.r, c.x, c.w, c.ws, batch, height, width,
+                        cin, cout, k);
     expect_close("conv dweight (dx NULL)", dw2, gw, nw, 1e-5, 1e-5);
     expect_close("conv dbias (dx NULL)", db2, gb, (size_t)cout, 1e-5, 1e-5);
 
@@ -357,7 +360,8 @@ Test(cpu_conv, k1_weight_gradient_many_column_blocks) {
     float *dx0 = random_floats(&r, (size_t)cin * plane, -1, 1),
           *dx = copy_floats(dx0, (size_t)cin * plane);
     float db[7] = {0};
-    cpu_conv2d_backward(dx, dw, db, dy, x, w, NULL, batch, height, width, cin, cout, 1);
+    cpu_conv2d_backward(dx, dw, db, GRAD_ACCUMULATE, dy, x, w, NULL, batch, height, width, cin,
+                        cout, 1);
     double want_w[35], *want_x = malloc((size_t)cin * plane * sizeof *want_x);
     for (int o = 0; o < cout; o++)
         for (int c = 0; c < cin; c++) {
@@ -445,8 +449,8 @@ static void conv_paths_agree(int k, int batch, int height, int width, int cin, i
         dx[path] = copy_floats(dx0, nx);
         dw[path] = copy_floats(dw0, nw);
         db[path] = copy_floats(db0, (size_t)cout);
-        cpu_conv2d_backward(with_dx ? dx[path] : NULL, dw[path], db[path], dy, x, w, ws, batch,
-                            height, width, cin, cout, k);
+        cpu_conv2d_backward(with_dx ? dx[path] : NULL, dw[path], db[path], GRAD_ACCUMULATE, dy, x,
+                            w, ws, batch, height, width, cin, cout, k);
     }
     size_t largest = nx > ny ? nx : ny;
     if (nw > largest) largest = nw;
@@ -464,8 +468,8 @@ static void conv_paths_agree(int k, int batch, int height, int width, int cin, i
             bneck_cpu_conv_path = path ? CPU_CONV_PATH_DNNL : CPU_CONV_PATH_IM2COL;
             float *with_dx_dx = copy_floats(dx0, nx), *with_dx_dw = copy_floats(dw0, nw);
             float *with_dx_db = copy_floats(db0, (size_t)cout);
-            cpu_conv2d_backward(with_dx_dx, with_dx_dw, with_dx_db, dy, x, w, ws, batch, height,
-                                width, cin, cout, k);
+            cpu_conv2d_backward(with_dx_dx, with_dx_dw, with_dx_db, GRAD_ACCUMULATE, dy, x, w, ws,
+                                batch, height, width, cin, cout, k);
             for (size_t i = 0; i < nw; i++) want[i] = with_dx_dw[i];
             expect_close("dweight without dx (as with it)", dw[path], want, nw, 0, 0);
             for (int c = 0; c < cout; c++) want[c] = with_dx_db[c];
@@ -534,11 +538,11 @@ Test(cpu_conv, dnnl_path_reuse_and_cache_eviction) {
         float *dw = alloc_floats(conv_w_size(&c));
         fill(dx_first, conv_in_size(&c), 0);
         fill(dx_second, conv_in_size(&c), 0);
-        cpu_conv2d_backward(dx_first, dw, NULL, dy, c.x, c.w, NULL, batch, side, side, cin, cout,
-                            k);
+        cpu_conv2d_backward(dx_first, dw, NULL, GRAD_ACCUMULATE, dy, c.x, c.w, NULL, batch, side,
+                            side, cin, cout, k);
         for (size_t i = 0; i < conv_out_size(&c); i++) dy[i] *= -2.0f;
-        cpu_conv2d_backward(dx_second, dw, NULL, dy, c.x, c.w, NULL, batch, side, side, cin, cout,
-                            k);
+        cpu_conv2d_backward(dx_second, dw, NULL, GRAD_ACCUMULATE, dy, c.x, c.w, NULL, batch, side,
+                            side, cin, cout, k);
         double *want = malloc(conv_in_size(&c) * sizeof *want);
         cr_assert_not_null(want);
         for (size_t i = 0; i < conv_in_size(&c); i++) want[i] = -2.0 * dx_first[i];
@@ -563,7 +567,8 @@ Test(cpu_conv, dnnl_path_reuse_and_cache_eviction) {
             fill(dx, (size_t)extra * batch * 9, 0);
             fill(dw, (size_t)extra * 9, 0);
             cpu_conv2d_forward(y, x, w, NULL, NULL, batch, 3, 3, extra, 1, k);
-            cpu_conv2d_backward(dx, dw, db, y, x, w, NULL, batch, 3, 3, extra, 1, k);
+            cpu_conv2d_backward(dx, dw, db, GRAD_ACCUMULATE, y, x, w, NULL, batch, 3, 3, extra, 1,
+                                k);
             free(x);
             free(w);
             free(y);
@@ -640,8 +645,8 @@ static void bn_grad_check(int relu) {
           *db0 = random_floats(&r, (size_t)channels, -1, 1);
     float *dx = copy_floats(dx0, n), *dg = copy_floats(dg0, (size_t)channels),
           *db = copy_floats(db0, (size_t)channels);
-    cpu_batchnorm_backward(dx, dg, db, c.r, c.x, relu ? c.y : NULL, c.gamma, c.mean, c.invstd,
-                           channels, plane);
+    cpu_batchnorm_backward(dx, dg, db, GRAD_ACCUMULATE, c.r, c.x, relu ? c.y : NULL, c.gamma,
+                           c.mean, c.invstd, channels, plane);
     double *gx = added(dx, dx0, n), *gg = added(dg, dg0, (size_t)channels),
            *gb = added(db, db0, (size_t)channels);
     /* y and batch stats are overwritten by each FD evaluation; the gradients are saved */
@@ -654,8 +659,8 @@ static void bn_grad_check(int relu) {
     float *dg2 = alloc_floats((size_t)channels), *db2 = alloc_floats((size_t)channels);
     fill(dg2, (size_t)channels, 0);
     fill(db2, (size_t)channels, 0);
-    cpu_batchnorm_backward(NULL, dg2, db2, c.r, c.x, relu ? c.y : NULL, c.gamma, c.mean, c.invstd,
-                           channels, plane);
+    cpu_batchnorm_backward(NULL, dg2, db2, GRAD_ACCUMULATE, c.r, c.x, relu ? c.y : NULL, c.gamma,
+                           c.mean, c.invstd, channels, plane);
     expect_close("batchnorm dgamma (dx NULL)", dg2, gg, (size_t)channels, 1e-5, 1e-5);
     expect_close("batchnorm dbeta (dx NULL)", db2, gb, (size_t)channels, 1e-5, 1e-5);
 
@@ -893,11 +898,11 @@ static void pool_grad_check(int kind, int planes, int height, int width, uint64_
     pool_loss(&c);
     float *dx0 = random_floats(&r, nx, -1, 1), *dx = copy_floats(dx0, nx);
     if (kind == 0)
-        cpu_maxpool3x3_backward(dx, c.r, c.argmax, planes, height, width);
+        cpu_maxpool3x3_backward(dx, GRAD_ACCUMULATE, c.r, c.argmax, planes, height, width);
     else if (kind == 1)
-        cpu_avgpool2x2_backward(dx, c.r, planes, height, width);
+        cpu_avgpool2x2_backward(dx, GRAD_ACCUMULATE, c.r, planes, height, width);
     else
-        cpu_global_avgpool_backward(dx, c.r, planes, height * width);
+        cpu_global_avgpool_backward(dx, GRAD_ACCUMULATE, c.r, planes, height * width);
     double *g = added(dx, dx0, nx);
     check_fd(kind == 0   ? "maxpool dx"
              : kind == 1 ? "avgpool dx"
@@ -905,11 +910,11 @@ static void pool_grad_check(int kind, int planes, int height, int width, uint64_
              c.x, g, nx, pool_loss, &c, FD_ATOL, FD_RTOL);
     /* NULL dx is allowed */
     if (kind == 0)
-        cpu_maxpool3x3_backward(NULL, c.r, c.argmax, planes, height, width);
+        cpu_maxpool3x3_backward(NULL, GRAD_ACCUMULATE, c.r, c.argmax, planes, height, width);
     else if (kind == 1)
-        cpu_avgpool2x2_backward(NULL, c.r, planes, height, width);
+        cpu_avgpool2x2_backward(NULL, GRAD_ACCUMULATE, c.r, planes, height, width);
     else
-        cpu_global_avgpool_backward(NULL, c.r, planes, height * width);
+        cpu_global_avgpool_backward(NULL, GRAD_ACCUMULATE, c.r, planes, height * width);
     free(g);
     free(dx);
     free(dx0);
@@ -957,7 +962,7 @@ Test(cpu_pool, maxpool_forward_matches_direct_loops) {
                         const int i = h + want_codes[o] / 3 - 1, j = w + want_codes[o] % 3 - 1;
                         want_dx[((size_t)p * H + i) * W + j] += dy[o];
                     }
-            cpu_maxpool3x3_backward(dx, dy, codes, planes, H, W);
+            cpu_maxpool3x3_backward(dx, GRAD_ACCUMULATE, dy, codes, planes, H, W);
             expect_close("maxpool dx", dx, want_dx, n, 0, 0);
             free(dy);
             free(dx);
@@ -988,7 +993,7 @@ Test(cpu_pool, maxpool_ties_go_to_first_in_window) {
     for (int i = 0; i < 12; i++) dy[i] = (float)(1 << i);
     fill(dx, 12, 0.0f);
     cpu_maxpool3x3_forward(y, codes, x, 1, H, W);
-    cpu_maxpool3x3_backward(dx, dy, codes, 1, H, W);
+    cpu_maxpool3x3_backward(dx, GRAD_ACCUMULATE, dy, codes, 1, H, W);
     double want[12] = {0};
     for (int h = 0; h < H; h++)
         for (int w = 0; w < W; w++) {
@@ -1068,7 +1073,7 @@ Test(cpu_dense, forward_and_gradients) {
           *db0 = random_floats(&r, (size_t)c.out, -1, 1);
     float *dx = copy_floats(dx0, nx), *dw = copy_floats(dw0, nw),
           *db = copy_floats(db0, (size_t)c.out);
-    cpu_dense_backward(dx, dw, db, c.r, c.x, c.w, c.batch, c.in, c.out);
+    cpu_dense_backward(dx, dw, db, GRAD_ACCUMULATE, c.r, c.x, c.w, c.batch, c.in, c.out);
     double *gx = added(dx, dx0, nx), *gw = added(dw, dw0, nw), *gb = added(db, db0, (size_t)c.out);
     check_fd("dense dx", c.x, gx, nx, dense_loss, &c, FD_ATOL, FD_RTOL);
     check_fd("dense dweight", c.w, gw, nw, dense_loss, &c, FD_ATOL, FD_RTOL);
@@ -1077,7 +1082,7 @@ Test(cpu_dense, forward_and_gradients) {
     float *dw2 = alloc_floats(nw), *db2 = alloc_floats((size_t)c.out);
     fill(dw2, nw, 0);
     fill(db2, (size_t)c.out, 0);
-    cpu_dense_backward(NULL, dw2, db2, c.r, c.x, c.w, c.batch, c.in, c.out);
+    cpu_dense_backward(NULL, dw2, db2, GRAD_ACCUMULATE, c.r, c.x, c.w, c.batch, c.in, c.out);
     expect_close("dense dweight (dx NULL)", dw2, gw, nw, 1e-5, 1e-5);
     expect_close("dense dbias (dx NULL)", db2, gb, (size_t)c.out, 1e-5, 1e-5);
     free(dw2);
@@ -1229,4 +1234,163 @@ Test(cpu_add_scaled, adds_coefficient_times_param) {
     cpu_add_scaled(grad, param, 2e-3f, 5);
     const double want[5] = {1.002, 1.998, 3.001, 4, 5.004};
     expect_close("grad", grad, want, 5, 1e-6, 0);
+}
+
+/* ---- GRAD_OVERWRITE: dx written over stale values ---------------------------------------- */
+
+/* One backward op's call on shared random inputs, with its own parameter gradients. */
+typedef struct overwrite_case {
+    int op; /* 0 conv, 1 batchnorm (+ReLU), 2 max pool, 3 avg pool, 4 global avg pool, 5 dense */
+    int batch, side, cin, cout, k;
+    const float *x, *y, *w, *dy, *mean, *invstd;
+    uint8_t *codes;
+    float *workspace;
+} overwrite_case;
+
+static void overwrite_case_backward(const overwrite_case *c, float *dx, grad_store store) {
+    const size_t plane = (size_t)c->batch * c->side * c->side;
+    float *dw = alloc_floats((size_t)c->cout * c->cin * c->k * c->k + 1);
+    float *db = alloc_floats((size_t)c->cout + 1);
+    fill(dw, (size_t)c->cout * c->cin * c->k * c->k + 1, 0);
+    fill(db, (size_t)c->cout + 1, 0);
+    const int planes = c->cin * c->batch;
+    switch (c->op) {
+    case 0:
+        cpu_conv2d_backward(dx, dw, db, store, c->dy, c->x, c->w, c->workspace, c->batch, c->side,
+                            c->side, c->cin, c->cout, c->k);
+        break;
+    case 1:
+        cpu_batchnorm_backward(dx, dw, db, store, c->dy, c->x, c->y, c->w, c->mean, c->invstd,
+                               c->cin, plane);
+        break;
+    case 2: cpu_maxpool3x3_backward(dx, store, c->dy, c->codes, planes, c->side, c->side); break;
+    case 3: cpu_avgpool2x2_backward(dx, store, c->dy, planes, c->side, c->side); break;
+    case 4: cpu_global_avgpool_backward(dx, store, c->dy, planes, c->side * c->side); break;
+    default:
+        cpu_dense_backward(dx, dw, db, store, c->dy, c->x, c->w, c->batch, c->cin, c->cout);
+        break;
+    }
+    free(dw);
+    free(db);
+}
+
+/* dx written over NaN (which any read of the old values would carry into it) equals, value
+ * for value, dx added into zeros; and added into earlier values it is their sum (within
+ * rounding). */
+static void expect_overwrite_like_adding_to_zero(const char *what, const overwrite_case *c,
+                                                 size_t nx) {
+    rng_t r = {0xd00d + nx};
+    float *written = alloc_floats(nx), *added_to_zero = alloc_floats(nx);
+    float *earlier = random_floats(&r, nx, -1, 1), *added_to_earlier = copy_floats(earlier, nx);
+    fill(written, nx, NAN);
+    fill(added_to_zero, nx, 0);
+    overwrite_case_backward(c, written, GRAD_OVERWRITE);
+    overwrite_case_backward(c, added_to_zero, GRAD_ACCUMULATE);
+    overwrite_case_backward(c, added_to_earlier, GRAD_ACCUMULATE);
+    size_t bad = 0, sums_off = 0, nonzero = 0;
+    for (size_t i = 0; i < nx; i++) {
+        if (!(written[i] == added_to_zero[i])) {
+            if (bad++ < 3)
+                cr_log_error("%s: dx[%zu] written %.9g, added to zero %.9g", what, i,
+                             (double)written[i], (double)added_to_zero[i]);
+        }
+        /* within rounding: an op may add its terms into dx one by one */
+        sums_off +=
+            !close_enough(added_to_earlier[i], (double)earlier[i] + added_to_zero[i], 1e-5, 1e-5);
+        nonzero += added_to_zero[i] != 0.0f;
+    }
+    cr_assert_eq(bad, 0, "%s: %zu of %zu dx values differ from the ones added to zero", what, bad,
+                 nx);
+    cr_assert_eq(sums_off, 0,
+                 "%s: %zu of %zu dx values added into earlier ones are not the "
+                 "sums",
+                 what, sums_off, nx);
+    cr_assert_gt(nonzero, nx / 4, "%s: only %zu of %zu dx values are non-zero", what, nonzero, nx);
+    free(written), free(added_to_zero), free(earlier), free(added_to_earlier);
+}
+
+static void conv_overwrite_check(cpu_conv_path path, int k, int cin, int cout) {
+    rng_t r = {0xc0de + (uint64_t)(k * 100 + cin)};
+    overwrite_case c = {.op = 0, .batch = 3, .side = 6, .cin = cin, .cout = cout, .k = k};
+    const size_t nx = (size_t)cin * c.batch * 36, ny = (size_t)cout * c.batch * 36;
+    float *x = random_floats(&r, nx, -1, 1), *dy = random_floats(&r, ny, -1, 1);
+    float *w = random_floats(&r, (size_t)cout * cin * k * k, -1, 1);
+    const size_t workspace = cpu_conv2d_workspace_floats(c.batch, 6, 6, cin, k);
+    c.x = x, c.dy = dy, c.w = w, c.workspace = alloc_floats(workspace ? workspace : 1);
+    bneck_cpu_conv_path = path;
+    char what[64];
+    snprintf(what, sizeof what, "conv k%d in %d (%s)", k, cin,
+             path == CPU_CONV_PATH_DNNL     ? "oneDNN"
+             : path == CPU_CONV_PATH_IM2COL ? "im2col"
+                                            : "auto");
+    expect_overwrite_like_adding_to_zero(what, &c, nx);
+    bneck_cpu_conv_path = CPU_CONV_PATH_AUTO;
+    free(x), free(dy), free(w), free(c.workspace);
+}
+
+Test(cpu_overwrite, conv_dx_on_every_path) {
+    const cpu_conv_path paths[3] = {CPU_CONV_PATH_AUTO, CPU_CONV_PATH_IM2COL, CPU_CONV_PATH_DNNL};
+    const int kernels[3] = {1, 3, 5}, inputs[2] = {5, 17}; /* auto: oneDNN from 12 inputs */
+    for (int p = 0; p < 3; p++)
+        for (int k = 0; k < 3; k++)
+            for (int i = 0; i < 2; i++)
+                conv_overwrite_check(paths[p], kernels[k], inputs[i], 7);
+}
+
+Test(cpu_overwrite, batchnorm_dx_with_and_without_relu) {
+    rng_t r = {0xb0b};
+    const int channels = 5, batch = 4, side = 6;
+    const size_t plane = (size_t)batch * side * side, n = (size_t)channels * plane;
+    float *x = bn_input(&r, channels, plane), *y = alloc_floats(n);
+    float *gamma = random_floats(&r, (size_t)channels, 0.5f, 1.5f);
+    float *beta = random_floats(&r, (size_t)channels, -0.5f, 0.5f);
+    float mean[5], invstd[5], rmean[5] = {0}, rvar[5] = {1, 1, 1, 1, 1};
+    float *dy = random_floats(&r, n, -1, 1);
+    cpu_batchnorm_forward_train(y, mean, invstd, rmean, rvar, x, gamma, beta, 1e-3f, 0.9f, 1,
+                                channels, plane);
+    overwrite_case c = {.op = 1,
+                        .batch = batch,
+                        .side = side,
+                        .cin = channels,
+                        .cout = channels,
+                        .k = 1,
+                        .x = x,
+                        .w = gamma,
+                        .dy = dy,
+                        .mean = mean,
+                        .invstd = invstd};
+    expect_overwrite_like_adding_to_zero("batchnorm", &c, n);
+    c.y = y;
+    expect_overwrite_like_adding_to_zero("batchnorm + ReLU", &c, n);
+    free(x), free(y), free(gamma), free(beta), free(dy);
+}
+
+Test(cpu_overwrite, pool_and_dense_dx) {
+    rng_t r = {0xfeed};
+    const int channels = 3, batch = 2, side = 8;
+    const size_t nx = (size_t)channels * batch * side * side;
+    float *x = random_floats(&r, nx, -1, 1), *y = alloc_floats(nx);
+    float *dy = random_floats(&r, nx, -1, 1);
+    uint8_t *codes = malloc(nx);
+    cr_assert_not_null(codes);
+    cpu_maxpool3x3_forward(y, codes, x, channels * batch, side, side);
+    overwrite_case c = {.op = 2,
+                        .batch = batch,
+                        .side = side,
+                        .cin = channels,
+                        .cout = channels,
+                        .k = 1,
+                        .dy = dy,
+                        .codes = codes};
+    expect_overwrite_like_adding_to_zero("max pool", &c, nx);
+    c.op = 3;
+    expect_overwrite_like_adding_to_zero("avg pool", &c, nx);
+    c.op = 4;
+    expect_overwrite_like_adding_to_zero("global avg pool", &c, nx);
+    /* dense: 24 input features of a batch of 6 to 10 outputs */
+    float *w = random_floats(&r, 240, -1, 1);
+    overwrite_case dense = {
+        .op = 5, .batch = 6, .cin = 24, .cout = 10, .k = 1, .x = x, .w = w, .dy = dy};
+    expect_overwrite_like_adding_to_zero("dense", &dense, 24 * 6);
+    free(x), free(y), free(dy), free(codes), free(w);
 }

@@ -293,12 +293,13 @@ static void check_conv_backward(const conv_shape *s, int with_dx, uint64_t key,
     float *d_x = to_device(x, nx), *d_weight = to_device(weight, nw), *d_dy = to_device(dy, ny);
     float *d_dx = to_device(dx, nx), *d_dweight = to_device(dweight, nw);
     float *d_dbias = to_device(dbias, nb);
-    cuda_backend.conv2d_backward(with_dx ? d_dx : NULL, d_dweight, d_dbias, d_dy, d_x, d_weight,
-                                 NULL, s->batch, s->height, s->width, s->in_channels,
+    cuda_backend.conv2d_backward(with_dx ? d_dx : NULL, d_dweight, d_dbias, GRAD_ACCUMULATE, d_dy,
+                                 d_x, d_weight, NULL, s->batch, s->height, s->width, s->in_channels,
                                  s->out_channels, s->kernel);
     float *workspace = cpu_conv_workspace(s);
-    cpu_conv2d_backward(with_dx ? dx : NULL, dweight, dbias, dy, x, weight, workspace, s->batch,
-                        s->height, s->width, s->in_channels, s->out_channels, s->kernel);
+    cpu_conv2d_backward(with_dx ? dx : NULL, dweight, dbias, GRAD_ACCUMULATE, dy, x, weight,
+                        workspace, s->batch, s->height, s->width, s->in_channels, s->out_channels,
+                        s->kernel);
 
     char what[160];
     if (with_dx) {
@@ -411,8 +412,9 @@ Test(gpu_ops, deterministic_conv2d_backward_repeats_bit_for_bit) {
     for (int run = 0; run < 2; run++) {
         float *d_dx = cuda_backend.alloc(nx * sizeof(float));
         float *d_dweight = cuda_backend.alloc(nw * sizeof(float));
-        cuda_backend.conv2d_backward(d_dx, d_dweight, NULL, d_dy, d_x, d_weight, NULL, s.batch,
-                                     s.height, s.width, s.in_channels, s.out_channels, s.kernel);
+        cuda_backend.conv2d_backward(d_dx, d_dweight, NULL, GRAD_ACCUMULATE, d_dy, d_x, d_weight,
+                                     NULL, s.batch, s.height, s.width, s.in_channels,
+                                     s.out_channels, s.kernel);
         results[run][0] = to_host(d_dx, nx);
         results[run][1] = to_host(d_dweight, nw);
         cuda_backend.release(d_dx);
@@ -584,11 +586,11 @@ static void check_bn_backward(const bn_shape *s, int variant, uint64_t key) {
     float *d_gamma = to_device(gamma, nc), *d_mean = to_device(mean, nc);
     float *d_invstd = to_device(invstd, nc), *d_dx = to_device(dx, n);
     float *d_dgamma = to_device(dgamma, nc), *d_dbeta = to_device(dbeta, nc);
-    cuda_backend.batchnorm_backward(with_dx ? d_dx : NULL, d_dgamma, d_dbeta, d_dy, d_x,
-                                    fuse_relu ? d_y : NULL, d_gamma, d_mean, d_invstd,
+    cuda_backend.batchnorm_backward(with_dx ? d_dx : NULL, d_dgamma, d_dbeta, GRAD_ACCUMULATE, d_dy,
+                                    d_x, fuse_relu ? d_y : NULL, d_gamma, d_mean, d_invstd,
                                     s->channels, s->plane);
-    cpu_batchnorm_backward(with_dx ? dx : NULL, dgamma, dbeta, dy, x, fuse_relu ? y : NULL, gamma,
-                           mean, invstd, s->channels, s->plane);
+    cpu_batchnorm_backward(with_dx ? dx : NULL, dgamma, dbeta, GRAD_ACCUMULATE, dy, x,
+                           fuse_relu ? y : NULL, gamma, mean, invstd, s->channels, s->plane);
 
     char what[200], path[48];
     snprintf(what, sizeof what, "batchnorm dx %d x %zu relu %d (%s)", s->channels, s->plane,
@@ -657,8 +659,9 @@ Test(gpu_ops, maxpool3x3_matches_cpu_bit_for_bit_with_ties) {
             cuda_backend.zero(d_y, n * sizeof(float));
             cuda_backend.maxpool3x3_forward(d_y, NULL, d_x, s->planes, s->height, s->width);
             expect_device_close(what, d_y, y, n, EXACT);
-            cpu_maxpool3x3_backward(dx, dy, codes, s->planes, s->height, s->width);
-            cuda_backend.maxpool3x3_backward(d_dx, d_dy, d_codes, s->planes, s->height, s->width);
+            cpu_maxpool3x3_backward(dx, GRAD_ACCUMULATE, dy, codes, s->planes, s->height, s->width);
+            cuda_backend.maxpool3x3_backward(d_dx, GRAD_ACCUMULATE, d_dy, d_codes, s->planes,
+                                             s->height, s->width);
             expect_device_close("maxpool dx", d_dx, dx, n, EXACT);
             cuda_backend.release(d_x), cuda_backend.release(d_dy), cuda_backend.release(d_dx);
             cuda_backend.release(d_y), cuda_backend.release(d_codes);
@@ -682,8 +685,9 @@ Test(gpu_ops, avgpool2x2_matches_cpu) {
         cpu_avgpool2x2_forward(y, x, s->planes, s->height, s->width);
         cuda_backend.avgpool2x2_forward(d_y, d_x, s->planes, s->height, s->width);
         expect_device_close("avgpool y", d_y, y, m, BITS_OF_ROUNDING);
-        cpu_avgpool2x2_backward(dx, dy, s->planes, s->height, s->width);
-        cuda_backend.avgpool2x2_backward(d_dx, d_dy, s->planes, s->height, s->width);
+        cpu_avgpool2x2_backward(dx, GRAD_ACCUMULATE, dy, s->planes, s->height, s->width);
+        cuda_backend.avgpool2x2_backward(d_dx, GRAD_ACCUMULATE, d_dy, s->planes, s->height,
+                                         s->width);
         expect_device_close("avgpool dx", d_dx, dx, n, BITS_OF_ROUNDING);
         cuda_backend.release(d_x), cuda_backend.release(d_dy), cuda_backend.release(d_dx);
         cuda_backend.release(d_y);
@@ -707,8 +711,8 @@ Test(gpu_ops, global_avgpool_matches_cpu) {
         cpu_global_avgpool_forward(y, x, s->planes, area);
         cuda_backend.global_avgpool_forward(d_y, d_x, s->planes, area);
         expect_device_close("global avgpool y", d_y, y, m, BITS_OF_ROUNDING);
-        cpu_global_avgpool_backward(dx, dy, s->planes, area);
-        cuda_backend.global_avgpool_backward(d_dx, d_dy, s->planes, area);
+        cpu_global_avgpool_backward(dx, GRAD_ACCUMULATE, dy, s->planes, area);
+        cuda_backend.global_avgpool_backward(d_dx, GRAD_ACCUMULATE, d_dy, s->planes, area);
         expect_device_close("global avgpool dx", d_dx, dx, n, BITS_OF_ROUNDING);
         cuda_backend.release(d_x), cuda_backend.release(d_dy), cuda_backend.release(d_dx);
         cuda_backend.release(d_y);
@@ -762,10 +766,11 @@ Test(gpu_ops, dense_matches_cpu_both_ways_in_every_precision) {
             snprintf(what, sizeof what, "dense y batch %d %d->%d bias %d %s", s->batch,
                      s->in_features, s->out_features, with_bias, math);
             expect_device_close(what, d_y, y, ny, tolerance);
-            cpu_dense_backward(with_dx ? dx : NULL, dweight, dbias, dy, x, weight, s->batch,
-                               s->in_features, s->out_features);
-            cuda_backend.dense_backward(with_dx ? d_dx : NULL, d_dweight, d_dbias, d_dy, d_x,
-                                        d_weight, s->batch, s->in_features, s->out_features);
+            cpu_dense_backward(with_dx ? dx : NULL, dweight, dbias, GRAD_ACCUMULATE, dy, x, weight,
+                               s->batch, s->in_features, s->out_features);
+            cuda_backend.dense_backward(with_dx ? d_dx : NULL, d_dweight, d_dbias, GRAD_ACCUMULATE,
+                                        d_dy, d_x, d_weight, s->batch, s->in_features,
+                                        s->out_features);
             snprintf(what, sizeof what, "dense dx batch %d %d->%d %s", s->batch, s->in_features,
                      s->out_features, math);
             if (with_dx) expect_device_close(what, d_dx, dx, nx, tolerance);

@@ -237,6 +237,142 @@ Test(network, grouped_layers_match_separate_ones_mode3) {
     check_grouped_like_separate(3, 4, POOL_BRANCH_KERAS);
 }
 
+/* ---- activation gradients: written by the first layer to back-propagate, then added to -- */
+
+/* The channels a layer's backward op writes its dx into: a BatchNorm group's inputs lie
+ * side by side; a convolution group shares one input. */
+static int dx_channels(const layer *l) {
+    return l->kind == LAYER_BATCHNORM && l->group_out_channels ? l->group_out_channels
+                                                               : l->in.channels;
+}
+
+static int has_dx(const model *m, const layer *l) {
+    return !l->group_member && l->in.region != m->input.region;
+}
+
+/* For every pattern, grouping and pool branch: a layer adds into its dx exactly when a
+ * layer after it in the list (so back-propagated before it) has the same dx, and no layer
+ * list needs the arena cleared. Counts: a module's input has four readers when separate
+ * (three add), two when grouped in modes 2 and 3 (the conv group and the max pool: one
+ * adds); the first module reads the network input, which gets no gradient. */
+Test(network, each_activation_gradient_is_written_once_then_added_to) {
+    for (int p = 0; p < 5; p++) {
+        for (int grouping = 0; grouping < 2; grouping++) {
+            for (int pool_branch = 0; pool_branch < 2; pool_branch++) {
+                const model_pattern *pattern = &model_study_patterns[p];
+                static model m;
+                const model_spec spec = {pattern->mode, pattern->alpha, 3,
+                                         (pool_branch_form)pool_branch,
+                                         (model_grouping)grouping};
+                cr_assert_eq(model_build(&m, &spec, NULL), 0);
+                static network net;
+                cr_assert_eq(network_create(&net, &m, &cpu_backend, 1, NULL), 0);
+                cr_expect_eq(net.clears_activation_grads, 0, "%s grouping %d pool %d: cleared",
+                             pattern->name, grouping, pool_branch);
+                int adding = 0;
+                for (int i = 0; i < m.layer_count; i++) {
+                    const layer *l = &m.layers[i];
+                    if (!has_dx(&m, l)) continue;
+                    int read_later = 0;
+                    for (int j = i + 1; j < m.layer_count; j++) {
+                        const layer *later = &m.layers[j];
+                        read_later |= has_dx(&m, later) && later->in.region == l->in.region &&
+                                      later->in.first == l->in.first &&
+                                      dx_channels(later) == dx_channels(l);
+                    }
+                    cr_expect_eq(net.dx_store[i],
+                                 read_later ? GRAD_ACCUMULATE : GRAD_OVERWRITE, "%s: %s",
+                                 pattern->name, l->name);
+                    adding += net.dx_store[i] == GRAD_ACCUMULATE;
+                }
+                const int expected = pattern->mode == 1 || grouping == MODEL_LAYERS_SEPARATE
+                                         ? 4 * 3 : 4 * 1;
+                cr_expect_eq(adding, expected, "%s grouping %d pool %d: %d layers add into dx",
+                             pattern->name, grouping, pool_branch, adding);
+                network_destroy(&net);
+            }
+        }
+    }
+}
+
+/* A backend whose ops always add (the CUDA one): the arena is cleared every step. */
+Test(network, a_backend_that_always_adds_gets_its_gradients_cleared) {
+    backend_ops adding = cpu_backend;
+    adding.backward_overwrites_dx = 0;
+    static model m;
+    const model_pattern *e = &model_study_patterns[4];
+    const model_spec spec = {e->mode, e->alpha, 3, POOL_BRANCH_KERAS, MODEL_LAYERS_GROUPED};
+    cr_assert_eq(model_build(&m, &spec, NULL), 0);
+    static network net;
+    cr_assert_eq(network_create(&net, &m, &adding, 1, NULL), 0);
+    cr_expect_eq(net.clears_activation_grads, 1);
+    for (int i = 0; i < m.layer_count; i++)
+        cr_expect_eq(net.dx_store[i], GRAD_ACCUMULATE, "%s", m.layers[i].name);
+    network_destroy(&net);
+}
+
+/* Gradients written over last step's activation gradients (NaN here, carried along by any
+ * op that read them) equal, value for value, those of the same network with the arena
+ * cleared and every op adding; at the full batch and then at a smaller one, whose tensors
+ * lie elsewhere in the arena. */
+static void check_stale_gradients_never_read(int mode, int alpha, model_grouping grouping) {
+    cpu_set_threads(2);
+    enum { MAX_BATCH = 4 };
+    static model m;
+    const model_spec spec = {mode, alpha, 3, POOL_BRANCH_KERAS, grouping};
+    cr_assert_eq(model_build(&m, &spec, NULL), 0);
+    static network written, cleared;
+    cr_assert_eq(network_create(&written, &m, &cpu_backend, MAX_BATCH, NULL), 0);
+    cr_assert_eq(network_create(&cleared, &m, &cpu_backend, MAX_BATCH, NULL), 0);
+    cleared.clears_activation_grads = 1;
+    for (int i = 0; i < m.layer_count; i++) cleared.dx_store[i] = GRAD_ACCUMULATE;
+    network_init_params(&written, 11, INIT_GLOROT);
+    network_init_params(&cleared, 11, INIT_GLOROT);
+    const int batches[2] = {MAX_BATCH, MAX_BATCH - 1};
+    for (int step = 0; step < 2; step++) {
+        const int batch = batches[step];
+        const size_t inputs = (size_t)batch * 3 * 32 * 32;
+        float *input = malloc(inputs * sizeof(float));
+        for (size_t i = 0; i < inputs; i++) input[i] = rng_uniform(17 + step, i) * 2.0f - 1.0f;
+        const uint8_t labels[MAX_BATCH] = {2, 7, 0, 9};
+        network *nets[2] = {&written, &cleared};
+        for (int n = 0; n < 2; n++) {
+            memcpy(network_tensor(nets[n], m.input, batch), input, inputs * sizeof(float));
+            network_forward(nets[n], batch, 1, 1e-3f, 0.99f);
+            network_loss(nets[n], labels, 1.0f / (float)batch, batch, NULL);
+        }
+        /* below the logits (which the loss just wrote) only stale values */
+        for (size_t i = 0; i < m.logits.region * (size_t)batch; i++)
+            written.activation_grads[i] = NAN;
+        network_backward(&written, batch);
+        network_backward(&cleared, batch);
+        size_t differ = 0, nonzero = 0;
+        for (size_t i = 0; i < m.param_count; i++) {
+            if (!(written.grads[i] == cleared.grads[i]) && differ++ < 3)
+                cr_log_error("mode %d grouping %d batch %d: gradient %zu is %.9g, cleared %.9g",
+                             mode, grouping, batch, i, (double)written.grads[i],
+                             (double)cleared.grads[i]);
+            nonzero += written.grads[i] != 0.0f;
+        }
+        cr_expect_eq(differ, 0, "mode %d grouping %d batch %d: %zu of %zu gradients differ",
+                     mode, grouping, batch, differ, m.param_count);
+        cr_expect_gt(nonzero, m.param_count / 2, "mode %d: %zu of %zu gradients non-zero", mode,
+                     nonzero, m.param_count);
+        free(input);
+    }
+    network_destroy(&written);
+    network_destroy(&cleared);
+}
+
+Test(network, stale_activation_gradients_are_never_read_mode1, .timeout = 120) {
+    check_stale_gradients_never_read(1, 1, MODEL_LAYERS_GROUPED);
+    check_stale_gradients_never_read(1, 1, MODEL_LAYERS_SEPARATE);
+}
+Test(network, stale_activation_gradients_are_never_read_mode3, .timeout = 120) {
+    check_stale_gradients_never_read(3, 4, MODEL_LAYERS_GROUPED);
+    check_stale_gradients_never_read(3, 4, MODEL_LAYERS_SEPARATE);
+}
+
 /* A small synthetic dataset: class k images are bright in the k-th horizontal band,
  * so a working trainer must learn it quickly. */
 static dataset make_bands(int count, uint64_t seed) {

@@ -6,6 +6,70 @@
 
 #include "core/rng.h"
 
+/* Output channels of a layer's op: its group's when it leads one. */
+static int layer_outputs(const layer *l) {
+    return l->group_out_channels ? l->group_out_channels : l->out.channels;
+}
+
+/* Input channels of a layer's op: a convolution group shares one input; the layers of a
+ * BatchNorm group, each as wide as its output, have theirs side by side. */
+static int layer_inputs(const layer *l) {
+    return l->kind == LAYER_BATCHNORM ? layer_outputs(l) : l->in.channels;
+}
+
+/* Does layer l's backward op run, and with a dx? The network input needs no gradient, so
+ * only a convolution reading it still runs (for its weight gradient), without one. */
+static int layer_backward_runs(const model *m, const layer *l, int *with_dx) {
+    *with_dx = l->in.region != m->input.region;
+    return !l->group_member && (*with_dx || l->kind == LAYER_CONV);
+}
+
+/* Per-image float offsets [*begin, *end) of `channels` channels of t, from its first. */
+static void tensor_span(tensor_ref t, int channels, size_t *begin, size_t *end) {
+    const size_t area = (size_t)t.side * (size_t)t.side;
+    *begin = t.region + (size_t)t.first * area;
+    *end = *begin + (size_t)channels * area;
+}
+
+/* How many floats of [begin, end) the backward pass has written so far. */
+static size_t count_written(const uint8_t *written, size_t begin, size_t end) {
+    size_t count = 0;
+    for (size_t i = begin; i < end; i++) count += written[i];
+    return count;
+}
+
+/* Walks the backward pass over one image's gradient arena: a layer writes its dx over
+ * the arena when no layer before it (in backward order) wrote any of it, and adds to it
+ * when they wrote all of it. Returns -1 when the list leaves that undecided (a dx written
+ * in part) or a layer would read a dy nobody wrote this step: the caller then clears the
+ * arena and lets every op add, as the layer lists built here never need. */
+static int plan_gradient_stores(grad_store *dx_store, const model *m) {
+    uint8_t *written = bneck_calloc(m->arena_per_image ? m->arena_per_image : 1, 1);
+    size_t begin, end;
+    tensor_span(m->logits, m->logits.channels, &begin, &end); /* the loss writes dlogits */
+    memset(written + begin, 1, end - begin);
+    int planned = 0;
+    for (int i = m->layer_count - 1; i >= 0 && planned == 0; i--) {
+        const layer *l = &m->layers[i];
+        dx_store[i] = GRAD_ACCUMULATE;
+        int with_dx;
+        if (!layer_backward_runs(m, l, &with_dx)) continue;
+        tensor_span(l->out, layer_outputs(l), &begin, &end);
+        if (count_written(written, begin, end) != end - begin) planned = -1;
+        if (!with_dx) continue;
+        tensor_span(l->in, layer_inputs(l), &begin, &end);
+        const size_t already = count_written(written, begin, end);
+        if (already == 0) {
+            dx_store[i] = GRAD_OVERWRITE;
+            memset(written + begin, 1, end - begin);
+        } else if (already != end - begin) {
+            planned = -1;
+        }
+    }
+    free(written);
+    return planned;
+}
+
 int network_create(network *net, const model *m, const backend_ops *backend, int max_batch,
                    bneck_error *err) {
     memset(net, 0, sizeof *net);
@@ -37,6 +101,10 @@ int network_create(network *net, const model *m, const backend_ops *backend, int
         if (need > net->workspace_floats) net->workspace_floats = need;
     }
     net->workspace = backend->alloc((net->workspace_floats ? net->workspace_floats : 1) * sizeof(float));
+    net->clears_activation_grads =
+        !backend->backward_overwrites_dx || plan_gradient_stores(net->dx_store, m) != 0;
+    if (net->clears_activation_grads)
+        for (int i = 0; i < m->layer_count; i++) net->dx_store[i] = GRAD_ACCUMULATE;
     return 0;
 }
 
@@ -95,11 +163,6 @@ float *network_tensor(const network *net, tensor_ref t, int batch) {
 
 float *network_tensor_grad(const network *net, tensor_ref t, int batch) {
     return net->activation_grads + (t.region + (size_t)t.first * t.side * t.side) * batch;
-}
-
-/* Output channels of a layer's op: its group's when it leads one. */
-static int layer_outputs(const layer *l) {
-    return l->group_out_channels ? l->group_out_channels : l->out.channels;
 }
 
 static uint8_t *layer_argmax(const network *net, int layer_index, int batch) {
@@ -167,40 +230,43 @@ void network_backward(network *net, int batch) {
     const backend_ops *be = net->backend;
     const model *m = &net->model;
     be->zero(net->grads, m->param_count * sizeof(float));
-    /* Everything below the logits accumulates; the logits' gradient was just written. */
-    be->zero(net->activation_grads, m->logits.region * batch * sizeof(float));
+    /* Everything below the logits, whose gradient was just written, adds when cleared. */
+    if (net->clears_activation_grads)
+        be->zero(net->activation_grads, m->logits.region * batch * sizeof(float));
     for (int i = m->layer_count - 1; i >= 0; i--) {
         const layer *l = &m->layers[i];
-        /* Its group's first layer, reached last, back-propagates the whole group. */
-        if (l->group_member) continue;
+        int with_dx; /* a group's first layer, reached last, back-propagates the group */
+        if (!layer_backward_runs(m, l, &with_dx)) continue;
         const float *x = network_tensor(net, l->in, batch);
         const float *y = network_tensor(net, l->out, batch);
         const float *dy = network_tensor_grad(net, l->out, batch);
-        /* The network input needs no gradient. */
-        float *dx = l->in.region == m->input.region ? NULL : network_tensor_grad(net, l->in, batch);
-        if (!dx && l->kind != LAYER_CONV) continue; /* e.g. the max pool reading the input */
+        float *dx = with_dx ? network_tensor_grad(net, l->in, batch) : NULL;
+        const grad_store dx_store = net->dx_store[i];
         const int side = l->in.side, channels = l->in.channels;
         const int planes = channels * batch;
         if (net->layer_hook) net->layer_hook(net->layer_hook_context, l, i, 1, 0);
         switch (l->kind) {
         case LAYER_CONV:
-            be->conv2d_backward(dx, net->grads + l->weight, net->grads + l->bias, dy, x,
+            be->conv2d_backward(dx, net->grads + l->weight, net->grads + l->bias, dx_store, dy, x,
                                 net->params + l->weight, net->workspace, batch, side, side,
                                 channels, layer_outputs(l), l->kernel);
             break;
         case LAYER_BATCHNORM:
-            be->batchnorm_backward(dx, net->grads + l->weight, net->grads + l->bias, dy, x, y,
-                                   net->params + l->weight, net->saved + l->batch_mean,
+            be->batchnorm_backward(dx, net->grads + l->weight, net->grads + l->bias, dx_store, dy,
+                                   x, y, net->params + l->weight, net->saved + l->batch_mean,
                                    net->saved + l->batch_invstd, layer_outputs(l),
                                    (size_t)batch * side * side);
             break;
         case LAYER_MAXPOOL3:
-            be->maxpool3x3_backward(dx, dy, layer_argmax(net, i, batch), planes, side, side);
+            be->maxpool3x3_backward(dx, dx_store, dy, layer_argmax(net, i, batch), planes, side,
+                                    side);
             break;
-        case LAYER_AVGPOOL2: be->avgpool2x2_backward(dx, dy, planes, side, side); break;
-        case LAYER_GLOBAL_AVGPOOL: be->global_avgpool_backward(dx, dy, planes, side * side); break;
+        case LAYER_AVGPOOL2: be->avgpool2x2_backward(dx, dx_store, dy, planes, side, side); break;
+        case LAYER_GLOBAL_AVGPOOL:
+            be->global_avgpool_backward(dx, dx_store, dy, planes, side * side);
+            break;
         case LAYER_DENSE:
-            be->dense_backward(dx, net->grads + l->weight, net->grads + l->bias, dy, x,
+            be->dense_backward(dx, net->grads + l->weight, net->grads + l->bias, dx_store, dy, x,
                                net->params + l->weight, batch, channels, l->out.channels);
             break;
         }

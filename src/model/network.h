@@ -33,6 +33,11 @@ typedef struct network {
     size_t argmax_per_image;
     size_t argmax_offset[MODEL_MAX_LAYERS];
     uint8_t *labels;   /* backend copy of the current batch's labels */
+    /* How each layer's backward op stores its dx (network_plan_gradient_stores), and
+     * whether the activation gradients are cleared before every backward pass instead:
+     * on backends whose ops always add, or for a layer list the plan cannot cover. */
+    grad_store dx_store[MODEL_MAX_LAYERS];
+    int clears_activation_grads;
     network_layer_hook layer_hook; /* optional: called around every layer op (profiling) */
     void *layer_hook_context;
 } network;
@@ -57,7 +62,8 @@ void network_forward(network *net, int batch, int training, float bn_eps, float 
  * writes dlogits scaled by grad_scale. Returns the mean loss; *correct gets the hits. */
 float network_loss(network *net, const uint8_t *labels, float grad_scale, int batch,
                    int *correct);
-/* Zeroes the gradients, then back-propagates dlogits through every layer. */
+/* Zeroes the parameter gradients, then back-propagates dlogits through every layer, each
+ * activation gradient written by the first layer to reach it and added to by the rest. */
 void network_backward(network *net, int batch);
 
 #endif

@@ -34,6 +34,7 @@ static void cpu_synchronize(void) {}
 
 const backend_ops cpu_backend = {
     .name = "cpu",
+    .backward_overwrites_dx = 1,
     .alloc = cpu_alloc,
     .release = cpu_release,
     .upload = cpu_copy,

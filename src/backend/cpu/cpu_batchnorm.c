@@ -135,14 +135,15 @@ void cpu_batchnorm_forward_infer(float *y, const float *x, const float *gamma, c
 
 /* With g = dy (masked by y > 0 for the fused ReLU) and xhat = (x - mean) * invstd:
  *   dbeta += sum g,  dgamma += sum g*xhat,
- *   dx += gamma*invstd * (g - sum(g)/P - xhat * sum(g*xhat)/P). */
-void cpu_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
-                            const float *y, const float *gamma, const float *batch_mean,
-                            const float *batch_invstd, int channels, size_t plane) {
+ *   dx = (or +=, as dx_store says) gamma*invstd * (g - sum(g)/P - xhat * sum(g*xhat)/P). */
+void cpu_batchnorm_backward(float *dx, float *dgamma, float *dbeta, grad_store dx_store,
+                            const float *dy, const float *x, const float *y, const float *gamma,
+                            const float *batch_mean, const float *batch_invstd, int channels,
+                            size_t plane) {
     check("cpu_batchnorm_backward", channels, plane);
     const size_t blocks = blocks_of(plane), tasks = (size_t)channels * blocks;
     double *sums = scratch_doubles(2 * tasks + 3 * (size_t)channels + 1);
-    double *coefficients = sums + 2 * tasks; /* dx += k g + b0 + b1 (x - mean) */
+    double *coefficients = sums + 2 * tasks; /* dx (+)= k g + b0 + b1 (x - mean) */
     /* Pass 1: per block, sum g and sum g*(x - mean). */
 #pragma omp parallel for schedule(static)
     for (size_t task = 0; task < tasks; task++) {
@@ -180,7 +181,7 @@ void cpu_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float 
         const double sgxhat = sgx * invstd;
         if (dbeta) dbeta[c] += (float)sg;
         if (dgamma) dgamma[c] += (float)sgxhat;
-        /* dx += k * g + b0 + b1 * (x - mean) */
+        /* dx (+)= k * g + b0 + b1 * (x - mean) */
         const double k = (double)gamma[c] * invstd;
         coefficients[3 * c] = k;
         coefficients[3 * c + 1] = -k * sg / (double)plane;
@@ -198,14 +199,25 @@ void cpu_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float 
             float *restrict dxc = dx + c * plane;
             const float kf = (float)coefficients[3 * c], b0 = (float)coefficients[3 * c + 1],
                         b1 = (float)coefficients[3 * c + 2], mean = batch_mean[c];
-            if (yc) {
+            /* four loops rather than a select on dx_store inside one: a written-over dx is
+             * never read, which is the pass over memory that storing it saves */
+            const int accumulate = dx_store == GRAD_ACCUMULATE;
+            if (yc && accumulate) {
                 for (size_t i = begin; i < end; i++) {
                     const float gi = gc[i]; /* loaded unconditionally so the loop vectorises */
                     const float g = yc[i] > 0.0f ? gi : 0.0f;
                     dxc[i] += kf * g + b0 + b1 * (xc[i] - mean);
                 }
-            } else {
+            } else if (yc) {
+                for (size_t i = begin; i < end; i++) {
+                    const float gi = gc[i];
+                    const float g = yc[i] > 0.0f ? gi : 0.0f;
+                    dxc[i] = kf * g + b0 + b1 * (xc[i] - mean);
+                }
+            } else if (accumulate) {
                 for (size_t i = begin; i < end; i++) dxc[i] += kf * gc[i] + b0 + b1 * (xc[i] - mean);
+            } else {
+                for (size_t i = begin; i < end; i++) dxc[i] = kf * gc[i] + b0 + b1 * (xc[i] - mean);
             }
         }
     }

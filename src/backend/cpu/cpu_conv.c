@@ -13,7 +13,7 @@
  * but col is ever copied.
  *
  * Backward, per chunk: dweight += dy_chunk x col^T, then the col buffer is reused for
- * dcol = W^T x dy_chunk, which col2im adds into dx.
+ * dcol = W^T x dy_chunk, which col2im adds into dx (or into dx cleared, as dx_store says).
  *
  * Leading dimensions: the weight-gradient product B^T reads B's rows across their K
  * dimension, and when B's row stride is a multiple of a few KiB (as N*H*W is for batch
@@ -165,10 +165,11 @@ static void im2col(float *restrict col, size_t ld, const float *restrict x, int 
     free(masks);
 }
 
-/* dx[c][n0 + n][h + kh - k/2][w + kw - k/2] += col[(c*k + kh)*k + kw][n][h][w] (inside only).
+/* dx[c][n0 + n][h + kh - k/2][w + kw - k/2] += col[(c*k + kh)*k + kw][n][h][w] (inside only),
+ * into each image's map as it was (GRAD_ACCUMULATE) or cleared first (GRAD_OVERWRITE).
  * One task per (channel, image) so no two threads touch the same dx plane. */
-static void col2im_add(float *restrict dx, const float *restrict col, size_t ld, int n0, int nb,
-                       int height, int width, int channels, int kernel, size_t plane) {
+static void col2im(float *restrict dx, grad_store dx_store, const float *restrict col, size_t ld,
+                   int n0, int nb, int height, int width, int channels, int kernel, size_t plane) {
     const int pad = kernel / 2, kk = kernel * kernel;
     const long area = (long)height * width;
     float *masks = tap_masks(height, width, kernel);
@@ -176,6 +177,7 @@ static void col2im_add(float *restrict dx, const float *restrict col, size_t ld,
     for (int c = 0; c < channels; c++) {
         for (int n = 0; n < nb; n++) {
             float *restrict dst = dx + (size_t)c * plane + (size_t)(n0 + n) * (size_t)area;
+            if (dx_store == GRAD_OVERWRITE) memset(dst, 0, (size_t)area * sizeof(float));
             for (int tap = 0; tap < kk; tap++) {
                 const long offset = (long)(tap / kernel - pad) * width + (tap % kernel - pad);
                 const float *restrict src = col + (size_t)(c * kk + tap) * ld + (size_t)n * (size_t)area;
@@ -265,9 +267,10 @@ void cpu_conv2d_forward(float *y, const float *x, const float *weight, const flo
     }
 }
 
-void cpu_conv2d_backward(float *dx, float *dweight, float *dbias, const float *dy, const float *x,
-                         const float *weight, float *workspace, int batch, int height, int width,
-                         int in_channels, int out_channels, int kernel) {
+void cpu_conv2d_backward(float *dx, float *dweight, float *dbias, grad_store dx_store,
+                         const float *dy, const float *x, const float *weight, float *workspace,
+                         int batch, int height, int width, int in_channels, int out_channels,
+                         int kernel) {
     check_dims("cpu_conv2d_backward", batch, height, width, in_channels, out_channels, kernel);
     const size_t area = (size_t)height * (size_t)width, plane = (size_t)batch * area;
     const int ld = (int)plane, kdim = in_channels * kernel * kernel;
@@ -275,13 +278,14 @@ void cpu_conv2d_backward(float *dx, float *dweight, float *dbias, const float *d
 #if defined(BNECK_GEMM_DNNL)
     /* the primitive computes the bias gradient along with the weight gradient */
     if (dweight && use_dnnl.backward_weights) {
-        cpu_conv_dnnl_backward(use_dnnl.backward_data ? dx : NULL, dweight, dbias, dy, x, weight,
-                               batch, height, width, in_channels, out_channels, kernel);
+        cpu_conv_dnnl_backward(use_dnnl.backward_data ? dx : NULL, dweight, dbias, dx_store, dy,
+                               x, weight, batch, height, width, in_channels, out_channels,
+                               kernel);
         dweight = dbias = NULL;
         if (use_dnnl.backward_data) dx = NULL;
     } else if (dx && use_dnnl.backward_data) {
-        cpu_conv_dnnl_backward(dx, NULL, NULL, dy, x, weight, batch, height, width, in_channels,
-                               out_channels, kernel);
+        cpu_conv_dnnl_backward(dx, NULL, NULL, dx_store, dy, x, weight, batch, height, width,
+                               in_channels, out_channels, kernel);
         dx = NULL;
     }
 #else
@@ -303,7 +307,7 @@ void cpu_conv2d_backward(float *dx, float *dweight, float *dbias, const float *d
         if (dweight) dweight_1x1(dweight, dy, x, in_channels, out_channels, plane);
         if (dx)
             cpu_gemm('T', 'N', in_channels, ld, out_channels, 1.0f, weight, in_channels, dy, ld,
-                     1.0f, dx, ld);
+                     dx_store == GRAD_ACCUMULATE ? 1.0f : 0.0f, dx, ld);
         return;
     }
     if (!dweight && !dx) return;
@@ -321,8 +325,8 @@ void cpu_conv2d_backward(float *dx, float *dweight, float *dbias, const float *d
         if (dx) {
             cpu_gemm('T', 'N', kdim, cols, out_channels, 1.0f, weight, kdim, dy_chunk, ld, 0.0f,
                      workspace, ldc);
-            col2im_add(dx, workspace, (size_t)ldc, n0, nb, height, width, in_channels, kernel,
-                       plane);
+            col2im(dx, dx_store, workspace, (size_t)ldc, n0, nb, height, width, in_channels,
+                   kernel, plane);
         }
     }
 }

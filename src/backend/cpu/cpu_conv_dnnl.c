@@ -6,10 +6,10 @@
  * "any" and every operand is reordered between our layout and the primitive's choice
  * around the call: one pass over each tensor instead of im2col's k*k-times-larger matrix.
  *
- * oneDNN overwrites its outputs while our backward ops accumulate: the gradients are
- * computed into a buffer and added into the caller's tensors by the reorder back to our
- * layout (a reorder with a "sum" post-op), which costs no extra pass; the bias gradient,
- * already in our layout, by a loop.
+ * oneDNN overwrites its outputs while our weight gradients, and the input gradient when
+ * asked to (GRAD_ACCUMULATE), accumulate: those are computed into a buffer and added into
+ * the caller's tensors by the reorder back to our layout (a reorder with a "sum" post-op),
+ * which costs no extra pass; the bias gradient, already in our layout, by a loop.
  *
  * Everything a (direction, shape) needs (primitive, reorders, memory objects) is created
  * on its first call and kept in a small table, so steady-state calls create nothing; the
@@ -39,8 +39,9 @@ typedef enum { CONV_FORWARD, CONV_BACKWARD_DATA, CONV_BACKWARD_WEIGHTS } conv_di
 typedef struct conv_shape {
     conv_direction direction;
     int batch, height, width, in_channels, out_channels, kernel;
-    int with_bias; /* forward: adds a bias; backward weights: also produces diff_bias */
-    int threads;   /* oneDNN splits a primitive's work for the thread count at creation */
+    int with_bias;     /* forward: adds a bias; backward weights: also produces diff_bias */
+    int accumulate_dx; /* backward data: adds diff_src into the caller's dx (0 elsewhere) */
+    int threads;       /* oneDNN splits a primitive's work for the thread count at creation */
 } conv_shape;
 
 /* The shared buffers for tensors in a primitive's layout. Operands that are alive at the
@@ -240,7 +241,7 @@ static void entry_create(conv_context *ctx, conv_entry *e, const conv_shape *s) 
         DNNL_CHECK(dnnl_primitive_create(&e->conv, e->pd));
         operand_init(ctx, e, DNNL_ARG_DIFF_DST, 0, 0, SLOT_ACTIVATION_OUT, &y);
         operand_init(ctx, e, DNNL_ARG_WEIGHTS, 0, 0, SLOT_WEIGHTS, &w);
-        operand_init(ctx, e, DNNL_ARG_DIFF_SRC, 1, 1, SLOT_ACTIVATION_IN, &x);
+        operand_init(ctx, e, DNNL_ARG_DIFF_SRC, 1, s->accumulate_dx, SLOT_ACTIVATION_IN, &x);
         break;
     case CONV_BACKWARD_WEIGHTS:
         e->forward_hint = create_forward_pd(ctx, s, NULL);
@@ -282,7 +283,8 @@ static int same_shape(const conv_shape *a, const conv_shape *b) {
     return a->direction == b->direction && a->batch == b->batch && a->height == b->height &&
            a->width == b->width && a->in_channels == b->in_channels &&
            a->out_channels == b->out_channels && a->kernel == b->kernel &&
-           a->with_bias == b->with_bias && a->threads == b->threads;
+           a->with_bias == b->with_bias && a->accumulate_dx == b->accumulate_dx &&
+           a->threads == b->threads;
 }
 
 /* The cached entry for s, created on a miss in place of the least recently used one. */
@@ -428,9 +430,9 @@ void cpu_conv_dnnl_forward(float *y, const float *x, const float *weight, const 
     DNNL_CHECK(dnnl_stream_wait(ctx->stream));
 }
 
-void cpu_conv_dnnl_backward(float *dx, float *dweight, float *dbias, const float *dy,
-                            const float *x, const float *weight, int batch, int height, int width,
-                            int in_channels, int out_channels, int kernel) {
+void cpu_conv_dnnl_backward(float *dx, float *dweight, float *dbias, grad_store dx_store,
+                            const float *dy, const float *x, const float *weight, int batch,
+                            int height, int width, int in_channels, int out_channels, int kernel) {
     conv_context *ctx = begin_call();
     const conv_call call = {
         .x = x, .weight = weight, .dy = dy, .dx = dx, .dweight = dweight, .dbias = dbias};
@@ -441,8 +443,9 @@ void cpu_conv_dnnl_backward(float *dx, float *dweight, float *dbias, const float
         execute(ctx, entry_for(ctx, &shape), &call);
     }
     if (dx) {
-        const conv_shape shape = make_shape(CONV_BACKWARD_DATA, batch, height, width, in_channels,
-                                            out_channels, kernel, 0);
+        conv_shape shape = make_shape(CONV_BACKWARD_DATA, batch, height, width, in_channels,
+                                      out_channels, kernel, 0);
+        shape.accumulate_dx = dx_store == GRAD_ACCUMULATE;
         execute(ctx, entry_for(ctx, &shape), &call);
     }
     DNNL_CHECK(dnnl_stream_wait(ctx->stream));

@@ -3,6 +3,8 @@
 #ifndef BNECK_BACKEND_CPU_CONV_DNNL_H
 #define BNECK_BACKEND_CPU_CONV_DNNL_H
 
+#include "backend/cpu/cpu_ops.h"
+
 /* Which implementation cpu_conv2d_forward/backward use. AUTO picks per layer (the rule is
  * in cpu_conv.c); tests and benchmarks force one. DNNL means IM2COL in OpenBLAS builds. */
 typedef enum {
@@ -20,9 +22,9 @@ extern cpu_conv_path bneck_cpu_conv_path;
 void cpu_conv_dnnl_forward(float *y, const float *x, const float *weight, const float *bias,
                            int batch, int height, int width, int in_channels, int out_channels,
                            int kernel);
-void cpu_conv_dnnl_backward(float *dx, float *dweight, float *dbias, const float *dy,
-                            const float *x, const float *weight, int batch, int height, int width,
-                            int in_channels, int out_channels, int kernel);
+void cpu_conv_dnnl_backward(float *dx, float *dweight, float *dbias, grad_store dx_store,
+                            const float *dy, const float *x, const float *weight, int batch,
+                            int height, int width, int in_channels, int out_channels, int kernel);
 #endif
 
 #endif

@@ -25,8 +25,9 @@ void cpu_dense_forward(float *y, const float *x, const float *weight, const floa
              bias ? 1.0f : 0.0f, y, batch);
 }
 
-void cpu_dense_backward(float *dx, float *dweight, float *dbias, const float *dy, const float *x,
-                        const float *weight, int batch, int in_features, int out_features) {
+void cpu_dense_backward(float *dx, float *dweight, float *dbias, grad_store dx_store,
+                        const float *dy, const float *x, const float *weight, int batch,
+                        int in_features, int out_features) {
     check("cpu_dense_backward", batch, in_features, out_features);
     if (dbias) {
         for (int o = 0; o < out_features; o++) {
@@ -41,5 +42,5 @@ void cpu_dense_backward(float *dx, float *dweight, float *dbias, const float *dy
                  dweight, in_features);
     if (dx)
         cpu_gemm('T', 'N', in_features, batch, out_features, 1.0f, weight, in_features, dy, batch,
-                 1.0f, dx, batch);
+                 dx_store == GRAD_ACCUMULATE ? 1.0f : 0.0f, dx, batch);
 }

@@ -9,9 +9,10 @@
  *  - Convolution weights are OIHW: weight[out][in][kh][kw]; dense weights are [out][in].
  *  - Dense inputs/outputs are [features][batch].
  *  - Outputs come first in every signature and dimensions last.
- *  - Every backward op ADDS into its gradient outputs (dx, dweight, dbias, dgamma, dbeta):
- *    the caller zeroes the gradient buffers once per step. A NULL dx means "not needed"
- *    (the first layer's input).
+ *  - Every backward op ADDS into its parameter gradients (dweight, dbias, dgamma, dbeta):
+ *    the caller zeroes them once per step. The input gradient dx is written over whatever
+ *    it holds or added into it, as the op's dx_store says (grad_store). A NULL dx means
+ *    "not needed" (the first layer's input).
  *  - Convolutions are stride 1 with "same" zero padding (kernel odd: 1, 3, 5).
  */
 #ifndef BNECK_BACKEND_CPU_OPS_H
@@ -19,6 +20,12 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+/* How a backward op stores its input gradient dx. A tensor read by several layers gets
+ * its gradient from each of them: the first to back-propagate writes over the stale
+ * values of the last step, the others add to it, so nothing zeroes the activation
+ * gradients (a whole pass over memory per step). */
+typedef enum { GRAD_OVERWRITE = 0, GRAD_ACCUMULATE = 1 } grad_store;
 
 /* Floats of scratch space cpu_conv2d_forward/backward need for these dimensions
  * (0 for 1x1 convolutions, which need no im2col). */
@@ -28,10 +35,11 @@ void cpu_conv2d_forward(float *y, const float *x, const float *weight, const flo
                         float *workspace, int batch, int height, int width, int in_channels,
                         int out_channels, int kernel);
 
-/* dx may be NULL. dweight/dbias/dx are accumulated into. */
-void cpu_conv2d_backward(float *dx, float *dweight, float *dbias, const float *dy, const float *x,
-                         const float *weight, float *workspace, int batch, int height, int width,
-                         int in_channels, int out_channels, int kernel);
+/* dx may be NULL. dweight/dbias are accumulated into, dx as dx_store says. */
+void cpu_conv2d_backward(float *dx, float *dweight, float *dbias, grad_store dx_store,
+                         const float *dy, const float *x, const float *weight, float *workspace,
+                         int batch, int height, int width, int in_channels, int out_channels,
+                         int kernel);
 
 /* Batch normalisation over each channel's plane (plane = batch*height*width).
  * Training: normalises with the batch statistics, stores mean and 1/sqrt(var+eps) for
@@ -48,11 +56,12 @@ void cpu_batchnorm_forward_infer(float *y, const float *x, const float *gamma, c
                                  const float *running_mean, const float *running_var, float eps,
                                  int fuse_relu, int channels, size_t plane);
 /* y is the forward output: when non-NULL (fused ReLU) dy is masked by y > 0 first. */
-void cpu_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
-                            const float *x, const float *y, const float *gamma,
+void cpu_batchnorm_backward(float *dx, float *dgamma, float *dbeta, grad_store dx_store,
+                            const float *dy, const float *x, const float *y, const float *gamma,
                             const float *batch_mean, const float *batch_invstd, int channels,
                             size_t plane);
 
+/* A standalone ReLU (the network fuses it into BatchNorm); its backward adds into dx. */
 void cpu_relu_forward(float *y, const float *x, size_t count);
 void cpu_relu_backward(float *dx, const float *dy, const float *y, size_t count);
 
@@ -62,22 +71,25 @@ void cpu_relu_backward(float *dx, const float *dy, const float *y, size_t count)
  * in row-major window order among tied maxima. The backward pass routes dy by it. */
 void cpu_maxpool3x3_forward(float *y, uint8_t *argmax, const float *x, int planes, int height,
                             int width);
-void cpu_maxpool3x3_backward(float *dx, const float *dy, const uint8_t *argmax, int planes,
-                             int height, int width);
+void cpu_maxpool3x3_backward(float *dx, grad_store dx_store, const float *dy, const uint8_t *argmax,
+                             int planes, int height, int width);
 
 /* 2x2 average pool, stride 2; height and width are the input's (even). */
 void cpu_avgpool2x2_forward(float *y, const float *x, int planes, int height, int width);
-void cpu_avgpool2x2_backward(float *dx, const float *dy, int planes, int height, int width);
+void cpu_avgpool2x2_backward(float *dx, grad_store dx_store, const float *dy, int planes,
+                             int height, int width);
 
 /* Global average pool: y[c][n] = mean of the plane x[c][n][:][:]; planes = channels*batch. */
 void cpu_global_avgpool_forward(float *y, const float *x, int planes, int area);
-void cpu_global_avgpool_backward(float *dx, const float *dy, int planes, int area);
+void cpu_global_avgpool_backward(float *dx, grad_store dx_store, const float *dy, int planes,
+                                 int area);
 
 /* Dense: y[out][n] = sum_i weight[out][i] * x[i][n] + bias[out]. */
 void cpu_dense_forward(float *y, const float *x, const float *weight, const float *bias,
                        int batch, int in_features, int out_features);
-void cpu_dense_backward(float *dx, float *dweight, float *dbias, const float *dy, const float *x,
-                        const float *weight, int batch, int in_features, int out_features);
+void cpu_dense_backward(float *dx, float *dweight, float *dbias, grad_store dx_store,
+                        const float *dy, const float *x, const float *weight, int batch,
+                        int in_features, int out_features);
 
 /* Softmax cross-entropy over logits[classes][batch]. Returns the mean loss over the batch,
  * writes (overwrites) dlogits = (softmax - onehot) * grad_scale when dlogits is non-NULL,

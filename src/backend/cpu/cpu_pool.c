@@ -183,8 +183,8 @@ static void maxpool_backward_framed(float *restrict sum, const float *restrict d
     }
 }
 
-void cpu_maxpool3x3_backward(float *dx, const float *dy, const uint8_t *argmax, int planes,
-                             int height, int width) {
+void cpu_maxpool3x3_backward(float *dx, grad_store dx_store, const float *dy,
+                             const uint8_t *argmax, int planes, int height, int width) {
     check("cpu_maxpool3x3_backward", planes, height, width);
     if (!dx) return;
     const size_t area = (size_t)height * (size_t)width;
@@ -199,8 +199,11 @@ void cpu_maxpool3x3_backward(float *dx, const float *dy, const uint8_t *argmax, 
             maxpool_backward_framed(frames.result, frames.input, frames.codes, &f);
             for (int h = 0; h < height; h++) {
                 float *restrict d = dx + (size_t)p * area + (size_t)h * (size_t)width;
-                const float *restrict add = frames.result + (size_t)(h + 1) * f.stride + 1;
-                for (int w = 0; w < width; w++) d[w] += add[w];
+                const float *restrict sum = frames.result + (size_t)(h + 1) * f.stride + 1;
+                if (dx_store == GRAD_ACCUMULATE)
+                    for (int w = 0; w < width; w++) d[w] += sum[w];
+                else
+                    memcpy(d, sum, (size_t)width * sizeof(float));
             }
         }
         frame_buffers_free(&frames);
@@ -228,7 +231,8 @@ void cpu_avgpool2x2_forward(float *y, const float *x, int planes, int height, in
     }
 }
 
-void cpu_avgpool2x2_backward(float *dx, const float *dy, int planes, int height, int width) {
+void cpu_avgpool2x2_backward(float *dx, grad_store dx_store, const float *dy, int planes,
+                             int height, int width) {
     check("cpu_avgpool2x2_backward", planes, height, width);
     if (height % 2 || width % 2)
         BNECK_FAIL("cpu_avgpool2x2_backward: height %d and width %d must be even", height, width);
@@ -242,12 +246,19 @@ void cpu_avgpool2x2_backward(float *dx, const float *dy, int planes, int height,
             float *restrict a = dp + (size_t)(2 * i) * (size_t)width;
             float *restrict b = a + width;
             const float *restrict g = gp + (size_t)i * (size_t)ow;
-            for (int j = 0; j < ow; j++) {
-                const float v = 0.25f * g[j];
-                a[2 * j] += v;
-                a[2 * j + 1] += v;
-                b[2 * j] += v;
-                b[2 * j + 1] += v;
+            if (dx_store == GRAD_ACCUMULATE) {
+                for (int j = 0; j < ow; j++) {
+                    const float v = 0.25f * g[j];
+                    a[2 * j] += v;
+                    a[2 * j + 1] += v;
+                    b[2 * j] += v;
+                    b[2 * j + 1] += v;
+                }
+            } else {
+                for (int j = 0; j < ow; j++) {
+                    const float v = 0.25f * g[j];
+                    a[2 * j] = a[2 * j + 1] = b[2 * j] = b[2 * j + 1] = v;
+                }
             }
         }
     }
@@ -267,7 +278,8 @@ void cpu_global_avgpool_forward(float *y, const float *x, int planes, int area) 
     }
 }
 
-void cpu_global_avgpool_backward(float *dx, const float *dy, int planes, int area) {
+void cpu_global_avgpool_backward(float *dx, grad_store dx_store, const float *dy, int planes,
+                                 int area) {
     check("cpu_global_avgpool_backward", planes, area, 1);
     if (!dx) return;
     const float scale = 1.0f / (float)area;
@@ -275,6 +287,9 @@ void cpu_global_avgpool_backward(float *dx, const float *dy, int planes, int are
     for (int p = 0; p < planes; p++) {
         float *restrict dp = dx + (size_t)p * (size_t)area;
         const float v = dy[p] * scale;
-        for (int i = 0; i < area; i++) dp[i] += v;
+        if (dx_store == GRAD_ACCUMULATE)
+            for (int i = 0; i < area; i++) dp[i] += v;
+        else
+            for (int i = 0; i < area; i++) dp[i] = v;
     }
 }

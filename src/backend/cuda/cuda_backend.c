@@ -177,9 +177,59 @@ int cuda_conv_engine_from_name(const char *name) {
     return -1;
 }
 
+/* The table's backward ops. The CUDA ops always add into dx: the network clears the
+ * activation gradients before their backward pass (backward_overwrites_dx = 0), so an
+ * op told GRAD_OVERWRITE adds into zeros, which is the same thing. (Writing over them,
+ * cuDNN's and cuBLAS's beta = 0, saves one memset per step here, not a pass per op as on
+ * the CPU.) */
+static void conv2d_backward_adding(float *dx, float *dweight, float *dbias, grad_store dx_store,
+                                   const float *dy, const float *x, const float *weight,
+                                   float *workspace, int batch, int height, int width,
+                                   int in_channels, int out_channels, int kernel) {
+    (void)dx_store;
+    cuda_conv2d_backward(dx, dweight, dbias, dy, x, weight, workspace, batch, height, width,
+                         in_channels, out_channels, kernel);
+}
+
+static void batchnorm_backward_adding(float *dx, float *dgamma, float *dbeta, grad_store dx_store,
+                                      const float *dy, const float *x, const float *y,
+                                      const float *gamma, const float *batch_mean,
+                                      const float *batch_invstd, int channels, size_t plane) {
+    (void)dx_store;
+    cuda_batchnorm_backward(dx, dgamma, dbeta, dy, x, y, gamma, batch_mean, batch_invstd,
+                            channels, plane);
+}
+
+static void maxpool3x3_backward_adding(float *dx, grad_store dx_store, const float *dy,
+                                       const uint8_t *argmax, int planes, int height,
+                                       int width) {
+    (void)dx_store;
+    cuda_maxpool3x3_backward(dx, dy, argmax, planes, height, width);
+}
+
+static void avgpool2x2_backward_adding(float *dx, grad_store dx_store, const float *dy,
+                                       int planes, int height, int width) {
+    (void)dx_store;
+    cuda_avgpool2x2_backward(dx, dy, planes, height, width);
+}
+
+static void global_avgpool_backward_adding(float *dx, grad_store dx_store, const float *dy,
+                                           int planes, int area) {
+    (void)dx_store;
+    cuda_global_avgpool_backward(dx, dy, planes, area);
+}
+
+static void dense_backward_adding(float *dx, float *dweight, float *dbias, grad_store dx_store,
+                                  const float *dy, const float *x, const float *weight,
+                                  int batch, int in_features, int out_features) {
+    (void)dx_store;
+    cuda_dense_backward(dx, dweight, dbias, dy, x, weight, batch, in_features, out_features);
+}
+
 const backend_ops cuda_backend = {
     .name = "cuda",
     .conv_elements_max = INT_MAX, /* cuda_conv.c's check_dims */
+    .backward_overwrites_dx = 0,
     .alloc = cuda_alloc,
     .release = cuda_release,
     .upload = cuda_upload,
@@ -188,18 +238,18 @@ const backend_ops cuda_backend = {
     .synchronize = cuda_synchronize,
     .conv2d_workspace_floats = cuda_conv2d_workspace_floats,
     .conv2d_forward = cuda_conv2d_forward,   /* 1x1: cuda_dense.cu; k x k: cuda_dnn.cu */
-    .conv2d_backward = cuda_conv2d_backward,
+    .conv2d_backward = conv2d_backward_adding,
     .batchnorm_forward_train = cuda_batchnorm_forward_train,
     .batchnorm_forward_infer = cuda_batchnorm_forward_infer,
-    .batchnorm_backward = cuda_batchnorm_backward,
+    .batchnorm_backward = batchnorm_backward_adding,
     .maxpool3x3_forward = cuda_maxpool3x3_forward,
-    .maxpool3x3_backward = cuda_maxpool3x3_backward,
+    .maxpool3x3_backward = maxpool3x3_backward_adding,
     .avgpool2x2_forward = cuda_avgpool2x2_forward,
-    .avgpool2x2_backward = cuda_avgpool2x2_backward,
+    .avgpool2x2_backward = avgpool2x2_backward_adding,
     .global_avgpool_forward = cuda_global_avgpool_forward,
-    .global_avgpool_backward = cuda_global_avgpool_backward,
+    .global_avgpool_backward = global_avgpool_backward_adding,
     .dense_forward = cuda_dense_forward,
-    .dense_backward = cuda_dense_backward,
+    .dense_backward = dense_backward_adding,
     .softmax_xent = cuda_softmax_xent,
     .adam_step = cuda_adam_step,
     .add_scaled = cuda_add_scaled,
