@@ -852,21 +852,24 @@ static double pool_loss(void *p) {
 }
 
 /* The max of each window over in-image positions, and in *codes (when non-NULL) the
- * window position of the first maximum in row-major window order. */
+ * window position of the first maximum in row-major window order: a scan in window order
+ * from the first in-image tap, which a larger value or the first NaN replaces. */
 static double *maxpool_naive(uint8_t *codes, const float *x, int planes, int H, int W) {
     double *y = malloc((size_t)planes * H * W * sizeof *y);
     for (int p = 0; p < planes; p++)
         for (int h = 0; h < H; h++)
             for (int w = 0; w < W; w++) {
-                double m = -INFINITY;
+                double m = 0.0;
                 int code = -1;
                 for (int i = h - 1; i <= h + 1; i++)
-                    for (int j = w - 1; j <= w + 1; j++)
-                        if (i >= 0 && i < H && j >= 0 && j < W &&
-                            x[((size_t)p * H + i) * W + j] > m) {
-                            m = x[((size_t)p * H + i) * W + j];
+                    for (int j = w - 1; j <= w + 1; j++) {
+                        if (i < 0 || i >= H || j < 0 || j >= W) continue;
+                        const double v = x[((size_t)p * H + i) * W + j];
+                        if (code < 0 || v > m || (isnan(v) && !isnan(m))) {
+                            m = v;
                             code = (i - h + 1) * 3 + (j - w + 1);
                         }
+                    }
                 y[((size_t)p * H + h) * W + w] = m;
                 if (codes) codes[((size_t)p * H + h) * W + w] = (uint8_t)code;
             }
@@ -974,6 +977,62 @@ Test(cpu_pool, maxpool_forward_matches_direct_loops) {
             free(codes);
             free(want_codes);
         }
+    }
+}
+
+/* NaN and -inf: a NaN in a window wins (its maximum is NaN and the first NaN takes the
+ * gradient), as in PyTorch; a window of only -inf hands its gradient to its first in-image
+ * position. Planes of only -inf, of NaN and -inf scattered among numbers, and of -inf with
+ * a NaN in one corner; against maxpool_naive's scan, which the GPU kernel also does. */
+Test(cpu_pool, maxpool_nan_wins_and_minus_infinity_windows_keep_their_gradient) {
+    rng_t r = {77};
+    const int sizes[][2] = {{5, 6}, {1, 1}, {1, 4}, {4, 1}, {8, 8}, {32, 32}};
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        const int H = sizes[s][0], W = sizes[s][1], planes = 6;
+        const size_t area = (size_t)H * W, n = planes * area;
+        float *x = alloc_floats(n);
+        for (size_t i = 0; i < n; i++) {
+            const size_t p = i / area, in_plane = i % area;
+            const uint64_t pick = rng_next(&r) % 20;
+            x[i] = p % 3 == 0   ? -INFINITY
+                   : p % 3 == 1 ? (pick == 0 ? NAN : pick < 8 ? -INFINITY : (float)pick)
+                                : (in_plane == area - 1 ? NAN : -INFINITY);
+        }
+        float *y = alloc_floats(n), *y_plain = alloc_floats(n);
+        uint8_t *codes = malloc(n), *want_codes = malloc(n);
+        cpu_maxpool3x3_forward(y, codes, x, planes, H, W);
+        cpu_maxpool3x3_forward(y_plain, NULL, x, planes, H, W);
+        double *want = maxpool_naive(want_codes, x, planes, H, W);
+        size_t nans = 0, minus_infinities = 0;
+        for (size_t i = 0; i < n; i++) {
+            const int same = isnan(want[i]) ? isnan(y[i]) && isnan(y_plain[i])
+                                            : y[i] == want[i] && y_plain[i] == want[i];
+            cr_assert(same, "%dx%d: output %zu is %g (%g without argmax), want %g", H, W, i,
+                      (double)y[i], (double)y_plain[i], want[i]);
+            cr_assert_eq(codes[i], want_codes[i], "%dx%d: output %zu (max %g) has code %d, want %d",
+                         H, W, i, want[i], codes[i], want_codes[i]);
+            nans += isnan(want[i]) != 0;
+            minus_infinities += want[i] == -INFINITY;
+        }
+        cr_assert_gt(nans, 0, "%dx%d: no NaN window", H, W);
+        cr_assert_gt(minus_infinities, 0, "%dx%d: no window of only -inf", H, W);
+        /* every dy reaches an input: none is dropped at the border */
+        float *dy = alloc_floats(n), *dx = alloc_floats(n);
+        double *want_dx = calloc(n, sizeof *want_dx);
+        for (size_t i = 0; i < n; i++) dy[i] = (float)(i % 5) + 1.0f;
+        for (int p = 0; p < planes; p++)
+            for (int h = 0; h < H; h++)
+                for (int w = 0; w < W; w++) {
+                    const size_t o = ((size_t)p * H + h) * W + w;
+                    const int i = h + want_codes[o] / 3 - 1, j = w + want_codes[o] % 3 - 1;
+                    cr_assert(i >= 0 && i < H && j >= 0 && j < W, "output %zu: code %d leaves "
+                              "the map", o, want_codes[o]);
+                    want_dx[((size_t)p * H + i) * W + j] += dy[o];
+                }
+        cpu_maxpool3x3_backward(dx, GRAD_OVERWRITE, dy, codes, planes, H, W);
+        expect_close("maxpool dx", dx, want_dx, n, 0, 0);
+        free(x), free(y), free(y_plain), free(codes), free(want_codes), free(want);
+        free(dy), free(dx), free(want_dx);
     }
 }
 

@@ -626,17 +626,46 @@ typedef struct pool_shape {
     int planes, height, width;
 } pool_shape;
 
-Test(gpu_ops, maxpool3x3_matches_cpu_bit_for_bit_with_ties) {
+/* Max pool inputs with NaN and -inf (cpu_ops.h: NaN wins; a window of only -inf gives its
+ * first in-image tap): planes of only -inf, of both among small integers, and of -inf with
+ * a NaN in the last position. */
+static float *special_floats(uint64_t key, size_t n, size_t area) {
+    float *p = host_floats(n);
+    for (size_t i = 0; i < n; i++) {
+        const uint32_t pick = rng_below(key, i, 20);
+        const size_t plane = i / area;
+        p[i] = plane % 3 == 0   ? -INFINITY
+               : plane % 3 == 1 ? (pick == 0 ? NAN : pick < 8 ? -INFINITY : (float)pick)
+                                : (i % area == area - 1 ? NAN : -INFINITY);
+    }
+    return p;
+}
+
+/* Max pool outputs: the same value, or NaN on both. */
+static void expect_device_maxima(const char *what, const float *device, const float *want,
+                                 size_t n) {
+    float *got = to_host(device, n);
+    for (size_t i = 0; i < n; i++)
+        cr_assert(isnan(want[i]) ? isnan(got[i]) : got[i] == want[i],
+                  "%s: output %zu is %g on the GPU, %g on the CPU", what, i, (double)got[i],
+                  (double)want[i]);
+    free(got);
+}
+
+/* Values at random, with ties everywhere (three values), and with NaN and -inf. */
+Test(gpu_ops, maxpool3x3_matches_cpu_bit_for_bit_with_ties_nan_and_infinity) {
     use_gpu();
     static const pool_shape shapes[] = {{3, 5, 4}, {2, 1, 1}, {2, 1, 6}, {2, 6, 1},
                                         {6, 8, 8}, {4, 32, 32}};
     for (size_t i = 0; i < COUNT(shapes); i++)
-        for (int tied = 0; tied < 2; tied++) {
+        for (int tied = 0; tied < 3; tied++) {
             const pool_shape *s = &shapes[i];
             const size_t n = (size_t)s->planes * s->height * s->width;
             const uint64_t key = 800 + 10 * i + (uint64_t)tied;
-            float *x = tied ? tied_floats(rng_key(key, 1), n)
-                            : random_floats(rng_key(key, 1), n, -1.0f, 1.0f);
+            float *x = tied == 2 ? special_floats(rng_key(key, 1), n,
+                                                  (size_t)s->height * s->width)
+                       : tied    ? tied_floats(rng_key(key, 1), n)
+                                 : random_floats(rng_key(key, 1), n, -1.0f, 1.0f);
             float *y = host_floats(n);
             float *dy = random_floats(rng_key(key, 2), n, -1.0f, 1.0f);
             float *dx = random_floats(rng_key(key, 3), n, -1.0f, 1.0f);
@@ -649,7 +678,7 @@ Test(gpu_ops, maxpool3x3_matches_cpu_bit_for_bit_with_ties) {
             char what[160];
             snprintf(what, sizeof what, "maxpool %d x %dx%d tied %d", s->planes, s->height,
                      s->width, tied);
-            expect_device_close(what, d_y, y, n, EXACT);
+            expect_device_maxima(what, d_y, y, n);
             cuda_backend.download(gpu_codes, d_codes, n);
             for (size_t j = 0; j < n; j++)
                 cr_assert_eq(gpu_codes[j], codes[j],
@@ -658,7 +687,7 @@ Test(gpu_ops, maxpool3x3_matches_cpu_bit_for_bit_with_ties) {
             /* without argmax (inference) the same maxima */
             cuda_backend.zero(d_y, n * sizeof(float));
             cuda_backend.maxpool3x3_forward(d_y, NULL, d_x, s->planes, s->height, s->width);
-            expect_device_close(what, d_y, y, n, EXACT);
+            expect_device_maxima(what, d_y, y, n);
             cpu_maxpool3x3_backward(dx, GRAD_ACCUMULATE, dy, codes, s->planes, s->height, s->width);
             cuda_backend.maxpool3x3_backward(d_dx, GRAD_ACCUMULATE, d_dy, d_codes, s->planes,
                                              s->height, s->width);

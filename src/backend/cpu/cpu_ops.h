@@ -68,7 +68,9 @@ void cpu_relu_backward(float *dx, const float *dy, const float *y, size_t count)
 /* 3x3 max pool, stride 1, same padding (padding never wins). planes = channels*batch.
  * argmax (one byte per output, may be NULL when no backward pass follows) gets the window
  * position of each maximum, (row + 1) * 3 + (column + 1) for offsets in -1..1: the first
- * in row-major window order among tied maxima. The backward pass routes dy by it. */
+ * in row-major window order among tied maxima. The backward pass routes dy by it. A NaN
+ * wins (the window's maximum is NaN, its code the first NaN's), as in PyTorch; a window of
+ * only -inf gives its first in-image position. The CUDA twin agrees bit for bit. */
 void cpu_maxpool3x3_forward(float *y, uint8_t *argmax, const float *x, int planes, int height,
                             int width);
 void cpu_maxpool3x3_backward(float *dx, grad_store dx_store, const float *dy, const uint8_t *argmax,

@@ -16,6 +16,40 @@ static inline float max2(float a, float b) { return b > a ? b : a; }
 
 /* --- 3x3 max pool, stride 1, same padding (out-of-image positions never win) ------------ */
 
+/* A NaN in a window wins, as in PyTorch, and a window of only -inf gives its gradient to
+ * its first in-image tap. The fast loops below (a tree of max2, the first tap equal to the
+ * maximum, a -inf border) see neither: a NaN-aware tree and match cost twice the forward
+ * time, and only a diverged run has NaN or -inf. So a plane holding either goes through
+ * this scan instead, the GPU kernel's: the window in order from its first in-image tap,
+ * which a larger value or the first NaN replaces. */
+static int plane_has_nan_or_minus_infinity(const float *restrict x, size_t area) {
+    int any = 0;
+    for (size_t i = 0; i < area; i++) any |= !(x[i] > -INFINITY);
+    return any;
+}
+
+static void maxpool_plane_scan(float *restrict y, uint8_t *restrict codes,
+                               const float *restrict x, int height, int width) {
+    for (int h = 0; h < height; h++)
+        for (int w = 0; w < width; w++) {
+            float best = 0.0f;
+            int code = -1;
+            for (int a = -1; a <= 1; a++) {
+                if (h + a < 0 || h + a >= height) continue;
+                for (int b = -1; b <= 1; b++) {
+                    if (w + b < 0 || w + b >= width) continue;
+                    const float v = x[(h + a) * width + w + b];
+                    if (code < 0 || v > best || (v != v && best == best)) {
+                        best = v;
+                        code = (a + 1) * 3 + (b + 1);
+                    }
+                }
+            }
+            y[h * width + w] = best;
+            if (codes) codes[h * width + w] = (uint8_t)code;
+        }
+}
+
 /* One output row h of one plane: the max over rows [h-1, h+1] n [0, height) and columns
  * [w-1, w+1] n [0, width). The interior columns are a branch-free, vectorisable loop. */
 static void maxpool_row(float *restrict out, const float *restrict x, int h, int height,
@@ -43,7 +77,8 @@ static void maxpool_row(float *restrict out, const float *restrict x, int h, int
  * (height + 2) x (width + 2) frame whose border never wins (-inf) or never matches (code
  * FRAME_CODE): every window is then interior, so one flat, branch-free loop runs over all
  * rows at once (the maps here are 8 to 32 wide: loops per row would be too short to
- * vectorise). A window holding only -inf may name a border position: its dy is dropped. */
+ * vectorise). Planes with NaN or -inf, which the border would tie with, are scanned
+ * instead (maxpool_plane_scan). */
 enum { FRAME_CODE = 255 };
 
 typedef struct pool_frame {
@@ -103,9 +138,9 @@ static void frame_codes(uint8_t *frame, const uint8_t *plane, const pool_frame *
     }
 }
 
-/* The maximum of each window of the framed x, and the first tap in window order equal to
- * it (selects only, so the loop vectorises). Positions in the frame's border columns get
- * values too, which are not copied out. */
+/* The maximum of each window of the framed x (without NaN), and the first tap in window
+ * order equal to it (selects only, so the loop vectorises). Positions in the frame's border
+ * columns get values too, which are not copied out. */
 static void maxpool_framed(float *restrict out, uint8_t *restrict code, const float *restrict x,
                            const pool_frame *f) {
     const size_t s = (size_t)f->stride;
@@ -137,6 +172,10 @@ void cpu_maxpool3x3_forward(float *y, uint8_t *argmax, const float *x, int plane
         for (int p = 0; p < planes; p++) {
             const float *xp = x + (size_t)p * area;
             float *yp = y + (size_t)p * area;
+            if (plane_has_nan_or_minus_infinity(xp, area)) {
+                maxpool_plane_scan(yp, NULL, xp, height, width);
+                continue;
+            }
             for (int h = 0; h < height; h++)
                 maxpool_row(yp + (size_t)h * (size_t)width, xp, h, height, width);
         }
@@ -148,6 +187,11 @@ void cpu_maxpool3x3_forward(float *y, uint8_t *argmax, const float *x, int plane
         frame_buffers frames = frame_buffers_alloc(&f);
 #pragma omp for schedule(static)
         for (int p = 0; p < planes; p++) {
+            if (plane_has_nan_or_minus_infinity(x + (size_t)p * area, area)) {
+                maxpool_plane_scan(y + (size_t)p * area, argmax + (size_t)p * area,
+                                   x + (size_t)p * area, height, width);
+                continue;
+            }
             frame_floats(frames.input, x + (size_t)p * area, -INFINITY, &f);
             maxpool_framed(frames.result, frames.codes, frames.input, &f);
             for (int h = 0; h < height; h++) {

@@ -20,7 +20,8 @@ static void check(const char *op, int planes, int height, int width) {
 
 /* One thread per output: the window's maximum over in-image taps and, when argmax is
  * non-NULL, its code (row + 1) * 3 + (column + 1): the first maximum in row-major window
- * order, as on the CPU. */
+ * order, as on the CPU. A NaN wins (the first NaN in the window, as on the CPU), and in a
+ * window of only -inf the first in-image tap does. */
 __global__ void maxpool3x3_forward_kernel(float *y, uint8_t *argmax, const float *x,
                                           unsigned count, int height, int width) {
     const unsigned area = (unsigned)height * (unsigned)width;
@@ -35,7 +36,7 @@ __global__ void maxpool3x3_forward_kernel(float *y, uint8_t *argmax, const float
             for (int b = -1; b <= 1; b++) {
                 if (w + b < 0 || w + b >= width) continue;
                 const float v = xp[(h + a) * width + w + b];
-                if (code < 0 || v > best) {
+                if (code < 0 || v > best || (v != v && best == best)) {
                     best = v;
                     code = (a + 1) * 3 + (b + 1);
                 }
