@@ -1036,6 +1036,35 @@ Test(cpu_pool, maxpool_nan_wins_and_minus_infinity_windows_keep_their_gradient) 
     }
 }
 
+/* Ties of +0 and -0 give the first in window order, bit for bit, with and without argmax
+ * (the inference path builds its own tree). */
+Test(cpu_pool, maxpool_keeps_the_first_of_tied_zeros_with_and_without_argmax) {
+    rng_t r = {31};
+    const int sizes[][2] = {{3, 3}, {1, 5}, {5, 1}, {6, 7}, {16, 16}};
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        const int H = sizes[s][0], W = sizes[s][1], planes = 4;
+        const size_t n = (size_t)planes * H * W;
+        float *x = alloc_floats(n), *y = alloc_floats(n), *y_plain = alloc_floats(n);
+        const float values[3] = {-1.0f, 0.0f, -0.0f};
+        for (size_t i = 0; i < n; i++) x[i] = values[rng_next(&r) % 3];
+        uint8_t *codes = malloc(n);
+        cpu_maxpool3x3_forward(y, codes, x, planes, H, W);
+        cpu_maxpool3x3_forward(y_plain, NULL, x, planes, H, W);
+        double *want = maxpool_naive(NULL, x, planes, H, W);
+        size_t negative_zeros = 0;
+        for (size_t i = 0; i < n; i++) {
+            cr_assert(y[i] == want[i] && !signbit(y[i]) == !signbit(want[i]),
+                      "%dx%d: output %zu is %g, want %g", H, W, i, (double)y[i], want[i]);
+            cr_assert(!signbit(y_plain[i]) == !signbit(want[i]) && y_plain[i] == want[i],
+                      "%dx%d: output %zu without argmax is %g, want %g", H, W, i,
+                      (double)y_plain[i], want[i]);
+            negative_zeros += want[i] == 0.0 && signbit(want[i]);
+        }
+        cr_assert_gt(negative_zeros, 0, "%dx%d: no window whose first zero is -0", H, W);
+        free(x), free(y), free(y_plain), free(codes), free(want);
+    }
+}
+
 Test(cpu_pool, maxpool_gradient) { pool_grad_check(0, 6, 5, 6, 9); }
 Test(cpu_pool, maxpool_gradient_thin_maps) {
     pool_grad_check(0, 2, 1, 5, 10);
@@ -1368,8 +1397,11 @@ static void expect_overwrite_like_adding_to_zero(const char *what, const overwri
     free(written), free(added_to_zero), free(earlier), free(added_to_earlier);
 }
 
-static void conv_overwrite_check(cpu_conv_path path, int k, int cin, int cout) {
-    rng_t r = {0xc0de + (uint64_t)(k * 100 + cin)};
+static void conv_overwrite_check(cpu_conv_path path, int k, int cin, int cout,
+                                 int chunk_images_) {
+    rng_t r = {0xc0de + (uint64_t)(k * 100 + cin + chunk_images_)};
+    const size_t default_chunk = bneck_cpu_conv_chunk_floats;
+    set_chunk_images(chunk_images_, cin, k, 6, 6);
     overwrite_case c = {.op = 0, .batch = 3, .side = 6, .cin = cin, .cout = cout, .k = k};
     const size_t nx = (size_t)cin * c.batch * 36, ny = (size_t)cout * c.batch * 36;
     float *x = random_floats(&r, nx, -1, 1), *dy = random_floats(&r, ny, -1, 1);
@@ -1377,13 +1409,15 @@ static void conv_overwrite_check(cpu_conv_path path, int k, int cin, int cout) {
     const size_t workspace = cpu_conv2d_workspace_floats(c.batch, 6, 6, cin, k);
     c.x = x, c.dy = dy, c.w = w, c.workspace = alloc_floats(workspace ? workspace : 1);
     bneck_cpu_conv_path = path;
-    char what[64];
-    snprintf(what, sizeof what, "conv k%d in %d (%s)", k, cin,
+    char what[96];
+    snprintf(what, sizeof what, "conv k%d in %d (%s, chunks of %d images)", k, cin,
              path == CPU_CONV_PATH_DNNL     ? "oneDNN"
              : path == CPU_CONV_PATH_IM2COL ? "im2col"
-                                            : "auto");
+                                            : "auto",
+             chunk_images_ ? chunk_images_ : c.batch);
     expect_overwrite_like_adding_to_zero(what, &c, nx);
     bneck_cpu_conv_path = CPU_CONV_PATH_AUTO;
+    bneck_cpu_conv_chunk_floats = default_chunk;
     free(x), free(dy), free(w), free(c.workspace);
 }
 
@@ -1393,7 +1427,11 @@ Test(cpu_overwrite, conv_dx_on_every_path) {
     for (int p = 0; p < 3; p++)
         for (int k = 0; k < 3; k++)
             for (int i = 0; i < 2; i++)
-                conv_overwrite_check(paths[p], kernels[k], inputs[i], 7);
+                conv_overwrite_check(paths[p], kernels[k], inputs[i], 7, 0);
+    /* im2col over the batch in chunks of one and two images (each clears its own maps) */
+    for (int k = 1; k < 3; k++)
+        for (int chunk = 1; chunk <= 2; chunk++)
+            conv_overwrite_check(CPU_CONV_PATH_IM2COL, kernels[k], 5, 7, chunk);
 }
 
 Test(cpu_overwrite, batchnorm_dx_with_and_without_relu) {

@@ -84,9 +84,13 @@ static float *random_floats(uint64_t key, size_t n, float lo, float hi) {
 }
 
 /* Small integers as floats: max pool windows full of ties. */
+/* Three values, so ties everywhere; the zeros are +0 or -0 (a tie the first tap wins). */
 static float *tied_floats(uint64_t key, size_t n) {
     float *p = host_floats(n);
-    for (size_t i = 0; i < n; i++) p[i] = (float)rng_below(key, i, 3);
+    for (size_t i = 0; i < n; i++) {
+        const uint32_t pick = rng_below(key, i, 4);
+        p[i] = pick == 3 ? -0.0f : (float)pick;
+    }
     return p;
 }
 
@@ -641,12 +645,12 @@ static float *special_floats(uint64_t key, size_t n, size_t area) {
     return p;
 }
 
-/* Max pool outputs: the same value, or NaN on both. */
+/* Max pool outputs: the same bits (a +0 is not a -0), or NaN on both. */
 static void expect_device_maxima(const char *what, const float *device, const float *want,
                                  size_t n) {
     float *got = to_host(device, n);
     for (size_t i = 0; i < n; i++)
-        cr_assert(isnan(want[i]) ? isnan(got[i]) : got[i] == want[i],
+        cr_assert(isnan(want[i]) ? isnan(got[i]) : !memcmp(&got[i], &want[i], sizeof(float)),
                   "%s: output %zu is %g on the GPU, %g on the CPU", what, i, (double)got[i],
                   (double)want[i]);
     free(got);

@@ -33,7 +33,7 @@ typedef struct network {
     size_t argmax_per_image;
     size_t argmax_offset[MODEL_MAX_LAYERS];
     uint8_t *labels;   /* backend copy of the current batch's labels */
-    /* How each layer's backward op stores its dx (network_plan_gradient_stores), and
+    /* How each layer's backward op stores its dx (planned by network_create), and
      * whether the activation gradients are cleared before every backward pass instead:
      * on backends whose ops always add, or for a layer list the plan cannot cover. */
     grad_store dx_store[MODEL_MAX_LAYERS];

@@ -51,7 +51,9 @@ static void maxpool_plane_scan(float *restrict y, uint8_t *restrict codes,
 }
 
 /* One output row h of one plane: the max over rows [h-1, h+1] n [0, height) and columns
- * [w-1, w+1] n [0, width). The interior columns are a branch-free, vectorisable loop. */
+ * [w-1, w+1] n [0, width). The interior columns are a branch-free, vectorisable loop. The
+ * taps are taken in window order (max2 keeps its first operand on a tie), so a tie of +0
+ * and -0 gives the first, as the argmax path and the GPU do. */
 static void maxpool_row(float *restrict out, const float *restrict x, int h, int height,
                         int width) {
     const float *r0 = x + (size_t)(h > 0 ? h - 1 : h) * (size_t)width;
@@ -62,15 +64,15 @@ static void maxpool_row(float *restrict out, const float *restrict x, int h, int
         out[0] = max2(max2(r0[0], r1[0]), r2[0]);
         return;
     }
-    out[0] = max2(max2(max2(r0[0], r1[0]), r2[0]), max2(max2(r0[1], r1[1]), r2[1]));
+    out[0] = max2(max2(max2(r0[0], r0[1]), max2(r1[0], r1[1])), max2(r2[0], r2[1]));
     for (int w = 1; w < width - 1; w++) {
-        float a = max2(max2(r0[w - 1], r1[w - 1]), r2[w - 1]);
-        float b = max2(max2(r0[w], r1[w]), r2[w]);
-        float c = max2(max2(r0[w + 1], r1[w + 1]), r2[w + 1]);
-        out[w] = max2(max2(a, b), c);
+        const float top = max2(max2(r0[w - 1], r0[w]), r0[w + 1]);
+        const float middle = max2(max2(r1[w - 1], r1[w]), r1[w + 1]);
+        const float bottom = max2(max2(r2[w - 1], r2[w]), r2[w + 1]);
+        out[w] = max2(max2(top, middle), bottom);
     }
     const int e = width - 1;
-    out[e] = max2(max2(max2(r0[e - 1], r1[e - 1]), r2[e - 1]), max2(max2(r0[e], r1[e]), r2[e]));
+    out[e] = max2(max2(max2(r0[e - 1], r0[e]), max2(r1[e - 1], r1[e])), max2(r2[e - 1], r2[e]));
 }
 
 /* The argmax forward and the backward pass work on planes copied into the middle of a

@@ -152,7 +152,9 @@ static void decide(engine_choice *choice, conv_direction direction, conv_runner 
 
 /* Whether `direction` of this shape still has to be timed: only in auto mode, the first
  * time, with more than one candidate, and not in deterministic mode or during a capture,
- * which take the first candidate (the GEMM) untimed (decided here). */
+ * which take the first candidate (the GEMM) untimed (decided here, for good: a shape
+ * first met inside a capture, which step_graph's warm-up step rules out, would keep the
+ * GEMM, and fail in cuda_scratch if that needed more scratch than was allocated). */
 static int must_time(engine_choice *choice, conv_direction direction) {
     if (cuda_ctx.conv_engine != CUDA_CONV_AUTO || choice->decided[direction]) return 0;
     conv_runner runners[RUN_KINDS];

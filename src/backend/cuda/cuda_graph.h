@@ -33,10 +33,13 @@
  *  4. One graph per shape: the last, smaller batch of an epoch (50,000 = 390 x 128 + 80)
  *     needs its own graph, or runs uncaptured.
  *  5. Settings (cuda_backend_set_math, set_deterministic, set_conv_transpose,
- *     set_conv_engine) are frozen too: capture again after changing them. So are the backend's scratch buffers
- *     (cuDNN workspace, reduction space): an op with larger shapes run after the capture
- *     (a bigger batch, another network) reallocates them, and cuda_graph_launch then
- *     fails with a message instead of replaying on freed memory. Capture again then.
+ *     set_conv_engine, set_batchnorm_fused_max_plane) are frozen too: run one step
+ *     uncaptured and capture again after changing them (a BatchNorm moved from one kernel
+ *     to three needs reduction space the warm-up step allocates). So are the backend's
+ *     scratch buffers (cuDNN workspace, reduction space): an op with larger shapes run
+ *     after the capture (a bigger batch, another network) reallocates them, and
+ *     cuda_graph_launch then fails with a message instead of replaying on freed memory.
+ *     Capture again then.
  *  6. NCCL: keep cuda_nccl_allreduce_* outside the graph (it polls for dead peers).
  * All calls need cuda_backend_init; a graph is launched on the backend's stream. */
 #ifndef BNECK_BACKEND_CUDA_GRAPH_H
