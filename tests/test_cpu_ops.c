@@ -1,6 +1,7 @@
 /* CPU ops: forward results against plain direct loops, every backward against central
  * finite differences of a scalar loss L = sum(y * r) with a fixed random r (so dy = r),
- * and the accumulate-into-gradients / NULL-dx conventions of cpu_ops.h. */
+ * and the gradient conventions of cpu_ops.h (parameter gradients add, dx is written or
+ * added as told, NULL dx). */
 #include "backend/cpu/cpu_conv_dnnl.h"
 #include "backend/cpu/cpu_gemm.h"
 #include "backend/cpu/cpu_ops.h"

@@ -209,8 +209,9 @@ void cpu_maxpool3x3_forward(float *y, uint8_t *argmax, const float *x, int plane
 
 /* Gathered rather than scattered: input (h, w) sums, in window order of the outputs
  * around it (rows h-1..h+1, then columns w-1..w+1), the dy of each output whose code
- * names the tap pointing back at (h, w), then adds that sum to dx. A fixed order per
- * input (which the GPU twin keeps, for equal sums bit for bit), no write conflicts. */
+ * names the tap pointing back at (h, w), then stores that sum in dx (written or added,
+ * as dx_store says). A fixed order per input (which the GPU twin keeps, for equal sums
+ * bit for bit), no write conflicts. */
 static void maxpool_backward_framed(float *restrict sum, const float *restrict dy,
                                     const uint8_t *restrict code, const pool_frame *f) {
     const size_t s = (size_t)f->stride;
