@@ -15,7 +15,8 @@
  *
  * --profile N adds N more steps per pattern, synchronised after every layer op, and prints
  * where the time goes (per kind of op, then the costliest layers) as '#' lines after the
- * pattern's CSV line. The synchronisation costs a few microseconds per op, so the parts
+ * pattern's CSV line, with the rate of the convolutions and the dense layer in GFLOP/s
+ * (from their multiply-add counts: how near the machine's peak they run). The synchronisation costs a few microseconds per op, so the parts
  * add up to a little more than an unprofiled step.
  *
  * usage: bneck-bench [--threads N] [--steps N] [--warmup N] [--batch N] [--patterns ABCDE|A,E]
@@ -121,12 +122,14 @@ static void profile_steps(network *net, float *adam_m, float *adam_v, int steps,
     const double ms = 1e3 / steps; /* seconds in total -> ms per step */
     double layers_fwd = 0, layers_bwd = 0;
     char kinds[16][32];
-    double kind_seconds[16][2];
+    double kind_seconds[16][2], kind_flops[16]; /* flops per step: convolutions and dense */
     int kind_count = 0;
     memset(kind_seconds, 0, sizeof kind_seconds);
+    memset(kind_flops, 0, sizeof kind_flops);
     for (int i = 0; i < m->layer_count; i++) {
+        const layer *l = &m->layers[i];
         char kind[32];
-        op_kind(kind, sizeof kind, &m->layers[i]);
+        op_kind(kind, sizeof kind, l);
         int k = 0;
         while (k < kind_count && strcmp(kinds[k], kind)) k++;
         if (k == kind_count && kind_count < 16) snprintf(kinds[kind_count++], 32, "%s", kind);
@@ -135,14 +138,24 @@ static void profile_steps(network *net, float *adam_m, float *adam_v, int steps,
         kind_seconds[k][1] += profile.seconds[i][1];
         layers_fwd += profile.seconds[i][0];
         layers_bwd += profile.seconds[i][1];
+        /* 2 flops a multiply-add; the backward pass twice the forward's (data and weight
+         * gradients), or once where the input needs no gradient. A group's members count
+         * here, their time in their leader's (same kind). */
+        const int with_dx = l->in.region != m->input.region;
+        if (l->kind == LAYER_CONV || l->kind == LAYER_DENSE)
+            kind_flops[k] += 2.0 * (double)l->macs * batch * (with_dx ? 3 : 2);
     }
     printf("# profile of pattern %s: %d steps synchronised after every op, ms per step\n",
            name, steps);
-    printf("# %-22s %9s %9s %9s %7s\n", "op", "forward", "backward", "total", "share");
+    printf("# %-22s %9s %9s %9s %7s %9s\n", "op", "forward", "backward", "total", "share",
+           "GFLOP/s");
     for (int k = 0; k < kind_count; k++) {
         const double total = kind_seconds[k][0] + kind_seconds[k][1];
-        printf("# %-22s %9.3f %9.3f %9.3f %6.1f%%\n", kinds[k], kind_seconds[k][0] * ms,
-               kind_seconds[k][1] * ms, total * ms, 100 * total / whole);
+        char rate[16] = "";
+        if (kind_flops[k] > 0 && total > 0)
+            snprintf(rate, sizeof rate, "%.1f", kind_flops[k] * steps / total / 1e9);
+        printf("# %-22s %9.3f %9.3f %9.3f %6.1f%% %9s\n", kinds[k], kind_seconds[k][0] * ms,
+               kind_seconds[k][1] * ms, total * ms, 100 * total / whole, rate);
     }
     const double rest = (forward - layers_fwd) + (backward - layers_bwd);
     printf("# %-22s %9.3f %9s %9.3f %6.1f%%\n", "loss (softmax+xent)", loss * ms, "", loss * ms,
@@ -156,16 +169,27 @@ static void profile_steps(network *net, float *adam_m, float *adam_v, int steps,
     for (int i = 0; i < m->layer_count; i++)
         ranked[i] = (ranked_layer){i, profile.seconds[i][0] + profile.seconds[i][1]};
     qsort(ranked, (size_t)m->layer_count, sizeof ranked[0], compare_ranked);
-    printf("# costliest layers: %-36s %-18s %9s %9s\n", "name", "shape", "forward", "backward");
+    printf("# costliest layers: %-36s %-18s %9s %9s %9s\n", "name", "shape", "forward",
+           "backward", "GFLOP/s");
     for (int r = 0; r < m->layer_count && r < 12; r++) {
-        const layer *l = &m->layers[ranked[r].index];
+        const int i = ranked[r].index;
+        const layer *l = &m->layers[i];
         char shape[32];
-        /* A layer group's first layer times the group's one op. */
+        /* A layer group's first layer times the group's one op: its multiply-adds are the
+         * group's, the members' that follow it. */
         snprintf(shape, sizeof shape, "%dx%dx%d->%d%s", l->in.side, l->in.side, l->in.channels,
                  l->group_out_channels ? l->group_out_channels : l->out.channels,
                  l->group_out_channels ? " grp" : "");
-        printf("#   %-52s %-18s %9.3f %9.3f\n", l->name, shape,
-               profile.seconds[ranked[r].index][0] * ms, profile.seconds[ranked[r].index][1] * ms);
+        double macs = (double)l->macs;
+        for (int j = i + 1; j < m->layer_count && m->layers[j].group_member; j++)
+            macs += (double)m->layers[j].macs;
+        const int with_dx = l->in.region != m->input.region;
+        char rate[16] = "";
+        if (macs > 0 && ranked[r].total > 0)
+            snprintf(rate, sizeof rate, "%.1f",
+                     2.0 * macs * batch * (with_dx ? 3 : 2) * steps / ranked[r].total / 1e9);
+        printf("#   %-52s %-18s %9.3f %9.3f %9s\n", l->name, shape, profile.seconds[i][0] * ms,
+               profile.seconds[i][1] * ms, rate);
     }
     fflush(stdout);
 }
@@ -187,7 +211,8 @@ static void usage(FILE *out) {
                  "                   [--math fp32|tf32|bf16] [--conv auto|cudnn|gemm] [--graph]\n"
                  "                   [--separate-layers] [--profile N]\n"
                  "Times training steps per pattern (median of --steps after --warmup) and prints\n"
-                 "images/s; --profile N prints where N steps' time goes, per op and per layer.\n"
+                 "images/s; --profile N prints where N steps' time goes, per op and per layer,\n"
+                 "and the convolutions' GFLOP/s.\n"
                  "Options take their value as the next argument or after '=' (--steps=3).\n");
 }
 
