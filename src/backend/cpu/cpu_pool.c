@@ -1,6 +1,8 @@
 /* Pooling over planes (one plane = one (channel, image) map of height x width). */
 #include "backend/cpu/cpu_ops.h"
 
+#include "backend/cpu/cpu_maxpool_window.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,11 +19,10 @@ static inline float max2(float a, float b) { return b > a ? b : a; }
 /* --- 3x3 max pool, stride 1, same padding (out-of-image positions never win) ------------ */
 
 /* A NaN in a window wins, as in PyTorch, and a window of only -inf gives its gradient to
- * its first in-image tap. The fast loops below (a tree of max2, the first tap equal to the
- * maximum, a -inf border) see neither: a NaN-aware tree and match cost twice the forward
- * time, and only a diverged run has NaN or -inf. So a plane holding either goes through
- * this scan instead, the GPU kernel's: the window in order from its first in-image tap,
- * which a larger value or the first NaN replaces. */
+ * its first in-image tap (cpu_maxpool_window.h). The fast loops below (a tree of max2, the
+ * first tap equal to the maximum, a -inf border) see neither: a NaN-aware tree and match
+ * cost twice the forward time, and only a diverged run has NaN or -inf. So a plane holding
+ * either goes window by window through the rule the GPU kernel runs. */
 static int plane_has_nan_or_minus_infinity(const float *restrict x, size_t area) {
     int any = 0;
     for (size_t i = 0; i < area; i++) any |= !(x[i] > -INFINITY);
@@ -32,20 +33,7 @@ static void maxpool_plane_scan(float *restrict y, uint8_t *restrict codes,
                                const float *restrict x, int height, int width) {
     for (int h = 0; h < height; h++)
         for (int w = 0; w < width; w++) {
-            float best = 0.0f;
-            int code = -1;
-            for (int a = -1; a <= 1; a++) {
-                if (h + a < 0 || h + a >= height) continue;
-                for (int b = -1; b <= 1; b++) {
-                    if (w + b < 0 || w + b >= width) continue;
-                    const float v = x[(h + a) * width + w + b];
-                    if (code < 0 || v > best || (v != v && best == best)) {
-                        best = v;
-                        code = (a + 1) * 3 + (b + 1);
-                    }
-                }
-            }
-            y[h * width + w] = best;
+            const int code = maxpool_window(&y[h * width + w], x, h, w, height, width);
             if (codes) codes[h * width + w] = (uint8_t)code;
         }
 }

@@ -4,6 +4,7 @@
  * compiler from fusing a multiply into the following add (the CPU build has no FMA). */
 #include <cuda_runtime.h>
 
+#include "backend/cpu/cpu_maxpool_window.h"
 #include "backend/cuda/cuda_device.cuh"
 
 extern "C" {
@@ -19,9 +20,9 @@ static void check(const char *op, int planes, int height, int width) {
 /* --- 3x3 max pool, stride 1, same padding (out-of-image positions never win) ------------ */
 
 /* One thread per output: the window's maximum over in-image taps and, when argmax is
- * non-NULL, its code (row + 1) * 3 + (column + 1): the first maximum in row-major window
- * order, as on the CPU. A NaN wins (the first NaN in the window, as on the CPU), and in a
- * window of only -inf the first in-image tap does. */
+ * non-NULL, its code (row + 1) * 3 + (column + 1), by the rule the CPU shares
+ * (cpu_maxpool_window.h: the first maximum in window order; a NaN wins; a window of only
+ * -inf gives its first in-image tap). */
 __global__ void maxpool3x3_forward_kernel(float *y, uint8_t *argmax, const float *x,
                                           unsigned count, int height, int width) {
     const unsigned area = (unsigned)height * (unsigned)width;
@@ -29,19 +30,8 @@ __global__ void maxpool3x3_forward_kernel(float *y, uint8_t *argmax, const float
         unsigned hw, column;
         const float *xp = x + (size_t)split_index(index, area, &hw) * area;
         const int h = (int)split_index(hw, (unsigned)width, &column), w = (int)column;
-        float best = 0.0f;
-        int code = -1;
-        for (int a = -1; a <= 1; a++) {
-            if (h + a < 0 || h + a >= height) continue;
-            for (int b = -1; b <= 1; b++) {
-                if (w + b < 0 || w + b >= width) continue;
-                const float v = xp[(h + a) * width + w + b];
-                if (code < 0 || v > best || (v != v && best == best)) {
-                    best = v;
-                    code = (a + 1) * 3 + (b + 1);
-                }
-            }
-        }
+        float best;
+        const int code = maxpool_window(&best, xp, h, w, height, width);
         y[index] = best;
         if (argmax) argmax[index] = (uint8_t)code;
     }
