@@ -22,8 +22,10 @@ else cat "$work/run.log"; bad "a tiny measurement"; fi
 # --profile: per kind of op and per layer, with the convolutions' rate from their counts
 if "$bench" --threads 1 --steps 1 --warmup 0 --batch 4 --patterns E --device cpu --profile 1 \
     > "$work/profile.log" 2>&1 &&
-  awk '$2 == "conv" && $3 == "1x1" { found = 1; ok = $8 + 0 > 0 } END { exit !(found && ok) }' "$work/profile.log" &&
-  awk '$2 == "batchnorm+relu" { found = 1; ok = NF == 6 } END { exit !(found && ok) }' "$work/profile.log" &&
+  awk '$2 == "conv" && $3 == "1x1" { found = 1; ok = $8 + 0 > 0 }
+       END { exit !(found && ok) }' "$work/profile.log" &&
+  awk '$2 == "batchnorm+relu" { found = 1; ok = NF == 6 }
+       END { exit !(found && ok) }' "$work/profile.log" &&
   grep -qE '^#   inception[0-9]/[^ ]+ +[0-9]+x[0-9]+x[0-9]+->[0-9]+' "$work/profile.log"; then
   ok "--profile prints the ops (GFLOP/s for convolutions only) and the costliest layers"
 else cat "$work/profile.log"; bad "--profile"; fi

@@ -16,8 +16,9 @@
  * --profile N adds N more steps per pattern, synchronised after every layer op, and prints
  * where the time goes (per kind of op, then the costliest layers) as '#' lines after the
  * pattern's CSV line, with the rate of the convolutions and the dense layer in GFLOP/s
- * (from their multiply-add counts: how near the machine's peak they run). The synchronisation costs a few microseconds per op, so the parts
- * add up to a little more than an unprofiled step.
+ * (from their multiply-add counts: how near the machine's peak they run). The
+ * synchronisation costs a few microseconds per op, so the parts add up to a little more
+ * than an unprofiled step.
  *
  * usage: bneck-bench [--threads N] [--steps N] [--warmup N] [--batch N] [--patterns ABCDE|A,E]
  *                    [--channels 3] [--device cpu|cuda|auto] [--math fp32|tf32|bf16]
