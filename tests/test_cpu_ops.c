@@ -1328,8 +1328,17 @@ Test(cpu_add_scaled, adds_coefficient_times_param) {
 /* ---- GRAD_OVERWRITE: dx written over stale values ---------------------------------------- */
 
 /* One backward op's call on shared random inputs, with its own parameter gradients. */
+typedef enum {
+    OP_CONV,
+    OP_BATCHNORM, /* with the fused ReLU when y is given */
+    OP_MAXPOOL,
+    OP_AVGPOOL,
+    OP_GLOBAL_AVGPOOL,
+    OP_DENSE,
+} overwrite_op;
+
 typedef struct overwrite_case {
-    int op; /* 0 conv, 1 batchnorm (+ReLU), 2 max pool, 3 avg pool, 4 global avg pool, 5 dense */
+    overwrite_op op;
     int batch, side, cin, cout, k;
     const float *x, *y, *w, *dy, *mean, *invstd;
     uint8_t *codes;
@@ -1344,18 +1353,22 @@ static void overwrite_case_backward(const overwrite_case *c, float *dx, grad_sto
     fill(db, (size_t)c->cout + 1, 0);
     const int planes = c->cin * c->batch;
     switch (c->op) {
-    case 0:
+    case OP_CONV:
         cpu_conv2d_backward(dx, dw, db, store, c->dy, c->x, c->w, c->workspace, c->batch, c->side,
                             c->side, c->cin, c->cout, c->k);
         break;
-    case 1:
+    case OP_BATCHNORM:
         cpu_batchnorm_backward(dx, dw, db, store, c->dy, c->x, c->y, c->w, c->mean, c->invstd,
                                c->cin, plane);
         break;
-    case 2: cpu_maxpool3x3_backward(dx, store, c->dy, c->codes, planes, c->side, c->side); break;
-    case 3: cpu_avgpool2x2_backward(dx, store, c->dy, planes, c->side, c->side); break;
-    case 4: cpu_global_avgpool_backward(dx, store, c->dy, planes, c->side * c->side); break;
-    default:
+    case OP_MAXPOOL:
+        cpu_maxpool3x3_backward(dx, store, c->dy, c->codes, planes, c->side, c->side);
+        break;
+    case OP_AVGPOOL: cpu_avgpool2x2_backward(dx, store, c->dy, planes, c->side, c->side); break;
+    case OP_GLOBAL_AVGPOOL:
+        cpu_global_avgpool_backward(dx, store, c->dy, planes, c->side * c->side);
+        break;
+    case OP_DENSE:
         cpu_dense_backward(dx, dw, db, store, c->dy, c->x, c->w, c->batch, c->cin, c->cout);
         break;
     }
@@ -1403,7 +1416,7 @@ static void conv_overwrite_check(cpu_conv_path path, int k, int cin, int cout,
     rng_t r = {0xc0de + (uint64_t)(k * 100 + cin + chunk_images_)};
     const size_t default_chunk = bneck_cpu_conv_chunk_floats;
     set_chunk_images(chunk_images_, cin, k, 6, 6);
-    overwrite_case c = {.op = 0, .batch = 3, .side = 6, .cin = cin, .cout = cout, .k = k};
+    overwrite_case c = {.op = OP_CONV, .batch = 3, .side = 6, .cin = cin, .cout = cout, .k = k};
     const size_t nx = (size_t)cin * c.batch * 36, ny = (size_t)cout * c.batch * 36;
     float *x = random_floats(&r, nx, -1, 1), *dy = random_floats(&r, ny, -1, 1);
     float *w = random_floats(&r, (size_t)cout * cin * k * k, -1, 1);
@@ -1446,17 +1459,9 @@ Test(cpu_overwrite, batchnorm_dx_with_and_without_relu) {
     float *dy = random_floats(&r, n, -1, 1);
     cpu_batchnorm_forward_train(y, mean, invstd, rmean, rvar, x, gamma, beta, 1e-3f, 0.9f, 1,
                                 channels, plane);
-    overwrite_case c = {.op = 1,
-                        .batch = batch,
-                        .side = side,
-                        .cin = channels,
-                        .cout = channels,
-                        .k = 1,
-                        .x = x,
-                        .w = gamma,
-                        .dy = dy,
-                        .mean = mean,
-                        .invstd = invstd};
+    overwrite_case c = {.op = OP_BATCHNORM, .batch = batch, .side = side, .cin = channels,
+                        .cout = channels, .k = 1, .x = x, .w = gamma, .dy = dy,
+                        .mean = mean, .invstd = invstd};
     expect_overwrite_like_adding_to_zero("batchnorm", &c, n);
     c.y = y;
     expect_overwrite_like_adding_to_zero("batchnorm + ReLU", &c, n);
@@ -1472,23 +1477,17 @@ Test(cpu_overwrite, pool_and_dense_dx) {
     uint8_t *codes = malloc(nx);
     cr_assert_not_null(codes);
     cpu_maxpool3x3_forward(y, codes, x, channels * batch, side, side);
-    overwrite_case c = {.op = 2,
-                        .batch = batch,
-                        .side = side,
-                        .cin = channels,
-                        .cout = channels,
-                        .k = 1,
-                        .dy = dy,
-                        .codes = codes};
+    overwrite_case c = {.op = OP_MAXPOOL, .batch = batch, .side = side, .cin = channels,
+                        .cout = channels, .k = 1, .dy = dy, .codes = codes};
     expect_overwrite_like_adding_to_zero("max pool", &c, nx);
-    c.op = 3;
+    c.op = OP_AVGPOOL;
     expect_overwrite_like_adding_to_zero("avg pool", &c, nx);
-    c.op = 4;
+    c.op = OP_GLOBAL_AVGPOOL;
     expect_overwrite_like_adding_to_zero("global avg pool", &c, nx);
     /* dense: 24 input features of a batch of 6 to 10 outputs */
     float *w = random_floats(&r, 240, -1, 1);
-    overwrite_case dense = {
-        .op = 5, .batch = 6, .cin = 24, .cout = 10, .k = 1, .x = x, .w = w, .dy = dy};
+    overwrite_case dense = {.op = OP_DENSE, .batch = 6, .cin = 24, .cout = 10, .k = 1,
+                            .x = x, .w = w, .dy = dy};
     expect_overwrite_like_adding_to_zero("dense", &dense, 24 * 6);
     free(x), free(y), free(dy), free(codes), free(w);
 }

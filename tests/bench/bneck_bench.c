@@ -77,6 +77,26 @@ static void op_kind(char *out, size_t capacity, const layer *l) {
     }
 }
 
+/* Floating-point operations of layer `index`'s op in one training step: 2 a multiply-add,
+ * the backward pass twice the forward's (data and weight gradients), or once where the
+ * input needs no gradient. A group's first layer does its members' op too (they follow it
+ * and count 0); layers without multiply-adds count 0. */
+static double op_step_flops(const model *m, int index, int batch) {
+    const layer *l = &m->layers[index];
+    if (l->group_member || (l->kind != LAYER_CONV && l->kind != LAYER_DENSE)) return 0.0;
+    double macs = (double)l->macs;
+    for (int j = index + 1; j < m->layer_count && m->layers[j].group_member; j++)
+        macs += (double)m->layers[j].macs;
+    const int with_dx = l->in.region != m->input.region;
+    return 2.0 * macs * batch * (with_dx ? 3 : 2);
+}
+
+/* GFLOP/s of `flops` in `seconds` as text, or "" when there is nothing to rate. */
+static void format_rate(char *out, size_t capacity, double flops, double seconds) {
+    if (flops > 0 && seconds > 0) snprintf(out, capacity, "%.1f", flops / seconds / 1e9);
+    else if (capacity) out[0] = '\0';
+}
+
 typedef struct ranked_layer {
     int index;
     double total;
@@ -123,14 +143,13 @@ static void profile_steps(network *net, float *adam_m, float *adam_v, int steps,
     const double ms = 1e3 / steps; /* seconds in total -> ms per step */
     double layers_fwd = 0, layers_bwd = 0;
     char kinds[16][32];
-    double kind_seconds[16][2], kind_flops[16]; /* flops per step: convolutions and dense */
+    double kind_seconds[16][2], kind_flops[16]; /* flops per step (op_step_flops) */
     int kind_count = 0;
     memset(kind_seconds, 0, sizeof kind_seconds);
     memset(kind_flops, 0, sizeof kind_flops);
     for (int i = 0; i < m->layer_count; i++) {
-        const layer *l = &m->layers[i];
         char kind[32];
-        op_kind(kind, sizeof kind, l);
+        op_kind(kind, sizeof kind, &m->layers[i]);
         int k = 0;
         while (k < kind_count && strcmp(kinds[k], kind)) k++;
         if (k == kind_count && kind_count < 16) snprintf(kinds[kind_count++], 32, "%s", kind);
@@ -139,12 +158,7 @@ static void profile_steps(network *net, float *adam_m, float *adam_v, int steps,
         kind_seconds[k][1] += profile.seconds[i][1];
         layers_fwd += profile.seconds[i][0];
         layers_bwd += profile.seconds[i][1];
-        /* 2 flops a multiply-add; the backward pass twice the forward's (data and weight
-         * gradients), or once where the input needs no gradient. A group's members count
-         * here, their time in their leader's (same kind). */
-        const int with_dx = l->in.region != m->input.region;
-        if (l->kind == LAYER_CONV || l->kind == LAYER_DENSE)
-            kind_flops[k] += 2.0 * (double)l->macs * batch * (with_dx ? 3 : 2);
+        kind_flops[k] += op_step_flops(m, i, batch);
     }
     printf("# profile of pattern %s: %d steps synchronised after every op, ms per step\n",
            name, steps);
@@ -152,9 +166,8 @@ static void profile_steps(network *net, float *adam_m, float *adam_v, int steps,
            "GFLOP/s");
     for (int k = 0; k < kind_count; k++) {
         const double total = kind_seconds[k][0] + kind_seconds[k][1];
-        char rate[16] = "";
-        if (kind_flops[k] > 0 && total > 0)
-            snprintf(rate, sizeof rate, "%.1f", kind_flops[k] * steps / total / 1e9);
+        char rate[16];
+        format_rate(rate, sizeof rate, kind_flops[k] * steps, total);
         printf("# %-22s %9.3f %9.3f %9.3f %6.1f%% %9s\n", kinds[k], kind_seconds[k][0] * ms,
                kind_seconds[k][1] * ms, total * ms, 100 * total / whole, rate);
     }
@@ -176,19 +189,12 @@ static void profile_steps(network *net, float *adam_m, float *adam_v, int steps,
         const int i = ranked[r].index;
         const layer *l = &m->layers[i];
         char shape[32];
-        /* A layer group's first layer times the group's one op: its multiply-adds are the
-         * group's, the members' that follow it. */
+        /* A layer group's first layer times the group's one op. */
         snprintf(shape, sizeof shape, "%dx%dx%d->%d%s", l->in.side, l->in.side, l->in.channels,
                  l->group_out_channels ? l->group_out_channels : l->out.channels,
                  l->group_out_channels ? " grp" : "");
-        double macs = (double)l->macs;
-        for (int j = i + 1; j < m->layer_count && m->layers[j].group_member; j++)
-            macs += (double)m->layers[j].macs;
-        const int with_dx = l->in.region != m->input.region;
-        char rate[16] = "";
-        if (macs > 0 && ranked[r].total > 0)
-            snprintf(rate, sizeof rate, "%.1f",
-                     2.0 * macs * batch * (with_dx ? 3 : 2) * steps / ranked[r].total / 1e9);
+        char rate[16];
+        format_rate(rate, sizeof rate, op_step_flops(m, i, batch) * steps, ranked[r].total);
         printf("#   %-52s %-18s %9.3f %9.3f %9s\n", l->name, shape, profile.seconds[i][0] * ms,
                profile.seconds[i][1] * ms, rate);
     }
