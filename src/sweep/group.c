@@ -26,6 +26,7 @@ typedef struct mpi_parts {
     MPI_Request stop_read;
     int stop_read_active;
     int64_t stop_read_value;
+    int stop_seen; /* a posted stop is never withdrawn: once seen, the answer stays */
 } mpi_parts;
 
 static mpi_parts *parts_of(sweep_world *w) { return (mpi_parts *)w->impl; }
@@ -162,12 +163,13 @@ int sweep_board_stop_posted(sweep_world *w) { return board_fetch_add(w, BOARD_ST
 
 int sweep_board_stop_seen(sweep_world *w) {
     mpi_parts *p = parts_of(w);
+    if (p->stop_seen) return 1;
     if (p->stop_read_active) {
         int done = 0;
         check_mpi(MPI_Test(&p->stop_read, &done, MPI_STATUS_IGNORE), "MPI_Test");
         if (!done) return 0;
         p->stop_read_active = 0;
-        if (p->stop_read_value > 0) return 1;
+        if (p->stop_read_value > 0) return p->stop_seen = 1;
     }
     check_mpi(MPI_Rget_accumulate(NULL, 0, MPI_INT64_T, &p->stop_read_value, 1, MPI_INT64_T, 0,
                                   BOARD_STOP, 1, MPI_INT64_T, MPI_NO_OP, p->board_window,

@@ -51,7 +51,7 @@ int sweep_board_stop_posted(sweep_world *w);
  * call looks at the answer of a read started by an earlier one (0 while it is in flight)
  * and starts the next, so where the transport moves one-sided operations only when rank 0
  * calls MPI (osc/pt2pt) the answer comes a step or two later, and the step does not wait
- * for it (on RDMA transports a read costs microseconds). */
+ * for it (on RDMA transports a read costs microseconds). Once it says yes, it stays yes. */
 int sweep_board_stop_seen(sweep_world *w);
 /* Every rank, once it has no run left: waits for all the others, calling poll(context)
  * meanwhile; a stop it reports (a signal sent to an idle rank) is posted for the groups
