@@ -56,9 +56,11 @@ static void check_tickets(sweep_world *w, const int *all_draws, const int *all_c
         const int *draws = all_draws + r * MAX_DRAWS;
         const int leader = r - r % w->group_size;
         expect(all_counts[r] == all_counts[leader] &&
-                   !memcmp(draws, all_draws + leader * MAX_DRAWS, (size_t)all_counts[r] * sizeof *draws),
+                   !memcmp(draws, all_draws + leader * MAX_DRAWS,
+                           (size_t)all_counts[r] * sizeof *draws),
                r, "every rank of a group draws its leader's tickets");
-        expect(draws[all_counts[r] - 1] >= RUNS, r, "a group draws until the runs are all handed out");
+        expect(draws[all_counts[r] - 1] >= RUNS, r,
+               "a group draws until the runs are all handed out");
         for (int i = 0; i + 1 < all_counts[r]; i++) {
             expect(draws[i] >= 0 && draws[i] < RUNS, r, "a ticket before the last names a run");
             if (r == leader && draws[i] >= 0 && draws[i] < RUNS) times_handed[draws[i]]++;
@@ -82,7 +84,8 @@ int main(int argc, char **argv) {
     sweep_world *w = &world;
     const int ranks_per_run = argc > 1 ? atoi(argv[1]) : 1;
     if (w->size != 4 || (ranks_per_run != 1 && ranks_per_run != 2)) {
-        if (w->rank == 0) fprintf(stderr, "mpi_sweep_board: run with mpirun -n 4, argument 1 or 2\n");
+        if (w->rank == 0)
+            fprintf(stderr, "mpi_sweep_board: run with mpirun -n 4, argument 1 or 2\n");
         sweep_world_finalize(w);
         return 2;
     }
@@ -129,13 +132,16 @@ int main(int argc, char **argv) {
     /* 3. waiting for the others: first without a stop, then with the last rank's */
     int stopped = 0;
     sweep_world_wait_all(w, never_stop, w, &stopped);
-    expect(!stopped && !sweep_board_stop_posted(w), w->rank, "no stop is posted before one is reported");
+    expect(!stopped && !sweep_board_stop_posted(w), w->rank,
+           "no stop is posted before one is reported");
     /* a read started now answers, at a later call, that no stop was posted */
-    for (int i = 0; i < 3; i++) expect(!sweep_board_stop_seen(w), w->rank, "no stop is seen before one is posted");
+    for (int i = 0; i < 3; i++)
+        expect(!sweep_board_stop_seen(w), w->rank, "no stop is seen before one is posted");
     sweep_world_barrier(w);
     if (w->rank == 0) pause_ms(200); /* the others wait, so the last rank polls at least once */
     sweep_world_wait_all(w, stop_on_last_rank, w, &stopped);
-    expect(stopped == (w->rank == w->size - 1), w->rank, "only the rank whose poll reported the stop posts it");
+    expect(stopped == (w->rank == w->size - 1), w->rank,
+           "only the rank whose poll reported the stop posts it");
     expect(sweep_board_stop_posted(w), w->rank, "the stop is on the board once the wait ends");
 
     /* 4. the non-blocking look: yes within a few seconds (rank 0, which holds the board,
@@ -148,7 +154,8 @@ int main(int argc, char **argv) {
         if (!seen) pause_ms(1);
     }
     expect(seen, w->rank, "sweep_board_stop_seen sees the posted stop");
-    expect(sweep_board_stop_seen(w) && sweep_board_stop_seen(w), w->rank, "a stop once seen stays seen");
+    expect(sweep_board_stop_seen(w) && sweep_board_stop_seen(w), w->rank,
+           "a stop once seen stays seen");
 
     int total_failures = 0, total_passes = 0;
     MPI_Allreduce(&failures, &total_failures, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);

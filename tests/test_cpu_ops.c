@@ -928,12 +928,17 @@ static void pool_grad_check(int kind, int planes, int height, int width, uint64_
     free(c.r);
 }
 
+/* Planes go through frames in runs (as many as fit in 16 KiB: 45 of 8x8, 13 of 16x16, 3 of
+ * 32x32; the study's widths by their own code): the plane counts below make several runs
+ * and a shorter last one. */
 Test(cpu_pool, maxpool_forward_matches_direct_loops) {
     rng_t r = {8};
-    const int sizes[][2] = {{5, 6}, {1, 1}, {1, 4}, {4, 1}, {2, 2}, {3, 2}, {32, 32}};
+    const int sizes[][3] = {{5, 6, 3},  {1, 1, 3},   {1, 4, 3},   {4, 1, 3},  {2, 2, 3},
+                            {3, 2, 3},  {32, 32, 7}, {8, 8, 100}, {16, 16, 30}, {8, 16, 20},
+                            {1, 8, 9}};
     for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
         for (int tied = 0; tied <= 1; tied++) {
-            const int H = sizes[s][0], W = sizes[s][1], planes = 3;
+            const int H = sizes[s][0], W = sizes[s][1], planes = sizes[s][2];
             const size_t n = (size_t)planes * H * W;
             /* all negative: zero padding would win; tied: three values, ties everywhere */
             float *x = random_floats(&r, n, -2, -1);
@@ -983,20 +988,23 @@ Test(cpu_pool, maxpool_forward_matches_direct_loops) {
 
 /* NaN and -inf: a NaN in a window wins (its maximum is NaN and the first NaN takes the
  * gradient), as in PyTorch; a window of only -inf hands its gradient to its first in-image
- * position. Planes of only -inf, of NaN and -inf scattered among numbers, and of -inf with
- * a NaN in one corner; against maxpool_naive's scan, which the GPU kernel also does. */
+ * position. Planes of numbers, then of only -inf, of NaN and -inf scattered among numbers,
+ * and of -inf with a NaN in one corner (so a run of planes through one frame starts with a
+ * plane of numbers and holds the others); against maxpool_naive's scan, which the GPU
+ * kernel also does. */
 Test(cpu_pool, maxpool_nan_wins_and_minus_infinity_windows_keep_their_gradient) {
     rng_t r = {77};
     const int sizes[][2] = {{5, 6}, {1, 1}, {1, 4}, {4, 1}, {8, 8}, {32, 32}};
     for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
-        const int H = sizes[s][0], W = sizes[s][1], planes = 6;
+        const int H = sizes[s][0], W = sizes[s][1], planes = 8;
         const size_t area = (size_t)H * W, n = planes * area;
         float *x = alloc_floats(n);
         for (size_t i = 0; i < n; i++) {
             const size_t p = i / area, in_plane = i % area;
             const uint64_t pick = rng_next(&r) % 20;
-            x[i] = p % 3 == 0   ? -INFINITY
-                   : p % 3 == 1 ? (pick == 0 ? NAN : pick < 8 ? -INFINITY : (float)pick)
+            x[i] = p % 4 == 0   ? (float)pick - 10.0f
+                   : p % 4 == 1 ? -INFINITY
+                   : p % 4 == 2 ? (pick == 0 ? NAN : pick < 8 ? -INFINITY : (float)pick)
                                 : (in_plane == area - 1 ? NAN : -INFINITY);
         }
         float *y = alloc_floats(n), *y_plain = alloc_floats(n);

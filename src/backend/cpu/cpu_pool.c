@@ -63,39 +63,53 @@ static void maxpool_row(float *restrict out, const float *restrict x, int h, int
     out[e] = max2(max2(max2(r0[e - 1], r0[e]), max2(r1[e - 1], r1[e])), max2(r2[e - 1], r2[e]));
 }
 
-/* The argmax forward and the backward pass work on planes copied into the middle of a
- * (height + 2) x (width + 2) frame whose border never wins (-inf) or never matches (code
- * FRAME_CODE): every window is then interior, so one flat, branch-free loop runs over all
- * rows at once (the maps here are 8 to 32 wide: loops per row would be too short to
- * vectorise). Planes with NaN or -inf, which the border would tie with, are scanned
- * instead (maxpool_plane_scan). */
-enum { FRAME_CODE = 255 };
+/* The argmax forward and the backward pass work on planes copied into frames: a run of
+ * planes stacked in one column of rows (width + 2 wide), each plane's rows framed by a
+ * column on either side and a row above and below (shared between neighbours) whose values
+ * never win (-inf) or never match (code FRAME_CODE). Every window is then interior, so one
+ * flat, branch-free loop runs over a whole run of planes at once: the maps here are 8 to 32
+ * wide, and loops per row, or per plane of 8x8, would be too short to vectorise. The border
+ * is written once per frame; only the planes' rows are copied in and out. A run of planes
+ * any of which holds NaN or -inf (which the border would tie with) is scanned instead
+ * (maxpool_plane_scan). */
+/* FRAME_FLOATS: 16 KiB, so that a frame, its results and its codes stay near the core */
+enum { FRAME_CODE = 255, FRAME_FLOATS = 4096 };
 
 typedef struct pool_frame {
-    int height, width, stride; /* the plane's; stride = width + 2 */
-    size_t first, last;        /* flat range covering every interior position */
+    int height, width, stride; /* the planes'; stride = width + 2 */
+    int capacity;              /* planes stacked in one frame */
 } pool_frame;
 
 static pool_frame frame_of(int height, int width) {
     const int stride = width + 2;
-    return (pool_frame){height, width, stride, (size_t)stride + 1,
-                        (size_t)height * (size_t)stride + (size_t)width};
+    const size_t rows = (size_t)FRAME_FLOATS / (size_t)stride;
+    const size_t capacity = rows > 1 ? (rows - 1) / ((size_t)height + 1) : 0;
+    return (pool_frame){height, width, stride, capacity > 0 ? (int)capacity : 1};
 }
 
 static size_t frame_size(const pool_frame *f) {
-    return (size_t)(f->height + 2) * (size_t)f->stride;
+    return ((size_t)f->capacity * ((size_t)f->height + 1) + 1) * (size_t)f->stride;
 }
 
-/* One thread's frames: two of floats (input and result) and one of window codes. */
+/* Where row h of the frame's plane k starts (its first in-image value). */
+static size_t frame_row(const pool_frame *f, int k, int h) {
+    return ((size_t)k * ((size_t)f->height + 1) + 1 + (size_t)h) * (size_t)f->stride + 1;
+}
+
+/* One thread's frames: the input (its border set once), the results, and the codes (their
+ * border set once too; the forward pass writes codes there, the backward reads them). */
 typedef struct frame_buffers {
     float *input, *result;
     uint8_t *codes;
 } frame_buffers;
 
-static frame_buffers frame_buffers_alloc(const pool_frame *f) {
-    return (frame_buffers){bneck_malloc(frame_size(f) * sizeof(float)),
-                           bneck_malloc(frame_size(f) * sizeof(float)),
-                           bneck_malloc(frame_size(f))};
+static frame_buffers frame_buffers_alloc(const pool_frame *f, float border) {
+    const size_t size = frame_size(f);
+    frame_buffers b = {bneck_malloc(size * sizeof(float)), bneck_malloc(size * sizeof(float)),
+                       bneck_malloc(size)};
+    for (size_t i = 0; i < size; i++) b.input[i] = border;
+    memset(b.codes, FRAME_CODE, size);
+    return b;
 }
 
 static void frame_buffers_free(frame_buffers *b) {
@@ -104,37 +118,13 @@ static void frame_buffers_free(frame_buffers *b) {
     free(b->codes);
 }
 
-static void frame_floats(float *frame, const float *plane, float border, const pool_frame *f) {
-    for (int i = 0; i < f->stride; i++) {
-        frame[i] = border;
-        frame[(size_t)(f->height + 1) * f->stride + i] = border;
-    }
-    for (int h = 0; h < f->height; h++) {
-        float *row = frame + (size_t)(h + 1) * f->stride;
-        row[0] = border;
-        memcpy(row + 1, plane + (size_t)h * f->width, (size_t)f->width * sizeof(float));
-        row[f->width + 1] = border;
-    }
-}
-
-static void frame_codes(uint8_t *frame, const uint8_t *plane, const pool_frame *f) {
-    memset(frame, FRAME_CODE, (size_t)f->stride);
-    memset(frame + (size_t)(f->height + 1) * f->stride, FRAME_CODE, (size_t)f->stride);
-    for (int h = 0; h < f->height; h++) {
-        uint8_t *row = frame + (size_t)(h + 1) * f->stride;
-        row[0] = FRAME_CODE;
-        memcpy(row + 1, plane + (size_t)h * f->width, (size_t)f->width);
-        row[f->width + 1] = FRAME_CODE;
-    }
-}
-
 /* The maximum of each window of the framed x (without NaN), and the first tap in window
- * order equal to it (selects only, so the loop vectorises). Positions in the frame's border
- * columns get values too, which are not copied out. */
+ * order equal to it (selects only, so the loop vectorises), over positions first..last.
+ * Positions in the border get values too, which are not copied out. */
 static void maxpool_framed(float *restrict out, uint8_t *restrict code, const float *restrict x,
-                           const pool_frame *f) {
-    const size_t s = (size_t)f->stride;
-    for (size_t q = f->first; q <= f->last; q++) {
+                           size_t stride, size_t first, size_t last) {
+    const size_t s = stride;
+    for (size_t q = first; q <= last; q++) {
         const float v0 = x[q - s - 1], v1 = x[q - s], v2 = x[q - s + 1], v3 = x[q - 1], v4 = x[q],
                     v5 = x[q + 1], v6 = x[q + s - 1], v7 = x[q + s], v8 = x[q + s + 1];
         const float best = max2(max2(max2(v0, v1), max2(v2, v3)),
@@ -151,6 +141,84 @@ static void maxpool_framed(float *restrict out, uint8_t *restrict code, const fl
         out[q] = best;
         code[q] = (uint8_t)k;
     }
+}
+
+/* Gathered rather than scattered: input (h, w) sums, in window order of the outputs
+ * around it (rows h-1..h+1, then columns w-1..w+1), the dy of each output whose code
+ * names the tap pointing back at (h, w). A fixed order per input (which the GPU twin
+ * keeps, for equal sums bit for bit), no write conflicts. */
+static void maxpool_backward_framed(float *restrict sum, const float *restrict dy,
+                                    const uint8_t *restrict code, size_t stride, size_t first,
+                                    size_t last) {
+    const size_t s = stride;
+    for (size_t q = first; q <= last; q++) {
+        float total = 0.0f;
+        total += code[q - s - 1] == 8 ? dy[q - s - 1] : 0.0f;
+        total += code[q - s] == 7 ? dy[q - s] : 0.0f;
+        total += code[q - s + 1] == 6 ? dy[q - s + 1] : 0.0f;
+        total += code[q - 1] == 5 ? dy[q - 1] : 0.0f;
+        total += code[q] == 4 ? dy[q] : 0.0f;
+        total += code[q + 1] == 3 ? dy[q + 1] : 0.0f;
+        total += code[q + s - 1] == 2 ? dy[q + s - 1] : 0.0f;
+        total += code[q + s] == 1 ? dy[q + s] : 0.0f;
+        total += code[q + s + 1] == 0 ? dy[q + s + 1] : 0.0f;
+        sum[q] = total;
+    }
+}
+
+/* The run of `count` planes from x (and y, argmax) through one frame. Always inlined, and
+ * called with the study's widths as constants, so that the rows' copies compile to a few
+ * vector moves instead of a call to memcpy each (which cost as much as the pool itself). */
+static inline __attribute__((always_inline)) void
+maxpool_forward_run(float *restrict y, uint8_t *restrict argmax, const float *restrict x,
+                    int count, frame_buffers *frames, const pool_frame *f, int width) {
+    const int height = f->height;
+    const size_t area = (size_t)height * (size_t)width;
+    int any = 0;
+    for (int k = 0; k < count; k++) any |= plane_has_nan_or_minus_infinity(x + k * area, area);
+    if (any) {
+        for (int k = 0; k < count; k++)
+            maxpool_plane_scan(y + k * area, argmax + k * area, x + k * area, height, width);
+        return;
+    }
+    for (int k = 0; k < count; k++)
+        for (int h = 0; h < height; h++)
+            memcpy(frames->input + frame_row(f, k, h), x + k * area + (size_t)h * width,
+                   (size_t)width * sizeof(float));
+    const size_t first = frame_row(f, 0, 0), last = frame_row(f, count - 1, height - 1) + width - 1;
+    maxpool_framed(frames->result, frames->codes, frames->input, (size_t)f->stride, first, last);
+    for (int k = 0; k < count; k++)
+        for (int h = 0; h < height; h++) {
+            const size_t from = frame_row(f, k, h), to = k * area + (size_t)h * width;
+            memcpy(y + to, frames->result + from, (size_t)width * sizeof(float));
+            memcpy(argmax + to, frames->codes + from, (size_t)width);
+        }
+}
+
+static inline __attribute__((always_inline)) void
+maxpool_backward_run(float *restrict dx, grad_store dx_store, const float *restrict dy,
+                     const uint8_t *restrict argmax, int count, frame_buffers *frames,
+                     const pool_frame *f, int width) {
+    const int height = f->height;
+    const size_t area = (size_t)height * (size_t)width;
+    for (int k = 0; k < count; k++)
+        for (int h = 0; h < height; h++) {
+            const size_t to = frame_row(f, k, h), from = k * area + (size_t)h * width;
+            memcpy(frames->input + to, dy + from, (size_t)width * sizeof(float));
+            memcpy(frames->codes + to, argmax + from, (size_t)width);
+        }
+    const size_t first = frame_row(f, 0, 0), last = frame_row(f, count - 1, height - 1) + width - 1;
+    maxpool_backward_framed(frames->result, frames->input, frames->codes, (size_t)f->stride,
+                            first, last);
+    for (int k = 0; k < count; k++)
+        for (int h = 0; h < height; h++) {
+            float *restrict d = dx + k * area + (size_t)h * width;
+            const float *restrict sum = frames->result + frame_row(f, k, h);
+            if (dx_store == GRAD_ACCUMULATE)
+                for (int w = 0; w < width; w++) d[w] += sum[w];
+            else
+                memcpy(d, sum, (size_t)width * sizeof(float));
+        }
 }
 
 void cpu_maxpool3x3_forward(float *y, uint8_t *argmax, const float *x, int planes, int height,
@@ -172,49 +240,25 @@ void cpu_maxpool3x3_forward(float *y, uint8_t *argmax, const float *x, int plane
         return;
     }
     const pool_frame f = frame_of(height, width);
+    const int runs = (planes + f.capacity - 1) / f.capacity;
 #pragma omp parallel
     {
-        frame_buffers frames = frame_buffers_alloc(&f);
+        frame_buffers frames = frame_buffers_alloc(&f, -INFINITY);
 #pragma omp for schedule(static)
-        for (int p = 0; p < planes; p++) {
-            if (plane_has_nan_or_minus_infinity(x + (size_t)p * area, area)) {
-                maxpool_plane_scan(y + (size_t)p * area, argmax + (size_t)p * area,
-                                   x + (size_t)p * area, height, width);
-                continue;
-            }
-            frame_floats(frames.input, x + (size_t)p * area, -INFINITY, &f);
-            maxpool_framed(frames.result, frames.codes, frames.input, &f);
-            for (int h = 0; h < height; h++) {
-                const size_t from = (size_t)(h + 1) * f.stride + 1;
-                const size_t to = (size_t)p * area + (size_t)h * (size_t)width;
-                memcpy(y + to, frames.result + from, (size_t)width * sizeof(float));
-                memcpy(argmax + to, frames.codes + from, (size_t)width);
+        for (int run = 0; run < runs; run++) {
+            const int first = run * f.capacity;
+            const int count = planes - first < f.capacity ? planes - first : f.capacity;
+            float *yr = y + (size_t)first * area;
+            uint8_t *ar = argmax + (size_t)first * area;
+            const float *xr = x + (size_t)first * area;
+            switch (width) {
+            case 8: maxpool_forward_run(yr, ar, xr, count, &frames, &f, 8); break;
+            case 16: maxpool_forward_run(yr, ar, xr, count, &frames, &f, 16); break;
+            case 32: maxpool_forward_run(yr, ar, xr, count, &frames, &f, 32); break;
+            default: maxpool_forward_run(yr, ar, xr, count, &frames, &f, width);
             }
         }
         frame_buffers_free(&frames);
-    }
-}
-
-/* Gathered rather than scattered: input (h, w) sums, in window order of the outputs
- * around it (rows h-1..h+1, then columns w-1..w+1), the dy of each output whose code
- * names the tap pointing back at (h, w), then stores that sum in dx (written or added,
- * as dx_store says). A fixed order per input (which the GPU twin keeps, for equal sums
- * bit for bit), no write conflicts. */
-static void maxpool_backward_framed(float *restrict sum, const float *restrict dy,
-                                    const uint8_t *restrict code, const pool_frame *f) {
-    const size_t s = (size_t)f->stride;
-    for (size_t q = f->first; q <= f->last; q++) {
-        float total = 0.0f;
-        total += code[q - s - 1] == 8 ? dy[q - s - 1] : 0.0f;
-        total += code[q - s] == 7 ? dy[q - s] : 0.0f;
-        total += code[q - s + 1] == 6 ? dy[q - s + 1] : 0.0f;
-        total += code[q - 1] == 5 ? dy[q - 1] : 0.0f;
-        total += code[q] == 4 ? dy[q] : 0.0f;
-        total += code[q + 1] == 3 ? dy[q + 1] : 0.0f;
-        total += code[q + s - 1] == 2 ? dy[q + s - 1] : 0.0f;
-        total += code[q + s] == 1 ? dy[q + s] : 0.0f;
-        total += code[q + s + 1] == 0 ? dy[q + s + 1] : 0.0f;
-        sum[q] = total;
     }
 }
 
@@ -224,21 +268,22 @@ void cpu_maxpool3x3_backward(float *dx, grad_store dx_store, const float *dy,
     if (!dx) return;
     const size_t area = (size_t)height * (size_t)width;
     const pool_frame f = frame_of(height, width);
+    const int runs = (planes + f.capacity - 1) / f.capacity;
 #pragma omp parallel
     {
-        frame_buffers frames = frame_buffers_alloc(&f);
+        frame_buffers frames = frame_buffers_alloc(&f, 0.0f);
 #pragma omp for schedule(static)
-        for (int p = 0; p < planes; p++) {
-            frame_floats(frames.input, dy + (size_t)p * area, 0.0f, &f);
-            frame_codes(frames.codes, argmax + (size_t)p * area, &f);
-            maxpool_backward_framed(frames.result, frames.input, frames.codes, &f);
-            for (int h = 0; h < height; h++) {
-                float *restrict d = dx + (size_t)p * area + (size_t)h * (size_t)width;
-                const float *restrict sum = frames.result + (size_t)(h + 1) * f.stride + 1;
-                if (dx_store == GRAD_ACCUMULATE)
-                    for (int w = 0; w < width; w++) d[w] += sum[w];
-                else
-                    memcpy(d, sum, (size_t)width * sizeof(float));
+        for (int run = 0; run < runs; run++) {
+            const int first = run * f.capacity;
+            const int count = planes - first < f.capacity ? planes - first : f.capacity;
+            float *dxr = dx + (size_t)first * area;
+            const float *dyr = dy + (size_t)first * area;
+            const uint8_t *ar = argmax + (size_t)first * area;
+            switch (width) {
+            case 8: maxpool_backward_run(dxr, dx_store, dyr, ar, count, &frames, &f, 8); break;
+            case 16: maxpool_backward_run(dxr, dx_store, dyr, ar, count, &frames, &f, 16); break;
+            case 32: maxpool_backward_run(dxr, dx_store, dyr, ar, count, &frames, &f, 32); break;
+            default: maxpool_backward_run(dxr, dx_store, dyr, ar, count, &frames, &f, width);
             }
         }
         frame_buffers_free(&frames);
