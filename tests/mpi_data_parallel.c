@@ -20,18 +20,10 @@
 #include "sweep/group.h"
 #include "train/train.h"
 
+#define MPI_TEST_NAME "mpi_data_parallel"
+#include "mpi_expect.h"
+
 enum { HALF = 4 };
-
-static int failures = 0, passes = 0;
-
-static void expect(int condition, int rank, const char *what) {
-    if (condition) {
-        passes++;
-        return;
-    }
-    failures++;
-    fprintf(stderr, "mpi_data_parallel: rank %d: FAILED: %s\n", rank, what);
-}
 
 static void fill_half(network *net, int half) {
     float *input = network_tensor(net, net->model.input, HALF);
@@ -136,9 +128,7 @@ int main(int argc, char **argv) {
     free(perturbed);
     expect(record.val_acc >= 0.0 && record.val_acc <= 1.0, world.rank, "validation accuracy is a fraction");
 
-    int total_failures = 0;
-    MPI_Allreduce(&failures, &total_failures, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
-    if (world.rank == 0) printf("mpi_data_parallel: %d passed, %d failed\n", passes, total_failures);
+    const int total_failures = expect_totals(world.rank, "");
     trainer_destroy(&t);
     network_destroy(&net);
     network_destroy(&reference);

@@ -20,18 +20,10 @@
 
 #include "sweep/group.h"
 
+#define MPI_TEST_NAME "mpi_sweep_board"
+#include "mpi_expect.h"
+
 enum { RUNS = 23, MAX_DRAWS = RUNS + 2 };
-
-static int failures = 0, passes = 0;
-
-static void expect(int condition, int rank, const char *what) {
-    if (condition) {
-        passes++;
-        return;
-    }
-    failures++;
-    fprintf(stderr, "mpi_sweep_board: rank %d: FAILED: %s\n", rank, what);
-}
 
 static void pause_ms(long ms) {
     const struct timespec pause = {ms / 1000, (ms % 1000) * 1000 * 1000};
@@ -157,12 +149,9 @@ int main(int argc, char **argv) {
     expect(sweep_board_stop_seen(w) && sweep_board_stop_seen(w), w->rank,
            "a stop once seen stays seen");
 
-    int total_failures = 0, total_passes = 0;
-    MPI_Allreduce(&failures, &total_failures, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
-    MPI_Allreduce(&passes, &total_passes, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
-    if (w->rank == 0)
-        printf("mpi_sweep_board (%d rank(s) per run): %d passed, %d failed\n", ranks_per_run,
-               total_passes, total_failures);
+    char label[32];
+    snprintf(label, sizeof label, " (%d rank(s) per run)", ranks_per_run);
+    const int total_failures = expect_totals(w->rank, label);
     sweep_world_finalize(w);
     return total_failures ? 1 : 0;
 }
