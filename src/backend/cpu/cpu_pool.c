@@ -96,8 +96,9 @@ static size_t frame_row(const pool_frame *f, int k, int h) {
     return ((size_t)k * ((size_t)f->height + 1) + 1 + (size_t)h) * (size_t)f->stride + 1;
 }
 
-/* One thread's frames: the input (its border set once), the results, and the codes (their
- * border set once too; the forward pass writes codes there, the backward reads them). */
+/* One thread's frames: the input (its border set once), the results, and the codes. The
+ * codes' border is set once too, for the backward pass, which reads codes copied into the
+ * frame; the forward pass writes its codes there, over the border as well (not read). */
 typedef struct frame_buffers {
     float *input, *result;
     uint8_t *codes;
