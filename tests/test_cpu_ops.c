@@ -348,6 +348,34 @@ Test(cpu_conv, forward_matches_direct_loops_for_every_chunking) {
     }
 }
 
+/* 1x1 forward with enough input channels to read x in copied column blocks (128 or more),
+ * over more columns than one block (2048) and a shorter last block; with and without bias. */
+Test(cpu_conv, k1_forward_wide_input_many_column_blocks) {
+    rng_t r = {79};
+    const int batch = 3, height = 30, width = 31, cin = 130, cout = 3;
+    conv_ctx c = {
+        .batch = batch, .height = height, .width = width, .cin = cin, .cout = cout, .k = 1};
+    c.x = random_floats(&r, conv_in_size(&c), -1, 1);
+    c.w = random_floats(&r, conv_w_size(&c), -1, 1);
+    c.b = random_floats(&r, (size_t)cout, -1, 1);
+    c.y = alloc_floats(conv_out_size(&c));
+    fill(c.y, conv_out_size(&c), NAN);
+    cpu_conv2d_forward(c.y, c.x, c.w, c.b, NULL, batch, height, width, cin, cout, 1);
+    double *want = conv_naive(&c);
+    expect_close("1x1 forward y", c.y, want, conv_out_size(&c), 1e-4, 1e-5);
+    free(want);
+    fill(c.y, conv_out_size(&c), NAN);
+    cpu_conv2d_forward(c.y, c.x, c.w, NULL, NULL, batch, height, width, cin, cout, 1);
+    for (int o = 0; o < cout; o++) c.b[o] = 0.0f;
+    want = conv_naive(&c);
+    expect_close("1x1 forward y without bias", c.y, want, conv_out_size(&c), 1e-4, 1e-5);
+    free(want);
+    free(c.x);
+    free(c.w);
+    free(c.b);
+    free(c.y);
+}
+
 /* 1x1 weight gradient over more columns than one of its internal copy blocks (2048). */
 Test(cpu_conv, k1_weight_gradient_many_column_blocks) {
     rng_t r = {78};
