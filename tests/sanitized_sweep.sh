@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The sweep's whole path under ASan and UBSan (the sanitize build, where the unit tests do
 # not reach): a one-process sweep of three patterns, a group of two ranks stopped part-way
-# through an epoch and resumed, bneck-report on the result, and a refused configuration.
+# through an epoch and resumed, bneck-report on the result, a refused configuration, and
+# the MPI test programs (the data-parallel group, the run board).
 # Any memory or undefined-behaviour error aborts the program, which fails its check (the
 # sanitizer's report is in the log printed). Leak checks are off: Open MPI and hwloc leave
 # allocations behind at exit that are not bneck's.
@@ -67,5 +68,12 @@ status_is 0 "$work/report.log" "wrote .*/plots/val_acc_per_epoch.png" \
 status_is 2 "$work/bad.log" "\[train\] batch: expected an integer" \
   "a bad override is refused with the key named" \
   timeout 600 "$sweep" "$work/tiny.ini" train.batch=-3 run.output="$work/bad"
+
+status_is 0 "$work/mpi_data_parallel.log" "mpi_data_parallel: [0-9]+ passed, 0 failed" \
+  "mpi_data_parallel: a group's summed gradients and identical weights" \
+  mpirun_n 2 "$build/tests/mpi_data_parallel"
+status_is 0 "$work/mpi_sweep_board.log" "mpi_sweep_board \(2 rank\(s\) per run\): [0-9]+ passed, 0 failed" \
+  "mpi_sweep_board: tickets, progress and the stop on rank 0's board" \
+  mpirun_n 4 "$build/tests/mpi_sweep_board" 2
 
 checks_done sanitized_sweep
