@@ -130,7 +130,12 @@ int main(int argc, char **argv) {
     for (int i = 0; i < 3; i++)
         expect(!sweep_board_stop_seen(w), w->rank, "no stop is seen before one is posted");
     sweep_world_barrier(w);
-    if (w->rank == 0) pause_ms(200); /* the others wait, so the last rank polls at least once */
+    /* Rank 0 joins the wait only once the stop is on the board: until then the wait cannot
+     * end, so the last rank's poll runs, and every rank finds the stop posted after it. */
+    if (w->rank == 0) {
+        const double give_up = MPI_Wtime() + 20.0;
+        while (!sweep_board_stop_posted(w) && MPI_Wtime() < give_up) pause_ms(1);
+    }
     sweep_world_wait_all(w, stop_on_last_rank, w, &stopped);
     expect(stopped == (w->rank == w->size - 1), w->rank,
            "only the rank whose poll reported the stop posts it");

@@ -12,7 +12,8 @@ build=$(cd "$1" && pwd)
 sweep=$build/bin/bneck-sweep
 report=$build/bin/bneck-report
 work=$(mktemp -d /tmp/bneck-sanitized.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+launcher=""
+trap '[ -n "$launcher" ] && kill "$launcher" 2> /dev/null; rm -rf "$work"' EXIT
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 # shellcheck source=tests/check_helpers.sh
@@ -44,19 +45,24 @@ status_is 0 "$work/one.log" "wrote .*/one/sweep.h5 \(3 runs, 3 complete\)" \
   timeout 600 "$sweep" "$work/tiny.ini" run.output="$work/one"
 
 # A group of two ranks, stopped (SIGUSR2 to both) once epoch 2 of its first run has begun,
-# committing after every step; then resumed to the end.
-mpirun_n 2 "$sweep" "$work/tiny.ini" sweep.ranks_per_run=2 run.threads=1 \
-  run.commit_minutes=1e-6 run.output="$work/pair" > "$work/pair1.log" 2>&1 &
+# committing after every step; then resumed to the end. Eight steps an epoch: the signal has
+# six steps (some seconds) to land before the epoch ends.
+pair_options=(sweep.ranks_per_run=2 run.threads=1 data.train_limit=512)
+mpirun_n 2 "$sweep" "$work/tiny.ini" "${pair_options[@]}" run.commit_minutes=1e-6 \
+  run.output="$work/pair" > "$work/pair1.log" 2>&1 &
 launcher=$!
-for _ in $(seq 1 1800); do grep -q "epoch 2: step 1/4" "$work/pair1.log" 2>/dev/null && break; sleep 0.1; done
-pkill -USR2 -f "^$sweep $work/tiny.ini" || true
+for _ in $(seq 1 3000); do grep -q "epoch 2: step 1/8" "$work/pair1.log" 2>/dev/null && break; sleep 0.1; done
+# the ranks (not mpirun, whose command line names the config too), their path as a pattern
+sweep_pattern=$(printf '%s' "$sweep" | sed 's/[][\.*^$+?(){}|]/\\&/g')
+pkill -USR2 -f "^$sweep_pattern $work/tiny.ini" || true
 stopped_rc=0
 wait "$launcher" || stopped_rc=$?
+launcher=""
 resumed_rc=0
-mpirun_n 2 "$sweep" "$work/tiny.ini" sweep.ranks_per_run=2 run.threads=1 \
-  run.output="$work/pair" > "$work/pair2.log" 2>&1 || resumed_rc=$?
-if [ "$stopped_rc" -eq 3 ] && grep -q "^\[A-r0\] stopped at step [0-9]/4 of epoch 2" "$work/pair1.log" &&
-  [ "$resumed_rc" -eq 0 ] && grep -q "^\[A-r0\] resuming after epoch 1, at step [0-9]/4 of epoch 2" "$work/pair2.log" &&
+mpirun_n 2 "$sweep" "$work/tiny.ini" "${pair_options[@]}" run.output="$work/pair" \
+  > "$work/pair2.log" 2>&1 || resumed_rc=$?
+if [ "$stopped_rc" -eq 3 ] && grep -q "^\[A-r0\] stopped at step [0-9]/8 of epoch 2" "$work/pair1.log" &&
+  [ "$resumed_rc" -eq 0 ] && grep -q "^\[A-r0\] resuming after epoch 1, at step [0-9]/8 of epoch 2" "$work/pair2.log" &&
   grep -q "wrote .*/pair/sweep.h5 (3 runs, 3 complete)" "$work/pair2.log"; then
   ok "two ranks: stopped part-way through epoch 2, resumed there and finished"
 else cat "$work/pair1.log" "$work/pair2.log"; bad "two ranks stopped and resumed (exit $stopped_rc, then $resumed_rc)"; fi

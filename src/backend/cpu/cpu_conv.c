@@ -206,8 +206,9 @@ static void fill_bias(float *restrict y, const float *restrict bias, int channel
     }
 }
 
-/* Per-thread scratch for the 1x1 convolutions' column blocks, grown on demand and kept (at
- * most X1X1_SCRATCH_FLOATS plus one block's padding), so steady-state calls never allocate. */
+/* Per-thread scratch for the 1x1 convolutions' column blocks, grown on demand and kept
+ * (about X1X1_SCRATCH_FLOATS; more only beyond some 3,800 rows, whose blocks stay at 256
+ * columns), so steady-state calls never allocate. */
 #define X1X1_SCRATCH_FLOATS ((size_t)1 << 20)
 static _Thread_local float *x1x1_scratch;
 static _Thread_local size_t x1x1_scratch_floats;

@@ -241,7 +241,7 @@ void cpu_maxpool3x3_forward(float *y, uint8_t *argmax, const float *x, int plane
         return;
     }
     const pool_frame f = frame_of(height, width);
-    const int runs = (planes + f.capacity - 1) / f.capacity;
+    const int runs = planes / f.capacity + (planes % f.capacity != 0);
 #pragma omp parallel
     {
         frame_buffers frames = frame_buffers_alloc(&f, -INFINITY);
@@ -269,7 +269,7 @@ void cpu_maxpool3x3_backward(float *dx, grad_store dx_store, const float *dy,
     if (!dx) return;
     const size_t area = (size_t)height * (size_t)width;
     const pool_frame f = frame_of(height, width);
-    const int runs = (planes + f.capacity - 1) / f.capacity;
+    const int runs = planes / f.capacity + (planes % f.capacity != 0);
 #pragma omp parallel
     {
         frame_buffers frames = frame_buffers_alloc(&f, 0.0f);
