@@ -219,6 +219,8 @@ static _Thread_local size_t x1x1_scratch_floats;
 typedef struct column_blocks {
     float *buffer;
     size_t block, ld; /* columns per block, the buffer's row stride */
+    int rows;
+    size_t plane; /* x's row stride and length */
 } column_blocks;
 
 static column_blocks column_blocks_for(int rows, size_t plane) {
@@ -231,15 +233,18 @@ static column_blocks column_blocks_for(int rows, size_t plane) {
         x1x1_scratch = bneck_alloc_aligned(need * sizeof(float));
         x1x1_scratch_floats = need;
     }
-    return (column_blocks){x1x1_scratch, block, ld};
+    return (column_blocks){x1x1_scratch, block, ld, rows, plane};
 }
 
-/* Copies columns [first, first + count) of x's rows into the buffer. */
-static void column_block_copy(const column_blocks *b, const float *x, int rows, size_t plane,
-                              size_t first, size_t count) {
+/* Copies the block of x's columns from `first` into the buffer; returns how many (a block,
+ * fewer at the end). */
+static size_t column_block_copy(const column_blocks *b, const float *x, size_t first) {
+    const size_t count = b->plane - first < b->block ? b->plane - first : b->block;
 #pragma omp parallel for schedule(static)
-    for (int c = 0; c < rows; c++)
-        memcpy(b->buffer + (size_t)c * b->ld, x + (size_t)c * plane + first, count * sizeof(float));
+    for (int c = 0; c < b->rows; c++)
+        memcpy(b->buffer + (size_t)c * b->ld, x + (size_t)c * b->plane + first,
+               count * sizeof(float));
+    return count;
 }
 
 /* dweight[co][ci] += dy[co][P] x x[ci][P]^T, x taken in column blocks (B^T's packing). */
@@ -247,8 +252,7 @@ static void dweight_1x1(float *dweight, const float *dy, const float *x, int in_
                         int out_channels, size_t plane) {
     const column_blocks b = column_blocks_for(in_channels, plane);
     for (size_t k0 = 0; k0 < plane; k0 += b.block) {
-        const size_t kc = plane - k0 < b.block ? plane - k0 : b.block;
-        column_block_copy(&b, x, in_channels, plane, k0, kc);
+        const size_t kc = column_block_copy(&b, x, k0);
         cpu_gemm('N', 'T', out_channels, in_channels, (int)kc, 1.0f, dy + k0, (int)plane, b.buffer,
                  (int)b.ld, 1.0f, dweight, in_channels);
     }
@@ -273,8 +277,7 @@ static void forward_1x1(float *y, const float *x, const float *weight, const flo
     }
     const column_blocks b = column_blocks_for(in_channels, plane);
     for (size_t k0 = 0; k0 < plane; k0 += b.block) {
-        const size_t kc = plane - k0 < b.block ? plane - k0 : b.block;
-        column_block_copy(&b, x, in_channels, plane, k0, kc);
+        const size_t kc = column_block_copy(&b, x, k0);
         if (bias) fill_bias(y, bias, out_channels, plane, k0, kc);
         cpu_gemm('N', 'N', out_channels, (int)kc, in_channels, 1.0f, weight, in_channels, b.buffer,
                  (int)b.ld, bias ? 1.0f : 0.0f, y + k0, ld);

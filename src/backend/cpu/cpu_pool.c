@@ -96,6 +96,21 @@ static size_t frame_row(const pool_frame *f, int k, int h) {
     return ((size_t)k * ((size_t)f->height + 1) + 1 + (size_t)h) * (size_t)f->stride + 1;
 }
 
+/* The last in-image position of a frame holding `count` planes. */
+static size_t frame_last(const pool_frame *f, int count) {
+    return frame_row(f, count - 1, f->height - 1) + (size_t)f->width - 1;
+}
+
+/* The runs of planes that go through a frame one after another, and how many planes run
+ * `run` holds (capacity; fewer in the last). */
+static int frame_runs(const pool_frame *f, int planes) {
+    return planes / f->capacity + (planes % f->capacity != 0);
+}
+static int frame_run_planes(const pool_frame *f, int planes, int run) {
+    const int first = run * f->capacity;
+    return planes - first < f->capacity ? planes - first : f->capacity;
+}
+
 /* One thread's frames: the input (its border set once), the results, and the codes. The
  * codes' border is set once too, for the backward pass, which reads codes copied into the
  * frame; the forward pass writes its codes there, over the border as well (not read). */
@@ -186,8 +201,8 @@ maxpool_forward_run(float *restrict y, uint8_t *restrict argmax, const float *re
         for (int h = 0; h < height; h++)
             memcpy(frames->input + frame_row(f, k, h), x + k * area + (size_t)h * width,
                    (size_t)width * sizeof(float));
-    const size_t first = frame_row(f, 0, 0), last = frame_row(f, count - 1, height - 1) + width - 1;
-    maxpool_framed(frames->result, frames->codes, frames->input, (size_t)f->stride, first, last);
+    maxpool_framed(frames->result, frames->codes, frames->input, (size_t)f->stride,
+                   frame_row(f, 0, 0), frame_last(f, count));
     for (int k = 0; k < count; k++)
         for (int h = 0; h < height; h++) {
             const size_t from = frame_row(f, k, h), to = k * area + (size_t)h * width;
@@ -208,9 +223,8 @@ maxpool_backward_run(float *restrict dx, grad_store dx_store, const float *restr
             memcpy(frames->input + to, dy + from, (size_t)width * sizeof(float));
             memcpy(frames->codes + to, argmax + from, (size_t)width);
         }
-    const size_t first = frame_row(f, 0, 0), last = frame_row(f, count - 1, height - 1) + width - 1;
     maxpool_backward_framed(frames->result, frames->input, frames->codes, (size_t)f->stride,
-                            first, last);
+                            frame_row(f, 0, 0), frame_last(f, count));
     for (int k = 0; k < count; k++)
         for (int h = 0; h < height; h++) {
             float *restrict d = dx + k * area + (size_t)h * width;
@@ -241,17 +255,17 @@ void cpu_maxpool3x3_forward(float *y, uint8_t *argmax, const float *x, int plane
         return;
     }
     const pool_frame f = frame_of(height, width);
-    const int runs = planes / f.capacity + (planes % f.capacity != 0);
+    const int runs = frame_runs(&f, planes);
 #pragma omp parallel
     {
         frame_buffers frames = frame_buffers_alloc(&f, -INFINITY);
 #pragma omp for schedule(static)
         for (int run = 0; run < runs; run++) {
-            const int first = run * f.capacity;
-            const int count = planes - first < f.capacity ? planes - first : f.capacity;
-            float *yr = y + (size_t)first * area;
-            uint8_t *ar = argmax + (size_t)first * area;
-            const float *xr = x + (size_t)first * area;
+            const int count = frame_run_planes(&f, planes, run);
+            const size_t offset = (size_t)run * (size_t)f.capacity * area;
+            float *yr = y + offset;
+            uint8_t *ar = argmax + offset;
+            const float *xr = x + offset;
             switch (width) {
             case 8: maxpool_forward_run(yr, ar, xr, count, &frames, &f, 8); break;
             case 16: maxpool_forward_run(yr, ar, xr, count, &frames, &f, 16); break;
@@ -269,17 +283,17 @@ void cpu_maxpool3x3_backward(float *dx, grad_store dx_store, const float *dy,
     if (!dx) return;
     const size_t area = (size_t)height * (size_t)width;
     const pool_frame f = frame_of(height, width);
-    const int runs = planes / f.capacity + (planes % f.capacity != 0);
+    const int runs = frame_runs(&f, planes);
 #pragma omp parallel
     {
         frame_buffers frames = frame_buffers_alloc(&f, 0.0f);
 #pragma omp for schedule(static)
         for (int run = 0; run < runs; run++) {
-            const int first = run * f.capacity;
-            const int count = planes - first < f.capacity ? planes - first : f.capacity;
-            float *dxr = dx + (size_t)first * area;
-            const float *dyr = dy + (size_t)first * area;
-            const uint8_t *ar = argmax + (size_t)first * area;
+            const int count = frame_run_planes(&f, planes, run);
+            const size_t offset = (size_t)run * (size_t)f.capacity * area;
+            float *dxr = dx + offset;
+            const float *dyr = dy + offset;
+            const uint8_t *ar = argmax + offset;
             switch (width) {
             case 8: maxpool_backward_run(dxr, dx_store, dyr, ar, count, &frames, &f, 8); break;
             case 16: maxpool_backward_run(dxr, dx_store, dyr, ar, count, &frames, &f, 16); break;
