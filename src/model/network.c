@@ -17,9 +17,7 @@ static int layer_inputs(const layer *l) {
     return l->kind == LAYER_BATCHNORM ? layer_outputs(l) : l->in.channels;
 }
 
-/* Does layer l's backward op run, and with a dx? The network input needs no gradient, so
- * only a convolution reading it still runs (for its weight gradient), without one. */
-static int layer_backward_runs(const model *m, const layer *l, int *with_dx) {
+int network_layer_backward_runs(const model *m, const layer *l, int *with_dx) {
     *with_dx = l->in.region != m->input.region;
     return !l->group_member && (*with_dx || l->kind == LAYER_CONV);
 }
@@ -53,7 +51,7 @@ static int plan_gradient_stores(grad_store *dx_store, const model *m) {
         const layer *l = &m->layers[i];
         dx_store[i] = GRAD_ACCUMULATE;
         int with_dx;
-        if (!layer_backward_runs(m, l, &with_dx)) continue;
+        if (!network_layer_backward_runs(m, l, &with_dx)) continue;
         tensor_span(l->out, layer_outputs(l), &begin, &end);
         if (count_written(written, begin, end) != end - begin) planned = -1;
         if (!with_dx) continue;
@@ -236,7 +234,7 @@ void network_backward(network *net, int batch) {
     for (int i = m->layer_count - 1; i >= 0; i--) {
         const layer *l = &m->layers[i];
         int with_dx; /* a group's first layer, reached last, back-propagates the group */
-        if (!layer_backward_runs(m, l, &with_dx)) continue;
+        if (!network_layer_backward_runs(m, l, &with_dx)) continue;
         const float *x = network_tensor(net, l->in, batch);
         const float *y = network_tensor(net, l->out, batch);
         const float *dy = network_tensor_grad(net, l->out, batch);

@@ -66,4 +66,9 @@ float network_loss(network *net, const uint8_t *labels, float grad_scale, int ba
  * activation gradient written by the first layer to reach it and added to by the rest. */
 void network_backward(network *net, int batch);
 
+/* Does layer l's backward op run, and with a dx (*with_dx)? The network input needs no
+ * gradient, so only a convolution reading it still runs (for its weight gradient), without
+ * one; a group's members run in their first layer's op. */
+int network_layer_backward_runs(const model *m, const layer *l, int *with_dx);
+
 #endif

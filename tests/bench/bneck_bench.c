@@ -87,7 +87,8 @@ static double op_step_flops(const model *m, int index, int batch) {
     double macs = (double)l->macs;
     for (int j = index + 1; j < m->layer_count && m->layers[j].group_member; j++)
         macs += (double)m->layers[j].macs;
-    const int with_dx = l->in.region != m->input.region;
+    int with_dx = 0;
+    network_layer_backward_runs(m, l, &with_dx);
     return 2.0 * macs * batch * (with_dx ? 3 : 2);
 }
 
