@@ -4,6 +4,7 @@
  * added as told, NULL dx). */
 #include "backend/cpu/cpu_conv_dnnl.h"
 #include "backend/cpu/cpu_gemm.h"
+#include "backend/cpu/cpu_layout.h"
 #include "backend/cpu/cpu_ops.h"
 
 #include <criterion/criterion.h>
@@ -533,6 +534,66 @@ Test(cpu_conv, dnnl_and_im2col_paths_agree) {
     conv_paths_agree(5, 2, 6, 5, 3, 12, 0, 0); /* no bias, no dx: the network's first layer */
     conv_paths_agree(3, 5, 4, 4, 48, 16, 1, 0);
     conv_paths_agree(1, 3, 5, 5, 24, 40, 1, 1);
+}
+
+/* The copies to and from oneDNN's channel-blocked layouts, element by element against the
+ * layout's formula (cpu_layout.h), with the vector transposes and with the plain loops:
+ * channel counts that fill the last block partly, areas below, at and past whole tiles. */
+static void layout_check(int block, int batch, int channels, size_t area) {
+    rng_t r = {0xb10c ^ (uint64_t)(block * 1000 + channels * 10 + (int)area)};
+    const int blocks = (channels + block - 1) / block;
+    const size_t nx = (size_t)channels * (size_t)batch * area;
+    const size_t nb = (size_t)blocks * (size_t)block * (size_t)batch * area;
+    float *x = random_floats(&r, nx, -1, 1), *base = random_floats(&r, nx, -1, 1);
+    float *blocked = alloc_floats(nb), *back = alloc_floats(nx);
+    for (int plain = 0; plain < 2; plain++) {
+        bneck_cpu_layout_plain = plain;
+        fill(blocked, nb, NAN); /* the padding must be written too */
+        cpu_layout_cnhw_to_blocked(blocked, x, block, batch, channels, area);
+        size_t wrong = 0, first_wrong = 0;
+        for (int n = 0; n < batch; n++)
+            for (int c = 0; c < blocks * block; c++)
+                for (size_t p = 0; p < area; p++) {
+                    const size_t at =
+                        (((size_t)n * (size_t)blocks + (size_t)(c / block)) * area + p) *
+                            (size_t)block +
+                        (size_t)(c % block);
+                    const float want =
+                        c < channels ? x[((size_t)c * (size_t)batch + (size_t)n) * area + p] : 0;
+                    if (memcmp(&blocked[at], &want, sizeof want) != 0 && wrong++ == 0)
+                        first_wrong = at;
+                }
+        cr_expect_eq(wrong, 0,
+                     "to blocked %d (plain %d), batch %d, %d channels, area %zu: %zu of %zu "
+                     "floats wrong, the first at %zu",
+                     block, plain, batch, channels, area, wrong, nb, first_wrong);
+
+        fill(back, nx, NAN);
+        cpu_layout_blocked_to_cnhw(back, GRAD_OVERWRITE, blocked, block, batch, channels, area);
+        cr_expect_eq(memcmp(back, x, nx * sizeof *x), 0,
+                     "to CNHW from blocked %d (plain %d), %d channels, area %zu: not the input",
+                     block, plain, channels, area);
+        memcpy(back, base, nx * sizeof *back);
+        cpu_layout_blocked_to_cnhw(back, GRAD_ACCUMULATE, blocked, block, batch, channels, area);
+        wrong = 0;
+        for (size_t i = 0; i < nx; i++) wrong += back[i] != base[i] + x[i];
+        cr_expect_eq(wrong, 0,
+                     "added to CNHW from blocked %d (plain %d), %d channels, area %zu: %zu of "
+                     "%zu sums wrong",
+                     block, plain, channels, area, wrong, nx);
+    }
+    bneck_cpu_layout_plain = 0;
+    free(x), free(base), free(blocked), free(back);
+}
+
+Test(cpu_layout, blocked_copies_match_the_layout) {
+    const int blocks[3] = {16, 8, 1};
+    const int channels[7] = {1, 3, 8, 12, 16, 24, 33};
+    const size_t areas[6] = {1, 7, 16, 17, 64, 100};
+    for (int b = 0; b < 3; b++)
+        for (int c = 0; c < 7; c++)
+            for (int a = 0; a < 6; a++) layout_check(blocks[b], 3, channels[c], areas[a]);
+    layout_check(16, 1, 384, 64); /* one image, the 8x8 stage's widest tensor */
 }
 
 #if defined(BNECK_GEMM_DNNL)
