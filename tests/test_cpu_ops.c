@@ -2,6 +2,7 @@
  * finite differences of a scalar loss L = sum(y * r) with a fixed random r (so dy = r),
  * and the gradient conventions of cpu_ops.h (parameter gradients add, dx is written or
  * added as told, NULL dx). */
+#include "backend/cpu/cpu_conv_direct.h"
 #include "backend/cpu/cpu_conv_dnnl.h"
 #include "backend/cpu/cpu_gemm.h"
 #include "backend/cpu/cpu_layout.h"
@@ -534,6 +535,77 @@ Test(cpu_conv, dnnl_and_im2col_paths_agree) {
     conv_paths_agree(5, 2, 6, 5, 3, 12, 0, 0); /* no bias, no dx: the network's first layer */
     conv_paths_agree(3, 5, 4, 4, 48, 16, 1, 0);
     conv_paths_agree(1, 3, 5, 5, 24, 40, 1, 1);
+}
+
+/* The direct kernel (forced by CPU_CONV_PATH_DIRECT) against im2col + GEMM: the forward
+ * pass, and the input gradient written over NaN and added into earlier values, on maps
+ * of one and two vectors' width with output tiles that the channels fill partly. */
+static void direct_check(int k, int batch, int cin, int cout, int height, int width) {
+    cr_assert(cpu_conv_direct_fits(height, width, cout) && cpu_conv_direct_fits(height, width, cin),
+              "%dx%d maps with %d and %d channels should fit the direct kernel", height, width,
+              cin, cout);
+    rng_t r = {0xd1ec7 ^ (uint64_t)(k * 10000 + cin * 100 + cout)};
+    const size_t plane = (size_t)batch * height * width;
+    const size_t nx = (size_t)cin * plane, ny = (size_t)cout * plane;
+    const size_t nw = (size_t)cout * cin * k * k;
+    float *x = random_floats(&r, nx, -1, 1), *w = random_floats(&r, nw, -1, 1);
+    float *b = random_floats(&r, (size_t)cout, -1, 1), *dy = random_floats(&r, ny, -1, 1);
+    float *dx_earlier = random_floats(&r, nx, -1, 1);
+    const size_t wsn = cpu_conv2d_workspace_floats(batch, height, width, cin, k);
+    float *ws = alloc_floats(wsn ? wsn : 1);
+    float *y[2], *dx_written[2], *dx_added[2];
+    for (int path = 0; path < 2; path++) {
+        bneck_cpu_conv_path = path ? CPU_CONV_PATH_DIRECT : CPU_CONV_PATH_IM2COL;
+        y[path] = alloc_floats(ny);
+        fill(y[path], ny, NAN);
+        cpu_conv2d_forward(y[path], x, w, b, ws, batch, height, width, cin, cout, k);
+        dx_written[path] = alloc_floats(nx);
+        fill(dx_written[path], nx, NAN);
+        cpu_conv2d_backward(dx_written[path], NULL, NULL, GRAD_OVERWRITE, dy, x, w, ws, batch,
+                            height, width, cin, cout, k);
+        dx_added[path] = copy_floats(dx_earlier, nx);
+        cpu_conv2d_backward(dx_added[path], NULL, NULL, GRAD_ACCUMULATE, dy, x, w, ws, batch,
+                            height, width, cin, cout, k);
+    }
+    bneck_cpu_conv_path = CPU_CONV_PATH_AUTO;
+    const size_t largest = nx > ny ? nx : ny;
+    double *want = malloc(largest * sizeof *want);
+    cr_assert_not_null(want);
+    const double tol = 1e-5 * (cin > cout ? cin : cout) * k * k; /* sums in another order */
+    for (size_t i = 0; i < ny; i++) want[i] = y[0][i];
+    expect_close("y (direct vs im2col)", y[1], want, ny, tol, 1e-5);
+    for (size_t i = 0; i < nx; i++) want[i] = dx_written[0][i];
+    expect_close("dx written (direct vs im2col)", dx_written[1], want, nx, tol, 1e-5);
+    for (size_t i = 0; i < nx; i++) want[i] = dx_added[0][i];
+    expect_close("dx added (direct vs im2col)", dx_added[1], want, nx, tol, 1e-5);
+    for (int path = 0; path < 2; path++) free(y[path]), free(dx_written[path]), free(dx_added[path]);
+    free(want), free(ws), free(x), free(w), free(b), free(dy), free(dx_earlier);
+}
+
+Test(cpu_conv, direct_path_matches_im2col) {
+    const int v = cpu_conv_direct_vector_floats();
+    direct_check(3, 2, 3, 6, 8, v);      /* tiles 6x4 forward, 3x8 back */
+    direct_check(5, 2, 5, 7, 8, v);      /* 7 outputs: 4x4 tiles, one half empty */
+    direct_check(3, 3, 7, 13, 8, 2 * v); /* 13 outputs in 3x8 tiles, 7 inputs in 4x4 */
+    direct_check(5, 1, 24, 48, 16, 2 * v);
+}
+
+/* Gradients by finite differences with the direct kernel doing forward and dx. */
+Test(cpu_conv, direct_path_gradients) {
+    const int v = cpu_conv_direct_vector_floats();
+    cr_assert(cpu_conv_direct_fits(8, v, 4) && cpu_conv_direct_fits(8, v, 3));
+    bneck_cpu_conv_path = CPU_CONV_PATH_DIRECT;
+    conv_check(3, 2, 3, 4, 8, v, 0, 1);
+    conv_check(5, 1, 3, 4, 8, v, 0, 1);
+    bneck_cpu_conv_path = CPU_CONV_PATH_AUTO;
+}
+
+Test(cpu_conv, direct_kernel_refuses_maps_it_does_not_fit) {
+    const int v = cpu_conv_direct_vector_floats();
+    cr_expect(!cpu_conv_direct_fits(8, v + 1, 6), "a row of a vector and one float");
+    cr_expect(!cpu_conv_direct_fits(3, v, 6), "3 vectors: not a whole 6x4 tile");
+    cr_expect(!cpu_conv_direct_fits(4, v, 3), "4 vectors: not a whole 3x8 tile");
+    cr_expect(cpu_conv_direct_fits(8, v, 3) && cpu_conv_direct_fits(4, v, 6));
 }
 
 /* The copies to and from oneDNN's channel-blocked layouts, element by element against the

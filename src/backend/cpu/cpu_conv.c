@@ -1,6 +1,7 @@
 /* Convolution (stride 1, "same" zero padding, odd kernel) in CNHW by im2col + GEMM, or,
- * in oneDNN builds, for the layers and directions where they measured faster (see
- * dnnl_directions), by oneDNN's convolution primitives (cpu_conv_dnnl.c).
+ * for the layers and directions where they measured faster (see engines_for), by oneDNN's
+ * convolution primitives (cpu_conv_dnnl.c, oneDNN builds) or a direct kernel for few
+ * channels (cpu_conv_direct.c).
  *
  * In CNHW one channel of the whole batch is a contiguous plane of P = N*H*W floats, so a
  * convolution over the batch is one matrix product
@@ -23,6 +24,7 @@
  * the 1x1 forward pass over many input channels). */
 #include "backend/cpu/cpu_ops.h"
 
+#include "backend/cpu/cpu_conv_direct.h"
 #include "backend/cpu/cpu_conv_dnnl.h"
 #include "backend/cpu/cpu_gemm.h"
 #include "core/error.h"
@@ -38,35 +40,56 @@ size_t bneck_cpu_conv_chunk_floats = (size_t)4 << 20;
 
 cpu_conv_path bneck_cpu_conv_path = CPU_CONV_PATH_AUTO;
 
-/* Which directions of a layer run on oneDNN's convolution primitives (cpu_conv_dnnl.c);
- * the others use im2col + GEMM below. The rule comes from timing both on the study's
- * layers (batch 128, 2 AVX-512 cores): for k > 1 the primitives win every forward and
- * weight gradient (1.3x on wide 3x3s, 2-3x on 5x5s: no 25x im2col matrix to write and
- * read), and the data gradient when there are at least 12 input channels. oneDNN's
- * blocked diff_src pads the channels to a block of 16: at 12 that is a third more work and
- * the primitive still wins (3x3 12->12 at 32x32: 4.8 against 8.2 ms; 5x5 12->48 at 8x8:
- * 1.2 against 1.8 ms; 3x3 12->48 at 32x32: even), at 8 it is a draw (5x5 8->8 at 16x16:
- * 1.9 against 1.5 ms), and at 3 (5.3x the work) col2im wins (5x5 3->3 at 32x32: 8.6
- * against 3.1 ms). For 1x1 there is no im2col to save, and the plain GEMM beats the
- * primitive plus its layout reorders. */
-typedef struct conv_dnnl_directions {
-    int forward, backward_data, backward_weights;
-} conv_dnnl_directions;
+/* The implementation ("engine") each direction of a layer runs on. */
+typedef enum { ENGINE_IM2COL, ENGINE_DNNL, ENGINE_DIRECT } conv_engine;
 
-static conv_dnnl_directions dnnl_directions(int in_channels, int kernel) {
-    conv_dnnl_directions use = {0, 0, 0};
+typedef struct conv_engines {
+    conv_engine forward, backward_data, backward_weights;
+} conv_engines;
+
+/* The rule comes from timing the engines on the study's layers (batch 128, 2 AVX-512
+ * cores). For k > 1, oneDNN's primitives beat im2col + GEMM on every forward and weight
+ * gradient (1.3x on wide 3x3s, 2-3x on 5x5s: no 25x im2col matrix to write and read), and
+ * on the data gradient from 12 input channels up: its blocked diff_src pads the channels
+ * to 16, at 3 channels 5.3x the work. For 1x1 there is no im2col to save, and the plain
+ * GEMM beats the primitive plus its layout copies.
+ *
+ * The direct kernel (cpu_conv_direct.c) beats both on the forward pass and the data
+ * gradient of every layer of the 32x32 stage (up to 24 -> 48 channels: 3x3 24->24 4.8
+ * against 8.0 ms forward and 4.7 against 8.8 data gradient; 5x5 6->6 0.67 against 1.9 and
+ * 6.4), and at 16x16 on those with at most 8 input channels (5x5 8->8: 0.32 against 0.47
+ * and 1.5; the 8->32 forward is a draw, 1.3 against 1.2, and stays on oneDNN). From 16
+ * input channels at 16x16 oneDNN wins (3x3 32->32: 1.9 against 2.4). It is only measured,
+ * and only chosen, where the vectors are AVX-512's; DIRECT forces it for tests. */
+static int direct_measured_faster(int width, int in_channels, int out_channels,
+                                  int data_gradient) {
+    if (cpu_conv_direct_vector_floats() != 16 || in_channels > 24 || out_channels > 48) return 0;
+    if (width >= 32) return 1;
+    return in_channels <= 8 && (data_gradient || out_channels <= 8);
+}
+
+static conv_engines engines_for(int height, int width, int in_channels, int out_channels,
+                                int kernel) {
+    conv_engines use = {ENGINE_IM2COL, ENGINE_IM2COL, ENGINE_IM2COL};
 #if defined(BNECK_GEMM_DNNL)
-    switch (bneck_cpu_conv_path) {
-    case CPU_CONV_PATH_IM2COL: break;
-    case CPU_CONV_PATH_DNNL: use = (conv_dnnl_directions){1, 1, 1}; break;
-    case CPU_CONV_PATH_AUTO:
-        use.forward = use.backward_weights = kernel > 1;
-        use.backward_data = kernel > 1 && in_channels >= 12;
-        break;
-    }
+    if (bneck_cpu_conv_path == CPU_CONV_PATH_IM2COL) return use;
+    if (bneck_cpu_conv_path == CPU_CONV_PATH_DNNL)
+        return (conv_engines){ENGINE_DNNL, ENGINE_DNNL, ENGINE_DNNL};
+    if (kernel == 1) return use; /* one GEMM (see forward_1x1) */
+    use.forward = use.backward_weights = ENGINE_DNNL;
+    if (in_channels >= 12) use.backward_data = ENGINE_DNNL;
 #else
-    (void)in_channels, (void)kernel;
+    if (kernel == 1 || bneck_cpu_conv_path == CPU_CONV_PATH_IM2COL ||
+        bneck_cpu_conv_path == CPU_CONV_PATH_DNNL)
+        return use;
 #endif
+    const int forced = bneck_cpu_conv_path == CPU_CONV_PATH_DIRECT;
+    if (cpu_conv_direct_fits(height, width, out_channels) &&
+        (forced || direct_measured_faster(width, in_channels, out_channels, 0)))
+        use.forward = ENGINE_DIRECT;
+    if (cpu_conv_direct_fits(height, width, in_channels) &&
+        (forced || direct_measured_faster(width, in_channels, out_channels, 1)))
+        use.backward_data = ENGINE_DIRECT;
     return use;
 }
 
@@ -290,8 +313,14 @@ void cpu_conv2d_forward(float *y, const float *x, const float *weight, const flo
     check_dims("cpu_conv2d_forward", batch, height, width, in_channels, out_channels, kernel);
     const size_t area = (size_t)height * (size_t)width, plane = (size_t)batch * area;
     const int ld = (int)plane, kdim = in_channels * kernel * kernel;
+    const conv_engine engine = engines_for(height, width, in_channels, out_channels, kernel).forward;
+    if (engine == ENGINE_DIRECT) {
+        cpu_conv_direct_forward(y, x, weight, bias, batch, height, width, in_channels,
+                                out_channels, kernel);
+        return;
+    }
 #if defined(BNECK_GEMM_DNNL)
-    if (dnnl_directions(in_channels, kernel).forward) {
+    if (engine == ENGINE_DNNL) {
         cpu_conv_dnnl_forward(y, x, weight, bias, batch, height, width, in_channels, out_channels,
                               kernel);
         return;
@@ -321,23 +350,26 @@ void cpu_conv2d_backward(float *dx, float *dweight, float *dbias, grad_store dx_
     check_dims("cpu_conv2d_backward", batch, height, width, in_channels, out_channels, kernel);
     const size_t area = (size_t)height * (size_t)width, plane = (size_t)batch * area;
     const int ld = (int)plane, kdim = in_channels * kernel * kernel;
-    const conv_dnnl_directions use_dnnl = dnnl_directions(in_channels, kernel);
+    const conv_engines use = engines_for(height, width, in_channels, out_channels, kernel);
 #if defined(BNECK_GEMM_DNNL)
     /* the primitive computes the bias gradient along with the weight gradient */
-    if (dweight && use_dnnl.backward_weights) {
-        cpu_conv_dnnl_backward(use_dnnl.backward_data ? dx : NULL, dweight, dbias, dx_store, dy,
-                               x, weight, batch, height, width, in_channels, out_channels,
-                               kernel);
+    const int dnnl_data = use.backward_data == ENGINE_DNNL;
+    if (dweight && use.backward_weights == ENGINE_DNNL) {
+        cpu_conv_dnnl_backward(dnnl_data ? dx : NULL, dweight, dbias, dx_store, dy, x, weight,
+                               batch, height, width, in_channels, out_channels, kernel);
         dweight = dbias = NULL;
-        if (use_dnnl.backward_data) dx = NULL;
-    } else if (dx && use_dnnl.backward_data) {
+        if (dnnl_data) dx = NULL;
+    } else if (dx && dnnl_data) {
         cpu_conv_dnnl_backward(dx, NULL, NULL, dx_store, dy, x, weight, batch, height, width,
                                in_channels, out_channels, kernel);
         dx = NULL;
     }
-#else
-    (void)use_dnnl;
 #endif
+    if (dx && use.backward_data == ENGINE_DIRECT) {
+        cpu_conv_direct_backward_data(dx, dx_store, dy, weight, batch, height, width,
+                                      in_channels, out_channels, kernel);
+        dx = NULL;
+    }
     /* what is left (NULL: done above or not wanted) by im2col + GEMM */
     if (dbias) {
 #pragma omp parallel for schedule(static)

@@ -6,11 +6,14 @@
 #include "backend/cpu/cpu_ops.h"
 
 /* Which implementation cpu_conv2d_forward/backward use. AUTO picks per layer (the rule is
- * in cpu_conv.c); tests and benchmarks force one. DNNL means IM2COL in OpenBLAS builds. */
+ * in cpu_conv.c); tests and benchmarks force one. DNNL means IM2COL in OpenBLAS builds.
+ * DIRECT runs the forward pass and the input gradient of k > 1 layers on the direct kernel
+ * (cpu_conv_direct.h) wherever their maps fit it, everything else as AUTO would. */
 typedef enum {
     CPU_CONV_PATH_AUTO = 0,
     CPU_CONV_PATH_IM2COL,
     CPU_CONV_PATH_DNNL,
+    CPU_CONV_PATH_DIRECT,
 } cpu_conv_path;
 
 extern cpu_conv_path bneck_cpu_conv_path;
