@@ -157,6 +157,7 @@ static size_t to_cnhw8(const channel_block *b, grad_store store) {
 
 /* Pixels the vector tiles copied (from 0); the plain loops do the rest. */
 static size_t vector_to_blocked(const channel_block *b) {
+    (void)b; /* unused in builds without AVX */
     if (bneck_cpu_layout_plain) return 0;
 #if defined(__AVX512F__)
     if (b->block == 16) return to_blocked16(b);
@@ -168,6 +169,7 @@ static size_t vector_to_blocked(const channel_block *b) {
 }
 
 static size_t vector_to_cnhw(const channel_block *b, grad_store store) {
+    (void)b, (void)store; /* unused in builds without AVX */
     if (bneck_cpu_layout_plain) return 0;
 #if defined(__AVX512F__)
     if (b->block == 16) return to_cnhw16(b, store);
