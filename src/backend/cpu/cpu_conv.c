@@ -71,17 +71,17 @@ static int direct_measured_faster(int width, int in_channels, int out_channels,
 static conv_engines engines_for(int height, int width, int in_channels, int out_channels,
                                 int kernel) {
     conv_engines use = {ENGINE_IM2COL, ENGINE_IM2COL, ENGINE_IM2COL};
-#if defined(BNECK_GEMM_DNNL)
     if (bneck_cpu_conv_path == CPU_CONV_PATH_IM2COL) return use;
+#if defined(BNECK_GEMM_DNNL)
     if (bneck_cpu_conv_path == CPU_CONV_PATH_DNNL)
         return (conv_engines){ENGINE_DNNL, ENGINE_DNNL, ENGINE_DNNL};
+#else
+    if (bneck_cpu_conv_path == CPU_CONV_PATH_DNNL) return use; /* im2col without oneDNN */
+#endif
     if (kernel == 1) return use; /* one GEMM (see forward_1x1) */
+#if defined(BNECK_GEMM_DNNL)
     use.forward = use.backward_weights = ENGINE_DNNL;
     if (in_channels >= 12) use.backward_data = ENGINE_DNNL;
-#else
-    if (kernel == 1 || bneck_cpu_conv_path == CPU_CONV_PATH_IM2COL ||
-        bneck_cpu_conv_path == CPU_CONV_PATH_DNNL)
-        return use;
 #endif
     const int forced = bneck_cpu_conv_path == CPU_CONV_PATH_DIRECT;
     if (cpu_conv_direct_fits(height, width, out_channels) &&

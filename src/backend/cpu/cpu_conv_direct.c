@@ -194,45 +194,45 @@ static void direct_conv_run(const direct_conv *c) {
     }
 }
 
-static void check_shape(const char *op, int batch, int height, int width, int in_channels,
-                        int out_channels, int kernel, int direct_out_channels) {
-    if (batch < 1 || in_channels < 1 || out_channels < 1 || kernel < 1 || kernel % 2 == 0)
-        BNECK_FAIL("%s: bad dimensions (batch %d, channels %d -> %d, kernel %d)", op, batch,
-                   in_channels, out_channels, kernel);
-    if (!cpu_conv_direct_fits(height, width, direct_out_channels))
-        BNECK_FAIL("%s: %dx%d maps with %d outputs do not fit the direct kernel's tiles", op,
-                   height, width, direct_out_channels);
-}
-
-void cpu_conv_direct_forward(float *y, const float *x, const float *weight, const float *bias,
-                             int batch, int height, int width, int in_channels, int out_channels,
-                             int kernel) {
-    check_shape("cpu_conv_direct_forward", batch, height, width, in_channels, out_channels,
-                kernel, out_channels);
-    const tile_shape tile = tile_for(out_channels);
-    const int padded_out = padded_outputs(out_channels, tile.outputs);
+/* The layer's convolution (in_channels -> out_channels, weight [out][in][ky][kx]) or, for
+ * the data gradient, its transpose from dy to dx. The callers (cpu_conv.c) have checked
+ * the dimensions and chosen the kernel only where the maps fit it. */
+static void convolve(float *out, grad_store store, const float *in, const float *weight,
+                     const float *bias, int batch, int height, int width, int in_channels,
+                     int out_channels, int kernel, int data_gradient) {
+    const int kernel_in = data_gradient ? out_channels : in_channels;
+    const int kernel_out = data_gradient ? in_channels : out_channels;
+    if (!cpu_conv_direct_fits(height, width, kernel_out))
+        BNECK_FAIL("cpu_conv_direct: %dx%d maps with %d outputs do not fit its tiles", height,
+                   width, kernel_out);
+    const tile_shape tile = tile_for(kernel_out);
+    const int padded_out = padded_outputs(kernel_out, tile.outputs);
     const int taps = kernel * kernel;
-    float *packed = bneck_alloc_aligned((size_t)in_channels * taps * padded_out * sizeof *packed);
+    float *packed = bneck_alloc_aligned((size_t)kernel_in * taps * padded_out * sizeof *packed);
     for (int o = 0; o < out_channels; o++)
         for (int i = 0; i < in_channels; i++)
-            for (int t = 0; t < taps; t++)
-                packed[((size_t)i * taps + t) * padded_out + o] =
-                    weight[((size_t)o * in_channels + i) * taps + t];
+            for (int t = 0; t < taps; t++) {
+                const float w = weight[((size_t)o * in_channels + i) * taps + t];
+                if (data_gradient) /* in and out swapped, taps turned around */
+                    packed[((size_t)o * taps + (taps - 1 - t)) * padded_out + i] = w;
+                else
+                    packed[((size_t)i * taps + t) * padded_out + o] = w;
+            }
     float *padded_bias = NULL;
     if (bias) {
         padded_bias = bneck_alloc_aligned((size_t)padded_out * sizeof *padded_bias);
-        memcpy(padded_bias, bias, (size_t)out_channels * sizeof *bias);
+        memcpy(padded_bias, bias, (size_t)kernel_out * sizeof *bias);
     }
-    const direct_conv c = {.out = y,
-                           .in = x,
+    const direct_conv c = {.out = out,
+                           .in = in,
                            .packed_weights = packed,
                            .bias = padded_bias,
-                           .store = GRAD_OVERWRITE,
+                           .store = store,
                            .batch = batch,
                            .height = height,
                            .width = width,
-                           .in_channels = in_channels,
-                           .out_channels = out_channels,
+                           .in_channels = kernel_in,
+                           .out_channels = kernel_out,
                            .padded_out = padded_out,
                            .kernel = kernel,
                            .tile = tile};
@@ -241,34 +241,16 @@ void cpu_conv_direct_forward(float *y, const float *x, const float *weight, cons
     free(padded_bias);
 }
 
+void cpu_conv_direct_forward(float *y, const float *x, const float *weight, const float *bias,
+                             int batch, int height, int width, int in_channels, int out_channels,
+                             int kernel) {
+    convolve(y, GRAD_OVERWRITE, x, weight, bias, batch, height, width, in_channels, out_channels,
+             kernel, 0);
+}
+
 void cpu_conv_direct_backward_data(float *dx, grad_store dx_store, const float *dy,
                                    const float *weight, int batch, int height, int width,
                                    int in_channels, int out_channels, int kernel) {
-    check_shape("cpu_conv_direct_backward_data", batch, height, width, in_channels,
-                out_channels, kernel, in_channels);
-    const tile_shape tile = tile_for(in_channels);
-    const int padded_in = padded_outputs(in_channels, tile.outputs);
-    const int taps = kernel * kernel;
-    /* dy's channels are this convolution's inputs, dx's its outputs; taps turned around */
-    float *packed = bneck_alloc_aligned((size_t)out_channels * taps * padded_in * sizeof *packed);
-    for (int o = 0; o < out_channels; o++)
-        for (int i = 0; i < in_channels; i++)
-            for (int t = 0; t < taps; t++)
-                packed[((size_t)o * taps + (taps - 1 - t)) * padded_in + i] =
-                    weight[((size_t)o * in_channels + i) * taps + t];
-    const direct_conv c = {.out = dx,
-                           .in = dy,
-                           .packed_weights = packed,
-                           .bias = NULL,
-                           .store = dx_store,
-                           .batch = batch,
-                           .height = height,
-                           .width = width,
-                           .in_channels = out_channels,
-                           .out_channels = in_channels,
-                           .padded_out = padded_in,
-                           .kernel = kernel,
-                           .tile = tile};
-    direct_conv_run(&c);
-    free(packed);
+    convolve(dx, dx_store, dy, weight, NULL, batch, height, width, in_channels, out_channels,
+             kernel, 1);
 }

@@ -74,8 +74,9 @@ typedef struct conv_operand {
     dnnl_memory_t caller;     /* the caller's tensor, in our layout */
     dnnl_memory_t inner;      /* in the primitive's layout, in a shared buffer; NULL: none */
     dnnl_primitive_t reorder; /* caller -> inner (inputs), inner -> caller (outputs, adding
-                                 into it when the op accumulates); NULL: added by a loop,
-                                 or copied by cpu_layout (channel_block) */
+                                 into it when the op accumulates); NULL: copied by
+                                 cpu_layout (channel_block) or added by a loop (see
+                                 convert_operand) */
     int channel_block;        /* an activation in a layout cpu_layout copies: its block
                                  (16, 8 or 1); 0: not one */
     int accumulate;           /* outputs: added into the caller's tensor */
@@ -384,17 +385,30 @@ static void run_reorder(conv_context *ctx, dnnl_primitive_t reorder, dnnl_memory
     DNNL_CHECK(dnnl_primitive_execute(reorder, ctx->stream, 2, args));
 }
 
-/* An activation operand's copy by cpu_layout: caller -> inner for inputs, inner -> caller
- * (written over or added into) for outputs. */
-static void copy_activation(const conv_operand *op, float *caller, float *inner) {
-    const dnnl_dim_t *dims = op->inner_layout.dims; /* N, C, H, W */
-    const int batch = (int)dims[0], channels = (int)dims[1];
-    const size_t area = (size_t)dims[2] * (size_t)dims[3];
-    if (op->is_output)
-        cpu_layout_blocked_to_cnhw(caller, op->accumulate ? GRAD_ACCUMULATE : GRAD_OVERWRITE,
-                                   inner, op->channel_block, batch, channels, area);
-    else
-        cpu_layout_cnhw_to_blocked(inner, caller, op->channel_block, batch, channels, area);
+/* Takes an operand between the caller's tensor and the primitive's layout in `inner`: an
+ * input into it before the primitive runs, an output back (written over, or added into the
+ * caller's tensor when the op accumulates) after. */
+static void convert_operand(conv_context *ctx, const conv_operand *op, void *caller,
+                            void *inner) {
+    if (op->channel_block) {
+        const dnnl_dim_t *dims = op->inner_layout.dims; /* N, C, H, W */
+        const int batch = (int)dims[0], channels = (int)dims[1];
+        const size_t area = (size_t)dims[2] * (size_t)dims[3];
+        if (op->is_output)
+            cpu_layout_blocked_to_cnhw(caller, op->accumulate ? GRAD_ACCUMULATE : GRAD_OVERWRITE,
+                                       inner, op->channel_block, batch, channels, area);
+        else
+            cpu_layout_cnhw_to_blocked(inner, caller, op->channel_block, batch, channels, area);
+    } else if (op->reorder) {
+        run_reorder(ctx, op->reorder, op->is_output ? op->inner : op->caller,
+                    op->is_output ? op->caller : op->inner);
+    } else { /* an output in the caller's own layout (the bias gradient): added */
+        float *restrict sum = caller;
+        const float *restrict part = inner;
+        const size_t count = op->inner_bytes / sizeof(float);
+#pragma omp parallel for schedule(static) if (count > 65536)
+        for (size_t j = 0; j < count; j++) sum[j] += part[j];
+    }
 }
 
 static void execute(conv_context *ctx, conv_entry *e, const conv_call *call) {
@@ -422,10 +436,7 @@ static void execute(conv_context *ctx, conv_entry *e, const conv_call *call) {
         if (b->holds_source == source &&
             dnnl_memory_desc_equal(&b->holds_layout, &op->inner_layout))
             continue; /* already reordered in this call */
-        if (op->channel_block)
-            copy_activation(op, (float *)source, b->data);
-        else
-            run_reorder(ctx, op->reorder, op->caller, op->inner);
+        convert_operand(ctx, op, (void *)source, b->data);
         b->holds_source = source;
         b->holds_layout = op->inner_layout;
     }
@@ -434,17 +445,7 @@ static void execute(conv_context *ctx, conv_entry *e, const conv_call *call) {
     for (int i = 0; i < e->operand_count; i++) {
         conv_operand *op = &e->operands[i];
         if (!op->is_output || !op->inner) continue;
-        if (op->channel_block) {
-            copy_activation(op, caller_tensor(call, op->arg), ctx->buffers[op->slot].data);
-        } else if (op->reorder) {
-            run_reorder(ctx, op->reorder, op->inner, op->caller);
-        } else {
-            float *restrict sum = caller_tensor(call, op->arg);
-            const float *restrict part = ctx->buffers[op->slot].data;
-            const size_t count = op->inner_bytes / sizeof(float);
-#pragma omp parallel for schedule(static) if (count > 65536)
-            for (size_t j = 0; j < count; j++) sum[j] += part[j];
-        }
+        convert_operand(ctx, op, caller_tensor(call, op->arg), ctx->buffers[op->slot].data);
     }
 }
 

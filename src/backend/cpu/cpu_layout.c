@@ -4,10 +4,11 @@
  * pixels (one per channel, a batch*area stride apart in CNHW) against `area` rows of
  * `block` channels in the blocked layout. It runs on tiles of block x block floats
  * transposed in registers (16x16 with AVX-512, 8x8 with AVX), so every load and store is
- * a whole vector; oneDNN's own reorder between these layouts took 2-5x the memory
- * traffic's time on the study's tensors (E.g. 3.3 ms for A's 16x16x96 activations, whose
- * 25 MB of reads and writes take about 0.6 ms). Pixels past the last whole tile, and
- * builds without those instruction sets, use the plain loops. */
+ * a whole vector. oneDNN's own reorders run about as fast on most of the study's tensors
+ * (0.5-1.1 ms against 0.4-0.9 for 12-25 MB, measured alone), but from a block with padding
+ * channels back to CNHW its reorder took 4.9 ms for a 32x32x24 batch against 0.5 here.
+ * Pixels past the last whole tile, and builds without those instruction sets, use the
+ * plain loops. */
 #include "backend/cpu/cpu_layout.h"
 
 #include "core/error.h"
@@ -77,32 +78,15 @@ static inline void transpose16(__m512 r[16]) {
     }
 }
 
-static size_t to_blocked16(const channel_block *b) {
-    size_t p = 0;
-    for (; p + 16 <= b->area; p += 16) {
-        __m512 r[16];
-        for (int j = 0; j < 16; j++)
-            r[j] = j < b->valid ? _mm512_loadu_ps(b->cnhw + (size_t)j * b->row_stride + p)
-                                : _mm512_setzero_ps();
-        transpose16(r);
-        for (int q = 0; q < 16; q++) _mm512_storeu_ps(b->blocked + (p + q) * 16, r[q]);
+static void transpose_tile16(float *const out[], int out_rows, grad_store store,
+                             const float *const in[], int in_rows) {
+    __m512 r[16];
+    for (int j = 0; j < 16; j++) r[j] = j < in_rows ? _mm512_loadu_ps(in[j]) : _mm512_setzero_ps();
+    transpose16(r);
+    for (int j = 0; j < out_rows; j++) {
+        if (store == GRAD_ACCUMULATE) r[j] = _mm512_add_ps(_mm512_loadu_ps(out[j]), r[j]);
+        _mm512_storeu_ps(out[j], r[j]);
     }
-    return p;
-}
-
-static size_t to_cnhw16(const channel_block *b, grad_store store) {
-    size_t p = 0;
-    for (; p + 16 <= b->area; p += 16) {
-        __m512 r[16];
-        for (int q = 0; q < 16; q++) r[q] = _mm512_loadu_ps(b->blocked + (p + q) * 16);
-        transpose16(r);
-        for (int j = 0; j < b->valid; j++) {
-            float *row = b->cnhw + (size_t)j * b->row_stride + p;
-            if (store == GRAD_ACCUMULATE) r[j] = _mm512_add_ps(_mm512_loadu_ps(row), r[j]);
-            _mm512_storeu_ps(row, r[j]);
-        }
-    }
-    return p;
 }
 #endif
 
@@ -126,58 +110,53 @@ static inline void transpose8(__m256 r[8]) {
     }
 }
 
-static size_t to_blocked8(const channel_block *b) {
-    size_t p = 0;
-    for (; p + 8 <= b->area; p += 8) {
-        __m256 r[8];
-        for (int j = 0; j < 8; j++)
-            r[j] = j < b->valid ? _mm256_loadu_ps(b->cnhw + (size_t)j * b->row_stride + p)
-                                : _mm256_setzero_ps();
-        transpose8(r);
-        for (int q = 0; q < 8; q++) _mm256_storeu_ps(b->blocked + (p + q) * 8, r[q]);
+static void transpose_tile8(float *const out[], int out_rows, grad_store store,
+                            const float *const in[], int in_rows) {
+    __m256 r[8];
+    for (int j = 0; j < 8; j++) r[j] = j < in_rows ? _mm256_loadu_ps(in[j]) : _mm256_setzero_ps();
+    transpose8(r);
+    for (int j = 0; j < out_rows; j++) {
+        if (store == GRAD_ACCUMULATE) r[j] = _mm256_add_ps(_mm256_loadu_ps(out[j]), r[j]);
+        _mm256_storeu_ps(out[j], r[j]);
     }
-    return p;
-}
-
-static size_t to_cnhw8(const channel_block *b, grad_store store) {
-    size_t p = 0;
-    for (; p + 8 <= b->area; p += 8) {
-        __m256 r[8];
-        for (int q = 0; q < 8; q++) r[q] = _mm256_loadu_ps(b->blocked + (p + q) * 8);
-        transpose8(r);
-        for (int j = 0; j < b->valid; j++) {
-            float *row = b->cnhw + (size_t)j * b->row_stride + p;
-            if (store == GRAD_ACCUMULATE) r[j] = _mm256_add_ps(_mm256_loadu_ps(row), r[j]);
-            _mm256_storeu_ps(row, r[j]);
-        }
-    }
-    return p;
 }
 #endif
 
-/* Pixels the vector tiles copied (from 0); the plain loops do the rest. */
-static size_t vector_to_blocked(const channel_block *b) {
-    (void)b; /* unused in builds without AVX */
-    if (bneck_cpu_layout_plain) return 0;
+/* Transposes one block x block tile whose rows are in[0..in_rows) (zeros past them) into
+ * out[0..out_rows), written over or added into as store says. */
+typedef void tile_transpose(float *const out[], int out_rows, grad_store store,
+                            const float *const in[], int in_rows);
+
+/* The vector tile transpose for this block size; NULL where the build has none. */
+static tile_transpose *tile_transpose_for(int block) {
+    if (bneck_cpu_layout_plain) return NULL;
 #if defined(__AVX512F__)
-    if (b->block == 16) return to_blocked16(b);
+    if (block == 16) return transpose_tile16;
 #endif
 #if defined(__AVX__)
-    if (b->block == 8) return to_blocked8(b);
+    if (block == 8) return transpose_tile8;
 #endif
-    return 0;
+    (void)block;
+    return NULL;
 }
 
-static size_t vector_to_cnhw(const channel_block *b, grad_store store) {
-    (void)b, (void)store; /* unused in builds without AVX */
-    if (bneck_cpu_layout_plain) return 0;
-#if defined(__AVX512F__)
-    if (b->block == 16) return to_cnhw16(b, store);
-#endif
-#if defined(__AVX__)
-    if (b->block == 8) return to_cnhw8(b, store);
-#endif
-    return 0;
+/* Copies the block's whole tiles of `block` pixels from the start, into the blocked layout
+ * (to_cnhw 0) or back (1), and returns the pixels done; the plain loops do the rest. */
+static size_t copy_tiles(const channel_block *b, int to_cnhw, grad_store store) {
+    tile_transpose *transpose = tile_transpose_for(b->block);
+    if (!transpose) return 0;
+    float *channel_rows[16], *pixel_rows[16]; /* the tile in CNHW and in the blocked layout */
+    size_t p = 0;
+    for (; p + (size_t)b->block <= b->area; p += (size_t)b->block) {
+        for (int j = 0; j < b->valid; j++) channel_rows[j] = b->cnhw + (size_t)j * b->row_stride + p;
+        for (int q = 0; q < b->block; q++) pixel_rows[q] = b->blocked + (p + q) * (size_t)b->block;
+        if (to_cnhw)
+            transpose(channel_rows, b->valid, store, (const float *const *)pixel_rows, b->block);
+        else
+            transpose(pixel_rows, b->block, GRAD_OVERWRITE, (const float *const *)channel_rows,
+                      b->valid);
+    }
+    return p;
 }
 
 static void check_args(const char *op, int block, int batch, int channels) {
@@ -217,7 +196,7 @@ void cpu_layout_cnhw_to_blocked(float *blocked, const float *x, int block, int b
                 memcpy(b.blocked, b.cnhw, area * sizeof *b.cnhw);
                 continue;
             }
-            plain_to_blocked(&b, vector_to_blocked(&b));
+            plain_to_blocked(&b, copy_tiles(&b, 0, GRAD_OVERWRITE));
         }
 }
 
@@ -234,6 +213,6 @@ void cpu_layout_blocked_to_cnhw(float *x, grad_store store, const float *blocked
                 memcpy(b.cnhw, b.blocked, area * sizeof *b.cnhw);
                 continue;
             }
-            plain_to_cnhw(&b, store, vector_to_cnhw(&b, store));
+            plain_to_cnhw(&b, store, copy_tiles(&b, 1, store));
         }
 }
