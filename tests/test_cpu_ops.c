@@ -538,8 +538,9 @@ Test(cpu_conv, dnnl_and_im2col_paths_agree) {
 }
 
 /* The direct kernel (forced by CPU_CONV_PATH_DIRECT) against im2col + GEMM: the forward
- * pass, and the input gradient written over NaN and added into earlier values, on maps
- * of one and two vectors' width with output tiles that the channels fill partly. */
+ * pass, the input gradient written over NaN and added into earlier values, and the weight
+ * and bias gradients added into earlier values, on maps of one and two vectors' width
+ * with tiles that the channels (and the weight gradient's in*k*k columns) fill partly. */
 static void direct_check(int k, int batch, int cin, int cout, int height, int width) {
     cr_assert(cpu_conv_direct_fits(height, width, cout) && cpu_conv_direct_fits(height, width, cin),
               "%dx%d maps with %d and %d channels should fit the direct kernel", height, width,
@@ -550,10 +551,11 @@ static void direct_check(int k, int batch, int cin, int cout, int height, int wi
     const size_t nw = (size_t)cout * cin * k * k;
     float *x = random_floats(&r, nx, -1, 1), *w = random_floats(&r, nw, -1, 1);
     float *b = random_floats(&r, (size_t)cout, -1, 1), *dy = random_floats(&r, ny, -1, 1);
-    float *dx_earlier = random_floats(&r, nx, -1, 1);
+    float *dx_earlier = random_floats(&r, nx, -1, 1), *dw_earlier = random_floats(&r, nw, -1, 1);
+    float *db_earlier = random_floats(&r, (size_t)cout, -1, 1);
     const size_t wsn = cpu_conv2d_workspace_floats(batch, height, width, cin, k);
     float *ws = alloc_floats(wsn ? wsn : 1);
-    float *y[2], *dx_written[2], *dx_added[2];
+    float *y[2], *dx_written[2], *dx_added[2], *dw[2], *db[2];
     for (int path = 0; path < 2; path++) {
         bneck_cpu_conv_path = path ? CPU_CONV_PATH_DIRECT : CPU_CONV_PATH_IM2COL;
         y[path] = alloc_floats(ny);
@@ -564,11 +566,14 @@ static void direct_check(int k, int batch, int cin, int cout, int height, int wi
         cpu_conv2d_backward(dx_written[path], NULL, NULL, GRAD_OVERWRITE, dy, x, w, ws, batch,
                             height, width, cin, cout, k);
         dx_added[path] = copy_floats(dx_earlier, nx);
-        cpu_conv2d_backward(dx_added[path], NULL, NULL, GRAD_ACCUMULATE, dy, x, w, ws, batch,
-                            height, width, cin, cout, k);
+        dw[path] = copy_floats(dw_earlier, nw);
+        db[path] = copy_floats(db_earlier, (size_t)cout);
+        cpu_conv2d_backward(dx_added[path], dw[path], db[path], GRAD_ACCUMULATE, dy, x, w, ws,
+                            batch, height, width, cin, cout, k);
     }
     bneck_cpu_conv_path = CPU_CONV_PATH_AUTO;
-    const size_t largest = nx > ny ? nx : ny;
+    size_t largest = nx > ny ? nx : ny;
+    if (nw > largest) largest = nw;
     double *want = malloc(largest * sizeof *want);
     cr_assert_not_null(want);
     const double tol = 1e-5 * (cin > cout ? cin : cout) * k * k; /* sums in another order */
@@ -578,16 +583,23 @@ static void direct_check(int k, int batch, int cin, int cout, int height, int wi
     expect_close("dx written (direct vs im2col)", dx_written[1], want, nx, tol, 1e-5);
     for (size_t i = 0; i < nx; i++) want[i] = dx_added[0][i];
     expect_close("dx added (direct vs im2col)", dx_added[1], want, nx, tol, 1e-5);
-    for (int path = 0; path < 2; path++) free(y[path]), free(dx_written[path]), free(dx_added[path]);
-    free(want), free(ws), free(x), free(w), free(b), free(dy), free(dx_earlier);
+    for (size_t i = 0; i < nw; i++) want[i] = dw[0][i];
+    expect_close("dweight added (direct vs im2col)", dw[1], want, nw, 1e-5 * plane, 1e-5);
+    for (int c = 0; c < cout; c++) want[c] = db[0][c];
+    expect_close("dbias added (direct vs im2col)", db[1], want, (size_t)cout, 1e-5 * plane, 1e-5);
+    for (int path = 0; path < 2; path++)
+        free(y[path]), free(dx_written[path]), free(dx_added[path]), free(dw[path]), free(db[path]);
+    free(want), free(ws), free(x), free(w), free(b), free(dy), free(dx_earlier), free(dw_earlier),
+        free(db_earlier);
 }
 
 Test(cpu_conv, direct_path_matches_im2col) {
     const int v = cpu_conv_direct_vector_floats();
-    direct_check(3, 2, 3, 6, 8, v);      /* tiles 6x4 forward, 3x8 back */
-    direct_check(5, 2, 5, 7, 8, v);      /* 7 outputs: 4x4 tiles, one half empty */
-    direct_check(3, 3, 7, 13, 8, 2 * v); /* 13 outputs in 3x8 tiles, 7 inputs in 4x4 */
+    direct_check(3, 2, 3, 6, 8, v);      /* tiles 6x4 forward, 3x8 back; 6x4 of 6x28 weights */
+    direct_check(5, 2, 5, 7, 8, v);      /* 7 outputs: 4x4 tiles, one half empty; 4x6 of 8x126 */
+    direct_check(3, 3, 7, 13, 8, 2 * v); /* 13 outputs in 3x8 tiles, 7 inputs in 4x4; 3x8 of 15x64 */
     direct_check(5, 1, 24, 48, 16, 2 * v);
+    direct_check(3, 2, 4, 6, 4, 3 * v); /* rows of 3 vectors: the weight gradient's row loop */
 }
 
 /* Gradients by finite differences with the direct kernel doing forward and dx. */

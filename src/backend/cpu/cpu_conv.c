@@ -54,18 +54,22 @@ typedef struct conv_engines {
  * to 16, at 3 channels 5.3x the work. For 1x1 there is no im2col to save, and the plain
  * GEMM beats the primitive plus its layout copies.
  *
- * The direct kernel (cpu_conv_direct.c) beats both on the forward pass and the data
- * gradient of every layer of the 32x32 stage (up to 24 -> 48 channels: 3x3 24->24 4.8
- * against 8.0 ms forward and 4.7 against 8.8 data gradient; 5x5 6->6 0.67 against 1.9 and
- * 6.4), and at 16x16 on those with at most 8 input channels (5x5 8->8: 0.32 against 0.47
- * and 1.5; the 8->32 forward is a draw, 1.3 against 1.2, and stays on oneDNN). From 16
- * input channels at 16x16 oneDNN wins (3x3 32->32: 1.9 against 2.4). It is only measured,
- * and only chosen, where the vectors are AVX-512's; DIRECT forces it for tests. */
-static int direct_measured_faster(int width, int in_channels, int out_channels,
-                                  int data_gradient) {
+ * The direct kernel (cpu_conv_direct.c) beats both on every pass of every layer of the
+ * 32x32 stage (up to 24 -> 48 channels: 3x3 24->24 4.8 against 8.0 ms forward, 4.7
+ * against 8.8 data gradient, 5.5 against 12.5 weight gradient; 5x5 6->6 0.67 against 1.9,
+ * 0.67 against 6.4, 0.95 against 2.6), and at 16x16 on the forward pass and data gradient
+ * of those with at most 8 input channels (5x5 8->8: 0.32 against 0.47 and 1.5; the 8->32
+ * forward is a draw, 1.3 against 1.2, and stays on oneDNN). At 16x16 oneDNN's weight
+ * gradient is as fast (8->8 0.59 against 0.54) or faster (16->16 1.4 against 2.1), and
+ * from 16 input channels its other passes too (3x3 32->32: 1.9 against 2.4). It is only
+ * measured, and only chosen, where the vectors are AVX-512's; DIRECT forces it for tests. */
+typedef enum { PASS_FORWARD, PASS_DATA_GRADIENT, PASS_WEIGHT_GRADIENT } conv_pass;
+
+static int direct_measured_faster(conv_pass pass, int width, int in_channels, int out_channels) {
     if (cpu_conv_direct_vector_floats() != 16 || in_channels > 24 || out_channels > 48) return 0;
     if (width >= 32) return 1;
-    return in_channels <= 8 && (data_gradient || out_channels <= 8);
+    if (pass == PASS_WEIGHT_GRADIENT) return 0;
+    return in_channels <= 8 && (pass == PASS_DATA_GRADIENT || out_channels <= 8);
 }
 
 static conv_engines engines_for(int height, int width, int in_channels, int out_channels,
@@ -85,11 +89,14 @@ static conv_engines engines_for(int height, int width, int in_channels, int out_
 #endif
     const int forced = bneck_cpu_conv_path == CPU_CONV_PATH_DIRECT;
     if (cpu_conv_direct_fits(height, width, out_channels) &&
-        (forced || direct_measured_faster(width, in_channels, out_channels, 0)))
+        (forced || direct_measured_faster(PASS_FORWARD, width, in_channels, out_channels)))
         use.forward = ENGINE_DIRECT;
     if (cpu_conv_direct_fits(height, width, in_channels) &&
-        (forced || direct_measured_faster(width, in_channels, out_channels, 1)))
+        (forced || direct_measured_faster(PASS_DATA_GRADIENT, width, in_channels, out_channels)))
         use.backward_data = ENGINE_DIRECT;
+    if (cpu_conv_direct_weights_fit(height, width) &&
+        (forced || direct_measured_faster(PASS_WEIGHT_GRADIENT, width, in_channels, out_channels)))
+        use.backward_weights = ENGINE_DIRECT;
     return use;
 }
 
@@ -365,6 +372,11 @@ void cpu_conv2d_backward(float *dx, float *dweight, float *dbias, grad_store dx_
         dx = NULL;
     }
 #endif
+    if (dweight && use.backward_weights == ENGINE_DIRECT) {
+        cpu_conv_direct_backward_weights(dweight, dy, x, batch, height, width, in_channels,
+                                         out_channels, kernel);
+        dweight = NULL;
+    }
     if (dx && use.backward_data == ENGINE_DIRECT) {
         cpu_conv_direct_backward_data(dx, dx_store, dy, weight, batch, height, width,
                                       in_channels, out_channels, kernel);

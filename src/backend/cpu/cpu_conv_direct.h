@@ -24,4 +24,12 @@ void cpu_conv_direct_backward_data(float *dx, grad_store dx_store, const float *
                                    const float *weight, int batch, int height, int width,
                                    int in_channels, int out_channels, int kernel);
 
+/* Whether the weight gradient handles maps of this size: rows of whole vectors. */
+int cpu_conv_direct_weights_fit(int height, int width);
+
+/* The weight gradient of cpu_conv2d_backward, added into dweight ([out][in][ky][kx]). */
+void cpu_conv_direct_backward_weights(float *dweight, const float *dy, const float *x, int batch,
+                                      int height, int width, int in_channels, int out_channels,
+                                      int kernel);
+
 #endif
