@@ -30,6 +30,15 @@ if "$bench" --threads 1 --steps 1 --warmup 0 --batch 4 --patterns E --device cpu
   ok "--profile prints the ops (GFLOP/s for convolutions only) and the costliest layers"
 else cat "$work/profile.log"; bad "--profile"; fi
 
+# --profile-layers: how many of the costliest layers are listed (0: all)
+layer_lines() { grep -cE '^#   inception[0-9]/' "$1"; }
+if "$bench" --threads 1 --steps 1 --warmup 0 --batch 4 --patterns E --device cpu --profile 1 \
+    --profile-layers 3 > "$work/three.log" 2>&1 && [ "$(layer_lines "$work/three.log")" = 3 ] &&
+  "$bench" --threads 1 --steps 1 --warmup 0 --batch 4 --patterns E --device cpu --profile 1 \
+    --profile-layers=0 > "$work/all.log" 2>&1 && [ "$(layer_lines "$work/all.log")" -gt 12 ]; then
+  ok "--profile-layers 3 lists three layers, 0 lists all ($(layer_lines "$work/all.log"))"
+else cat "$work/three.log" "$work/all.log"; bad "--profile-layers"; fi
+
 status_is 2 "$work/empty.log" "--patterns: no pattern in ','" "--patterns without a pattern" \
   "$bench" --patterns ,
 status_is 2 "$work/unknown.log" "--patterns: unknown pattern 'F'" "--patterns with an unknown letter" \

@@ -378,22 +378,24 @@ Test(cpu_conv, k1_forward_wide_input_many_column_blocks) {
     free(c.y);
 }
 
-/* 1x1 weight gradient over more columns than one of its internal copy blocks (2048). */
-Test(cpu_conv, k1_weight_gradient_many_column_blocks) {
-    rng_t r = {78};
-    const int batch = 3, height = 30, width = 31, cin = 5, cout = 7;
-    const size_t plane = (size_t)batch * height * width;
-    float *x = random_floats(&r, (size_t)cin * plane, -1, 1);
-    float *w = random_floats(&r, (size_t)cout * cin, -1, 1);
+/* 1x1 backward over more columns than one of its internal copy blocks (2048): the weight
+ * gradient, and the input gradient added into earlier values and written over NaN, against
+ * plain sums. */
+static void k1_backward_check(int cin, int cout) {
+    rng_t r = {78 + (uint64_t)cin};
+    const int batch = 3, height = 30, width = 31;
+    const size_t plane = (size_t)batch * height * width, nx = (size_t)cin * plane;
+    const size_t nw = (size_t)cout * cin;
+    float *x = random_floats(&r, nx, -1, 1), *w = random_floats(&r, nw, -1, 1);
     float *dy = random_floats(&r, (size_t)cout * plane, -1, 1);
-    float *dw0 = random_floats(&r, (size_t)cout * cin, -1, 1),
-          *dw = copy_floats(dw0, (size_t)cout * cin);
-    float *dx0 = random_floats(&r, (size_t)cin * plane, -1, 1),
-          *dx = copy_floats(dx0, (size_t)cin * plane);
-    float db[7] = {0};
+    float *dw0 = random_floats(&r, nw, -1, 1), *dw = copy_floats(dw0, nw);
+    float *dx0 = random_floats(&r, nx, -1, 1), *dx = copy_floats(dx0, nx);
+    float *db = alloc_floats((size_t)cout);
+    fill(db, (size_t)cout, 0);
     cpu_conv2d_backward(dx, dw, db, GRAD_ACCUMULATE, dy, x, w, NULL, batch, height, width, cin,
                         cout, 1);
-    double want_w[35], *want_x = malloc((size_t)cin * plane * sizeof *want_x);
+    double *want_w = malloc(nw * sizeof *want_w), *want_x = malloc(nx * sizeof *want_x);
+    cr_assert(want_w && want_x);
     for (int o = 0; o < cout; o++)
         for (int c = 0; c < cin; c++) {
             double s = dw0[o * cin + c];
@@ -402,20 +404,29 @@ Test(cpu_conv, k1_weight_gradient_many_column_blocks) {
         }
     for (int c = 0; c < cin; c++)
         for (size_t p = 0; p < plane; p++) {
-            double s = dx0[c * plane + p];
+            double s = 0.0;
             for (int o = 0; o < cout; o++) s += (double)w[o * cin + c] * dy[o * plane + p];
             want_x[c * plane + p] = s;
         }
-    expect_close("1x1 dweight", dw, want_w, (size_t)cout * cin, 1e-3, 1e-4);
-    expect_close("1x1 dx", dx, want_x, (size_t)cin * plane, 1e-5, 1e-5);
-    free(want_x);
-    free(x);
-    free(w);
-    free(dy);
-    free(dw0);
-    free(dw);
-    free(dx0);
-    free(dx);
+    expect_close("1x1 dweight", dw, want_w, nw, 1e-3, 1e-4);
+    fill(dx, nx, NAN);
+    cpu_conv2d_backward(dx, NULL, NULL, GRAD_OVERWRITE, dy, x, w, NULL, batch, height, width, cin,
+                        cout, 1);
+    expect_close("1x1 dx written", dx, want_x, nx, 1e-5, 1e-5);
+    for (size_t i = 0; i < nx; i++) want_x[i] += dx0[i];
+    memcpy(dx, dx0, nx * sizeof *dx);
+    cpu_conv2d_backward(dx, NULL, NULL, GRAD_ACCUMULATE, dy, x, w, NULL, batch, height, width, cin,
+                        cout, 1);
+    expect_close("1x1 dx added", dx, want_x, nx, 1e-5, 1e-5);
+    free(want_w), free(want_x), free(x), free(w), free(dy), free(dw0), free(dw), free(dx0),
+        free(dx), free(db);
+}
+
+/* Fewer inputs than outputs, more, and many more (the weight gradient over 130 rows). */
+Test(cpu_conv, k1_backward_many_column_blocks) {
+    k1_backward_check(5, 7);
+    k1_backward_check(7, 5);
+    k1_backward_check(130, 41);
 }
 
 Test(cpu_conv, default_workspace_is_bounded) {
@@ -600,15 +611,17 @@ Test(cpu_conv, direct_path_matches_im2col) {
     direct_check(3, 3, 7, 13, 8, 2 * v); /* 13 outputs in 3x8 tiles, 7 inputs in 4x4; 3x8 of 15x64 */
     direct_check(5, 1, 24, 48, 16, 2 * v);
     direct_check(3, 2, 4, 6, 4, 3 * v); /* rows of 3 vectors: the weight gradient's row loop */
+    direct_check(1, 2, 5, 7, 8, v);     /* 1x1: only the weight gradient is direct */
 }
 
-/* Gradients by finite differences with the direct kernel doing forward and dx. */
+/* Gradients by finite differences with the direct kernel doing every pass it can. */
 Test(cpu_conv, direct_path_gradients) {
     const int v = cpu_conv_direct_vector_floats();
     cr_assert(cpu_conv_direct_fits(8, v, 4) && cpu_conv_direct_fits(8, v, 3));
     bneck_cpu_conv_path = CPU_CONV_PATH_DIRECT;
     conv_check(3, 2, 3, 4, 8, v, 0, 1);
     conv_check(5, 1, 3, 4, 8, v, 0, 1);
+    conv_check(1, 2, 3, 4, 8, v, 0, 1);
     bneck_cpu_conv_path = CPU_CONV_PATH_AUTO;
 }
 

@@ -18,12 +18,13 @@
  * pattern's CSV line, with the rate of the convolutions and the dense layer in GFLOP/s
  * (from their multiply-add counts: how near the machine's peak they run). The
  * synchronisation costs a few microseconds per op, so the parts add up to a little more
- * than an unprofiled step.
+ * than an unprofiled step. --profile-layers N lists that many of the costliest layers
+ * (12 unless said; 0 lists them all).
  *
  * usage: bneck-bench [--threads N] [--steps N] [--warmup N] [--batch N] [--patterns ABCDE|A,E]
  *                    [--channels 3] [--device cpu|cuda|auto] [--math fp32|tf32|bf16]
  *                    [--conv auto|cudnn|gemm] [--graph] [--separate-layers]
- *                    [--profile N] */
+ *                    [--profile N] [--profile-layers N] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,9 +110,9 @@ static int compare_ranked(const void *a, const void *b) {
 }
 
 /* Runs `steps` profiled training steps of net (input and labels already uploaded) and
- * prints the breakdown per step in ms. */
+ * prints the breakdown per step in ms, with the `listed` costliest layers (0: all). */
 static void profile_steps(network *net, float *adam_m, float *adam_v, int steps, int batch,
-                          long first_step, const char *name) {
+                          long first_step, const char *name, int listed) {
     const backend_ops *be = net->backend;
     const model *m = &net->model;
     static layer_profile profile;
@@ -186,7 +187,8 @@ static void profile_steps(network *net, float *adam_m, float *adam_v, int steps,
     qsort(ranked, (size_t)m->layer_count, sizeof ranked[0], compare_ranked);
     printf("# costliest layers: %-36s %-18s %9s %9s %9s\n", "name", "shape", "forward",
            "backward", "GFLOP/s");
-    for (int r = 0; r < m->layer_count && r < 12; r++) {
+    if (listed == 0 || listed > m->layer_count) listed = m->layer_count;
+    for (int r = 0; r < listed; r++) {
         const int i = ranked[r].index;
         const layer *l = &m->layers[i];
         char shape[32];
@@ -217,10 +219,11 @@ static void usage(FILE *out) {
     fprintf(out, "usage: bneck-bench [--threads N] [--steps N] [--warmup N] [--batch N]\n"
                  "                   [--patterns ABCDE|A,E] [--channels C] [--device auto|cpu|cuda]\n"
                  "                   [--math fp32|tf32|bf16] [--conv auto|cudnn|gemm] [--graph]\n"
-                 "                   [--separate-layers] [--profile N]\n"
+                 "                   [--separate-layers] [--profile N] [--profile-layers N]\n"
                  "Times training steps per pattern (median of --steps after --warmup) and prints\n"
                  "images/s; --profile N prints where N steps' time goes, per op and per layer,\n"
-                 "and the convolutions' GFLOP/s.\n"
+                 "and the convolutions' GFLOP/s; --profile-layers N lists that many of the\n"
+                 "costliest layers (12 unless said; 0: all).\n"
                  "Options take their value as the next argument or after '=' (--steps=3).\n");
 }
 
@@ -246,7 +249,7 @@ int main(int argc, char **argv) {
     int threads = (int)sysconf(_SC_NPROCESSORS_ONLN), steps = 5, warmup = 2, batch = 128;
     int channels = 3;
     const char *patterns = "ABCDE", *device = "cpu", *math = NULL, *engine = NULL;
-    int graph = 0, profile = 0;
+    int graph = 0, profile = 0, profile_layers = 12;
     model_grouping grouping = MODEL_LAYERS_GROUPED;
     static const char *const devices[] = {"auto", "cpu", "cuda", NULL};
     static const char *const maths[] = {"fp32", "tf32", "bf16", NULL};
@@ -259,7 +262,7 @@ int main(int argc, char **argv) {
         static const char *const flags[] = {"--graph", "--separate-layers", NULL};
         static const char *const valued[] = {"--threads", "--steps", "--warmup", "--batch",
                                              "--channels", "--patterns", "--device", "--math",
-                                             "--conv", "--profile", NULL};
+                                             "--conv", "--profile", "--profile-layers", NULL};
         cli_option o;
         char message[300];
         const int kind = cli_next(&o, argc, argv, &i, flags, valued, message, sizeof message);
@@ -280,6 +283,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(name, "--math")) math = parse_choice(name, value, maths);
         else if (!strcmp(name, "--conv")) engine = parse_choice(name, value, engines);
         else if (!strcmp(name, "--profile")) profile = parse_int(name, value, 1, 1 << 20);
+        else if (!strcmp(name, "--profile-layers"))
+            profile_layers = parse_int(name, value, 0, MODEL_MAX_LAYERS);
         else if (!strcmp(name, "--graph")) graph = 1;
         else grouping = MODEL_LAYERS_SEPARATE; /* --separate-layers */
     }
@@ -420,8 +425,8 @@ int main(int argc, char **argv) {
         }
 #endif
         if (profile)
-            profile_steps(&net, adam_m, adam_v, profile, batch,
-                          warmup + steps + 1, pattern->name);
+            profile_steps(&net, adam_m, adam_v, profile, batch, warmup + steps + 1, pattern->name,
+                          profile_layers);
         free(times);
         step_graph_release(graphs);
         backend->release(adam_m);
