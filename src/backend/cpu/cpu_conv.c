@@ -54,20 +54,27 @@ typedef struct conv_engines {
  * to 16, at 3 channels 5.3x the work. For 1x1 there is no im2col to save, and the plain
  * GEMM beats the primitive plus its layout copies.
  *
- * The direct kernel (cpu_conv_direct.c) beats both on every pass of every layer of the
- * 32x32 stage (up to 24 -> 48 channels: 3x3 24->24 4.8 against 8.0 ms forward, 4.7
- * against 8.8 data gradient, 5.5 against 12.5 weight gradient; 5x5 6->6 0.67 against 1.9,
- * 0.67 against 6.4, 0.95 against 2.6), and at 16x16 on the forward pass and data gradient
- * of those with at most 8 input channels (5x5 8->8: 0.32 against 0.47 and 1.5; the 8->32
- * forward is a draw, 1.3 against 1.2, and stays on oneDNN). At 16x16 oneDNN's weight
- * gradient is as fast (8->8 0.59 against 0.54) or faster (16->16 1.4 against 2.1), and
- * from 16 input channels its other passes too (3x3 32->32: 1.9 against 2.4). It is only
- * measured, and only chosen, where the vectors are AVX-512's; DIRECT forces it for tests. */
+ * The direct kernel (cpu_conv_direct.c), built for AVX-512, beats both on every pass of
+ * every layer of the 32x32 stage (up to 24 -> 48 channels: 3x3 24->24 4.8 against 8.0 ms
+ * forward, 4.7 against 8.8 data gradient, 5.5 against 12.5 weight gradient; 5x5 6->6 0.67
+ * against 1.9, 0.67 against 6.4, 0.95 against 2.6), and at 16x16 on the forward pass and
+ * data gradient of those with at most 8 input channels (5x5 8->8: 0.32 against 0.47 and
+ * 1.5; the 8->32 forward is a draw, 1.3 against 1.2, and stays on oneDNN). At 16x16
+ * oneDNN's weight gradient is as fast (8->8 0.59 against 0.54) or faster (16->16 1.4
+ * against 2.1), and from 16 input channels its other passes too (3x3 32->32: 1.9 against
+ * 2.4). Built for AVX2 (16 registers, smaller tiles) and timed against oneDNN held to AVX2
+ * (ONEDNN_MAX_CPU_ISA=AVX2) on the same machine, it wins the same layers but for the
+ * forward pass and data gradient of the 32x32 layers with 24 inputs (24->48: 16.4 against
+ * 16.7 forward, 18.9 against 16.9 data gradient; 12->48: 7.9 against 11.4, 8.5 against
+ * 10.5; weight gradients 14.3 against 18.3 and 7.3 against 12.6). DIRECT forces it for
+ * tests. */
 typedef enum { PASS_FORWARD, PASS_DATA_GRADIENT, PASS_WEIGHT_GRADIENT } conv_pass;
 
 static int direct_measured_faster(conv_pass pass, int width, int in_channels, int out_channels) {
-    if (cpu_conv_direct_vector_floats() != 16 || in_channels > 24 || out_channels > 48) return 0;
-    if (width >= 32) return 1;
+    const cpu_conv_direct_isa isa = cpu_conv_direct_built_for();
+    if (isa == CPU_CONV_DIRECT_OTHER || in_channels > 24 || out_channels > 48) return 0;
+    if (width >= 32)
+        return isa == CPU_CONV_DIRECT_AVX512 || pass == PASS_WEIGHT_GRADIENT || in_channels <= 12;
     if (pass == PASS_WEIGHT_GRADIENT) return 0;
     return in_channels <= 8 && (pass == PASS_DATA_GRADIENT || out_channels <= 8);
 }
@@ -75,10 +82,12 @@ static int direct_measured_faster(conv_pass pass, int width, int in_channels, in
 /* A 1x1 layer's weight gradient is a GEMM whose inner dimension is the whole batch's
  * pixels and whose B is x read across its rows; with few input channels the direct kernel
  * (every image's sums in registers, no copy of x) did it in a third to a half of the time
- * (32x32 3->39: 0.40 against 1.7 ms; 12->48 1.0 against 2.0; 24->48 1.7 against 3.1;
- * 16x16 8->32 0.13 against 0.36), and drew level at 32 (16x16 32->128: 1.5 against 1.4). */
+ * (AVX-512: 32x32 3->39 0.40 against 1.7 ms; 12->48 1.0 against 2.0; 24->48 1.7 against
+ * 3.1; 16x16 8->32 0.13 against 0.36; AVX2: 0.37 against 0.99, 1.1 against 1.9, 2.1
+ * against 2.8, 0.16 against 0.25), and drew level or lost at 32 (16x16 32->128: 1.5
+ * against 1.4; AVX2 2.3 against 1.8). */
 static int direct_1x1_weights_measured_faster(int in_channels) {
-    return cpu_conv_direct_vector_floats() == 16 && in_channels <= 24;
+    return cpu_conv_direct_built_for() != CPU_CONV_DIRECT_OTHER && in_channels <= 24;
 }
 
 static conv_engines engines_for(int height, int width, int in_channels, int out_channels,

@@ -72,15 +72,20 @@ static inline vector vector_fma(vector sums, vector a, vector b) {
 #endif
 }
 
-/* Register tiles: output channels x pixel vectors, 24 sums each, which with AVX-512's 32
- * vector registers leaves room for the loaded inputs and the broadcast weight. The one
- * that pads the output channels least is used (6 first on a tie: fewer, larger tiles). */
+/* Register tiles: output channels x pixel vectors. With AVX-512's 32 vector registers,
+ * 24 sums leave room for the loaded inputs and the broadcast weight; with 16 registers
+ * (AVX2 and below), 8 to 12 sums. The one that pads the output channels least is used
+ * (the first on a tie: fewer, larger tiles). */
 typedef struct tile_shape {
     int outputs, vectors;
 } tile_shape;
 
 enum { TILE_SHAPES = 3, MAX_TILE_OUTPUTS = 6, MAX_TILE_VECTORS = 8 };
+#if VECTOR_FLOATS == 16
 static const tile_shape tile_shapes[TILE_SHAPES] = {{6, 4}, {4, 4}, {3, 8}};
+#else
+static const tile_shape tile_shapes[TILE_SHAPES] = {{6, 2}, {4, 2}, {3, 4}};
+#endif
 
 static int padded_outputs(int out_channels, int tile_outputs) {
     return (out_channels + tile_outputs - 1) / tile_outputs * tile_outputs;
@@ -96,6 +101,16 @@ static tile_shape tile_for(int out_channels) {
 }
 
 int cpu_conv_direct_vector_floats(void) { return VECTOR_FLOATS; }
+
+cpu_conv_direct_isa cpu_conv_direct_built_for(void) {
+#if VECTOR_FLOATS == 16
+    return CPU_CONV_DIRECT_AVX512;
+#elif VECTOR_FLOATS == 8 && defined(__FMA__)
+    return CPU_CONV_DIRECT_AVX2;
+#else
+    return CPU_CONV_DIRECT_OTHER;
+#endif
+}
 
 int cpu_conv_direct_fits(int height, int width, int out_channels) {
     if (height < 1 || width < 1 || out_channels < 1 || width % VECTOR_FLOATS != 0) return 0;
@@ -155,17 +170,18 @@ static inline __attribute__((always_inline)) void tile_sums(const direct_conv *c
             vector_store(c->out + (size_t)(first_out + o) * plane + out_at[v], sums[o][v]);
 }
 
-static void tile_6x4(const direct_conv *c, const float *frame, const size_t *in_at,
-                     const size_t *out_at, int first_out) {
-    tile_sums(c, frame, in_at, out_at, first_out, 6, 4);
+/* tile_sums for each shape of tile_shapes, whose outputs and vectors are constants here. */
+static void tile_0(const direct_conv *c, const float *frame, const size_t *in_at,
+                   const size_t *out_at, int first_out) {
+    tile_sums(c, frame, in_at, out_at, first_out, tile_shapes[0].outputs, tile_shapes[0].vectors);
 }
-static void tile_4x4(const direct_conv *c, const float *frame, const size_t *in_at,
-                     const size_t *out_at, int first_out) {
-    tile_sums(c, frame, in_at, out_at, first_out, 4, 4);
+static void tile_1(const direct_conv *c, const float *frame, const size_t *in_at,
+                   const size_t *out_at, int first_out) {
+    tile_sums(c, frame, in_at, out_at, first_out, tile_shapes[1].outputs, tile_shapes[1].vectors);
 }
-static void tile_3x8(const direct_conv *c, const float *frame, const size_t *in_at,
-                     const size_t *out_at, int first_out) {
-    tile_sums(c, frame, in_at, out_at, first_out, 3, 8);
+static void tile_2(const direct_conv *c, const float *frame, const size_t *in_at,
+                   const size_t *out_at, int first_out) {
+    tile_sums(c, frame, in_at, out_at, first_out, tile_shapes[2].outputs, tile_shapes[2].vectors);
 }
 
 /* Image n's input planes into the frame's interior (its border stays zero). */
@@ -184,7 +200,9 @@ static void frame_image(float *frame, const direct_conv *c, int n) {
 
 static void direct_conv_run(const direct_conv *c) {
     void (*tile)(const direct_conv *, const float *, const size_t *, const size_t *, int) =
-        c->tile.outputs == 6 ? tile_6x4 : c->tile.outputs == 4 ? tile_4x4 : tile_3x8;
+        c->tile.outputs == tile_shapes[0].outputs   ? tile_0
+        : c->tile.outputs == tile_shapes[1].outputs ? tile_1
+                                                    : tile_2;
     const int frame_width = c->width + c->kernel - 1;
     const size_t frame_floats =
         (size_t)c->in_channels * (size_t)(c->height + c->kernel - 1) * (size_t)frame_width;
@@ -276,15 +294,19 @@ void cpu_conv_direct_backward_data(float *dx, grad_store dx_store, const float *
 
 /* ---- weight gradient ---- */
 
-/* Tiles of output channels x columns (input channel, ky, kx), 24 vector sums each, plus
- * the tile's dy vectors and one input vector in registers. The one that pads the rows
- * and columns least is used. */
+/* Tiles of output channels x columns (input channel, ky, kx), 24 vector sums each with
+ * AVX-512 (12 with 16 registers), plus the tile's dy vectors and one input vector in
+ * registers. The one that pads the rows and columns least is used. */
 typedef struct weight_tile_shape {
     int outputs, columns;
 } weight_tile_shape;
 
 enum { WEIGHT_TILE_SHAPES = 3, MAX_WEIGHT_TILE_COLUMNS = 8 };
+#if VECTOR_FLOATS == 16
 static const weight_tile_shape weight_tile_shapes[WEIGHT_TILE_SHAPES] = {{6, 4}, {4, 6}, {3, 8}};
+#else
+static const weight_tile_shape weight_tile_shapes[WEIGHT_TILE_SHAPES] = {{3, 4}, {2, 6}, {4, 2}};
+#endif
 
 static weight_tile_shape weight_tile_for(int out_channels, int columns) {
     weight_tile_shape best = weight_tile_shapes[0];
@@ -327,25 +349,26 @@ static inline __attribute__((always_inline)) void weight_tile_sums(
         for (int c = 0; c < columns; c++) accumulators[o * columns + c] += sums[o][c];
 }
 
-/* weight_tile_sums for the tile shape, with the row length a constant for maps of two
- * vectors' width (the 32x32 stage with AVX-512) and of one. */
+/* weight_tile_sums for the tile shape, with the row length a constant for maps 32 and 16
+ * floats wide (the study's 32x32 and 16x16 stages). */
 static void weight_tile(vector *accumulators, const float *const *dy_at, const float *frame,
                         const size_t *column_at, int height, int width, int frame_width,
                         weight_tile_shape tile) {
     const int row_vectors = width / VECTOR_FLOATS;
+    enum { WIDE = 32 / VECTOR_FLOATS, NARROW = 16 / VECTOR_FLOATS };
 #define WEIGHT_TILE_FOR_ROWS(outputs, columns)                                                     \
-    (row_vectors == 2   ? weight_tile_sums(accumulators, dy_at, frame, column_at, height,       \
-                                           frame_width, 2, outputs, columns)                     \
-     : row_vectors == 1 ? weight_tile_sums(accumulators, dy_at, frame, column_at, height,       \
-                                           frame_width, 1, outputs, columns)                     \
-                        : weight_tile_sums(accumulators, dy_at, frame, column_at, height,       \
-                                           frame_width, row_vectors, outputs, columns))
-    if (tile.outputs == 6)
-        WEIGHT_TILE_FOR_ROWS(6, 4);
-    else if (tile.outputs == 4)
-        WEIGHT_TILE_FOR_ROWS(4, 6);
+    (row_vectors == WIDE     ? weight_tile_sums(accumulators, dy_at, frame, column_at, height,  \
+                                                frame_width, WIDE, outputs, columns)            \
+     : row_vectors == NARROW ? weight_tile_sums(accumulators, dy_at, frame, column_at, height,  \
+                                                frame_width, NARROW, outputs, columns)          \
+                             : weight_tile_sums(accumulators, dy_at, frame, column_at, height,  \
+                                                frame_width, row_vectors, outputs, columns))
+    if (tile.outputs == weight_tile_shapes[0].outputs)
+        WEIGHT_TILE_FOR_ROWS(weight_tile_shapes[0].outputs, weight_tile_shapes[0].columns);
+    else if (tile.outputs == weight_tile_shapes[1].outputs)
+        WEIGHT_TILE_FOR_ROWS(weight_tile_shapes[1].outputs, weight_tile_shapes[1].columns);
     else
-        WEIGHT_TILE_FOR_ROWS(3, 8);
+        WEIGHT_TILE_FOR_ROWS(weight_tile_shapes[2].outputs, weight_tile_shapes[2].columns);
 #undef WEIGHT_TILE_FOR_ROWS
 }
 

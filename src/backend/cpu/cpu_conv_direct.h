@@ -10,6 +10,15 @@
 /* Floats in one vector of the direct kernel (16 with AVX-512, 8 with AVX, else 4). */
 int cpu_conv_direct_vector_floats(void);
 
+/* The instructions the kernel was compiled for, on which cpu_conv.c's rules for when to
+ * use it were measured: AVX-512, AVX2 with FMA (16 vector registers), or other. */
+typedef enum {
+    CPU_CONV_DIRECT_OTHER,
+    CPU_CONV_DIRECT_AVX2,
+    CPU_CONV_DIRECT_AVX512
+} cpu_conv_direct_isa;
+cpu_conv_direct_isa cpu_conv_direct_built_for(void);
+
 /* Whether the direct kernel handles maps of this size: rows of whole vectors, and a
  * whole number of the kernel's pixel tiles per image (see cpu_conv_direct.c). */
 int cpu_conv_direct_fits(int height, int width, int out_channels);
