@@ -159,6 +159,23 @@ static void maxpool_framed(float *restrict out, uint8_t *restrict code, const fl
     }
 }
 
+/* dy[at] where the output's code names the tap, else +0. With AVX-512, GCC vectorises the
+ * select as masked loads; without its masks it vectorises neither a select nor a load under
+ * the condition, but does the load with its bits masked (4x faster at x86-64-v3, 14 %
+ * slower than the masked loads with AVX-512). */
+static inline float tap_gradient(const uint8_t *code, const float *dy, size_t at, uint8_t tap) {
+#if defined(__AVX512F__)
+    return code[at] == tap ? dy[at] : 0.0f;
+#else
+    float d = dy[at];
+    uint32_t bits;
+    memcpy(&bits, &d, sizeof bits);
+    bits &= -(uint32_t)(code[at] == tap);
+    memcpy(&d, &bits, sizeof d);
+    return d;
+#endif
+}
+
 /* Gathered rather than scattered: input (h, w) sums, in window order of the outputs
  * around it (rows h-1..h+1, then columns w-1..w+1), the dy of each output whose code
  * names the tap pointing back at (h, w). A fixed order per input (which the GPU twin
@@ -169,15 +186,15 @@ static void maxpool_backward_framed(float *restrict sum, const float *restrict d
     const size_t s = stride;
     for (size_t q = first; q <= last; q++) {
         float total = 0.0f;
-        total += code[q - s - 1] == 8 ? dy[q - s - 1] : 0.0f;
-        total += code[q - s] == 7 ? dy[q - s] : 0.0f;
-        total += code[q - s + 1] == 6 ? dy[q - s + 1] : 0.0f;
-        total += code[q - 1] == 5 ? dy[q - 1] : 0.0f;
-        total += code[q] == 4 ? dy[q] : 0.0f;
-        total += code[q + 1] == 3 ? dy[q + 1] : 0.0f;
-        total += code[q + s - 1] == 2 ? dy[q + s - 1] : 0.0f;
-        total += code[q + s] == 1 ? dy[q + s] : 0.0f;
-        total += code[q + s + 1] == 0 ? dy[q + s + 1] : 0.0f;
+        total += tap_gradient(code, dy, q - s - 1, 8);
+        total += tap_gradient(code, dy, q - s, 7);
+        total += tap_gradient(code, dy, q - s + 1, 6);
+        total += tap_gradient(code, dy, q - 1, 5);
+        total += tap_gradient(code, dy, q, 4);
+        total += tap_gradient(code, dy, q + 1, 3);
+        total += tap_gradient(code, dy, q + s - 1, 2);
+        total += tap_gradient(code, dy, q + s, 1);
+        total += tap_gradient(code, dy, q + s + 1, 0);
         sum[q] = total;
     }
 }
