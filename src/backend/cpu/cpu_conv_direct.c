@@ -87,15 +87,16 @@ static const tile_shape tile_shapes[TILE_SHAPES] = {{6, 4}, {4, 4}, {3, 8}};
 static const tile_shape tile_shapes[TILE_SHAPES] = {{6, 2}, {4, 2}, {3, 4}};
 #endif
 
-static int padded_outputs(int out_channels, int tile_outputs) {
-    return (out_channels + tile_outputs - 1) / tile_outputs * tile_outputs;
+/* count rounded up to a whole number of tiles of `per_tile` (output channels or columns) */
+static int round_up(int count, int per_tile) {
+    return (count + per_tile - 1) / per_tile * per_tile;
 }
 
 static tile_shape tile_for(int out_channels) {
     tile_shape best = tile_shapes[0];
     for (int i = 1; i < TILE_SHAPES; i++)
-        if (padded_outputs(out_channels, tile_shapes[i].outputs) <
-            padded_outputs(out_channels, best.outputs))
+        if (round_up(out_channels, tile_shapes[i].outputs) <
+            round_up(out_channels, best.outputs))
             best = tile_shapes[i];
     return best;
 }
@@ -243,7 +244,7 @@ static void convolve(float *out, grad_store store, const float *in, const float 
         BNECK_FAIL("cpu_conv_direct: %dx%d maps with %d outputs do not fit its tiles", height,
                    width, kernel_out);
     const tile_shape tile = tile_for(kernel_out);
-    const int padded_out = padded_outputs(kernel_out, tile.outputs);
+    const int padded_out = round_up(kernel_out, tile.outputs);
     const int taps = kernel * kernel;
     float *packed = bneck_alloc_aligned((size_t)kernel_in * taps * padded_out * sizeof *packed);
     for (int o = 0; o < out_channels; o++)
@@ -313,8 +314,8 @@ static weight_tile_shape weight_tile_for(int out_channels, int columns) {
     long best_padded = -1;
     for (int i = 0; i < WEIGHT_TILE_SHAPES; i++) {
         const weight_tile_shape s = weight_tile_shapes[i];
-        const long padded = (long)padded_outputs(out_channels, s.outputs) *
-                            padded_outputs(columns, s.columns);
+        const long padded = (long)round_up(out_channels, s.outputs) *
+                            round_up(columns, s.columns);
         if (best_padded < 0 || padded < best_padded) best = s, best_padded = padded;
     }
     return best;
@@ -379,8 +380,8 @@ void cpu_conv_direct_backward_weights(float *dweight, const float *dy, const flo
         BNECK_FAIL("cpu_conv_direct: %dx%d maps do not fit its vectors", height, width);
     const int taps = kernel * kernel, columns = in_channels * taps;
     const weight_tile_shape tile = weight_tile_for(out_channels, columns);
-    const int row_tiles = (out_channels + tile.outputs - 1) / tile.outputs;
-    const int column_tiles = (columns + tile.columns - 1) / tile.columns;
+    const int row_tiles = round_up(out_channels, tile.outputs) / tile.outputs;
+    const int column_tiles = round_up(columns, tile.columns) / tile.columns;
     const size_t tile_vectors = (size_t)tile.outputs * tile.columns;
     const size_t accumulator_vectors = (size_t)row_tiles * column_tiles * tile_vectors;
     const size_t weights = (size_t)out_channels * columns;
