@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "model/model.h"
+#include "results/report_read.h"
 #include "results/results.h"
 
 #define COUNT(array) (sizeof(array) / sizeof((array)[0]))
@@ -727,6 +728,108 @@ Test(run_file, truncated_files_are_refused) {
     free(bytes);
 }
 
+static void delete_object(const char *path, const char *name) {
+    hid_t file = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    cr_assert_geq(file, 0);
+    cr_assert_geq(H5Ldelete(file, name, H5P_DEFAULT), 0, "deleting %s", name);
+    H5Fclose(file);
+}
+
+/* Where needle first occurs in bytes at or after `from`, or -1. */
+static long find_bytes(const unsigned char *bytes, size_t size, size_t from, const void *needle,
+                       size_t length) {
+    for (size_t i = from; i + length <= size; i++)
+        if (!memcmp(bytes + i, needle, length)) return (long)i;
+    return -1;
+}
+
+/* A run file with settings, for the text copy's tests. */
+static const char copy_settings[] = "[train]\nlr = 0.001\n";
+static void write_run_with_settings(const char *path) {
+    epoch_record history[SAMPLE_EPOCHS];
+    fill_history(history, SAMPLE_EPOCHS, 0.0);
+    run_row row;
+    make_row(&row, "A", 0, RUN_STATUS_RUNNING, history, SAMPLE_EPOCHS);
+    run_checkpoint c = {0};
+    make_checkpoint(&c, &built, 5);
+    bneck_error err = {{0}};
+    cr_assert_eq(run_file_write(path, &row, history, SAMPLE_EPOCHS, &built, &c, sample_config,
+                                copy_settings, &err), 0, "%s", err.message);
+    run_checkpoint_free(&c);
+}
+
+/* Reads path back whole and expects write_run_with_settings's row and settings. */
+static void expect_run_with_settings(const char *path) {
+    run_row row;
+    epoch_record *history = NULL;
+    int epochs = 0;
+    run_checkpoint c = {0};
+    bneck_error err = {{0}};
+    cr_assert_eq(run_file_read(path, &row, &history, &epochs, &built, &c, &err), 0, "%s",
+                 err.message);
+    cr_expect_str_eq(row.pattern, "A");
+    cr_expect_str_eq(row.status, RUN_STATUS_RUNNING);
+    cr_expect_str_eq(row.devices, "cpu x2");
+    cr_expect_str_eq(row.hosts, "node1,node2");
+    cr_expect_eq(epochs, SAMPLE_EPOCHS);
+    free(history);
+    run_checkpoint_free(&c);
+    char settings[256] = "";
+    cr_expect_eq(run_file_settings(path, settings, sizeof settings, &err), 1, "%s", err.message);
+    cr_expect_str_eq(settings, copy_settings);
+}
+
+/* HDF5 keeps variable-length strings in its global heap ("GCOL" collections), which has no
+ * checksum; libhdf5 1.10.8 read past its buffers on a damaged one and crashed the sweep's
+ * resume. The run file's text attributes are read from their checksummed copy instead, so
+ * a heap filled with garbage leaves the file readable, with the right values. */
+static void fill_heap_collections_with_garbage(const char *path) {
+    size_t size;
+    unsigned char *bytes = file_bytes(path, &size);
+    int collections = 0;
+    for (long at = find_bytes(bytes, size, 0, "GCOL", 4); at >= 0;
+         at = find_bytes(bytes, size, (size_t)at + 4, "GCOL", 4)) {
+        uint64_t length; /* the collection's size, after the signature, version and 3 bytes */
+        memcpy(&length, bytes + at + 8, sizeof length);
+        if (length < 4096 || length > size - (size_t)at) continue; /* not a collection */
+        memset(bytes + at + 16, 0xff, length - 16);                 /* every object in it */
+        collections++;
+    }
+    cr_assert_geq(collections, 1, "no global heap collection found in %s", path);
+    write_bytes(path, bytes, size);
+    free(bytes);
+}
+
+Test(run_file, text_attributes_are_read_from_their_checksummed_copy) {
+    const char *path = temp_path("A-r0.h5");
+    write_run_with_settings(path);
+    fill_heap_collections_with_garbage(path);
+    expect_run_with_settings(path);
+}
+
+/* The copy itself is checksummed: damage to it is refused, naming it. */
+Test(run_file, a_damaged_text_copy_is_refused) {
+    const char *path = temp_path("A-r0.h5");
+    write_run_with_settings(path);
+    size_t size;
+    unsigned char *bytes = file_bytes(path, &size);
+    static const char pair[] = "format\0bneck-run-1"; /* the copy's first pair */
+    const long at = find_bytes(bytes, size, 0, pair, sizeof pair);
+    cr_assert_geq(at, 0, "the text copy's bytes are not in %s", path);
+    bytes[at + 10] ^= 0x01; /* bneck-run-1 -> bneck-sun-1 in the copy only */
+    write_bytes(path, bytes, size);
+    free(bytes);
+    expect_read_fails(path, &built, "/text_attributes", "damaged");
+}
+
+/* Files written before the copy existed are read from their attributes. */
+Test(run_file, files_without_a_text_copy_read_their_attributes) {
+    const char *path = temp_path("A-r0.h5");
+    write_run_with_settings(path);
+    delete_object(path, "/text_attributes");
+    expect_run_with_settings(path);
+}
+
 Test(run_file, foreign_hdf5_and_text_files_are_refused) {
     const char *foreign = temp_path("foreign.h5");
     hid_t file = H5Fcreate(foreign, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
@@ -769,13 +872,6 @@ Test(run_file, another_model_is_refused) {
 }
 
 /* Opens a good file read-write and removes one object from it. */
-static void delete_object(const char *path, const char *name) {
-    hid_t file = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
-    cr_assert_geq(file, 0);
-    cr_assert_geq(H5Ldelete(file, name, H5P_DEFAULT), 0, "deleting %s", name);
-    H5Fclose(file);
-}
-
 Test(run_file, missing_objects_are_named) {
     const struct {
         const char *object, *expected;
@@ -1192,6 +1288,24 @@ static void write_sweep_sample(const char *path) {
     cr_assert_eq(sweep_file_write(path, s.runs, s.histories, s.epochs, SWEEP_RUNS,
                                   &sample_attributes, &err),
                  0, "%s", err.message);
+}
+
+/* bneck-report reads the sweep file's text attributes from their checksummed copy too
+ * (see run_file.text_attributes_are_read_from_their_checksummed_copy). */
+Test(sweep_file, the_report_reads_text_attributes_from_their_copy) {
+    const char *path = temp_path("sweep.h5");
+    write_sweep_sample(path);
+    fill_heap_collections_with_garbage(path);
+    report_sweep sweep;
+    bneck_error err = {{0}};
+    cr_assert_eq(report_sweep_read(path, &sweep, &err), 0, "%s", err.message);
+    const report_attribute *a = sweep.attributes;
+    cr_expect_str_eq(a[REPORT_ATTR_FORMAT].text, "bneck-sweep-1");
+    cr_expect_str_eq(a[REPORT_ATTR_CONFIG].text, sample_config);
+    cr_expect_str_eq(a[REPORT_ATTR_HOSTS].text, "node1,node2");
+    cr_expect_str_eq(a[REPORT_ATTR_SLURM_JOB_ID].text, "4242");
+    cr_expect_str_eq(a[REPORT_ATTR_MPI_SIZE].text, "2");
+    report_sweep_free(&sweep);
 }
 
 /* A subset of the /runs columns, as a reader picks them by name. */

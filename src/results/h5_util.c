@@ -18,14 +18,26 @@
 /* ---------------------------------------------------------------------------------- */
 /* Error reporting                                                                     */
 
+/* The root's text attributes as "name\0value\0" pairs (h5_util.h). */
+typedef struct h5_text_copy {
+    char *bytes;
+    size_t used, capacity;
+} h5_text_copy;
+
 void h5_site_open(h5_site *site, const char *path, bneck_error *err) {
     site->path = path;
     site->err = err;
+    site->text_copy = NULL;
     H5Eget_auto2(H5E_DEFAULT, &site->saved_handler, &site->saved_data);
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
 }
 
 void h5_site_close(h5_site *site) {
+    if (site->text_copy) {
+        free(site->text_copy->bytes);
+        free(site->text_copy);
+        site->text_copy = NULL;
+    }
     H5Eset_auto2(H5E_DEFAULT, site->saved_handler, site->saved_data);
 }
 
@@ -497,10 +509,108 @@ static hid_t variable_text_type(H5T_cset_t cset) {
     return type;
 }
 
+/* ---------------------------------------------------------------------------------- */
+/* The text copy (h5_util.h)                                                           */
+
+static int is_root(hid_t object) {
+    char name[8];
+    const ssize_t length = H5Iget_name(object, name, sizeof name);
+    return length == 1 && name[0] == '/';
+}
+
+void h5_text_copy_start(h5_site *site) {
+    if (!site->text_copy) site->text_copy = bneck_calloc(1, sizeof *site->text_copy);
+}
+
+static void text_copy_append(h5_text_copy *copy, const char *name, const char *value) {
+    const size_t name_bytes = strlen(name) + 1, value_bytes = strlen(value) + 1;
+    const size_t need = copy->used + name_bytes + value_bytes;
+    if (need > copy->capacity) {
+        copy->capacity = need > 2 * copy->capacity ? need : 2 * copy->capacity;
+        copy->bytes = bneck_realloc(copy->bytes, copy->capacity);
+    }
+    memcpy(copy->bytes + copy->used, name, name_bytes);
+    memcpy(copy->bytes + copy->used + name_bytes, value, value_bytes);
+    copy->used = need;
+}
+
+int h5_text_copy_write(const h5_site *site, hid_t file) {
+    const h5_text_copy *copy = site->text_copy;
+    if (!copy) return bneck_error_set(site->err, "%s: no text copy was started", site->path);
+    const hsize_t dims[1] = {copy->used};
+    hid_t dataset = h5_write_dataset(site, file, H5_TEXT_COPY, H5T_STD_U8LE, H5T_NATIVE_UINT8,
+                                     copy->bytes, 1, dims);
+    if (dataset < 0) return -1;
+    BNECK_H5_CHECK(site, H5Dclose(dataset), "%s: cannot close the dataset", H5_TEXT_COPY);
+    return 0;
+fail:
+    return -1;
+}
+
+int h5_text_copy_load(h5_site *site, hid_t file) {
+    hid_t dataset = H5I_INVALID_HID, space = H5I_INVALID_HID, type = H5I_INVALID_HID;
+    h5_text_copy *copy = NULL;
+    const int present = h5_exists(site, file, H5_TEXT_COPY);
+    if (present <= 0) return present; /* a file from before the copy: the attributes count */
+    BNECK_H5_CHECK(site, dataset = H5Dopen2(file, H5_TEXT_COPY, H5P_DEFAULT), "%s: cannot open",
+                   H5_TEXT_COPY);
+    BNECK_H5_CHECK(site, space = H5Dget_space(dataset), "%s: no shape", H5_TEXT_COPY);
+    BNECK_H5_CHECK(site, type = H5Dget_type(dataset), "%s: no type", H5_TEXT_COPY);
+    hsize_t dims[1] = {0};
+    if (H5Sget_simple_extent_ndims(space) != 1 || H5Sget_simple_extent_dims(space, dims, NULL) < 0 ||
+        H5Tget_class(type) != H5T_INTEGER || H5Tget_size(type) != 1) {
+        bneck_error_set(site->err, "%s: %s is not a 1-D array of bytes", site->path, H5_TEXT_COPY);
+        goto fail;
+    }
+    copy = bneck_calloc(1, sizeof *copy);
+    copy->used = copy->capacity = (size_t)dims[0];
+    copy->bytes = bneck_malloc(copy->capacity + 1);
+    if (copy->used > 0)
+        BNECK_H5_CHECK(site, H5Dread(dataset, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                                     copy->bytes),
+                       "%s: cannot read (damaged?)", H5_TEXT_COPY);
+    /* whole pairs: an even number of NUL-terminated strings */
+    size_t strings = 0;
+    for (size_t i = 0; i < copy->used; i++) strings += copy->bytes[i] == '\0';
+    if (copy->used > 0 && (copy->bytes[copy->used - 1] != '\0' || strings % 2 != 0)) {
+        bneck_error_set(site->err, "%s: %s does not hold whole name and value pairs", site->path,
+                        H5_TEXT_COPY);
+        goto fail;
+    }
+    h5_close(&type);
+    h5_close(&space);
+    h5_close(&dataset);
+    if (site->text_copy) {
+        free(site->text_copy->bytes);
+        free(site->text_copy);
+    }
+    site->text_copy = copy;
+    return 0;
+fail:
+    if (copy) free(copy->bytes);
+    free(copy);
+    h5_close(&type);
+    h5_close(&space);
+    h5_close(&dataset);
+    return -1;
+}
+
+const char *h5_text_copy_find(const h5_site *site, const char *name) {
+    const h5_text_copy *copy = site->text_copy;
+    for (size_t at = 0; copy && at < copy->used;) {
+        const char *key = copy->bytes + at;
+        const char *value = key + strlen(key) + 1;
+        if (!strcmp(key, name)) return value;
+        at = (size_t)(value - copy->bytes) + strlen(value) + 1;
+    }
+    return NULL;
+}
+
 int h5_write_text_attribute(const h5_site *site, hid_t object, const char *name,
                             const char *value) {
     hid_t type = H5I_INVALID_HID;
     const char *text = value ? value : "";
+    if (site->text_copy && is_root(object)) text_copy_append(site->text_copy, name, text);
     BNECK_H5_CHECK(site, type = variable_text_type(H5T_CSET_UTF8), "no UTF-8 string type");
     int rc = write_attribute(site, object, name, type, type, &text);
     h5_close(&type);
@@ -589,6 +699,14 @@ int h5_read_text_attribute(const h5_site *site, hid_t object, const char *name, 
     char owner[256];
     object_name(object, owner, sizeof owner);
     value[0] = '\0';
+    const char *copied = is_root(object) ? h5_text_copy_find(site, name) : NULL;
+    if (copied) {
+        if (strlen(copied) >= capacity)
+            return bneck_error_set(site->err, "%s: %s: attribute '%s' is longer than %zu "
+                                   "characters", site->path, owner, name, capacity - 1);
+        memcpy(value, copied, strlen(copied) + 1);
+        return 0;
+    }
     if ((attribute = open_attribute(site, object, name, H5T_STRING, "a string")) < 0) goto fail;
     BNECK_H5_CHECK(site, file_type = H5Aget_type(attribute), "%s: attribute %s has no type", owner,
                    name);

@@ -20,10 +20,30 @@ typedef struct h5_site {
     bneck_error *err;
     H5E_auto2_t saved_handler;
     void *saved_data;
+    struct h5_text_copy *text_copy; /* see h5_text_copy_start */
 } h5_site;
 
 void h5_site_open(h5_site *site, const char *path, bneck_error *err);
 void h5_site_close(h5_site *site);
+
+/* The root's text attributes, kept a second time where a damaged file cannot crash their
+ * reader. Variable-length strings live in HDF5's global heap, which has no checksum, and
+ * libhdf5 1.10 reads past its buffers on a damaged one (a byte flipped in a run file's
+ * heap crashed the sweep's resume in H5HG_read). So files that bneck reads back also hold
+ * the root's text attributes in the checksummed uint8 dataset H5_TEXT_COPY ("name\0value\0"
+ * pairs), and h5_read_text_attribute takes them from there; users' tools keep reading the
+ * attributes. Files without the dataset (older ones) are read from the attributes.
+ *
+ * Writing: h5_text_copy_start before the first attribute, h5_text_copy_write before the
+ * commit. Reading: h5_text_copy_load after the open (an error if the copy is damaged).
+ * h5_site_close frees either. */
+#define H5_TEXT_COPY "/text_attributes"
+void h5_text_copy_start(h5_site *site);
+int h5_text_copy_write(const h5_site *site, hid_t file);
+int h5_text_copy_load(h5_site *site, hid_t file);
+/* The value the loaded copy holds for the root's attribute `name`, or NULL (no copy
+ * loaded, or none of that name in it). */
+const char *h5_text_copy_find(const h5_site *site, const char *name);
 
 /* Records "<path>: <what>: HDF5: <error stack> [file:line]" in site->err and returns -1.
  * Call it straight after the failing call: the next HDF5 call clears the error stack. */
@@ -95,7 +115,7 @@ int h5_write_text_attribute(const h5_site *site, hid_t object, const char *name,
 
 /* Readers for the same; a missing attribute or one of the wrong class is an error naming
  * it. Text of either string kind (variable or fixed) is accepted; it must fit capacity
- * including the NUL. */
+ * including the NUL. A root attribute held in a loaded text copy is read from the copy. */
 int h5_read_int64_attribute(const h5_site *site, hid_t object, const char *name, int64_t *value);
 /* The same for an attribute files from before it lack: *value is left as it is then. */
 int h5_read_optional_int64_attribute(const h5_site *site, hid_t object, const char *name,

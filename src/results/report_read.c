@@ -196,13 +196,19 @@ static char *copy_text(const char *text) {
 }
 
 /* The value of a scalar attribute as text; *text_out is NULL when the file lacks it.
- * Strings (fixed or variable length) come as they are, numbers as decimals. */
-static int read_attribute_text(hid_t file, const char *path, const char *name, char **text_out,
-                               bneck_error *err) {
+ * Strings (fixed or variable length) come as they are, numbers as decimals. Text the
+ * file's checksummed copy holds (h5_util.h) comes from there. */
+static int read_attribute_text(const h5_site *site, hid_t file, const char *path,
+                               const char *name, char **text_out, bneck_error *err) {
     h5_detail detail;
     hid_t attribute = -1, file_type = -1, space = -1, memory_type = -1;
     int status = -1;
     *text_out = NULL;
+    const char *copied = h5_text_copy_find(site, name);
+    if (copied) {
+        *text_out = copy_text(copied);
+        return 0;
+    }
 
     const htri_t exists = H5Aexists(file, name);
     if (exists < 0)
@@ -368,16 +374,16 @@ static int read_histories(hid_t file, const char *path, report_sweep *sweep, bne
     return 0;
 }
 
-static int read_sweep_contents(hid_t file, const char *path, report_sweep *sweep,
-                               bneck_error *err) {
+static int read_sweep_contents(const h5_site *site, hid_t file, const char *path,
+                               report_sweep *sweep, bneck_error *err) {
     static const report_table_spec run_table = {run_fields, COUNT_OF(run_fields), sizeof(report_run)};
     static const report_table_spec pattern_table = {pattern_fields, COUNT_OF(pattern_fields),
                                              sizeof(report_pattern)};
 
     for (int i = 0; i < REPORT_ATTR_COUNT; i++) {
         sweep->attributes[i].name = attribute_names[i];
-        if (read_attribute_text(file, path, attribute_names[i], &sweep->attributes[i].text,
-                                err) != 0)
+        if (read_attribute_text(site, file, path, attribute_names[i],
+                                &sweep->attributes[i].text, err) != 0)
             return -1;
     }
     /* A run file (format bneck-run-1) is the likeliest wrong file: name it as such. */
@@ -427,7 +433,8 @@ static int read_sweep_contents(hid_t file, const char *path, report_sweep *sweep
 
 /* The sweep file checked and read, with HDF5's automatic error printing off: errors go
  * into messages that name the file; HDF5's own stack dump would bury them. */
-static int read_sweep_file(const char *path, report_sweep *sweep, bneck_error *err) {
+static int read_sweep_file(h5_site *site, const char *path, report_sweep *sweep,
+                           bneck_error *err) {
     h5_detail detail;
     struct stat info;
     if (stat(path, &info) != 0)
@@ -445,7 +452,8 @@ static int read_sweep_file(const char *path, report_sweep *sweep, bneck_error *e
     if (file < 0)
         return bneck_error_set(err, "%s: cannot open the HDF5 file: %s", path,
                                h5_failure_detail(&detail));
-    const int status = read_sweep_contents(file, path, sweep, err);
+    const int status = h5_text_copy_load(site, file) == 0
+                           ? read_sweep_contents(site, file, path, sweep, err) : -1;
     H5Fclose(file);
     return status;
 }
@@ -454,7 +462,7 @@ int report_sweep_read(const char *path, report_sweep *sweep, bneck_error *err) {
     memset(sweep, 0, sizeof *sweep);
     h5_site site;
     h5_site_open(&site, path, err);
-    const int status = read_sweep_file(path, sweep, err);
+    const int status = read_sweep_file(&site, path, sweep, err);
     h5_site_close(&site);
     if (status != 0) report_sweep_free(sweep);
     return status;

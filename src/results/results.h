@@ -20,6 +20,8 @@
  *                epoch_seconds (float64: train, compute, allreduce, data) and
  *                epoch_states (float32, one row of running statistics per rank)
  *                (what a resume needs; the run continues bit-identically on the CPU)
+ *   /text_attributes  the text attributes again, "name\0value\0" pairs in a checksummed
+ *                uint8 array: what bneck reads back (h5_util.h: H5_TEXT_COPY)
  * Written to "<path>.tmp" and renamed over <path>, so a reader sees the old file or the
  * new one, never half of one. status "complete" is set only in the final write.
  *
@@ -27,6 +29,7 @@
  *   /runs        compound table, one row per run (run_row)
  *   /history/<pattern>-r<repeat>   compound table of epoch_row (as in the run file)
  *   /summary     compound table, one row per pattern (summary_row)
+ *   /text_attributes  as in the run file; bneck-report reads the text attributes there
  *   attributes   format = "bneck-sweep-1", config, git_commit, versions, hosts, devices,
  *                mpi_size, runs_planned, sd_ddof (1: the sample standard deviation), created, and
  *                slurm_job_id / slurm_nodelist / rank_gpu_map when known

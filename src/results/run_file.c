@@ -206,6 +206,7 @@ int run_file_write(const char *path, const run_row *row, const epoch_record *his
 
     h5_site site;
     h5_site_open(&site, path, err);
+    h5_text_copy_start(&site);
     char temporary[4096], created[32];
     hid_t file = h5_create_temporary(&site, temporary, sizeof temporary);
     if (file < 0) goto fail;
@@ -220,7 +221,7 @@ int run_file_write(const char *path, const run_row *row, const epoch_record *his
         h5_write_text_attribute(&site, file, "hdf5_version", results_hdf5_version()) ||
         h5_write_table(&site, file, "/history", &h5_epoch_record_table, history, epochs) ||
         visit_weights(&site, file, m, checkpoint->params, checkpoint->state, 1) ||
-        write_checkpoint(&site, file, m, checkpoint))
+        write_checkpoint(&site, file, m, checkpoint) || h5_text_copy_write(&site, file))
         goto fail;
     if (h5_commit(&site, &file, temporary)) goto fail_committed;
     h5_site_close(&site);
@@ -235,8 +236,9 @@ fail_committed:
 /* ---------------------------------------------------------------------------------- */
 /* Reading                                                                             */
 
-/* Opens path as an HDF5 file, telling "missing", "not HDF5" and "damaged" apart. */
-static hid_t open_results_file(const h5_site *site) {
+/* Opens path as an HDF5 file, telling "missing", "not HDF5" and "damaged" apart, and
+ * loads its text copy (h5_util.h), from which its text attributes are then read. */
+static hid_t open_results_file(h5_site *site) {
     struct stat info;
     if (stat(site->path, &info)) {
         bneck_error_set(site->err, "%s: cannot open: %s", site->path, strerror(errno));
@@ -250,7 +252,9 @@ static hid_t open_results_file(const h5_site *site) {
         bneck_error_set(site->err, "%s: not an HDF5 file (no HDF5 signature)", site->path);
         return H5I_INVALID_HID;
     }
-    return h5_open_readonly(site);
+    hid_t file = h5_open_readonly(site);
+    if (file >= 0 && h5_text_copy_load(site, file)) h5_close(&file);
+    return file;
 }
 
 /* The file's format attribute must be `expected` or, when not NULL, `also`. */

@@ -113,6 +113,7 @@ int sweep_file_write(const char *path, const run_row *runs, epoch_record *const 
 
     h5_site site;
     h5_site_open(&site, path, err);
+    h5_text_copy_start(&site);
     char temporary[4096], created[32];
     hid_t group = H5I_INVALID_HID;
     hid_t file = h5_create_temporary(&site, temporary, sizeof temporary);
@@ -150,7 +151,8 @@ int sweep_file_write(const char *path, const run_row *runs, epoch_record *const 
         h5_write_text_attribute(&site, file, "hdf5_version", results_hdf5_version()) ||
         write_known_text(&site, file, "slurm_job_id", attributes->slurm_job_id) ||
         write_known_text(&site, file, "slurm_nodelist", attributes->slurm_nodelist) ||
-        write_known_text(&site, file, "rank_gpu_map", attributes->rank_gpu_map))
+        write_known_text(&site, file, "rank_gpu_map", attributes->rank_gpu_map) ||
+        h5_text_copy_write(&site, file))
         goto fail;
     if (h5_commit(&site, &file, temporary)) goto fail_committed;
     h5_site_close(&site);
