@@ -816,7 +816,7 @@ Test(run_file, a_damaged_text_copy_is_refused) {
     static const char pair[] = "format\0bneck-run-1"; /* the copy's first pair */
     const long at = find_bytes(bytes, size, 0, pair, sizeof pair);
     cr_assert_geq(at, 0, "the text copy's bytes are not in %s", path);
-    bytes[at + 10] ^= 0x01; /* bneck-run-1 -> bneck-sun-1 in the copy only */
+    bytes[at + 13] ^= 0x01; /* bneck-run-1 -> bneck-sun-1 in the copy only */
     write_bytes(path, bytes, size);
     free(bytes);
     expect_read_fails(path, &built, "/text_attributes", "damaged");

@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""Flips bytes in the files a sweep reads back and reports every crash.
+
+Makes a tiny sweep (patterns A and E, 2 repeats, 2 epochs of 256 Fashion-MNIST images),
+then, case by case, flips bytes in one run file and runs `bneck-sweep --dry-run` over
+the output (the resume's reading of every run file), and flips bytes in sweep.h5 and
+runs bneck-report on it. A clean result: no case ends by a signal or a timeout; damaged
+files are refused (exit 1, or the run shown as "redo: unreadable") or read right.
+Half the flips in each kind go inside HDF5's global heap collections ("GCOL"), where
+variable-length strings live without a checksum.
+
+Not part of the test suite (a few minutes); run it after changing how results files are
+written or read:  /usr/bin/python3 tests/fuzz/results_files.py build [cases] [seed]
+"""
+import glob
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+build = sys.argv[1] if len(sys.argv) > 1 else "build"
+cases = int(sys.argv[2]) if len(sys.argv) > 2 else 100
+random.seed(int(sys.argv[3]) if len(sys.argv) > 3 else 1)
+sweep = os.path.join(build, "bin", "bneck-sweep")
+report = os.path.join(build, "bin", "bneck-report")
+work = tempfile.mkdtemp(prefix="bneck-fuzz.")
+config = os.path.join(work, "tiny.ini")
+with open(config, "w") as f:
+    f.write("[run]\nname = tiny\nseed = 5\ndevice = cpu\nthreads = 1\n"
+            "[data]\ndataset = fashion-mnist\ntrain_limit = 256\nval_limit = 200\n"
+            "[train]\nepochs = 2\nbatch = 64\nval_batch = 100\n"
+            "[sweep]\npatterns = A:1:1, E:3:4\nrepeats = 2\n")
+good = os.path.join(work, "good")
+subprocess.run([sweep, config, "run.output=" + good], check=True, capture_output=True)
+
+
+def heap_collections(data):
+    """(offset, size) of each global heap collection: "GCOL", version, 3 bytes, size."""
+    found = []
+    for m in re.finditer(b"GCOL", data):
+        size = int.from_bytes(data[m.start() + 8:m.start() + 16], "little")
+        if 4096 <= size <= len(data) - m.start():
+            found.append((m.start(), size))
+    return found
+
+
+def damaged(data, case):
+    b = bytearray(data)
+    heaps = heap_collections(data)
+    for _ in range(random.choice([1, 2, 4, 8])):
+        if case % 2 and heaps:
+            start, size = random.choice(heaps)
+            at = start + random.randrange(size)
+        else:
+            at = random.randrange(len(b))
+        b[at] ^= random.randrange(1, 256)
+    return bytes(b)
+
+
+def run(command):
+    try:
+        return subprocess.run(command, capture_output=True, timeout=120).returncode
+    except subprocess.TimeoutExpired:
+        return "timeout"
+
+
+crashes = []
+outcomes = {"run file": {}, "sweep.h5": {}}
+trial = os.path.join(work, "trial")
+shutil.copytree(good, trial)
+victim = os.path.join(trial, "runs", "E-r0.h5")
+original = open(os.path.join(good, "runs", "E-r0.h5"), "rb").read()
+for case in range(cases):
+    for stale in glob.glob(os.path.join(trial, "runs", "*unreadable*")):
+        os.remove(stale)
+    open(victim, "wb").write(damaged(original, case))
+    rc = run([sweep, config, "run.output=" + trial, "--dry-run"])
+    outcomes["run file"][rc] = outcomes["run file"].get(rc, 0) + 1
+    if rc not in (0, 1, 2):
+        kept = os.path.join(work, f"crash-run-{case}.h5")
+        shutil.copy(victim, kept)
+        crashes.append((kept, rc))
+summary = open(os.path.join(good, "sweep.h5"), "rb").read()
+for case in range(cases):
+    path = os.path.join(work, "sweep-case.h5")
+    open(path, "wb").write(damaged(summary, case))
+    rc = run([report, path, "--no-plots", "--format", "csv"])
+    outcomes["sweep.h5"][rc] = outcomes["sweep.h5"].get(rc, 0) + 1
+    if rc not in (0, 1, 2):
+        kept = os.path.join(work, f"crash-sweep-{case}.h5")
+        shutil.copy(path, kept)
+        crashes.append((kept, rc))
+for kind, counts in outcomes.items():
+    print(f"{kind}: {cases} cases, exit codes {dict(sorted(counts.items(), key=str))}")
+for path, rc in crashes:
+    print(f"CRASH ({rc}): {path}")
+if crashes:
+    print(f"{len(crashes)} crashes; the files are kept in {work}")
+    sys.exit(1)
+shutil.rmtree(work)
+print("no crash")
