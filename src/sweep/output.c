@@ -197,6 +197,22 @@ void sweep_output_settings(const config *cfg, char *out, size_t capacity) {
     free(full);
 }
 
+int sweep_output_same_settings(const char *path, const char *stored, const char *wanted,
+                               char *difference, size_t capacity) {
+    if (!strcmp(stored, wanted)) return 1;
+    char *defining = bneck_malloc(CONFIG_MAX_TEXT), *settings = bneck_malloc(CONFIG_MAX_TEXT);
+    bneck_error parse_err;
+    stored_results_defining_config(path, stored, defining, CONFIG_MAX_TEXT, &parse_err);
+    without_run_list(defining, settings, CONFIG_MAX_TEXT);
+    const int same = !parse_err.message[0] && !strcmp(settings, wanted);
+    if (!same)
+        sweep_output_first_difference(parse_err.message[0] ? stored : settings, wanted,
+                                      difference, capacity);
+    free(settings);
+    free(defining);
+    return same;
+}
+
 /* Writes text to path through path.tmp and a rename: a crash leaves the old file or the
  * new one, never part of one; the directory is synced too, since a directory whose run
  * files survived a power loss without its sweep.ini would be taken for a new sweep. */
@@ -431,11 +447,14 @@ static int check_run_files_settings(const config *cfg, const sweep_plan *plan, b
         bneck_error unreadable; /* the sweep reports such a file on its own */
         const int has_settings = run_file_settings(path, stored, CONFIG_MAX_TEXT, &unreadable);
         if (has_settings < 0) continue;
-        if (has_settings == 0 || strcmp(stored, wanted) == 0) { /* none: from before them, trusted */
+        char this_difference[256];
+        if (has_settings == 0 || /* none: from before them, trusted */
+            sweep_output_same_settings(path, stored, wanted, this_difference,
+                                       sizeof this_difference)) {
             agree++;
         } else if (differ++ == 0) {
             snprintf(first_path, sizeof first_path, "%s", path);
-            sweep_output_first_difference(stored, wanted, difference, sizeof difference);
+            snprintf(difference, sizeof difference, "%s", this_difference);
         }
     }
     free(wanted);

@@ -46,6 +46,15 @@ int sweep_output_check(const config *cfg, const sweep_plan *plan, int restart,
  * is not this sweep's. */
 void sweep_output_settings(const config *cfg, char *out, size_t capacity);
 
+/* Whether a run file's recorded settings (stored, read from path) are `wanted`
+ * (sweep_output_settings): the same text, or the same once read back through the
+ * configuration parser, so that a key added by a later bneck (absent from an older file,
+ * so at its default) or a value spelled another way is the same setting. 1 if so; 0 with
+ * the first line that differs in `difference` (of the texts as read back, where the stored
+ * one reads). */
+int sweep_output_same_settings(const char *path, const char *stored, const char *wanted,
+                               char *difference, size_t capacity);
+
 /* "stored 'A', this sweep 'B'" for the first line where the two texts differ. */
 void sweep_output_first_difference(const char *stored, const char *wanted, char *out,
                                    size_t capacity);

@@ -40,12 +40,11 @@ static int is_this_run(const sweep_state *s, const planned_run *run, const char 
      * from before the attribute have none, and are trusted as before */
     char *stored = bneck_malloc(CONFIG_MAX_TEXT);
     const int has_settings = run_file_settings(path, stored, CONFIG_MAX_TEXT, err);
-    const int differs = has_settings > 0 && strcmp(stored, s->settings) != 0;
-    if (differs) {
-        char difference[256];
-        sweep_output_first_difference(stored, s->settings, difference, sizeof difference);
-        bneck_error_set(err, "%s was made with other settings (%s)", path, difference);
-    }
+    char difference[256];
+    const int differs = has_settings > 0 && !sweep_output_same_settings(path, stored, s->settings,
+                                                                        difference,
+                                                                        sizeof difference);
+    if (differs) bneck_error_set(err, "%s was made with other settings (%s)", path, difference);
     free(stored);
     return has_settings >= 0 && !differs;
 }
