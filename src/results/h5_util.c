@@ -16,13 +16,19 @@
 #include "results/results.h"
 
 /* ---------------------------------------------------------------------------------- */
-/* Error reporting                                                                     */
+/* Sites                                                                               */
 
 /* The root's text attributes as "name\0value\0" pairs (h5_util.h). */
 typedef struct h5_text_copy {
     char *bytes;
     size_t used, capacity;
 } h5_text_copy;
+
+static void text_copy_free(h5_text_copy **copy) {
+    if (*copy) free((*copy)->bytes);
+    free(*copy);
+    *copy = NULL;
+}
 
 void h5_site_open(h5_site *site, const char *path, bneck_error *err) {
     site->path = path;
@@ -33,13 +39,12 @@ void h5_site_open(h5_site *site, const char *path, bneck_error *err) {
 }
 
 void h5_site_close(h5_site *site) {
-    if (site->text_copy) {
-        free(site->text_copy->bytes);
-        free(site->text_copy);
-        site->text_copy = NULL;
-    }
+    text_copy_free(&site->text_copy);
     H5Eset_auto2(H5E_DEFAULT, site->saved_handler, site->saved_data);
 }
+
+/* ---------------------------------------------------------------------------------- */
+/* Error reporting                                                                     */
 
 typedef struct stack_text {
     char text[640];
@@ -580,15 +585,11 @@ int h5_text_copy_load(h5_site *site, hid_t file) {
     h5_close(&type);
     h5_close(&space);
     h5_close(&dataset);
-    if (site->text_copy) {
-        free(site->text_copy->bytes);
-        free(site->text_copy);
-    }
+    text_copy_free(&site->text_copy);
     site->text_copy = copy;
     return 0;
 fail:
-    if (copy) free(copy->bytes);
-    free(copy);
+    text_copy_free(&copy);
     h5_close(&type);
     h5_close(&space);
     h5_close(&dataset);
