@@ -11,6 +11,7 @@ variable-length strings live without a checksum.
 
 Not part of the test suite (a few minutes); run it after changing how results files are
 written or read:  /usr/bin/python3 tests/fuzz/results_files.py build [cases] [seed]
+(build-sanitize instead of build: ASan and UBSan reports count as crashes too).
 """
 import glob
 import os
@@ -60,9 +61,16 @@ def damaged(data, case):
     return bytes(b)
 
 
+# In a sanitize build an ASan or UBSan report ends the program with these codes rather
+# than 1, which the programs use for a refused file.
+sanitizers = dict(os.environ, ASAN_OPTIONS="detect_leaks=0:exitcode=86",
+                  UBSAN_OPTIONS="halt_on_error=1:exitcode=87:print_stacktrace=1")
+
+
 def run(command):
     try:
-        return subprocess.run(command, capture_output=True, timeout=120).returncode
+        return subprocess.run(command, capture_output=True, timeout=120,
+                              env=sanitizers).returncode
     except subprocess.TimeoutExpired:
         return "timeout"
 
