@@ -4,8 +4,11 @@
 Makes a tiny sweep (patterns A and E, 2 repeats, 2 epochs of 256 Fashion-MNIST images),
 then, case by case, flips bytes in one run file and runs `bneck-sweep --dry-run` over
 the output (the resume's reading of every run file), and flips bytes in sweep.h5 and
-runs bneck-report on it. A clean result: no case ends by a signal or a timeout; damaged
-files are refused (exit 1, or the run shown as "redo: unreadable") or read right.
+runs bneck-report on it. Then it stops a sweep of E part-way through its second epoch
+(SIGTERM after the first), and case by case flips bytes in that run file and resumes the
+sweep for real (the checkpoint read and trained on). A clean result: no case ends by a
+signal or a timeout; damaged files are refused (exit 1 or 2, the run shown as "redo:
+unreadable", or moved aside and trained anew) or read right.
 Half the flips in each kind go inside HDF5's global heap collections ("GCOL"), where
 variable-length strings live without a checksum.
 
@@ -18,6 +21,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -100,6 +104,33 @@ for case in range(cases):
     if rc not in (0, 1, 2):
         kept = os.path.join(work, f"crash-sweep-{case}.h5")
         shutil.copy(path, kept)
+        crashes.append((kept, rc))
+# a run stopped part-way: status running, its checkpoint in the middle of epoch 2
+stopped = os.path.join(work, "stopped")
+part_way = subprocess.Popen([sweep, config, "run.output=" + stopped, "sweep.patterns=E:3:4",
+                             "sweep.repeats=1", "train.epochs=3"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, env=sanitizers)
+for line in part_way.stdout:
+    if b"epoch   1/3" in line:
+        part_way.send_signal(signal.SIGTERM)
+        break
+part_way.communicate(timeout=300)
+if part_way.returncode != 3:
+    sys.exit(f"the sweep to stop part-way exited {part_way.returncode}, not 3 (stopped)")
+outcomes["resumed run"] = {}
+running = open(os.path.join(stopped, "runs", "E-r0.h5"), "rb").read()
+resumed = os.path.join(work, "resumed")
+for case in range(cases):
+    shutil.rmtree(resumed, ignore_errors=True)
+    shutil.copytree(stopped, resumed)
+    case_bytes = damaged(running, case)
+    open(os.path.join(resumed, "runs", "E-r0.h5"), "wb").write(case_bytes)
+    rc = run([sweep, config, "run.output=" + resumed, "sweep.patterns=E:3:4",
+              "sweep.repeats=1", "train.epochs=3"])
+    outcomes["resumed run"][rc] = outcomes["resumed run"].get(rc, 0) + 1
+    if rc not in (0, 1, 2):  # 2: the directory refused (settings read as another sweep's)
+        kept = os.path.join(work, f"crash-resume-{case}.h5")
+        open(kept, "wb").write(case_bytes)  # the resume may have moved or rewritten it
         crashes.append((kept, rc))
 for kind, counts in outcomes.items():
     print(f"{kind}: {cases} cases, exit codes {dict(sorted(counts.items(), key=str))}")
