@@ -743,9 +743,9 @@ static long find_bytes(const unsigned char *bytes, size_t size, size_t from, con
     return -1;
 }
 
-/* A run file with settings, for the text copy's tests. */
+/* A running run's file recording `settings` (NULL: none, as files from before them). */
 static const char copy_settings[] = "[train]\nlr = 0.001\n";
-static void write_run_with_settings(const char *path) {
+static void write_run_recording(const char *path, const char *settings) {
     epoch_record history[SAMPLE_EPOCHS];
     fill_history(history, SAMPLE_EPOCHS, 0.0);
     run_row row;
@@ -754,9 +754,11 @@ static void write_run_with_settings(const char *path) {
     make_checkpoint(&c, &built, 5);
     bneck_error err = {{0}};
     cr_assert_eq(run_file_write(path, &row, history, SAMPLE_EPOCHS, &built, &c, sample_config,
-                                copy_settings, &err), 0, "%s", err.message);
+                                settings, &err), 0, "%s", err.message);
     run_checkpoint_free(&c);
 }
+
+static void write_run_with_settings(const char *path) { write_run_recording(path, copy_settings); }
 
 /* Reads path back whole and expects write_run_with_settings's row and settings. */
 static void expect_run_with_settings(const char *path) {
@@ -779,10 +781,8 @@ static void expect_run_with_settings(const char *path) {
     cr_expect_str_eq(settings, copy_settings);
 }
 
-/* HDF5 keeps variable-length strings in its global heap ("GCOL" collections), which has no
- * checksum; libhdf5 1.10.8 read past its buffers on a damaged one and crashed the sweep's
- * resume. The run file's text attributes are read from their checksummed copy instead, so
- * a heap filled with garbage leaves the file readable, with the right values. */
+/* Overwrites every object of every global heap collection ("GCOL": HDF5's store of
+ * variable-length strings) in path. */
 static void fill_heap_collections_with_garbage(const char *path) {
     size_t size;
     unsigned char *bytes = file_bytes(path, &size);
@@ -800,6 +800,10 @@ static void fill_heap_collections_with_garbage(const char *path) {
     free(bytes);
 }
 
+/* HDF5's global heap has no checksum; libhdf5 1.10.8 read past its buffers on a damaged one
+ * and crashed the sweep's resume. The run file's text attributes are read from their
+ * checksummed copy instead, so a heap filled with garbage leaves the file readable, with
+ * the right values. */
 Test(run_file, text_attributes_are_read_from_their_checksummed_copy) {
     const char *path = temp_path("A-r0.h5");
     write_run_with_settings(path);
@@ -1195,23 +1199,13 @@ Test(run_file, a_damaged_epoch_in_progress_is_refused_by_name) {
 
 /* The settings a run was made with read back; files written without them say so. */
 Test(run_file, settings_read_back_and_are_optional) {
-    epoch_record history[SAMPLE_EPOCHS];
-    fill_history(history, SAMPLE_EPOCHS, 0.0);
-    run_row row;
-    make_row(&row, "A", 0, RUN_STATUS_RUNNING, history, SAMPLE_EPOCHS);
-    run_checkpoint c = {0};
-    make_checkpoint(&c, &built, 5);
-    bneck_error err = {{0}};
     const char *with = temp_path("A-r0.h5"), *without = temp_path("A-r1.h5");
-    const char settings[] = "[train]\nlr = 0.001\n";
-    cr_assert_eq(run_file_write(with, &row, history, SAMPLE_EPOCHS, &built, &c, "", settings,
-                                &err), 0, "%s", err.message);
-    cr_assert_eq(run_file_write(without, &row, history, SAMPLE_EPOCHS, &built, &c, "", NULL,
-                                &err), 0, "%s", err.message);
-    run_checkpoint_free(&c);
+    write_run_recording(with, copy_settings);
+    write_run_recording(without, NULL);
+    bneck_error err = {{0}};
     char read[256] = "";
     cr_expect_eq(run_file_settings(with, read, sizeof read, &err), 1, "%s", err.message);
-    cr_expect_str_eq(read, settings);
+    cr_expect_str_eq(read, copy_settings);
     cr_expect_eq(run_file_settings(without, read, sizeof read, &err), 0, "%s", err.message);
     cr_expect_eq(run_file_settings(temp_path("missing.h5"), read, sizeof read, &err), -1);
 }

@@ -700,7 +700,8 @@ int h5_read_text_attribute(const h5_site *site, hid_t object, const char *name, 
     char owner[256];
     object_name(object, owner, sizeof owner);
     value[0] = '\0';
-    const char *copied = is_root(object) ? h5_text_copy_find(site, name) : NULL;
+    const char *copied = site->text_copy && is_root(object) ? h5_text_copy_find(site, name)
+                                                            : NULL;
     if (copied) {
         if (strlen(copied) >= capacity)
             return bneck_error_set(site->err, "%s: %s: attribute '%s' is longer than %zu "

@@ -16,7 +16,6 @@ Not part of the test suite (a few minutes); run it after changing how results fi
 written or read:  /usr/bin/python3 tests/fuzz/results_files.py build [cases] [seed]
 (build-sanitize instead of build: ASan and UBSan reports count as crashes too).
 """
-import glob
 import os
 import random
 import re
@@ -85,9 +84,7 @@ trial = os.path.join(work, "trial")
 shutil.copytree(good, trial)
 victim = os.path.join(trial, "runs", "E-r0.h5")
 original = open(os.path.join(good, "runs", "E-r0.h5"), "rb").read()
-for case in range(cases):
-    for stale in glob.glob(os.path.join(trial, "runs", "*unreadable*")):
-        os.remove(stale)
+for case in range(cases):  # a dry run changes nothing in OUTPUT: no files to put back
     open(victim, "wb").write(damaged(original, case))
     rc = run([sweep, config, "run.output=" + trial, "--dry-run"])
     outcomes["run file"][rc] = outcomes["run file"].get(rc, 0) + 1
