@@ -781,9 +781,13 @@ static void expect_run_with_settings(const char *path) {
     cr_expect_str_eq(settings, copy_settings);
 }
 
-/* Overwrites every object of every global heap collection ("GCOL": HDF5's store of
- * variable-length strings) in path. */
-static void fill_heap_collections_with_garbage(const char *path) {
+/* Ways to damage a global heap collection ("GCOL": HDF5's store of variable-length strings):
+ * every object overwritten with 0xff (sizes far past the collection: libhdf5 1.10.8 read
+ * past its buffer), or its first object made a free space of size 0 (libhdf5 then loops for
+ * ever). */
+typedef enum heap_damage { HEAP_GARBAGE, HEAP_EMPTY_FREE_SPACE } heap_damage;
+
+static void damage_heap_collections(const char *path, heap_damage damage) {
     size_t size;
     unsigned char *bytes = file_bytes(path, &size);
     int collections = 0;
@@ -792,12 +796,17 @@ static void fill_heap_collections_with_garbage(const char *path) {
         uint64_t length; /* the collection's size, after the signature, version and 3 bytes */
         memcpy(&length, bytes + at + 8, sizeof length);
         if (length < 4096 || length > size - (size_t)at) continue; /* not a collection */
-        memset(bytes + at + 16, 0xff, length - 16);                 /* every object in it */
+        if (damage == HEAP_GARBAGE) memset(bytes + at + 16, 0xff, length - 16);
+        else memset(bytes + at + 16, 0, 16); /* index 0, size 0 */
         collections++;
     }
     cr_assert_geq(collections, 1, "no global heap collection found in %s", path);
     write_bytes(path, bytes, size);
     free(bytes);
+}
+
+static void fill_heap_collections_with_garbage(const char *path) {
+    damage_heap_collections(path, HEAP_GARBAGE);
 }
 
 /* HDF5's global heap has no checksum; libhdf5 1.10.8 read past its buffers on a damaged one
@@ -832,6 +841,26 @@ Test(run_file, files_without_a_text_copy_read_their_attributes) {
     write_run_with_settings(path);
     delete_object(path, "/text_attributes");
     expect_run_with_settings(path);
+}
+
+/* A file without the copy (an older bneck's, or another tool's) has its text attributes
+ * read from the heap: a damaged collection is refused, naming it, before libhdf5 reads it
+ * (which crashed on the first damage and never returned on the second). */
+Test(run_file, without_a_text_copy_a_damaged_heap_is_refused, .timeout = 60) {
+    const heap_damage damages[] = {HEAP_GARBAGE, HEAP_EMPTY_FREE_SPACE};
+    const char *faults[] = {"an object larger than the collection",
+                            "a free-space object smaller than its header"};
+    for (size_t i = 0; i < COUNT(damages); i++) {
+        const char *path = temp_path("A-r0.h5");
+        write_run_with_settings(path);
+        delete_object(path, "/text_attributes");
+        damage_heap_collections(path, damages[i]);
+        expect_read_fails(path, &built, "damaged: HDF5's global heap collection", faults[i]);
+        char settings[256];
+        bneck_error err = {{0}};
+        cr_expect_eq(run_file_settings(path, settings, sizeof settings, &err), -1);
+        cr_expect(strstr(err.message, faults[i]) != NULL, "%s", err.message);
+    }
 }
 
 Test(run_file, foreign_hdf5_and_text_files_are_refused) {
@@ -1300,6 +1329,19 @@ Test(sweep_file, the_report_reads_text_attributes_from_their_copy) {
     cr_expect_str_eq(a[REPORT_ATTR_SLURM_JOB_ID].text, "4242");
     cr_expect_str_eq(a[REPORT_ATTR_MPI_SIZE].text, "2");
     report_sweep_free(&sweep);
+}
+
+/* An older sweep file (no copy) with a damaged heap: refused by name, as run files are. */
+Test(sweep_file, without_a_text_copy_the_report_refuses_a_damaged_heap, .timeout = 60) {
+    const char *path = temp_path("sweep.h5");
+    write_sweep_sample(path);
+    delete_object(path, "/text_attributes");
+    damage_heap_collections(path, HEAP_EMPTY_FREE_SPACE);
+    report_sweep sweep;
+    bneck_error err = {{0}};
+    cr_assert_eq(report_sweep_read(path, &sweep, &err), -1);
+    cr_expect(strstr(err.message, path) != NULL, "%s", err.message);
+    cr_expect(strstr(err.message, "global heap collection at byte") != NULL, "%s", err.message);
 }
 
 /* A subset of the /runs columns, as a reader picks them by name. */

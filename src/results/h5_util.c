@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "results/h5_heap_check.h"
 #include "results/results.h"
 
 /* ---------------------------------------------------------------------------------- */
@@ -556,7 +557,10 @@ int h5_text_copy_load(h5_site *site, hid_t file) {
     hid_t dataset = H5I_INVALID_HID, space = H5I_INVALID_HID, type = H5I_INVALID_HID;
     h5_text_copy *copy = NULL;
     const int present = h5_exists(site, file, H5_TEXT_COPY);
-    if (present <= 0) return present; /* a file from before the copy: the attributes count */
+    if (present < 0) return -1;
+    /* A file from before the copy, or another tool's: its attributes count, read from the
+     * global heap, which is walked first (h5_heap_check.c). */
+    if (present == 0) return h5_global_heaps_check(site, file);
     BNECK_H5_CHECK(site, dataset = H5Dopen2(file, H5_TEXT_COPY, H5P_DEFAULT), "%s: cannot open",
                    H5_TEXT_COPY);
     BNECK_H5_CHECK(site, space = H5Dget_space(dataset), "%s: no shape", H5_TEXT_COPY);

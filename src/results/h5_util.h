@@ -32,10 +32,12 @@ void h5_site_close(h5_site *site);
  * heap crashed the sweep's resume in H5HG_read). So files that bneck reads back also hold
  * the root's text attributes in the checksummed uint8 dataset H5_TEXT_COPY ("name\0value\0"
  * pairs), and h5_read_text_attribute takes them from there; users' tools keep reading the
- * attributes. Files without the dataset (older ones) are read from the attributes.
+ * attributes. Files without the dataset (older ones) are read from the attributes, once
+ * their heap collections are seen to walk cleanly (h5_heap_check.h).
  *
  * Writing: h5_text_copy_start before the first attribute, h5_text_copy_write before the
- * commit. Reading: h5_text_copy_load after the open (an error if the copy is damaged).
+ * commit. Reading: h5_text_copy_load after the open (an error if the copy is damaged, or
+ * for a file without one, if a heap collection is).
  * h5_site_close frees either. */
 #define H5_TEXT_COPY "/text_attributes"
 void h5_text_copy_start(h5_site *site);

@@ -4,7 +4,8 @@
 Makes a tiny sweep (patterns A and E, 2 repeats, 2 epochs of 256 Fashion-MNIST images),
 then, case by case, flips bytes in one run file and runs `bneck-sweep --dry-run` over
 the output (the resume's reading of every run file), and flips bytes in sweep.h5 and
-runs bneck-report on it. Then it stops a sweep of E part-way through its second epoch
+runs bneck-report on it; both also as an older bneck wrote them (without
+/text_attributes, whose text is read from the heap, walked first). Then it stops a sweep of E part-way through its second epoch
 (SIGTERM after the first), and case by case flips bytes in that run file and resumes the
 sweep for real (the checkpoint read and trained on). A clean result: no case ends by a
 signal or a timeout, and damaged files are read right or refused as they should be: a dry
@@ -28,6 +29,8 @@ import signal
 import subprocess
 import sys
 import tempfile
+
+import h5py
 
 build = sys.argv[1] if len(sys.argv) > 1 else "build"
 cases = int(sys.argv[2]) if len(sys.argv) > 2 else 100
@@ -86,32 +89,50 @@ def run(command):
         return "timeout"
 
 
+def without_text_copy(path):
+    """The file as a bneck older than /text_attributes wrote it: text in the heap only."""
+    older = path + ".older.h5"
+    shutil.copy(path, older)
+    with h5py.File(older, "r+") as f:
+        del f["text_attributes"]
+    data = open(older, "rb").read()
+    os.remove(older)
+    return data
+
+
 # exit codes that a damaged file may give, per kind
-expected = {"run file": (0,), "sweep.h5": (0, 1), "resumed run": (0,)}
+expected = {"run file": (0,), "older run file": (0,), "sweep.h5": (0, 1),
+            "older sweep.h5": (0, 1), "resumed run": (0,)}
+outcomes = {kind: {} for kind in expected}
 bad = []
-outcomes = {"run file": {}, "sweep.h5": {}}
+
+
+def record(kind, case, rc, data):
+    outcomes[kind][rc] = outcomes[kind].get(rc, 0) + 1
+    if rc not in expected[kind]:
+        kept = os.path.join(work, f"bad-{kind.replace(' ', '-')}-{case}.h5")
+        open(kept, "wb").write(data)  # the program may have moved or rewritten its file
+        bad.append((kept, rc))
+
+
 trial = os.path.join(work, "trial")
 shutil.copytree(good, trial)
 victim = os.path.join(trial, "runs", "E-r0.h5")
-original = open(os.path.join(good, "runs", "E-r0.h5"), "rb").read()
-for case in range(cases):  # a dry run changes nothing in OUTPUT: no files to put back
-    open(victim, "wb").write(damaged(original, case))
-    rc = run([sweep, config, "run.output=" + trial, "--dry-run"])
-    outcomes["run file"][rc] = outcomes["run file"].get(rc, 0) + 1
-    if rc not in expected["run file"]:
-        kept = os.path.join(work, f"bad-run-{case}.h5")
-        shutil.copy(victim, kept)
-        bad.append((kept, rc))
-summary = open(os.path.join(good, "sweep.h5"), "rb").read()
-for case in range(cases):
-    path = os.path.join(work, "sweep-case.h5")
-    open(path, "wb").write(damaged(summary, case))
-    rc = run([report, path, "--no-plots", "--format", "csv"])
-    outcomes["sweep.h5"][rc] = outcomes["sweep.h5"].get(rc, 0) + 1
-    if rc not in expected["sweep.h5"]:
-        kept = os.path.join(work, f"bad-sweep-{case}.h5")
-        shutil.copy(path, kept)
-        bad.append((kept, rc))
+run_file = os.path.join(good, "runs", "E-r0.h5")
+for kind, original in (("run file", open(run_file, "rb").read()),
+                       ("older run file", without_text_copy(run_file))):
+    for case in range(cases):  # a dry run changes nothing in OUTPUT: no files to put back
+        case_bytes = damaged(original, case)
+        open(victim, "wb").write(case_bytes)
+        record(kind, case, run([sweep, config, "run.output=" + trial, "--dry-run"]), case_bytes)
+sweep_file = os.path.join(good, "sweep.h5")
+for kind, original in (("sweep.h5", open(sweep_file, "rb").read()),
+                       ("older sweep.h5", without_text_copy(sweep_file))):
+    for case in range(cases):
+        path = os.path.join(work, "sweep-case.h5")
+        case_bytes = damaged(original, case)
+        open(path, "wb").write(case_bytes)
+        record(kind, case, run([report, path, "--no-plots", "--format", "csv"]), case_bytes)
 # a run stopped part-way: status running, its checkpoint in the middle of epoch 2
 stopped = os.path.join(work, "stopped")
 part_way = subprocess.Popen([sweep, config, "run.output=" + stopped, "sweep.patterns=E:3:4",
@@ -124,7 +145,6 @@ for line in part_way.stdout:
 part_way.communicate(timeout=300)
 if part_way.returncode != 3:
     sys.exit(f"the sweep to stop part-way exited {part_way.returncode}, not 3 (stopped)")
-outcomes["resumed run"] = {}
 running = open(os.path.join(stopped, "runs", "E-r0.h5"), "rb").read()
 resumed = os.path.join(work, "resumed")
 for case in range(cases):
@@ -134,11 +154,7 @@ for case in range(cases):
     open(os.path.join(resumed, "runs", "E-r0.h5"), "wb").write(case_bytes)
     rc = run([sweep, config, "run.output=" + resumed, "sweep.patterns=E:3:4",
               "sweep.repeats=1", "train.epochs=3"])
-    outcomes["resumed run"][rc] = outcomes["resumed run"].get(rc, 0) + 1
-    if rc not in expected["resumed run"]:
-        kept = os.path.join(work, f"bad-resume-{case}.h5")
-        open(kept, "wb").write(case_bytes)  # the resume may have moved or rewritten it
-        bad.append((kept, rc))
+    record("resumed run", case, rc, case_bytes)
 for kind, counts in outcomes.items():
     print(f"{kind}: {cases} cases, exit codes {dict(sorted(counts.items(), key=str))}")
 for path, rc in bad:
