@@ -957,6 +957,78 @@ Test(cpu_batchnorm, infer_uses_running_stats) {
     free(y);
 }
 
+/* Everything one training step's BatchNorm computes, for the schedule test below. */
+typedef struct bn_outputs {
+    float *y, *dx, mean[9], invstd[9], rmean[9], rvar[9], dgamma[9], dbeta[9];
+} bn_outputs;
+
+static void bn_step(bn_outputs *o, const float *x, const float *dy, const float *gamma,
+                    const float *beta, int channels, size_t plane, grad_store store) {
+    for (int c = 0; c < channels; c++) {
+        o->rmean[c] = 0.1f * (float)c;
+        o->rvar[c] = 1.0f + (float)c;
+        o->dgamma[c] = o->dbeta[c] = 0.25f;
+    }
+    cpu_batchnorm_forward_train(o->y, o->mean, o->invstd, o->rmean, o->rvar, x, gamma, beta, 1e-3f,
+                                0.9f, 1, channels, plane);
+    cpu_batchnorm_backward(o->dx, o->dgamma, o->dbeta, store, dy, x, o->y, gamma, o->mean,
+                           o->invstd, channels, plane);
+}
+
+/* With enough channels a thread takes whole channels, with few the (channel, block) tasks
+ * are shared out: both add the same block sums in the same order, so every output is the
+ * same to the bit for any thread count (3 channels with 2 threads take the second way,
+ * 4 and 9 and any count with 1 thread the first). Planes of 2.4 blocks. */
+Test(cpu_batchnorm, same_bits_whatever_the_threads_and_schedule) {
+    rng_t r = {17};
+    const size_t plane = 20000;
+    const int channel_counts[] = {3, 4, 9};
+    for (size_t k = 0; k < 3; k++) {
+        const int channels = channel_counts[k];
+        const size_t n = (size_t)channels * plane;
+        float *x = random_floats(&r, n, -2, 3), *dy = random_floats(&r, n, -1, 1);
+        float gamma[9], beta[9];
+        for (int c = 0; c < channels; c++) {
+            gamma[c] = rng_uniform(&r, 0.5f, 1.5f);
+            beta[c] = rng_uniform(&r, -0.5f, 0.5f);
+        }
+        for (int accumulate = 0; accumulate < 2; accumulate++) {
+            const grad_store store = accumulate ? GRAD_ACCUMULATE : GRAD_OVERWRITE;
+            bn_outputs want = {.y = alloc_floats(n), .dx = alloc_floats(n)};
+            fill(want.dx, n, 0.5f);
+            cpu_set_threads(1);
+            bn_step(&want, x, dy, gamma, beta, channels, plane, store);
+            for (int threads = 2; threads <= 3; threads++) {
+                bn_outputs got = {.y = alloc_floats(n), .dx = alloc_floats(n)};
+                fill(got.dx, n, 0.5f);
+                cpu_set_threads(threads);
+                bn_step(&got, x, dy, gamma, beta, channels, plane, store);
+                cr_expect(!memcmp(got.y, want.y, n * sizeof(float)), "y, %d channels, %d threads",
+                          channels, threads);
+                cr_expect(!memcmp(got.dx, want.dx, n * sizeof(float)),
+                          "dx, %d channels, %d threads, %s", channels, threads,
+                          accumulate ? "added" : "stored");
+                const size_t bytes = (size_t)channels * sizeof(float);
+                cr_expect(!memcmp(got.mean, want.mean, bytes) &&
+                              !memcmp(got.invstd, want.invstd, bytes) &&
+                              !memcmp(got.rmean, want.rmean, bytes) &&
+                              !memcmp(got.rvar, want.rvar, bytes),
+                          "statistics, %d channels, %d threads", channels, threads);
+                cr_expect(!memcmp(got.dgamma, want.dgamma, bytes) &&
+                              !memcmp(got.dbeta, want.dbeta, bytes),
+                          "dgamma, dbeta, %d channels, %d threads", channels, threads);
+                free(got.y);
+                free(got.dx);
+            }
+            free(want.y);
+            free(want.dx);
+        }
+        free(x);
+        free(dy);
+    }
+    cpu_set_threads(1);
+}
+
 /* ---- ReLU ------------------------------------------------------------------------------ */
 
 typedef struct {

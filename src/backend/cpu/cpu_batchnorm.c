@@ -1,8 +1,14 @@
 /* Batch normalisation over each channel's contiguous plane (CNHW), with optional fused ReLU.
- * Statistics are accumulated in double. The work is split into (channel, block) tasks,
- * not channels alone: the bottleneck layers have as few as 3 channels of 131,072 values,
- * which would leave threads idle. Partial sums are per fixed block and combined in a
- * fixed order, so results do not depend on the thread count. */
+ * Statistics are accumulated in double, as partial sums per fixed block of a plane combined
+ * in a fixed order, so results do not depend on the thread count or the schedule.
+ *
+ * Each op makes two passes over a plane (sums, then the values that use them). With enough
+ * channels to share out evenly, a thread takes whole channels and makes both passes over one
+ * before the next, so the second pass reads the plane from its cache (a 32x32 plane of batch
+ * 128 is 512 KiB); otherwise (the bottleneck layers have as few as 3 channels of 131,072
+ * values) the work is split into (channel, block) tasks, each pass over all of them, and the
+ * second pass reads the tensor from memory again. */
+#include "backend/cpu/cpu_gemm.h"
 #include "backend/cpu/cpu_ops.h"
 
 #include "core/error.h"
@@ -24,6 +30,13 @@ static void task_range(size_t task, size_t blocks, size_t plane, size_t *channel
     *channel = task / blocks;
     *begin = task % blocks * BLOCK;
     *end = *begin + BLOCK < plane ? *begin + BLOCK : plane;
+}
+
+/* Whole channels per thread (see the top of the file): when they share out evenly, or so
+ * nearly (at least 4 per thread) that the last one's wait is small. */
+static int by_channel(int channels) {
+    const int threads = cpu_threads();
+    return channels % threads == 0 || channels >= 4 * threads;
 }
 
 /* Per-block partial sums and per-channel coefficients: grown once and reused, so steady
@@ -64,61 +77,94 @@ static inline void affine(float *restrict y, const float *restrict x, float a, f
     }
 }
 
+/* One forward pass's arguments and scratch, shared by its tasks. */
+typedef struct forward_job {
+    float *y, *batch_mean, *batch_invstd, *running_mean, *running_var;
+    const float *x, *gamma, *beta;
+    float eps, momentum;
+    int fuse_relu;
+    size_t plane, blocks;
+    double *sums;  /* two per (channel, block) task */
+    double *scale; /* a, b of y = a x + b per channel */
+} forward_job;
+
+/* Task (c, block)'s sums of x - shift and (x - shift)^2, shift = the channel's first value:
+ * shifted sums keep E[x^2] - E[x]^2 free of cancellation. */
+static void forward_sums(const forward_job *j, size_t task) {
+    size_t c, begin, end;
+    task_range(task, j->blocks, j->plane, &c, &begin, &end);
+    const float *restrict xc = j->x + c * j->plane;
+    const double shift = xc[0];
+    double s1 = 0.0, s2 = 0.0;
+#pragma omp simd reduction(+ : s1, s2)
+    for (size_t i = begin; i < end; i++) {
+        double d = (double)xc[i] - shift;
+        s1 += d;
+        s2 += d * d;
+    }
+    j->sums[2 * task] = s1;
+    j->sums[2 * task + 1] = s2;
+}
+
+/* Channel c's statistics from its blocks' sums: batch and running ones, and its scale. */
+static void forward_coefficients(const forward_job *j, size_t c) {
+    /* unbiased variance of a single value is undefined; keep the biased one then */
+    const double plane = (double)j->plane, unbias = j->plane > 1 ? plane / (plane - 1.0) : 1.0;
+    const double momentum = j->momentum;
+    double s1, s2;
+    channel_totals(j->sums, c, j->blocks, &s1, &s2);
+    const double dmean = s1 / plane;
+    double var = s2 / plane - dmean * dmean;
+    if (var < 0.0) var = 0.0;
+    const double mean = (double)j->x[c * j->plane] + dmean;
+    const double invstd = 1.0 / sqrt(var + (double)j->eps);
+    if (j->batch_mean) j->batch_mean[c] = (float)mean;
+    if (j->batch_invstd) j->batch_invstd[c] = (float)invstd;
+    if (j->running_mean)
+        j->running_mean[c] = (float)(momentum * j->running_mean[c] + (1.0 - momentum) * mean);
+    if (j->running_var)
+        j->running_var[c] =
+            (float)(momentum * j->running_var[c] + (1.0 - momentum) * var * unbias);
+    const double a = (double)j->gamma[c] * invstd;
+    j->scale[2 * c] = a;
+    j->scale[2 * c + 1] = (double)j->beta[c] - a * mean;
+}
+
+static void forward_apply(const forward_job *j, size_t task) {
+    size_t c, begin, end;
+    task_range(task, j->blocks, j->plane, &c, &begin, &end);
+    const size_t at = c * j->plane + begin;
+    affine(j->y + at, j->x + at, (float)j->scale[2 * c], (float)j->scale[2 * c + 1],
+           j->fuse_relu, end - begin);
+}
+
 void cpu_batchnorm_forward_train(float *y, float *batch_mean, float *batch_invstd,
                                  float *running_mean, float *running_var, const float *x,
                                  const float *gamma, const float *beta, float eps, float momentum,
                                  int fuse_relu, int channels, size_t plane) {
     check("cpu_batchnorm_forward_train", channels, plane);
-    /* unbiased variance of a single value is undefined; keep the biased one then */
-    const double unbias = plane > 1 ? (double)plane / (double)(plane - 1) : 1.0;
     const size_t blocks = blocks_of(plane), tasks = (size_t)channels * blocks;
     double *sums = scratch_doubles(2 * tasks + 2 * (size_t)channels + 1);
-    double *scale = sums + 2 * tasks; /* a, b of y = a x + b per channel */
-    /* Shifted sums (shift = the channel's first value) keep E[x^2] - E[x]^2 free of
-     * cancellation. */
+    const forward_job j = {.y = y, .batch_mean = batch_mean, .batch_invstd = batch_invstd,
+                           .running_mean = running_mean, .running_var = running_var, .x = x,
+                           .gamma = gamma, .beta = beta, .eps = eps, .momentum = momentum,
+                           .fuse_relu = fuse_relu, .plane = plane, .blocks = blocks,
+                           .sums = sums, .scale = sums + 2 * tasks};
+    if (by_channel(channels)) {
 #pragma omp parallel for schedule(static)
-    for (size_t task = 0; task < tasks; task++) {
-        size_t c, begin, end;
-        task_range(task, blocks, plane, &c, &begin, &end);
-        const float *restrict xc = x + c * plane;
-        const double shift = xc[0];
-        double s1 = 0.0, s2 = 0.0;
-#pragma omp simd reduction(+ : s1, s2)
-        for (size_t i = begin; i < end; i++) {
-            double d = (double)xc[i] - shift;
-            s1 += d;
-            s2 += d * d;
+        for (int c = 0; c < channels; c++) {
+            const size_t first = (size_t)c * blocks;
+            for (size_t task = first; task < first + blocks; task++) forward_sums(&j, task);
+            forward_coefficients(&j, (size_t)c);
+            for (size_t task = first; task < first + blocks; task++) forward_apply(&j, task);
         }
-        sums[2 * task] = s1;
-        sums[2 * task + 1] = s2;
-    }
-    for (int c = 0; c < channels; c++) {
-        double s1, s2;
-        channel_totals(sums, (size_t)c, blocks, &s1, &s2);
-        const double dmean = s1 / (double)plane;
-        double var = s2 / (double)plane - dmean * dmean;
-        if (var < 0.0) var = 0.0;
-        const double mean = (double)x[(size_t)c * plane] + dmean;
-        const double invstd = 1.0 / sqrt(var + (double)eps);
-        if (batch_mean) batch_mean[c] = (float)mean;
-        if (batch_invstd) batch_invstd[c] = (float)invstd;
-        if (running_mean)
-            running_mean[c] =
-                (float)((double)momentum * running_mean[c] + (1.0 - (double)momentum) * mean);
-        if (running_var)
-            running_var[c] = (float)((double)momentum * running_var[c] +
-                                     (1.0 - (double)momentum) * var * unbias);
-        const double a = (double)gamma[c] * invstd;
-        scale[2 * c] = a;
-        scale[2 * c + 1] = (double)beta[c] - a * mean;
+        return;
     }
 #pragma omp parallel for schedule(static)
-    for (size_t task = 0; task < tasks; task++) {
-        size_t c, begin, end;
-        task_range(task, blocks, plane, &c, &begin, &end);
-        affine(y + c * plane + begin, x + c * plane + begin, (float)scale[2 * c],
-               (float)scale[2 * c + 1], fuse_relu, end - begin);
-    }
+    for (size_t task = 0; task < tasks; task++) forward_sums(&j, task);
+    for (size_t c = 0; c < (size_t)channels; c++) forward_coefficients(&j, c);
+#pragma omp parallel for schedule(static)
+    for (size_t task = 0; task < tasks; task++) forward_apply(&j, task);
 }
 
 void cpu_batchnorm_forward_infer(float *y, const float *x, const float *gamma, const float *beta,
@@ -133,9 +179,95 @@ void cpu_batchnorm_forward_infer(float *y, const float *x, const float *gamma, c
     }
 }
 
-/* With g = dy (masked by y > 0 for the fused ReLU) and xhat = (x - mean) * invstd:
+/* One backward pass's arguments and scratch. With g = dy (masked by y > 0 for the fused
+ * ReLU) and xhat = (x - mean) * invstd:
  *   dbeta += sum g,  dgamma += sum g*xhat,
  *   dx = (or +=, as dx_store says) gamma*invstd * (g - sum(g)/P - xhat * sum(g*xhat)/P). */
+typedef struct backward_job {
+    float *dx, *dgamma, *dbeta;
+    grad_store dx_store;
+    const float *dy, *x, *y, *gamma, *batch_mean, *batch_invstd;
+    size_t plane, blocks;
+    double *sums;         /* two per (channel, block) task */
+    double *coefficients; /* dx (+)= k g + b0 + b1 (x - mean): three per channel */
+} backward_job;
+
+/* Task (c, block)'s sums of g and g*(x - mean). */
+static void backward_sums(const backward_job *j, size_t task) {
+    size_t c, begin, end;
+    task_range(task, j->blocks, j->plane, &c, &begin, &end);
+    const size_t count = end - begin;
+    const float *restrict g = j->dy + c * j->plane + begin;
+    const float *restrict xb = j->x + c * j->plane + begin;
+    const float mean = j->batch_mean[c];
+    float masked[BLOCK];
+    if (j->y) {
+        /* the ReLU mask in a loop of its own: inside the double reduction below, GCC
+         * vectorised a multiply by the comparison only with AVX-512's mask registers
+         * (at x86-64-v3 this pass ran 9x slower) and a select not even with them */
+        const float *restrict yb = j->y + c * j->plane + begin;
+        for (size_t i = 0; i < count; i++) {
+            const float gi = g[i]; /* loaded unconditionally so the loop vectorises */
+            masked[i] = yb[i] > 0.0f ? gi : 0.0f;
+        }
+        g = masked;
+    }
+    double sg = 0.0, sgx = 0.0;
+#pragma omp simd reduction(+ : sg, sgx)
+    for (size_t i = 0; i < count; i++) {
+        sg += (double)g[i];
+        sgx += (double)(g[i] * (xb[i] - mean));
+    }
+    j->sums[2 * task] = sg;
+    j->sums[2 * task + 1] = sgx;
+}
+
+/* Channel c's parameter gradients and dx coefficients from its blocks' sums. */
+static void backward_coefficients(const backward_job *j, size_t c) {
+    double sg, sgx;
+    channel_totals(j->sums, c, j->blocks, &sg, &sgx);
+    const double invstd = j->batch_invstd[c], plane = (double)j->plane;
+    const double sgxhat = sgx * invstd;
+    if (j->dbeta) j->dbeta[c] += (float)sg;
+    if (j->dgamma) j->dgamma[c] += (float)sgxhat;
+    const double k = (double)j->gamma[c] * invstd;
+    j->coefficients[3 * c] = k;
+    j->coefficients[3 * c + 1] = -k * sg / plane;
+    j->coefficients[3 * c + 2] = -k * sgxhat * invstd / plane;
+}
+
+static void backward_dx(const backward_job *j, size_t task) {
+    size_t c, begin, end;
+    task_range(task, j->blocks, j->plane, &c, &begin, &end);
+    const float *restrict gc = j->dy + c * j->plane;
+    const float *restrict xc = j->x + c * j->plane;
+    const float *restrict yc = j->y ? j->y + c * j->plane : NULL;
+    float *restrict dxc = j->dx + c * j->plane;
+    const double *coefficients = j->coefficients + 3 * c;
+    const float kf = (float)coefficients[0], b0 = (float)coefficients[1],
+                b1 = (float)coefficients[2], mean = j->batch_mean[c];
+    /* four loops rather than a select on dx_store inside one: a written-over dx is never
+     * read, which is the pass over memory that storing it saves */
+    const int accumulate = j->dx_store == GRAD_ACCUMULATE;
+    if (yc && accumulate) {
+        for (size_t i = begin; i < end; i++) {
+            const float gi = gc[i]; /* loaded unconditionally so the loop vectorises */
+            const float g = yc[i] > 0.0f ? gi : 0.0f;
+            dxc[i] += kf * g + b0 + b1 * (xc[i] - mean);
+        }
+    } else if (yc) {
+        for (size_t i = begin; i < end; i++) {
+            const float gi = gc[i];
+            const float g = yc[i] > 0.0f ? gi : 0.0f;
+            dxc[i] = kf * g + b0 + b1 * (xc[i] - mean);
+        }
+    } else if (accumulate) {
+        for (size_t i = begin; i < end; i++) dxc[i] += kf * gc[i] + b0 + b1 * (xc[i] - mean);
+    } else {
+        for (size_t i = begin; i < end; i++) dxc[i] = kf * gc[i] + b0 + b1 * (xc[i] - mean);
+    }
+}
+
 void cpu_batchnorm_backward(float *dx, float *dgamma, float *dbeta, grad_store dx_store,
                             const float *dy, const float *x, const float *y, const float *gamma,
                             const float *batch_mean, const float *batch_invstd, int channels,
@@ -143,82 +275,26 @@ void cpu_batchnorm_backward(float *dx, float *dgamma, float *dbeta, grad_store d
     check("cpu_batchnorm_backward", channels, plane);
     const size_t blocks = blocks_of(plane), tasks = (size_t)channels * blocks;
     double *sums = scratch_doubles(2 * tasks + 3 * (size_t)channels + 1);
-    double *coefficients = sums + 2 * tasks; /* dx (+)= k g + b0 + b1 (x - mean) */
-    /* Pass 1: per block, sum g and sum g*(x - mean). */
+    const backward_job j = {.dx = dx, .dgamma = dgamma, .dbeta = dbeta, .dx_store = dx_store,
+                            .dy = dy, .x = x, .y = y, .gamma = gamma, .batch_mean = batch_mean,
+                            .batch_invstd = batch_invstd, .plane = plane, .blocks = blocks,
+                            .sums = sums, .coefficients = sums + 2 * tasks};
+    if (by_channel(channels)) {
 #pragma omp parallel for schedule(static)
-    for (size_t task = 0; task < tasks; task++) {
-        size_t c, begin, end;
-        task_range(task, blocks, plane, &c, &begin, &end);
-        const size_t count = end - begin;
-        const float *restrict g = dy + c * plane + begin;
-        const float *restrict xb = x + c * plane + begin;
-        const float mean = batch_mean[c];
-        float masked[BLOCK];
-        if (y) {
-            /* the ReLU mask in a loop of its own: inside the double reduction below, GCC
-             * vectorised a multiply by the comparison only with AVX-512's mask registers
-             * (at x86-64-v3 this pass ran 9x slower) and a select not even with them */
-            const float *restrict yb = y + c * plane + begin;
-            for (size_t i = 0; i < count; i++) {
-                const float gi = g[i]; /* loaded unconditionally so the loop vectorises */
-                masked[i] = yb[i] > 0.0f ? gi : 0.0f;
-            }
-            g = masked;
+        for (int c = 0; c < channels; c++) {
+            const size_t first = (size_t)c * blocks;
+            for (size_t task = first; task < first + blocks; task++) backward_sums(&j, task);
+            backward_coefficients(&j, (size_t)c);
+            if (dx)
+                for (size_t task = first; task < first + blocks; task++) backward_dx(&j, task);
         }
-        double sg = 0.0, sgx = 0.0;
-#pragma omp simd reduction(+ : sg, sgx)
-        for (size_t i = 0; i < count; i++) {
-            sg += (double)g[i];
-            sgx += (double)(g[i] * (xb[i] - mean));
-        }
-        sums[2 * task] = sg;
-        sums[2 * task + 1] = sgx;
+        return;
     }
-    for (int c = 0; c < channels; c++) {
-        double sg, sgx;
-        channel_totals(sums, (size_t)c, blocks, &sg, &sgx);
-        const double invstd = batch_invstd[c];
-        const double sgxhat = sgx * invstd;
-        if (dbeta) dbeta[c] += (float)sg;
-        if (dgamma) dgamma[c] += (float)sgxhat;
-        /* dx (+)= k * g + b0 + b1 * (x - mean) */
-        const double k = (double)gamma[c] * invstd;
-        coefficients[3 * c] = k;
-        coefficients[3 * c + 1] = -k * sg / (double)plane;
-        coefficients[3 * c + 2] = -k * sgxhat * invstd / (double)plane;
-    }
-    /* Pass 2: dx. */
+#pragma omp parallel for schedule(static)
+    for (size_t task = 0; task < tasks; task++) backward_sums(&j, task);
+    for (size_t c = 0; c < (size_t)channels; c++) backward_coefficients(&j, c);
     if (dx) {
 #pragma omp parallel for schedule(static)
-        for (size_t task = 0; task < tasks; task++) {
-            size_t c, begin, end;
-            task_range(task, blocks, plane, &c, &begin, &end);
-            const float *restrict gc = dy + c * plane;
-            const float *restrict xc = x + c * plane;
-            const float *restrict yc = y ? y + c * plane : NULL;
-            float *restrict dxc = dx + c * plane;
-            const float kf = (float)coefficients[3 * c], b0 = (float)coefficients[3 * c + 1],
-                        b1 = (float)coefficients[3 * c + 2], mean = batch_mean[c];
-            /* four loops rather than a select on dx_store inside one: a written-over dx is
-             * never read, which is the pass over memory that storing it saves */
-            const int accumulate = dx_store == GRAD_ACCUMULATE;
-            if (yc && accumulate) {
-                for (size_t i = begin; i < end; i++) {
-                    const float gi = gc[i]; /* loaded unconditionally so the loop vectorises */
-                    const float g = yc[i] > 0.0f ? gi : 0.0f;
-                    dxc[i] += kf * g + b0 + b1 * (xc[i] - mean);
-                }
-            } else if (yc) {
-                for (size_t i = begin; i < end; i++) {
-                    const float gi = gc[i];
-                    const float g = yc[i] > 0.0f ? gi : 0.0f;
-                    dxc[i] = kf * g + b0 + b1 * (xc[i] - mean);
-                }
-            } else if (accumulate) {
-                for (size_t i = begin; i < end; i++) dxc[i] += kf * gc[i] + b0 + b1 * (xc[i] - mean);
-            } else {
-                for (size_t i = begin; i < end; i++) dxc[i] = kf * gc[i] + b0 + b1 * (xc[i] - mean);
-            }
-        }
+        for (size_t task = 0; task < tasks; task++) backward_dx(&j, task);
     }
 }
