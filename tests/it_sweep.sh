@@ -480,9 +480,12 @@ echo "not hdf5" > "$work/damaged/runs/stranger.h5"
 cp "$work/damaged/runs/C-r1.h5" "$work/damaged/runs/C-r0.h5" # another run's file, under this name
 "$sweep" "$work/tiny.ini" run.output="$work/damaged" --dry-run > "$work/damaged_dry.log" 2>&1 || { rc=$?; cat "$work/damaged_dry.log"; bad "a dry run exited $rc (damaged_dry.log)"; }
 victim_run=$(basename "$victim_file" .h5)
+# each file to move aside is followed by the reason the sweep would give
 if grep -q "stranger.h5 is not a run of this sweep" "$work/damaged_dry.log" &&
-  grep -qE "^$victim_run .*redo: unreadable \(moved aside\)" "$work/damaged_dry.log" && grep -qE "^C-r0 .*redo: unreadable" "$work/damaged_dry.log"; then
-  ok "--dry-run names the files the sweep would move aside, and the foreign file"
+  grep -qE "^$victim_run .*redo: unreadable \(moved aside\)" "$work/damaged_dry.log" && grep -qE "^C-r0 .*redo: unreadable" "$work/damaged_dry.log" &&
+  grep -A1 -E "^$victim_run " "$work/damaged_dry.log" | grep -qE "^ +why: $victim_file: " &&
+  grep -A1 -E "^C-r0 " "$work/damaged_dry.log" | grep -qE "^ +why: .*C-r0.h5 holds run C-r1 \(seed [0-9]+\), not C-r0"; then
+  ok "--dry-run names the files the sweep would move aside, with why, and the foreign file"
 else cat "$work/damaged_dry.log"; bad "--dry-run on a damaged output"; fi
 "$sweep" "$work/tiny.ini" run.output="$work/damaged" > "$work/damaged.log" 2>&1 || { cat "$work/damaged.log"; bad "sweep over a damaged output"; }
 if grep -q "$(basename "$victim_file")" "$work/damaged.log" && ls "$victim_file".unreadable-* >/dev/null 2>&1; then

@@ -14,9 +14,10 @@
 
 typedef enum { STATE_TO_TRAIN, STATE_TO_RESUME, STATE_KEPT, STATE_STOPS, STATE_COUNT } dry_run_state;
 
-/* What the sweep would do with a run's file (classify_run_file), in words in why. */
+/* What the sweep would do with a run's file (classify_run_file), in words in why; for a
+ * file it would move aside, also the reason (what the sweep would warn), else "". */
 static dry_run_state dry_run_inspect(const sweep_state *s, const planned_run *run, char *why,
-                                     size_t capacity) {
+                                     size_t capacity, char *reason, size_t reason_capacity) {
     char path[PATH_TEXT];
     sweep_run_path(s, run, path, sizeof path);
     model_spec spec = {run->pattern.mode, run->pattern.alpha, s->in_channels, s->cfg.pool_branch,
@@ -34,6 +35,9 @@ static dry_run_state dry_run_inspect(const sweep_state *s, const planned_run *ru
     free(history);
     const int epoch_steps = state == FILE_RESUME ? checkpoint.epoch_steps : 0;
     if (state == FILE_RESUME) run_checkpoint_free(&checkpoint);
+    reason[0] = '\0';
+    if (state == FILE_NOT_REGULAR || state == FILE_UNREADABLE || state == FILE_BAD_CHECKPOINT)
+        snprintf(reason, reason_capacity, "%s", err.message);
     switch (state) {
     case FILE_NONE: snprintf(why, capacity, "new"); return STATE_TO_TRAIN;
     case FILE_RESUME:
@@ -81,10 +85,10 @@ int sweep_print_plan(const sweep_state *s) {
            "repeat", "seed", "pseudo-FLOPs", "state", "group", "ranks (host:device)");
     for (int i = 0; i < s->plan.count; i++) {
         const planned_run *run = &s->plan.runs[i];
-        char why[64];
+        char why[64], reason[BNECK_ERROR_TEXT] = "";
         dry_run_state state = STATE_TO_TRAIN;
         if (moved_aside) snprintf(why, sizeof why, "new");
-        else state = dry_run_inspect(s, run, why, sizeof why);
+        else state = dry_run_inspect(s, run, why, sizeof why, reason, sizeof reason);
         counts[state]++;
         char ranks[512] = "-", group[16] = "-";
         if (state == STATE_TO_TRAIN || state == STATE_TO_RESUME) {
@@ -105,6 +109,7 @@ int sweep_print_plan(const sweep_state *s) {
         printf("%-10s %-7s %4d %5d %6d %20llu %14lld %-34s %5s  %s\n", run->name,
                run->pattern.name, run->pattern.mode, run->pattern.alpha, run->repeat,
                (unsigned long long)run->seed, (long long)run->pseudo_flops, why, group, ranks);
+        if (reason[0]) printf("%-10s why: %s\n", "", reason);
     }
     printf("%d to train, %d to resume, %d kept (complete or diverged)", counts[STATE_TO_TRAIN],
            counts[STATE_TO_RESUME], counts[STATE_KEPT]);
