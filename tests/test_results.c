@@ -1344,6 +1344,56 @@ Test(sweep_file, without_a_text_copy_the_report_refuses_a_damaged_heap, .timeout
     cr_expect(strstr(err.message, "global heap collection at byte") != NULL, "%s", err.message);
 }
 
+/* A file written by another tool: `pad_bytes` of a dataset, then a text attribute, whose
+ * heap collection HDF5 places after the dataset. Returns the collection's offset. */
+static long write_padded_foreign_file(const char *path, size_t pad_bytes) {
+    const hid_t file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    cr_assert_geq(file, 0);
+    const hsize_t dims[1] = {pad_bytes};
+    const hid_t space = H5Screate_simple(1, dims, NULL);
+    const hid_t dataset = H5Dcreate2(file, "pad", H5T_NATIVE_UCHAR, space, H5P_DEFAULT,
+                                     H5P_DEFAULT, H5P_DEFAULT);
+    unsigned char *zeros = calloc(pad_bytes, 1);
+    cr_assert_geq(H5Dwrite(dataset, H5T_NATIVE_UCHAR, H5S_ALL, H5S_ALL, H5P_DEFAULT, zeros), 0);
+    free(zeros);
+    const hid_t text = H5Tcopy(H5T_C_S1), scalar = H5Screate(H5S_SCALAR);
+    H5Tset_size(text, H5T_VARIABLE);
+    const hid_t attribute = H5Acreate2(file, "format", text, scalar, H5P_DEFAULT, H5P_DEFAULT);
+    const char *value = "not-bneck";
+    cr_assert_geq(H5Awrite(attribute, text, &value), 0);
+    H5Aclose(attribute);
+    H5Sclose(scalar);
+    H5Tclose(text);
+    H5Dclose(dataset);
+    H5Sclose(space);
+    H5Fclose(file);
+    size_t size;
+    unsigned char *bytes = file_bytes(path, &size);
+    const long at = find_bytes(bytes, size, 0, "GCOL", 4);
+    free(bytes);
+    cr_assert_geq(at, 0, "no heap collection in %s", path);
+    return at;
+}
+
+/* The heap walk reads the file in windows of 1 MiB: a collection whose header starts 6
+ * bytes before a window's end is still found, walked, and refused when damaged. */
+Test(sweep_file, a_heap_collection_across_the_walks_read_windows_is_walked, .timeout = 60) {
+    const char *path = temp_path("foreign.h5");
+    const long target = (1L << 20) - 6;
+    long at = write_padded_foreign_file(path, 1u << 20);
+    at = write_padded_foreign_file(path, (size_t)((1L << 20) + target - at));
+    cr_assert_eq(at, target, "the heap collection landed at byte %ld, not %ld", at, target);
+    report_sweep sweep;
+    bneck_error err = {{0}};
+    cr_assert_eq(report_sweep_read(path, &sweep, &err), -1);
+    cr_expect(strstr(err.message, "not a bneck sweep file") != NULL, "intact: %s", err.message);
+    damage_heap_collections(path, HEAP_EMPTY_FREE_SPACE);
+    cr_assert_eq(report_sweep_read(path, &sweep, &err), -1);
+    char expected[64];
+    snprintf(expected, sizeof expected, "global heap collection at byte %ld holds", target);
+    cr_expect(strstr(err.message, expected) != NULL, "damaged: %s", err.message);
+}
+
 /* A subset of the /runs columns, as a reader picks them by name. */
 typedef struct runs_view {
     char pattern[16];
