@@ -23,7 +23,7 @@ static dry_run_state dry_run_inspect(const sweep_state *s, const planned_run *ru
     model_spec spec = {run->pattern.mode, run->pattern.alpha, s->in_channels, s->cfg.pool_branch,
                        MODEL_LAYERS_GROUPED};
     static model built;
-    bneck_error err;
+    bneck_error err = {{0}};
     if (model_build(&built, &spec, &err)) BNECK_FAIL("%s: %s", run->name, err.message); /* planned */
     run_row row;
     epoch_record *history = NULL;

@@ -5,14 +5,14 @@ Makes a tiny sweep (patterns A and E, 2 repeats, 2 epochs of 256 Fashion-MNIST i
 then, case by case, flips bytes in one run file and runs `bneck-sweep --dry-run` over
 the output (the resume's reading of every run file), and flips bytes in sweep.h5 and
 runs bneck-report on it; both also as an older bneck wrote them (without
-/text_attributes, whose text is read from the heap, walked first). Then it stops a sweep of E part-way through its second epoch
-(SIGTERM after the first), and case by case flips bytes in that run file and resumes the
-sweep for real (the checkpoint read and trained on). A clean result: no case ends by a
-signal or a timeout, and damaged files are read right or refused as they should be: a dry
-run exits 0 (the run shown as "redo: unreadable"), bneck-report exits 0 or 1 (refused), a
-resume exits 0 (the run resumed, or its file moved aside and the run trained anew; before
-/text_attributes, a damaged heap string could read as other settings and refuse the whole
-directory, exit 2).
+/text_attributes, whose text is read from the heap, walked first). Then it stops a sweep
+of E part-way through its second epoch (SIGTERM after the first), and case by case flips
+bytes in that run file and resumes the sweep for real (the checkpoint read and trained
+on). A clean result: no case ends by a signal or a timeout, and damaged files are read
+right or refused as they should be: a dry run exits 0 (the run shown as "redo:
+unreadable"), bneck-report exits 0 or 1 (refused), a resume exits 0 (the run resumed, or
+its file moved aside and the run trained anew; before /text_attributes, a damaged heap
+string could read as other settings and refuse the whole directory, exit 2).
 Half the flips in each kind go inside HDF5's global heap collections ("GCOL"), where
 variable-length strings live without a checksum.
 

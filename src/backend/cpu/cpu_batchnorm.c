@@ -39,6 +39,36 @@ static int by_channel(int channels) {
     return channels % threads == 0 || channels >= 4 * threads;
 }
 
+/* An op's two passes over its (channel, block) tasks, with each channel's step between
+ * them (after all of its first-pass tasks, before any of its second-pass ones; no second
+ * pass when `second` is NULL): whole channels per thread or all tasks per pass, as
+ * by_channel says. */
+typedef void (*block_pass)(const void *job, size_t task);
+typedef void (*channel_step)(const void *job, size_t channel);
+
+static void run_passes(const void *job, int channels, size_t blocks, block_pass first,
+                       channel_step between, block_pass second) {
+    if (by_channel(channels)) {
+#pragma omp parallel for schedule(static)
+        for (int c = 0; c < channels; c++) {
+            const size_t begin = (size_t)c * blocks, end = begin + blocks;
+            for (size_t task = begin; task < end; task++) first(job, task);
+            between(job, (size_t)c);
+            if (second)
+                for (size_t task = begin; task < end; task++) second(job, task);
+        }
+        return;
+    }
+    const size_t tasks = (size_t)channels * blocks;
+#pragma omp parallel for schedule(static)
+    for (size_t task = 0; task < tasks; task++) first(job, task);
+    for (size_t c = 0; c < (size_t)channels; c++) between(job, c);
+    if (second) {
+#pragma omp parallel for schedule(static)
+        for (size_t task = 0; task < tasks; task++) second(job, task);
+    }
+}
+
 /* Per-block partial sums and per-channel coefficients: grown once and reused, so steady
  * state training allocates nothing here (one buffer per calling thread). */
 static double *scratch_doubles(size_t count) {
@@ -90,7 +120,8 @@ typedef struct forward_job {
 
 /* Task (c, block)'s sums of x - shift and (x - shift)^2, shift = the channel's first value:
  * shifted sums keep E[x^2] - E[x]^2 free of cancellation. */
-static void forward_sums(const forward_job *j, size_t task) {
+static void forward_sums(const void *job, size_t task) {
+    const forward_job *j = job;
     size_t c, begin, end;
     task_range(task, j->blocks, j->plane, &c, &begin, &end);
     const float *restrict xc = j->x + c * j->plane;
@@ -107,7 +138,8 @@ static void forward_sums(const forward_job *j, size_t task) {
 }
 
 /* Channel c's statistics from its blocks' sums: batch and running ones, and its scale. */
-static void forward_coefficients(const forward_job *j, size_t c) {
+static void forward_coefficients(const void *job, size_t c) {
+    const forward_job *j = job;
     /* unbiased variance of a single value is undefined; keep the biased one then */
     const double plane = (double)j->plane, unbias = j->plane > 1 ? plane / (plane - 1.0) : 1.0;
     const double momentum = j->momentum;
@@ -130,7 +162,8 @@ static void forward_coefficients(const forward_job *j, size_t c) {
     j->scale[2 * c + 1] = (double)j->beta[c] - a * mean;
 }
 
-static void forward_apply(const forward_job *j, size_t task) {
+static void forward_apply(const void *job, size_t task) {
+    const forward_job *j = job;
     size_t c, begin, end;
     task_range(task, j->blocks, j->plane, &c, &begin, &end);
     const size_t at = c * j->plane + begin;
@@ -150,21 +183,7 @@ void cpu_batchnorm_forward_train(float *y, float *batch_mean, float *batch_invst
                            .gamma = gamma, .beta = beta, .eps = eps, .momentum = momentum,
                            .fuse_relu = fuse_relu, .plane = plane, .blocks = blocks,
                            .sums = sums, .scale = sums + 2 * tasks};
-    if (by_channel(channels)) {
-#pragma omp parallel for schedule(static)
-        for (int c = 0; c < channels; c++) {
-            const size_t first = (size_t)c * blocks;
-            for (size_t task = first; task < first + blocks; task++) forward_sums(&j, task);
-            forward_coefficients(&j, (size_t)c);
-            for (size_t task = first; task < first + blocks; task++) forward_apply(&j, task);
-        }
-        return;
-    }
-#pragma omp parallel for schedule(static)
-    for (size_t task = 0; task < tasks; task++) forward_sums(&j, task);
-    for (size_t c = 0; c < (size_t)channels; c++) forward_coefficients(&j, c);
-#pragma omp parallel for schedule(static)
-    for (size_t task = 0; task < tasks; task++) forward_apply(&j, task);
+    run_passes(&j, channels, blocks, forward_sums, forward_coefficients, forward_apply);
 }
 
 void cpu_batchnorm_forward_infer(float *y, const float *x, const float *gamma, const float *beta,
@@ -193,7 +212,8 @@ typedef struct backward_job {
 } backward_job;
 
 /* Task (c, block)'s sums of g and g*(x - mean). */
-static void backward_sums(const backward_job *j, size_t task) {
+static void backward_sums(const void *job, size_t task) {
+    const backward_job *j = job;
     size_t c, begin, end;
     task_range(task, j->blocks, j->plane, &c, &begin, &end);
     const size_t count = end - begin;
@@ -223,7 +243,8 @@ static void backward_sums(const backward_job *j, size_t task) {
 }
 
 /* Channel c's parameter gradients and dx coefficients from its blocks' sums. */
-static void backward_coefficients(const backward_job *j, size_t c) {
+static void backward_coefficients(const void *job, size_t c) {
+    const backward_job *j = job;
     double sg, sgx;
     channel_totals(j->sums, c, j->blocks, &sg, &sgx);
     const double invstd = j->batch_invstd[c], plane = (double)j->plane;
@@ -236,7 +257,8 @@ static void backward_coefficients(const backward_job *j, size_t c) {
     j->coefficients[3 * c + 2] = -k * sgxhat * invstd / plane;
 }
 
-static void backward_dx(const backward_job *j, size_t task) {
+static void backward_dx(const void *job, size_t task) {
+    const backward_job *j = job;
     size_t c, begin, end;
     task_range(task, j->blocks, j->plane, &c, &begin, &end);
     const float *restrict gc = j->dy + c * j->plane;
@@ -279,22 +301,5 @@ void cpu_batchnorm_backward(float *dx, float *dgamma, float *dbeta, grad_store d
                             .dy = dy, .x = x, .y = y, .gamma = gamma, .batch_mean = batch_mean,
                             .batch_invstd = batch_invstd, .plane = plane, .blocks = blocks,
                             .sums = sums, .coefficients = sums + 2 * tasks};
-    if (by_channel(channels)) {
-#pragma omp parallel for schedule(static)
-        for (int c = 0; c < channels; c++) {
-            const size_t first = (size_t)c * blocks;
-            for (size_t task = first; task < first + blocks; task++) backward_sums(&j, task);
-            backward_coefficients(&j, (size_t)c);
-            if (dx)
-                for (size_t task = first; task < first + blocks; task++) backward_dx(&j, task);
-        }
-        return;
-    }
-#pragma omp parallel for schedule(static)
-    for (size_t task = 0; task < tasks; task++) backward_sums(&j, task);
-    for (size_t c = 0; c < (size_t)channels; c++) backward_coefficients(&j, c);
-    if (dx) {
-#pragma omp parallel for schedule(static)
-        for (size_t task = 0; task < tasks; task++) backward_dx(&j, task);
-    }
+    run_passes(&j, channels, blocks, backward_sums, backward_coefficients, dx ? backward_dx : NULL);
 }
