@@ -401,33 +401,42 @@ Test(gpu_ops, auto_conv_engine_matches_cpu_whichever_runners_win_in_every_precis
     set_math(CUDA_MATH_FP32);
 }
 
-Test(gpu_ops, deterministic_conv2d_backward_repeats_bit_for_bit) {
+/* Deterministic mode on each engine: auto takes the GEMMs untimed there, so cuDNN's own
+ * filter of deterministic algorithms runs only when cuDNN is the engine set. */
+Test(gpu_ops, deterministic_conv2d_backward_repeats_bit_for_bit_on_each_engine) {
     use_gpu();
     cuda_backend_set_deterministic(1);
+    static const cuda_conv_engine engines[] = {CUDA_CONV_CUDNN, CUDA_CONV_GEMM, CUDA_CONV_AUTO};
+    static const char *const engine_names[] = {"cudnn", "gemm", "auto"};
     const conv_shape s = {8, 16, 16, 32, 48, 3};
-    check_conv_backward(&s, 1, 300, CONVOLUTION);
-
     const size_t nx = conv_input_floats(&s), ny = conv_output_floats(&s);
     const size_t nw = conv_weight_floats(&s);
     float *x = random_floats(301, nx, -1.0f, 1.0f), *weight = random_floats(302, nw, -0.5f, 0.5f);
     float *dy = random_floats(303, ny, -1.0f, 1.0f);
     float *d_x = to_device(x, nx), *d_weight = to_device(weight, nw), *d_dy = to_device(dy, ny);
-    float *results[2][2];
-    for (int run = 0; run < 2; run++) {
-        float *d_dx = cuda_backend.alloc(nx * sizeof(float));
-        float *d_dweight = cuda_backend.alloc(nw * sizeof(float));
-        cuda_backend.conv2d_backward(d_dx, d_dweight, NULL, GRAD_ACCUMULATE, d_dy, d_x, d_weight,
-                                     NULL, s.batch, s.height, s.width, s.in_channels,
-                                     s.out_channels, s.kernel);
-        results[run][0] = to_host(d_dx, nx);
-        results[run][1] = to_host(d_dweight, nw);
-        cuda_backend.release(d_dx);
-        cuda_backend.release(d_dweight);
+    for (size_t e = 0; e < COUNT(engines); e++) {
+        cuda_backend_set_conv_engine(engines[e]);
+        check_conv_backward(&s, 1, 300, CONVOLUTION);
+        float *results[2][2];
+        for (int run = 0; run < 2; run++) {
+            float *d_dx = cuda_backend.alloc(nx * sizeof(float));
+            float *d_dweight = cuda_backend.alloc(nw * sizeof(float));
+            cuda_backend.conv2d_backward(d_dx, d_dweight, NULL, GRAD_ACCUMULATE, d_dy, d_x,
+                                         d_weight, NULL, s.batch, s.height, s.width,
+                                         s.in_channels, s.out_channels, s.kernel);
+            results[run][0] = to_host(d_dx, nx);
+            results[run][1] = to_host(d_dweight, nw);
+            cuda_backend.release(d_dx);
+            cuda_backend.release(d_dweight);
+        }
+        cr_expect_eq(memcmp(results[0][0], results[1][0], nx * sizeof(float)), 0,
+                     "conv %s: dx differs", engine_names[e]);
+        cr_expect_eq(memcmp(results[0][1], results[1][1], nw * sizeof(float)), 0,
+                     "conv %s: dweight differs", engine_names[e]);
+        for (int run = 0; run < 2; run++) free(results[run][0]), free(results[run][1]);
     }
-    cr_expect_eq(memcmp(results[0][0], results[1][0], nx * sizeof(float)), 0, "dx differs");
-    cr_expect_eq(memcmp(results[0][1], results[1][1], nw * sizeof(float)), 0, "dweight differs");
+    cuda_backend_set_conv_engine(CUDA_CONV_AUTO);
     cuda_backend_set_deterministic(0);
-    for (int run = 0; run < 2; run++) free(results[run][0]), free(results[run][1]);
     cuda_backend.release(d_x), cuda_backend.release(d_weight), cuda_backend.release(d_dy);
     free(x), free(weight), free(dy);
 }

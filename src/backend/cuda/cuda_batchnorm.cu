@@ -3,8 +3,10 @@
  * convention (running = momentum * running + (1 - momentum) * batch, unbiased variance).
  *
  * Own kernels rather than cuDNN's batchnorm: CNHW planes are contiguous, the ReLU fuses,
- * any eps is allowed (cuDNN requires >= 1e-5), and the statistics follow the CPU oracle
- * exactly. Each reduction runs in three steps, all deterministic:
+ * any eps is allowed (cuDNN requires >= 1e-5), and the statistics use the CPU oracle's
+ * formulas (the sums in another order, and nvcc contracts to FMA: equal to rounding, not
+ * bit for bit). Each reduction runs in three steps, all deterministic for one GPU model
+ * (the blocks per channel follow its SM count) and one BNECK_BN_FUSED_MAX_PLANE:
  *   1. partial sums: a grid of (blocks per channel, channels) blocks, each summing in
  *      double, per thread and across the block;
  *   2. finalize: one thread per channel adds its partials in a fixed order and derives
@@ -12,8 +14,8 @@
  *   3. apply: an elementwise pass with those coefficients.
  * A plane small enough for one block (at most 32768 values by default: the 8x8 and 16x16
  * stages at batch 128) runs all three in one kernel of one block per channel instead:
- * the same sums and formulas (the __device__ helpers below serve both), one launch rather
- * than three, which is what such small passes cost. */
+ * the same formulas (the __device__ helpers below serve both; its sums in another order),
+ * one launch rather than three, which is what such small passes cost. */
 #include <cuda_runtime.h>
 
 #include <stdio.h>

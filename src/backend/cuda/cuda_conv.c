@@ -9,8 +9,9 @@
  * which one wins depends on the shape, the direction, the precision and the GPU (im2col +
  * GEMM suits a filter gradient's long reduction over N*H*W, where cuDNN's implicit GEMM
  * suits the data gradient, which im2col would inflate k*k times). When the two gradients
- * of a shape go to the same runner they are one call, sharing its copies of dy. In bf16
- * mode the candidates include the same engines in TF32 (never less precise than bf16
+ * of a shape go to the same runner they are one call (cuDNN's and the 1x1 GEMM's share
+ * their copies of dy; the k x k GEMM copies dy once per gradient, in bf16 and im2col). In
+ * bf16 mode the candidates include the same engines in TF32 (never less precise than bf16
  * operands): on an H200 cuDNN's bf16 backward kernels took up to 20 ms for a 5x5 layer
  * that its TF32 ones ran in well under one (held to FMA math then, see strict_fp32 in
  * cuda_dnn.cu), and the bf16 GEMMs pay for bf16 copies of their operands. In
@@ -119,23 +120,37 @@ static int candidate_runners(int kernel, conv_runner runners[RUN_KINDS]) {
 
 typedef void (*conv_runner_call)(conv_runner runner, void *context);
 
-/* Milliseconds of `repeats` calls of run(runner, context) on the stream (after one untimed
- * call that lets cuDNN find its algorithms and the scratch buffers grow). */
+/* Milliseconds of one call of run(runner, context) on the GPU: the median of `repeats`
+ * calls, each between two events, after one untimed call that lets cuDNN find its
+ * algorithms and the scratch buffers grow. The timed calls wait in the queue behind a busy
+ * wait that outlasts their queueing, so that the events time the GPU alone: a step replays
+ * as a CUDA graph, without the host's launch costs, and timed as they were queued, the
+ * cuDNN runners (more host work per call: descriptors, math types, layout copies) would
+ * lose shapes they run faster. */
 static float time_engine(conv_runner_call run, conv_runner runner, void *context) {
-    enum { repeats = 2 };
+    enum { repeats = 5, head_start_us = 2000 };
+    const cudaStream_t stream = (cudaStream_t)cuda_ctx.stream;
     run(runner, context);
-    cudaEvent_t start, stop;
-    CUDA_CHECK(cudaEventCreate(&start));
-    CUDA_CHECK(cudaEventCreate(&stop));
-    CUDA_CHECK(cudaEventRecord(start, (cudaStream_t)cuda_ctx.stream));
-    for (int i = 0; i < repeats; i++) run(runner, context);
-    CUDA_CHECK(cudaEventRecord(stop, (cudaStream_t)cuda_ctx.stream));
-    CUDA_CHECK(cudaEventSynchronize(stop));
-    float ms = 0.0f;
-    CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
-    CUDA_CHECK(cudaEventDestroy(start));
-    CUDA_CHECK(cudaEventDestroy(stop));
-    return ms;
+    cudaEvent_t events[repeats + 1];
+    for (int i = 0; i <= repeats; i++) CUDA_CHECK(cudaEventCreate(&events[i]));
+    cuda_busy_wait(head_start_us);
+    CUDA_CHECK(cudaEventRecord(events[0], stream));
+    for (int i = 0; i < repeats; i++) {
+        run(runner, context);
+        CUDA_CHECK(cudaEventRecord(events[i + 1], stream));
+    }
+    CUDA_CHECK(cudaEventSynchronize(events[repeats]));
+    float ms[repeats];
+    for (int i = 0; i < repeats; i++) {
+        CUDA_CHECK(cudaEventElapsedTime(&ms[i], events[i], events[i + 1]));
+        for (int j = i; j > 0 && ms[j] < ms[j - 1]; j--) { /* insertion sort */
+            const float t = ms[j];
+            ms[j] = ms[j - 1];
+            ms[j - 1] = t;
+        }
+    }
+    for (int i = 0; i <= repeats; i++) CUDA_CHECK(cudaEventDestroy(events[i]));
+    return ms[repeats / 2];
 }
 
 static int capturing(void) {
@@ -341,7 +356,7 @@ void cuda_conv2d_backward(float *dx, float *dweight, float *dbias, const float *
     const conv_runner data = runner_of(choice, CONV_BACKWARD_DATA);
     const conv_runner filter = runner_of(choice, CONV_BACKWARD_FILTER);
     if (!dx || !dweight || data == filter) {
-        /* one call: the runners share their copies of dy between the two gradients */
+        /* one call: cuDNN and the 1x1 GEMM share their copies of dy between the two */
         run_backward(dx ? data : filter, &call);
         return;
     }

@@ -2,7 +2,7 @@
  * cpu_dense.c), and the cuBLAS handle this file owns:
  *   y[out][batch] = W[out][in] x x[in][batch] + bias[out].
  * A 1x1 convolution over CNHW tensors is the same GEMM with batch = N*H*W
- * (y[out][n,h,w] = W[out][in] x x[in][n,h,w]), so cuda_dnn.cu hands those here: one GEMM
+ * (y[out][n,h,w] = W[out][in] x x[in][n,h,w]), so cuda_conv.c hands those here: one GEMM
  * straight on the tensors, no layout change, tensor cores in tf32 and bf16 modes. */
 #include <cublas_v2.h>
 #include <cuda_runtime.h>

@@ -93,6 +93,9 @@ typedef struct algorithm_choice {
     size_t workspace_bytes;
     int candidate_count, next_candidate;
     candidate candidates[max_candidates]; /* in order of preference */
+    /* cuDNN's last refusal on this layout (its status and last-error text), so that a
+     * layout given up or a shape cuDNN cannot run says why */
+    char refusal[384];
 } algorithm_choice;
 
 typedef struct conv_plan {
@@ -389,16 +392,26 @@ static int usable(const conv_plan *plan, conv_direction direction, const candida
 /* Fills the choice with the usable candidates for one layout, in order of preference:
  * cuDNN's order, except that strict fp32 takes those cuDNN ran with FMA math first. The
  * list stays empty when cuDNN has nothing for that layout. */
+/* Keeps cuDNN's status and last-error text as the choice's reason to move on. */
+static void note_refusal(algorithm_choice *choice, const char *what, cudnnStatus_t status) {
+    char detail[256];
+    cudnnGetLastErrorString(detail, sizeof detail);
+    snprintf(choice->refusal, sizeof choice->refusal, "%s: %s%s%s", what,
+             cudnnGetErrorString(status), detail[0] ? ": " : "", detail);
+}
+
 static void load_candidates(conv_plan *plan, conv_direction direction, conv_layout layout) {
     algorithm_choice *choice = &plan->choice[direction];
     choice->layout = layout;
     choice->candidate_count = choice->next_candidate = 0;
+    choice->refusal[0] = '\0';
     candidate ranked[max_candidates];
     int count = 0;
     const cudnnStatus_t status = rank_algorithms(plan, direction, layout, ranked, &count);
     if (status != CUDNN_STATUS_SUCCESS) {
         /* packed NCHW is cuDNN's home layout: a real error */
         if (layout == LAYOUT_NCHW_COPIES) CUDNN_CHECK(status);
+        note_refusal(choice, "ranking the algorithms", status);
         return;
     }
     for (int pass = 0; pass < 2; pass++)
@@ -411,20 +424,23 @@ static void load_candidates(conv_plan *plan, conv_direction direction, conv_layo
         }
 }
 
-/* Says once per (direction, layout) that a layout was given up, naming the first shape. */
+/* Says once per (direction, layout) that a layout was given up, naming the first shape
+ * and cuDNN's last refusal, if any. */
 static void note_fallback(const conv_plan *plan, conv_direction direction, conv_layout from,
                           conv_layout to, const char *why) {
     static int noted[DIRECTIONS][3];
     if (noted[direction][from]) return;
     noted[direction][from] = 1;
     const conv_key *k = &plan->key;
+    const char *refusal = plan->choice[direction].refusal;
     fprintf(stderr,
-            "bneck: note: cuDNN %s convolution on %s%s: %s (first for batch %d, %dx%d, %d -> "
-            "%d channels, kernel %d); such shapes run on %s%s\n",
+            "bneck: note: cuDNN %s convolution on %s%s: %s%s%s%s (first for batch %d, %dx%d, "
+            "%d -> %d channels, kernel %d); such shapes run on %s%s\n",
             direction_names[direction], layout_names[from],
             from == LAYOUT_NHWC_COPIES && plan->nhwc_type == CUDA_BF16 ? " in bf16" : "", why,
-            k->batch, k->height, k->width, k->in_channels, k->out_channels, k->kernel,
-            layout_names[to], from == LAYOUT_NHWC_COPIES ? " in fp32 (TF32 allowed)" : "");
+            refusal[0] ? " (last: " : "", refusal, refusal[0] ? ")" : "", k->batch, k->height,
+            k->width, k->in_channels, k->out_channels, k->kernel, layout_names[to],
+            from == LAYOUT_NHWC_COPIES ? " in fp32 (TF32 allowed)" : "");
 }
 
 /* The first layout a direction tries, and where each one falls back to. */
@@ -450,17 +466,27 @@ static void advance(conv_plan *plan, conv_direction direction) {
             choice->math = execution_math(plan, c->math);
             choice->verified = 0;
             CUDNN_CHECK(cudnnSetConvolutionMathType(plan->conv, choice->math));
-            if (workspace_size(plan, direction, choice->layout, c->algo,
-                               &choice->workspace_bytes) == CUDNN_STATUS_SUCCESS)
+            /* the size under the math that runs (strict fp32 may run FMA where cuDNN
+             * ranked under another) must stay within the budget too */
+            const cudnnStatus_t status = workspace_size(plan, direction, choice->layout, c->algo,
+                                                        &choice->workspace_bytes);
+            if (status == CUDNN_STATUS_SUCCESS && choice->workspace_bytes <= workspace_budget)
                 return;
+            if (status != CUDNN_STATUS_SUCCESS)
+                note_refusal(choice, "workspace size", status);
+            else
+                snprintf(choice->refusal, sizeof choice->refusal,
+                         "algorithm %d needs %zu MiB of workspace", c->algo,
+                         choice->workspace_bytes >> 20);
         }
         if (choice->layout == LAYOUT_NCHW_COPIES) {
             const conv_key *k = &plan->key;
             CUDA_FAIL("cuDNN runs no %s%s convolution algorithm within %zu MiB of workspace for "
-                      "batch %d, %dx%d, %d -> %d channels, kernel %d",
+                      "batch %d, %dx%d, %d -> %d channels, kernel %d%s%s%s",
                       k->deterministic ? "deterministic " : "", direction_names[direction],
                       workspace_budget >> 20, k->batch, k->height, k->width, k->in_channels,
-                      k->out_channels, k->kernel);
+                      k->out_channels, k->kernel, choice->refusal[0] ? " (last refusal: " : "",
+                      choice->refusal, choice->refusal[0] ? ")" : "");
         }
         const conv_layout next = next_layout(plan, choice->layout);
         note_fallback(plan, direction, choice->layout, next, "no algorithm cuDNN will run");
@@ -516,6 +542,7 @@ static void execute(conv_plan *plan, conv_direction direction, Call call) {
             return;
         }
         if (choice->verified || !is_refusal(status)) CUDNN_CHECK(status);
+        note_refusal(choice, "running the algorithm", status);
         advance(plan, direction);
     }
 }

@@ -97,8 +97,9 @@ extern "C" int cuda_graph_end_capture_and_launch(cuda_graph *g, char *message, s
     if (!updated) {
         if (g->exec) CUDA_CHECK(cudaGraphExecDestroy(g->exec));
         g->exec = NULL;
-        /* cuBLAS may allocate its workspace inside a capture (cudaMallocAsync): free such
-         * allocations at each relaunch rather than fail it */
+        /* cuBLAS has its own workspace (cublasSetWorkspace), so nothing should allocate
+         * inside a capture; should a library still do (cudaMallocAsync), free it at each
+         * relaunch rather than fail the launch */
         status = cudaGraphInstantiateWithFlags(&g->exec, graph,
                                                cudaGraphInstantiateFlagAutoFreeOnLaunch);
         if (status != cudaSuccess) {

@@ -117,6 +117,10 @@ void cuda_accumulate_channel_sums(float *sums, const float *x, int channels, siz
  * i < inner: CNHW <-> NCHW with inner = height*width. */
 void cuda_swap_outer_dims(float *dst, const float *src, int outer, int middle, size_t inner,
                           int accumulate);
+/* Queues one thread that spins for `microseconds` of the GPU's global timer: put before
+ * timed work, it keeps the GPU busy while the host queues that work, so that events
+ * around it measure the GPU's time, not the host's launches. */
+void cuda_busy_wait(unsigned microseconds);
 
 /* --- layout and precision changes (cuda_layout.cu) ---------------------------------------
  * Element type of a converted copy: fp32, or bf16 (round to nearest even). Sources and

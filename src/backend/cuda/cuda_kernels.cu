@@ -88,3 +88,21 @@ extern "C" void cuda_swap_outer_dims(float *dst, const float *src, int outer, in
         dst, src, outer, middle, inner, accumulate);
     CUDA_CHECK_LAUNCH();
 }
+
+/* %globaltimer counts nanoseconds (sm_70 and later); a clock64 loop would need the clock
+ * rate, which varies under boost. */
+__device__ static unsigned long long global_timer_ns(void) {
+    unsigned long long now;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(now));
+    return now;
+}
+
+__global__ void busy_wait_kernel(unsigned long long nanoseconds) {
+    const unsigned long long until = global_timer_ns() + nanoseconds;
+    while (global_timer_ns() < until) __nanosleep(1000);
+}
+
+extern "C" void cuda_busy_wait(unsigned microseconds) {
+    busy_wait_kernel<<<1, 1, 0, cuda_ctx.stream>>>(1000ull * microseconds);
+    CUDA_CHECK_LAUNCH();
+}

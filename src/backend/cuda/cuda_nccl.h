@@ -1,6 +1,8 @@
 /* NCCL for one run group: one communicator per group, gradients summed (or averaged) in
- * place with one ncclAllReduce per step, on a stream of its own, ordered against the
- * backend's compute stream by events. Plain C; no NCCL or CUDA header needed to use it.
+ * place by ncclAllReduce on a stream of its own, ordered against the backend's compute
+ * stream by events: in parts queued during the backward pass as each part is ready
+ * (cuda_nccl_allreduce_queue), or the whole buffer at once. Plain C; no NCCL or CUDA
+ * header needed to use it.
  *
  * Errors are checked asynchronously: while the host waits for a collective it polls
  * ncclCommGetAsyncError as well as the stream, so a peer that dies (its process killed,

@@ -4,6 +4,8 @@
  * compiler from fusing a multiply into the following add (the CPU build has no FMA). */
 #include <cuda_runtime.h>
 
+#include <limits.h>
+
 #include "backend/cpu/cpu_maxpool_window.h"
 #include "backend/cuda/cuda_device.cuh"
 
@@ -12,8 +14,9 @@ extern "C" {
 #include "backend/cuda/cuda_internal.h"
 }
 
+/* The window rule (cpu_maxpool_window.h) indexes a plane in int. */
 static void check(const char *op, int planes, int height, int width) {
-    if (planes < 0 || height < 1 || width < 1)
+    if (planes < 0 || height < 1 || width < 1 || (long long)height * width > INT_MAX)
         CUDA_FAIL("%s: bad dimensions planes=%d height=%d width=%d", op, planes, height, width);
 }
 
