@@ -5,7 +5,10 @@
  *     reference runs the same halves);
  *  2. after an epoch of data-parallel training through the trainer, both ranks hold
  *     bit-identical weights, and the comparison the sweep makes before each commit finds
- *     one bit changed on one rank.
+ *     one bit changed on one rank;
+ *  3. with a batch the ranks share unevenly (15: 7 and 8 images), each rank's full steps
+ *     after its first sum their gradient parts during the backward pass too (the rank with
+ *     the smaller share once never did), and the weights still end identical.
  * Prints "mpi_data_parallel: N passed, 0 failed" on rank 0 and exits non-zero on failure. */
 #include <math.h>
 #include <stdio.h>
@@ -127,6 +130,28 @@ int main(int argc, char **argv) {
            "weights one bit apart on one rank are found to differ");
     free(perturbed);
     expect(record.val_acc >= 0.0 && record.val_acc <= 1.0, world.rank, "validation accuracy is a fraction");
+
+    /* 3. Uneven shares: 64 images in batches of 15 (7 + 8 images) and a last one of 4. */
+    static config uneven_cfg;
+    uneven_cfg = cfg;
+    uneven_cfg.batch = 15;
+    static trainer uneven;
+    if (trainer_create(&uneven, &uneven_cfg, &spec, &train_set, &val_set, &cpu_backend, &comm,
+                       &err)) {
+        fprintf(stderr, "mpi_data_parallel: %s\n", err.message);
+        sweep_world_abort(&world, 1);
+    }
+    trainer_plan_gradient_parts(&uneven, 64); /* the model is smaller than a default part */
+    expect(uneven.bucket_count > 1, world.rank, "the gradients are summed in parts");
+    expect(uneven.full_local_batch == 7 + world.group_rank, world.rank,
+           "a full batch of 15 is shared as 7 and 8 images");
+    trainer_run_epoch(&uneven, &record);
+    snprintf(what, sizeof what, "rank %d (%d images a step) took a full step: parts queued "
+             "in the backward pass from the next", world.group_rank, uneven.full_local_batch);
+    expect(uneven.full_step_done, world.rank, what);
+    expect(sweep_group_holds_same(&world, uneven.net.params, param_bytes), world.rank,
+           "weights bit-identical on both ranks after an epoch of uneven shares");
+    trainer_destroy(&uneven);
 
     const int total_failures = expect_totals(world.rank, "");
     trainer_destroy(&t);

@@ -107,7 +107,7 @@ static void take_recorded_totals(void *context, double *loss_sum, double *correc
 step_graph *step_graph_attach(trainer *t, step_graph_mode mode) {
     if (mode == STEP_GRAPH_OFF || t->net.backend != &cuda_backend) return NULL;
     if (mode == STEP_GRAPH_AUTO && t->comm.ranks > 1) return NULL;
-    step_graph *g = step_graph_create(t->max_local_batch);
+    step_graph *g = step_graph_create(t->full_local_batch);
     t->recorded_steps = (step_recorder){
         .context = g, .run = run_recorded_step, .take_totals = take_recorded_totals};
     return g;

@@ -110,6 +110,9 @@ int trainer_create(trainer *t, const config *cfg, const model_spec *spec, const 
     const int train_batch = cfg->batch < train_set->count ? cfg->batch : train_set->count;
     const int val_batch = cfg->val_batch < val_set->count ? cfg->val_batch : val_set->count;
     t->max_local_batch = (train_batch + ranks - 1) / ranks;
+    /* as train_step cuts a full batch: with uneven shares some ranks take one image less */
+    const long rank = t->comm.rank, batch = train_batch;
+    t->full_local_batch = (int)(batch * (rank + 1) / ranks - batch * rank / ranks);
     if (check_convolution_sizes(&m, backend, t->max_local_batch, val_batch, err)) return -1;
     const int max_batch = t->max_local_batch > val_batch ? t->max_local_batch : val_batch;
     if (network_create(&t->net, &m, backend, max_batch, err)) return -1;
@@ -267,7 +270,7 @@ static void compute_gradients(trainer *t, int local, int global, epoch_progress 
     network *net = &t->net;
     const backend_ops *be = net->backend;
     t->next_bucket = 0;
-    t->overlap_this_step = t->full_step_done && local == t->max_local_batch;
+    t->overlap_this_step = t->full_step_done && local == t->full_local_batch;
     if (local > 0) {
         const uint8_t *labels = batch_labels(t);
         const float grad_scale = 1.0f / (float)global;
@@ -290,7 +293,7 @@ static void compute_gradients(trainer *t, int local, int global, epoch_progress 
     } else {
         be->zero(net->grads, net->model.param_count * sizeof(float));
     }
-    if (local == t->max_local_batch) t->full_step_done = 1;
+    if (local == t->full_local_batch) t->full_step_done = 1;
 }
 
 /* The gradients summed over the ranks: the parts the backward pass has not queued yet, or

@@ -95,7 +95,8 @@ typedef struct trainer {
     long step;              /* Adam steps taken */
     int epochs_done;
     epoch_progress progress; /* within epoch epochs_done + 1 */
-    int max_local_batch;
+    int max_local_batch;    /* the largest share of a batch any rank takes (buffers' size) */
+    int full_local_batch;   /* this rank's share of a full batch (less when uneven) */
     int *order;             /* this epoch's permutation of the training images */
     float *host_batch;      /* the assembled batch before it is uploaded */
     uint8_t *host_labels;
