@@ -1,5 +1,6 @@
 /* The core helpers: the hash behind run seeds and rank checks, the lists and numbers
- * written into results files, and the programs' command-line options. */
+ * written into results files, the programs' command-line options, and the check for ranks
+ * sharing a GPU. */
 #include <criterion/criterion.h>
 #include <string.h>
 
@@ -8,6 +9,7 @@
 #include "core/format.h"
 #include "core/hash.h"
 #include "sweep/plan.h"
+#include "sweep/sweep_state.h"
 
 Test(hash, bytes_chain_and_pinned_values) {
     cr_assert_eq(hash_bytes(HASH_START, "", 0), HASH_START);
@@ -188,4 +190,30 @@ Test(error, a_long_path_keeps_the_reason_and_a_cut_message_says_so) {
     const size_t length = strlen(err.message);
     cr_expect_eq(length, sizeof err.message - 1);
     cr_expect_str_eq(err.message + length - 4, " ...");
+}
+
+/* Ranks on one GPU: the same PCI bus id on the same host (another host's GPU at that bus id
+ * is another GPU; a CPU rank has none); two of one group are worse than two of different
+ * groups, and the first pair of the worst kind is named. */
+Test(sweep_gpus, shared_gpu_found_by_host_and_bus_id_worst_kind_first) {
+    sweep_gpu_record ranks[] = {
+        {0, "n1", "0000:1A:00.0"}, {1, "n1", "0000:1B:00.0"}, {2, "n2", "0000:1A:00.0"},
+        {3, "", ""},               {4, "", ""},               {5, "n2", "0000:1B:00.0"},
+    };
+    int first = -1, second = -1;
+    cr_assert_eq(sweep_gpu_shared(ranks, 6, &first, &second), SWEEP_GPU_ALONE);
+    cr_assert_eq(first, -1, "nothing named when no GPU is shared");
+
+    ranks[4] = (sweep_gpu_record){4, "n2", "0000:1A:00.0"}; /* rank 2's GPU, another group */
+    cr_assert_eq(sweep_gpu_shared(ranks, 6, &first, &second), SWEEP_GPU_SHARED);
+    cr_assert(first == 2 && second == 4, "ranks %d and %d", first, second);
+
+    ranks[5].group = 1; /* a third rank on n2's 0000:1A:00.0, of rank 1's group */
+    ranks[5].bus_id[6] = 'A';
+    cr_assert_eq(sweep_gpu_shared(ranks, 6, &first, &second), SWEEP_GPU_SHARED);
+    cr_assert(first == 2 && second == 4, "ranks %d and %d", first, second);
+
+    ranks[5] = (sweep_gpu_record){1, "n1", "0000:1B:00.0"}; /* on rank 1's GPU, same group */
+    cr_assert_eq(sweep_gpu_shared(ranks, 6, &first, &second), SWEEP_GPU_SHARED_IN_GROUP);
+    cr_assert(first == 1 && second == 5, "ranks %d and %d", first, second);
 }

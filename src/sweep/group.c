@@ -244,6 +244,12 @@ void sweep_world_allgather_text(sweep_world *w, const char *mine, char *all, siz
               "MPI_Allgather");
 }
 
+void sweep_world_allgather_bytes(sweep_world *w, const void *mine, void *all, size_t each) {
+    (void)w;
+    check_mpi(MPI_Allgather(mine, (int)each, MPI_BYTE, all, (int)each, MPI_BYTE, MPI_COMM_WORLD),
+              "MPI_Allgather");
+}
+
 void sweep_group_gather(sweep_world *w, const void *mine, void *all, size_t each) {
     check_mpi(MPI_Gather(mine, (int)each, MPI_BYTE, all, (int)each, MPI_BYTE, 0,
                          parts_of(w)->group_comm),
@@ -382,6 +388,10 @@ void sweep_group_broadcast(sweep_world *w, void *buffer, size_t bytes) {
     (void)bytes;
 }
 void sweep_world_allgather_text(sweep_world *w, const char *mine, char *all, size_t each) {
+    (void)w;
+    memcpy(all, mine, each);
+}
+void sweep_world_allgather_bytes(sweep_world *w, const void *mine, void *all, size_t each) {
     (void)w;
     memcpy(all, mine, each);
 }

@@ -70,6 +70,8 @@ void sweep_world_barrier(sweep_world *w);
 void sweep_group_broadcast(sweep_world *w, void *buffer, size_t bytes);
 /* Gathers a fixed-size string from every rank of the world onto all ranks. */
 void sweep_world_allgather_text(sweep_world *w, const char *mine, char *all, size_t each);
+/* Gathers `each` bytes from every rank of the world onto all ranks, rank by rank. */
+void sweep_world_allgather_bytes(sweep_world *w, const void *mine, void *all, size_t each);
 /* Gathers `each` bytes from every rank of the group onto the group's rank 0, rank by rank
  * (all is read only there). */
 void sweep_group_gather(sweep_world *w, const void *mine, void *all, size_t each);

@@ -334,7 +334,7 @@ static int sweep_load_data(sweep_state *s) {
 static int sweep_form_groups(sweep_state *s) {
     sweep_world *w = &s->world;
     sweep_world_split(w, s->cfg.ranks_per_run, s->plan.count);
-    sweep_comm_setup(s);
+    if (sweep_comm_setup(s)) return 2;
     gather_group_hosts(s);
     s->all_hosts = bneck_calloc((size_t)w->size, HOST_TEXT);
     s->all_devices = bneck_calloc((size_t)w->size, DEVICE_TEXT);

@@ -87,9 +87,19 @@ run_start sweep_inspect_run_file(const sweep_state *s, const planned_run *run, c
 int sweep_print_plan(const sweep_state *s);
 
 /* A run group's gradient sums (sweep_comm.c): NCCL where the group trains on GPUs, MPI
- * otherwise. setup is collective over the group and ends the job, naming the rank, when
- * NCCL cannot start or the group mixes GPUs and CPUs. */
-void sweep_comm_setup(sweep_state *s);
+ * otherwise. setup is collective over the world and ends the job, naming the rank, when
+ * NCCL cannot start or the group mixes GPUs and CPUs; it returns 2 (every rank, after
+ * rank 0 said why) when two ranks of a group landed on one GPU, else 0. */
+int sweep_comm_setup(sweep_state *s);
+
+/* One rank's GPU, as every rank gathers it: its run group, host and PCI bus id (empty on
+ * a CPU). sweep_gpu_shared finds the first two ranks on one GPU, of one group if any. */
+typedef struct sweep_gpu_record {
+    int group;
+    char host[64], bus_id[32];
+} sweep_gpu_record;
+enum { SWEEP_GPU_ALONE = 0, SWEEP_GPU_SHARED = 1, SWEEP_GPU_SHARED_IN_GROUP = 2 };
+int sweep_gpu_shared(const sweep_gpu_record *ranks, int count, int *first, int *second);
 train_comm sweep_comm_of_group(sweep_world *w);
 void sweep_comm_teardown(void);
 

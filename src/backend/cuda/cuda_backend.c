@@ -138,6 +138,13 @@ int cuda_backend_device(char *name, size_t capacity) {
     return cuda_ctx.device;
 }
 
+void cuda_backend_pci_bus_id(char *text, size_t capacity) {
+    cuda_require_init("cuda_backend_pci_bus_id");
+    char id[64] = "";
+    CUDA_CHECK(cudaDeviceGetPCIBusId(id, (int)sizeof id, cuda_ctx.device));
+    if (text && capacity) snprintf(text, capacity, "%s", id);
+}
+
 void cuda_backend_set_deterministic(int on) { cuda_ctx.deterministic = on != 0; }
 int cuda_backend_deterministic(void) { return cuda_ctx.deterministic; }
 

@@ -39,6 +39,9 @@ const char *cuda_backend_versions(void);
  * scheduler gives each its own CUDA_VISIBLE_DEVICES) and its name ("NVIDIA H200") in
  * name. Call after cuda_backend_init. */
 int cuda_backend_device(char *name, size_t capacity);
+/* The GPU in use by its PCI bus id ("0000:65:00.0"): the same physical GPU has the same id
+ * in every process of a node, whatever CUDA_VISIBLE_DEVICES each one was given. */
+void cuda_backend_pci_bus_id(char *text, size_t capacity);
 
 /* Deterministic mode: only convolution algorithms cuDNN marks deterministic, picked by
  * its heuristics rather than by timing (timings differ between runs, and so would the
