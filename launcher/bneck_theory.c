@@ -47,7 +47,11 @@ static void usage(FILE *out) {
             "patterns A..E built by the model builder, with parameters counted the Keras way\n"
             "(4 per BatchNorm channel), trainable parameters, the study's pseudo-FLOPs and\n"
             "true MACs per image, and A's pseudo-FLOPs and MACs divided by the pattern's\n"
-            "(the saving; 1 for A). In csv, alpha is 1 for the plain pattern A.\n"
+            "(the saving; 1 for A). Step bytes: the activation bytes per image a training\n"
+            "step moves op by op, each op reading its operands once and writing its result\n"
+            "once in fp32 (forward x, y; backward dy, x, dx; weights left out), the floor of\n"
+            "memory traffic where activations do not stay in cache (a GPU at this size), and\n"
+            "A's divided by the pattern's. In csv, alpha is 1 for the plain pattern A.\n"
             "  --input-channels N           image channels (default 3, CIFAR-10; 1 for Fashion-MNIST)\n"
             "  --pool-branch keras|pytorch  BatchNorm+ReLU after the pool branch's 1x1 conv\n"
             "                               (keras, default) or a bare conv (pytorch)\n"
@@ -202,6 +206,7 @@ enum { PATTERN_COUNT = 5 };
 
 typedef struct pattern_rows {
     model_counts counts[PATTERN_COUNT];
+    int64_t traffic[PATTERN_COUNT]; /* model_activation_traffic */
 } pattern_rows;
 
 static const column pattern_columns[] = {
@@ -214,6 +219,8 @@ static const column pattern_columns[] = {
     {"MACs", "macs", 0},
     {"A/pseudo-FLOPs", "a_over_pseudo_flops", 0},
     {"A/MACs", "a_over_macs", 0},
+    {"step bytes", "step_activation_bytes", 0},
+    {"A/bytes", "a_over_step_activation_bytes", 0},
 };
 
 static void pattern_cell(const void *context, long row, int col, output_format format,
@@ -239,7 +246,9 @@ static void pattern_cell(const void *context, long row, int col, output_format f
     case 7:
         format_ratio((double)plain->pseudo_flops / (double)counts->pseudo_flops, format, buffer);
         break;
-    default: format_ratio((double)plain->macs / (double)counts->macs, format, buffer); break;
+    case 8: format_ratio((double)plain->macs / (double)counts->macs, format, buffer); break;
+    case 9: format_count(rows->traffic[row], format, buffer); break;
+    default: format_ratio((double)rows->traffic[0] / (double)rows->traffic[row], format, buffer);
     }
 }
 
@@ -377,6 +386,7 @@ int main(int argc, char **argv) {
             bneck_error err;
             if (model_build(&built, &spec, &err) != 0) usage_error(err.message);
             rows.counts[i] = built.counts;
+            rows.traffic[i] = model_activation_traffic(&built);
         }
         if (model_study_patterns[0].mode != 1)
             BNECK_FAIL("pattern %s is not the plain pattern the savings are relative to",

@@ -100,3 +100,32 @@ Test(model_counts, concat_slices_tile_each_module_output) {
     /* every module concatenates its branches: a model without slices checked nothing */
     cr_expect_geq(slices, 5, "%d layers write a slice of a module's output", slices);
 }
+
+/* The activation bytes a step moves op by op (model_activation_traffic), pinned; two
+ * properties that hold whatever the pinned numbers: B and E move the same bytes (a
+ * branch of width f over C input channels moves C + 5f planes forward in both: B's
+ * 1x1 to f/2, BN, kxk to f, BN; E's 1x1 to f/4, BN, kxk, BN, 1x1 to f, BN), and A, which
+ * has no reduce convolutions to group, moves as much grouped as separate. */
+Test(model_counts, activation_traffic_pinned_b_equals_e_and_grouping_changes_only_reduces) {
+    static const int64_t bytes[5] = {14298192, 14953552, 13519952, 17820752, 14953552};
+    static model separate;
+    int64_t computed[5];
+    for (int i = 0; i < 5; i++) {
+        model_spec spec = {study[i].mode, study[i].alpha, 3, POOL_BRANCH_KERAS,
+                           MODEL_LAYERS_GROUPED};
+        cr_assert_eq(model_build(&built, &spec, NULL), 0);
+        const int64_t grouped = computed[i] = model_activation_traffic(&built);
+        cr_expect_eq(grouped, bytes[i], "pattern %s: %lld bytes", model_study_patterns[i].name,
+                     (long long)grouped);
+        spec.grouping = MODEL_LAYERS_SEPARATE;
+        cr_assert_eq(model_build(&separate, &spec, NULL), 0);
+        const int64_t apart = model_activation_traffic(&separate);
+        if (study[i].mode == 1)
+            cr_expect_eq(apart, grouped, "A separate: %lld bytes", (long long)apart);
+        else /* three 1x1 convolutions read the module input where one did */
+            cr_expect_gt(apart, grouped, "pattern %s separate: %lld bytes",
+                         model_study_patterns[i].name, (long long)apart);
+    }
+    cr_expect_eq(computed[1], computed[4], "B %lld bytes, E %lld", (long long)computed[1],
+                 (long long)computed[4]);
+}

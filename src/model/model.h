@@ -105,6 +105,15 @@ int model_build(model *m, const model_spec *spec, bneck_error *err);
  * group's width): that number, and the layer in *widest (NULL when m has no convolution). */
 size_t model_widest_convolution(const model *m, const layer **widest);
 
+/* Bytes of activations per image that a training step moves when each op, as bneck lays
+ * them out (grouped layers included), reads its operands from memory once and writes its
+ * result once, in fp32: forward, x in and y out; backward, dy and what the op saved in
+ * (x; nothing for the average pools; the maxima's positions, a byte each, for the max
+ * pools, which the forward pass writes) and dx out (not for the input image). Weights,
+ * and the gradient sums of a tensor read by two ops, are left out. A lower bound for
+ * op-by-op training where activations do not fit in cache, as on a GPU at this size. */
+int64_t model_activation_traffic(const model *m);
+
 /* 0 when alpha (>= 1) splits every Inception module's branches, else -1 with err saying
  * which module and why; the configuration checks it where the value was given. */
 int model_alpha_check(int alpha, bneck_error *err);
