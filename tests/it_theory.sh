@@ -69,13 +69,22 @@ rows=$(tail -n +2 <<<"$patterns_csv" | wc -l)
 
 # csv must hold plain integers, never thousands separators.
 grep -q '"' <<<"$patterns_csv" && fail "csv has quoted fields" || pass "csv fields unquoted"
-awk -F, 'NR > 1 && NF != 9 { bad = 1 } END { exit bad }' <<<"$patterns_csv" \
-    && pass "every csv row has 9 fields" || fail "a csv row does not have 9 fields"
+awk -F, 'NR > 1 && NF != 11 { bad = 1 } END { exit bad }' <<<"$patterns_csv" \
+    && pass "every csv row has 11 fields" || fail "a csv row does not have 11 fields"
 
 # E saves 7.97x the pseudo-FLOPs of A (231091200 / 28986368).
 saving=$(csv_field "$patterns_csv" E a_over_pseudo_flops)
 awk -v s="$saving" 'BEGIN { exit !(s > 7.9724 && s < 7.9725) }' \
     && pass "E a_over_pseudo_flops = $saving" || fail "E a_over_pseudo_flops: got '$saving', want 7.97241"
+
+# ... but moves about as many activation bytes per step (model_activation_traffic).
+bytes=$(csv_field "$patterns_csv" E step_activation_bytes)
+[[ "$bytes" == 14953552 ]] && pass "E step_activation_bytes = $bytes" \
+    || fail "E step_activation_bytes: got '$bytes', want 14953552"
+saving=$(csv_field "$patterns_csv" E a_over_step_activation_bytes)
+awk -v s="$saving" 'BEGIN { exit !(s > 0.9561 && s < 0.9563) }' \
+    && pass "E a_over_step_activation_bytes = $saving" \
+    || fail "E a_over_step_activation_bytes: got '$saving', want 0.95618"
 
 echo "running: $program --patterns --format csv --pool-branch pytorch"
 pytorch_csv=$("$program" --patterns --format csv --pool-branch pytorch)
