@@ -392,24 +392,30 @@ size_t model_widest_convolution(const model *m, const layer **widest) {
     return largest;
 }
 
+int64_t layer_activation_traffic(const model *m, const layer *l, int backward) {
+    if (l->group_member) return 0; /* its group's first layer moves the group's bytes */
+    const int group = l->group_out_channels;
+    const int out_channels = group ? group : l->out.channels;
+    const int in_channels = group && l->kind == LAYER_BATCHNORM ? group : l->in.channels;
+    const int64_t in = (int64_t)in_channels * l->in.side * l->in.side;
+    const int64_t out = (int64_t)out_channels * l->out.side * l->out.side;
+    const int64_t floats_bytes = (int64_t)sizeof(float);
+    if (!backward) /* x in, y out; a max pool writes its maxima's positions, a byte each */
+        return (in + out) * floats_bytes + (l->kind == LAYER_MAXPOOL3 ? out : 0);
+    int64_t floats = out;                               /* dy */
+    if (l->in.region != m->input.region) floats += in; /* dx */
+    if (l->kind == LAYER_MAXPOOL3) return floats * floats_bytes + out; /* the positions */
+    if (l->kind != LAYER_AVGPOOL2 && l->kind != LAYER_GLOBAL_AVGPOOL)
+        floats += in; /* x, for the weight gradient or the normalisation */
+    return floats * floats_bytes;
+}
+
 int64_t model_activation_traffic(const model *m) {
-    int64_t floats = 0, bytes = 0;
-    for (int i = 0; i < m->layer_count; i++) {
-        const layer *l = &m->layers[i];
-        if (l->group_member) continue;
-        const int group = l->group_out_channels;
-        const int out_channels = group ? group : l->out.channels;
-        const int in_channels = group && l->kind == LAYER_BATCHNORM ? group : l->in.channels;
-        const int64_t in = (int64_t)in_channels * l->in.side * l->in.side;
-        const int64_t out = (int64_t)out_channels * l->out.side * l->out.side;
-        floats += in + out + out; /* forward x and y; backward dy */
-        if (l->in.region != m->input.region) floats += in; /* dx */
-        if (l->kind == LAYER_MAXPOOL3)
-            bytes += 2 * out; /* positions written, then read */
-        else if (l->kind != LAYER_AVGPOOL2 && l->kind != LAYER_GLOBAL_AVGPOOL)
-            floats += in; /* x again, for the weight gradient or the normalisation */
-    }
-    return floats * (int64_t)sizeof(float) + bytes;
+    int64_t bytes = 0;
+    for (int i = 0; i < m->layer_count; i++)
+        bytes += layer_activation_traffic(m, &m->layers[i], 0) +
+                 layer_activation_traffic(m, &m->layers[i], 1);
+    return bytes;
 }
 
 int model_alpha_check(int alpha, bneck_error *err) {

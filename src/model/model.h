@@ -113,6 +113,9 @@ size_t model_widest_convolution(const model *m, const layer **widest);
  * and the gradient sums of a tensor read by two ops, are left out. A lower bound for
  * op-by-op training where activations do not fit in cache, as on a GPU at this size. */
 int64_t model_activation_traffic(const model *m);
+/* One layer's share of it, forward (backward 0) or backward: 0 for a group's members,
+ * whose bytes the group's first layer moves. */
+int64_t layer_activation_traffic(const model *m, const layer *l, int backward);
 
 /* 0 when alpha (>= 1) splits every Inception module's branches, else -1 with err saying
  * which module and why; the configuration checks it where the value was given. */

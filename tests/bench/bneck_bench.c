@@ -93,7 +93,16 @@ static double op_step_flops(const model *m, int index, int batch) {
     return 2.0 * macs * batch * (with_dx ? 3 : 2);
 }
 
-/* GFLOP/s of `flops` in `seconds` as text, or "" when there is nothing to rate. */
+/* Activation bytes a step of `batch` images moves through layer i, forward and backward
+ * (model_activation_traffic's op-by-op floor, to set each op's time against). */
+static double op_step_bytes(const model *m, int i, int batch) {
+    const layer *l = &m->layers[i];
+    return (double)batch *
+           (double)(layer_activation_traffic(m, l, 0) + layer_activation_traffic(m, l, 1));
+}
+
+/* GFLOP/s (or GB/s) of `flops` (bytes) in `seconds` as text, or "" when there is nothing
+ * to rate. */
 static void format_rate(char *out, size_t capacity, double flops, double seconds) {
     if (flops > 0 && seconds > 0) snprintf(out, capacity, "%.1f", flops / seconds / 1e9);
     else if (capacity) out[0] = '\0';
@@ -146,9 +155,11 @@ static void profile_steps(network *net, float *adam_m, float *adam_v, int steps,
     double layers_fwd = 0, layers_bwd = 0;
     char kinds[16][32];
     double kind_seconds[16][2], kind_flops[16]; /* flops per step (op_step_flops) */
+    double kind_bytes[16];                      /* bytes per step (op_step_bytes) */
     int kind_count = 0;
     memset(kind_seconds, 0, sizeof kind_seconds);
     memset(kind_flops, 0, sizeof kind_flops);
+    memset(kind_bytes, 0, sizeof kind_bytes);
     for (int i = 0; i < m->layer_count; i++) {
         char kind[32];
         op_kind(kind, sizeof kind, &m->layers[i]);
@@ -161,17 +172,20 @@ static void profile_steps(network *net, float *adam_m, float *adam_v, int steps,
         layers_fwd += profile.seconds[i][0];
         layers_bwd += profile.seconds[i][1];
         kind_flops[k] += op_step_flops(m, i, batch);
+        kind_bytes[k] += op_step_bytes(m, i, batch);
     }
-    printf("# profile of pattern %s: %d steps synchronised after every op, ms per step\n",
+    printf("# profile of pattern %s: %d steps synchronised after every op, ms per step; GB/s:\n"
+           "# activation bytes moved op by op (bneck-theory's step bytes) over the op's time\n",
            name, steps);
-    printf("# %-22s %9s %9s %9s %7s %9s\n", "op", "forward", "backward", "total", "share",
-           "GFLOP/s");
+    printf("# %-22s %9s %9s %9s %7s %9s %7s\n", "op", "forward", "backward", "total", "share",
+           "GFLOP/s", "GB/s");
     for (int k = 0; k < kind_count; k++) {
         const double total = kind_seconds[k][0] + kind_seconds[k][1];
-        char rate[16];
+        char rate[16], bandwidth[16];
         format_rate(rate, sizeof rate, kind_flops[k] * steps, total);
-        printf("# %-22s %9.3f %9.3f %9.3f %6.1f%% %9s\n", kinds[k], kind_seconds[k][0] * ms,
-               kind_seconds[k][1] * ms, total * ms, 100 * total / whole, rate);
+        format_rate(bandwidth, sizeof bandwidth, kind_bytes[k] * steps, total);
+        printf("# %-22s %9.3f %9.3f %9.3f %6.1f%% %9s %7s\n", kinds[k], kind_seconds[k][0] * ms,
+               kind_seconds[k][1] * ms, total * ms, 100 * total / whole, rate, bandwidth);
     }
     const double rest = (forward - layers_fwd) + (backward - layers_bwd);
     printf("# %-22s %9.3f %9s %9.3f %6.1f%%\n", "loss (softmax+xent)", loss * ms, "", loss * ms,
@@ -185,8 +199,8 @@ static void profile_steps(network *net, float *adam_m, float *adam_v, int steps,
     for (int i = 0; i < m->layer_count; i++)
         ranked[i] = (ranked_layer){i, profile.seconds[i][0] + profile.seconds[i][1]};
     qsort(ranked, (size_t)m->layer_count, sizeof ranked[0], compare_ranked);
-    printf("# costliest layers: %-36s %-18s %9s %9s %9s\n", "name", "shape", "forward",
-           "backward", "GFLOP/s");
+    printf("# costliest layers: %-36s %-18s %9s %9s %9s %7s\n", "name", "shape", "forward",
+           "backward", "GFLOP/s", "GB/s");
     if (listed == 0 || listed > m->layer_count) listed = m->layer_count;
     for (int r = 0; r < listed; r++) {
         const int i = ranked[r].index;
@@ -196,10 +210,12 @@ static void profile_steps(network *net, float *adam_m, float *adam_v, int steps,
         snprintf(shape, sizeof shape, "%dx%dx%d->%d%s", l->in.side, l->in.side, l->in.channels,
                  l->group_out_channels ? l->group_out_channels : l->out.channels,
                  l->group_out_channels ? " grp" : "");
-        char rate[16];
+        char rate[16], bandwidth[16];
         format_rate(rate, sizeof rate, op_step_flops(m, i, batch) * steps, ranked[r].total);
-        printf("#   %-52s %-18s %9.3f %9.3f %9s\n", l->name, shape, profile.seconds[i][0] * ms,
-               profile.seconds[i][1] * ms, rate);
+        format_rate(bandwidth, sizeof bandwidth, op_step_bytes(m, i, batch) * steps,
+                    ranked[r].total);
+        printf("#   %-52s %-18s %9.3f %9.3f %9s %7s\n", l->name, shape, profile.seconds[i][0] * ms,
+               profile.seconds[i][1] * ms, rate, bandwidth);
     }
     fflush(stdout);
 }
