@@ -4,7 +4,8 @@
  *
  * The table has one row per pattern of /summary beside the study's published PyTorch
  * numbers (SPEC section 5), the speed-up over them, and the E/A epoch-time ratio against
- * the pseudo-FLOP ratio: the gap between counted work and measured time. */
+ * the pseudo-FLOP ratio (the gap between counted work and measured time) and against the
+ * ratio of activation bytes moved (what the gap follows where memory sets the time). */
 #include <inttypes.h>
 #include <math.h>
 #include <stdint.h>
@@ -17,6 +18,7 @@
 #include "core/cli.h"
 #include "core/error.h"
 #include "core/format.h"
+#include "model/model.h"
 #include "results/report_plot.h"
 #include "results/report_read.h"
 
@@ -36,7 +38,8 @@ static void usage(FILE *out) {
             "GFLOP/s achieved. Beside each of the study's patterns A..E (same mode and alpha) it\n"
             "shows the study's published PyTorch numbers (SPEC section 5) and the speed-up of our\n"
             "s/epoch over theirs; with A and E present, the E/A epoch-time ratio against the\n"
-            "pseudo-FLOP ratio.\n"
+            "pseudo-FLOP ratio, and the ratio of the activation bytes a step moves op by op\n"
+            "(bneck-theory's step bytes).\n"
             "\n"
             "  --format text|markdown|csv  the table's form (default text). csv is the table alone,\n"
             "                              medians and sds in separate columns, no separators in\n"
@@ -380,6 +383,22 @@ static void config_setting(const report_sweep *sweep, const char *key, char *out
     }
 }
 
+/* The activation bytes per image a training step of the pattern moves op by op
+ * (model_activation_traffic: bneck-theory's step bytes), for the input channels and pool
+ * branch of the sweep's settings (CIFAR-10's 3 channels and Keras's branch where they do
+ * not say); 0 when the pattern cannot be built. */
+static int64_t step_bytes_of(const report_sweep *sweep, const report_pattern *p) {
+    char dataset[64], pool_branch[16];
+    config_setting(sweep, "dataset", dataset, sizeof dataset);
+    config_setting(sweep, "pool_branch", pool_branch, sizeof pool_branch);
+    const model_spec spec = {p->mode, p->alpha, dataset[0] && strcmp(dataset, "cifar10") ? 1 : 3,
+                             strcmp(pool_branch, "pytorch") == 0 ? POOL_BRANCH_PYTORCH
+                                                                 : POOL_BRANCH_KERAS,
+                             MODEL_LAYERS_GROUPED};
+    static model built; /* large: keep it off the stack */
+    return model_build(&built, &spec, NULL) == 0 ? model_activation_traffic(&built) : 0;
+}
+
 static void write_notes(FILE *out, output_format format, const report_sweep *sweep) {
     const char *ddof = attribute_or(sweep, REPORT_ATTR_SD_DDOF, "1");
     const char *bullet = format == FORMAT_MARKDOWN ? "- " : "";
@@ -413,6 +432,16 @@ static void write_notes(FILE *out, output_format format, const report_sweep *swe
             "than A and its epochs are %.2fx %s (the study's PyTorch epoch-time ratio: %.3f).\n",
             bullet, time_ratio, flop_ratio, 1 / flop_ratio, change,
             time_ratio <= 1 ? "shorter" : "longer", study_ratio);
+    /* ... and how many bytes it moves: what sets the time where arithmetic does not */
+    const int64_t a_bytes = step_bytes_of(sweep, a), e_bytes = step_bytes_of(sweep, e);
+    if (a_bytes > 0 && e_bytes > 0)
+        fprintf(out,
+                "%sE/A: step-bytes ratio %.3f: op by op, a training step of E moves %.2fx the "
+                "activation bytes per image of A's (%.2f against %.2f MB; bneck-theory "
+                "--patterns): where memory traffic or the op count sets the time, its fewer "
+                "FLOPs save little.\n",
+                bullet, (double)e_bytes / (double)a_bytes, (double)e_bytes / (double)a_bytes,
+                (double)e_bytes / 1e6, (double)a_bytes / 1e6);
 }
 
 static void write_report(FILE *out, output_format format, const char *path,

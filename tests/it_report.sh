@@ -168,6 +168,10 @@ rows=$(awk '$1 ~ /^[A-E]$/ && $2 ~ /^[0-9]$/' <<<"$text" | wc -l)
 [[ "$text" == *"epoch-time ratio 0.724 vs pseudo-FLOP ratio 0.125"* ]] \
     && pass "text has the E/A epoch-time vs pseudo-FLOP ratio" \
     || fail "text lacks 'epoch-time ratio 0.724 vs pseudo-FLOP ratio 0.125'"
+# ... and E's step bytes over A's (bneck-theory --patterns: 14953552 / 14298192, CIFAR-10).
+[[ "$text" == *"step-bytes ratio 1.046"*"(14.95 against 14.30 MB"* ]] \
+    && pass "text has the E/A step-bytes ratio" \
+    || fail "text lacks 'step-bytes ratio 1.046 ... (14.95 against 14.30 MB'"
 
 # --- the plots, in the default place: next to the sweep file ---------------------------
 png_signature="89 50 4e 47 0d 0a 1a 0a"
