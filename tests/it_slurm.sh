@@ -7,6 +7,8 @@
 #     present once and no epoch lost beyond the ones in progress;
 #  3. a plain scancel mid-run ends the job for good (not requeued), leaving what it
 #     committed for the next sbatch.
+# 1 and 2 start the ranks with the script's default launcher (srun --mpi=pmix, which
+# forwards the USR2 to them), 3 with BNECK_LAUNCHER=mpirun.
 # usage: it_slurm.sh BUILD_DIR SOURCE_DIR
 set -euo pipefail
 build=$(cd "$1" && pwd)
@@ -62,22 +64,23 @@ INI
 
 # The script's GPU request is for GPU clusters; this node has none, so the test overrides it
 # on the command line, as a user of a CPU partition would.
-submit() {
-  local output=$1; shift
+submit() { # launcher (srun or mpirun) output [section.key=value ...]
+  local launcher=$1 output=$2; shift 2
   sbatch --parsable --gpus-per-task=0 --ntasks-per-node=2 --cpus-per-task=1 --time=20 \
     --output="$work/slurm-%j.out" \
-    --export=ALL,BNECK_LAUNCHER=mpirun,BNECK_BIN="$build/bin",OMPI_ALLOW_RUN_AS_ROOT=1,OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1,OMPI_MCA_rmaps_base_oversubscribe=1 \
+    --export=ALL,BNECK_LAUNCHER="$launcher",BNECK_BIN="$build/bin",OMPI_ALLOW_RUN_AS_ROOT=1,OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1,OMPI_MCA_rmaps_base_oversubscribe=1 \
     "$source_dir/slurm/sweep.sh" "$work/sweep.ini" run.output="$output" "$@"
 }
 
 cd "$source_dir"
 # --- 1. a sweep that completes ---------------------------------------------------------
-job=$(submit "$work/plain")
+job=$(submit srun "$work/plain")
 echo "sbatch: submitted job $job"
 squeue
 state=$(wait_job_done "$job" 600)
 scontrol show job "$job" | grep -E "JobState|ExitCode|Restarts" || true
-if [ "$state" = COMPLETED ] && [ -f "$work/plain/sweep.h5" ]; then ok "sbatch slurm/sweep.sh completed (job $job)"
+if [ "$state" = COMPLETED ] && [ -f "$work/plain/sweep.h5" ] && grep -q "launcher srun" "$work/slurm-$job.out"; then
+  ok "sbatch slurm/sweep.sh completed (job $job, ranks started by srun --mpi=pmix)"
 else cat "$work/slurm-$job.out" || true; bad "plain sweep job ended $state"; fi
 /usr/bin/python3 - "$work/plain/sweep.h5" "$job" <<'PY' && ok "sweep.h5 of job $job: 4 complete runs, Slurm job id and rank map recorded" || bad "sweep.h5 of the plain job"
 import sys, h5py
@@ -93,7 +96,7 @@ print("job", f.attrs["slurm_job_id"], "nodes", f.attrs["slurm_nodelist"], "ranks
 PY
 
 # --- 2. signalled mid-run, requeued, resumed ----------------------------------------------
-job=$(submit "$work/preempted" train.epochs=6)
+job=$(submit srun "$work/preempted" train.epochs=6)
 echo "sbatch: submitted job $job"
 wait_for_run_file "$work/preempted" # signalled mid-sweep, mid-run
 sleep 2
@@ -149,7 +152,7 @@ cd "$work/preempted" && "$build/bin/bneck-report" sweep.h5 --no-plots || bad "bn
 
 # --- 3. scancel mid-run: the job ends cancelled, not requeued; the output stays resumable ---
 cd "$source_dir"
-job=$(submit "$work/cancelled" train.epochs=6)
+job=$(submit mpirun "$work/cancelled" train.epochs=6)
 echo "sbatch: submitted job $job"
 wait_for_run_file "$work/cancelled"
 scancel "$job"
