@@ -77,6 +77,7 @@ part() {
     # the parts run most important first, so what the budget leaves out is the optional
     # tail: said, but not a failure
     say "$(printf '%-8s %-44s %s' SKIPPED "$name" "(time budget spent)")"
+    : >"$log" # empty, so that what reads it finds nothing rather than no file
     skipped=$((skipped + 1))
     return 124
   fi
@@ -151,21 +152,25 @@ else
   say "python   no Python with PyTorch found (python3, /opt/*/bin/python3): PyTorch timings skipped"
 fi
 
+# Whether there is a GPU is bneck's probe's to say (the CUDA runtime's device count);
+# nvidia-smi only describes it, and a container may lack it.
 gpu=0
+gpu_name=""
 if timeout 30 nvidia-smi >"$out/nvidia-smi.txt" 2>&1; then
   timeout 20 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,power.limit \
     --format=csv >>"$out/nvidia-smi.txt" 2>&1
   gpu_name=$(timeout 20 nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1)
-  [ -n "$gpu_name" ] && gpu=1
-else
-  gpu_name=""
 fi
 probe=""
 if command -v test_gpu_ops >/dev/null; then
   probe=$(timeout 60 test_gpu_ops --verbose --filter 'gpu_ops/probe_reports_the_runtime_message' 2>&1 |
     grep -o 'probe: .*' | head -n 1)
 fi
-if [ "$gpu" -eq 0 ] || [[ $probe == "probe: -1"* ]] || [[ $probe == "probe: 0 "* ]]; then
+if [[ $probe =~ ^probe:\ ([1-9][0-9]*) ]]; then
+  gpu=1
+  [ -n "$gpu_name" ] || gpu_name="(no nvidia-smi) ${probe#probe: }"
+fi
+if [ "$gpu" -eq 0 ]; then
   say "NO GPU   nvidia-smi: $(head -n 1 "$out/nvidia-smi.txt" 2>/dev/null || echo 'not run'); bneck ${probe:-probe not run}"
   {
     echo "No usable GPU on $(hostname): nothing was measured."
@@ -186,7 +191,9 @@ fi
 part "test_gpu_ops (GPU vs CPU oracle)" 210 "$out/test_gpu_ops.log" \
   test_gpu_ops --verbose --jobs 4
 say "         $(grep -a 'Synthesis' "$out/test_gpu_ops.log" | tail -n 1)"
-grep -aE '^\[(FAIL|----)\]|Assertion|CRASH|fatal' "$out/test_gpu_ops.log" | head -n 40 >"$out/test_gpu_ops.failures.txt"
+# failures only: Criterion's [----] lines are its info lines too, unless they name a file:line
+grep -aE '^\[FAIL\]|Assertion|CRASH|fatal|^\[----\] .*:[0-9]+: ' "$out/test_gpu_ops.log" |
+  head -n 40 >"$out/test_gpu_ops.failures.txt"
 
 # ---- (c), (d) the timings -------------------------------------------------------------------
 bench_args=(--device cuda --patterns ABCDE --steps "$steps" --warmup "$warmup" --batch 128)
@@ -409,7 +416,7 @@ fi
 say "done in $((SECONDS - started))s; $failures part(s) failed or timed out, $skipped left out for time; files in $out"
 # The device tool returns few files: keep the table and the summary, pack every log.
 (cd "$out" && tar czf logs.tar.gz --exclude=logs.tar.gz --exclude=results.txt \
-  --exclude=summary.txt ./* && find . -maxdepth 1 -type f ! -name logs.tar.gz \
-  ! -name results.txt ! -name summary.txt -delete)
+  --exclude=results.csv --exclude=summary.txt ./* && find . -maxdepth 1 -type f \
+  ! -name logs.tar.gz ! -name results.txt ! -name results.csv ! -name summary.txt -delete)
 [ "$failures" -eq 0 ] || exit 1
 exit 0
