@@ -389,9 +389,6 @@ static int usable(const conv_plan *plan, conv_direction direction, const candida
     return !(strict_fp32(plan) && c->math == CUDNN_TENSOR_OP_MATH);
 }
 
-/* Fills the choice with the usable candidates for one layout, in order of preference:
- * cuDNN's order, except that strict fp32 takes those cuDNN ran with FMA math first. The
- * list stays empty when cuDNN has nothing for that layout. */
 /* Keeps cuDNN's status and last-error text as the choice's reason to move on. */
 static void note_refusal(algorithm_choice *choice, const char *what, cudnnStatus_t status) {
     char detail[256];
@@ -400,6 +397,9 @@ static void note_refusal(algorithm_choice *choice, const char *what, cudnnStatus
              cudnnGetErrorString(status), detail[0] ? ": " : "", detail);
 }
 
+/* Fills the choice with the usable candidates for one layout, in order of preference:
+ * cuDNN's order, except that strict fp32 takes those cuDNN ran with FMA math first. The
+ * list stays empty when cuDNN has nothing for that layout. */
 static void load_candidates(conv_plan *plan, conv_direction direction, conv_layout layout) {
     algorithm_choice *choice = &plan->choice[direction];
     choice->layout = layout;
