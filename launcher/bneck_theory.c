@@ -51,7 +51,10 @@ static void usage(FILE *out) {
             "step moves op by op, each op reading its operands once and writing its result\n"
             "once in fp32 (forward x, y; backward dy, x, dx; weights left out), the floor of\n"
             "memory traffic where activations do not stay in cache (a GPU at this size), and\n"
-            "A's divided by the pattern's. In csv, alpha is 1 for the plain pattern A.\n"
+            "A's divided by the pattern's. Ops: the ops a forward pass runs (convolutions,\n"
+            "BatchNorm+ReLU, pools, dense; a group of layers run as one op counts once), as\n"
+            "many again backward: where each costs a launch, the third cost beside FLOPs and\n"
+            "bytes. In csv, alpha is 1 for the plain pattern A.\n"
             "  --input-channels N           image channels (default 3, CIFAR-10; 1 for Fashion-MNIST)\n"
             "  --pool-branch keras|pytorch  BatchNorm+ReLU after the pool branch's 1x1 conv\n"
             "                               (keras, default) or a bare conv (pytorch)\n"
@@ -207,6 +210,7 @@ enum { PATTERN_COUNT = 5 };
 typedef struct pattern_rows {
     model_counts counts[PATTERN_COUNT];
     int64_t traffic[PATTERN_COUNT]; /* model_activation_traffic */
+    int ops[PATTERN_COUNT];         /* ops a forward pass runs (layer groups count once) */
 } pattern_rows;
 
 static const column pattern_columns[] = {
@@ -221,6 +225,7 @@ static const column pattern_columns[] = {
     {"A/MACs", "a_over_macs", 0},
     {"step bytes", "step_activation_bytes", 0},
     {"A/bytes", "a_over_step_activation_bytes", 0},
+    {"ops", "ops_per_pass", 0},
 };
 
 static void pattern_cell(const void *context, long row, int col, output_format format,
@@ -248,7 +253,8 @@ static void pattern_cell(const void *context, long row, int col, output_format f
         break;
     case 8: format_ratio((double)plain->macs / (double)counts->macs, format, buffer); break;
     case 9: format_count(rows->traffic[row], format, buffer); break;
-    default: format_ratio((double)rows->traffic[0] / (double)rows->traffic[row], format, buffer);
+    case 10: format_ratio((double)rows->traffic[0] / (double)rows->traffic[row], format, buffer); break;
+    default: snprintf(buffer, CELL_MAX, "%d", rows->ops[row]);
     }
 }
 
@@ -387,6 +393,7 @@ int main(int argc, char **argv) {
             if (model_build(&built, &spec, &err) != 0) usage_error(err.message);
             rows.counts[i] = built.counts;
             rows.traffic[i] = model_activation_traffic(&built);
+            rows.ops[i] = model_ops_per_pass(&built);
         }
         if (model_study_patterns[0].mode != 1)
             BNECK_FAIL("pattern %s is not the plain pattern the savings are relative to",

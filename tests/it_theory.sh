@@ -69,8 +69,8 @@ rows=$(tail -n +2 <<<"$patterns_csv" | wc -l)
 
 # csv must hold plain integers, never thousands separators.
 grep -q '"' <<<"$patterns_csv" && fail "csv has quoted fields" || pass "csv fields unquoted"
-awk -F, 'NR > 1 && NF != 11 { bad = 1 } END { exit bad }' <<<"$patterns_csv" \
-    && pass "every csv row has 11 fields" || fail "a csv row does not have 11 fields"
+awk -F, 'NR > 1 && NF != 12 { bad = 1 } END { exit bad }' <<<"$patterns_csv" \
+    && pass "every csv row has 12 fields" || fail "a csv row does not have 12 fields"
 
 # E saves 7.97x the pseudo-FLOPs of A (231091200 / 28986368).
 saving=$(csv_field "$patterns_csv" E a_over_pseudo_flops)
@@ -85,6 +85,9 @@ saving=$(csv_field "$patterns_csv" E a_over_step_activation_bytes)
 awk -v s="$saving" 'BEGIN { exit !(s > 0.9561 && s < 0.9563) }' \
     && pass "E a_over_step_activation_bytes = $saving" \
     || fail "E a_over_step_activation_bytes: got '$saving', want 0.95618"
+# ... in more ops: 59 a forward pass against A's 34 (grouped layers).
+ops="$(csv_field "$patterns_csv" A ops_per_pass) $(csv_field "$patterns_csv" E ops_per_pass)"
+[[ "$ops" == "34 59" ]] && pass "A and E ops_per_pass = $ops" || fail "ops_per_pass of A and E: got '$ops', want '34 59'"
 
 echo "running: $program --patterns --format csv --pool-branch pytorch"
 pytorch_csv=$("$program" --patterns --format csv --pool-branch pytorch)

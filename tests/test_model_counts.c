@@ -129,3 +129,19 @@ Test(model_counts, activation_traffic_pinned_b_equals_e_and_grouping_changes_onl
     cr_expect_eq(computed[1], computed[4], "B %lld bytes, E %lld", (long long)computed[1],
                  (long long)computed[4]);
 }
+
+/* The ops a forward pass runs (bneck-theory's ops column): a layer group runs as one, so
+ * grouping cuts A from 49 to 34 and E from 89 to 59 (README, GPUs). */
+Test(model_counts, ops_per_pass_grouped_and_separate) {
+    static const int grouped_ops[5] = {34, 39, 39, 59, 59}, separate_ops[5] = {49, 69, 69, 89, 89};
+    for (int i = 0; i < 5; i++)
+        for (int grouping = 0; grouping < 2; grouping++) {
+            model_spec spec = {study[i].mode, study[i].alpha, 3, POOL_BRANCH_KERAS,
+                               grouping ? MODEL_LAYERS_SEPARATE : MODEL_LAYERS_GROUPED};
+            cr_assert_eq(model_build(&built, &spec, NULL), 0);
+            int ops = 0;
+            for (int l = 0; l < built.layer_count; l++) ops += !built.layers[l].group_member;
+            cr_expect_eq(ops, grouping ? separate_ops[i] : grouped_ops[i], "pattern %s %s: %d ops",
+                         model_study_patterns[i].name, grouping ? "separate" : "grouped", ops);
+        }
+}

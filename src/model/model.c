@@ -410,6 +410,12 @@ int64_t layer_activation_traffic(const model *m, const layer *l, int backward) {
     return floats * floats_bytes;
 }
 
+int model_ops_per_pass(const model *m) {
+    int ops = 0;
+    for (int i = 0; i < m->layer_count; i++) ops += !m->layers[i].group_member;
+    return ops;
+}
+
 int64_t model_activation_traffic(const model *m) {
     int64_t bytes = 0;
     for (int i = 0; i < m->layer_count; i++)

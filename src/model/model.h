@@ -117,6 +117,10 @@ int64_t model_activation_traffic(const model *m);
  * whose bytes the group's first layer moves. */
 int64_t layer_activation_traffic(const model *m, const layer *l, int backward);
 
+/* The ops a forward pass runs, a layer group counting once (as many run backward): the
+ * launches a step costs beside its FLOPs and bytes. */
+int model_ops_per_pass(const model *m);
+
 /* 0 when alpha (>= 1) splits every Inception module's branches, else -1 with err saying
  * which module and why; the configuration checks it where the value was given. */
 int model_alpha_check(int alpha, bneck_error *err);
