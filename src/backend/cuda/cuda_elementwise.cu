@@ -96,6 +96,15 @@ __global__ void softmax_xent_kernel(softmax_totals *totals, float *dlogits, cons
     }
 }
 
+/* The totals, copied to the host once the stream has reached them. */
+static softmax_totals totals_from_device(const softmax_totals *device_totals) {
+    softmax_totals totals;
+    CUDA_CHECK(cudaMemcpyAsync(&totals, device_totals, sizeof totals, cudaMemcpyDeviceToHost,
+                               cuda_ctx.stream));
+    CUDA_CHECK(cudaStreamSynchronize(cuda_ctx.stream));
+    return totals;
+}
+
 extern "C" float cuda_softmax_xent(float *dlogits, int *correct, const float *logits,
                                    const uint8_t *labels, float grad_scale, int batch,
                                    int classes) {
@@ -106,10 +115,12 @@ extern "C" float cuda_softmax_xent(float *dlogits, int *correct, const float *lo
     softmax_xent_kernel<<<1, softmax_threads, 0, cuda_ctx.stream>>>(
         device_totals, dlogits, logits, labels, grad_scale, batch, classes, 0);
     CUDA_CHECK_LAUNCH();
-    double loss = 0.0, hits = 0.0;
-    cuda_loss_totals_read((const double *)device_totals, &loss, &hits);
-    if (correct) *correct = (int)hits;
-    return (float)(loss / batch);
+    const softmax_totals totals = totals_from_device(device_totals);
+    if (totals.bad_labels > 0.0)
+        CUDA_FAIL("cuda_softmax_xent: %.0f of %d labels were not below the %d classes",
+                  totals.bad_labels, batch, classes);
+    if (correct) *correct = (int)totals.correct;
+    return (float)(totals.loss / batch);
 }
 
 static_assert(sizeof(softmax_totals) == CUDA_LOSS_TOTALS * sizeof(double),
@@ -127,10 +138,7 @@ extern "C" void cuda_softmax_xent_device(double *device_totals, float *dlogits,
 
 extern "C" void cuda_loss_totals_read(const double *device_totals, double *loss_sum,
                                       double *correct) {
-    softmax_totals totals;
-    CUDA_CHECK(cudaMemcpyAsync(&totals, device_totals, sizeof totals, cudaMemcpyDeviceToHost,
-                               cuda_ctx.stream));
-    CUDA_CHECK(cudaStreamSynchronize(cuda_ctx.stream));
+    const softmax_totals totals = totals_from_device((const softmax_totals *)device_totals);
     if (totals.bad_labels > 0.0)
         CUDA_FAIL("softmax cross-entropy: %.0f labels were not below the class count",
                   totals.bad_labels);
