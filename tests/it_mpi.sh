@@ -12,3 +12,19 @@ timeout 600 mpirun --oversubscribe -n 2 "$build/tests/mpi_data_parallel"
 # then groups of two over the default transport.
 timeout 300 mpirun --oversubscribe --mca osc pt2pt -n 4 "$build/tests/mpi_sweep_board" 1
 timeout 300 mpirun --oversubscribe -n 4 "$build/tests/mpi_sweep_board" 2
+# A fatal error on one rank stops the others (MPI_Abort) even where the launcher would not:
+# here mpirun is told not to abort on a non-zero exit, as a plain srun does not.
+set +e
+timeout 60 mpirun --oversubscribe --mca orte_abort_on_non_zero_status 0 -n 2 \
+  "$build/tests/mpi_fail_aborts" > "$build/tests/mpi_fail_aborts.log" 2>&1
+status=$?
+set -e
+if [ "$status" -ne 0 ] && [ "$status" -ne 124 ] &&
+  grep -q "rank 1 fails on purpose" "$build/tests/mpi_fail_aborts.log" &&
+  ! grep -q "passed the barrier" "$build/tests/mpi_fail_aborts.log"; then
+  echo "mpi_fail_aborts: a BNECK_FAIL on rank 1 stopped rank 0 too (exit $status)"
+else
+  cat "$build/tests/mpi_fail_aborts.log"
+  echo "mpi_fail_aborts: FAILED: exit $status (124: rank 0 was left waiting)"
+  exit 1
+fi

@@ -19,6 +19,10 @@ int bneck_error_set(bneck_error *err, const char *format, ...) {
     return -1;
 }
 
+static void (*fail_exit)(int status);
+
+void bneck_fail_exit_set(void (*exit_with)(int status)) { fail_exit = exit_with; }
+
 void bneck_fail_at(const char *file, int line, const char *format, ...) {
     char message[BNECK_ERROR_TEXT];
     va_list args;
@@ -28,6 +32,9 @@ void bneck_fail_at(const char *file, int line, const char *format, ...) {
     /* the source file from src/ on: the build machine's checkout path says nothing */
     const char *source = strstr(file, "/src/");
     log_fatal("%s:%d: %s", source ? source + 1 : file, line, message);
+    void (*exit_with)(int) = fail_exit;
+    fail_exit = NULL; /* a failure on the way out ends with exit(1) */
+    if (exit_with) exit_with(1);
     exit(1);
 }
 

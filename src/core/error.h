@@ -24,9 +24,16 @@ typedef struct bneck_error {
 int bneck_error_set(bneck_error *err, const char *format, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* Prints "file:line: message" as a fatal error and ends the process: by the function
+ * bneck_fail_exit_set gave, if any, else exit(1). */
 noreturn void bneck_fail_at(const char *file, int line, const char *format, ...)
     __attribute__((format(printf, 3, 4)));
 #define BNECK_FAIL(...) bneck_fail_at(__FILE__, __LINE__, __VA_ARGS__)
+
+/* How bneck_fail_at ends the process after printing (NULL: exit(1)): a sweep of several
+ * ranks stops them all (MPI_Abort) rather than leave the others waiting in a collective
+ * for the one that left (sweep_world_init sets it; sweep_world_finalize clears it). */
+void bneck_fail_exit_set(void (*exit_with)(int status));
 
 /* malloc/calloc/realloc that never return NULL (they fail with file:line instead). */
 void *bneck_malloc_at(size_t bytes, const char *file, int line);

@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "core/hash.h"
+#include "core/log.h"
 
 #ifdef BNECK_HAVE_MPI
 #include <mpi.h>
@@ -39,11 +40,31 @@ static void check_mpi(int code, const char *what) {
     BNECK_FAIL("%s failed: %s", what, text);
 }
 
+/* The world a fatal error (BNECK_FAIL) on this rank aborts, so that the other ranks do not
+ * wait for it in a collective: mpirun and srun --kill-on-bad-exit would stop them, a plain
+ * srun would not. */
+static sweep_world *world_to_abort;
+
+static void abort_world(int status) {
+    sweep_world *w = world_to_abort;
+    world_to_abort = NULL;
+    if (w) sweep_world_abort(w, status);
+}
+
 void sweep_world_init(sweep_world *w, int *argc, char ***argv) {
     memset(w, 0, sizeof *w);
     int initialised = 0;
     MPI_Initialized(&initialised);
-    if (!initialised) check_mpi(MPI_Init(argc, argv), "MPI_Init");
+    /* only the main thread calls MPI; OpenMP's threads and the stop watcher (stop.c) never
+     * do: MPI_THREAD_FUNNELED, which the standard asks for as soon as there are threads */
+    int provided = MPI_THREAD_SINGLE;
+    if (!initialised)
+        check_mpi(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
+    else
+        MPI_Query_thread(&provided);
+    if (provided < MPI_THREAD_FUNNELED)
+        log_warn("this MPI gives threads level %d, less than MPI_THREAD_FUNNELED (%d) that a "
+                 "process with OpenMP threads needs", provided, MPI_THREAD_FUNNELED);
     /* Errors come back as codes we turn into messages naming the rank and host. */
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     MPI_Comm_rank(MPI_COMM_WORLD, &w->rank);
@@ -55,6 +76,8 @@ void sweep_world_init(sweep_world *w, int *argc, char ***argv) {
     MPI_Comm_size(node, &w->local_size);
     MPI_Comm_free(&node);
     gethostname(w->host, sizeof w->host - 1);
+    world_to_abort = w;
+    bneck_fail_exit_set(abort_world);
     w->impl = bneck_calloc(1, sizeof(mpi_parts));
     w->group_size = 1;
     w->groups = w->size;
@@ -100,6 +123,8 @@ void sweep_world_finalize(sweep_world *w) {
         free(p);
         w->impl = NULL;
     }
+    bneck_fail_exit_set(NULL);
+    world_to_abort = NULL;
     MPI_Finalize();
 }
 
@@ -351,7 +376,9 @@ void sweep_world_finalize(sweep_world *w) {
 
 void sweep_world_abort(sweep_world *w, int status) {
     (void)w;
-    exit(status);
+    fflush(stdout);
+    fflush(stderr);
+    _exit(status); /* not exit: see the MPI build's (HDF5's exit handler after a failed write) */
 }
 
 int sweep_next_ticket(sweep_world *w) { return (int)((single_parts *)w->impl)->ticket++; }
