@@ -346,7 +346,9 @@ static int sweep_form_groups(sweep_state *s) {
     return check_ranks_agree(s);
 }
 
-/* Rank 0 takes OUTPUT (its lock, record and runs/ directory). 0, or 2 (every rank). */
+/* Rank 0 takes OUTPUT (its lock, record and runs/ directory) and reads what earlier
+ * sessions left of each run, before the collective after which groups take runs (and
+ * could finish one, to be counted twice). 0, or 2 (every rank). */
 static int sweep_take_output(sweep_state *s) {
     bneck_error err;
     int failed = 0;
@@ -355,6 +357,9 @@ static int sweep_take_output(sweep_state *s) {
         fprintf(stderr, "bneck-sweep: %s\n", err.message);
         failed = 1;
     }
+    if (s->world.rank == 0 && !failed)
+        for (int i = 0; i < s->plan.count; i++)
+            s->plan.runs[i].epochs_held = sweep_run_file_epochs_held(s, &s->plan.runs[i]);
     return sweep_world_any(&s->world, failed) ? 2 : 0;
 }
 
@@ -373,9 +378,6 @@ static int sweep_train_all(sweep_state *s) {
              "%s: %d training / %d validation images, output %s",
              s->plan.count, w->size, w->groups, w->group_size, s->backend->name, cpu_threads(),
              s->cfg.dataset, s->train_set.count, s->val_set.count, s->cfg.output);
-    if (w->rank == 0) /* before any run is handed out: what earlier sessions left */
-        for (int i = 0; i < s->plan.count; i++)
-            s->plan.runs[i].epochs_held = sweep_run_file_epochs_held(s, &s->plan.runs[i]);
     int stopped = 0;
     for (;;) {
         /* The group agrees before taking a run, so a stop never strands a teammate; a stop
