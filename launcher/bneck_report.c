@@ -18,6 +18,7 @@
 #include "core/cli.h"
 #include "core/error.h"
 #include "core/format.h"
+#include "data/dataset.h"
 #include "model/model.h"
 #include "results/report_plot.h"
 #include "results/report_read.h"
@@ -391,7 +392,7 @@ static int64_t step_bytes_of(const report_sweep *sweep, const report_pattern *p)
     char dataset[64], pool_branch[16];
     config_setting(sweep, "dataset", dataset, sizeof dataset);
     config_setting(sweep, "pool_branch", pool_branch, sizeof pool_branch);
-    const model_spec spec = {p->mode, p->alpha, dataset[0] && strcmp(dataset, "cifar10") ? 1 : 3,
+    const model_spec spec = {p->mode, p->alpha, dataset[0] ? dataset_channels(dataset) : 3,
                              strcmp(pool_branch, "pytorch") == 0 ? POOL_BRANCH_PYTORCH
                                                                  : POOL_BRANCH_KERAS,
                              MODEL_LAYERS_GROUPED};

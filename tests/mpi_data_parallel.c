@@ -60,11 +60,7 @@ static dataset make_dataset(int count, uint64_t seed) {
 int main(int argc, char **argv) {
     sweep_world world;
     sweep_world_init(&world, &argc, &argv);
-    if (world.size != 2) {
-        if (world.rank == 0) fprintf(stderr, "mpi_data_parallel: run with mpirun -n 2\n");
-        sweep_world_finalize(&world);
-        return 2;
-    }
+    if (expect_job_shape(&world, world.size == 2, "mpirun -n 2")) return 2;
     sweep_world_split(&world, 2, 1);
     cpu_set_threads(1);
     train_comm comm = sweep_group_comm(&world);

@@ -9,14 +9,13 @@
 #include "core/error.h"
 #include "sweep/group.h"
 
+#define MPI_TEST_NAME "mpi_fail_aborts"
+#include "mpi_expect.h"
+
 int main(int argc, char **argv) {
     sweep_world world;
     sweep_world_init(&world, &argc, &argv);
-    if (world.size != 2) {
-        if (world.rank == 0) fprintf(stderr, "mpi_fail_aborts: run with mpirun -n 2\n");
-        sweep_world_finalize(&world);
-        return 2;
-    }
+    if (expect_job_shape(&world, world.size == 2, "mpirun -n 2")) return 2;
     if (world.rank == 1) BNECK_FAIL("mpi_fail_aborts: rank 1 fails on purpose");
     sweep_world_barrier(&world); /* rank 0: never passed, rank 1 never comes */
     fprintf(stderr, "mpi_fail_aborts: rank %d passed the barrier\n", world.rank);

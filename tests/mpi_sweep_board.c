@@ -75,12 +75,9 @@ int main(int argc, char **argv) {
     sweep_world_init(&world, &argc, &argv);
     sweep_world *w = &world;
     const int ranks_per_run = argc > 1 ? atoi(argv[1]) : 1;
-    if (w->size != 4 || (ranks_per_run != 1 && ranks_per_run != 2)) {
-        if (w->rank == 0)
-            fprintf(stderr, "mpi_sweep_board: run with mpirun -n 4, argument 1 or 2\n");
-        sweep_world_finalize(w);
+    if (expect_job_shape(w, w->size == 4 && (ranks_per_run == 1 || ranks_per_run == 2),
+                         "mpirun -n 4, argument 1 or 2"))
         return 2;
-    }
     sweep_world_split(w, ranks_per_run, RUNS);
     expect(w->groups == 4 / ranks_per_run && w->group == w->rank / ranks_per_run &&
                w->group_size == ranks_per_run && w->group_rank == w->rank % ranks_per_run,

@@ -29,6 +29,8 @@ void dataset_truncate(dataset *d, int limit) {
     if (labels) d->labels = labels;
 }
 
+int dataset_channels(const char *name) { return strcmp(name, "cifar10") == 0 ? 3 : 1; }
+
 int dataset_load(dataset *train, dataset *val, const char *name, const char *dir,
                  bneck_error *err) {
     memset(train, 0, sizeof *train);

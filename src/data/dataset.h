@@ -38,6 +38,10 @@ int fashion_mnist_load(dataset *train, dataset *val, const char *dir, bneck_erro
 int dataset_join_path(char *out, size_t out_size, const char *dir, const char *file,
                       bneck_error *err);
 
+/* The image channels of a dataset by name: 3 for "cifar10", 1 for "fashion-mnist" (what a
+ * plan and a model need before, or without, loading it). */
+int dataset_channels(const char *name);
+
 /* Loads by name: "cifar10" or "fashion-mnist". */
 int dataset_load(dataset *train, dataset *val, const char *name, const char *dir,
                  bneck_error *err);

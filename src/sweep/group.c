@@ -263,12 +263,6 @@ void sweep_group_broadcast(sweep_world *w, void *buffer, size_t bytes) {
     }
 }
 
-void sweep_world_allgather_text(sweep_world *w, const char *mine, char *all, size_t each) {
-    (void)w;
-    check_mpi(MPI_Allgather(mine, (int)each, MPI_CHAR, all, (int)each, MPI_CHAR, MPI_COMM_WORLD),
-              "MPI_Allgather");
-}
-
 void sweep_world_allgather_bytes(sweep_world *w, const void *mine, void *all, size_t each) {
     (void)w;
     check_mpi(MPI_Allgather(mine, (int)each, MPI_BYTE, all, (int)each, MPI_BYTE, MPI_COMM_WORLD),
@@ -414,10 +408,6 @@ void sweep_group_broadcast(sweep_world *w, void *buffer, size_t bytes) {
     (void)buffer;
     (void)bytes;
 }
-void sweep_world_allgather_text(sweep_world *w, const char *mine, char *all, size_t each) {
-    (void)w;
-    memcpy(all, mine, each);
-}
 void sweep_world_allgather_bytes(sweep_world *w, const void *mine, void *all, size_t each) {
     (void)w;
     memcpy(all, mine, each);
@@ -446,4 +436,9 @@ int sweep_group_holds_same(sweep_world *w, const void *data, size_t bytes) {
     uint64_t lowest, highest;
     sweep_group_min_max(w, hash_bytes(HASH_START, data, bytes), &lowest, &highest);
     return lowest == highest;
+}
+
+/* Text is bytes to MPI: one gather for both builds. */
+void sweep_world_allgather_text(sweep_world *w, const char *mine, char *all, size_t each) {
+    sweep_world_allgather_bytes(w, mine, all, each);
 }

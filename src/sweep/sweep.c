@@ -297,7 +297,7 @@ static int sweep_configure(sweep_state *s, int argc, char **argv) {
 
     /* A plan needs only the input channels, so --dry-run works before the data is fetched,
      * and a plan or OUTPUT the sweep would refuse is refused before the data is loaded. */
-    s->in_channels = strcmp(s->cfg.dataset, "cifar10") == 0 ? 3 : 1;
+    s->in_channels = dataset_channels(s->cfg.dataset);
     if (sweep_plan_build(&s->plan, &s->cfg, s->in_channels, &err))
         snprintf(refusal, sizeof refusal, "%s: %s", s->options.config_path, err.message);
     if (any_rank_refused(w, refusal[0] ? refusal : NULL)) return 2;

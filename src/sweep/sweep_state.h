@@ -96,7 +96,7 @@ int sweep_comm_setup(sweep_state *s);
  * a CPU). sweep_gpu_shared finds the first two ranks on one GPU, of one group if any. */
 typedef struct sweep_gpu_record {
     int group;
-    char host[64], bus_id[32];
+    char host[HOST_TEXT], bus_id[32];
 } sweep_gpu_record;
 enum { SWEEP_GPU_ALONE = 0, SWEEP_GPU_SHARED = 1, SWEEP_GPU_SHARED_IN_GROUP = 2 };
 int sweep_gpu_shared(const sweep_gpu_record *ranks, int count, int *first, int *second);

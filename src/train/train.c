@@ -12,6 +12,12 @@
 
 static int ranks_of(const trainer *t) { return t->comm.ranks > 0 ? t->comm.ranks : 1; }
 
+/* Where rank `rank`'s contiguous share of `images` begins (rank = ranks: their end); the
+ * shares differ by at most one image. */
+static int share_start(int images, int rank, int ranks) {
+    return (int)((long)images * rank / ranks);
+}
+
 /* --- gradient sums overlapped with the backward pass ------------------------------------ */
 
 /* Floats per gradient part: large enough that each allreduce is bandwidth-bound, small
@@ -111,8 +117,8 @@ int trainer_create(trainer *t, const config *cfg, const model_spec *spec, const 
     const int val_batch = cfg->val_batch < val_set->count ? cfg->val_batch : val_set->count;
     t->max_local_batch = (train_batch + ranks - 1) / ranks;
     /* as train_step cuts a full batch: with uneven shares some ranks take one image less */
-    const long rank = t->comm.rank, batch = train_batch;
-    t->full_local_batch = (int)(batch * (rank + 1) / ranks - batch * rank / ranks);
+    t->full_local_batch = share_start(train_batch, t->comm.rank + 1, ranks) -
+                          share_start(train_batch, t->comm.rank, ranks);
     if (check_convolution_sizes(&m, backend, t->max_local_batch, val_batch, err)) return -1;
     const int max_batch = t->max_local_batch > val_batch ? t->max_local_batch : val_batch;
     if (network_create(&t->net, &m, backend, max_batch, err)) return -1;
@@ -329,8 +335,8 @@ static void train_step(trainer *t, int step, double lr, epoch_progress *progress
     const int batch = t->cfg->batch, ranks = ranks_of(t), rank = t->comm.rank;
     const int begin = step * batch;
     const int global = d->count - begin < batch ? d->count - begin : batch;
-    const int first = begin + (int)((long)global * rank / ranks);
-    const int local = begin + (int)((long)global * (rank + 1) / ranks) - first;
+    const int first = begin + share_start(global, rank, ranks);
+    const int local = begin + share_start(global, rank + 1, ranks) - first;
 
     const double t0 = timer_now();
     if (local > 0) load_batch(t, d, t->order + first, local, t->epochs_done, t->cfg->augment);
@@ -406,8 +412,8 @@ void trainer_evaluate(trainer *t, double *loss, double *accuracy) {
     const dataset *d = t->val_set;
     const int ranks = ranks_of(t), rank = t->comm.rank;
     /* Each rank scores a contiguous share of the validation set. */
-    const int first = (int)((long)d->count * rank / ranks);
-    const int last = (int)((long)d->count * (rank + 1) / ranks);
+    const int first = share_start(d->count, rank, ranks);
+    const int last = share_start(d->count, rank + 1, ranks);
     int *indices = bneck_malloc((size_t)(cfg->val_batch > 0 ? cfg->val_batch : 1) * sizeof(int));
     double totals[3] = {0.0, 0.0, 0.0};
     for (int begin = first; begin < last; begin += cfg->val_batch) {
